@@ -1,0 +1,1 @@
+"""edgebus: geo-distributed, compliance-aware data for Python workflows on Apache Kafka."""

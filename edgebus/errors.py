@@ -1,0 +1,152 @@
+"""One error hierarchy for edgebus.
+
+Every error says what went wrong and what to do next. ``retriable`` tells a caller
+whether the same call may succeed later without any change (a broker that is still
+starting) or will fail again until something is changed (a bad config key).
+
+The messages of :class:`InfrastructureUnavailable` ("No edge infrastructure
+available: ...") and :class:`ComplianceViolation` ("Compliance violation: cannot
+place data ...") are part of the public API: the spec's troubleshooting guide quotes
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ArtifactResolutionFailed",
+    "BrokerExited",
+    "ComplianceViolation",
+    "ConfigError",
+    "DecodeError",
+    "EdgebusError",
+    "InfrastructureUnavailable",
+    "InvalidInput",
+    "JavaMissing",
+    "LauncherError",
+    "MavenMissing",
+    "PortInUse",
+    "TopicLayoutMismatch",
+    "UnknownRegion",
+    "UnsupportedConsistency",
+]
+
+
+class EdgebusError(Exception):
+    """Root of every error edgebus raises on purpose."""
+
+    retriable: bool = False
+    #: exit code the CLI uses for this error (2: the input must change; 1: the system)
+    exit_code: int = 1
+
+
+class InvalidInput(EdgebusError):
+    """The caller's input is wrong; nothing was written. Change the input and retry."""
+
+    exit_code = 2
+
+
+class ConfigError(InvalidInput):
+    """An edge_config value or key is wrong."""
+
+
+class UnknownRegion(InvalidInput):
+    """A region name that the configuration does not know."""
+
+    def __init__(self, region: str, known: Sequence[str]) -> None:
+        self.region = region
+        self.known = tuple(known)
+        hint = _nearest(region, self.known)
+        super().__init__(
+            f"Unknown region {region!r}{hint}. Known regions: {', '.join(self.known)}. "
+            "Add it to discovery.locations in your edge_config or pick a known one."
+        )
+
+
+class UnsupportedConsistency(InvalidInput):
+    """A consistency level this operation cannot provide."""
+
+
+class ComplianceViolation(InvalidInput):
+    """Data cannot be placed in any region its classification allows.
+
+    Raised before anything is written: a refused write changes nothing.
+    """
+
+    def __init__(
+        self,
+        classification: Sequence[str],
+        zones_required: Sequence[str],
+        regions_considered: Sequence[str],
+        reason: str,
+    ) -> None:
+        self.classification = tuple(classification)
+        self.zones_required = tuple(zones_required)
+        self.regions_considered = tuple(regions_considered)
+        self.reason = reason
+        classes = ", ".join(self.classification) or "unclassified"
+        zones = ", ".join(self.zones_required) or "none"
+        regions = ", ".join(self.regions_considered) or "none"
+        super().__init__(
+            f"Compliance violation: cannot place data classified {classes}: {reason}. "
+            f"Zones required: {zones}. Regions considered: {regions}. "
+            "Verify that compliance.zones maps the required zones to regions you run, "
+            "or write the data with a classification those regions allow."
+        )
+
+
+class DecodeError(EdgebusError):
+    """A record that is not a valid edgebus event (wrong magic, unknown schema, bad body)."""
+
+
+class InfrastructureUnavailable(EdgebusError):
+    """No Kafka broker answered. The message starts "No edge infrastructure available"."""
+
+    retriable = True
+
+    def __init__(self, detail: str, addresses: Sequence[str] = ()) -> None:
+        self.addresses = tuple(addresses)
+        tried = f" (tried {', '.join(self.addresses)})" if self.addresses else ""
+        super().__init__(
+            f"No edge infrastructure available: {detail}{tried}. "
+            "Start a local Kafka with `edgebus kafka up`, or point EDGEBUS_BOOTSTRAP "
+            "(or kafka.bootstrap in your edge_config) at a running broker."
+        )
+
+
+class TopicLayoutMismatch(EdgebusError):
+    """A regional topic exists with a layout edgebus cannot use (e.g. partition count)."""
+
+
+class LauncherError(EdgebusError):
+    """The local Kafka launcher could not do what was asked."""
+
+
+class JavaMissing(LauncherError):
+    """Java 17 or newer is needed to run the local Kafka broker."""
+
+
+class MavenMissing(LauncherError):
+    """Maven is needed to fetch the Kafka jars from Maven Central."""
+
+
+class ArtifactResolutionFailed(LauncherError):
+    """Maven could not resolve the Kafka artifacts."""
+
+    retriable = True
+
+
+class PortInUse(LauncherError):
+    """A port the launcher was asked to use is taken."""
+
+
+class BrokerExited(LauncherError):
+    """A broker process exited while starting or running."""
+
+
+def _nearest(word: str, candidates: Sequence[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
