@@ -30,6 +30,7 @@ __all__ = [
     "TopicLayoutMismatch",
     "UnknownRegion",
     "UnsupportedConsistency",
+    "WriteFailed",
 ]
 
 
@@ -150,3 +151,13 @@ def _nearest(word: str, candidates: Sequence[str]) -> str:
 
     match = difflib.get_close_matches(word, list(candidates), n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class WriteFailed(EdgebusError):
+    """Kafka did not acknowledge a write after the producer's retries.
+
+    The event may or may not have been appended: retry with the same ``event_id``
+    semantics in mind (consumers deduplicate by event id).
+    """
+
+    retriable = True

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from edgebus.cli import kafka
+from edgebus.cli import bench, kafka
+from edgebus.cli.demo import demo
+from edgebus.cli.tail import tail
+from edgebus.cli.write import write
 
 __all__ = ["app", "main"]
 
@@ -26,6 +29,10 @@ def _root(
 
 
 app.add_typer(kafka.app, name="kafka")
+app.add_typer(bench.app, name="bench")
+app.command("write")(write)
+app.command("tail")(tail)
+app.command("demo")(demo)
 
 
 def main() -> None:

@@ -1,0 +1,42 @@
+# The two commands a new user needs:
+#   make demo   - set everything up, start a local Kafka, run the quick-start demo, stop
+#   make test   - set everything up, run lint, types and the whole test suite on real Kafka
+# Set-up (a venv in .venv, the package and its test tools, the Kafka jars from Maven
+# Central into ~/.cache/edgebus) happens on first use and is skipped after.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(BIN)/edgebus kafka fetch
+
+demo: setup
+	$(BIN)/edgebus demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgebus tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: setup lint typecheck
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit tests/property
+
+bench: setup
+	$(BIN)/edgebus bench produce
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,490 @@
+"""The producer SDK: ``async with EdgeBus(config) as bus: await bus.write(key, data)``.
+
+A write is classified (explicit class, field names, values), placed (compliance zones,
+preferred and excluded locations, replication factor, edge strategy), stamped (event
+id, hybrid logical clock, the session's causal dependencies), encoded (Avro
+single-object value plus routing headers) and appended to ``edgebus.<home>.events``
+with an idempotent producer and ``acks=all``. Nothing touches Kafka before the write is
+known to be valid and compliant: a refused write changes nothing.
+
+Many concurrent writes share one producer per Kafka cluster and are batched by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from edgebus.config import EdgeConfig, load_config
+from edgebus.core.classification import classify
+from edgebus.core.envelope import (
+    CURRENT_SCHEMA_VERSION,
+    MAX_KEY_BYTES,
+    EventEnvelope,
+    Operation,
+    new_event_id,
+)
+from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
+from edgebus.core.placement import Placement, PlacementRequest, place
+from edgebus.core.session import SessionToken
+from edgebus.core.vector_clock import Position
+from edgebus.errors import (
+    EdgebusError,
+    InfrastructureUnavailable,
+    InvalidInput,
+    UnsupportedConsistency,
+    WriteFailed,
+)
+from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.topics import ensure_topics, events_topic
+from edgebus.wire.event_codec import EncodedEvent, encode_event, encode_payload
+
+__all__ = ["EdgeBus", "EdgeBusSync", "PreparedWrite", "WriteReceipt"]
+
+log = logging.getLogger("edgebus.edge")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WriteReceipt:
+    """What Kafka acknowledged for one write.
+
+    ``session_token`` covers this write and everything the writer's session had seen:
+    pass it to a later read or write (any process) for read-your-writes.
+    """
+
+    event_id: str
+    key: str
+    region: str
+    topic: str
+    partition: int
+    offset: int
+    placement: tuple[str, ...]
+    classification: tuple[str, ...]
+    hlc: HLCTimestamp
+    session: SessionToken
+    rerouted: bool
+
+    @property
+    def session_token(self) -> str:
+        """The session token as a string, to pass to another process or service."""
+        return self.session.encode()
+
+    @property
+    def position(self) -> Position:
+        """Where the event sits in its origin topic."""
+        return Position(self.region, self.partition, self.offset)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form."""
+        return {
+            "event_id": self.event_id,
+            "key": self.key,
+            "region": self.region,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "placement": list(self.placement),
+            "classification": list(self.classification),
+            "hlc": {"wall_ms": self.hlc.wall_ms, "logical": self.hlc.logical},
+            "session_token": self.session_token,
+            "rerouted": self.rerouted,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedWrite:
+    """A write that passed every check, encoded and ready to send."""
+
+    event: EventEnvelope
+    encoded: EncodedEvent
+    topic: str
+    placement: Placement
+    dependencies: SessionToken
+
+
+class EdgeBus:
+    """Asynchronous producer SDK. Use as ``async with EdgeBus(config) as bus``."""
+
+    def __init__(
+        self,
+        config: EdgeConfig | Mapping[str, Any] | str | None = None,
+        *,
+        client_id: str | None = None,
+    ) -> None:
+        self.config = load_config(config)
+        self.client_id = client_id or f"edgebus-{new_event_id()[:8]}"
+        self._rules = self.config.compliance.rules()
+        self._known_classes = frozenset(
+            {"public", *self.config.compliance.data_classifications}
+        )
+        self._clusters = resolve_clusters(self.config)
+        self._producers: dict[str, AIOKafkaProducer] = {}
+        self._ready: dict[str, asyncio.Task[AIOKafkaProducer]] = {}
+        self._hlc = HybridLogicalClock()
+        self._session = SessionToken.empty()
+        self._placements: dict[tuple[Any, ...], Placement] = {}
+        self._closed = False
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Configured regions, in order."""
+        return self.config.regions
+
+    @property
+    def clusters(self) -> Mapping[str, str]:
+        """Region -> Kafka bootstrap address."""
+        return dict(self._clusters)
+
+    @property
+    def session(self) -> SessionToken:
+        """Everything this bus has written: its session token."""
+        return self._session
+
+    async def __aenter__(self) -> EdgeBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect to every region's cluster; fail only if none answers."""
+        bootstraps = sorted(set(self._clusters.values()))
+        results = await asyncio.gather(
+            *(self._producer(b) for b in bootstraps), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if len(failures) == len(results):
+            first = failures[0]
+            if isinstance(first, EdgebusError):
+                raise first
+            raise InfrastructureUnavailable(str(first), bootstraps) from first
+
+    async def close(self) -> None:
+        """Flush pending writes and disconnect."""
+        self._closed = True
+        for task in self._ready.values():
+            if not task.done():
+                task.cancel()
+        producers, self._producers = list(self._producers.values()), {}
+        self._ready.clear()
+        await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+
+    def plan(
+        self,
+        key: str,
+        data: Any,
+        *,
+        region: str | None = None,
+        classification: str | Sequence[str] | None = None,
+        replication_factor: int | None = None,
+        preferred_locations: Sequence[str] = (),
+        exclude_locations: Sequence[str] = (),
+        compliance_zones: Sequence[str] = (),
+        edge_strategy: str | None = None,
+    ) -> Placement:
+        """Classify and place without writing: where would this write go?"""
+        if not isinstance(key, str) or not key:
+            raise InvalidInput("key must be a non-empty string")
+        if region is not None and region not in self.config.regions:
+            from edgebus.errors import UnknownRegion
+
+            raise UnknownRegion(region, self.config.regions)
+        found = classify(
+            data,
+            classification,
+            default=self._rules.default_classification,
+            known_classes=self._known_classes,
+        )
+        strategy = edge_strategy or self.config.edge_strategy
+        if strategy not in ("lowest_latency", "balanced", "compliance_first"):
+            raise InvalidInput(
+                f"edge_strategy {strategy!r} is not one of lowest_latency, balanced, "
+                "compliance_first"
+            )
+        # place() is pure: the same inputs always get the same placement, and the key
+        # matters only to the balanced strategy, so most writes hit this cache.
+        cache_key = (
+            found.classes,
+            region,
+            tuple(preferred_locations),
+            tuple(exclude_locations),
+            tuple(compliance_zones),
+            replication_factor,
+            strategy,
+            key if strategy == "balanced" else "",
+        )
+        placement = self._placements.get(cache_key)
+        if placement is None:
+            placement = place(
+                self._rules,
+                PlacementRequest(
+                    regions=self.config.regions,
+                    classes=found.classes,
+                    home=region,
+                    preferred=cache_key[2],
+                    excluded=cache_key[3],
+                    compliance_zones=cache_key[4],
+                    replication_factor=replication_factor,
+                    strategy=strategy,  # type: ignore[arg-type]
+                    key=cache_key[7],
+                ),
+            )
+            if len(self._placements) >= 4096:
+                self._placements.clear()
+            self._placements[cache_key] = placement
+        if self.config.debug or log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "placed key=%s classes=%s findings=%s zones=%s allowed=%s -> %s%s",
+                key,
+                sorted(found.classes),
+                [f"{f.path}:{f.rule}" for f in found.findings],
+                placement.zones_required,
+                placement.allowed,
+                placement.regions,
+                " (rerouted)" if placement.rerouted else "",
+            )
+        return placement
+
+    def prepare_write(
+        self,
+        key: str,
+        data: Any,
+        *,
+        region: str | None = None,
+        classification: str | Sequence[str] | None = None,
+        operation: str | Operation = Operation.SET,
+        consistency: str = "eventual",
+        replication_factor: int | None = None,
+        preferred_locations: Sequence[str] = (),
+        exclude_locations: Sequence[str] = (),
+        compliance_zones: Sequence[str] = (),
+        edge_strategy: str | None = None,
+        session: SessionToken | str | None = None,
+    ) -> PreparedWrite:
+        """Validate, classify, place, stamp and encode a write without sending it.
+
+        Raises every error a write can raise before touching Kafka; :meth:`write`
+        is this plus the send.
+        """
+        if self._closed:
+            raise InvalidInput("this EdgeBus is closed: create a new one")
+        if consistency not in ("eventual", "causal"):
+            raise UnsupportedConsistency(
+                f"consistency {consistency!r} is not available for EdgeBus.write: use "
+                "'eventual' or 'causal' (both append to the home region and replicate "
+                "asynchronously; 'causal' orders the write after the session token). "
+                "bounded_staleness is a read level; strong writes go through the saga "
+                "coordinator."
+            )
+        try:
+            op = Operation(operation)
+        except ValueError:
+            choices = ", ".join(o.value for o in Operation)
+            raise InvalidInput(f"operation {operation!r} is not one of {choices}") from None
+        placement = self.plan(
+            key,
+            data,
+            region=region,
+            classification=classification,
+            replication_factor=replication_factor,
+            preferred_locations=preferred_locations,
+            exclude_locations=exclude_locations,
+            compliance_zones=compliance_zones,
+            edge_strategy=edge_strategy,
+        )
+        payload_json = encode_payload(data)
+        deps = self._session
+        if session is not None:
+            token = session if isinstance(session, SessionToken) else SessionToken.decode(session)
+            deps = deps.merge(token)
+        # a str of n characters has at most 4n UTF-8 bytes: encode only long keys
+        if len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise InvalidInput(f"key is longer than {MAX_KEY_BYTES} bytes of UTF-8")
+        if op is Operation.DELETE and data is not None:
+            raise InvalidInput("a delete carries no data: pass data=None")
+        if op is Operation.INCREMENT and (
+            isinstance(data, bool) or not isinstance(data, int | float)
+        ):
+            raise InvalidInput(f"an increment's data must be a number, got {data!r}")
+        # Every field below was produced or checked here (placement by place(), the id
+        # by new_event_id(), the clocks by their own types), so the envelope is built
+        # without re-validation: this runs once per write.
+        event = EventEnvelope.model_construct(
+            event_id=new_event_id(),
+            key=key,
+            operation=op,
+            payload=data,
+            origin_region=placement.home,
+            placement=placement.regions,
+            classification=tuple(sorted(placement.classes)),
+            hlc=self._hlc.now(time.time_ns() // 1_000_000),
+            dependencies=deps.clock,
+            schema_version=CURRENT_SCHEMA_VERSION,
+            writer=self.client_id,
+        )
+        return PreparedWrite(
+            event=event,
+            encoded=encode_event(event, payload_json),
+            topic=events_topic(placement.home),
+            placement=placement,
+            dependencies=deps,
+        )
+
+    async def write(self, key: str, data: Any, **options: Any) -> WriteReceipt:
+        """Append one event to its home region's topic and return Kafka's receipt.
+
+        Options (all keyword): ``region`` (the caller's location_id), ``classification``,
+        ``operation`` (set|delete|increment|append|merge), ``consistency``
+        (eventual|causal), ``replication_factor``, ``preferred_locations``,
+        ``exclude_locations``, ``compliance_zones``, ``edge_strategy``, ``session``.
+        In strict mode a region the data may not live in is refused with
+        ComplianceViolation; otherwise the write is rerouted to a compliant region
+        (``receipt.rerouted``). ``session`` makes this write causally follow
+        everything that token covers.
+        """
+        prepared = self.prepare_write(key, data, **options)
+        event, encoded, topic = prepared.event, prepared.encoded, prepared.topic
+        home = prepared.placement.home
+        producer = await self._producer(self._clusters[home])
+        try:
+            ack = await (
+                await producer.send(topic, encoded.value, key=encoded.key, headers=encoded.headers)
+            )
+        except KafkaError as e:
+            raise WriteFailed(
+                f"Kafka did not acknowledge event {event.event_id} on {topic}: {e}. The event "
+                "may or may not be stored; retrying writes a new event."
+            ) from e
+        position = Position(home, ack.partition, ack.offset)
+        token = prepared.dependencies.after_write(position)
+        # the bus session only grows, so it covers the dependencies taken from it
+        if prepared.dependencies is self._session or not options.get("session"):
+            self._session = self._session.after_write(position)
+        else:
+            self._session = self._session.merge(token)
+        return WriteReceipt(
+            event_id=event.event_id,
+            key=key,
+            region=home,
+            topic=topic,
+            partition=ack.partition,
+            offset=ack.offset,
+            placement=prepared.placement.regions,
+            classification=event.classification,
+            hlc=event.hlc,
+            session=token,
+            rerouted=prepared.placement.rerouted,
+        )
+
+    async def _producer(self, bootstrap: str) -> AIOKafkaProducer:
+        producer = self._producers.get(bootstrap)
+        if producer is not None:
+            return producer
+        task = self._ready.get(bootstrap)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(self._connect(bootstrap))
+            self._ready[bootstrap] = task
+        producer = await asyncio.shield(task)
+        self._producers[bootstrap] = producer
+        return producer
+
+    async def _connect(self, bootstrap: str) -> AIOKafkaProducer:
+        kafka = self.config.kafka
+        regions = [r for r, b in self._clusters.items() if b == bootstrap]
+        await ensure_topics(
+            bootstrap,
+            [events_topic(r) for r in regions],
+            kafka.partitions,
+            kafka.topic_replication_factor,
+            timeout_s=kafka.connect_timeout_s,
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=self.client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=kafka.linger_ms,
+        )
+        try:
+            await asyncio.wait_for(producer.start(), kafka.connect_timeout_s)
+        except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
+            await asyncio.gather(producer.stop(), return_exceptions=True)
+            raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+        return producer
+
+
+class EdgeBusSync:
+    """Blocking facade over :class:`EdgeBus` for scripts: ``with EdgeBusSync() as bus``.
+
+    Runs an event loop on a private thread; every method blocks until done.
+    """
+
+    def __init__(
+        self,
+        config: EdgeConfig | Mapping[str, Any] | str | None = None,
+        *,
+        client_id: str | None = None,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="edgebus-sync", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._bus = self._call(_make_bus(config, client_id))
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def __enter__(self) -> EdgeBusSync:
+        try:
+            self._call(self._bus.start())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def bus(self) -> EdgeBus:
+        """The asynchronous bus underneath."""
+        return self._bus
+
+    def write(self, key: str, data: Any, **options: Any) -> WriteReceipt:
+        """Blocking :meth:`EdgeBus.write`."""
+        return self._call(self._bus.write(key, data, **options))
+
+    def close(self) -> None:
+        """Flush, disconnect and stop the private loop (idempotent)."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self._bus.close())
+        finally:
+            self._stop_loop()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+async def _make_bus(config: Any, client_id: str | None) -> EdgeBus:
+    return EdgeBus(config, client_id=client_id)

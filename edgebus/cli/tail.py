@@ -1,0 +1,151 @@
+"""``edgebus tail``: print a region's events, decoded, with their headers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._output import console, fail, json_mode
+from edgebus.config import EdgeConfig
+from edgebus.errors import EdgebusError, InfrastructureUnavailable, UnknownRegion
+from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.topics import events_topic
+from edgebus.wire.event_codec import decode_event
+from edgebus.wire.headers import decode_headers
+
+__all__ = ["decode_record", "tail"]
+
+
+def tail(
+    ctx: typer.Context,
+    region: str = typer.Option(..., "--region", help="Region whose events topic to read."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Stop after N records."),
+    idle_timeout: float | None = typer.Option(
+        None, "--idle-timeout", min=0.1, help="Stop after this many seconds without a record."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Follow edgebus.<region>.events; with --json, one JSON document per line."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        cfg = load_cli_config(config)
+        if region not in cfg.regions:
+            raise UnknownRegion(region, cfg.regions)
+        asyncio.run(_tail(cfg, region, from_beginning, limit, idle_timeout, as_json))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
+    """A record as a JSON-ready dict: position, key, decoded headers and event."""
+    out: dict[str, Any] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "key": record.key.decode("utf-8", "backslashreplace") if record.key else None,
+    }
+    try:
+        out["headers"] = decode_headers(record.headers)
+        event = decode_event(record.value)
+        out["event"] = {
+            **event.model_dump(exclude={"hlc", "dependencies"}),
+            "hlc": {"wall_ms": event.hlc.wall_ms, "logical": event.hlc.logical},
+            "dependencies": event.dependencies.to_json(),
+        }
+    except EdgebusError as e:
+        out["error"] = str(e)
+    return out
+
+
+async def _records(
+    cfg: EdgeConfig, region: str, from_beginning: bool, idle_timeout: float | None
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    bootstrap = resolve_clusters(cfg)[region]
+    topic = events_topic(region)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), cfg.kafka.connect_timeout_s)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
+        await asyncio.gather(consumer.stop(), return_exceptions=True)
+        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+    # let the consumer's background task start: aiokafka's stop() right after start()
+    # otherwise re-raises that task's cancellation
+    await asyncio.sleep(0)
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            return  # nothing was ever written to this region
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        last = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            if batch:
+                last = time.monotonic()
+                for tp in sorted(batch, key=lambda t: t.partition):
+                    for record in batch[tp]:
+                        yield record
+            elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
+                return
+    finally:
+        await consumer.stop()
+
+
+async def _tail(
+    cfg: EdgeConfig,
+    region: str,
+    from_beginning: bool,
+    limit: int | None,
+    idle_timeout: float | None,
+    as_json: bool,
+) -> None:
+    count = 0
+    async for record in _records(cfg, region, from_beginning, idle_timeout):
+        item = decode_record(record)
+        if as_json:
+            sys.stdout.write(json.dumps(item, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            _render(item)
+        count += 1
+        if limit is not None and count >= limit:
+            return
+
+
+def _render(item: dict[str, Any]) -> None:
+    where = f"[dim]{item['topic']}[{item['partition']}]@{item['offset']}[/]"
+    if "error" in item:
+        console.print(f"{where} [red]undecodable:[/] {item['error']}", highlight=False)
+        return
+    event = item["event"]
+    console.print(
+        f"{where} [bold]{event['key']}[/] {event['operation']} "
+        f"{json.dumps(event['payload'])} [cyan]class={','.join(event['classification'])}[/] "
+        f"[green]placement={','.join(event['placement'])}[/]",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,229 @@
+"""The spec's ``edge_config``, validated.
+
+An ``edge_config`` is a plain dict (the spec passes one to the runtime), a JSON or
+TOML file (``--config PATH`` or ``EDGEBUS_CONFIG``), or nothing at all: zero-config
+gives three regions on the local Kafka that ``edgebus kafka up`` started, the spec's
+compliance zones and classifications, and strict mode.
+
+Unknown keys are refused with the nearest valid key, so a typo never silently turns
+a safety setting off (``strickt_mode`` would otherwise leave strict mode at its
+default without a word).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgebus.core.placement import (
+    DEFAULT_DATA_CLASSIFICATIONS,
+    DEFAULT_REGIONS,
+    DEFAULT_ZONES,
+    ComplianceRules,
+)
+from edgebus.errors import ConfigError
+
+__all__ = [
+    "ComplianceConfig",
+    "DiscoveryConfig",
+    "EdgeConfig",
+    "KafkaConfig",
+    "MonitoringConfig",
+    "ReplicationConfig",
+    "load_config",
+]
+
+ENV_CONFIG = "EDGEBUS_CONFIG"
+Strategy = Literal["lowest_latency", "balanced", "compliance_first"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DiscoveryConfig(_Section):
+    """Which regions exist and how often their health is refreshed."""
+
+    locations: tuple[str, ...] = DEFAULT_REGIONS
+    refresh_interval: float = Field(300.0, gt=0)
+    health_check_interval: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_locations(self) -> DiscoveryConfig:
+        if not self.locations:
+            raise ValueError("discovery.locations is empty: list at least one region")
+        dupes = sorted({r for r in self.locations if self.locations.count(r) > 1})
+        if dupes:
+            raise ValueError(f"discovery.locations repeats {', '.join(dupes)}")
+        for region in self.locations:
+            if not region or not all(c.isalnum() or c in "-_" for c in region):
+                raise ValueError(
+                    f"region name {region!r} may hold only letters, digits, '-' and '_' "
+                    "(it becomes part of Kafka topic names)"
+                )
+        return self
+
+
+class ComplianceConfig(_Section):
+    """Zones (zone -> regions) and which zones each data class requires."""
+
+    strict_mode: bool = True
+    zones: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {k: tuple(v) for k, v in DEFAULT_ZONES.items()}
+    )
+    data_classifications: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {k: tuple(v) for k, v in DEFAULT_DATA_CLASSIFICATIONS.items()}
+    )
+    default_classification: str = "public"
+
+    @model_validator(mode="after")
+    def _zones_defined(self) -> ComplianceConfig:
+        for cls, zones in self.data_classifications.items():
+            unknown = [z for z in zones if z not in self.zones]
+            if unknown:
+                raise ValueError(
+                    f"data_classifications.{cls} requires zone(s) {', '.join(unknown)} "
+                    f"that compliance.zones does not define (defined: "
+                    f"{', '.join(self.zones) or 'none'})"
+                )
+        known = {"public", *self.data_classifications}
+        if self.default_classification not in known:
+            raise ValueError(
+                f"default_classification {self.default_classification!r} is not 'public' "
+                f"nor a key of data_classifications ({', '.join(sorted(known))})"
+            )
+        return self
+
+    def rules(self) -> ComplianceRules:
+        """The pure-core view of these settings."""
+        return ComplianceRules.from_mappings(
+            zones=self.zones,
+            data_classifications=self.data_classifications,
+            strict_mode=self.strict_mode,
+            default_classification=self.default_classification,
+        )
+
+
+class ReplicationConfig(_Section):
+    """How many regions a write should reach."""
+
+    strategy: Literal["multi_region", "single_region"] = "multi_region"
+    min_regions: int = Field(1, ge=1)
+
+
+class MonitoringConfig(_Section):
+    """Metrics and tracing switches."""
+
+    metrics_enabled: bool = True
+    trace_enabled: bool = False
+    health_check_interval: float = Field(30.0, gt=0)
+
+
+class KafkaConfig(_Section):
+    """Where the brokers are and how edgebus lays out its topics.
+
+    Broker addresses are resolved, first match wins: ``clusters[region]``,
+    ``bootstrap``, the ``EDGEBUS_BOOTSTRAP`` environment variable, the clusters that
+    ``edgebus kafka up`` recorded, then ``127.0.0.1:9092``.
+    """
+
+    bootstrap: str | None = None
+    clusters: dict[str, str] = Field(default_factory=dict)
+    partitions: int = Field(6, ge=1, le=1000)
+    topic_replication_factor: int = Field(1, ge=1)
+    linger_ms: int = Field(5, ge=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class EdgeConfig(_Section):
+    """The whole ``edge_config`` of the spec, plus edgebus's own ``kafka`` section."""
+
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
+    replication: ReplicationConfig = ReplicationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    edge_strategy: Strategy = "compliance_first"
+    debug: bool = False
+    dataflow_integration: bool = False
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Known regions, in configured order."""
+        return self.discovery.locations
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> EdgeConfig:
+        """Validate a plain dict; unknown keys and bad values raise ConfigError."""
+        data = dict(data or {})
+        if "edge_config" in data and len(data) == 1:
+            data = dict(data["edge_config"])
+        _check_keys(data, cls, "")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'edge_config'}: "
+                f"{err['msg'].removeprefix('Value error, ')}"
+                for err in e.errors()
+            )
+            raise ConfigError(f"Invalid edge_config: {problems}. Fix these values.") from e
+
+
+def load_config(source: EdgeConfig | Mapping[str, Any] | str | Path | None = None) -> EdgeConfig:
+    """An EdgeConfig from an object, a dict, a JSON/TOML file, EDGEBUS_CONFIG, or defaults."""
+    if isinstance(source, EdgeConfig):
+        return source
+    if isinstance(source, Mapping):
+        return EdgeConfig.from_mapping(source)
+    path = source if source is not None else os.environ.get(ENV_CONFIG) or None
+    if path is None:
+        return EdgeConfig()
+    return EdgeConfig.from_mapping(_read_file(Path(path)))
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(
+            f"Cannot read config file {path}: {e.strerror}. Pass --config with an existing "
+            f"JSON or TOML file, or unset {ENV_CONFIG}."
+        ) from e
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"Config file {path} is not valid {path.suffix or 'JSON'}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold an object (the edge_config)")
+    return data
+
+
+def _check_keys(data: Mapping[str, Any], model: type[BaseModel], path: str) -> None:
+    fields = model.model_fields
+    for key, value in data.items():
+        where = f"{path}{key}"
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{path}{near[0]}'?" if near else "."
+            raise ConfigError(
+                f"Unknown config key {where!r}{hint} Valid keys here: "
+                f"{', '.join(fields)}."
+            )
+        annotation = fields[key].annotation
+        if (
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and isinstance(value, Mapping)
+        ):
+            _check_keys(value, annotation, f"{where}.")

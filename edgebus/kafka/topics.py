@@ -1,0 +1,97 @@
+"""Topic names and creation: every regional events topic has the same partition count.
+
+The same partition count in every region means one key maps to the same partition
+number everywhere (Kafka's murmur2 partitioner depends only on key and count), which
+per-(origin, partition) ordering and vector clocks rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from edgebus.errors import InfrastructureUnavailable, TopicLayoutMismatch
+
+__all__ = ["dlq_topic", "ensure_topics", "events_topic"]
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def events_topic(region: str) -> str:
+    """The topic that holds every event placed in ``region``."""
+    return f"edgebus.{region}.events"
+
+
+def dlq_topic(region: str) -> str:
+    """The dead-letter topic of ``region``."""
+    return f"edgebus.{region}.dlq"
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    replication_factor: int = 1,
+    timeout_s: float = 10.0,
+) -> None:
+    """Create missing topics; refuse existing ones whose partition count differs."""
+    wanted = sorted(set(topics))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
+        await _close_quietly(admin)
+        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(t, partitions, replication_factor) for t in missing]
+            )
+            for topic, code, *rest in response.topic_errors:
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    message = rest[0] if rest else ""
+                    raise TopicLayoutMismatch(
+                        f"Kafka refused to create topic {topic} (error {code}: {message})"
+                    )
+        await _check_partitions(admin, bootstrap, wanted, partitions)
+    except KafkaError as e:
+        raise InfrastructureUnavailable(f"Kafka admin request failed: {e}", [bootstrap]) from e
+    finally:
+        await _close_quietly(admin)
+
+
+async def _check_partitions(
+    admin: AIOKafkaAdminClient, bootstrap: str, topics: list[str], partitions: int
+) -> None:
+    for attempt in range(50):
+        described = await admin.describe_topics(topics)
+        pending = False
+        for entry in described:
+            count = len(entry.get("partitions") or [])
+            if entry.get("error_code", 0) != 0 or count == 0:
+                pending = True  # metadata of a just-created topic is still propagating
+            elif count != partitions:
+                raise TopicLayoutMismatch(
+                    f"Topic {entry['topic']} on {bootstrap} has {count} partitions, but "
+                    f"edgebus is configured for {partitions} (kafka.partitions). Every "
+                    "regional topic must have the same count: set kafka.partitions to "
+                    f"{count}, or recreate the topic."
+                )
+        if not pending:
+            return
+        await asyncio.sleep(0.05 * min(attempt + 1, 10))
+    raise InfrastructureUnavailable(f"topics {', '.join(topics)} did not appear", [bootstrap])
+
+
+async def _close_quietly(admin: AIOKafkaAdminClient) -> None:
+    # closing a half-started client must not mask the error that made us close it
+    with contextlib.suppress(Exception):
+        await admin.close()

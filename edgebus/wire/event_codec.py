@@ -1,0 +1,152 @@
+"""EventEnvelope <-> Kafka record (key, single-object Avro value, headers)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+
+from edgebus.core.envelope import EventEnvelope, Operation
+from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.vector_clock import VectorClock
+from edgebus.errors import DecodeError, InvalidInput
+from edgebus.wire.event_writer import IMPLEMENTED_FINGERPRINT, write_event_v2
+from edgebus.wire.headers import (
+    H_CLASS,
+    H_DEPS,
+    H_EVENT_ID,
+    H_HLC,
+    H_OP,
+    H_ORIGIN,
+    H_PLACEMENT,
+    H_SCHEMA,
+)
+from edgebus.wire.schema_registry import RegisteredSchema, default_registry
+from edgebus.wire.single_object import MAGIC, decode_single_object, encode_single_object
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "EncodedEvent",
+    "decode_event",
+    "encode_event",
+    "encode_payload",
+    "to_avro_record",
+]
+
+EVENT_SCHEMA = "io.edgebus.Event"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+class EncodedEvent(NamedTuple):
+    """What goes to Kafka for one event."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def encode_payload(payload: Any) -> str | None:
+    """The payload as compact JSON text, or InvalidInput saying what is wrong."""
+    if payload is None:
+        return None
+    try:
+        return _dumps(payload)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(
+            f"data is not JSON: {e}. Pass dicts, lists, strings, finite numbers, "
+            "booleans and None only."
+        ) from e
+
+
+def encode_event(
+    event: EventEnvelope, payload_json: str | None = None, schema: RegisteredSchema | None = None
+) -> EncodedEvent:
+    """Encode an envelope; pass ``payload_json`` when the caller already serialized it."""
+    schema = schema or default_registry().latest(EVENT_SCHEMA)
+    if payload_json is None:
+        payload_json = encode_payload(event.payload)
+    deps = event.dependencies
+    if schema.fingerprint == IMPLEMENTED_FINGERPRINT:
+        value = b"".join(
+            (
+                MAGIC,
+                schema.fingerprint_bytes,
+                write_event_v2(
+                    event.event_id,
+                    event.key,
+                    event.operation.name,
+                    payload_json,
+                    event.origin_region,
+                    event.placement,
+                    event.classification,
+                    event.hlc.wall_ms,
+                    event.hlc.logical,
+                    deps.entries(),
+                    schema.version,
+                    event.writer,
+                ),
+            )
+        )
+    else:
+        value = encode_single_object(schema, to_avro_record(event, payload_json, schema.version))
+    headers = [
+        (H_SCHEMA, schema.fingerprint_bytes),
+        (H_EVENT_ID, event.event_id.encode("ascii")),
+        (H_ORIGIN, event.origin_region.encode("ascii")),
+        (H_OP, event.operation.value.encode("ascii")),
+        (H_PLACEMENT, ",".join(event.placement).encode("ascii")),
+        (H_CLASS, ",".join(event.classification).encode("ascii")),
+        (H_HLC, event.hlc.encode()),
+        (H_DEPS, deps.encode()),
+    ]
+    return EncodedEvent(event.key.encode("utf-8"), value, headers)
+
+
+def to_avro_record(
+    event: EventEnvelope, payload_json: str | None, schema_version: int
+) -> dict[str, Any]:
+    """The envelope as the dict fastavro writes (field names of the Event schema)."""
+    return {
+        "event_id": event.event_id,
+        "key": event.key,
+        "operation": event.operation.name,
+        "payload_json": payload_json,
+        "origin_region": event.origin_region,
+        "placement": list(event.placement),
+        "classification": list(event.classification),
+        "hlc": {"wall_ms": event.hlc.wall_ms, "logical": event.hlc.logical},
+        "dependencies": [
+            {"region": r, "partition": p, "offset": o}
+            for (r, p), o in sorted(event.dependencies.entries().items())
+        ],
+        "schema_version": schema_version,
+        "writer": event.writer,
+    }
+
+
+def decode_event(value: bytes | None) -> EventEnvelope:
+    """An envelope from a record value of any known Event schema version."""
+    if value is None:
+        raise DecodeError("Empty record value (a tombstone is not an edgebus event)")
+    registry = default_registry()
+    _, record = decode_single_object(value, registry, registry.latest(EVENT_SCHEMA))
+    try:
+        payload_json = record["payload_json"]
+        return EventEnvelope(
+            event_id=record["event_id"],
+            key=record["key"],
+            operation=Operation[record["operation"]],
+            payload=None if payload_json is None else json.loads(payload_json),
+            origin_region=record["origin_region"],
+            placement=tuple(record["placement"]),
+            classification=tuple(record["classification"]),
+            hlc=HLCTimestamp(record["hlc"]["wall_ms"], record["hlc"]["logical"]),
+            dependencies=VectorClock(
+                {(d["region"], d["partition"]): d["offset"] for d in record["dependencies"]}
+            ),
+            schema_version=record["schema_version"],
+            writer=record.get("writer"),
+        )
+    except (KeyError, ValueError, ValidationError, InvalidInput) as e:
+        raise DecodeError(f"Record decodes as Avro but is not a valid edgebus event: {e}") from e

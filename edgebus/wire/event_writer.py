@@ -1,0 +1,101 @@
+"""A specialized Avro binary writer for ``io.edgebus.Event`` v2: the producer's hot path.
+
+fastavro's generic writer walks the schema for every record; this writer is the same
+encoding unrolled for one schema, about five times faster on small events. It is used
+only while the newest Event schema is exactly the one it implements (checked by
+fingerprint; otherwise the codec falls back to fastavro), and the test suite checks
+that both produce identical bytes for arbitrary events.
+
+Avro binary encoding, as used here: int/long are zig-zag varints; a string is its
+UTF-8 length (long) then the bytes; an enum is its symbol index (int); a union is the
+branch index (long) then the value; an array is one block (count, items) then 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+__all__ = ["IMPLEMENTED_FINGERPRINT", "OPERATION_INDEX", "write_event_v2"]
+
+#: fingerprint (CRC-64-AVRO of the Parsing Canonical Form) of schemas/event.v2.avsc
+IMPLEMENTED_FINGERPRINT = 0x3BFC492E43D4CC8A
+OPERATION_INDEX = {"SET": 0, "DELETE": 1, "INCREMENT": 2, "APPEND": 3, "MERGE": 4}
+
+
+def _long(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    if z < 0x80:
+        return _SMALL[z]
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_SMALL = tuple(bytes([i]) for i in range(0x80))
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return _long(len(raw)) + raw
+
+
+@lru_cache(maxsize=4096)
+def _cached_string(text: str) -> bytes:
+    return _string(text)
+
+
+@lru_cache(maxsize=1024)
+def _string_array(items: tuple[str, ...]) -> bytes:
+    if not items:
+        return b"\x00"
+    return _long(len(items)) + b"".join(_string(i) for i in items) + b"\x00"
+
+
+def _dependencies(entries: Iterable[tuple[tuple[str, int], int]]) -> bytes:
+    items = sorted(entries)
+    if not items:
+        return b"\x00"
+    parts = [_long(len(items))]
+    for (region, partition), offset in items:
+        parts.append(_cached_string(region))
+        parts.append(_long(partition))
+        parts.append(_long(offset))
+    parts.append(b"\x00")
+    return b"".join(parts)
+
+
+def write_event_v2(
+    event_id: str,
+    key: str,
+    operation: str,
+    payload_json: str | None,
+    origin_region: str,
+    placement: tuple[str, ...],
+    classification: tuple[str, ...],
+    wall_ms: int,
+    logical: int,
+    dependencies: Mapping[tuple[str, int], int],
+    schema_version: int,
+    writer: str | None,
+) -> bytes:
+    """The Avro binary body of one Event v2 record (no single-object header)."""
+    return b"".join(
+        (
+            _string(event_id),
+            _string(key),
+            _SMALL[OPERATION_INDEX[operation] << 1],
+            b"\x00" if payload_json is None else b"\x02" + _string(payload_json),
+            _cached_string(origin_region),
+            _string_array(placement),
+            _string_array(classification),
+            _long(wall_ms),
+            _long(logical),
+            _dependencies(dependencies.items()),
+            _long(schema_version),
+            b"\x00" if writer is None else b"\x02" + _cached_string(writer),
+        )
+    )

@@ -1,0 +1,79 @@
+"""Kafka record headers that edgebus writes: what routing needs without decoding a body.
+
+Every value is bytes; text values are ASCII. ``schemas/README.md`` documents each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.vector_clock import Position, VectorClock
+from edgebus.errors import DecodeError
+
+__all__ = [
+    "H_CLASS",
+    "H_DEPS",
+    "H_EVENT_ID",
+    "H_HLC",
+    "H_OP",
+    "H_ORIGIN",
+    "H_ORIGIN_POS",
+    "H_PLACEMENT",
+    "H_SCHEMA",
+    "decode_headers",
+    "format_position",
+    "parse_position",
+]
+
+H_SCHEMA = "eb-schema"
+H_EVENT_ID = "eb-event-id"
+H_ORIGIN = "eb-origin"
+H_OP = "eb-op"
+H_PLACEMENT = "eb-placement"
+H_CLASS = "eb-class"
+H_HLC = "eb-hlc"
+H_DEPS = "eb-deps"
+H_ORIGIN_POS = "eb-origin-pos"
+
+
+def format_position(position: Position) -> bytes:
+    """``region:partition:offset`` as ASCII (region names never hold ':')."""
+    return f"{position.region}:{position.partition}:{position.offset}".encode("ascii")
+
+
+def parse_position(raw: bytes) -> Position:
+    """Inverse of :func:`format_position`."""
+    try:
+        region, partition, offset = raw.decode("ascii").rsplit(":", 2)
+        return Position(region, int(partition), int(offset))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise DecodeError(f"Bad {H_ORIGIN_POS} header {raw!r}: {e}") from e
+
+
+def decode_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, Any]:
+    """Headers as plain values: lists for sets, dicts for clocks, ints for fingerprints."""
+    out: dict[str, Any] = {}
+    for name, raw in headers or ():
+        value: Any
+        if name == H_SCHEMA:
+            value = raw[::-1].hex()
+        elif name == H_HLC:
+            ts = HLCTimestamp.decode(raw)
+            value = {"wall_ms": ts.wall_ms, "logical": ts.logical}
+        elif name == H_DEPS:
+            value = VectorClock.decode(raw).to_json()
+        elif name in (H_PLACEMENT, H_CLASS):
+            value = _split(raw)
+        elif name == H_ORIGIN_POS:
+            value = parse_position(raw)._asdict()
+        else:
+            value = raw.decode("utf-8", "backslashreplace")
+        out[name] = value
+    return out
+
+
+def _split(raw: bytes) -> Sequence[str]:
+    text = raw.decode("ascii", "backslashreplace")
+    return text.split(",") if text else []

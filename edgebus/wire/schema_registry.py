@@ -1,0 +1,93 @@
+"""The schemas in ``schemas/``, found by their CRC-64-AVRO fingerprint.
+
+A record's value starts with the fingerprint of its writer schema; the registry maps it
+back to that schema and pairs it with the newest schema of the same name as the reader,
+so Avro's resolution rules make old and new records readable by every version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema
+from fastavro.schema import to_parsing_canonical_form
+
+from edgebus.errors import DecodeError
+from edgebus.wire.fingerprint import crc64_avro
+
+__all__ = ["RegisteredSchema", "SchemaRegistry", "default_registry", "schemas_dir"]
+
+
+@dataclass(frozen=True)
+class RegisteredSchema:
+    """One .avsc file: its name, version, fingerprint and parsed form."""
+
+    path: Path
+    full_name: str
+    version: int
+    fingerprint: int
+    parsed: Any
+
+    @property
+    def fingerprint_bytes(self) -> bytes:
+        """The fingerprint as single-object encoding writes it (8 bytes, little-endian)."""
+        return self.fingerprint.to_bytes(8, "little")
+
+
+class SchemaRegistry:
+    """Every schema of a directory of ``<name>.v<N>.avsc`` files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._by_fp: dict[int, RegisteredSchema] = {}
+        self._latest: dict[str, RegisteredSchema] = {}
+        for path in sorted(directory.glob("*.avsc")):
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            parsed = parse_schema(raw)
+            canonical = to_parsing_canonical_form(raw)
+            _, _, version = path.stem.rpartition(".v")
+            entry = RegisteredSchema(
+                path=path,
+                full_name=f"{raw.get('namespace', '')}.{raw['name']}".lstrip("."),
+                version=int(version) if version.isdigit() else 1,
+                fingerprint=crc64_avro(canonical.encode("utf-8")),
+                parsed=parsed,
+            )
+            self._by_fp[entry.fingerprint] = entry
+            current = self._latest.get(entry.full_name)
+            if current is None or entry.version > current.version:
+                self._latest[entry.full_name] = entry
+
+    def by_fingerprint(self, fingerprint: int) -> RegisteredSchema:
+        """The writer schema of a record, or DecodeError naming the unknown fingerprint."""
+        try:
+            return self._by_fp[fingerprint]
+        except KeyError:
+            raise DecodeError(
+                f"Unknown writer schema fingerprint {fingerprint:016x}: the record was "
+                f"written with a schema that {self.directory} does not hold. Upgrade edgebus "
+                "(or add the writer's .avsc file to schemas/)."
+            ) from None
+
+    def latest(self, full_name: str) -> RegisteredSchema:
+        """The newest version of a schema by full name (e.g. ``io.edgebus.Event``)."""
+        return self._latest[full_name]
+
+
+def schemas_dir() -> Path:
+    """``schemas/`` of a source checkout, or the copy shipped inside the wheel."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here.parent / "schemas", here / "_schemas"):
+        if candidate.is_dir() and any(candidate.glob("*.avsc")):
+            return candidate
+    raise DecodeError("edgebus's Avro schemas are missing: reinstall edgebus")
+
+
+@cache
+def default_registry() -> SchemaRegistry:
+    """The registry of the schemas that ship with edgebus (loaded once)."""
+    return SchemaRegistry(schemas_dir())

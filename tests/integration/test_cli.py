@@ -1,0 +1,121 @@
+"""`edgebus write` and `edgebus tail` as a user runs them: subprocesses, JSON out."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from edgebus.kafka.topics import events_topic
+from tests.integration.kafka_reading import end_offsets
+
+EDGEBUS = str(Path(sys.executable).parent / "edgebus")
+REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, Any, str]:
+    done = subprocess.run(
+        [EDGEBUS, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    parsed = lines[0] if len(lines) == 1 else lines
+    return done.returncode, parsed, done.stdout + done.stderr
+
+
+def env_for(bootstrap: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "EDGEBUS_CONFIG"}
+    env["EDGEBUS_BOOTSTRAP"] = bootstrap
+    env["EDGEBUS_STATE_DIR"] = str(tmp_path / "state")
+    return env
+
+
+def test_write_then_tail_shows_the_decoded_event_and_headers(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = env_for(kafka_bootstrap, tmp_path)
+    key = f"cli:{uuid.uuid4()}"
+    code, receipt, out = run(
+        ["write", "--region", "eu-west-1", "--key", key,
+         "--data", '{"email": "ann@example.com"}', "--json"], env)  # fmt: skip
+    assert code == 0, out
+    assert receipt["ok"] is True
+    assert receipt["placement"] == ["eu-west-1"]
+    assert receipt["classification"] == ["pii"]
+    code, records, out = run(
+        ["tail", "--region", "eu-west-1", "--from-beginning", "--idle-timeout", "3", "--json"],
+        env,
+    )
+    assert code == 0, out
+    records = records if isinstance(records, list) else [records]
+    [mine] = [r for r in records if r["key"] == key]
+    assert (mine["partition"], mine["offset"]) == (receipt["partition"], receipt["offset"])
+    assert mine["event"]["payload"] == {"email": "ann@example.com"}
+    assert mine["event"]["event_id"] == receipt["event_id"]
+    assert mine["headers"]["eb-origin"] == "eu-west-1"
+    assert mine["headers"]["eb-class"] == ["pii"]
+    assert mine["headers"]["eb-placement"] == ["eu-west-1"]
+
+
+def test_tail_limit_stops_after_n_records(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = env_for(kafka_bootstrap, tmp_path)
+    for i in range(3):
+        assert run(["write", "--region", "ap-south-1", "--key", f"n{i}",
+                    "--data", str(i), "--json"], env)[0] == 0  # fmt: skip
+    code, records, out = run(
+        ["tail", "--region", "ap-south-1", "--from-beginning", "--limit", "2", "--json"], env
+    )
+    assert code == 0, out
+    assert len(records) == 2
+
+
+def test_refused_inputs_exit_2_with_a_clear_message_and_write_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    env = env_for(kafka_bootstrap, tmp_path)
+    assert run(["write", "--region", "us-east-1", "--key", "w", "--data", "1"], env)[0] == 0
+    topics = [events_topic(r) for r in REGIONS]
+    before = asyncio.run(end_offsets(kafka_bootstrap, topics))
+    bad_config = tmp_path / "edge.json"
+    bad_config.write_text(json.dumps({"compliance": {"strict_mod": True}}))
+    cases = [
+        (["--data", "{email: nope}", "--region", "us-east-1"], "--data is not valid JSON"),
+        (["--data", "{}", "--region", "eu-wset-1"], "did you mean 'eu-west-1'"),
+        (["--data", "{}", "--region", "us-east-1", "--config", str(bad_config)],
+         "did you mean 'compliance.strict_mode'"),
+        (["--data", '{"email": "a@example.com"}', "--region", "us-east-1"],
+         "Compliance violation: cannot place data"),
+        (["--data", "{}", "--region", "us-east-1", "--classification", "piii"],
+         "did you mean 'pii'"),
+    ]
+    for args, message in cases:
+        code, result, out = run(["write", "--key", "refused", *args, "--json"], env)
+        assert code == 2, (args, out)
+        assert result["ok"] is False
+        assert message in result["message"], (message, result["message"])
+        code, _, out = run(["write", "--key", "refused", *args], env)
+        assert code == 2
+        assert message in " ".join(out.split()), out
+    assert asyncio.run(end_offsets(kafka_bootstrap, topics)) == before
+
+
+def test_no_reachable_broker_names_the_addresses_and_kafka_up(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[kafka]\nbootstrap = "{address}"\nconnect_timeout_s = 3\n')
+    env = env_for(address, tmp_path)
+    code, result, _ = run(
+        ["write", "--region", "us-east-1", "--key", "k", "--data", "{}",
+         "--config", str(config), "--json"], env)  # fmt: skip
+    assert code != 0
+    assert result["message"].startswith("No edge infrastructure available")
+    assert address in result["message"]
+    assert "edgebus kafka up" in result["message"]
