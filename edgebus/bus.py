@@ -19,6 +19,7 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
@@ -44,9 +45,10 @@ from edgebus.errors import (
     UnsupportedConsistency,
     WriteFailed,
 )
+from edgebus.kafka.batching import BatchingProducer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.topics import ensure_topics, events_topic
-from edgebus.wire.event_codec import EncodedEvent, encode_event, encode_payload
+from edgebus.wire.event_codec import EncodedEvent, encode_fields, encode_payload
 
 __all__ = ["EdgeBus", "EdgeBusSync", "PreparedWrite", "WriteReceipt"]
 
@@ -71,8 +73,13 @@ class WriteReceipt:
     placement: tuple[str, ...]
     classification: tuple[str, ...]
     hlc: HLCTimestamp
-    session: SessionToken
+    dependencies: SessionToken
     rerouted: bool
+
+    @cached_property
+    def session(self) -> SessionToken:
+        """The writer's session after this write: its dependencies plus this event."""
+        return self.dependencies.after_write(self.position)
 
     @property
     def session_token(self) -> str:
@@ -105,11 +112,34 @@ class WriteReceipt:
 class PreparedWrite:
     """A write that passed every check, encoded and ready to send."""
 
-    event: EventEnvelope
+    event_id: str
+    key: str
+    operation: Operation
+    payload: Any
+    classification: tuple[str, ...]
+    hlc: HLCTimestamp
     encoded: EncodedEvent
     topic: str
     placement: Placement
     dependencies: SessionToken
+    writer: str | None
+
+    @cached_property
+    def event(self) -> EventEnvelope:
+        """The envelope of this write (built on demand: every field was checked already)."""
+        return EventEnvelope.model_construct(
+            event_id=self.event_id,
+            key=self.key,
+            operation=self.operation,
+            payload=self.payload,
+            origin_region=self.placement.home,
+            placement=self.placement.regions,
+            classification=self.classification,
+            hlc=self.hlc,
+            dependencies=self.dependencies.clock,
+            schema_version=CURRENT_SCHEMA_VERSION,
+            writer=self.writer,
+        )
 
 
 class EdgeBus:
@@ -128,11 +158,12 @@ class EdgeBus:
             {"public", *self.config.compliance.data_classifications}
         )
         self._clusters = resolve_clusters(self.config)
-        self._producers: dict[str, AIOKafkaProducer] = {}
-        self._ready: dict[str, asyncio.Task[AIOKafkaProducer]] = {}
+        self._producers: dict[str, BatchingProducer] = {}
+        self._ready: dict[str, asyncio.Task[BatchingProducer]] = {}
         self._hlc = HybridLogicalClock()
         self._session = SessionToken.empty()
         self._placements: dict[tuple[Any, ...], Placement] = {}
+        self._topic_regions = {events_topic(r): r for r in self.config.regions}
         self._closed = False
 
     @property
@@ -176,9 +207,10 @@ class EdgeBus:
         for task in self._ready.values():
             if not task.done():
                 task.cancel()
-        producers, self._producers = list(self._producers.values()), {}
+        batchers, self._producers = list(self._producers.values()), {}
         self._ready.clear()
-        await asyncio.gather(*(p.stop() for p in producers), return_exceptions=True)
+        await asyncio.gather(*(b.close() for b in batchers), return_exceptions=True)
+        await asyncio.gather(*(b.producer.stop() for b in batchers), return_exceptions=True)
 
     def plan(
         self,
@@ -317,28 +349,33 @@ class EdgeBus:
             isinstance(data, bool) or not isinstance(data, int | float)
         ):
             raise InvalidInput(f"an increment's data must be a number, got {data!r}")
-        # Every field below was produced or checked here (placement by place(), the id
-        # by new_event_id(), the clocks by their own types), so the envelope is built
-        # without re-validation: this runs once per write.
-        event = EventEnvelope.model_construct(
-            event_id=new_event_id(),
+        event_id = new_event_id()
+        classes = tuple(sorted(placement.classes))
+        hlc = self._hlc.now(time.time_ns() // 1_000_000)
+        encoded = encode_fields(
+            event_id=event_id,
             key=key,
             operation=op,
-            payload=data,
+            payload_json=payload_json,
             origin_region=placement.home,
             placement=placement.regions,
-            classification=tuple(sorted(placement.classes)),
-            hlc=self._hlc.now(time.time_ns() // 1_000_000),
+            classification=classes,
+            hlc=hlc,
             dependencies=deps.clock,
-            schema_version=CURRENT_SCHEMA_VERSION,
             writer=self.client_id,
         )
         return PreparedWrite(
-            event=event,
-            encoded=encode_event(event, payload_json),
+            event_id=event_id,
+            key=key,
+            operation=op,
+            payload=data,
+            classification=classes,
+            hlc=hlc,
+            encoded=encoded,
             topic=events_topic(placement.home),
             placement=placement,
             dependencies=deps,
+            writer=self.client_id,
         )
 
     async def write(self, key: str, data: Any, **options: Any) -> WriteReceipt:
@@ -354,40 +391,39 @@ class EdgeBus:
         everything that token covers.
         """
         prepared = self.prepare_write(key, data, **options)
-        event, encoded, topic = prepared.event, prepared.encoded, prepared.topic
+        encoded, topic = prepared.encoded, prepared.topic
         home = prepared.placement.home
-        producer = await self._producer(self._clusters[home])
+        batcher = await self._producer(self._clusters[home])
+        partition = batcher.partition(encoded.key, self.config.kafka.partitions)
         try:
-            ack = await (
-                await producer.send(topic, encoded.value, key=encoded.key, headers=encoded.headers)
+            offset = await batcher.send(
+                topic, partition, encoded.key, encoded.value, encoded.headers
             )
         except KafkaError as e:
             raise WriteFailed(
-                f"Kafka did not acknowledge event {event.event_id} on {topic}: {e}. The event "
+                f"Kafka did not acknowledge event {prepared.event_id} on {topic}: {e}. The event "
                 "may or may not be stored; retrying writes a new event."
             ) from e
-        position = Position(home, ack.partition, ack.offset)
-        token = prepared.dependencies.after_write(position)
-        # the bus session only grows, so it covers the dependencies taken from it
-        if prepared.dependencies is self._session or not options.get("session"):
+        position = Position(home, partition, offset)
+        if options.get("session"):  # another session's token joins this one
+            self._session = self._session.merge(prepared.dependencies.after_write(position))
+        else:  # usually a no-op: _acknowledged() advanced the session past the batch
             self._session = self._session.after_write(position)
-        else:
-            self._session = self._session.merge(token)
         return WriteReceipt(
-            event_id=event.event_id,
+            event_id=prepared.event_id,
             key=key,
             region=home,
             topic=topic,
-            partition=ack.partition,
-            offset=ack.offset,
+            partition=partition,
+            offset=offset,
             placement=prepared.placement.regions,
-            classification=event.classification,
-            hlc=event.hlc,
-            session=token,
+            classification=prepared.classification,
+            hlc=prepared.hlc,
+            dependencies=prepared.dependencies,
             rerouted=prepared.placement.rerouted,
         )
 
-    async def _producer(self, bootstrap: str) -> AIOKafkaProducer:
+    async def _producer(self, bootstrap: str) -> BatchingProducer:
         producer = self._producers.get(bootstrap)
         if producer is not None:
             return producer
@@ -399,7 +435,7 @@ class EdgeBus:
         self._producers[bootstrap] = producer
         return producer
 
-    async def _connect(self, bootstrap: str) -> AIOKafkaProducer:
+    async def _connect(self, bootstrap: str) -> BatchingProducer:
         kafka = self.config.kafka
         regions = [r for r, b in self._clusters.items() if b == bootstrap]
         await ensure_topics(
@@ -421,7 +457,15 @@ class EdgeBus:
         except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
             await asyncio.gather(producer.stop(), return_exceptions=True)
             raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
-        return producer
+        return BatchingProducer(producer, on_ack=self._acknowledged)
+
+    def _acknowledged(self, topic: str, partition: int, last_offset: int) -> None:
+        # Once per acknowledged batch: the session covers every write of the batch
+        # (all are this bus's own), and the writes prepared until the next batch
+        # share one session clock, whose encodings are computed once.
+        region = self._topic_regions.get(topic)
+        if region is not None:
+            self._session = self._session.after_write(Position(region, partition, last_offset))
 
 
 class EdgeBusSync:

@@ -89,10 +89,8 @@ async def run_produce_bench(
     async with EdgeBus(config, client_id="edgebus-bench") as bus:
         bootstrap = bus.clusters[region]
         await ensure_topics(bootstrap, [RAW_TOPIC], config.kafka.partitions)
-        prepared = [
-            bus.prepare_write(f"bench:{i % 1000}", sample_record(i), region=region).encoded
-            for i in range(events)
-        ]
+        records = [(f"bench:{i % 1000}", sample_record(i)) for i in range(events)]
+        prepared = [bus.prepare_write(k, data, region=region).encoded for k, data in records]
         raw = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             client_id="edgebus-bench-raw",
@@ -104,7 +102,8 @@ async def run_produce_bench(
         try:
 
             async def sdk_one(i: int) -> None:
-                await bus.write(f"bench:{i % 1000}", sample_record(i), region=region)
+                key, data = records[i]
+                await bus.write(key, data, region=region)
 
             async def raw_one(i: int) -> None:
                 rec = prepared[i]

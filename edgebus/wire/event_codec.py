@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -30,6 +31,7 @@ __all__ = [
     "EncodedEvent",
     "decode_event",
     "encode_event",
+    "encode_fields",
     "encode_payload",
     "to_avro_record",
 ]
@@ -63,44 +65,84 @@ def encode_event(
     event: EventEnvelope, payload_json: str | None = None, schema: RegisteredSchema | None = None
 ) -> EncodedEvent:
     """Encode an envelope; pass ``payload_json`` when the caller already serialized it."""
+    return encode_fields(
+        event_id=event.event_id,
+        key=event.key,
+        operation=event.operation,
+        payload_json=encode_payload(event.payload) if payload_json is None else payload_json,
+        origin_region=event.origin_region,
+        placement=event.placement,
+        classification=event.classification,
+        hlc=event.hlc,
+        dependencies=event.dependencies,
+        writer=event.writer,
+        schema=schema,
+    )
+
+
+def encode_fields(
+    *,
+    event_id: str,
+    key: str,
+    operation: Operation,
+    payload_json: str | None,
+    origin_region: str,
+    placement: tuple[str, ...],
+    classification: tuple[str, ...],
+    hlc: HLCTimestamp,
+    dependencies: VectorClock,
+    writer: str | None,
+    schema: RegisteredSchema | None = None,
+) -> EncodedEvent:
+    """Encode an event from its fields (the producer's hot path: no envelope object)."""
     schema = schema or default_registry().latest(EVENT_SCHEMA)
-    if payload_json is None:
-        payload_json = encode_payload(event.payload)
-    deps = event.dependencies
     if schema.fingerprint == IMPLEMENTED_FINGERPRINT:
-        value = b"".join(
-            (
-                MAGIC,
-                schema.fingerprint_bytes,
-                write_event_v2(
-                    event.event_id,
-                    event.key,
-                    event.operation.name,
-                    payload_json,
-                    event.origin_region,
-                    event.placement,
-                    event.classification,
-                    event.hlc.wall_ms,
-                    event.hlc.logical,
-                    deps.entries(),
-                    schema.version,
-                    event.writer,
-                ),
-            )
+        body = write_event_v2(
+            event_id,
+            key,
+            operation.name,
+            payload_json,
+            origin_region,
+            placement,
+            classification,
+            hlc.wall_ms,
+            hlc.logical,
+            dependencies,
+            schema.version,
+            writer,
         )
+        value = b"".join((MAGIC, schema.fingerprint_bytes, body))
     else:
-        value = encode_single_object(schema, to_avro_record(event, payload_json, schema.version))
+        envelope = EventEnvelope.model_construct(
+            event_id=event_id,
+            key=key,
+            operation=operation,
+            origin_region=origin_region,
+            placement=placement,
+            classification=classification,
+            hlc=hlc,
+            dependencies=dependencies,
+            writer=writer,
+        )
+        value = encode_single_object(
+            schema, to_avro_record(envelope, payload_json, schema.version)
+        )
     headers = [
         (H_SCHEMA, schema.fingerprint_bytes),
-        (H_EVENT_ID, event.event_id.encode("ascii")),
-        (H_ORIGIN, event.origin_region.encode("ascii")),
-        (H_OP, event.operation.value.encode("ascii")),
-        (H_PLACEMENT, ",".join(event.placement).encode("ascii")),
-        (H_CLASS, ",".join(event.classification).encode("ascii")),
-        (H_HLC, event.hlc.encode()),
-        (H_DEPS, deps.encode()),
+        (H_EVENT_ID, event_id.encode("ascii")),
+        (H_ORIGIN, origin_region.encode("ascii")),
+        (H_OP, operation.value.encode("ascii")),
+        (H_PLACEMENT, _joined(placement)),
+        (H_CLASS, _joined(classification)),
+        (H_HLC, hlc.encode()),
+        (H_DEPS, dependencies.encode()),
     ]
-    return EncodedEvent(event.key.encode("utf-8"), value, headers)
+    return EncodedEvent(key.encode("utf-8"), value, headers)
+
+
+@lru_cache(maxsize=1024)
+def _joined(items: tuple[str, ...]) -> bytes:
+    return ",".join(items).encode("ascii")
 
 
 def to_avro_record(

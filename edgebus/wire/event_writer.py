@@ -13,8 +13,9 @@ branch index (long) then the value; an array is one block (count, items) then 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from functools import lru_cache
+
+from edgebus.core.vector_clock import VectorClock
 
 __all__ = ["IMPLEMENTED_FINGERPRINT", "OPERATION_INDEX", "write_event_v2"]
 
@@ -55,17 +56,30 @@ def _string_array(items: tuple[str, ...]) -> bytes:
     return _long(len(items)) + b"".join(_string(i) for i in items) + b"\x00"
 
 
-def _dependencies(entries: Iterable[tuple[tuple[str, int], int]]) -> bytes:
-    items = sorted(entries)
-    if not items:
+@lru_cache(maxsize=65_536)
+def _position(region: str, partition: int, offset: int) -> bytes:
+    # one Position record; a session's clock changes one entry per write, so the
+    # other entries of the next write's dependencies come from this cache
+    return _cached_string(region) + _long(partition) + _long(offset)
+
+
+def _dependencies(clock: VectorClock) -> bytes:
+    global _last_dependencies
+    last_clock, last_bytes = _last_dependencies
+    if clock is last_clock:  # writes between two acks share their session's clock
+        return last_bytes
+    entries = clock.entries()
+    if not entries:
         return b"\x00"
-    parts = [_long(len(items))]
-    for (region, partition), offset in items:
-        parts.append(_cached_string(region))
-        parts.append(_long(partition))
-        parts.append(_long(offset))
+    parts = [_long(len(entries))]
+    parts += [_position(r, p, entries[r, p]) for r, p in sorted(entries)]
     parts.append(b"\x00")
-    return b"".join(parts)
+    encoded = b"".join(parts)
+    _last_dependencies = (clock, encoded)
+    return encoded
+
+
+_last_dependencies: tuple[object, bytes] = (None, b"")
 
 
 def write_event_v2(
@@ -78,7 +92,7 @@ def write_event_v2(
     classification: tuple[str, ...],
     wall_ms: int,
     logical: int,
-    dependencies: Mapping[tuple[str, int], int],
+    dependencies: VectorClock,
     schema_version: int,
     writer: str | None,
 ) -> bytes:
@@ -94,7 +108,7 @@ def write_event_v2(
             _string_array(classification),
             _long(wall_ms),
             _long(logical),
-            _dependencies(dependencies.items()),
+            _dependencies(dependencies),
             _long(schema_version),
             b"\x00" if writer is None else b"\x02" + _cached_string(writer),
         )
