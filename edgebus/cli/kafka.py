@@ -1,0 +1,226 @@
+"""``edgebus kafka up | status | down | fetch``: a local Apache Kafka, no Docker needed.
+
+Thin shell over :mod:`edgebus.kafka.launcher`: parse options, call, print a table or
+one JSON document, turn edgebus errors into their exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.kafka import launcher
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help=(
+        "Run real Apache Kafka 4 brokers (KRaft mode) on this machine: jars from Maven "
+        "Central, Java 17+, no Docker. Brokers keep running after the command exits."
+    ),
+    no_args_is_help=True,
+)
+
+JSON_HELP = "Print one JSON document."
+
+
+def _quiet_clients() -> None:
+    """Readiness probes fail on purpose while a broker starts; keep aiokafka quiet."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def _parse_regions(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return launcher.DEFAULT_REGIONS
+    return tuple(part.strip() for part in value.split(","))
+
+
+def _parse_broker_config(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(
+                f"--broker-config takes KEY=VALUE (a Kafka broker setting), got {item!r}; "
+                "for example --broker-config log.retention.ms=3600000."
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _table(title: str, clusters: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("cluster", "bootstrap", "pid", "regions", "state"):
+        table.add_column(column)
+    for c in clusters:
+        state = c["state"]
+        color = {"running": "green", "stopped": "yellow"}.get(state, "red")
+        table.add_row(
+            str(c["index"]),
+            c["bootstrap"],
+            str(c["pid"]) if c["pid"] is not None else "-",
+            ", ".join(c["regions"]),
+            f"[{color}]{state}[/]",
+        )
+    return table
+
+
+def _render_up(doc: dict[str, Any]) -> None:
+    if doc["started"]:
+        what = "Restarted" if doc["reused_data"] else "Started"
+        title = (
+            f"{what} {len(doc['clusters'])} Kafka {doc['kafka_version']} cluster(s) "
+            f"in {doc['elapsed_s']:.1f} s"
+        )
+    else:
+        title = "Already running with this layout; nothing started"
+    console.print(_table(title, doc["clusters"]))
+    if doc["discarded_previous"]:
+        console.print("The stopped clusters of the previous layout and their data were removed.")
+    console.print(
+        f"State: {doc['state_dir']}. Check with `edgebus kafka status`, stop with "
+        "`edgebus kafka down`.",
+        highlight=False,
+    )
+
+
+def _render_status(doc: dict[str, Any]) -> None:
+    if doc["clusters"]:
+        console.print(_table(f"Local Kafka {doc['kafka_version']}", doc["clusters"]))
+        for c in doc["clusters"]:
+            if c["state"] != "running":
+                detail = f" ({c['detail']})" if c.get("detail") else ""
+                console.print(f"cluster {c['index']}{detail}: log {c['log_file']}", highlight=False)
+    console.print(doc["message"], highlight=False)
+
+
+def _render_down(doc: dict[str, Any]) -> None:
+    if not doc["had_state"]:
+        console.print(f"Nothing recorded in {doc['state_dir']}; nothing to stop.", highlight=False)
+    else:
+        pids = ", ".join(str(p) for p in doc["stopped"]) or "none were running"
+        console.print(f"Stopped broker pids: {pids}.", highlight=False)
+        if doc["killed"]:
+            killed = ", ".join(str(p) for p in doc["killed"])
+            console.print(f"Needed SIGKILL: {killed}.", highlight=False)
+    if doc["wiped"]:
+        console.print("Data and state removed.")
+    elif doc["had_state"]:
+        console.print(
+            "Data kept: `edgebus kafka up` restarts on it; `edgebus kafka down --wipe` deletes it."
+        )
+
+
+def _render_fetch(doc: dict[str, Any]) -> None:
+    how = "downloaded now" if doc["downloaded"] else "already cached"
+    if doc["class_archive"]:
+        how += "; class-data archive ready"
+    console.print(
+        f"Kafka {doc['kafka_version']}: {doc['jars']} jars in {doc['libs_dir']} ({how}).",
+        highlight=False,
+    )
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    clusters: int = typer.Option(
+        1, "--clusters", "-n", help="Number of single-node clusters (region i -> cluster i % N)."
+    ),
+    regions: str | None = typer.Option(
+        None,
+        "--regions",
+        help="Comma-separated regions to map onto the clusters "
+        f"(default {','.join(launcher.DEFAULT_REGIONS)}).",
+    ),
+    kafka_version: str = typer.Option(
+        launcher.DEFAULT_KAFKA_VERSION, "--kafka-version", help="Apache Kafka 4.x version."
+    ),
+    port: int | None = typer.Option(
+        None,
+        "--port",
+        help="Base port: cluster i listens on PORT+2i (clients) and PORT+2i+1 (controller). "
+        "Default: free ports.",
+    ),
+    timeout: float = typer.Option(
+        90.0, "--timeout", help="Seconds to wait for every broker to answer."
+    ),
+    broker_config: list[str] = typer.Option(
+        [],
+        "--broker-config",
+        help="Extra broker setting KEY=VALUE (repeatable), e.g. log.retention.ms=3600000.",
+    ),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Start the brokers (idempotent: the same layout already running is reported as is)."""
+    as_json = json_mode(ctx, json_output)
+    _quiet_clients()
+    try:
+        result = launcher.up(
+            clusters,
+            _parse_regions(regions),
+            kafka_version=kafka_version,
+            port=port,
+            timeout_s=timeout,
+            broker_config=_parse_broker_config(broker_config),
+        )
+    except EdgebusError as err:
+        raise fail(as_json, err) from None
+    emit(as_json, result.to_json(), _render_up)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Show each recorded cluster: pid alive, metadata call answered, ports, regions.
+
+    Exits 0 when every cluster answers, 1 otherwise (nothing recorded, stopped, broken).
+    """
+    as_json = json_mode(ctx, json_output)
+    _quiet_clients()
+    try:
+        report = launcher.status()
+    except EdgebusError as err:
+        raise fail(as_json, err) from None
+    emit(as_json, report.to_json(), _render_status)
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    wipe: bool = typer.Option(False, "--wipe", help="Also delete the clusters' data and state."),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Stop exactly the brokers `up` started (SIGTERM, SIGKILL after about 20 s)."""
+    as_json = json_mode(ctx, json_output)
+    try:
+        result = launcher.down(wipe=wipe)
+    except EdgebusError as err:
+        raise fail(as_json, err) from None
+    emit(as_json, result.to_json(), _render_down)
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    kafka_version: str = typer.Option(
+        launcher.DEFAULT_KAFKA_VERSION, "--kafka-version", help="Apache Kafka 4.x version."
+    ),
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Download the Kafka jars into the cache (once; later calls find them there)."""
+    as_json = json_mode(ctx, json_output)
+    try:
+        result = launcher.fetch(kafka_version)
+    except EdgebusError as err:
+        raise fail(as_json, err) from None
+    emit(as_json, {"ok": True, **result.to_json()}, _render_fetch)

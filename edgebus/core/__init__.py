@@ -1,0 +1,1 @@
+"""Pure functional core of edgebus: no I/O, no asyncio, no clock."""

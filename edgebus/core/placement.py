@@ -1,0 +1,415 @@
+"""Where data may live and where a write goes: compliance rules and placement.
+
+Data classes (``pii``, ``phi``, ``financial`` ...) require compliance zones
+(``gdpr``, ``hipaa``, ``sox`` ...); a zone is a set of regions. A region is *allowed*
+for a write when it lies in **every** zone the write's classes (and the caller's
+``compliance_zones``) require. Placement then narrows the allowed regions by the
+caller's exclusions and region health, ranks them (preferred locations first, then
+the edge strategy), picks the home region and truncates to the replication factor.
+
+Invariant (DESIGN.md, "Compliance and placement"): whatever the mode, data is never
+placed outside its allowed regions. ``strict_mode`` only decides what happens when the
+requested home region is not usable for compliance reasons: strict refuses with
+:class:`~edgebus.errors.ComplianceViolation`, non-strict reroutes the write to the
+best-ranked compliant region and says so (``Placement.rerouted``).
+
+Decisions:
+
+* A zone named by ``data_classifications`` or ``compliance_zones`` but missing from
+  ``zones`` has no regions, so nothing is allowed (refused, never ignored).
+* A class without an entry in ``data_classifications`` (``public``) requires nothing.
+  An empty ``classes`` set means unclassified and uses ``default_classification``.
+* Names in ``preferred``/``excluded``/``unhealthy`` that are not known regions are
+  ignored: they may be regions not discovered yet.
+* Strict mode and a compliant home that is unhealthy: refused with the retriable
+  :class:`~edgebus.errors.InfrastructureUnavailable` (strict never reroutes).
+* ``balanced`` rotates the *allowed* regions (a set fixed by compliance and config)
+  by ``crc32(key) % len(allowed)`` and then drops excluded and unhealthy regions, so a
+  region that goes down moves only its own keys to the next region in the ring.
+
+Pure: no I/O, no clock; the same inputs always give the same placement.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, TypeVar, get_args
+
+from edgebus.errors import (
+    ComplianceViolation,
+    ConfigError,
+    InfrastructureUnavailable,
+    InvalidInput,
+    UnknownRegion,
+)
+
+__all__ = [
+    "DEFAULT_DATA_CLASSIFICATIONS",
+    "DEFAULT_REGIONS",
+    "DEFAULT_ZONES",
+    "STRATEGIES",
+    "ComplianceRules",
+    "FrozenMap",
+    "Placement",
+    "PlacementRequest",
+    "Strategy",
+    "place",
+]
+
+DEFAULT_REGIONS: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-south-1")
+DEFAULT_ZONES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "gdpr": ("eu-west-1", "eu-central-1"),
+        "hipaa": ("us-east-1", "us-west-2"),
+        "sox": ("us-east-1", "eu-west-1"),
+    }
+)
+DEFAULT_DATA_CLASSIFICATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"pii": ("gdpr",), "phi": ("hipaa",), "financial": ("sox",)}
+)
+
+Strategy = Literal["lowest_latency", "balanced", "compliance_first"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+
+_V = TypeVar("_V")
+
+
+class FrozenMap(Mapping[str, _V]):
+    """A read-only, hashable mapping (equal and hashed by its items, not their order)."""
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, items: Mapping[str, _V] | Iterable[tuple[str, _V]] = ()) -> None:
+        self._data: dict[str, _V] = dict(items)
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> _V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenMap):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
+    """A tuple of unique strings from a config list; a bare string is a mistake."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigError(
+            f'{what} must be a list of names, got {value!r}. Write it as a list, e.g. ["{value}"].'
+        )
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{what} must hold non-empty strings, got {item!r}.")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _table(value: Mapping[str, object], what: str, lower_keys: bool) -> FrozenMap[tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what} must be a mapping of name to list, got {value!r}.")
+    items: dict[str, tuple[str, ...]] = {}
+    for key, names in value.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{what} keys must be non-empty strings, got {key!r}.")
+        name = key.lower() if lower_keys else key
+        items[name] = _names(names, f"{what}[{key!r}]")
+    return FrozenMap(items)
+
+
+@dataclass(frozen=True)
+class ComplianceRules:
+    """Which zones each data class requires and which regions each zone holds.
+
+    ``zones`` maps a zone to its regions; ``data_classifications`` maps a class
+    (lower-cased) to the zones it requires (all of them). Both are stored as
+    :class:`FrozenMap`, so rules are hashable and can key a cache.
+    """
+
+    zones: Mapping[str, tuple[str, ...]]
+    data_classifications: Mapping[str, tuple[str, ...]]
+    strict_mode: bool = True
+    default_classification: str = "public"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "zones", _table(self.zones, "compliance.zones", False))
+        object.__setattr__(
+            self,
+            "data_classifications",
+            _table(self.data_classifications, "compliance.data_classifications", True),
+        )
+        object.__setattr__(self, "strict_mode", bool(self.strict_mode))
+        default = self.default_classification
+        if not isinstance(default, str) or not default.strip():
+            raise ConfigError(
+                f"compliance.default_classification must be a class name, got {default!r}."
+            )
+        object.__setattr__(self, "default_classification", default.strip().lower())
+
+    @classmethod
+    def from_mappings(
+        cls,
+        zones: Mapping[str, Iterable[str]] | None = None,
+        data_classifications: Mapping[str, Iterable[str]] | None = None,
+        *,
+        strict_mode: bool = True,
+        default_classification: str = "public",
+    ) -> ComplianceRules:
+        """Build rules from plain config mappings (lists welcome); ``None`` = defaults."""
+        return cls(
+            zones=_table(DEFAULT_ZONES if zones is None else zones, "compliance.zones", False),
+            data_classifications=_table(
+                DEFAULT_DATA_CLASSIFICATIONS
+                if data_classifications is None
+                else data_classifications,
+                "compliance.data_classifications",
+                True,
+            ),
+            strict_mode=strict_mode,
+            default_classification=default_classification,
+        )
+
+    def _classes(self, classes: Iterable[str]) -> frozenset[str]:
+        found = frozenset(c.lower() for c in _as_names(classes))
+        return found or frozenset({self.default_classification})
+
+    def zones_required(
+        self, classes: Iterable[str], extra_zones: Iterable[str] = ()
+    ) -> tuple[str, ...]:
+        """Sorted union of the zones the classes require and ``extra_zones``.
+
+        An empty ``classes`` means unclassified: ``default_classification`` applies.
+        """
+        required = set(_as_names(extra_zones))
+        for cls in self._classes(classes):
+            required.update(self.data_classifications.get(cls, ()))
+        return tuple(sorted(required))
+
+    def allowed_regions(
+        self, regions: Sequence[str], classes: Iterable[str], extra_zones: Iterable[str] = ()
+    ) -> tuple[str, ...]:
+        """The regions (in ``regions`` order) that lie in every required zone."""
+        required = self.zones_required(classes, extra_zones)
+        zone_sets = [frozenset(self.zones.get(z, ())) for z in required]
+        out: list[str] = []
+        for region in regions:
+            if region not in out and all(region in zs for zs in zone_sets):
+                out.append(region)
+        return tuple(out)
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    """``values`` as a tuple, first occurrence kept."""
+    if type(values) is tuple and len(set(values)) == len(values):
+        return values
+    return tuple(dict.fromkeys(values))
+
+
+def _as_names(names: Iterable[str]) -> Iterable[str]:
+    """One name passed where a collection was expected means that one name."""
+    return (names,) if isinstance(names, str) else names
+
+
+def _finite_latency(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"latencies_ms values must be numbers, got {value!r}.")
+    number = float(value)
+    return math.inf if math.isnan(number) else number
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """What a write asks for. Lists are accepted and stored as tuples."""
+
+    regions: tuple[str, ...]
+    classes: frozenset[str]
+    home: str | None = None
+    preferred: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    compliance_zones: tuple[str, ...] = ()
+    replication_factor: int | None = None
+    strategy: Strategy = "compliance_first"
+    latencies_ms: Mapping[str, float] = field(default_factory=FrozenMap)
+    unhealthy: frozenset[str] = frozenset()
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__
+        if isinstance(self.regions, str):
+            raise InvalidInput(f"regions must be a list of region names, got {self.regions!r}.")
+        setattr_(self, "regions", _unique(self.regions))
+        setattr_(self, "classes", frozenset(map(str.lower, _as_names(self.classes))))
+        for name in ("preferred", "excluded", "compliance_zones"):
+            value = getattr(self, name)
+            if value:
+                setattr_(self, name, _unique(_as_names(value)))
+            elif type(value) is not tuple:
+                setattr_(self, name, ())
+        unhealthy = self.unhealthy
+        if type(unhealthy) is not frozenset:
+            setattr_(self, "unhealthy", frozenset(_as_names(unhealthy)))
+        latencies = self.latencies_ms
+        if latencies or type(latencies) is not FrozenMap:
+            setattr_(
+                self,
+                "latencies_ms",
+                FrozenMap({r: _finite_latency(v) for r, v in latencies.items()}),
+            )
+        rf = self.replication_factor
+        if rf is not None and (isinstance(rf, bool) or not isinstance(rf, int) or rf < 1):
+            raise InvalidInput(
+                f"replication_factor must be a whole number of at least 1, got {rf!r}. "
+                "Use 1 for a single region, or leave it unset to use every allowed region."
+            )
+        if self.strategy not in STRATEGIES:
+            raise InvalidInput(
+                f"edge_strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}."
+            )
+        if not isinstance(self.key, str):
+            raise InvalidInput(f"key must be a string, got {self.key!r}.")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a write goes: ``home`` first, then replicas in rank order."""
+
+    home: str
+    regions: tuple[str, ...]
+    classes: frozenset[str]
+    zones_required: tuple[str, ...]
+    allowed: tuple[str, ...]
+    rerouted: bool
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        """The regions other than home, in rank order."""
+        return self.regions[1:]
+
+
+@functools.lru_cache(maxsize=1024)
+def _compliance(
+    rules: ComplianceRules,
+    regions: tuple[str, ...],
+    classes: frozenset[str],
+    extra_zones: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(zones required, allowed regions), cached: the same few combinations recur."""
+    return (
+        rules.zones_required(classes, extra_zones),
+        rules.allowed_regions(regions, classes, extra_zones),
+    )
+
+
+def _rank(request: PlacementRequest, allowed: tuple[str, ...], candidates: list[str]) -> list[str]:
+    usable = set(candidates)
+    ranked = [r for r in request.preferred if r in usable]
+    taken = set(ranked)
+    if request.strategy == "lowest_latency":
+        order = {r: i for i, r in enumerate(candidates)}
+        rest = sorted(
+            (r for r in candidates if r not in taken),
+            key=lambda r: (request.latencies_ms.get(r, math.inf), order[r]),
+        )
+    elif request.strategy == "balanced":
+        shift = zlib.crc32(request.key.encode("utf-8")) % len(allowed)
+        ring = allowed[shift:] + allowed[:shift]
+        rest = [r for r in ring if r in usable and r not in taken]
+    else:
+        rest = [r for r in candidates if r not in taken]
+    return ranked + rest
+
+
+def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
+    """Decide where a write goes, or raise why it cannot go anywhere.
+
+    Raises :class:`~edgebus.errors.UnknownRegion` for an unknown home,
+    :class:`~edgebus.errors.ComplianceViolation` when no allowed region is left (or,
+    in strict mode, when the home is not allowed or is excluded), and
+    :class:`~edgebus.errors.InfrastructureUnavailable` when every remaining allowed
+    region is unhealthy (or, in strict mode, the home is).
+    """
+    regions = request.regions
+    home = request.home
+    if home is not None and home not in regions:
+        raise UnknownRegion(home, regions)
+    classes = request.classes or frozenset({rules.default_classification})
+    label = tuple(sorted(classes))
+    required, allowed = _compliance(rules, regions, classes, request.compliance_zones)
+
+    def violation(reason: str) -> ComplianceViolation:
+        return ComplianceViolation(label, required, regions, reason)
+
+    if not allowed:
+        undefined = [z for z in required if not rules.zones.get(z)]
+        if undefined:
+            reason = f"required zone(s) {', '.join(undefined)} have no regions in compliance.zones"
+        else:
+            detail = "; ".join(f"{z}: {', '.join(rules.zones[z])}" for z in required)
+            reason = f"no configured region lies in every required zone ({detail})"
+        raise violation(reason)
+    if rules.strict_mode and home is not None and home not in allowed:
+        raise violation(
+            f"the requested location {home!r} is not in the zones required "
+            f"(allowed regions: {', '.join(allowed)}); strict_mode refuses to reroute"
+        )
+
+    excluded = set(request.excluded)
+    compliant = [r for r in allowed if r not in excluded]
+    if not compliant:
+        raise violation(f"exclude_locations removed every compliant region ({', '.join(allowed)})")
+    if rules.strict_mode and home is not None and home in excluded:
+        raise violation(
+            f"the requested location {home!r} is excluded by exclude_locations; "
+            "strict_mode refuses to reroute"
+        )
+
+    candidates = [r for r in compliant if r not in request.unhealthy]
+    if not candidates:
+        raise InfrastructureUnavailable(
+            f"every compliant region is unhealthy ({', '.join(compliant)})"
+        )
+    if rules.strict_mode and home is not None and home not in candidates:
+        raise InfrastructureUnavailable(
+            f"the requested location {home!r} is unhealthy and strict_mode refuses to "
+            f"reroute (healthy compliant regions: {', '.join(candidates)})"
+        )
+
+    ranked = _rank(request, allowed, candidates)
+    if home is not None and home in candidates:
+        chosen, rerouted = home, False
+    else:
+        chosen, rerouted = ranked[0], home is not None
+    ordered = (chosen, *(r for r in ranked if r != chosen))
+    if request.replication_factor is not None:
+        ordered = ordered[: request.replication_factor]
+    return Placement(
+        home=chosen,
+        regions=ordered,
+        classes=frozenset(classes),
+        zones_required=required,
+        allowed=allowed,
+        rerouted=rerouted,
+    )

@@ -1,0 +1,266 @@
+"""Shared fixtures: one real Kafka for the whole session, and the CLI as a subprocess.
+
+Where the broker comes from, first match wins:
+
+1. ``EDGEBUS_BOOTSTRAP`` (a broker someone already runs, e.g. CI's or compose's);
+2. a Docker engine that answers: an ``apache/kafka`` 4.x container (testcontainers);
+3. the launcher (``edgebus kafka up``: Java 17+ and the Maven Central jars), in a
+   private state directory, wiped at the end of the session.
+
+A test that needs Kafka and finds none fails with what was tried and how to fix it;
+it is never skipped (STYLE.md, 11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgebus.errors import EdgebusError
+from edgebus.kafka import launcher
+
+TESTS_DIR = Path(__file__).resolve().parent
+INTEGRATION_DIR = TESTS_DIR / "integration"
+KAFKA_IMAGE = os.environ.get("EDGEBUS_TEST_KAFKA_IMAGE", "apache/kafka:4.1.1")
+DOCKER_PING_TIMEOUT_S = 5.0
+BROKER_READY_TIMEOUT_S = 120.0
+
+#: (returncode, parsed JSON or None, stdout, stderr)
+CliResult = tuple[int, Any, str, str]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/integration/ talks to a real broker: mark it ``kafka``."""
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.kafka)
+
+
+# --------------------------------------------------------------------------- the broker
+
+
+def _docker_reachable() -> tuple[bool, str]:
+    """Whether a Docker engine answers a ping, within a few seconds and without noise."""
+    try:
+        import docker
+    except ImportError:
+        return False, "the docker Python package is not installed"
+
+    def ping() -> None:
+        client = docker.from_env(timeout=int(DOCKER_PING_TIMEOUT_S))
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(ping).result(timeout=DOCKER_PING_TIMEOUT_S + 1)
+    except concurrent.futures.TimeoutError:
+        return False, f"no Docker engine answered within {DOCKER_PING_TIMEOUT_S:.0f} s"
+    except Exception as e:  # any failure means "no Docker here"
+        return False, f"no Docker engine answered ({type(e).__name__}: {e})"
+    finally:
+        pool.shutdown(wait=False)
+    return True, ""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _cluster_answers(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await asyncio.wait_for(admin.start(), 5)
+        info = await asyncio.wait_for(admin.describe_cluster(), 5)
+        return bool(info.get("brokers"))
+    except Exception:  # not up yet
+        return False
+    finally:
+        with contextlib.suppress(Exception):  # closing a half-started client
+            await admin.close()
+
+
+def _wait_for_broker(bootstrap: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if asyncio.run(_cluster_answers(bootstrap)):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{bootstrap} did not answer a metadata call within {timeout_s:.0f} s")
+
+
+def _start_container() -> tuple[Any, str]:
+    """A single-node KRaft broker from the apache/kafka image (its documented env vars).
+
+    testcontainers' own KafkaContainer drives Confluent's image scripts, so the
+    generic container is used: the host port is fixed up front because the broker
+    must advertise the address clients reach it by.
+    """
+    from testcontainers.core.container import DockerContainer
+
+    port = _free_port()
+    container = DockerContainer(KAFKA_IMAGE)
+    host = container.get_docker_client().host()
+    env = {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{host}:{port}",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_NUM_PARTITIONS": "1",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS": "5",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS": "5",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+        "KAFKA_MIN_INSYNC_REPLICAS": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    }
+    for key, value in env.items():
+        container.with_env(key, value)
+    container.with_bind_ports(9092, port)
+    container.start()
+    bootstrap = f"{host}:{port}"
+    try:
+        _wait_for_broker(bootstrap, BROKER_READY_TIMEOUT_S)
+    except BaseException:
+        container.stop()
+        raise
+    return container, bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of a real Kafka 4 broker for the whole session (never skipped)."""
+    given = os.environ.get("EDGEBUS_BOOTSTRAP")
+    if given:
+        yield given
+        return
+
+    tried: list[str] = []
+    docker_ok, why = _docker_reachable()
+    if docker_ok:
+        try:
+            container, bootstrap = _start_container()
+        except Exception as e:
+            tried.append(f"Docker ({KAFKA_IMAGE}): {type(e).__name__}: {e}")
+        else:
+            try:
+                yield bootstrap
+            finally:
+                container.stop()
+            return
+    else:
+        tried.append(f"Docker: {why}")
+
+    state = tmp_path_factory.mktemp("kafka-launcher")
+    try:
+        result = launcher.up(1, state=state)
+    except EdgebusError as e:
+        tried.append(f"the launcher (edgebus kafka up): {type(e).__name__}: {e}")
+        with contextlib.suppress(EdgebusError):
+            launcher.down(wipe=True, state=state)
+    else:
+        try:
+            yield result.state.clusters[0].bootstrap
+        finally:
+            launcher.down(wipe=True, state=state)
+        return
+
+    pytest.fail(
+        "These tests need a real Kafka broker and none could be had. Tried:\n  - "
+        + "\n  - ".join(["EDGEBUS_BOOTSTRAP: not set", *tried])
+        + "\nFix one of them: set EDGEBUS_BOOTSTRAP=host:port to a running Kafka 4 broker; "
+        "or start a Docker engine; or install Java 17+ and Maven "
+        "(`apt-get install openjdk-17-jre-headless maven`) so `edgebus kafka up` works "
+        "(`edgebus kafka fetch` downloads the jars once).",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_regions(kafka_bootstrap: str) -> dict[str, str]:
+    """region -> bootstrap for the default regions, all on the session's cluster."""
+    return {region: kafka_bootstrap for region in launcher.DEFAULT_REGIONS}
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def edgebus_executable() -> str:
+    """The ``edgebus`` console script of the interpreter running the tests."""
+    beside = Path(sys.executable).parent / "edgebus"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("edgebus")
+    if found is None:
+        raise RuntimeError(
+            "The `edgebus` console script is not installed; run `pip install -e '.[dev]'`."
+        )
+    return found
+
+
+def run_cli(
+    args: Sequence[str], env: Mapping[str, str] | None = None, timeout_s: float = 240.0
+) -> CliResult:
+    """Run ``edgebus ARGS``; return (returncode, parsed JSON or None, stdout, stderr)."""
+    proc = subprocess.run(
+        [edgebus_executable(), *args],
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    parsed: Any = None
+    text = proc.stdout.strip()
+    if text:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+    return proc.returncode, parsed, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., CliResult]:
+    """``cli(args, env) -> (returncode, parsed JSON or None, stdout, stderr)``."""
+    return run_cli
+
+
+@pytest.fixture
+def cli_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for ``edgebus`` subprocesses: the session broker, a fresh state dir."""
+    env = dict(os.environ)
+    env["EDGEBUS_BOOTSTRAP"] = kafka_bootstrap
+    state = tmp_path / "edgebus-state"
+    state.mkdir()
+    env["EDGEBUS_STATE_DIR"] = str(state)
+    env.pop("EDGEBUS_CONFIG", None)
+    return env
