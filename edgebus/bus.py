@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -56,9 +56,8 @@ log = logging.getLogger("edgebus.edge")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class WriteReceipt:
-    """What Kafka acknowledged for one write.
+class WriteReceipt(NamedTuple):
+    """What Kafka acknowledged for one write (immutable).
 
     ``session_token`` covers this write and everything the writer's session had seen:
     pass it to a later read or write (any process) for read-your-writes.
@@ -76,7 +75,7 @@ class WriteReceipt:
     dependencies: SessionToken
     rerouted: bool
 
-    @cached_property
+    @property
     def session(self) -> SessionToken:
         """The writer's session after this write: its dependencies plus this event."""
         return self.dependencies.after_write(self.position)

@@ -39,10 +39,22 @@ def partition_for(key: bytes, partitions: int) -> int:
 @dataclass
 class _OpenBatch:
     builder: BatchBuilder
-    result: asyncio.Future[int] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    count: int = 0
+    #: one future per record, resolved with the record's offset
+    waiters: list[asyncio.Future[int]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.waiters)
+
+    def fail(self, error: BaseException) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def succeed(self, base_offset: int) -> None:
+        for index, waiter in enumerate(self.waiters):
+            if not waiter.done():  # a cancelled writer leaves the others unaffected
+                waiter.set_result(base_offset + index)
 
 
 class BatchingProducer:
@@ -63,6 +75,7 @@ class BatchingProducer:
         self._flushers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._partitions: dict[bytes, int] = {}
         self._closed = False
+        self._loop = asyncio.get_running_loop()
 
     def partition(self, key: bytes, partitions: int) -> int:
         """The partition of ``key`` among ``partitions`` (cached: keys repeat)."""
@@ -105,12 +118,12 @@ class BatchingProducer:
                 )
             )
             return int(ack.offset)
-        index = batch.count
-        batch.count += 1
+        waiter: asyncio.Future[int] = self._loop.create_future()
+        batch.waiters.append(waiter)
         flusher = self._flushers.get(tp)
         if flusher is None or flusher.done():
             self._flushers[tp] = asyncio.ensure_future(self._flush(tp))
-        return await asyncio.shield(batch.result) + index
+        return await waiter
 
     async def _flush(self, tp: tuple[str, int]) -> None:
         topic, partition = tp
@@ -121,8 +134,7 @@ class BatchingProducer:
                 batch.builder.close()  # nothing else (e.g. producer.send) may append now
                 future = await self.producer.send_batch(batch.builder, topic, partition=partition)
             except BaseException as e:  # every writer of this batch must hear of it
-                if not batch.result.done():
-                    batch.result.set_exception(e)
+                batch.fail(e)
                 if isinstance(e, asyncio.CancelledError):
                     raise
                 continue
@@ -148,19 +160,15 @@ def _resolver(
     tp: tuple[str, int],
     on_ack: Callable[[str, int, int], None] | None,
 ) -> Callable[[asyncio.Future[Any]], None]:
-    target = batch.result
-
     def resolve(done: asyncio.Future[Any]) -> None:
-        if target.done():
-            return
         if done.cancelled():
-            target.cancel()
+            batch.fail(asyncio.CancelledError())
         elif (error := done.exception()) is not None:
-            target.set_exception(error)
+            batch.fail(error)
         else:
             base = int(done.result().offset)
             if on_ack is not None:
                 on_ack(tp[0], tp[1], base + batch.count - 1)
-            target.set_result(base)
+            batch.succeed(base)
 
     return resolve
