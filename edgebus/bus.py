@@ -18,15 +18,13 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, NamedTuple, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from edgebus.config import EdgeConfig, load_config
-from edgebus.core.classification import classify
+from edgebus.core.classification import Classification, classify
 from edgebus.core.envelope import (
     CURRENT_SCHEMA_VERSION,
     MAX_KEY_BYTES,
@@ -42,6 +40,7 @@ from edgebus.errors import (
     EdgebusError,
     InfrastructureUnavailable,
     InvalidInput,
+    UnknownRegion,
     UnsupportedConsistency,
     WriteFailed,
 )
@@ -107,9 +106,8 @@ class WriteReceipt(NamedTuple):
         }
 
 
-@dataclass(frozen=True)
-class PreparedWrite:
-    """A write that passed every check, encoded and ready to send."""
+class PreparedWrite(NamedTuple):
+    """A write that passed every check, encoded and ready to send (immutable)."""
 
     event_id: str
     key: str
@@ -123,7 +121,7 @@ class PreparedWrite:
     dependencies: SessionToken
     writer: str | None
 
-    @cached_property
+    @property
     def event(self) -> EventEnvelope:
         """The envelope of this write (built on demand: every field was checked already)."""
         return EventEnvelope.model_construct(
@@ -139,6 +137,12 @@ class PreparedWrite:
             schema_version=CURRENT_SCHEMA_VERSION,
             writer=self.writer,
         )
+
+
+class _Route(NamedTuple):
+    placement: Placement
+    classes: tuple[str, ...]  # sorted, as headers and the envelope carry them
+    topic: str
 
 
 class EdgeBus:
@@ -161,7 +165,8 @@ class EdgeBus:
         self._ready: dict[str, asyncio.Task[BatchingProducer]] = {}
         self._hlc = HybridLogicalClock()
         self._session = SessionToken.empty()
-        self._placements: dict[tuple[Any, ...], Placement] = {}
+        self._routes: dict[tuple[Any, ...], _Route] = {}
+        self._regions = frozenset(self.config.regions)
         self._topic_regions = {events_topic(r): r for r in self.config.regions}
         self._closed = False
 
@@ -225,11 +230,33 @@ class EdgeBus:
         edge_strategy: str | None = None,
     ) -> Placement:
         """Classify and place without writing: where would this write go?"""
+        return self._plan(
+            key,
+            data,
+            region,
+            classification,
+            replication_factor,
+            preferred_locations,
+            exclude_locations,
+            compliance_zones,
+            edge_strategy,
+        ).placement
+
+    def _plan(
+        self,
+        key: str,
+        data: Any,
+        region: str | None,
+        classification: str | Sequence[str] | None,
+        replication_factor: int | None,
+        preferred_locations: Sequence[str],
+        exclude_locations: Sequence[str],
+        compliance_zones: Sequence[str],
+        edge_strategy: str | None,
+    ) -> _Route:
         if not isinstance(key, str) or not key:
             raise InvalidInput("key must be a non-empty string")
-        if region is not None and region not in self.config.regions:
-            from edgebus.errors import UnknownRegion
-
+        if region is not None and region not in self._regions:
             raise UnknownRegion(region, self.config.regions)
         found = classify(
             data,
@@ -237,16 +264,52 @@ class EdgeBus:
             default=self._rules.default_classification,
             known_classes=self._known_classes,
         )
+        route = self._route(
+            key,
+            found.classes,
+            region,
+            replication_factor,
+            preferred_locations,
+            exclude_locations,
+            compliance_zones,
+            edge_strategy,
+        )
+        if self._debug:
+            self._log_placement(key, found, route.placement)
+        return route
+
+    @property
+    def _debug(self) -> bool:
+        return self.config.debug or log.isEnabledFor(logging.DEBUG)
+
+    def _log_placement(self, key: str, found: Classification, placement: Placement) -> None:
+        log.debug(
+            "placed key=%s classes=%s findings=%s zones=%s allowed=%s -> %s%s",
+            key,
+            sorted(found.classes),
+            [f"{f.path}:{f.rule}" for f in found.findings],
+            placement.zones_required,
+            placement.allowed,
+            placement.regions,
+            " (rerouted)" if placement.rerouted else "",
+        )
+
+    def _route(
+        self,
+        key: str,
+        classes: frozenset[str],
+        region: str | None,
+        replication_factor: int | None,
+        preferred_locations: Sequence[str],
+        exclude_locations: Sequence[str],
+        compliance_zones: Sequence[str],
+        edge_strategy: str | None,
+    ) -> _Route:
         strategy = edge_strategy or self.config.edge_strategy
-        if strategy not in ("lowest_latency", "balanced", "compliance_first"):
-            raise InvalidInput(
-                f"edge_strategy {strategy!r} is not one of lowest_latency, balanced, "
-                "compliance_first"
-            )
         # place() is pure: the same inputs always get the same placement, and the key
         # matters only to the balanced strategy, so most writes hit this cache.
         cache_key = (
-            found.classes,
+            classes,
             region,
             tuple(preferred_locations),
             tuple(exclude_locations),
@@ -255,37 +318,33 @@ class EdgeBus:
             strategy,
             key if strategy == "balanced" else "",
         )
-        placement = self._placements.get(cache_key)
-        if placement is None:
-            placement = place(
-                self._rules,
-                PlacementRequest(
-                    regions=self.config.regions,
-                    classes=found.classes,
-                    home=region,
-                    preferred=cache_key[2],
-                    excluded=cache_key[3],
-                    compliance_zones=cache_key[4],
-                    replication_factor=replication_factor,
-                    strategy=strategy,  # type: ignore[arg-type]
-                    key=cache_key[7],
-                ),
+        route = self._routes.get(cache_key)
+        if route is not None:
+            return route
+        if strategy not in ("lowest_latency", "balanced", "compliance_first"):
+            raise InvalidInput(
+                f"edge_strategy {strategy!r} is not one of lowest_latency, balanced, "
+                "compliance_first"
             )
-            if len(self._placements) >= 4096:
-                self._placements.clear()
-            self._placements[cache_key] = placement
-        if self.config.debug or log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "placed key=%s classes=%s findings=%s zones=%s allowed=%s -> %s%s",
-                key,
-                sorted(found.classes),
-                [f"{f.path}:{f.rule}" for f in found.findings],
-                placement.zones_required,
-                placement.allowed,
-                placement.regions,
-                " (rerouted)" if placement.rerouted else "",
-            )
-        return placement
+        placement = place(
+            self._rules,
+            PlacementRequest(
+                regions=self.config.regions,
+                classes=classes,
+                home=region,
+                preferred=cache_key[2],
+                excluded=cache_key[3],
+                compliance_zones=cache_key[4],
+                replication_factor=replication_factor,
+                strategy=strategy,  # type: ignore[arg-type]
+                key=cache_key[7],
+            ),
+        )
+        route = _Route(placement, tuple(sorted(placement.classes)), events_topic(placement.home))
+        if len(self._routes) >= 4096:
+            self._routes.clear()
+        self._routes[cache_key] = route
+        return route
 
     def prepare_write(
         self,
@@ -310,7 +369,7 @@ class EdgeBus:
         """
         if self._closed:
             raise InvalidInput("this EdgeBus is closed: create a new one")
-        if consistency not in ("eventual", "causal"):
+        if consistency != "eventual" and consistency != "causal":
             raise UnsupportedConsistency(
                 f"consistency {consistency!r} is not available for EdgeBus.write: use "
                 "'eventual' or 'causal' (both append to the home region and replicate "
@@ -318,21 +377,24 @@ class EdgeBus:
                 "bounded_staleness is a read level; strong writes go through the saga "
                 "coordinator."
             )
-        try:
-            op = Operation(operation)
-        except ValueError:
-            choices = ", ".join(o.value for o in Operation)
-            raise InvalidInput(f"operation {operation!r} is not one of {choices}") from None
-        placement = self.plan(
+        if operation.__class__ is Operation:
+            op = operation
+        else:
+            try:
+                op = Operation(operation)
+            except ValueError:
+                choices = ", ".join(o.value for o in Operation)
+                raise InvalidInput(f"operation {operation!r} is not one of {choices}") from None
+        placement, classes, topic = self._plan(
             key,
             data,
-            region=region,
-            classification=classification,
-            replication_factor=replication_factor,
-            preferred_locations=preferred_locations,
-            exclude_locations=exclude_locations,
-            compliance_zones=compliance_zones,
-            edge_strategy=edge_strategy,
+            region,
+            classification,
+            replication_factor,
+            preferred_locations,
+            exclude_locations,
+            compliance_zones,
+            edge_strategy,
         )
         payload_json = encode_payload(data)
         deps = self._session
@@ -349,32 +411,21 @@ class EdgeBus:
         ):
             raise InvalidInput(f"an increment's data must be a number, got {data!r}")
         event_id = new_event_id()
-        classes = tuple(sorted(placement.classes))
         hlc = self._hlc.now(time.time_ns() // 1_000_000)
         encoded = encode_fields(
-            event_id=event_id,
-            key=key,
-            operation=op,
-            payload_json=payload_json,
-            origin_region=placement.home,
-            placement=placement.regions,
-            classification=classes,
-            hlc=hlc,
-            dependencies=deps.clock,
-            writer=self.client_id,
+            event_id,
+            key,
+            op,
+            payload_json,
+            placement.home,
+            placement.regions,
+            classes,
+            hlc,
+            deps.clock,
+            self.client_id,
         )
         return PreparedWrite(
-            event_id=event_id,
-            key=key,
-            operation=op,
-            payload=data,
-            classification=classes,
-            hlc=hlc,
-            encoded=encoded,
-            topic=events_topic(placement.home),
-            placement=placement,
-            dependencies=deps,
-            writer=self.client_id,
+            event_id, key, op, data, classes, hlc, encoded, topic, placement, deps, self.client_id
         )
 
     async def write(self, key: str, data: Any, **options: Any) -> WriteReceipt:
@@ -450,6 +501,7 @@ class EdgeBus:
             enable_idempotence=True,
             acks="all",
             linger_ms=kafka.linger_ms,
+            max_batch_size=kafka.max_batch_bytes,
         )
         try:
             await asyncio.wait_for(producer.start(), kafka.connect_timeout_s)

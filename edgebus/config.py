@@ -139,6 +139,9 @@ class KafkaConfig(_Section):
     partitions: int = Field(6, ge=1, le=1000)
     topic_replication_factor: int = Field(1, ge=1)
     linger_ms: int = Field(5, ge=0)
+    #: the largest batch (and so the largest event) a producer sends; Kafka's default
+    #: message.max.bytes is about 1 MiB
+    max_batch_bytes: int = Field(512 * 1024, ge=1024, le=64 * 1024 * 1024)
     connect_timeout_s: float = Field(10.0, gt=0)
 
 

@@ -1,17 +1,17 @@
 """Per-partition batching on top of aiokafka's batch API.
 
 ``AIOKafkaProducer.send()`` costs a future, a partitioner call and an accumulator
-insertion per message. Concurrent edgebus writes instead append to an open
-:class:`aiokafka.producer.message_accumulator.BatchBuilder` of their partition and share
-one future per batch. A flusher per partition hands the open batch to
-``send_batch()`` as soon as the accumulator has room for it (aiokafka keeps one queued
-batch per partition), so records pile into the next batch while the previous one is
-on the wire: the busier the producer, the larger its batches.
+insertion per message. Concurrent edgebus writes instead append to the open
+:class:`~aiokafka.producer.message_accumulator.BatchBuilder` of their partition. A
+batch is handed to aiokafka (``send_batch``) as soon as it is created and stays open:
+writes keep appending to it while it lingers in the accumulator (``linger_ms``) and
+until the sender drains it into a request, which closes it; the next write then opens
+the next batch. The busier the producer, the larger its batches.
 
-Ordering: records of a partition are appended in call order and batches are sent in
-order, so per-key order equals write order (the producer is idempotent, so retries
-neither reorder nor duplicate). Offsets: a record's offset is its batch's base offset
-plus its index in the batch.
+Ordering: a partition's records are appended in call order and its batches handed
+over in creation order, so per-key order equals write order (the producer is
+idempotent: retries neither reorder nor duplicate). Offsets: only this class appends
+to its builders, so a record's offset is its batch's base offset plus its index.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from edgebus.errors import InvalidInput
+
 __all__ = ["BatchingProducer", "partition_for"]
 
 _PARTITION_CACHE_MAX = 65_536
@@ -33,20 +35,17 @@ _PARTITION_CACHE_MAX = 65_536
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2, as the Java client): same key, same partition."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass
-class _OpenBatch:
+class _Batch:
     builder: BatchBuilder
     #: one future per record, resolved with the record's offset
     waiters: list[asyncio.Future[int]] = field(default_factory=list)
 
-    @property
-    def count(self) -> int:
-        return len(self.waiters)
-
     def fail(self, error: BaseException) -> None:
+        self.builder.close()
         for waiter in self.waiters:
             if not waiter.done():
                 waiter.set_exception(error)
@@ -69,13 +68,13 @@ class BatchingProducer:
         before any of its writers resumes."""
         self.producer = producer
         self._on_ack = on_ack
-        # per partition, batches waiting to be handed to aiokafka, oldest first; only
-        # the last one takes new records
-        self._queues: dict[tuple[str, int], deque[_OpenBatch]] = {}
+        self._loop = asyncio.get_running_loop()
+        self._current: dict[tuple[str, int], _Batch] = {}
+        # batches created but not yet handed to aiokafka, oldest first
+        self._handoff: dict[tuple[str, int], deque[_Batch]] = {}
         self._flushers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._partitions: dict[bytes, int] = {}
         self._closed = False
-        self._loop = asyncio.get_running_loop()
 
     def partition(self, key: bytes, partitions: int) -> int:
         """The partition of ``key`` among ``partitions`` (cached: keys repeat)."""
@@ -98,40 +97,40 @@ class BatchingProducer:
         if self._closed:
             raise RuntimeError("BatchingProducer is closed")
         tp = (topic, partition)
-        queue = self._queues.get(tp)
-        if queue is None:
-            queue = self._queues[tp] = deque()
-        if not queue:
-            queue.append(_OpenBatch(self.producer.create_batch()))
-        batch = queue[-1]
-        metadata = batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
-        if metadata is None and batch.count:  # full: this record opens the next batch
-            batch = _OpenBatch(self.producer.create_batch())
-            queue.append(batch)
-            metadata = batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
-        if metadata is None:
-            # larger than a whole batch: aiokafka's per-message path sizes a batch for it
-            # (and raises MessageSizeTooLargeError past max_request_size)
-            ack = await (
-                await self.producer.send(
-                    topic, value, key=key, partition=partition, headers=list(headers)
+        batch = self._current.get(tp)
+        if (
+            batch is None
+            or batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
+            is None
+        ):
+            batch = self._open(tp)
+            if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                del self._current[tp]
+                raise InvalidInput(
+                    f"event of {len(value)} bytes (key {len(key)}) does not fit in a Kafka "
+                    f"batch of kafka.max_batch_bytes: send smaller events or raise that limit"
                 )
-            )
-            return int(ack.offset)
         waiter: asyncio.Future[int] = self._loop.create_future()
         batch.waiters.append(waiter)
+        return await waiter
+
+    def _open(self, tp: tuple[str, int]) -> _Batch:
+        batch = self._current[tp] = _Batch(self.producer.create_batch())
+        queue = self._handoff.get(tp)
+        if queue is None:
+            queue = self._handoff[tp] = deque()
+        queue.append(batch)
         flusher = self._flushers.get(tp)
         if flusher is None or flusher.done():
             self._flushers[tp] = asyncio.ensure_future(self._flush(tp))
-        return await waiter
+        return batch
 
     async def _flush(self, tp: tuple[str, int]) -> None:
         topic, partition = tp
-        queue = self._queues[tp]
-        while queue and queue[0].count:
+        queue = self._handoff[tp]
+        while queue:
             batch = queue.popleft()
             try:
-                batch.builder.close()  # nothing else (e.g. producer.send) may append now
                 future = await self.producer.send_batch(batch.builder, topic, partition=partition)
             except BaseException as e:  # every writer of this batch must hear of it
                 batch.fail(e)
@@ -142,21 +141,20 @@ class BatchingProducer:
 
     async def flush(self) -> None:
         """Wait until every appended record has been acknowledged (or has failed)."""
-        # A writer always leaves a flusher behind its record, and a flusher runs until
-        # its partition has no open records, so once no flusher runs every record has
-        # been handed to aiokafka, whose flush() waits for the acknowledgements.
+        # every batch is in a hand-off queue until its flusher gave it to aiokafka,
+        # whose flush() then waits for the acknowledgements
         while tasks := [t for t in self._flushers.values() if not t.done()]:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.producer.flush()
 
     async def close(self) -> None:
         """Flush, then refuse further sends (the producer itself is stopped by its owner)."""
-        await self.flush()
         self._closed = True
+        await self.flush()
 
 
 def _resolver(
-    batch: _OpenBatch,
+    batch: _Batch,
     tp: tuple[str, int],
     on_ack: Callable[[str, int, int], None] | None,
 ) -> Callable[[asyncio.Future[Any]], None]:
@@ -168,7 +166,7 @@ def _resolver(
         else:
             base = int(done.result().offset)
             if on_ack is not None:
-                on_ack(tp[0], tp[1], base + batch.count - 1)
+                on_ack(tp[0], tp[1], base + len(batch.waiters) - 1)
             batch.succeed(base)
 
     return resolve

@@ -81,7 +81,6 @@ def encode_event(
 
 
 def encode_fields(
-    *,
     event_id: str,
     key: str,
     operation: Operation,
@@ -128,21 +127,29 @@ def encode_fields(
             schema, to_avro_record(envelope, payload_json, schema.version)
         )
     headers = [
-        (H_SCHEMA, schema.fingerprint_bytes),
+        *_route_headers(schema.fingerprint_bytes, origin_region, placement, classification),
         (H_EVENT_ID, event_id.encode("ascii")),
-        (H_ORIGIN, origin_region.encode("ascii")),
-        (H_OP, operation.value.encode("ascii")),
-        (H_PLACEMENT, _joined(placement)),
-        (H_CLASS, _joined(classification)),
+        (H_OP, _OP_BYTES[operation]),
         (H_HLC, hlc.encode()),
         (H_DEPS, dependencies.encode()),
     ]
     return EncodedEvent(key.encode("utf-8"), value, headers)
 
 
+_OP_BYTES = {op: op.value.encode("ascii") for op in Operation}
+
+
 @lru_cache(maxsize=1024)
-def _joined(items: tuple[str, ...]) -> bytes:
-    return ",".join(items).encode("ascii")
+def _route_headers(
+    fingerprint: bytes, origin: str, placement: tuple[str, ...], classes: tuple[str, ...]
+) -> tuple[tuple[str, bytes], ...]:
+    # the headers every write of one route shares
+    return (
+        (H_SCHEMA, fingerprint),
+        (H_ORIGIN, origin.encode("ascii")),
+        (H_PLACEMENT, ",".join(placement).encode("ascii")),
+        (H_CLASS, ",".join(classes).encode("ascii")),
+    )
 
 
 def to_avro_record(

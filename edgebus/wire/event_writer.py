@@ -56,6 +56,17 @@ def _string_array(items: tuple[str, ...]) -> bytes:
     return _long(len(items)) + b"".join(_string(i) for i in items) + b"\x00"
 
 
+def _wall(wall_ms: int) -> bytes:
+    # many writes share a millisecond: reuse its 6-byte varint
+    global _last_wall
+    if _last_wall[0] != wall_ms:
+        _last_wall = (wall_ms, _long(wall_ms))
+    return _last_wall[1]
+
+
+_last_wall: tuple[int, bytes] = (-1, b"")
+
+
 @lru_cache(maxsize=65_536)
 def _position(region: str, partition: int, offset: int) -> bytes:
     # one Position record; a session's clock changes one entry per write, so the
@@ -106,7 +117,7 @@ def write_event_v2(
             _cached_string(origin_region),
             _string_array(placement),
             _string_array(classification),
-            _long(wall_ms),
+            _wall(wall_ms),
             _long(logical),
             _dependencies(dependencies),
             _long(schema_version),
