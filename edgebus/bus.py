@@ -167,6 +167,8 @@ class EdgeBus:
         self._session = SessionToken.empty()
         self._routes: dict[tuple[Any, ...], _Route] = {}
         self._regions = frozenset(self.config.regions)
+        # headers and record framing take the rest of a batch
+        self._max_event_bytes = self.config.kafka.max_batch_bytes - 1024
         self._topic_regions = {events_topic(r): r for r in self.config.regions}
         self._closed = False
 
@@ -424,6 +426,14 @@ class EdgeBus:
             deps.clock,
             self.client_id,
         )
+        size = len(encoded.value) + len(encoded.key)
+        if size > self._max_event_bytes:
+            raise InvalidInput(
+                f"event for key {key[:80]!r} is {size} bytes, over kafka.max_batch_bytes "
+                f"({self.config.kafka.max_batch_bytes}): store large blobs elsewhere and "
+                "write a reference, or raise kafka.max_batch_bytes (and the topics' "
+                "max.message.bytes)"
+            )
         return PreparedWrite(
             event_id, key, op, data, classes, hlc, encoded, topic, placement, deps, self.client_id
         )
