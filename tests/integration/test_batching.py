@@ -9,10 +9,18 @@ from typing import Any
 import pytest
 
 from edgebus import EdgeBus
+from edgebus.core.envelope import EventEnvelope
 from edgebus.errors import InvalidInput
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
 from tests.integration.kafka_reading import end_offsets, read_all
+
+
+async def events_by_position(
+    bootstrap: str, region: str
+) -> dict[tuple[int, int], EventEnvelope]:
+    records = await read_all(bootstrap, events_topic(region))
+    return {(r.partition, r.offset): decode_event(r.value) for r in records}
 
 
 def small_batches(bootstrap: str, region: str) -> dict[str, Any]:
@@ -30,10 +38,7 @@ async def test_each_receipt_points_at_its_own_event_across_many_full_batches(
         receipts = await asyncio.gather(
             *(bus.write(f"k{i % 50}", {"i": i, "pad": "x" * 700}) for i in range(1500))
         )
-    records = {
-        (r.partition, r.offset): decode_event(r.value)
-        for r in await read_all(kafka_bootstrap, events_topic(region))
-    }
+    records = await events_by_position(kafka_bootstrap, region)
     assert len(records) == 1500
     for receipt in receipts:
         assert records[(receipt.partition, receipt.offset)].event_id == receipt.event_id
@@ -50,10 +55,7 @@ async def test_a_cancelled_writer_does_not_disturb_the_others_in_its_batch(
         done = await asyncio.gather(*tasks, return_exceptions=True)
     receipts = [r for r in done if not isinstance(r, BaseException)]
     assert len(receipts) == 199
-    records = {
-        (r.partition, r.offset): decode_event(r.value)
-        for r in await read_all(kafka_bootstrap, events_topic(region))
-    }
+    records = await events_by_position(kafka_bootstrap, region)
     for receipt in receipts:
         assert records[(receipt.partition, receipt.offset)].event_id == receipt.event_id
 
