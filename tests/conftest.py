@@ -51,6 +51,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # --------------------------------------------------------------------------- the broker
 
+_BROKER_SOURCE: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many real-Kafka tests ran, and against what: CI readers check this."""
+    counts: dict[str, int] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        counts[outcome] = sum(
+            1
+            for report in terminalreporter.stats.get(outcome, [])
+            if getattr(report, "when", "call") == "call" and "kafka" in report.keywords
+        )
+    ran = counts["passed"] + counts["failed"]
+    if not ran and not counts["error"]:
+        return
+    where = _BROKER_SOURCE[0] if _BROKER_SOURCE else "no broker"
+    terminalreporter.write_sep("-", "real Kafka")
+    terminalreporter.write_line(
+        f"integration tests on real Kafka ({where}): {ran} ran "
+        f"({counts['passed']} ok, {counts['failed']} failing, {counts['error']} in error), "
+        f"{counts['skipped']} skipped"
+    )
+
 
 def _docker_reachable() -> tuple[bool, str]:
     """Whether a Docker engine answers a ping, within a few seconds and without noise."""
@@ -159,6 +182,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``host:port`` of a real Kafka 4 broker for the whole session (never skipped)."""
     given = os.environ.get("EDGEBUS_BOOTSTRAP")
     if given:
+        _BROKER_SOURCE.append(f"EDGEBUS_BOOTSTRAP={given}")
         yield given
         return
 
@@ -170,6 +194,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except Exception as e:
             tried.append(f"Docker ({KAFKA_IMAGE}): {type(e).__name__}: {e}")
         else:
+            _BROKER_SOURCE.append(f"a {KAFKA_IMAGE} container at {bootstrap}")
             try:
                 yield bootstrap
             finally:
@@ -186,8 +211,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with contextlib.suppress(EdgebusError):
             launcher.down(wipe=True, state=state)
     else:
+        bootstrap = result.state.clusters[0].bootstrap
+        _BROKER_SOURCE.append(
+            f"Kafka {result.state.kafka_version} started by the launcher at {bootstrap}"
+        )
         try:
-            yield result.state.clusters[0].bootstrap
+            yield bootstrap
         finally:
             launcher.down(wipe=True, state=state)
         return
