@@ -3,10 +3,15 @@
 ``AIOKafkaProducer.send()`` costs a future, a partitioner call and an accumulator
 insertion per message. Concurrent edgebus writes instead append to the open
 :class:`~aiokafka.producer.message_accumulator.BatchBuilder` of their partition. A
-batch is handed to aiokafka (``send_batch``) as soon as it is created and stays open:
-writes keep appending to it while it lingers in the accumulator (``linger_ms``) and
-until the sender drains it into a request, which closes it; the next write then opens
-the next batch. The busier the producer, the larger its batches.
+flusher per partition closes the open batch and hands it to aiokafka (``send_batch``),
+which takes it as soon as the partition's previous batch has been drained into a
+request; meanwhile new writes fill the next batch. The busier the producer, the
+larger its batches.
+
+A batch is closed before it is handed over, never appended to afterwards: the
+idempotent producer assigns a batch its sequence numbers when it drains it, from its
+record count at that moment, so a record appended later would break the sequence
+(the broker answers OutOfOrderSequenceNumber).
 
 Ordering: a partition's records are appended in call order and its batches handed
 over in creation order, so per-key order equals write order (the producer is
@@ -69,9 +74,8 @@ class BatchingProducer:
         self.producer = producer
         self._on_ack = on_ack
         self._loop = asyncio.get_running_loop()
-        self._current: dict[tuple[str, int], _Batch] = {}
-        # batches created but not yet handed to aiokafka, oldest first
-        self._handoff: dict[tuple[str, int], deque[_Batch]] = {}
+        # batches not yet handed to aiokafka, oldest first; only the last takes records
+        self._queues: dict[tuple[str, int], deque[_Batch]] = {}
         self._flushers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._partitions: dict[bytes, int] = {}
         self._closed = False
@@ -97,39 +101,35 @@ class BatchingProducer:
         if self._closed:
             raise RuntimeError("BatchingProducer is closed")
         tp = (topic, partition)
-        batch = self._current.get(tp)
-        if (
-            batch is None
-            or batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
-            is None
-        ):
-            batch = self._open(tp)
-            if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                del self._current[tp]
-                raise InvalidInput(
-                    f"event of {len(value)} bytes (key {len(key)}) does not fit in a Kafka "
-                    f"batch of kafka.max_batch_bytes: send smaller events or raise that limit"
-                )
+        queue = self._queues.get(tp)
+        if queue is None:
+            queue = self._queues[tp] = deque()
+        if not queue:
+            queue.append(_Batch(self.producer.create_batch()))
+        batch = queue[-1]
+        appended = batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
+        if appended is None and batch.waiters:  # full: this record opens the next batch
+            batch = _Batch(self.producer.create_batch())
+            queue.append(batch)
+            appended = batch.builder.append(timestamp=None, key=key, value=value, headers=headers)
+        if appended is None:
+            raise InvalidInput(
+                f"event of {len(value)} bytes (key {len(key)}) does not fit in a Kafka batch "
+                "of kafka.max_batch_bytes: send smaller events or raise that limit"
+            )
         waiter: asyncio.Future[int] = self._loop.create_future()
         batch.waiters.append(waiter)
-        return await waiter
-
-    def _open(self, tp: tuple[str, int]) -> _Batch:
-        batch = self._current[tp] = _Batch(self.producer.create_batch())
-        queue = self._handoff.get(tp)
-        if queue is None:
-            queue = self._handoff[tp] = deque()
-        queue.append(batch)
         flusher = self._flushers.get(tp)
         if flusher is None or flusher.done():
             self._flushers[tp] = asyncio.ensure_future(self._flush(tp))
-        return batch
+        return await waiter
 
     async def _flush(self, tp: tuple[str, int]) -> None:
         topic, partition = tp
-        queue = self._handoff[tp]
-        while queue:
+        queue = self._queues[tp]
+        while queue and queue[0].waiters:
             batch = queue.popleft()
+            batch.builder.close()  # from here on its record count is final
             try:
                 future = await self.producer.send_batch(batch.builder, topic, partition=partition)
             except BaseException as e:  # every writer of this batch must hear of it

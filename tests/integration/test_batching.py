@@ -74,3 +74,23 @@ async def test_an_event_larger_than_a_batch_is_refused_and_nothing_is_written(
         sum(before.values()) + 1
     )
     assert after_refusal.offset >= 0
+
+
+async def test_steady_load_with_a_few_writes_in_flight_keeps_idempotent_sequences_valid(
+    kafka_bootstrap: str,
+) -> None:
+    # A batch appended to after aiokafka drained it breaks the idempotent producer's
+    # sequence numbers (OutOfOrderSequenceNumber). Batches must close at hand-off.
+    region = f"steady-{uuid.uuid4().hex[:8]}"
+    receipts = []
+    async with EdgeBus(small_batches(kafka_bootstrap, region)) as bus:
+
+        async def worker(w: int) -> None:
+            for n in range(60):
+                receipts.append(await bus.write(f"w{w}-{n % 7}", {"w": w, "n": n}))
+
+        await asyncio.gather(*(worker(w) for w in range(64)))
+    records = await events_by_position(kafka_bootstrap, region)
+    assert len(records) == len(receipts) == 64 * 60
+    for receipt in receipts:
+        assert records[(receipt.partition, receipt.offset)].event_id == receipt.event_id
