@@ -453,7 +453,8 @@ class EdgeBus:
         prepared = self.prepare_write(key, data, **options)
         encoded, topic = prepared.encoded, prepared.topic
         home = prepared.placement.home
-        batcher = await self._producer(self._clusters[home])
+        bootstrap = self._clusters[home]
+        batcher = self._producers.get(bootstrap) or await self._producer(bootstrap)
         partition = batcher.partition(encoded.key, self.config.kafka.partitions)
         try:
             offset = await batcher.send(

@@ -34,13 +34,31 @@ class Operation(StrEnum):
     MERGE = "merge"
 
 
+_pool = b""
+_pool_at = 0
+
+
+def _forget_pool() -> None:
+    # a forked child must not reuse the parent's random bytes (duplicate ids)
+    global _pool, _pool_at
+    _pool, _pool_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def new_event_id() -> str:
     """A fresh random event id (UUID version 4, canonical lower-case text form).
 
     Same result as ``str(uuid.uuid4())`` (122 random bits from os.urandom, version and
-    variant bits set), at a fraction of its cost: it runs once per write.
+    variant bits set), at a fraction of its cost: it runs once per write, so the random
+    bytes are read 4 KiB at a time (and forgotten in a forked child).
     """
-    raw = bytearray(os.urandom(16))
+    global _pool, _pool_at
+    if _pool_at >= len(_pool):
+        _pool, _pool_at = os.urandom(16 * 256), 0
+    raw = bytearray(_pool[_pool_at : _pool_at + 16])
+    _pool_at += 16
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
