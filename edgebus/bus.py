@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from aiokafka import AIOKafkaProducer
@@ -150,7 +151,7 @@ class EdgeBus:
 
     def __init__(
         self,
-        config: EdgeConfig | Mapping[str, Any] | str | None = None,
+        config: EdgeConfig | Mapping[str, Any] | str | Path | None = None,
         *,
         client_id: str | None = None,
     ) -> None:
@@ -373,11 +374,11 @@ class EdgeBus:
             raise InvalidInput("this EdgeBus is closed: create a new one")
         if consistency != "eventual" and consistency != "causal":
             raise UnsupportedConsistency(
-                f"consistency {consistency!r} is not available for EdgeBus.write: use "
-                "'eventual' or 'causal' (both append to the home region and replicate "
-                "asynchronously; 'causal' orders the write after the session token). "
-                "bounded_staleness is a read level; strong writes go through the saga "
-                "coordinator."
+                f"consistency {consistency!r} is not available for EdgeBus.write in this "
+                "version: use 'eventual' or 'causal' (both append to the home region; "
+                "'causal' orders the write after the session token). bounded_staleness is "
+                "a read level; strong (two-phase commit across the placement) needs the "
+                "saga coordinator, which edgebus does not ship yet."
             )
         if operation.__class__ is Operation:
             op = operation
@@ -538,7 +539,7 @@ class EdgeBusSync:
 
     def __init__(
         self,
-        config: EdgeConfig | Mapping[str, Any] | str | None = None,
+        config: EdgeConfig | Mapping[str, Any] | str | Path | None = None,
         *,
         client_id: str | None = None,
     ) -> None:
