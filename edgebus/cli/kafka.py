@@ -7,12 +7,16 @@ one JSON document, turn edgebus errors into their exit code.
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from edgebus.cli._common import ConfigOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.config import ENV_CONFIG
 from edgebus.errors import EdgebusError, InvalidInput
 from edgebus.kafka import launcher
 
@@ -135,8 +139,8 @@ def up(
     regions: str | None = typer.Option(
         None,
         "--regions",
-        help="Comma-separated regions to map onto the clusters "
-        f"(default {','.join(launcher.DEFAULT_REGIONS)}).",
+        help="Comma-separated regions to map onto the clusters (default: the config's "
+        f"discovery.locations, else {','.join(launcher.DEFAULT_REGIONS)}).",
     ),
     kafka_version: str = typer.Option(
         launcher.DEFAULT_KAFKA_VERSION, "--kafka-version", help="Apache Kafka 4.x version."
@@ -155,15 +159,21 @@ def up(
         "--broker-config",
         help="Extra broker setting KEY=VALUE (repeatable), e.g. log.retention.ms=3600000.",
     ),
+    config: Path | None = ConfigOption,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Start the brokers (idempotent: the same layout already running is reported as is)."""
     as_json = json_mode(ctx, json_output)
     _quiet_clients()
     try:
+        region_list = (
+            _parse_regions(regions)
+            if regions is not None or (config is None and not os.environ.get(ENV_CONFIG))
+            else load_cli_config(config).regions
+        )
         result = launcher.up(
             clusters,
-            _parse_regions(regions),
+            region_list,
             kafka_version=kafka_version,
             port=port,
             timeout_s=timeout,

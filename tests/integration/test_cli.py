@@ -119,3 +119,16 @@ def test_no_reachable_broker_names_the_addresses_and_kafka_up(tmp_path: Path) ->
     assert result["message"].startswith("No edge infrastructure available")
     assert address in result["message"]
     assert "edgebus kafka up" in result["message"]
+
+
+def test_kafka_up_maps_the_configs_regions_onto_the_clusters(tmp_path: Path) -> None:
+    config = tmp_path / "edge.json"
+    config.write_text(json.dumps({"discovery": {"locations": ["eu-west-1", "eu-central-1"]}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGEBUS_CONFIG", "EDGEBUS_BOOTSTRAP")}
+    env["EDGEBUS_STATE_DIR"] = str(tmp_path / "state")
+    try:
+        code, result, out = run(["kafka", "up", "--config", str(config), "--json"], env, 180)
+        assert code == 0, out
+        assert [c["regions"] for c in result["clusters"]] == [["eu-west-1", "eu-central-1"]]
+    finally:
+        run(["kafka", "down", "--wipe", "--json"], env, 120)
