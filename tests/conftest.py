@@ -66,7 +66,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     ran = counts["passed"] + counts["failed"]
     if not ran and not counts["error"]:
         return
-    where = _BROKER_SOURCE[0] if _BROKER_SOURCE else "no broker"
+    where = _BROKER_SOURCE[0] if _BROKER_SOURCE else "brokers the tests started themselves"
     terminalreporter.write_sep("-", "real Kafka")
     terminalreporter.write_line(
         f"integration tests on real Kafka ({where}): {ran} ran "
