@@ -23,27 +23,42 @@ from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import decode_headers
 
-__all__ = ["decode_record", "tail"]
+__all__ = ["DEFAULT_LAST", "decode_record", "tail"]
+
+DEFAULT_LAST = 10
 
 
 def tail(
     ctx: typer.Context,
     region: str = typer.Option(..., "--region", help="Region whose events topic to read."),
-    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Stop after N records."),
+    from_beginning: bool = typer.Option(
+        False, "--from-beginning", help="Start at the oldest record (default: the last N)."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help=f"At most N records (default: the last {DEFAULT_LAST}; "
+        "with --from-beginning or --follow, no limit)."
+    ),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Print new records as they arrive (Ctrl-C to stop)."
+    ),
     idle_timeout: float | None = typer.Option(
-        None, "--idle-timeout", min=0.1, help="Stop after this many seconds without a record."
+        None, "--idle-timeout", min=0.1, help="With --follow: stop after this many seconds "
+        "without a record."
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Follow edgebus.<region>.events; with --json, one JSON document per line."""
+    """Print edgebus.<region>.events decoded, with headers: the last 10 records, all of
+    them (--from-beginning), or new ones as they arrive (--follow). With --json, one JSON
+    document per line."""
     as_json = json_mode(ctx, as_json)
     try:
         cfg = load_cli_config(config)
         if region not in cfg.regions:
             raise UnknownRegion(region, cfg.regions)
-        asyncio.run(_tail(cfg, region, from_beginning, limit, idle_timeout, as_json))
+        asyncio.run(
+            _tail(cfg, region, from_beginning, follow, limit, idle_timeout, as_json)
+        )
     except EdgebusError as e:
         raise fail(as_json, e) from None
     except KeyboardInterrupt:
@@ -73,8 +88,15 @@ def decode_record(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
 
 
 async def _records(
-    cfg: EdgeConfig, region: str, from_beginning: bool, idle_timeout: float | None
+    cfg: EdgeConfig,
+    region: str,
+    from_beginning: bool,
+    follow: bool,
+    last: int,
+    idle_timeout: float | None,
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Records in per-partition order: from the beginning, or the last ``last`` of each
+    partition; up to the end the topic had when we started, or on and on (``follow``)."""
     bootstrap = resolve_clusters(cfg)[region]
     topic = events_topic(region)
     consumer = AIOKafkaConsumer(
@@ -96,44 +118,83 @@ async def _records(
         if not partitions:
             return  # nothing was ever written to this region
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        await _wait_for_leaders(consumer, tps)
         consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)
-        else:
+        elif follow:
             await consumer.seek_to_end(*tps)
-        last = time.monotonic()
-        while True:
+        else:
+            firsts = await consumer.beginning_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, max(firsts[tp], ends[tp] - last))
+        pending = {tp for tp in tps if (await consumer.position(tp)) < ends[tp]}
+        quiet_since = time.monotonic()
+        while follow or pending:
             batch = await consumer.getmany(timeout_ms=200)
             if batch:
-                last = time.monotonic()
-                for tp in sorted(batch, key=lambda t: t.partition):
-                    for record in batch[tp]:
-                        yield record
-            elif idle_timeout is not None and time.monotonic() - last >= idle_timeout:
+                quiet_since = time.monotonic()
+            elif idle_timeout is not None and time.monotonic() - quiet_since >= idle_timeout:
                 return
+            for tp in sorted(batch, key=lambda t: t.partition):
+                for record in batch[tp]:
+                    if not follow and record.offset >= ends[tp]:
+                        break
+                    yield record
+                if batch[tp] and batch[tp][-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def _wait_for_leaders(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeout_s: float = 10.0
+) -> None:
+    # end offsets asked of a partition without a known leader (a topic created a
+    # moment ago) can come back short: wait until the metadata names every leader
+    deadline = time.monotonic() + timeout_s
+    cluster = consumer._client.cluster
+    while time.monotonic() < deadline:
+        if all((cluster.leader_for_partition(tp) or -1) >= 0 for tp in tps):
+            return
+        await asyncio.sleep(0.1)
+        await consumer._client.force_metadata_update()
 
 
 async def _tail(
     cfg: EdgeConfig,
     region: str,
     from_beginning: bool,
+    follow: bool,
     limit: int | None,
     idle_timeout: float | None,
     as_json: bool,
 ) -> None:
-    count = 0
-    async for record in _records(cfg, region, from_beginning, idle_timeout):
-        item = decode_record(record)
-        if as_json:
-            sys.stdout.write(json.dumps(item, default=str) + "\n")
-            sys.stdout.flush()
-        else:
-            _render(item)
-        count += 1
-        if limit is not None and count >= limit:
-            return
+    last = limit or DEFAULT_LAST
+    records = _records(cfg, region, from_beginning, follow, last, idle_timeout)
+    if from_beginning or follow:
+        shown = 0
+        async for record in records:
+            _show(record, as_json)
+            shown += 1
+            if limit is not None and shown >= limit:
+                return
+        return
+    # the last N records: the last N of each partition, then the newest N of those
+    latest = [record async for record in records]
+    latest.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
+    for record in latest[-last:]:
+        _show(record, as_json)
+
+
+def _show(record: ConsumerRecord[bytes, bytes], as_json: bool) -> None:
+    item = decode_record(record)
+    if as_json:
+        sys.stdout.write(json.dumps(item, default=str) + "\n")
+        sys.stdout.flush()
+    else:
+        _render(item)
 
 
 def _render(item: dict[str, Any]) -> None:

@@ -75,9 +75,12 @@ async def _check_partitions(
         described = await admin.describe_topics(topics)
         pending = False
         for entry in described:
-            count = len(entry.get("partitions") or [])
-            if entry.get("error_code", 0) != 0 or count == 0:
-                pending = True  # metadata of a just-created topic is still propagating
+            described_partitions = entry.get("partitions") or []
+            count = len(described_partitions)
+            leaderless = any(p.get("leader", -1) < 0 for p in described_partitions)
+            if entry.get("error_code", 0) != 0 or count == 0 or leaderless:
+                # a just-created topic: metadata still propagating, leaders not elected
+                pending = True
             elif count != partitions:
                 raise TopicLayoutMismatch(
                     f"Topic {entry['topic']} on {bootstrap} has {count} partitions, but "

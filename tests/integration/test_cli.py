@@ -132,3 +132,49 @@ def test_kafka_up_maps_the_configs_regions_onto_the_clusters(tmp_path: Path) -> 
         assert [c["regions"] for c in result["clusters"]] == [["eu-west-1", "eu-central-1"]]
     finally:
         run(["kafka", "down", "--wipe", "--json"], env, 120)
+
+
+def region_config(bootstrap: str, tmp_path: Path) -> tuple[str, Path]:
+    region = f"tail-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "edge.json"
+    config.write_text(json.dumps({"discovery": {"locations": [region]},
+                                  "kafka": {"bootstrap": bootstrap}}))
+    return region, config
+
+
+def test_tail_prints_the_last_ten_records_and_exits(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = env_for(kafka_bootstrap, tmp_path)
+    region, config = region_config(kafka_bootstrap, tmp_path)
+    for i in range(12):
+        code, _, out = run(["write", "--region", region, "--key", f"k{i}", "--data", str(i),
+                            "--config", str(config)], env)  # fmt: skip
+        assert code == 0, out
+    code, records, out = run(["tail", "--region", region, "--config", str(config), "--json"], env)
+    assert code == 0, out
+    assert sorted(r["event"]["payload"] for r in records) == list(range(2, 12))
+
+
+def test_tail_follow_prints_a_record_written_after_it_started(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = env_for(kafka_bootstrap, tmp_path)
+    region, config = region_config(kafka_bootstrap, tmp_path)
+    assert run(["write", "--region", region, "--key", "old", "--data", "0",
+                "--config", str(config)], env)[0] == 0  # fmt: skip
+    follower = subprocess.Popen(
+        [EDGEBUS, "tail", "--region", region, "--config", str(config), "--follow",
+         "--limit", "1", "--idle-timeout", "60", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        import time
+
+        time.sleep(4)  # let it start and reach the end of the topic
+        assert run(["write", "--region", region, "--key", "new", "--data", "1",
+                    "--config", str(config)], env)[0] == 0  # fmt: skip
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert record["key"] == "new"
