@@ -19,6 +19,7 @@ from edgebus.cli._output import console, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError, InfrastructureUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.reading import wait_for_leaders
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import decode_headers
@@ -118,7 +119,7 @@ async def _records(
         if not partitions:
             return  # nothing was ever written to this region
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        await _wait_for_leaders(consumer, tps)
+        await wait_for_leaders(consumer, tps)
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         if from_beginning:
@@ -146,20 +147,6 @@ async def _records(
                     pending.discard(tp)
     finally:
         await consumer.stop()
-
-
-async def _wait_for_leaders(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeout_s: float = 10.0
-) -> None:
-    # end offsets asked of a partition without a known leader (a topic created a
-    # moment ago) can come back short: wait until the metadata names every leader
-    deadline = time.monotonic() + timeout_s
-    cluster = consumer._client.cluster
-    while time.monotonic() < deadline:
-        if all((cluster.leader_for_partition(tp) or -1) >= 0 for tp in tps):
-            return
-        await asyncio.sleep(0.1)
-        await consumer._client.force_metadata_update()
 
 
 async def _tail(

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-__all__ = ["read_to_end"]
+__all__ = ["read_to_end", "wait_for_leaders"]
+
+
+async def wait_for_leaders(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeout_s: float = 10.0
+) -> None:
+    """Wait (bounded) until the consumer's metadata names a leader for every partition.
+
+    End offsets asked of a partition without a known leader (a topic created a moment
+    ago) can come back short, so readers that stop at "the end" call this first.
+    """
+    deadline = time.monotonic() + timeout_s
+    cluster = consumer._client.cluster
+    while time.monotonic() < deadline:
+        if all((cluster.leader_for_partition(tp) or -1) >= 0 for tp in tps):
+            return
+        await asyncio.sleep(0.1)
+        await consumer._client.force_metadata_update()
 
 
 async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
@@ -21,6 +39,7 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, 
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             return []
+        await wait_for_leaders(consumer, tps)
         ends = await consumer.end_offsets(tps)
         remaining = {tp: end for tp, end in ends.items() if end > 0}
         if not remaining:

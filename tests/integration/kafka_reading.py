@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from edgebus.kafka.reading import wait_for_leaders
+
 
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """High watermark of every partition of the topics that exist."""
@@ -22,7 +24,10 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
             for t in topics
             for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
-        return dict(await consumer.end_offsets(tps)) if tps else {}
+        if not tps:
+            return {}
+        await wait_for_leaders(consumer, tps)
+        return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
 
