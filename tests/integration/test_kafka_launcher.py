@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from edgebus.errors import InvalidInput
 from edgebus.kafka.launcher import DEFAULT_REGIONS, map_regions, recorded_regions
+from tests.integration.kafka_reading import read_all
 
 Cli = Callable[..., tuple[int, Any, str, str]]
 
@@ -147,6 +148,30 @@ def test_recorded_regions_maps_each_region_to_its_running_cluster(
 ) -> None:
     env, doc = three
     assert recorded_regions(Path(env["EDGEBUS_STATE_DIR"])) == doc["regions"]
+
+
+async def test_writes_find_the_recorded_clusters_and_land_in_their_regions_own_cluster(
+    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+) -> None:
+    env, doc = three
+    env = {k: v for k, v in env.items() if k not in ("EDGEBUS_BOOTSTRAP", "EDGEBUS_CONFIG")}
+    code, receipt, out, err = cli(
+        ["write", "--key", "user:1", "--data", '{"email": "ann@example.com"}', "--json",
+         "--region", "eu-west-1"], env)  # fmt: skip
+    assert code == 0, out + err
+    eu, us = doc["regions"]["eu-west-1"], doc["regions"]["us-east-1"]
+    records = await read_all(eu, "edgebus.eu-west-1.events")
+    assert [(r.partition, r.offset) for r in records] == [
+        (receipt["partition"], receipt["offset"])
+    ]
+    # the us-east-1 cluster holds only its own region's topic
+    admin = AIOKafkaAdminClient(bootstrap_servers=us)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith("edgebus.")]
+    finally:
+        await admin.close()
+    assert topics == ["edgebus.us-east-1.events"]
 
 
 def test_second_up_starts_nothing_and_reports_the_same_pids(
