@@ -1,16 +1,17 @@
 """Run real Apache Kafka brokers (KRaft mode) on this machine, without Docker.
 
-The jars come from Maven Central (``pom.xml`` beside this module, resolved once by
-``mvn dependency:copy-dependencies`` into ``$EDGEBUS_CACHE_DIR/kafka/<version>/libs``)
-and each cluster is one JVM that is both controller and broker, listening on
-127.0.0.1 only. What runs is written to ``$EDGEBUS_STATE_DIR/state.json``, so
-``status`` and ``down`` (and :func:`recorded_regions`, which other edgebus code uses
-to find the brokers) work from any later process.
+Each cluster is one JVM that is both controller and broker, listening on 127.0.0.1
+only, run from the jars :mod:`edgebus.kafka.artifacts` fetches. What runs is written
+to ``$EDGEBUS_STATE_DIR/state.json``, so ``status`` and ``down`` (and
+:func:`recorded_regions`, which other edgebus code uses to find the brokers) work
+from any later process. :mod:`edgebus.kafka.processes` finds, stops and places
+(ports) the broker processes.
 
-This module is an adapter: it is the only code that starts JVMs, and it turns every
-failure into an edgebus error whose message says what to do (:class:`JavaMissing`,
-:class:`MavenMissing`, :class:`ArtifactResolutionFailed`, :class:`PortInUse`,
-:class:`BrokerExited`, :class:`LauncherError`).
+This module is an adapter: together with those two it is the only code that starts
+JVMs, and it turns every failure into an edgebus error whose message says what to do
+(:class:`BrokerExited`, :class:`LauncherError`, :class:`InvalidInput`; the helpers
+raise :class:`JavaMissing`, :class:`MavenMissing`, :class:`ArtifactResolutionFailed`
+and :class:`PortInUse`).
 
 Layout of the state directory::
 
@@ -28,34 +29,46 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgebus.errors import (
-    ArtifactResolutionFailed,
-    BrokerExited,
-    InvalidInput,
-    JavaMissing,
-    LauncherError,
-    MavenMissing,
-    PortInUse,
+from edgebus.errors import BrokerExited, InvalidInput, LauncherError
+from edgebus.kafka.artifacts import (
+    DEFAULT_KAFKA_VERSION,
+    HEAP_MAX,
+    HEAP_MIN,
+    FetchResult,
+    JavaInfo,
+    _check_version,
+    _jvm_flags,
+    _log4j_config,
+    default_cache_dir,
+    fetch,
+    find_java,
+    kafka_java_command,
+)
+from edgebus.kafka.processes import (
+    HOST,
+    LOG_TAIL_LINES,
+    STOP_GRACE_S,
+    _file_lock,
+    _free_ports,
+    _is_our_broker,
+    _log_tail,
+    _port_is_free,
+    _ports_from_base,
+    _stop_pids,
 )
 
 __all__ = [
@@ -82,30 +95,15 @@ __all__ = [
     "up",
 ]
 
-DEFAULT_KAFKA_VERSION = "4.1.1"
 #: the regions a zero-config edgebus uses; region i lives on cluster i % clusters
 DEFAULT_REGIONS: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-south-1")
 
-HEAP_MAX = "-Xmx512m"
-HEAP_MIN = "-Xms128m"
-MIN_JAVA = 17
 MAX_CLUSTERS = 9
-HOST = "127.0.0.1"
 STATE_FILE = "state.json"
 STATE_SCHEMA = 1
-STOP_GRACE_S = 20.0
-LOG_TAIL_LINES = 20
 
-_MARKER = "COMPLETE"
-_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[.-][A-Za-z0-9]+)*$")
 _REGION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _CONFIG_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_INSTALL_JAVA = (
-    "Install OpenJDK 17 or newer (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`; "
-    "macOS: `brew install openjdk@17`) and make sure `java` is on PATH or JAVA_HOME is set, "
-    "or point EDGEBUS_BOOTSTRAP at a Kafka broker you already run."
-)
 
 #: settings the launcher manages itself; ``--broker-config`` may not change them
 MANAGED_KEYS = frozenset(
@@ -131,13 +129,6 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- paths
 
 
-def default_cache_dir() -> Path:
-    """Where downloaded jars live: ``$EDGEBUS_CACHE_DIR``, else ``~/.cache/edgebus``."""
-    value = os.environ.get("EDGEBUS_CACHE_DIR")
-    directory = Path(value).expanduser() if value else Path.home() / ".cache" / "edgebus"
-    return directory.absolute()
-
-
 def default_state_dir() -> Path:
     """Where launcher state lives: ``$EDGEBUS_STATE_DIR``, else ``~/.local/state/edgebus``."""
     value = os.environ.get("EDGEBUS_STATE_DIR")
@@ -145,33 +136,7 @@ def default_state_dir() -> Path:
     return directory.absolute()
 
 
-def _package_file(name: str) -> bytes:
-    return resources.files("edgebus.kafka").joinpath(name).read_bytes()
-
-
 # --------------------------------------------------------------------------- value types
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """Where the Kafka jars are, and whether this call had to download them."""
-
-    version: str
-    libs_dir: Path
-    downloaded: bool
-    jars: int
-    #: class-data-sharing archive that makes JVMs start faster (None: start without)
-    class_archive: Path | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "kafka_version": self.version,
-            "libs_dir": str(self.libs_dir),
-            "downloaded": self.downloaded,
-            "jars": self.jars,
-            "class_archive": str(self.class_archive) if self.class_archive else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -409,16 +374,6 @@ class DownResult:
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_version(version: str) -> None:
-    match = _VERSION_RE.match(version)
-    if match is None or int(match.group(1)) < 4:
-        raise InvalidInput(
-            f"Kafka version {version!r} is not supported: edgebus runs Apache Kafka 4.x or newer "
-            f"in KRaft mode (e.g. {DEFAULT_KAFKA_VERSION}). Pass a version such as "
-            f"`--kafka-version {DEFAULT_KAFKA_VERSION}`."
-        )
-
-
 def map_regions(regions: Sequence[str], clusters: int) -> dict[str, int]:
     """Assign region i to cluster ``i % clusters``; reject bad names and idle clusters."""
     if clusters < 1 or clusters > MAX_CLUSTERS:
@@ -460,324 +415,6 @@ def _check_broker_config(overrides: Mapping[str, str]) -> dict[str, str]:
             raise InvalidInput(f"The value of {key} must be on one line.")
         checked[key] = value
     return checked
-
-
-# --------------------------------------------------------------------------- java, maven, jars
-
-
-@dataclass(frozen=True)
-class JavaInfo:
-    """The ``java`` the launcher runs."""
-
-    path: str
-    major: int
-    #: what ``java -version`` printed (identifies the JVM build)
-    version_text: str
-
-    @property
-    def fingerprint(self) -> str:
-        """Short id of this JVM build; a class-data archive only fits the build that made it."""
-        real = os.path.realpath(self.path)
-        return hashlib.sha256(f"{real}\n{self.version_text}".encode()).hexdigest()[:16]
-
-
-def find_java() -> JavaInfo:
-    """The ``java`` to run (``$JAVA_HOME/bin/java``, else from PATH) and its version.
-
-    Raises :class:`JavaMissing` when there is none or it is older than Java 17.
-    """
-    java: str | None = None
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and os.access(Path(java_home) / "bin" / "java", os.X_OK):
-        java = str(Path(java_home) / "bin" / "java")
-    if java is None:
-        java = shutil.which("java")
-    if java is None:
-        raise JavaMissing(
-            "Java 17 or newer is needed to run the local Kafka broker, but no `java` was "
-            f"found on PATH or in JAVA_HOME. {_INSTALL_JAVA}"
-        )
-    try:
-        proc = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise JavaMissing(
-            f"Java 17 or newer is needed, and {java} could not be run ({e}). {_INSTALL_JAVA}"
-        ) from e
-    output = (proc.stderr + proc.stdout).strip()
-    match = re.search(r'version "([^"]+)"', output)
-    major = _java_major(match.group(1)) if match else None
-    if major is None:
-        raise JavaMissing(
-            f"Java 17 or newer is needed, and the version of {java} could not be read "
-            f"(`java -version` said: {output[:200]!r}). {_INSTALL_JAVA}"
-        )
-    if major < MIN_JAVA:
-        raise JavaMissing(
-            f"Java 17 or newer is needed to run Kafka 4, but {java} is Java {major}. "
-            f"{_INSTALL_JAVA}"
-        )
-    return JavaInfo(java, major, output)
-
-
-def _java_major(version: str) -> int | None:
-    parts = re.findall(r"\d+", version)
-    if not parts:
-        return None
-    major = int(parts[0])
-    if major == 1 and len(parts) > 1:  # 1.8.0_292 -> 8
-        major = int(parts[1])
-    return major
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout_s: float, what: str) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LauncherError(
-                        f"Another edgebus process holds {path} ({what}) for more than "
-                        f"{timeout_s:.0f} s. Wait for it to finish, or find it with "
-                        f"`fuser {path}`."
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _count_jars(libs: Path) -> int:
-    return sum(1 for _ in libs.glob("*.jar")) if libs.is_dir() else 0
-
-
-def fetch(
-    version: str = DEFAULT_KAFKA_VERSION,
-    *,
-    cache: Path | None = None,
-    timeout_s: float = 900.0,
-    class_archive: bool = True,
-) -> FetchResult:
-    """Make sure the jars of Kafka ``version`` are in the cache; download them if not.
-
-    A complete download leaves a marker file; while it is there no Maven call is made
-    at all (``downloaded`` is False). Concurrent callers wait for one download.
-
-    With ``class_archive`` (and unless ``EDGEBUS_KAFKA_CDS=0``) it also makes, once per
-    Kafka version and JVM build, a class-data-sharing archive by starting and stopping
-    a throwaway broker (about 20 s). Brokers started with it need about half the CPU
-    to start, which is what lets three clusters start about as fast as one on a small
-    machine. If making it fails, brokers simply start without it.
-    """
-    _check_version(version)
-    root = (cache or default_cache_dir()).absolute() / "kafka" / version
-    libs = root / "libs"
-    downloaded = False
-    if not (root / _MARKER).is_file():
-        with _file_lock(root / ".lock", timeout_s, f"downloading Kafka {version}"):
-            if not (root / _MARKER).is_file():  # nobody finished it while we waited
-                _download(version, root, timeout_s)
-                downloaded = True
-    archive = _class_archive(root, libs) if class_archive and _cds_enabled() else None
-    return FetchResult(version, libs, downloaded, _count_jars(libs), archive)
-
-
-def _download(version: str, root: Path, timeout_s: float) -> None:
-    libs = root / "libs"
-    find_java()  # Maven needs it too; say so clearly first
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise MavenMissing(
-            f"Maven (`mvn`) is needed once to download the Kafka {version} jars from Maven "
-            f"Central into {libs}, but it is not on PATH. Install it (Debian/Ubuntu: "
-            "`apt-get install maven`; macOS: `brew install maven`) and run "
-            "`edgebus kafka fetch`, or point EDGEBUS_BOOTSTRAP at a running broker."
-        )
-    work = Path(tempfile.mkdtemp(prefix="fetch.", dir=root))
-    try:
-        (work / "pom.xml").write_bytes(_package_file("pom.xml"))
-        out = work / "libs"
-        cmd = [
-            mvn, "-q", "-B", "-Dstyle.color=never",
-            "-f", str(work / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={out}",
-            "-DincludeScope=runtime",
-            f"-Dkafka.version={version}",
-        ]  # fmt: skip
-        try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout_s, check=False,
-                stdin=subprocess.DEVNULL, cwd=work,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired as e:
-            raise ArtifactResolutionFailed(
-                f"Maven did not finish resolving Kafka {version} within {timeout_s:.0f} s. "
-                "Check that Maven Central is reachable (proxy settings go in "
-                "~/.m2/settings.xml) and run `edgebus kafka fetch` again."
-            ) from e
-        broker_jar = out / f"kafka_2.13-{version}.jar"
-        if proc.returncode != 0 or not broker_jar.is_file():
-            said = _ANSI_RE.sub("", (proc.stdout + proc.stderr)).strip().splitlines()
-            tail = "\n".join(line for line in said[-25:] if line.strip())
-            raise ArtifactResolutionFailed(
-                f"Maven could not resolve the jars of Kafka {version} (exit code "
-                f"{proc.returncode}). Check that the version exists on Maven Central "
-                f"(e.g. {DEFAULT_KAFKA_VERSION}) and that Maven Central is reachable "
-                "(proxy settings go in ~/.m2/settings.xml), then run `edgebus kafka fetch` "
-                f"again. Maven said:\n{tail}"
-            )
-        if libs.exists():
-            shutil.rmtree(libs)
-        shutil.rmtree(root / "cds", ignore_errors=True)  # archives of the old jars
-        os.replace(out, libs)
-        (root / _MARKER).write_text(
-            json.dumps({"kafka_version": version, "jars": _count_jars(libs), "fetched_at": _now()})
-            + "\n"
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- class-data sharing
-
-
-def _cds_enabled() -> bool:
-    return os.environ.get("EDGEBUS_KAFKA_CDS", "1").strip().lower() not in ("0", "off", "false")
-
-
-def _class_archive(root: Path, libs: Path) -> Path | None:
-    """The class-data archive for these jars and this JVM; made once, None if impossible.
-
-    A failed attempt leaves ``cds/<jvm>.failed`` (with the reason) so it is not retried
-    on every start; delete that file to retry.
-    """
-    try:
-        java = find_java()
-    except JavaMissing:
-        return None  # `up` reports that itself
-    cds = root / "cds"
-    target = cds / f"{java.fingerprint}.jsa"
-    failed = cds / f"{java.fingerprint}.failed"
-    if target.is_file():
-        return target
-    if failed.exists():
-        return None
-    with _file_lock(root / ".cds.lock", 300, "making the class-data archive"):
-        if target.is_file():
-            return target
-        if failed.exists():
-            return None
-        try:
-            _build_class_archive(java.path, libs, _log4j_config(root), target)
-        except Exception as e:  # an optimization only: never fail a start for it
-            failed.write_text(f"{_now()} {type(e).__name__}: {e}\n")
-            return None
-    return target
-
-
-def _build_class_archive(java: str, libs: Path, log4j: Path, target: Path) -> None:
-    """Start a throwaway broker with -XX:ArchiveClassesAtExit, stop it, check the archive.
-
-    The JVM writes the archive while it exits; a truncated archive crashes every JVM
-    that maps it, so it is written under a temporary name, tried by a short JVM run,
-    and only then renamed into place.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="build.", dir=target.parent))
-    try:
-        port, controller_port = _free_ports(2)
-        rec = ClusterRecord(
-            index=0,
-            cluster_id=_new_cluster_id(),
-            pid=None,
-            port=port,
-            controller_port=controller_port,
-            data_dir=str(work / "data"),
-            log_file=str(work / "broker.log"),
-            config_file=str(work / "server.properties"),
-        )
-        _write_properties(work / "server.properties", _base_properties(rec), "CDS training run")
-        dumped = work / "kafka.jsa"
-
-        async def train() -> None:
-            await _format_storage(java, libs, log4j, rec, Path(rec.config_file), archive=None)
-            proc = _start_broker(
-                java, libs, log4j, rec, archive=None, detach=False,
-                extra=[f"-XX:ArchiveClassesAtExit={dumped}"],
-            )  # fmt: skip
-            try:
-                await _wait_ready(rec, proc, time.monotonic() + 120, 120)
-            finally:
-                proc.terminate()
-                try:
-                    await asyncio.to_thread(proc.wait, 90)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    raise LauncherError("the training broker did not exit") from None
-
-        _run_sync(train)
-        if not dumped.is_file() or dumped.stat().st_size == 0:
-            raise LauncherError(f"the JVM wrote no archive; see {rec.log_file}")
-        check = subprocess.run(
-            [java, f"-XX:SharedArchiveFile={dumped}", "-Xshare:auto", "-cp", f"{libs}/*",
-             f"-Dlog4j2.configurationFile={log4j}", "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True, text=True, timeout=120, check=False, cwd=work,
-        )  # fmt: skip
-        if check.returncode != 0 or "Unable to use shared archive" in check.stdout + check.stderr:
-            raise LauncherError(f"the archive does not load (exit code {check.returncode})")
-        os.replace(dumped, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _jvm_flags(archive: Path | None, *, short_lived: bool = False) -> list[str]:
-    flags = [f"-XX:SharedArchiveFile={archive}"] if archive is not None else []
-    if short_lived:  # a tool that runs for a second: the C2 compiler only costs time
-        flags.append("-XX:TieredStopAtLevel=1")
-    return flags
-
-
-def kafka_java_command(
-    main_class: str,
-    args: Sequence[str] = (),
-    *,
-    version: str = DEFAULT_KAFKA_VERSION,
-    heap: str = HEAP_MAX,
-) -> list[str]:
-    """A command line running ``main_class`` from the Kafka jars (fetched if needed).
-
-    For example ``kafka_java_command("org.apache.kafka.tools.consumer.ConsoleConsumer",
-    ["--bootstrap-server", bootstrap, "--topic", t, "--from-beginning"])``.
-    """
-    java = find_java()
-    fetched = fetch(version)
-    log4j = _log4j_config(fetched.libs_dir.parent)
-    return [
-        java.path, heap, *_jvm_flags(fetched.class_archive, short_lived=True),
-        "-cp", f"{fetched.libs_dir}/*", f"-Dlog4j2.configurationFile={log4j}",
-        main_class, *args,
-    ]  # fmt: skip
-
-
-def _log4j_config(directory: Path) -> Path:
-    """Copy log4j2.yaml out of the package (brokers outlive any reinstall of it)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "log4j2.yaml"
-    content = _package_file("log4j2.yaml")
-    if not target.is_file() or target.read_bytes() != content:
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(content)
-        os.replace(tmp, target)
-    return target
 
 
 # --------------------------------------------------------------------------- state file
@@ -827,138 +464,6 @@ def recorded_regions(state_dir: Path | None = None) -> dict[str, str] | None:
     if state is None or not state.running:
         return None
     return state.regions
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def _proc_cmdline(pid: int) -> list[str] | None:
-    """The argv of ``pid``, or None if it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-            return None
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return _ps_cmdline(pid)
-    return [a for a in raw.decode(errors="replace").split("\0") if a]
-
-
-def _ps_cmdline(pid: int) -> list[str] | None:
-    """Fallback where there is no /proc (macOS)."""
-    try:
-        out = subprocess.run(
-            ["ps", "-p", str(pid), "-o", "stat=", "-o", "command="],
-            capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    line = out.stdout.strip()
-    if out.returncode != 0 or not line or line.startswith("Z"):
-        return None
-    return line.split()[1:]
-
-
-def _is_our_broker(pid: int | None, config_file: str) -> bool:
-    """True when ``pid`` is alive and is a kafka.Kafka started with ``config_file``."""
-    if pid is None or pid <= 0:
-        return False
-    _reap(pid)
-    argv = _proc_cmdline(pid) if Path("/proc").is_dir() else _ps_cmdline(pid)
-    return argv is not None and "kafka.Kafka" in argv and config_file in argv
-
-
-def _reap(pid: int) -> None:
-    """Collect ``pid`` if it is our own exited child, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _stop_pids(
-    records: Sequence[ClusterRecord], grace_s: float = STOP_GRACE_S
-) -> tuple[list[int], list[int]]:
-    """SIGTERM the brokers of ``records`` that are really ours; SIGKILL after ``grace_s``."""
-    targets = [(c.pid, c.config_file) for c in records if _is_our_broker(c.pid, c.config_file)]
-    stopped: list[int] = []
-    for pid, _cfg in targets:
-        assert pid is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        stopped.append(pid)
-    deadline = time.monotonic() + grace_s
-    remaining = list(targets)
-    while remaining and time.monotonic() < deadline:
-        time.sleep(0.1)
-        remaining = [(p, cfg) for p, cfg in remaining if _is_our_broker(p, cfg)]
-    killed: list[int] = []
-    for pid, cfg in remaining:
-        if _is_our_broker(pid, cfg):
-            assert pid is not None
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    deadline = time.monotonic() + 5
-    while remaining and time.monotonic() < deadline:
-        remaining = [(p, cfg) for p, cfg in remaining if _is_our_broker(p, cfg)]
-        time.sleep(0.05)
-    return stopped, killed
-
-
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log written)"
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
-    return "\n".join(tail) if tail else "(the log is empty)"
-
-
-# --------------------------------------------------------------------------- ports
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_ports(count: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _ports_from_base(base: int, clusters: int) -> list[tuple[int, int]]:
-    """Cluster i listens on base + 2i (clients) and base + 2i + 1 (controller)."""
-    if base < 1024 or base + 2 * clusters - 1 > 65535:
-        raise InvalidInput(
-            f"--port {base} does not leave room for {clusters} cluster(s): cluster i uses "
-            f"port + 2i and port + 2i + 1, which must lie in 1024..65535."
-        )
-    pairs = [(base + 2 * i, base + 2 * i + 1) for i in range(clusters)]
-    for i, (port, cport) in enumerate(pairs):
-        for p, role in ((port, "client listener"), (cport, "controller listener")):
-            if not _port_is_free(p):
-                raise PortInUse(
-                    f"Port {p} on {HOST} is already in use (needed for cluster {i}'s {role}; "
-                    f"with --port {base} cluster i uses ports {base}+2i and {base}+2i+1). "
-                    f"Stop what listens there (see `ss -ltnp 'sport = :{p}'`), choose another "
-                    "base with --port, or leave --port out to pick free ports."
-                )
-    return pairs
 
 
 # --------------------------------------------------------------------------- broker config
