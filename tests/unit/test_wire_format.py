@@ -10,7 +10,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from edgebus.core.envelope import EventEnvelope, Operation
 from edgebus.core.hlc import HLCTimestamp
-from edgebus.core.vector_clock import VectorClock
+from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import DecodeError, InvalidInput
 from edgebus.wire.event_codec import (
     EVENT_SCHEMA,
@@ -21,7 +21,14 @@ from edgebus.wire.event_codec import (
 )
 from edgebus.wire.event_writer import IMPLEMENTED_FINGERPRINT
 from edgebus.wire.fingerprint import crc64_avro
-from edgebus.wire.headers import H_DEPS, H_HLC, H_SCHEMA, decode_headers
+from edgebus.wire.headers import (
+    H_DEPS,
+    H_HLC,
+    H_SCHEMA,
+    decode_headers,
+    format_position,
+    parse_position,
+)
 from edgebus.wire.schema_registry import default_registry, schemas_dir
 from edgebus.wire.single_object import decode_single_object, encode_single_object
 
@@ -148,3 +155,13 @@ def test_specialized_writer_produces_fastavros_exact_bytes() -> None:
         record = to_avro_record(event, encode_payload(event.payload), 2)
         expected = encode_single_object(latest, record)
         assert encode_event(event).value == expected
+
+
+def test_origin_position_header_round_trips_and_rejects_garbage() -> None:
+    position = Position("eu-west-1", 3, 1_234_567)
+    raw = format_position(position)
+    assert raw == b"eu-west-1:3:1234567"
+    assert parse_position(raw) == position
+    assert decode_headers([("eb-origin-pos", raw)])["eb-origin-pos"] == position._asdict()
+    with pytest.raises(DecodeError):
+        parse_position(b"eu-west-1:x:1")
