@@ -140,6 +140,21 @@ class PreparedWrite(NamedTuple):
         )
 
 
+def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
+    """A list of names; a single string is one name (not a list of characters)."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise InvalidInput(
+            f"{what} must be a name or a list of names, got {value!r}"
+        ) from None
+    if not all(isinstance(n, str) for n in names):
+        raise InvalidInput(f"{what} must be a name or a list of names, got {value!r}")
+    return names
+
+
 class _Route(NamedTuple):
     placement: Placement
     classes: tuple[str, ...]  # sorted, as headers and the envelope carry them
@@ -261,6 +276,8 @@ class EdgeBus:
             raise InvalidInput("key must be a non-empty string")
         if region is not None and region not in self._regions:
             raise UnknownRegion(region, self.config.regions)
+        if classification is not None and not isinstance(classification, str):
+            _names(classification, "classification")  # a list of class names, or refuse
         found = classify(
             data,
             classification,
@@ -314,9 +331,9 @@ class EdgeBus:
         cache_key = (
             classes,
             region,
-            tuple(preferred_locations),
-            tuple(exclude_locations),
-            tuple(compliance_zones),
+            _names(preferred_locations, "preferred_locations"),
+            _names(exclude_locations, "exclude_locations"),
+            _names(compliance_zones, "compliance_zones"),
             replication_factor,
             strategy,
             key if strategy == "balanced" else "",

@@ -53,12 +53,31 @@ def encode_payload(payload: Any) -> str | None:
     if payload is None:
         return None
     try:
-        return _dumps(payload)
+        text = _dumps(payload)
     except (TypeError, ValueError) as e:
         raise InvalidInput(
             f"data is not JSON: {e}. Pass dicts, lists, strings, finite numbers, "
             "booleans and None only."
         ) from e
+    _check_keys(payload)
+    return text
+
+
+def _check_keys(value: Any) -> None:
+    # JSON object keys are strings; json.dumps would silently turn 1 into "1"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.__class__ is not str:
+                raise InvalidInput(
+                    f"data has a {type(key).__name__} key {key!r}: JSON object keys are "
+                    "strings, so it would come back changed. Use string keys."
+                )
+            if isinstance(item, dict | list):
+                _check_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list):
+                _check_keys(item)
 
 
 def encode_event(

@@ -178,7 +178,24 @@ async def test_bad_input_is_refused_before_anything_is_written(kafka_bootstrap: 
             await bus.write("k", {"x": 1}, classification="pi")
         with pytest.raises(InvalidInput, match="strong"):
             await bus.write("k", {"x": 1}, consistency="strong")
+        with pytest.raises(InvalidInput, match="int key 2"):
+            await bus.write("k", {"a": [{"b": {2: "two"}}]})
+        with pytest.raises(InvalidInput, match="classification must be"):
+            await bus.write("k", {"x": 1}, classification=123)  # type: ignore[arg-type]
+        with pytest.raises(ComplianceViolation, match="exclude_locations"):
+            # a single name is one region, not a list of characters
+            await bus.write("k", {"email": "a@b.example"}, exclude_locations="eu-west-1")
     assert await end_offsets(kafka_bootstrap, topics) == before
+
+
+async def test_a_single_location_or_zone_name_counts_as_a_one_item_list(
+    kafka_bootstrap: str,
+) -> None:
+    async with EdgeBus(config(kafka_bootstrap)) as bus:
+        preferred = await bus.write("k", {"x": 1}, preferred_locations="ap-south-1")
+        zoned = await bus.write("k", {"x": 1}, compliance_zones="gdpr")
+    assert preferred.placement[0] == "ap-south-1"
+    assert zoned.placement == ("eu-west-1",)
 
 
 def test_sync_facade_writes_for_scripts(kafka_bootstrap: str) -> None:
