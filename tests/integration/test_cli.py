@@ -178,3 +178,18 @@ def test_tail_follow_prints_a_record_written_after_it_started(
     assert follower.returncode == 0, err
     [record] = [json.loads(line) for line in out.splitlines()]
     assert record["key"] == "new"
+
+
+def test_bench_produce_reports_both_sides_and_their_ratio(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # runs the benchmark's code path only; its figures are not judged here
+    env = env_for(kafka_bootstrap, tmp_path)
+    code, result, out = run(
+        ["bench", "produce", "--events", "300", "--rounds", "1", "--concurrency", "16",
+         "--json"], env, 180)  # fmt: skip
+    assert code == 0, out
+    assert result["events"] == 300
+    assert result["sdk_writes_per_s"] > 0 and result["raw_sends_per_s"] > 0
+    # the ratio comes from unrounded medians; the printed rates are rounded
+    assert abs(result["ratio"] - result["sdk_writes_per_s"] / result["raw_sends_per_s"]) < 0.005
