@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import math
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import orjson
 from pydantic import ValidationError
 
 from edgebus.core.envelope import EventEnvelope, Operation
@@ -37,7 +38,9 @@ __all__ = [
 ]
 
 EVENT_SCHEMA = "io.edgebus.Event"
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+# datetimes and dataclasses are refused like the standard library does (they would come
+# back as strings or dicts); str/int/dict/list subclasses and enums are written as JSON
+_JSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class EncodedEvent(NamedTuple):
@@ -48,23 +51,33 @@ class EncodedEvent(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
-def encode_payload(payload: Any) -> str | None:
-    """The payload as compact JSON text, or InvalidInput saying what is wrong."""
+def encode_payload(payload: Any) -> bytes | None:
+    """The payload as compact UTF-8 JSON, or InvalidInput saying what is wrong.
+
+    JSON as any consumer reads it: object keys are strings, numbers are finite and
+    integers fit in 64 bits; a value that JSON would change (an int key turned into a
+    string) is refused rather than rewritten.
+    """
     if payload is None:
         return None
     try:
-        text = _dumps(payload)
+        encoded = orjson.dumps(payload, option=_JSON_OPTIONS)
     except (TypeError, ValueError) as e:
+        _check_keys(payload)  # name the offending key, when that is the problem
         raise InvalidInput(
-            f"data is not JSON: {e}. Pass dicts, lists, strings, finite numbers, "
-            "booleans and None only."
+            f"data is not JSON: {e}. Pass dicts with string keys, lists, strings, finite "
+            "numbers (integers within 64 bits), booleans and None only."
         ) from e
-    _check_keys(payload)
-    return text
+    # orjson writes NaN and infinities as null: look for them only when a null appears
+    if b"null" in encoded and _has_non_finite(payload):
+        raise InvalidInput(
+            "data is not JSON: it holds NaN or an infinity, which JSON cannot represent. "
+            "Pass finite numbers (or None)."
+        )
+    return encoded
 
 
 def _check_keys(value: Any) -> None:
-    # JSON object keys are strings; json.dumps would silently turn 1 into "1"
     if isinstance(value, dict):
         for key, item in value.items():
             if key.__class__ is not str:
@@ -72,16 +85,24 @@ def _check_keys(value: Any) -> None:
                     f"data has a {type(key).__name__} key {key!r}: JSON object keys are "
                     "strings, so it would come back changed. Use string keys."
                 )
-            if isinstance(item, dict | list):
-                _check_keys(item)
-    elif isinstance(value, list):
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
         for item in value:
-            if isinstance(item, dict | list):
-                _check_keys(item)
+            _check_keys(item)
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def encode_event(
-    event: EventEnvelope, payload_json: str | None = None, schema: RegisteredSchema | None = None
+    event: EventEnvelope, payload_json: bytes | None = None, schema: RegisteredSchema | None = None
 ) -> EncodedEvent:
     """Encode an envelope; pass ``payload_json`` when the caller already serialized it."""
     return encode_fields(
@@ -103,7 +124,7 @@ def encode_fields(
     event_id: str,
     key: str,
     operation: Operation,
-    payload_json: str | None,
+    payload_json: bytes | None,
     origin_region: str,
     placement: tuple[str, ...],
     classification: tuple[str, ...],
@@ -172,14 +193,14 @@ def _route_headers(
 
 
 def to_avro_record(
-    event: EventEnvelope, payload_json: str | None, schema_version: int
+    event: EventEnvelope, payload_json: bytes | None, schema_version: int
 ) -> dict[str, Any]:
     """The envelope as the dict fastavro writes (field names of the Event schema)."""
     return {
         "event_id": event.event_id,
         "key": event.key,
         "operation": event.operation.name,
-        "payload_json": payload_json,
+        "payload_json": None if payload_json is None else payload_json.decode("utf-8"),
         "origin_region": event.origin_region,
         "placement": list(event.placement),
         "classification": list(event.classification),
@@ -205,7 +226,7 @@ def decode_event(value: bytes | None) -> EventEnvelope:
             event_id=record["event_id"],
             key=record["key"],
             operation=Operation[record["operation"]],
-            payload=None if payload_json is None else json.loads(payload_json),
+            payload=None if payload_json is None else orjson.loads(payload_json),
             origin_region=record["origin_region"],
             placement=tuple(record["placement"]),
             classification=tuple(record["classification"]),

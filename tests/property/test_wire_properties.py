@@ -19,8 +19,9 @@ from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import encode_single_object
 
 regions = st.from_regex(r"[a-z]{2}-[a-z]{2,7}-[0-9]", fullmatch=True)
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none() | st.booleans() | int64 | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12,
@@ -33,7 +34,7 @@ def events(draw: st.DrawFn) -> EventEnvelope:
     op = draw(st.sampled_from([Operation.SET, Operation.APPEND, Operation.MERGE,
                                Operation.DELETE, Operation.INCREMENT]))
     payload = (None if op is Operation.DELETE else
-               draw(st.integers()) if op is Operation.INCREMENT else draw(json_values))
+               draw(int64) if op is Operation.INCREMENT else draw(json_values))
     clock = draw(st.dictionaries(
         st.tuples(regions, st.integers(0, 2**31 - 1)), st.integers(0, 2**63 - 1), max_size=8))
     return EventEnvelope(
