@@ -473,7 +473,7 @@ class EdgeBus:
         home = prepared.placement.home
         bootstrap = self._clusters[home]
         batcher = self._producers.get(bootstrap) or await self._producer(bootstrap)
-        partition = batcher.partition(encoded.key, self.config.kafka.partitions)
+        partition = batcher.partition(encoded.key)
         try:
             offset = await batcher.send(
                 topic, partition, encoded.key, encoded.value, encoded.headers
@@ -537,7 +537,7 @@ class EdgeBus:
         except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
             await asyncio.gather(producer.stop(), return_exceptions=True)
             raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
-        return BatchingProducer(producer, on_ack=self._acknowledged)
+        return BatchingProducer(producer, kafka.partitions, on_ack=self._acknowledged)
 
     def _acknowledged(self, topic: str, partition: int, last_offset: int) -> None:
         # Once per acknowledged batch: the session covers every write of the batch

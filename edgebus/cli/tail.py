@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import ConsumerRecord
 
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, fail, json_mode
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, InfrastructureUnavailable, UnknownRegion
+from edgebus.errors import EdgebusError, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import wait_for_leaders
+from edgebus.kafka.reading import started_consumer, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import decode_headers
@@ -100,26 +99,10 @@ async def _records(
     partition; up to the end the topic had when we started, or on and on (``follow``)."""
     bootstrap = resolve_clusters(cfg)[region]
     topic = events_topic(region)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), cfg.kafka.connect_timeout_s)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-        await asyncio.gather(consumer.stop(), return_exceptions=True)
-        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
-    # let the consumer's background task start: aiokafka's stop() right after start()
-    # otherwise re-raises that task's cancellation
-    await asyncio.sleep(0)
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
+    async with started_consumer(bootstrap, cfg.kafka.connect_timeout_s) as consumer:
+        tps = await topic_partitions(consumer, [topic])
+        if not tps:
             return  # nothing was ever written to this region
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        await wait_for_leaders(consumer, tps)
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         if from_beginning:
@@ -145,8 +128,6 @@ async def _records(
                     yield record
                 if batch[tp] and batch[tp][-1].offset + 1 >= ends[tp]:
                     pending.discard(tp)
-    finally:
-        await consumer.stop()
 
 
 async def _tail(

@@ -67,11 +67,15 @@ class BatchingProducer:
     def __init__(
         self,
         producer: AIOKafkaProducer,
+        partitions: int,
         on_ack: Callable[[str, int, int], None] | None = None,
     ) -> None:
-        """``on_ack(topic, partition, last_offset)`` runs once per acknowledged batch,
-        before any of its writers resumes."""
+        """``partitions`` is the partition count of every topic written through this
+        producer (edgebus gives all regional topics one count). ``on_ack(topic,
+        partition, last_offset)`` runs once per acknowledged batch, before any of its
+        writers resumes."""
         self.producer = producer
+        self.partitions = partitions
         self._on_ack = on_ack
         self._loop = asyncio.get_running_loop()
         # batches not yet handed to aiokafka, oldest first; only the last takes records
@@ -80,13 +84,13 @@ class BatchingProducer:
         self._partitions: dict[bytes, int] = {}
         self._closed = False
 
-    def partition(self, key: bytes, partitions: int) -> int:
-        """The partition of ``key`` among ``partitions`` (cached: keys repeat)."""
+    def partition(self, key: bytes) -> int:
+        """The partition of ``key`` (cached: keys repeat)."""
         cached = self._partitions.get(key)
         if cached is None:
             if len(self._partitions) >= _PARTITION_CACHE_MAX:
                 self._partitions.clear()
-            cached = self._partitions[key] = partition_for(key, partitions)
+            cached = self._partitions[key] = partition_for(key, self.partitions)
         return cached
 
     async def send(

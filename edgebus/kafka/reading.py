@@ -1,13 +1,46 @@
-"""Reading a topic from its beginning up to its current end (demo, tooling)."""
+"""Reading topics up to their current end (tail, demo, tests), with one consumer set-up."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
-__all__ = ["read_to_end", "wait_for_leaders"]
+from edgebus.errors import InfrastructureUnavailable
+
+__all__ = [
+    "end_offsets",
+    "read_to_end",
+    "started_consumer",
+    "topic_partitions",
+    "wait_for_leaders",
+]
+
+
+@asynccontextmanager
+async def started_consumer(
+    bootstrap: str, timeout_s: float = 10.0
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer without a group (it assigns partitions itself), stopped after."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), timeout_s)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
+        await asyncio.gather(consumer.stop(), return_exceptions=True)
+        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+    # let the consumer's background task start: aiokafka's stop() right after start()
+    # otherwise re-raises that task's cancellation
+    await asyncio.sleep(0)
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 async def wait_for_leaders(
@@ -27,19 +60,34 @@ async def wait_for_leaders(
         await consumer._client.force_metadata_update()
 
 
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topics: Iterable[str]
+) -> list[TopicPartition]:
+    """Every partition of those of ``topics`` that exist, once each has a leader."""
+    await consumer._client.force_metadata_update()
+    tps = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    if tps:
+        await wait_for_leaders(consumer, tps)
+    return tps
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """The high watermark of every partition of those of ``topics`` that exist."""
+    async with started_consumer(bootstrap) as consumer:
+        tps = await topic_partitions(consumer, topics)
+        return dict(await consumer.end_offsets(tps)) if tps else {}
+
+
 async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` that exists now, in (partition, offset) order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    # let the consumer's background task start: aiokafka's stop() right after start()
-    # otherwise re-raises that task's cancellation
-    await asyncio.sleep(0)
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    async with started_consumer(bootstrap) as consumer:
+        tps = await topic_partitions(consumer, [topic])
         if not tps:
             return []
-        await wait_for_leaders(consumer, tps)
         ends = await consumer.end_offsets(tps)
         remaining = {tp: end for tp, end in ends.items() if end > 0}
         if not remaining:
@@ -58,5 +106,3 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, 
                     del remaining[tp]
         out.sort(key=lambda r: (r.partition, r.offset))
         return out
-    finally:
-        await consumer.stop()

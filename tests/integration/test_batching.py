@@ -11,15 +11,15 @@ import pytest
 from edgebus import EdgeBus
 from edgebus.core.envelope import EventEnvelope
 from edgebus.errors import InvalidInput
+from edgebus.kafka.reading import end_offsets, read_to_end
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
-from tests.integration.kafka_reading import end_offsets, read_all
 
 
 async def events_by_position(
     bootstrap: str, region: str
 ) -> dict[tuple[int, int], EventEnvelope]:
-    records = await read_all(bootstrap, events_topic(region))
+    records = await read_to_end(bootstrap, events_topic(region))
     return {(r.partition, r.offset): decode_event(r.value) for r in records}
 
 

@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
-from tests.integration.kafka_reading import end_offsets
 
 EDGEBUS = str(Path(sys.executable).parent / "edgebus")
 REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")

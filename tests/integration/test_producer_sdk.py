@@ -19,9 +19,9 @@ from edgebus.errors import (
     TopicLayoutMismatch,
     UnknownRegion,
 )
+from edgebus.kafka.reading import end_offsets, read_to_end
 from edgebus.kafka.topics import ensure_topics, events_topic
 from edgebus.wire.event_codec import decode_event
-from tests.integration.kafka_reading import end_offsets, read_all
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
 
@@ -35,7 +35,7 @@ async def test_write_returns_the_kafka_position_of_the_stored_event(kafka_bootst
     async with EdgeBus(config(kafka_bootstrap)) as bus:
         receipt = await bus.write(key, {"plan": "pro", "seats": 3}, region="us-east-1")
     assert receipt.topic == "edgebus.us-east-1.events"
-    records = await read_all(kafka_bootstrap, receipt.topic)
+    records = await read_to_end(kafka_bootstrap, receipt.topic)
     position = (receipt.partition, receipt.offset)
     [record] = [r for r in records if (r.partition, r.offset) == position]
     event = decode_event(record.value)
@@ -73,7 +73,7 @@ async def test_strict_refusal_writes_nothing_to_any_region_topic(kafka_bootstrap
     assert "pii" in message and "gdpr" in message and "us-east-1" in message
     assert await end_offsets(kafka_bootstrap, topics) == before
     for topic in topics:
-        assert all(r.key != key.encode() for r in await read_all(kafka_bootstrap, topic))
+        assert all(r.key != key.encode() for r in await read_to_end(kafka_bootstrap, topic))
 
 
 async def test_non_strict_mode_reroutes_to_a_compliant_region(kafka_bootstrap: str) -> None:
@@ -140,7 +140,7 @@ async def test_receipt_session_token_covers_this_write_and_the_sessions_earlier_
     assert token.clock.covers(Position("us-east-1", first.partition, first.offset))
     assert token.clock.covers(Position("ap-south-1", second.partition, second.offset))
     [record] = [
-        r for r in await read_all(kafka_bootstrap, second.topic)
+        r for r in await read_to_end(kafka_bootstrap, second.topic)
         if (r.partition, r.offset) == (second.partition, second.offset)
     ]
     deps = decode_event(record.value).dependencies
@@ -155,7 +155,7 @@ async def test_a_token_from_another_process_becomes_the_writes_dependencies(
     async with EdgeBus(config(kafka_bootstrap)) as other:
         second = await other.write("doc-comment", {"v": 2}, session=first.session_token)
     [record] = [
-        r for r in await read_all(kafka_bootstrap, second.topic)
+        r for r in await read_to_end(kafka_bootstrap, second.topic)
         if (r.partition, r.offset) == (second.partition, second.offset)
     ]
     assert decode_event(record.value).dependencies.covers(first.position)
