@@ -16,7 +16,7 @@ from aiokafka import ConsumerRecord
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, fail, json_mode
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, UnknownRegion
+from edgebus.errors import EdgebusError, InfrastructureUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import started_consumer, topic_partitions
 from edgebus.kafka.topics import events_topic
@@ -43,7 +43,7 @@ def tail(
     ),
     idle_timeout: float | None = typer.Option(
         None, "--idle-timeout", min=0.1, help="With --follow: stop after this many seconds "
-        "without a record."
+        "without a record (ignored without --follow, which always reads to the end)."
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -117,10 +117,18 @@ async def _records(
         quiet_since = time.monotonic()
         while follow or pending:
             batch = await consumer.getmany(timeout_ms=200)
+            quiet_for = time.monotonic() - quiet_since
             if batch:
                 quiet_since = time.monotonic()
-            elif idle_timeout is not None and time.monotonic() - quiet_since >= idle_timeout:
+            elif follow and idle_timeout is not None and quiet_for >= idle_timeout:
                 return
+            elif not follow and quiet_for >= cfg.kafka.connect_timeout_s:
+                # Never print a partial listing as if it were whole.
+                raise InfrastructureUnavailable(
+                    f"{topic} at {bootstrap} stopped answering before its end offsets were "
+                    f"reached (no record for {quiet_for:.0f} s)",
+                    [bootstrap],
+                )
             for tp in sorted(batch, key=lambda t: t.partition):
                 for record in batch[tp]:
                     if not follow and record.offset >= ends[tp]:
