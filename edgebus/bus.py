@@ -50,7 +50,7 @@ from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.topics import ensure_topics, events_topic
 from edgebus.wire.event_codec import EncodedEvent, encode_fields, encode_payload
 
-__all__ = ["EdgeBus", "EdgeBusSync", "PreparedWrite", "WriteReceipt"]
+__all__ = ["EdgeBus", "EdgeBusSync", "PreparedWrite", "ReadResult", "WriteReceipt"]
 
 log = logging.getLogger("edgebus.edge")
 T = TypeVar("T")
@@ -105,6 +105,48 @@ class WriteReceipt(NamedTuple):
             "session_token": self.session_token,
             "rerouted": self.rerouted,
         }
+
+
+class ReadResult(NamedTuple):
+    """A key's value as one region holds it (immutable).
+
+    ``exists`` is false when the region has no value (never written there, or
+    deleted). ``version`` counts the events applied to the key in that region;
+    ``origin`` and ``hlc`` are those of the newest of them (the one that decided the
+    value under last-write-wins).
+    """
+
+    key: str
+    region: str
+    exists: bool
+    value: Any
+    version: int
+    origin: str | None
+    hlc: HLCTimestamp | None
+    event_id: str | None
+    consistency: str = "eventual"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = self._asdict()
+        out["hlc"] = None if self.hlc is None else self.hlc._asdict()
+        return out
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], consistency: str = "eventual") -> ReadResult:
+        """From a region query answer."""
+        hlc = row.get("hlc")
+        return cls(
+            key=row["key"],
+            region=row["region"],
+            exists=bool(row["exists"]),
+            value=row.get("value"),
+            version=int(row.get("version") or 0),
+            origin=row.get("origin"),
+            hlc=None if not hlc else HLCTimestamp(hlc["wall_ms"], hlc["logical"]),
+            event_id=row.get("event_id"),
+            consistency=consistency,
+        )
 
 
 class PreparedWrite(NamedTuple):
@@ -187,6 +229,7 @@ class EdgeBus:
         self._max_event_bytes = self.config.kafka.max_batch_bytes - 1024
         self._topic_regions = {events_topic(r): r for r in self.config.regions}
         self._closed = False
+        self._reader: Any = None
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -233,6 +276,37 @@ class EdgeBus:
         self._ready.clear()
         await asyncio.gather(*(b.close() for b in batchers), return_exceptions=True)
         await asyncio.gather(*(b.producer.stop() for b in batchers), return_exceptions=True)
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    async def read(
+        self, key: str, region: str | None = None, *, consistency: str = "eventual"
+    ) -> ReadResult:
+        """The key's value as ``region`` (default: the first configured region) holds it.
+
+        Served by that region's service: the one embedded in this process if any
+        (``RegionService``), else the one announced on ``edgebus.<region>.service``
+        (``edgebus region run``), over its HTTP query endpoint. ``eventual``: what the
+        region has applied so far; replicas converge once they have the same events.
+        """
+        if consistency != "eventual":
+            raise UnsupportedConsistency(
+                f"read consistency {consistency!r} is not available in this version: use "
+                "'eventual' (causal and bounded_staleness reads need session frontiers; "
+                "strong reads need the saga coordinator)."
+            )
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"key must be a non-empty string, got {key!r:.80}")
+        target = region or self.config.regions[0]
+        if target not in self._regions:
+            raise UnknownRegion(target, self.config.regions)
+        if self._reader is None:
+            from edgebus.region.client import RegionClient
+
+            self._reader = RegionClient(self.config, self.config.kafka.connect_timeout_s)
+        row = await self._reader.read(key, target)
+        return ReadResult.from_row(row, consistency)
 
     def plan(
         self,
@@ -590,6 +664,10 @@ class EdgeBusSync:
     def write(self, key: str, data: Any, **options: Any) -> WriteReceipt:
         """Blocking :meth:`EdgeBus.write`."""
         return self._call(self._bus.write(key, data, **options))
+
+    def read(self, key: str, region: str | None = None, **options: Any) -> ReadResult:
+        """Blocking :meth:`EdgeBus.read`."""
+        return self._call(self._bus.read(key, region, **options))
 
     def close(self) -> None:
         """Flush, disconnect and stop the private loop (idempotent)."""

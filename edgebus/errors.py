@@ -27,6 +27,8 @@ __all__ = [
     "LauncherError",
     "MavenMissing",
     "PortInUse",
+    "RegionUnavailable",
+    "StoreError",
     "TopicLayoutMismatch",
     "UnknownRegion",
     "UnsupportedConsistency",
@@ -161,3 +163,20 @@ class WriteFailed(EdgebusError):
     """
 
     retriable = True
+
+
+class StoreError(EdgebusError):
+    """A store (``sqlite:///...``, ``jsonl:///...``) cannot be opened, read or written.
+
+    The message names the URL and what to do (a bad URL is also ``exit_code`` 2).
+    """
+
+
+class RegionUnavailable(EdgebusError):
+    """No region service answers for a region (not running, or not reachable).
+
+    Start one with ``edgebus region run --region R`` (or embed ``RegionService``).
+    """
+
+    retriable = True
+

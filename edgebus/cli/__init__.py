@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from edgebus.cli import bench, kafka
+from edgebus.cli import bench, dlq, kafka, region
 from edgebus.cli.demo import demo
+from edgebus.cli.read import read
+from edgebus.cli.replay import replay, verify
+from edgebus.cli.status import status
 from edgebus.cli.tail import tail
 from edgebus.cli.write import write
 
@@ -30,8 +33,14 @@ def _root(
 
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(bench.app, name="bench")
+app.add_typer(region.app, name="region")
+app.add_typer(dlq.app, name="dlq")
 app.command("write")(write)
+app.command("read")(read)
 app.command("tail")(tail)
+app.command("status")(status)
+app.command("replay")(replay)
+app.command("verify")(verify)
 app.command("demo")(demo)
 
 

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from edgebus.errors import InfrastructureUnavailable, TopicLayoutMismatch
 
-__all__ = ["dlq_topic", "ensure_topics", "events_topic"]
+__all__ = ["dlq_topic", "ensure_topics", "events_topic", "service_topic"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -31,14 +31,23 @@ def dlq_topic(region: str) -> str:
     return f"edgebus.{region}.dlq"
 
 
+def service_topic(region: str) -> str:
+    """The compacted topic where ``region``'s service announces its query endpoint."""
+    return f"edgebus.{region}.service"
+
+
 async def ensure_topics(
     bootstrap: str,
     topics: Iterable[str],
     partitions: int,
     replication_factor: int = 1,
     timeout_s: float = 10.0,
+    compacted: bool = False,
 ) -> None:
-    """Create missing topics; refuse existing ones whose partition count differs."""
+    """Create missing topics; refuse existing ones whose partition count differs.
+
+    ``compacted`` creates them with ``cleanup.policy=compact`` (keep the last record
+    per key)."""
     wanted = sorted(set(topics))
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
@@ -53,7 +62,13 @@ async def ensure_topics(
         missing = [t for t in wanted if t not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(t, partitions, replication_factor) for t in missing]
+                [
+                    NewTopic(
+                        t, partitions, replication_factor,
+                        topic_configs={"cleanup.policy": "compact"} if compacted else None,
+                    )
+                    for t in missing
+                ]
             )
             for topic, code, *rest in response.topic_errors:
                 if code not in (0, _TOPIC_ALREADY_EXISTS):

@@ -8,6 +8,7 @@ so Avro's resolution rules make old and new records readable by every version.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,11 +42,13 @@ class RegisteredSchema:
 class SchemaRegistry:
     """Every schema of a directory of ``<name>.v<N>.avsc`` files."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: Path) -> None:
         self.directory = directory
+        self.directories = (directory, *extra)
         self._by_fp: dict[int, RegisteredSchema] = {}
         self._latest: dict[str, RegisteredSchema] = {}
-        for path in sorted(directory.glob("*.avsc")):
+        paths = [p for d in self.directories for p in sorted(d.glob("*.avsc"))]
+        for path in paths:
             raw = json.loads(path.read_text(encoding="utf-8"))
             parsed = parse_schema(raw)
             canonical = to_parsing_canonical_form(raw)
@@ -69,8 +72,9 @@ class SchemaRegistry:
         except KeyError:
             raise DecodeError(
                 f"Unknown writer schema fingerprint {fingerprint:016x}: the record was "
-                f"written with a schema that {self.directory} does not hold. Upgrade edgebus "
-                "(or add the writer's .avsc file to schemas/)."
+                f"written with a schema that {', '.join(map(str, self.directories))} does not "
+                "hold. Upgrade edgebus, or put the writer's .avsc file in a directory listed "
+                "in EDGEBUS_SCHEMA_PATH and restart."
             ) from None
 
     def latest(self, full_name: str) -> RegisteredSchema:
@@ -89,5 +93,7 @@ def schemas_dir() -> Path:
 
 @cache
 def default_registry() -> SchemaRegistry:
-    """The registry of the schemas that ship with edgebus (loaded once)."""
-    return SchemaRegistry(schemas_dir())
+    """The schemas that ship with edgebus plus those in ``$EDGEBUS_SCHEMA_PATH`` (a
+    ``os.pathsep``-separated list of directories of ``.avsc`` files), loaded once."""
+    extra = [Path(p) for p in os.environ.get("EDGEBUS_SCHEMA_PATH", "").split(os.pathsep) if p]
+    return SchemaRegistry(schemas_dir(), *(d for d in extra if d.is_dir()))

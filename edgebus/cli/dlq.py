@@ -1,0 +1,98 @@
+"""``edgebus dlq list | redrive``: a region's dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.errors import EdgebusError, InvalidInput, UnknownRegion
+
+__all__ = ["app"]
+
+app = typer.Typer(help="List and redrive dead letters (edgebus.<region>.dlq).",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    region: str = typer.Option(..., "--region"),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every dead letter of the region: position, key, stage and reason."""
+    from edgebus.region.dlq import list_dead_letters
+
+    as_json = json_mode(ctx, as_json)
+    try:
+        cfg = load_cli_config(config)
+        if region not in cfg.regions:
+            raise UnknownRegion(region, cfg.regions)
+        letters = asyncio.run(list_dead_letters(cfg, region))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, {"ok": True, "region": region, "dead_letters": [d.to_dict() for d in letters]},
+         _render_list)
+
+
+@app.command("redrive")
+def redrive(
+    ctx: typer.Context,
+    region: str = typer.Option(..., "--region"),
+    offset: list[str] = typer.Option(
+        [], "--offset", help="PARTITION:OFFSET of a dead letter (repeatable)."
+    ),
+    all_: bool = typer.Option(False, "--all", help="Every materialize-stage dead letter."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Put dead letters back on edgebus.<region>.events (each applies at most once)."""
+    from edgebus.region.dlq import redrive as do_redrive
+
+    as_json = json_mode(ctx, as_json)
+    try:
+        cfg = load_cli_config(config)
+        if region not in cfg.regions:
+            raise UnknownRegion(region, cfg.regions)
+        if bool(offset) == all_:
+            raise InvalidInput("give --all or one or more --offset PARTITION:OFFSET")
+        positions = None if all_ else [_position(o) for o in offset]
+        results = asyncio.run(do_redrive(cfg, region, positions))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, {"ok": True, "region": region, "results": results}, _render_redrive)
+
+
+def _position(text: str) -> tuple[int, int]:
+    try:
+        partition, offset = text.split(":")
+        return int(partition), int(offset)
+    except ValueError:
+        raise InvalidInput(f"--offset {text!r} is not PARTITION:OFFSET (e.g. 0:12)") from None
+
+
+def _render_list(data: dict[str, Any]) -> None:
+    table = Table(title=f"dead letters of {data['region']}")
+    for column in ("position", "key", "stage", "refused by", "when", "reason"):
+        table.add_column(column)
+    for d in data["dead_letters"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["time_ms"] / 1000))
+        table.add_row(f"{d['partition']}:{d['offset']}", str(d["key"]), d["stage"],
+                      d["refused_by"], when, d["reason"])
+    console.print(table)
+
+
+def _render_redrive(data: dict[str, Any]) -> None:
+    for r in data["results"]:
+        where = f"{r['partition']}:{r['offset']}"
+        if r["redriven"]:
+            console.print(f"redriven {where} -> {r['to']}")
+        else:
+            console.print(f"[yellow]not redriven[/] {where}: {r['why']}")

@@ -1,0 +1,74 @@
+"""``edgebus status``: every region's service health, lag, positions and store size."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.config import EdgeConfig
+from edgebus.errors import EdgebusError, UnknownRegion
+
+__all__ = ["status"]
+
+
+def status(
+    ctx: typer.Context,
+    region: list[str] = typer.Option([], "--region", help="Only these regions (repeatable)."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Per region: health, consumer lag, last applied positions, store size."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        cfg = load_cli_config(config)
+        for r in region:
+            if r not in cfg.regions:
+                raise UnknownRegion(r, cfg.regions)
+        rows = asyncio.run(_status(cfg, region or list(cfg.regions)))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, {"ok": True, "regions": rows}, _render)
+
+
+async def _status(config: EdgeConfig, regions: list[str]) -> list[dict[str, Any]]:
+    from edgebus.region.client import RegionClient
+
+    client = RegionClient(config, timeout_s=config.kafka.connect_timeout_s)
+    try:
+        async def one(region: str) -> dict[str, Any]:
+            try:
+                return await client.status(region)
+            except EdgebusError as e:
+                return {"region": region, "healthy": False, "error": str(e)}
+
+        return list(await asyncio.gather(*(one(r) for r in regions)))
+    finally:
+        await client.close()
+
+
+def _render(data: dict[str, Any]) -> None:
+    table = Table(title="edgebus regions")
+    problems: list[str] = []
+    for column in ("region", "health", "lag", "applied positions", "keys", "store size",
+                   "query endpoint"):
+        table.add_column(column)
+    for row in data["regions"]:
+        if "error" in row:
+            table.add_row(row["region"], "[red]down[/]", "-", "-", "-", "-", "-")
+            problems.append(f"{row['region']}: {row['error']}")
+            continue
+        health = "[green]healthy[/]" if row["healthy"] else "[red]unhealthy[/]"
+        positions = " ".join(f"{p}:{o}" for p, o in row["positions"].items()) or "-"
+        table.add_row(
+            row["region"], health, str(row["lag"]), positions, str(row["keys"]),
+            f"{row['store_bytes'] / 1024:.0f} KiB", row["url"] or "-",
+        )
+    console.print(table)
+    for problem in problems:
+        console.print(problem, highlight=False, soft_wrap=True)

@@ -1,0 +1,113 @@
+"""Reading a region from any process: find its service, ask its query endpoint.
+
+A region service announces ``{"region", "url", "pid", "host", "store", "started_ms"}``
+(JSON, key ``query``) on the compacted topic ``edgebus.<R>.service`` of the region's
+cluster. :class:`RegionClient` reads the newest announcement, then talks HTTP to it
+(:mod:`edgebus.region.query`); a service in the same process is called directly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from edgebus.config import EdgeConfig
+from edgebus.errors import InfrastructureUnavailable, RegionUnavailable, UnknownRegion
+from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.reading import read_to_end
+from edgebus.kafka.topics import service_topic
+from edgebus.region.service import embedded_service
+
+__all__ = ["RegionClient"]
+
+#: how long a found endpoint is trusted before the announcement topic is read again
+ENDPOINT_TTL_S = 30.0
+
+
+class RegionClient:
+    """Reads region state through the regions' query endpoints."""
+
+    def __init__(self, config: EdgeConfig, timeout_s: float = 10.0) -> None:
+        self.config = config
+        self.clusters = resolve_clusters(config)
+        self.timeout_s = timeout_s
+        self._endpoints: dict[str, tuple[str, float]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def read(self, key: str, region: str) -> dict[str, Any]:
+        """The key's state in ``region`` (``exists`` false when it has none)."""
+        service = embedded_service(region)
+        if service is not None:
+            return await service.read(key)
+        return await self._get(region, f"/v1/keys/{quote(key, safe='')}")
+
+    async def status(self, region: str) -> dict[str, Any]:
+        """The region service's status document."""
+        service = embedded_service(region)
+        if service is not None:
+            return await service.status()
+        return await self._get(region, "/v1/status")
+
+    async def get(self, region: str, path: str) -> dict[str, Any]:
+        """GET any query path of the region's endpoint."""
+        return await self._get(region, path)
+
+    async def endpoint(self, region: str, refresh: bool = False) -> str:
+        """The region service's URL from its newest announcement."""
+        if region not in self.clusters:
+            raise UnknownRegion(region, tuple(self.clusters))
+        cached = self._endpoints.get(region)
+        if cached and not refresh and time.monotonic() - cached[1] < ENDPOINT_TTL_S:
+            return cached[0]
+        try:
+            records = await read_to_end(self.clusters[region], service_topic(region))
+        except InfrastructureUnavailable:
+            raise
+        url = None
+        for record in records:
+            if record.key == b"query" and record.value:
+                url = orjson.loads(record.value).get("url")
+        if not url:
+            raise RegionUnavailable(
+                f"No region service has announced itself for {region} (topic "
+                f"{service_topic(region)} on {self.clusters[region]}). Start one with "
+                f"`edgebus region run --region {region}`."
+            )
+        self._endpoints[region] = (url, time.monotonic())
+        return str(url)
+
+    async def _get(self, region: str, path: str) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            )
+        for attempt in (0, 1):
+            url = await self.endpoint(region, refresh=attempt > 0)
+            try:
+                async with self._session.get(url + path) as response:
+                    body = await response.read()
+                    data: dict[str, Any] = orjson.loads(body)
+                    if response.status >= 400:
+                        raise RegionUnavailable(
+                            f"{region} service at {url} answered {response.status}: "
+                            f"{data.get('error', body[:200])}"
+                        )
+                    return data
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                if attempt:
+                    raise RegionUnavailable(
+                        f"The {region} region service announced at {url} does not answer "
+                        f"({e or type(e).__name__}). Is `edgebus region run --region {region}` "
+                        "still running? Start it again."
+                    ) from e
+        raise AssertionError("unreachable")

@@ -1,0 +1,158 @@
+"""Listing and redriving a region's dead letters (``edgebus dlq list | redrive``).
+
+Redrive appends a dead letter's original record, unchanged, back to
+``edgebus.R.events`` with the header ``eb-redrive-of: <dlq partition>:<dlq offset>``.
+The materializer applies a redriven record at most once (it remembers redriven dead
+letters in the store, in the same transaction as their effect), so redriving twice,
+or redriving after a crash, never applies a record twice. A record that still cannot be
+applied goes back to the dead-letter topic as a new letter.
+
+Only letters refused by the materializer (stage ``materialize``) are redriven; a copy
+the replicator refused for compliance (stage ``replicate``) must not be forced into the
+region: fix the compliance rules and the replicator's next copies flow again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from edgebus.config import EdgeConfig
+from edgebus.errors import InfrastructureUnavailable, InvalidInput
+from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.reading import read_to_end
+from edgebus.kafka.topics import dlq_topic, events_topic
+from edgebus.region.applier import H_REDRIVE_OF
+from edgebus.region.dead_letters import (
+    DLQ_HEADERS,
+    H_DLQ_REASON,
+    H_DLQ_REGION,
+    H_DLQ_SOURCE,
+    H_DLQ_STAGE,
+    H_DLQ_TIME,
+)
+
+__all__ = ["DeadLetterView", "list_dead_letters", "redrive"]
+
+
+@dataclass(frozen=True)
+class DeadLetterView:
+    """One dead letter as ``edgebus dlq list`` shows it."""
+
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    stage: str
+    source: str
+    refused_by: str
+    time_ms: int
+    record: ConsumerRecord[bytes, bytes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (without the record bytes)."""
+        return {
+            "partition": self.partition,
+            "offset": self.offset,
+            "key": self.key,
+            "reason": self.reason,
+            "stage": self.stage,
+            "source": self.source,
+            "refused_by": self.refused_by,
+            "time_ms": self.time_ms,
+            "value_bytes": len(self.record.value or b""),
+        }
+
+
+def _view(record: ConsumerRecord[bytes, bytes]) -> DeadLetterView:
+    headers = {k: v for k, v in record.headers or ()}
+
+    def text(name: str) -> str:
+        return headers.get(name, b"").decode("utf-8", "replace")
+
+    return DeadLetterView(
+        partition=record.partition,
+        offset=record.offset,
+        key=None if record.key is None else record.key.decode("utf-8", "backslashreplace"),
+        reason=text(H_DLQ_REASON),
+        stage=text(H_DLQ_STAGE),
+        source=text(H_DLQ_SOURCE),
+        refused_by=text(H_DLQ_REGION),
+        time_ms=int(text(H_DLQ_TIME) or 0),
+        record=record,
+    )
+
+
+async def list_dead_letters(config: EdgeConfig, region: str) -> list[DeadLetterView]:
+    """Every dead letter of ``region`` (partition, offset order)."""
+    bootstrap = resolve_clusters(config)[region]
+    return [_view(r) for r in await read_to_end(bootstrap, dlq_topic(region))]
+
+
+async def redrive(
+    config: EdgeConfig, region: str, positions: Iterable[tuple[int, int]] | None = None
+) -> list[dict[str, Any]]:
+    """Put dead letters (all materialize-stage ones, or those at ``positions``) back on
+    the region's events topic; returns one result per letter."""
+    letters = await list_dead_letters(config, region)
+    if positions is not None:
+        wanted = set(positions)
+        found = {(d.partition, d.offset) for d in letters}
+        missing = sorted(wanted - found)
+        if missing:
+            raise InvalidInput(
+                "no dead letter at "
+                + ", ".join(f"{p}:{o}" for p, o in missing)
+                + f" in {dlq_topic(region)}: see `edgebus dlq list --region {region}`"
+            )
+        letters = [d for d in letters if (d.partition, d.offset) in wanted]
+    bootstrap = resolve_clusters(config)[region]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=1
+    )
+    try:
+        await asyncio.wait_for(producer.start(), config.kafka.connect_timeout_s)
+    except Exception as e:
+        await asyncio.gather(producer.stop(), return_exceptions=True)
+        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+    results: list[dict[str, Any]] = []
+    try:
+        for d in letters:
+            if d.stage != "materialize":
+                results.append(
+                    {**d.to_dict(), "redriven": False,
+                     "why": "refused at the replication hop by compliance: fix the rules; "
+                            "the replicator copies new events, it is never forced"}
+                )
+                continue
+            headers = [
+                (k, v) for k, v in (d.record.headers or ())
+                if k not in DLQ_HEADERS and k != H_REDRIVE_OF
+            ]
+            headers.append((H_REDRIVE_OF, f"{d.partition}:{d.offset}".encode("ascii")))
+            source_partition = _source_partition(d.source)
+            meta = await producer.send_and_wait(
+                events_topic(region),
+                value=d.record.value,
+                key=d.record.key,
+                partition=source_partition,
+                headers=headers,
+            )
+            results.append(
+                {**d.to_dict(), "redriven": True, "to": f"{meta.topic}:{meta.partition}:"
+                 f"{meta.offset}"}
+            )
+    finally:
+        await producer.stop()
+    return results
+
+
+def _source_partition(source: str) -> int | None:
+    try:
+        return int(source.rsplit(":", 2)[1])
+    except (IndexError, ValueError):
+        return None

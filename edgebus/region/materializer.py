@@ -1,0 +1,199 @@
+"""The regional materializer: ``edgebus.R.events`` -> the region's store.
+
+A consumer in group ``edgebus.R.materializer`` reads batches (``getmany``); each batch
+is folded by :class:`~edgebus.region.applier.BatchApplier`, its dead letters are sent
+to ``edgebus.R.dlq`` and acknowledged, then the new states *and* the next offsets are
+committed in one store transaction. The store's positions are the truth: on start
+(and on every partition assignment) the consumer seeks to them, so a crash at any
+point neither loses nor doubles an effect. Offsets are also committed to the Kafka
+group afterwards, only so that standard tools (``kafka-consumer-groups``) show lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from connectors.base import Store
+from edgebus.config import EdgeConfig
+from edgebus.kafka.topics import events_topic
+from edgebus.region.applier import AppliedEvent, BatchApplier
+from edgebus.region.dead_letters import send_dead_letters
+
+__all__ = ["Materializer", "MaterializerStats"]
+
+log = logging.getLogger("edgebus.region")
+
+#: records per getmany: large enough to amortize a store transaction
+MAX_BATCH_RECORDS = 5000
+
+
+class MaterializerStats:
+    """Counters for status and benchmarks."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.events = 0
+        self.applied = 0
+        self.duplicates = 0
+        self.dead_letters = 0
+        self.last_batch_at = 0.0
+        self.started_at = time.time()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counters."""
+        return dict(vars(self))
+
+
+class _SeekToStore(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, materializer: Materializer) -> None:
+        self.materializer = materializer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.materializer._seek(list(assigned))
+
+
+class Materializer:
+    """Consumes one region's events topic into its store until stopped."""
+
+    def __init__(
+        self,
+        region: str,
+        config: EdgeConfig,
+        bootstrap: str,
+        store: Store,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        self.region = region
+        self.config = config
+        self.bootstrap = bootstrap
+        self.store = store
+        self.producer = producer
+        self.topic = events_topic(region)
+        self.applier = BatchApplier(region, config.compliance.rules(), store)
+        self.stats = MaterializerStats()
+        self.positions: dict[int, int] = {}  # partition -> next offset (committed)
+        self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._assigned: list[TopicPartition] = []
+        self._position_waiters: list[tuple[dict[int, int], asyncio.Future[None]]] = []
+
+    def on_applied(self, listener: Callable[[list[AppliedEvent]], None]) -> None:
+        """Call ``listener(events)`` after each committed batch (same event loop)."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        """Connect and join the region's consumer group (positions from the store)."""
+        stored = await self.store.positions()
+        self.positions = {p: o for (t, p), o in stored.items() if t == self.topic}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=f"edgebus.{self.region}.materializer",
+            client_id=f"edgebus-materializer-{self.region}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            isolation_level="read_uncommitted",
+        )
+        await self._consumer.start()
+        await asyncio.sleep(0)
+        self._consumer.subscribe([self.topic], listener=_SeekToStore(self))
+
+    async def stop(self) -> None:
+        """Leave the group; the store keeps what was committed."""
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+
+    async def _seek(self, tps: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        self._assigned = tps
+        for tp in tps:
+            offset = self.positions.get(tp.partition)
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        log.info("%s: materializing partitions %s", self.region, [tp.partition for tp in tps])
+
+    async def run(self) -> None:
+        """Consume, fold, commit; forever (cancel to stop)."""
+        assert self._consumer is not None, "call start() first"
+        consumer = self._consumer
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
+            if not batch:
+                continue
+            records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
+            await self.apply_batch(records)
+            offsets = {tp: self.positions[tp.partition] for tp in batch}
+            with contextlib.suppress(KafkaError):
+                await consumer.commit(offsets)  # informational only: the store is the truth
+
+    async def apply_batch(self, records: list[Any]) -> None:
+        """Fold, dead-letter, commit one batch."""
+        try:
+            result = await self.applier.apply(records)
+            if result.dead:
+                await send_dead_letters(
+                    self.producer,
+                    self.region,
+                    ((d.record, d.reason, d.stage) for d in result.dead),
+                    self.region,
+                )
+                for d in result.dead:
+                    log.warning(
+                        "%s: dead letter %s:%d:%d: %s",
+                        self.region, d.record.topic, d.record.partition, d.record.offset,
+                        d.reason,
+                    )
+            await self.store.commit(result.changes)
+        except BaseException:
+            self.applier.forget()
+            raise
+        for (topic, partition), offset in result.changes.positions.items():
+            if topic == self.topic:
+                self.positions[partition] = offset
+        stats = self.stats
+        stats.batches += 1
+        stats.events += len(records)
+        stats.applied += len(result.applied)
+        stats.duplicates += result.duplicates
+        stats.dead_letters += len(result.dead)
+        stats.last_batch_at = time.time()
+        for listener in self._listeners:
+            listener(result.applied)
+        self._wake_position_waiters()
+
+    async def wait_for_positions(self, targets: dict[int, int], timeout_s: float) -> None:
+        """Wait until every partition's committed position reaches its target offset."""
+        if self._covers(targets):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (targets, future)
+        self._position_waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._position_waiters.remove(entry)
+
+    def _covers(self, targets: dict[int, int]) -> bool:
+        return all(self.positions.get(p, 0) >= o for p, o in targets.items())
+
+    def _wake_position_waiters(self) -> None:
+        for targets, future in list(self._position_waiters):
+            if not future.done() and self._covers(targets):
+                future.set_result(None)

@@ -1,0 +1,196 @@
+"""The replicator: copies other regions' events into this region's topic.
+
+Region B's service pulls: for each Kafka cluster that holds another region's events
+topic, one consumer (group ``edgebus.B.replicator``, on that cluster) reads those
+topics and copies to ``edgebus.B.events`` every event that
+
+- was *written* in that region (no ``eb-origin-pos`` header and ``eb-origin`` equal to
+  the topic's region): copies of copies are never made, so an event is copied only
+  from its origin, once per placement region, and never back (no loops);
+- names B in its placement, in the headers and in the body alike;
+- compliance (B's rules, re-checked here) still allows in B.
+
+A copy keeps the key, value and headers byte for byte, goes to the same partition
+number (all events topics have one partition count), and gains ``eb-origin-pos``
+(``origin:partition:offset``). An event the filter refuses although its placement
+names B goes to the *origin's* dead-letter topic (the origin may hold it; B may not).
+
+Order: records are copied in origin order by an idempotent producer, so per
+(origin, partition) order holds in B. Delivery is at-least-once: source offsets are
+committed after B acknowledged the copies; after a crash some copies are made twice,
+and B's materializer skips them by origin position (the origin frontier).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from edgebus.config import EdgeConfig
+from edgebus.core.placement import ComplianceRules
+from edgebus.errors import EdgebusError
+from edgebus.kafka.topics import events_topic
+from edgebus.region.dead_letters import send_dead_letters
+from edgebus.wire.event_codec import decode_event
+from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT
+
+__all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
+
+log = logging.getLogger("edgebus.region")
+
+
+class ReplicatorStats:
+    """Counters for status and benchmarks."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.copied = 0
+        self.refused = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-ready counters."""
+        return dict(vars(self))
+
+
+def copy_decision(
+    record: ConsumerRecord[bytes, bytes],
+    source_region: str,
+    target: str,
+    rules: ComplianceRules,
+) -> tuple[bool, str | None]:
+    """``(copy, refusal)``: whether to copy a record of ``source_region``'s topic to
+    ``target``; ``refusal`` is set when the record names ``target`` but must not go
+    there (a dead letter for the origin)."""
+    origin = placement = classes = None
+    for name, raw in record.headers or ():
+        if name == H_ORIGIN_POS:
+            return False, None  # a copy: only origins are copied from
+        if name == H_ORIGIN:
+            origin = raw
+        elif name == H_PLACEMENT:
+            placement = raw
+        elif name == H_CLASS:
+            classes = raw
+    if origin is None or placement is None or origin.decode("ascii", "replace") != source_region:
+        return False, None  # not an edgebus origin event: the origin's materializer judges it
+    regions = placement.decode("ascii", "replace").split(",")
+    if target not in regions:
+        return False, None
+    try:
+        event = decode_event(record.value)
+    except EdgebusError as e:
+        return False, f"cannot decode an event placed in {target}: {e}"
+    if target not in event.placement or event.origin_region != source_region:
+        return False, f"headers place it in {target} but its body does not"
+    header_classes = tuple(c for c in (classes or b"").decode("ascii", "replace").split(",") if c)
+    if tuple(sorted(header_classes)) != tuple(sorted(event.classification)):
+        return False, "classification headers differ from the body's"
+    if not rules.allowed_regions((target,), event.classification):
+        return False, (
+            f"compliance does not allow {', '.join(event.classification) or 'public'} data "
+            f"in {target} (zones required: "
+            f"{', '.join(rules.zones_required(event.classification)) or 'none'})"
+        )
+    return True, None
+
+
+class Replicator:
+    """Copies events from the regions on one source cluster into ``target``'s topic."""
+
+    def __init__(
+        self,
+        target: str,
+        sources: Sequence[str],
+        source_bootstrap: str,
+        config: EdgeConfig,
+        target_producer: AIOKafkaProducer,
+        source_producer: AIOKafkaProducer,
+    ) -> None:
+        self.target = target
+        self.sources = tuple(sources)
+        self.source_bootstrap = source_bootstrap
+        self.rules = config.compliance.rules()
+        self.target_producer = target_producer
+        self.source_producer = source_producer
+        self.target_topic = events_topic(target)
+        self.stats = ReplicatorStats()
+        self._topic_region = {events_topic(r): r for r in self.sources}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        """Join group ``edgebus.<target>.replicator`` on the source cluster."""
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.source_bootstrap,
+            group_id=f"edgebus.{self.target}.replicator",
+            client_id=f"edgebus-replicator-{self.target}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        await asyncio.sleep(0)
+        self._consumer.subscribe(list(self._topic_region))
+
+    async def stop(self) -> None:
+        """Leave the group."""
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+
+    async def run(self) -> None:
+        """Copy forever (cancel to stop)."""
+        assert self._consumer is not None, "call start() first"
+        consumer = self._consumer
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            if batch:
+                await self.copy_batch(batch)
+                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                await consumer.commit(offsets)
+
+    async def copy_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Copy one batch and wait for the target's acknowledgements."""
+        sends: list[asyncio.Future[Any]] = []
+        refused: dict[str, list[tuple[Any, str, str]]] = {}
+        for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
+            source = self._topic_region[tp.topic]
+            for record in batch[tp]:
+                self.stats.seen += 1
+                copy, refusal = copy_decision(record, source, self.target, self.rules)
+                if refusal is not None:
+                    refused.setdefault(source, []).append((record, refusal, "replicate"))
+                    log.warning(
+                        "refused to copy %s:%d:%d to %s: %s",
+                        tp.topic, tp.partition, record.offset, self.target, refusal,
+                    )
+                if not copy:
+                    continue
+                origin_pos = f"{source}:{tp.partition}:{record.offset}".encode("ascii")
+                headers = [*(record.headers or ()), (H_ORIGIN_POS, origin_pos)]
+                sends.append(
+                    await self.target_producer.send(
+                        self.target_topic,
+                        value=record.value,
+                        key=record.key,
+                        partition=tp.partition,
+                        headers=headers,
+                    )
+                )
+        if sends:
+            await asyncio.gather(*sends)
+            self.stats.copied += len(sends)
+        for source, letters in refused.items():
+            try:
+                await send_dead_letters(self.source_producer, source, letters, self.target)
+            except KafkaError as e:
+                log.error("could not dead-letter refused copies in %s: %s", source, e)
+                raise
+            self.stats.refused += len(letters)
