@@ -104,6 +104,9 @@ class Materializer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # a killed service's partitions move to its successor within seconds
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1500,
             isolation_level="read_uncommitted",
         )
         await self._consumer.start()

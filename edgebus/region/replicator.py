@@ -133,6 +133,9 @@ class Replicator:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # a killed service's partitions move to its successor within seconds
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1500,
         )
         await self._consumer.start()
         await asyncio.sleep(0)

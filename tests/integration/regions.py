@@ -1,0 +1,157 @@
+"""Helpers for tests that run region services: isolated region names, region processes
+that can be killed with SIGKILL, and waiting for convergence.
+
+Every test gets its own three region names (``<tag>-us``, ``<tag>-eu``, ``<tag>-ap``)
+with the default compliance zones renamed accordingly, so its topics, consumer groups
+and stores start empty even though all tests share one broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors import by_url
+from edgebus.config import EdgeConfig, load_config
+
+EDGEBUS = str(Path(sys.executable).parent / "edgebus")
+
+
+@dataclass
+class Regions:
+    """Three isolated regions for one test: names, config (dict and file), env."""
+
+    us: str
+    eu: str
+    ap: str
+    config: dict[str, Any]
+    config_path: Path
+    env: dict[str, str]
+    tmp: Path
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        return (self.us, self.eu, self.ap)
+
+    def edge_config(self) -> EdgeConfig:
+        return load_config(self.config)
+
+    def store_url(self, region: str, suffix: str = "") -> str:
+        return f"sqlite://{self.tmp / f'{region}{suffix}.db'}"
+
+
+def make_regions(
+    bootstrap: str | Mapping[str, str], tmp_path: Path, *, partitions: int = 3
+) -> Regions:
+    """Fresh region names on ``bootstrap`` (one address, or region suffix -> address for
+    ``us``/``eu``/``ap`` on separate clusters)."""
+    tag = "t" + uuid.uuid4().hex[:6]
+    us, eu, ap = f"{tag}-us", f"{tag}-eu", f"{tag}-ap"
+    kafka: dict[str, Any] = {"partitions": partitions, "connect_timeout_s": 20}
+    if isinstance(bootstrap, str):
+        kafka["bootstrap"] = bootstrap
+    else:
+        kafka["clusters"] = {f"{tag}-{k}": v for k, v in bootstrap.items()}
+    config = {
+        "discovery": {"locations": [us, eu, ap]},
+        "compliance": {
+            "zones": {"gdpr": [eu], "hipaa": [us], "sox": [us, eu]},
+        },
+        "kafka": kafka,
+    }
+    path = tmp_path / f"{tag}.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("EDGEBUS_CONFIG",)}
+    env["EDGEBUS_CONFIG"] = str(path)
+    env["EDGEBUS_STATE_DIR"] = str(tmp_path / "state")
+    if isinstance(bootstrap, str):
+        env["EDGEBUS_BOOTSTRAP"] = bootstrap
+    return Regions(us, eu, ap, config, path, env, tmp_path)
+
+
+@dataclass
+class RegionProcess:
+    """``edgebus region run`` as a child process (kill -9 able)."""
+
+    regions: Regions
+    region: str
+    store: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    url: str | None = None
+
+    def start(self, timeout_s: float = 90.0) -> str:
+        env = {**self.regions.env, **self.extra_env}
+        log = open(self.regions.tmp / f"{self.region}.log", "a", encoding="utf-8")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [EDGEBUS, "region", "run", "--region", self.region, "--store", self.store, "--json"],
+            env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("{") or self.proc.poll() is not None:
+                break
+        if not line.startswith("{"):
+            self.kill()
+            raise AssertionError(f"region {self.region} did not start: {self.log_tail()}")
+        started = json.loads(line)
+        assert started["ok"], started
+        self.url = started["url"]
+        return str(self.url)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        path = self.regions.tmp / f"{self.region}.log"
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        return "\n".join(lines[-n:])
+
+
+async def store_rows(url: str) -> dict[str, tuple[bool, Any, int]]:
+    """key -> (exists, value, version) of a store (opened read-side, then closed)."""
+    out: dict[str, tuple[bool, Any, int]] = {}
+    async with by_url(url) as store:
+        async for state in store.scan():
+            out[state.key] = (state.exists, state.value, state.version)
+    return out
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0, what: str = "condition"
+) -> None:
+    """Poll ``check`` until true; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
