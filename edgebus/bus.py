@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from edgebus.config import EdgeConfig, load_config
 from edgebus.core.classification import Classification, classify
+from edgebus.core.conflict import operation_for
 from edgebus.core.envelope import (
     CURRENT_SCHEMA_VERSION,
     MAX_KEY_BYTES,
@@ -447,7 +448,8 @@ class EdgeBus:
         *,
         region: str | None = None,
         classification: str | Sequence[str] | None = None,
-        operation: str | Operation = Operation.SET,
+        operation: str | Operation | None = None,
+        conflict_resolution: str | None = None,
         consistency: str = "eventual",
         replication_factor: int | None = None,
         preferred_locations: Sequence[str] = (),
@@ -471,14 +473,28 @@ class EdgeBus:
                 "a read level; strong (two-phase commit across the placement) needs the "
                 "saga coordinator, which edgebus does not ship yet."
             )
-        if operation.__class__ is Operation:
-            op = operation
+        if operation is None:
+            op = Operation.SET
+        elif operation.__class__ is Operation:
+            op = operation  # type: ignore[assignment]
         else:
             try:
                 op = Operation(operation)
             except ValueError:
                 choices = ", ".join(o.value for o in Operation)
                 raise InvalidInput(f"operation {operation!r} is not one of {choices}") from None
+        if conflict_resolution is not None:
+            try:
+                mode_op = operation_for(conflict_resolution, data)
+            except ValueError as e:
+                raise InvalidInput(str(e)) from None
+            if operation is not None and op is not mode_op and op is not Operation.DELETE:
+                raise InvalidInput(
+                    f"operation {op.value!r} contradicts conflict_resolution "
+                    f"{conflict_resolution!r} (which writes {mode_op.value}): pass one of them"
+                )
+            if op is not Operation.DELETE:
+                op = mode_op
         placement, classes, topic = self._plan(
             key,
             data,
@@ -504,6 +520,10 @@ class EdgeBus:
             isinstance(data, bool) or not isinstance(data, int | float)
         ):
             raise InvalidInput(f"an increment's data must be a number, got {data!r}")
+        if op is Operation.MERGE and not isinstance(data, Mapping):
+            raise InvalidInput(
+                f"a merge's data must be an object (the fields to set), got {data!r:.80}"
+            )
         event_id = new_event_id()
         hlc = self._hlc.now(time.time_ns() // 1_000_000)
         encoded = encode_fields(
@@ -534,7 +554,9 @@ class EdgeBus:
         """Append one event to its home region's topic and return Kafka's receipt.
 
         Options (all keyword): ``region`` (the caller's location_id), ``classification``,
-        ``operation`` (set|delete|increment|append|merge), ``consistency``
+        ``operation`` (set|delete|increment|append|merge), ``conflict_resolution``
+        (last_write_wins|counter|append|merge: the spec's parameter, which picks the
+        operation: a counter adds, append appends, merge sets fields), ``consistency``
         (eventual|causal), ``replication_factor``, ``preferred_locations``,
         ``exclude_locations``, ``compliance_zones``, ``edge_strategy``, ``session``.
         In strict mode a region the data may not live in is refused with

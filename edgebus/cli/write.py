@@ -26,7 +26,12 @@ def write(
     classification: str | None = typer.Option(
         None, "--classification", help="Explicit data class (pii, phi, financial, public...)."
     ),
-    operation: str = typer.Option("set", "--operation", help="set|delete|increment|append|merge"),
+    operation: str | None = typer.Option(
+        None, "--operation", help="set|delete|increment|append|merge (default: set)"
+    ),
+    conflict_resolution: str | None = typer.Option(
+        None, "--conflict-resolution", help="last_write_wins|counter|append|merge"
+    ),
     replication_factor: int | None = typer.Option(None, "--replication-factor", min=1),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -43,6 +48,7 @@ def write(
                 region=region,
                 classification=classification,
                 operation=operation,
+                conflict_resolution=conflict_resolution,
                 replication_factor=replication_factor,
             )
         )
