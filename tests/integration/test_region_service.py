@@ -1,0 +1,173 @@
+"""Region services on real Kafka: embedded and as processes, reads from another
+process, replication to the placement, one cluster per region, status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgebus.bus import EdgeBus
+from edgebus.errors import RegionUnavailable
+from edgebus.kafka import launcher
+from edgebus.kafka.reading import end_offsets
+from edgebus.kafka.topics import events_topic
+from edgebus.region.service import RegionService
+from tests.integration.regions import EDGEBUS, RegionProcess, eventually, make_regions
+
+
+def cli(args: list[str], env: dict[str, str]) -> tuple[int, dict]:  # type: ignore[type-arg]
+    done = subprocess.run([EDGEBUS, *args, "--json"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return done.returncode, json.loads(lines[-1]) if lines else {"stderr": done.stderr}
+
+
+async def test_embedded_region_serves_reads_of_its_own_writes(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    regions = make_regions(kafka_bootstrap, tmp_path)
+    async with (
+        RegionService(regions.eu, regions.config, store=regions.store_url(regions.eu)),
+        EdgeBus(regions.config) as bus,
+    ):
+        receipt = await bus.write("user:1", {"name": "Ann"}, region=regions.eu)
+        await bus.write("visits", 2, region=regions.eu, operation="increment")
+        await bus.write("visits", 3, region=regions.eu, operation="increment")
+
+        async def applied() -> bool:
+            return (await bus.read("visits", regions.eu)).version == 2
+
+        await eventually(applied, 30, "both increments applied")
+        user = await bus.read("user:1", regions.eu)
+        assert (user.exists, user.value, user.version) == (True, {"name": "Ann"}, 1)
+        assert (user.origin, user.hlc, user.event_id) == (
+            regions.eu, receipt.hlc, receipt.event_id
+        )
+        assert (await bus.read("visits", regions.eu)).value == 5
+        missing = await bus.read("never-written", regions.eu)
+        assert (missing.exists, missing.value, missing.version) == (False, None, 0)
+
+
+async def test_region_process_answers_reads_from_another_process(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    regions = make_regions(kafka_bootstrap, tmp_path)
+    proc = RegionProcess(regions, regions.us, regions.store_url(regions.us))
+    proc.start()
+    try:
+        async with EdgeBus(regions.config) as bus:
+            await bus.write("order:9", {"total": 12.5}, region=regions.us)
+
+            async def visible() -> bool:
+                return (await bus.read("order:9", regions.us)).exists
+
+            await eventually(visible, 30, "order:9 readable through the region's endpoint")
+        code, out = cli(["read", "order:9", "--region", regions.us], regions.env)
+        assert code == 0, out
+        assert (out["value"], out["version"], out["origin"]) == ({"total": 12.5}, 1, regions.us)
+        code, status = cli(["status", "--region", regions.us], regions.env)
+        assert code == 0, status
+        [row] = status["regions"]
+        assert row["healthy"] is True
+        assert row["lag"] == 0
+        assert row["keys"] == 1
+        assert row["store_bytes"] > 0
+        assert sum(row["positions"].values()) == 1
+    finally:
+        proc.stop()
+
+
+async def test_read_of_a_region_without_a_service_says_how_to_start_one(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    regions = make_regions(kafka_bootstrap, tmp_path)
+    async with EdgeBus(regions.config) as bus:
+        with pytest.raises(RegionUnavailable, match="edgebus region run --region"):
+            await bus.read("k", regions.ap)
+    code, out = cli(["read", "k", "--region", "nowhere-1"], regions.env)
+    assert code == 2
+    assert "Unknown region" in out["message"]
+
+
+async def test_public_write_reaches_exactly_the_regions_of_its_placement(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    regions = make_regions(kafka_bootstrap, tmp_path)
+    async with (
+        RegionService(regions.us, regions.config, store=regions.store_url(regions.us)),
+        RegionService(regions.eu, regions.config, store=regions.store_url(regions.eu)),
+        RegionService(regions.ap, regions.config, store=regions.store_url(regions.ap)),
+        EdgeBus(regions.config) as bus,
+    ):
+        everywhere = await bus.write("news", {"v": 1}, region=regions.ap, replication_factor=3)
+        two = await bus.write("pair", {"v": 2}, region=regions.us, replication_factor=2)
+        assert set(everywhere.placement) == set(regions.names)
+        assert len(two.placement) == 2
+
+        async def replicated() -> bool:
+            news = [await bus.read("news", r) for r in regions.names]
+            pair = [await bus.read("pair", r) for r in two.placement]
+            return all(r.exists for r in news + pair)
+
+        await eventually(replicated, 30, "replication to every placement region")
+        [outside] = set(regions.names) - set(two.placement)
+        # the outsider's replicator has read everything the others hold: no copy will come
+        ends = await end_offsets(
+            kafka_bootstrap, [events_topic(r) for r in regions.names if r != outside]
+        )
+
+        async def drained() -> bool:
+            status = await _status(outside)
+            return sum(r["seen"] for r in status["replicators"]) >= sum(ends.values())
+
+        await eventually(drained, 30, f"{outside}'s replicator caught up")
+        assert not (await bus.read("pair", outside)).exists
+        for region in regions.names:
+            news = await bus.read("news", region)
+            assert (news.value, news.version, news.origin) == ({"v": 1}, 1, regions.ap)
+
+
+async def _status(region: str) -> dict:  # type: ignore[type-arg]
+    from edgebus.region.service import embedded_service
+
+    service = embedded_service(region)
+    assert service is not None
+    return await service.status()
+
+
+async def test_replication_across_three_clusters_one_per_region(tmp_path: Path) -> None:
+    state = tmp_path / "three-clusters"
+    result = launcher.up(3, state=state)
+    try:
+        names = ("us", "eu", "ap")
+        clusters = {s: result.state.clusters[i].bootstrap for i, s in enumerate(names)}
+        regions = make_regions(clusters, tmp_path)
+        async with (
+            RegionService(regions.us, regions.config, store=regions.store_url(regions.us)),
+            RegionService(regions.eu, regions.config, store=regions.store_url(regions.eu)),
+            RegionService(regions.ap, regions.config, store=regions.store_url(regions.ap)),
+            EdgeBus(regions.config) as bus,
+        ):
+            for region in regions.names:
+                await bus.write(f"from:{region}", region, region=region, replication_factor=3)
+            await bus.write("eu-only", {"email": "ann@example.com"}, region=regions.eu)
+
+            async def everywhere() -> bool:
+                rows = [await bus.read(f"from:{o}", r) for o in regions.names
+                        for r in regions.names]
+                return all(row.exists for row in rows)
+
+            await eventually(everywhere, 60, "every region's write in every region")
+            # each cluster holds only its own region's events topic
+            for suffix, region in zip(("us", "eu", "ap"), regions.names, strict=True):
+                ends = await end_offsets(clusters[suffix], [events_topic(r)
+                                                            for r in regions.names])
+                assert {tp.topic for tp in ends} == {events_topic(region)}
+            for region in (regions.us, regions.ap):
+                assert not (await bus.read("eu-only", region)).exists
+            assert (await bus.read("eu-only", regions.eu)).exists
+    finally:
+        launcher.down(wipe=True, state=state)
