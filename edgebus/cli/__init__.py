@@ -6,6 +6,7 @@ import typer
 
 from edgebus.cli import bench, dlq, kafka, region
 from edgebus.cli.demo import demo
+from edgebus.cli.import_ import import_
 from edgebus.cli.read import read
 from edgebus.cli.replay import replay, verify
 from edgebus.cli.status import status
@@ -41,6 +42,7 @@ app.command("tail")(tail)
 app.command("status")(status)
 app.command("replay")(replay)
 app.command("verify")(verify)
+app.command("import")(import_)
 app.command("demo")(demo)
 
 

@@ -69,6 +69,7 @@ def make_regions(
         },
         "kafka": kafka,
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{tag}.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("EDGEBUS_CONFIG",)}

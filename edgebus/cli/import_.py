@@ -1,0 +1,88 @@
+"""``edgebus import``: write an exported store's keys back through the producer SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from edgebus.bus import EdgeBus
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.config import EdgeConfig
+from edgebus.errors import EdgebusError, UnknownRegion
+
+__all__ = ["import_"]
+
+
+def import_(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--from", help="Exported store: jsonl:///path.jsonl "
+                               "(or sqlite:///path.db)."),
+    region: str = typer.Option(..., "--region", help="Home region of the writes."),
+    replication_factor: int | None = typer.Option(None, "--replication-factor", min=1),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write every live key of an exported store as a new event (a set), through the
+    compliance filter. All keys are checked first: if any cannot be placed, nothing is
+    written and the refusals are listed (exit 2)."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        cfg = load_cli_config(config)
+        if region not in cfg.regions:
+            raise UnknownRegion(region, cfg.regions)
+        summary = asyncio.run(_import(cfg, source, region, replication_factor))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, {"ok": summary["refused"] == 0, **summary}, lambda d: console.print(
+        f"imported {d['written']:,} keys from {d['source']} into {d['region']} "
+        f"({d['skipped_deleted']:,} deleted keys skipped, {d['refused']:,} refused)",
+        highlight=False))
+    if summary["refused"]:
+        if not as_json:
+            console.print("nothing was written; fix or leave out these keys:")
+            for problem in summary["problems"]:
+                console.print(problem, highlight=False)
+        raise typer.Exit(2)
+
+
+async def _import(
+    config: EdgeConfig, source: str, region: str, replication_factor: int | None
+) -> dict[str, Any]:
+    from connectors import source_by_url
+
+    written = skipped = refused = 0
+    problems: list[str] = []
+    async with EdgeBus(config, client_id="edgebus-import") as bus:
+        # first pass: every key must be placeable, or nothing is written
+        async for state in source_by_url(source):
+            if not state.exists:
+                skipped += 1
+                continue
+            try:
+                bus.prepare_write(state.key, state.value, region=region,
+                                  replication_factor=replication_factor)
+            except EdgebusError as e:
+                refused += 1
+                if len(problems) < 20:
+                    problems.append(f"{state.key!r}: {e}")
+        if refused:
+            return {"source": source, "region": region, "written": 0,
+                    "skipped_deleted": skipped, "refused": refused, "problems": problems}
+        pending: list[asyncio.Future[Any]] = []
+        async for state in source_by_url(source):
+            if not state.exists:
+                continue
+            pending.append(asyncio.ensure_future(bus.write(
+                state.key, state.value, region=region, replication_factor=replication_factor)))
+            if len(pending) >= 256:
+                await asyncio.gather(*pending)
+                written += len(pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        written += len(pending)
+    return {"source": source, "region": region, "written": written,
+            "skipped_deleted": skipped, "refused": refused, "problems": problems}

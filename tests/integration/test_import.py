@@ -1,0 +1,70 @@
+"""`edgebus replay --to jsonl:` exports a region; `edgebus import` writes it back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from edgebus.bus import EdgeBus
+from edgebus.kafka.reading import end_offsets
+from edgebus.kafka.topics import events_topic
+from edgebus.region.service import RegionService
+from tests.integration.regions import EDGEBUS, eventually, make_regions
+
+
+def cli(args: list[str], env: dict[str, str]) -> tuple[int, dict]:  # type: ignore[type-arg]
+    done = subprocess.run([EDGEBUS, *args, "--json"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return done.returncode, json.loads(lines[-1]) if lines else {"stderr": done.stderr}
+
+
+async def test_exported_region_imports_into_another_region_with_the_same_values(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    source = make_regions(kafka_bootstrap, tmp_path / "a")
+    async with EdgeBus(source.config) as bus:
+        await bus.write("plan:1", {"tier": "gold"}, region=source.eu)
+        await bus.write("count", 4, region=source.eu, operation="increment")
+        await bus.write("count", 1, region=source.eu, operation="increment")
+        await bus.write("gone", 1, region=source.eu)
+        await bus.write("gone", None, region=source.eu, operation="delete")
+    export = tmp_path / "export.jsonl"
+    code, out = cli(["replay", "--region", source.eu, "--to", f"jsonl://{export}"], source.env)
+    assert code == 0, out
+    assert out["events"] == 5
+
+    target = make_regions(kafka_bootstrap, tmp_path / "b")
+    code, out = cli(["import", "--from", f"jsonl://{export}", "--region", target.us],
+                    target.env)
+    assert code == 0, out
+    assert (out["written"], out["skipped_deleted"], out["refused"]) == (2, 1, 0)
+    async with (
+        RegionService(target.us, target.config, store=target.store_url(target.us)),
+        EdgeBus(target.config) as bus,
+    ):
+        async def imported() -> bool:
+            return (await bus.read("count", target.us)).exists
+
+        await eventually(imported, 30, "imported keys applied")
+        assert (await bus.read("plan:1", target.us)).value == {"tier": "gold"}
+        assert (await bus.read("count", target.us)).value == 5
+        assert not (await bus.read("gone", target.us)).exists
+
+
+async def test_import_refusing_one_key_writes_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    source = make_regions(kafka_bootstrap, tmp_path / "a")
+    async with EdgeBus(source.config) as bus:
+        await bus.write("public", {"v": 1}, region=source.eu)
+        await bus.write("person", {"email": "ann@example.com"}, region=source.eu)
+    export = tmp_path / "export.jsonl"
+    assert cli(["replay", "--region", source.eu, "--to", f"jsonl://{export}"], source.env)[0] == 0
+    target = make_regions(kafka_bootstrap, tmp_path / "b")
+    code, out = cli(["import", "--from", f"jsonl://{export}", "--region", target.ap],
+                    target.env)
+    assert code == 2
+    assert out["written"] == 0 and out["refused"] == 1
+    assert "person" in out["problems"][0] and "Compliance violation" in out["problems"][0]
+    ends = await end_offsets(kafka_bootstrap, [events_topic(r) for r in target.names])
+    assert sum(ends.values()) == 0
