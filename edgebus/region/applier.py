@@ -179,15 +179,15 @@ class BatchApplier:
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
         if key != event.key:
             raise _Dead(f"record key {key!r:.80} differs from the event's key {event.key!r:.80}")
-        if origin.region != event.origin_region:
-            raise _Dead(
-                f"origin position {origin.region} differs from origin_region "
-                f"{event.origin_region}"
-            )
         if origin_raw is None and event.origin_region != self.region:
             raise _Dead(
                 f"event from origin {event.origin_region} has no {H_ORIGIN_POS} header: "
                 "only edgebus's replicator may copy events between regions"
+            )
+        if origin.region != event.origin_region:
+            raise _Dead(
+                f"origin position {origin.region} differs from origin_region "
+                f"{event.origin_region}"
             )
         if self.region not in event.placement:
             raise _Dead(

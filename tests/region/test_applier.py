@@ -1,0 +1,196 @@
+"""The batch applier and the replicator's copy decision, on crafted records (no Kafka).
+
+The applier is what both the live materializer and replay run, so these tests pin its
+decisions: dead letters, duplicate copies, redrives applied once, late events folded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from connectors import by_url
+from connectors.base import Store
+from edgebus.core.envelope import Operation, new_event_id
+from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.placement import ComplianceRules
+from edgebus.core.vector_clock import VectorClock
+from edgebus.region.applier import H_REDRIVE_OF, BatchApplier
+from edgebus.region.replicator import copy_decision
+from edgebus.wire.event_codec import encode_fields, encode_payload
+from edgebus.wire.headers import H_ORIGIN_POS
+
+EU, US, AP = "eu-west-1", "us-east-1", "ap-south-1"
+RULES = ComplianceRules.from_mappings()
+
+
+def record(
+    region: str,
+    offset: int,
+    key: str,
+    payload: Any,
+    *,
+    op: Operation = Operation.SET,
+    origin: str | None = None,
+    placement: tuple[str, ...] | None = None,
+    classes: tuple[str, ...] = ("public",),
+    wall_ms: int = 1_000,
+    partition: int = 0,
+    extra_headers: list[tuple[str, bytes]] | None = None,
+    value: bytes | None = None,
+    record_key: bytes | None = None,
+) -> ConsumerRecord[bytes, bytes]:
+    origin = origin or region
+    encoded = encode_fields(
+        new_event_id(), key, op, encode_payload(payload), origin,
+        placement or (origin, *(r for r in (EU, US, AP) if r != origin)), classes,
+        HLCTimestamp(wall_ms, 0), VectorClock.empty(), "test",
+    )
+    headers = list(encoded.headers) + (extra_headers or [])
+    body = encoded.value if value is None else value
+    k = encoded.key if record_key is None else record_key
+    return ConsumerRecord(
+        f"edgebus.{region}.events", partition, offset, 0, 0, k, body, None, len(k),
+        len(body), headers,
+    )
+
+
+def copy_of(rec: ConsumerRecord[bytes, bytes], target: str, offset: int) -> ConsumerRecord:
+    origin = rec.topic.split(".")[1]
+    headers = [*rec.headers, (H_ORIGIN_POS, f"{origin}:{rec.partition}:{rec.offset}".encode())]
+    return ConsumerRecord(
+        f"edgebus.{target}.events", rec.partition, offset, 0, 0, rec.key, rec.value, None,
+        rec.serialized_key_size, rec.serialized_value_size, headers,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Any:
+    s = by_url(f"sqlite://{tmp_path / 'store.db'}")
+    async with s:
+        yield s
+
+
+async def apply_and_commit(applier: BatchApplier, store: Store, records: list) -> Any:
+    result = await applier.apply(records)
+    await store.commit(result.changes)
+    return result
+
+
+async def test_undecodable_record_is_a_dead_letter_and_the_rest_of_the_batch_applies(
+    store: Store,
+) -> None:
+    applier = BatchApplier(EU, RULES, store)
+    good = record(EU, 1, "k", 1)
+    bad = record(EU, 0, "x", 1, value=b"not avro at all")
+    result = await apply_and_commit(applier, store, [bad, good])
+    [dead] = result.dead
+    assert dead.record is bad and "single-object" in dead.reason
+    assert (await store.get("k")).value == 1  # type: ignore[union-attr]
+    assert await store.positions() == {(f"edgebus.{EU}.events", 0): 2}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"record_key": b"other"}, "differs from the event's key"),
+        (
+            {"origin": US, "placement": (US, AP),
+             "extra_headers": [(H_ORIGIN_POS, f"{US}:0:3".encode())]},
+            "not in eu-west-1",
+        ),
+        ({"origin": US}, "no eb-origin-pos header"),
+        ({"classes": ("phi",)}, "compliance no longer allows phi"),
+        ({"op": Operation.MERGE, "payload": [1]}, "must be a JSON object"),
+    ],
+)
+async def test_record_that_must_not_apply_here_is_a_dead_letter_with_its_reason(
+    store: Store, kwargs: dict[str, Any], reason: str
+) -> None:
+    payload = kwargs.pop("payload", {"v": 1})
+    rec = record(EU, 0, "k", payload, **kwargs)
+    result = await apply_and_commit(BatchApplier(EU, RULES, store), store, [rec])
+    [dead] = result.dead
+    assert reason in dead.reason
+    assert await store.get("k") is None
+
+
+async def test_second_copy_of_a_replicated_event_is_skipped_by_origin_position(
+    store: Store,
+) -> None:
+    origin = record(US, 7, "k", 1, op=Operation.INCREMENT)
+    applier = BatchApplier(EU, RULES, store)
+    first = await apply_and_commit(applier, store, [copy_of(origin, EU, 0)])
+    again = await apply_and_commit(applier, store, [copy_of(origin, EU, 1)])
+    fresh = await apply_and_commit(BatchApplier(EU, RULES, store), store,
+                                   [copy_of(origin, EU, 2)])  # after a restart too
+    assert (len(first.applied), again.duplicates, fresh.duplicates) == (1, 1, 1)
+    state = await store.get("k")
+    assert state is not None and (state.value, state.version) == (1, 1)
+    assert await store.frontier() == {(US, 0): 7}
+
+
+async def test_redriven_record_applies_once_however_often_it_is_redriven(store: Store) -> None:
+    rec = record(EU, 5, "k", 1, op=Operation.INCREMENT)
+    redriven = [
+        ConsumerRecord(rec.topic, 0, offset, 0, 0, rec.key, rec.value, None, 1, 1,
+                       [*rec.headers, (H_REDRIVE_OF, b"2:9")])
+        for offset in (10, 11)
+    ]
+    applier = BatchApplier(EU, RULES, store)
+    await apply_and_commit(applier, store, redriven[:1])
+    result = await apply_and_commit(applier, store, redriven[1:])
+    assert result.duplicates == 1
+    assert (await store.get("k")).value == 1  # type: ignore[union-attr]
+    assert await store.was_redriven([(2, 9), (2, 8)]) == {(2, 9)}
+
+
+async def test_late_append_is_folded_in_stamp_order_across_batches(store: Store) -> None:
+    applier = BatchApplier(EU, RULES, store)
+    await apply_and_commit(applier, store, [record(EU, 0, "l", "b", op=Operation.APPEND,
+                                                   wall_ms=2_000)])
+    await apply_and_commit(applier, store, [
+        copy_of(record(US, 0, "l", "a", op=Operation.APPEND, wall_ms=1_000), EU, 1),
+        copy_of(record(AP, 0, "l", "c", op=Operation.APPEND, wall_ms=3_000), EU, 2),
+    ])
+    state = await store.get("l")
+    assert state is not None and state.value == ["a", "b", "c"]
+
+
+async def test_set_in_the_same_batch_drops_earlier_retained_ops(store: Store) -> None:
+    applier = BatchApplier(EU, RULES, store)
+    await apply_and_commit(applier, store, [
+        record(EU, 0, "c", 1, op=Operation.INCREMENT, wall_ms=1_000),
+        record(EU, 1, "c", 10, wall_ms=2_000),
+        record(EU, 2, "c", 5, op=Operation.INCREMENT, wall_ms=3_000),
+    ])
+    state = await store.get("c")
+    assert state is not None and (state.value, state.n_ops) == (15, 1)
+    assert [op.payload for op in await store.load_ops("c")] == [5]
+
+
+def test_replicator_copies_origin_events_placed_in_the_target_only() -> None:
+    placed = record(US, 0, "k", 1, placement=(US, EU))
+    assert copy_decision(placed, US, EU, RULES) == (True, None)
+    assert copy_decision(placed, US, AP, RULES) == (False, None)
+    assert copy_decision(copy_of(placed, AP, 0), AP, EU, RULES) == (False, None)
+
+
+def test_replicator_refuses_a_copy_compliance_forbids_even_if_placement_names_it() -> None:
+    pii = record(EU, 0, "k", {"email": "a@example.com"}, placement=(EU, US), classes=("pii",))
+    copy, refusal = copy_decision(pii, EU, US, RULES)
+    assert copy is False
+    assert refusal is not None and "compliance does not allow pii" in refusal
+
+
+def test_replicator_refuses_headers_that_disagree_with_the_body() -> None:
+    rec = record(US, 0, "k", 1, placement=(US,))
+    forged = ConsumerRecord(
+        rec.topic, 0, 0, 0, 0, rec.key, rec.value, None, 1, 1,
+        [(k, v) if k != "eb-placement" else (k, f"{US},{EU}".encode()) for k, v in rec.headers],
+    )
+    copy, refusal = copy_decision(forged, US, EU, RULES)
+    assert copy is False and refusal is not None and "body does not" in refusal
