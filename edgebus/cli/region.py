@@ -30,6 +30,10 @@ def run(
     listen: str = typer.Option(
         "127.0.0.1:0", "--listen", help="HOST:PORT of the query endpoint (port 0: any free)."
     ),
+    advertise: str | None = typer.Option(
+        None, "--advertise", help="URL other processes should use to reach the query "
+        "endpoint (default: the address it listens on), e.g. http://edgebus-eu:8700."
+    ),
     no_replicate: bool = typer.Option(
         False, "--no-replicate", help="Materialize only; copy nothing from other regions."
     ),
@@ -40,18 +44,19 @@ def run(
     other regions place here, and answer reads, until Ctrl-C / SIGTERM."""
     as_json = json_mode(ctx, as_json)
     try:
-        asyncio.run(_run(load_cli_config(config), region, store, listen, not no_replicate,
-                         as_json))
+        asyncio.run(_run(load_cli_config(config), region, store, listen, advertise,
+                         not no_replicate, as_json))
     except EdgebusError as e:
         raise fail(as_json, e) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
-async def _run(config, region, store, listen, replicate, as_json) -> None:  # type: ignore[no-untyped-def]
+async def _run(config, region, store, listen, advertise, replicate, as_json) -> None:  # type: ignore[no-untyped-def]
     from edgebus.region.service import RegionService
 
-    service = RegionService(region, config, store=store, listen=listen, replicate=replicate)
+    service = RegionService(region, config, store=store, listen=listen, advertise=advertise,
+                            replicate=replicate)
     await service.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

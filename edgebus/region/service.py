@@ -65,6 +65,7 @@ class RegionService:
         *,
         store: str | Store | None = None,
         listen: str = "127.0.0.1:0",
+        advertise: str | None = None,
         replicate: bool = True,
         serve: bool = True,
     ) -> None:
@@ -78,6 +79,7 @@ class RegionService:
             store if isinstance(store, Store) else by_url(store or default_store_url(region))
         )
         self.listen = listen
+        self.advertise = advertise
         self.replicate = replicate
         self.serve = serve
         self.url: str | None = None
@@ -138,7 +140,8 @@ class RegionService:
             if self.serve:
                 from edgebus.region.query import serve
 
-                self._server, self.url = await serve(self, self.listen)
+                self._server, bound = await serve(self, self.listen)
+                self.url = self.advertise or bound
                 await self._announce()
         except BaseException:
             await self.stop()
