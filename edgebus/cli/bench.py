@@ -9,7 +9,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from edgebus.bench.materialize import run_materialize_bench
 from edgebus.bench.produce import run_produce_bench
+from edgebus.bench.replay import run_replay_bench
+from edgebus.bench.replicate import run_replicate_bench
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.errors import EdgebusError
@@ -52,3 +55,132 @@ def _render(data: dict[str, Any]) -> None:
                   ", ".join(f"{r:,.0f}" for r in data["raw_rounds"]))
     console.print(table)
     console.print(f"ratio SDK/raw: [bold]{data['ratio']:.3f}[/] (goal >= 0.8)")
+
+
+@app.command("materialize")
+def materialize(
+    ctx: typer.Context,
+    events: int = typer.Option(100_000, "--events", min=100, help="Events to pre-fill."),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating rounds per side."),
+    store_dir: Path | None = typer.Option(
+        None, "--store-dir", file_okay=False, help="Where the round stores go (default: temp)."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Events applied/s by the region materializer vs a raw aiokafka consume (goal >= 0.5)."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        result = asyncio.run(
+            run_materialize_bench(load_cli_config(config), events, rounds, store_dir)
+        )
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, result.to_dict(), _render_materialize)
+
+
+def _render_materialize(data: dict[str, Any]) -> None:
+    table = Table(title=f"bench materialize: {data['events']:,} events ({data['keys']:,} keys) "
+                  f"x {data['rounds']} rounds, region {data['region']}")
+    table.add_column("side")
+    table.add_column("median events/s", justify="right")
+    table.add_column("rounds", justify="right")
+    table.add_row("edgebus materializer", f"{data['edgebus_events_per_s']:,.0f}",
+                  ", ".join(f"{r:,.0f}" for r in data["edgebus_rounds"]))
+    table.add_row("raw aiokafka consume", f"{data['raw_events_per_s']:,.0f}",
+                  ", ".join(f"{r:,.0f}" for r in data["raw_rounds"]))
+    console.print(table)
+    console.print(f"ratio edgebus/raw: [bold]{data['ratio']:.3f}[/] (goal >= 0.5)")
+
+
+@app.command("replicate")
+def replicate(
+    ctx: typer.Context,
+    rate: float = typer.Option(500.0, "--rate", min=1, help="Writes per second."),
+    seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="Length of each phase."),
+    rounds: int = typer.Option(1, "--rounds", min=1, help="Alternating phases per side."),
+    store_dir: Path | None = typer.Option(
+        None, "--store-dir", file_okay=False, help="Where region B's store goes (default: temp)."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Write in A to readable in B, p50/p99, vs raw produce-to-consume (goal: p99 <= 3x)."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        result = asyncio.run(
+            run_replicate_bench(load_cli_config(config), rate, seconds, rounds, store_dir)
+        )
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, result.to_dict(), _render_replicate)
+
+
+def _render_replicate(data: dict[str, Any]) -> None:
+    table = Table(title=f"bench replicate: {data['rate']:,.0f} writes/s for {data['seconds']} s "
+                  f"x {data['rounds']}, {data['source_region']} -> {data['target_region']}")
+    table.add_column("side")
+    table.add_column("p50 ms", justify="right")
+    table.add_column("p99 ms", justify="right")
+    table.add_column("max ms", justify="right")
+    table.add_row("edgebus A -> B store", f"{data['edgebus_p50_ms']:.1f}",
+                  f"{data['edgebus_p99_ms']:.1f}", f"{data['edgebus_max_ms']:.1f}")
+    table.add_row("raw produce -> consume", f"{data['raw_p50_ms']:.1f}",
+                  f"{data['raw_p99_ms']:.1f}", f"{data['raw_max_ms']:.1f}")
+    console.print(table)
+    console.print(f"p99 ratio edgebus/raw: [bold]{data['p99_ratio']:.2f}[/] (goal <= 3); "
+                  f"p50 ratio {data['p50_ratio']:.2f}")
+
+
+@app.command("replay")
+def replay(
+    ctx: typer.Context,
+    events: int = typer.Option(1_000_000, "--events", min=100, help="Events in the region."),
+    fractions: str = typer.Option(
+        "0.25,0.5,1", "--fractions", help="Prefixes to replay, as fractions of --events."
+    ),
+    region: str | None = typer.Option(
+        None, "--region",
+        help="Region to fill, or to reuse if its topic holds --events already "
+        "(default: a fresh one; its name is in the output).",
+    ),
+    concurrency: int = typer.Option(256, "--concurrency", min=1, help="Fill writes in flight."),
+    store_dir: Path | None = typer.Option(
+        None, "--store-dir", file_okay=False, help="Where replay stores go (default: temp)."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Replay events/s and peak memory per prefix vs a raw aiokafka consume."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        shares = [float(f) for f in fractions.split(",") if f.strip()]
+    except ValueError:
+        raise fail(as_json, f"--fractions {fractions!r}: give numbers like 0.25,0.5,1") from None
+    if not shares or not all(0 < f <= 1 for f in shares):
+        raise fail(as_json, f"--fractions {fractions!r}: each must be in (0, 1]")
+    try:
+        result = asyncio.run(
+            run_replay_bench(load_cli_config(config), events, shares, region, store_dir,
+                             concurrency)
+        )
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, result.to_dict(), _render_replay)
+
+
+def _render_replay(data: dict[str, Any]) -> None:
+    source = "reused" if data["reused"] else f"filled {data['filled']:,} at " \
+        f"{data['fill_writes_per_s']:,.0f} writes/s"
+    table = Table(title=f"bench replay: region {data['region']} "
+                  f"({data['topic_events']:,} events, {source})")
+    for name in ("events", "replay events/s", "raw events/s", "ratio", "replay peak MB",
+                 "raw peak MB"):
+        table.add_column(name, justify="right")
+    for s in data["sizes"]:
+        table.add_row(f"{s['events']:,}", f"{s['replay_events_per_s']:,.0f}",
+                      f"{s['raw_events_per_s']:,.0f}", f"{s['ratio']:.3f}",
+                      f"{s['replay_peak_rss_mb']:.1f}", f"{s['raw_peak_rss_mb']:.1f}")
+    console.print(table)
+    console.print(f"replay peak memory, largest / smallest prefix: "
+                  f"[bold]{data['replay_peak_rss_growth']:.2f}[/]")

@@ -1,0 +1,288 @@
+"""``edgebus bench materialize``: events applied per second vs a raw aiokafka consume.
+
+A fresh region's events topic is filled with N events written by edgebus (nine in
+ten are ``set`` writes spread over many keys, one in ten an ``increment`` of one of
+1,000 counters). Then rounds alternate raw, edgebus, raw, edgebus...; each round reads
+the whole topic from the beginning to the end offsets seen after the fill:
+
+- raw: an aiokafka consumer without a group that touches ``record.value`` and does
+  nothing else;
+- edgebus: an identical consumer feeding :meth:`Materializer.apply_batch` (decode,
+  dead-letter checks, duplicate skipping, conflict fold, one SQLite transaction per
+  batch holding the new states and the positions), exactly as the region service's
+  materializer loop does, each round into a new store file.
+
+Both sides use the materializer's consumer settings and batch size and are timed from
+the started consumer until the last record has been handled (committed, for
+edgebus). The edgebus side leaves out what belongs to the consumer group (joining it,
+the informational offset commit per batch), so the ratio is the cost of applying.
+
+The helpers the other region benchmarks share (scratch config with fresh regions, the
+event mixture, the concurrent fill) live here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from connectors import by_url
+from edgebus.bench.produce import sample_record
+from edgebus.bus import EdgeBus
+from edgebus.config import EdgeConfig
+from edgebus.core.envelope import Operation
+from edgebus.errors import InfrastructureUnavailable
+from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.reading import end_offsets
+from edgebus.kafka.topics import events_topic
+from edgebus.region.materializer import MAX_BATCH_RECORDS, Materializer
+
+__all__ = [
+    "CONSUMER_SETTINGS",
+    "MaterializeResult",
+    "bench_event",
+    "fill_region",
+    "fresh_region",
+    "remove_store",
+    "run_materialize_bench",
+    "scratch_config",
+]
+
+#: the region materializer's fetch settings, used by both sides of every comparison
+CONSUMER_SETTINGS: dict[str, Any] = {
+    "fetch_max_wait_ms": 100,
+    "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    "enable_auto_commit": False,
+}
+
+#: counters the mixture increments (one event in ten)
+COUNTER_KEYS = 1000
+
+
+def fresh_region(kind: str) -> str:
+    """A region name no earlier run used: ``bench-<kind>-<6 hex>``."""
+    return f"bench-{kind}-{uuid.uuid4().hex[:6]}"
+
+
+def scratch_config(config: EdgeConfig, regions: Sequence[str]) -> EdgeConfig:
+    """``config`` with ``regions`` as its only regions, all on the broker of the
+    config's first region (compliance settings kept: the benchmarks write public
+    data, which every region may hold)."""
+    bootstrap = resolve_clusters(config)[config.regions[0]]
+    data = config.model_dump(mode="json")
+    data["discovery"]["locations"] = list(regions)
+    data["kafka"]["clusters"] = {r: bootstrap for r in regions}
+    data["kafka"]["bootstrap"] = None
+    return EdgeConfig.from_mapping(data)
+
+
+def bench_event(i: int, events: int) -> tuple[str, Any, Operation]:
+    """Event ``i`` of a fill of ``events``: ``(key, data, operation)``.
+
+    Nine in ten set a small record on one of about ``events / 5`` keys (each set key
+    is written four or five times, in scattered order), one in ten increments one of
+    1,000 counters.
+    """
+    if i % 10 == 9:
+        return f"counter:{(i // 10) % COUNTER_KEYS}", 1, Operation.INCREMENT
+    keys = max(1, events // 5)
+    nth_set = (i // 10) * 9 + i % 10
+    return f"item:{(nth_set * 7919) % keys}", sample_record(i), Operation.SET
+
+
+async def fill_region(
+    bus: EdgeBus, region: str, first: int, events: int, concurrency: int = 256
+) -> float:
+    """Write events ``first .. events-1`` of the mixture to ``region``; return writes/s."""
+    next_index = first
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < events:
+            i = next_index
+            next_index += 1
+            key, data, op = bench_event(i, events)
+            await bus.write(key, data, region=region, operation=op)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    return (events - first) / elapsed if elapsed > 0 else 0.0
+
+
+async def topic_ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topic``."""
+    ends = await end_offsets(bootstrap, [topic])
+    if not ends:
+        raise InfrastructureUnavailable(f"topic {topic} has no partitions", [bootstrap])
+    return ends
+
+
+@dataclass
+class MaterializeResult:
+    """Figures of one ``bench materialize`` run (rates are events per second)."""
+
+    events: int
+    rounds: int
+    region: str
+    bootstrap: str
+    fill_writes_per_s: float
+    keys: int
+    edgebus_events_per_s: float
+    raw_events_per_s: float
+    ratio: float
+    edgebus_rounds: list[float] = field(default_factory=list)
+    raw_rounds: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        return asdict(self)
+
+
+class _Reader:
+    """Reads a topic from the beginning to fixed end offsets, one batch at a time."""
+
+    def __init__(self, bootstrap: str, ends: dict[TopicPartition, int]) -> None:
+        self.bootstrap = bootstrap
+        self.ends = {tp: end for tp, end in ends.items() if end > 0}
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, **CONSUMER_SETTINGS
+        )
+
+    async def __aenter__(self) -> _Reader:
+        await self.consumer.start()
+        await asyncio.sleep(0)  # let its background task start before any stop()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def batches(self) -> Any:
+        """Yield lists of records in (partition, offset) order until the ends."""
+        consumer = self.consumer
+        remaining = dict(self.ends)
+        consumer.assign(list(remaining))
+        await consumer.seek_to_beginning(*remaining)
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
+            records = []
+            for tp in sorted(batch, key=lambda t: t.partition):
+                end = remaining.get(tp)
+                if end is None:
+                    continue
+                part = batch[tp]
+                if part and part[-1].offset + 1 >= end:
+                    del remaining[tp]
+                    consumer.pause(tp)
+                    part = [r for r in part if r.offset < end]
+                records.extend(part)
+            if records:
+                yield records
+
+
+async def _raw_round(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[int, float]:
+    async with _Reader(bootstrap, ends) as reader:
+        count = 0
+        touched = 0
+        start = time.perf_counter()
+        async for records in reader.batches():
+            for record in records:
+                touched += len(record.value or b"")
+            count += len(records)
+        elapsed = time.perf_counter() - start
+    return count, elapsed
+
+
+async def _edgebus_round(
+    config: EdgeConfig,
+    region: str,
+    bootstrap: str,
+    ends: dict[TopicPartition, int],
+    store_url: str,
+    producer: AIOKafkaProducer,
+) -> tuple[int, float, int]:
+    store = by_url(store_url)
+    async with store, _Reader(bootstrap, ends) as reader:
+        materializer = Materializer(region, config, bootstrap, store, producer)
+        start = time.perf_counter()
+        async for records in reader.batches():
+            await materializer.apply_batch(records)
+        elapsed = time.perf_counter() - start
+        stats = materializer.stats
+        if stats.dead_letters or stats.events != sum(reader.ends.values()):
+            raise RuntimeError(
+                f"materializer applied {stats.events} events with {stats.dead_letters} "
+                f"dead letters; expected {sum(reader.ends.values())} and none"
+            )
+        keys = (await store.stats()).keys
+    return stats.events, elapsed, keys
+
+
+def remove_store(path: Path) -> None:
+    """Delete a SQLite store file and its WAL companions (free the disk between rounds)."""
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            os.remove(leftover)
+
+
+async def run_materialize_bench(
+    config: EdgeConfig,
+    events: int = 100_000,
+    rounds: int = 3,
+    store_dir: Path | None = None,
+) -> MaterializeResult:
+    """Fill a fresh region, then alternate raw and edgebus rounds; medians and ratio."""
+    region = fresh_region("mat")
+    config = scratch_config(config, [region])
+    bootstrap = resolve_clusters(config)[region]
+    topic = events_topic(region)
+    async with EdgeBus(config, client_id="edgebus-bench-fill") as bus:
+        fill_rate = await fill_region(bus, region, 0, events)
+    ends = await topic_ends(bootstrap, topic)
+    total = sum(ends.values())
+    producer = AIOKafkaProducer(  # the materializer's dead-letter producer (none expected)
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=1
+    )
+    await producer.start()
+    raw_rates: list[float] = []
+    edgebus_rates: list[float] = []
+    keys = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgebus-bench-", dir=store_dir) as tmp:
+            for n in range(rounds):
+                count, seconds = await _raw_round(bootstrap, ends)
+                raw_rates.append(count / seconds)
+                path = Path(tmp) / f"round-{n}.db"
+                count, seconds, keys = await _edgebus_round(
+                    config, region, bootstrap, ends, f"sqlite://{path}", producer
+                )
+                edgebus_rates.append(count / seconds)
+                remove_store(path)
+    finally:
+        await producer.stop()
+    edgebus = statistics.median(edgebus_rates)
+    raw = statistics.median(raw_rates)
+    return MaterializeResult(
+        events=total,
+        rounds=rounds,
+        region=region,
+        bootstrap=bootstrap,
+        fill_writes_per_s=round(fill_rate, 1),
+        keys=keys,
+        edgebus_events_per_s=round(edgebus, 1),
+        raw_events_per_s=round(raw, 1),
+        ratio=round(edgebus / raw, 3),
+        edgebus_rounds=[round(r, 1) for r in edgebus_rates],
+        raw_rounds=[round(r, 1) for r in raw_rates],
+    )

@@ -1,0 +1,73 @@
+"""``edgebus bench materialize|replicate|replay`` at tiny sizes: each runs and reports both
+sides and their ratio. Only the code paths are checked here, never the figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.integration.regions import EDGEBUS, make_regions
+
+
+def bench(args: list[str], env: dict[str, str], timeout: float = 180) -> dict[str, Any]:
+    done = subprocess.run(
+        [EDGEBUS, "bench", *args, "--json"],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
+def close_to(ratio: float, ours: float, theirs: float) -> bool:
+    # the ratio comes from unrounded figures; the printed ones are rounded
+    return abs(ratio - ours / theirs) <= 0.005 + 0.01 * ratio
+
+
+def test_bench_materialize_reports_both_sides_and_their_ratio(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = make_regions(kafka_bootstrap, tmp_path).env
+    result = bench(
+        ["materialize", "--events", "300", "--rounds", "1", "--store-dir", str(tmp_path)], env
+    )
+    assert result["events"] == 300
+    assert result["keys"] > 0  # the edgebus side built a store
+    assert result["edgebus_events_per_s"] > 0 and result["raw_events_per_s"] > 0
+    assert close_to(result["ratio"], result["edgebus_events_per_s"], result["raw_events_per_s"])
+    assert list(tmp_path.glob("edgebus-bench-*")) == []  # round stores removed
+
+
+def test_bench_replicate_reports_both_latencies_and_their_ratio(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = make_regions(kafka_bootstrap, tmp_path).env
+    result = bench(["replicate", "--rate", "50", "--seconds", "1"], env)
+    assert result["writes"] == 50
+    assert result["source_region"] != result["target_region"]
+    for side in ("edgebus", "raw"):
+        assert 0 < result[f"{side}_p50_ms"] <= result[f"{side}_p99_ms"] <= result[f"{side}_max_ms"]
+    assert close_to(result["p99_ratio"], result["edgebus_p99_ms"], result["raw_p99_ms"])
+
+
+def test_bench_replay_reports_rate_and_peak_memory_per_prefix_and_reuses_a_named_region(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = make_regions(kafka_bootstrap, tmp_path).env
+    first = bench(["replay", "--events", "400", "--fractions", "0.5,1"], env)
+    assert first["filled"] == 400 and not first["reused"]
+    small, big = first["sizes"]
+    assert 0 < small["events"] < big["events"] == 400
+    for size in (small, big):
+        assert size["replay_events_per_s"] > 0 and size["raw_events_per_s"] > 0
+        assert size["replay_peak_rss_mb"] > 0 and size["raw_peak_rss_mb"] > 0
+        assert close_to(size["ratio"], size["replay_events_per_s"], size["raw_events_per_s"])
+    # a second run named after the first one's region replays its events, writes none
+    again = bench(
+        ["replay", "--events", "400", "--fractions", "1", "--region", first["region"]], env
+    )
+    assert again["reused"] and again["filled"] == 0
+    assert again["topic_events"] == 400 and again["sizes"][0]["events"] == 400
