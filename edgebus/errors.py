@@ -29,6 +29,7 @@ __all__ = [
     "PortInUse",
     "RegionUnavailable",
     "StoreError",
+    "StoreNotEmpty",
     "TopicLayoutMismatch",
     "UnknownRegion",
     "UnsupportedConsistency",
@@ -179,4 +180,10 @@ class RegionUnavailable(EdgebusError):
     """
 
     retriable = True
+
+
+class StoreNotEmpty(StoreError):
+    """A command that builds a new store was pointed at one that already holds state."""
+
+    exit_code = 2
 

@@ -18,7 +18,7 @@ added and dropped, next offsets, frontier, redriven) plus the dead letters.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +83,18 @@ class BatchApplier:
             self._frontier = dict(await self.store.frontier())
         return self._frontier
 
-    async def apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> BatchResult:
-        """Fold ``records`` (topic order) into changes; the caller commits them."""
+    async def apply(
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        known_dead: Container[tuple[int, int]] = (),
+    ) -> BatchResult:
+        """Fold ``records`` (topic order) into changes; the caller commits them.
+
+        ``known_dead``: (partition, offset) of records the live region already sent to
+        its dead-letter topic; replay treats them as dead letters too, whatever it
+        could decode now, so that it folds exactly what the live region folded (a
+        redriven copy of such a record is applied instead, once).
+        """
         frontier = await self.frontier()
         changes = BatchChanges(events=len(records))
         result = BatchResult(changes)
@@ -93,6 +103,9 @@ class BatchApplier:
         redrives: list[tuple[int, int]] = []
         for record in records:
             changes.positions[(record.topic, record.partition)] = record.offset + 1
+            if (record.partition, record.offset) in known_dead:
+                result.dead.append(DeadLetter(record, "dead-lettered by the live region"))
+                continue
             try:
                 event, origin, redrive_of = self._check(record)
             except _Dead as e:

@@ -120,8 +120,16 @@ async def redrive(
         await asyncio.gather(producer.stop(), return_exceptions=True)
         raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
     results: list[dict[str, Any]] = []
+    sources: set[str] = set()
     try:
         for d in letters:
+            if d.source in sources:
+                # a region that crashed between dead-lettering and committing refuses the
+                # same record again on restart: one record, one redrive
+                results.append({**d.to_dict(), "redriven": False,
+                                "why": f"another dead letter of the same record {d.source}"})
+                continue
+            sources.add(d.source)
             if d.stage != "materialize":
                 results.append(
                     {**d.to_dict(), "redriven": False,

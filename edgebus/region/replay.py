@@ -23,12 +23,13 @@ from aiokafka import TopicPartition
 from connectors import Store, by_url
 from connectors.base import Checksums
 from edgebus.config import EdgeConfig
-from edgebus.errors import InvalidInput, StoreError
+from edgebus.errors import InvalidInput, StoreNotEmpty
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import started_consumer, topic_partitions
-from edgebus.kafka.topics import events_topic
+from edgebus.kafka.reading import read_to_end, started_consumer, topic_partitions
+from edgebus.kafka.topics import dlq_topic, events_topic
 from edgebus.region.applier import BatchApplier
+from edgebus.region.dead_letters import H_DLQ_SOURCE, H_DLQ_STAGE
 
 __all__ = ["ReplaySummary", "VerifyReport", "compare_checksums", "replay", "verify_store"]
 
@@ -105,11 +106,12 @@ async def replay(
     started = time.perf_counter()
     async with target:
         if await target.positions():
-            raise StoreError(
+            raise StoreNotEmpty(
                 f"{target.url} already holds replayed state: replay builds a new store. "
                 "Choose a new path, or delete that one first."
             )
         applier = BatchApplier(region, config.compliance.rules(), target)
+        known_dead = await dead_lettered_sources(bootstrap, region)
         async with started_consumer(bootstrap, config.kafka.connect_timeout_s) as consumer:
             tps = await topic_partitions(consumer, [topic])
             if key is not None:
@@ -144,7 +146,7 @@ async def replay(
                     if part:
                         summary.positions[tp.partition] = part[-1].offset + 1
                 if records:
-                    result = await applier.apply(records)
+                    result = await applier.apply(records, known_dead)
                     await target.commit(result.changes)
                     summary.events += len(records)
                     summary.applied += len(result.applied)
@@ -155,6 +157,22 @@ async def replay(
         summary.keys = (await target.stats()).keys
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+async def dead_lettered_sources(bootstrap: str, region: str) -> set[tuple[int, int]]:
+    """(partition, offset) of every record of ``edgebus.<region>.events`` that the live
+    region's materializer sent to ``edgebus.<region>.dlq``: part of the log's history."""
+    topic = events_topic(region)
+    out: set[tuple[int, int]] = set()
+    for record in await read_to_end(bootstrap, dlq_topic(region)):
+        headers = dict(record.headers or ())
+        if headers.get(H_DLQ_STAGE) != b"materialize":
+            continue
+        source = headers.get(H_DLQ_SOURCE, b"").decode("ascii", "replace")
+        parts = source.rsplit(":", 2)
+        if len(parts) == 3 and parts[0] == topic and parts[1].isdigit() and parts[2].isdigit():
+            out.add((int(parts[1]), int(parts[2])))
+    return out
 
 
 async def _stops(

@@ -133,7 +133,9 @@ class RegionProcess:
 
     def log_tail(self, n: int = 40) -> str:
         path = self.regions.tmp / f"{self.region}.log"
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
+        if not path.exists():
+            return ""
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         return "\n".join(lines[-n:])
 
 
