@@ -27,6 +27,7 @@ __all__ = [
     "LauncherError",
     "MavenMissing",
     "PortInUse",
+    "RegionFenced",
     "RegionUnavailable",
     "StoreError",
     "StoreNotEmpty",
@@ -186,4 +187,8 @@ class StoreNotEmpty(StoreError):
     """A command that builds a new store was pointed at one that already holds state."""
 
     exit_code = 2
+
+
+class RegionFenced(EdgebusError):
+    """Another service for the same region took over this one's partitions."""
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors.base import Store
@@ -26,6 +26,7 @@ from edgebus.config import EdgeConfig
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.dead_letters import send_dead_letters
+from edgebus.region.membership import ExclusiveMembership
 
 __all__ = ["Materializer", "MaterializerStats"]
 
@@ -50,17 +51,6 @@ class MaterializerStats:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready counters."""
         return dict(vars(self))
-
-
-class _SeekToStore(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, materializer: Materializer) -> None:
-        self.materializer = materializer
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.materializer._seek(list(assigned))
 
 
 class Materializer:
@@ -104,20 +94,25 @@ class Materializer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            # a killed service's partitions move to its successor within seconds
+            # static membership: a restarted service (even after kill -9) takes its
+            # partitions back at once instead of waiting for the old session to expire;
+            # a second service for the same region fences this one (see membership.py)
+            group_instance_id=f"edgebus-{self.region}-materializer",
             session_timeout_ms=6000,
             heartbeat_interval_ms=1500,
             isolation_level="read_uncommitted",
         )
         await self._consumer.start()
         await asyncio.sleep(0)
-        self._consumer.subscribe([self.topic], listener=_SeekToStore(self))
+        self._membership = ExclusiveMembership(f"the {self.region} materializer", self._seek)
+        self._consumer.subscribe([self.topic], listener=self._membership)
 
     async def stop(self) -> None:
         """Leave the group; the store keeps what was committed."""
         if self._consumer is not None:
+            # bounded: a fenced consumer's coordinator may be parked (membership.py)
             with contextlib.suppress(Exception):
-                await self._consumer.stop()
+                await asyncio.wait_for(self._consumer.stop(), 10)
             self._consumer = None
 
     async def _seek(self, tps: list[TopicPartition]) -> None:
@@ -137,6 +132,7 @@ class Materializer:
         consumer = self._consumer
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
+            self._membership.check()
             if not batch:
                 continue
             records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]

@@ -37,6 +37,7 @@ from edgebus.core.placement import ComplianceRules
 from edgebus.errors import EdgebusError
 from edgebus.kafka.topics import events_topic
 from edgebus.region.dead_letters import send_dead_letters
+from edgebus.region.membership import ExclusiveMembership
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT
 
@@ -133,19 +134,22 @@ class Replicator:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            # a killed service's partitions move to its successor within seconds
+            # static membership, as the materializer's: instant take-over on restart
+            group_instance_id=f"edgebus-{self.target}-replicator",
             session_timeout_ms=6000,
             heartbeat_interval_ms=1500,
         )
         await self._consumer.start()
         await asyncio.sleep(0)
-        self._consumer.subscribe(list(self._topic_region))
+        self._membership = ExclusiveMembership(f"the {self.target} replicator")
+        self._consumer.subscribe(list(self._topic_region), listener=self._membership)
 
     async def stop(self) -> None:
         """Leave the group."""
         if self._consumer is not None:
+            # bounded: a fenced consumer's coordinator may be parked (membership.py)
             with contextlib.suppress(Exception):
-                await self._consumer.stop()
+                await asyncio.wait_for(self._consumer.stop(), 10)
             self._consumer = None
 
     async def run(self) -> None:
@@ -154,6 +158,7 @@ class Replicator:
         consumer = self._consumer
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            self._membership.check()
             if batch:
                 await self.copy_batch(batch)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}

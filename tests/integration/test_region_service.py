@@ -171,3 +171,34 @@ async def test_replication_across_three_clusters_one_per_region(tmp_path: Path) 
             assert (await bus.read("eu-only", regions.eu)).exists
     finally:
         launcher.down(wipe=True, state=state)
+
+
+async def test_second_service_for_a_region_takes_over_and_the_first_stops_saying_why(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    regions = make_regions(kafka_bootstrap, tmp_path)
+    first = RegionProcess(regions, regions.us, regions.store_url(regions.us))
+    second = RegionProcess(regions, regions.us, regions.store_url(regions.us, "-second"))
+    first.start()
+    try:
+        second.start()
+        for _ in range(150):
+            if not first.alive():
+                break
+            await asyncio.sleep(0.2)
+        assert not first.alive(), "the first service kept running beside the second"
+        assert first.proc is not None and first.proc.returncode == 1
+        assert "another service for this region took over" in first.log_tail()
+        async with EdgeBus(regions.config) as bus:
+            await bus.write("after-takeover", 1, region=regions.us)
+
+            async def served() -> bool:
+                return (await bus.read("after-takeover", regions.us)).exists
+
+            await eventually(served, 30, "the second service applying new writes")
+        assert second.alive()
+    finally:
+        first.stop()
+        second.stop()

@@ -1,0 +1,52 @@
+"""One service per region: static group membership that stops, rather than fights,
+when another instance takes over.
+
+Region consumers are static members (``group.instance.id`` fixed per region and
+role), so a service restarted after kill -9 takes its partitions back at once. When a
+second service starts with the same instance id, Kafka fences the first; left alone,
+aiokafka's first member would rejoin and fence the second, and so on. Instead, when
+partitions this member held are revoked, the listener parks the rejoin and the service
+stops with :class:`~edgebus.errors.RegionFenced`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener
+
+from edgebus.errors import RegionFenced
+
+__all__ = ["ExclusiveMembership"]
+
+
+class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Rebalance listener for a group with exactly one (static) member."""
+
+    def __init__(
+        self, what: str, on_assigned: Callable[[list[Any]], Awaitable[None]] | None = None
+    ) -> None:
+        self.what = what
+        self.on_assigned = on_assigned
+        self.lost = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if not revoked:
+            return  # the first join
+        self.lost.set()
+        await asyncio.Event().wait()  # never rejoin: the service is stopping
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.on_assigned is not None:
+            await self.on_assigned(list(assigned))
+
+    def check(self) -> None:
+        """Raise RegionFenced once this member has lost its partitions."""
+        if self.lost.is_set():
+            raise RegionFenced(
+                f"{self.what} lost its partitions: another service for this region took "
+                "over (same group.instance.id), or this one stalled past the session "
+                "timeout. Stopping; run one service per region, then restart it."
+            )
