@@ -11,6 +11,7 @@ import typer
 
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import emit, err_console, fail, json_mode
+from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
 
 __all__ = ["app"]
@@ -52,7 +53,15 @@ def run(
         raise typer.Exit(130) from None
 
 
-async def _run(config, region, store, listen, advertise, replicate, as_json) -> None:  # type: ignore[no-untyped-def]
+async def _run(
+    config: EdgeConfig,
+    region: str,
+    store: str | None,
+    listen: str,
+    advertise: str | None,
+    replicate: bool,
+    as_json: bool,
+) -> None:
     from edgebus.region.service import RegionService
 
     service = RegionService(region, config, store=store, listen=listen, advertise=advertise,
@@ -76,5 +85,7 @@ async def _run(config, region, store, listen, advertise, replicate, as_json) -> 
         waiter.cancel()
         stopper.cancel()
         await service.stop()
-    if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
-        raise waiter.exception()  # type: ignore[misc]
+    if waiter.done() and not waiter.cancelled():
+        failure = waiter.exception()
+        if failure is not None:
+            raise failure

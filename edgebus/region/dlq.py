@@ -69,7 +69,7 @@ class DeadLetterView:
 
 
 def _view(record: ConsumerRecord[bytes, bytes]) -> DeadLetterView:
-    headers = {k: v for k, v in record.headers or ()}
+    headers: dict[str, bytes] = {k: bytes(v) for k, v in record.headers or ()}
 
     def text(name: str) -> str:
         return headers.get(name, b"").decode("utf-8", "replace")

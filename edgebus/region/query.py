@@ -109,6 +109,7 @@ async def serve(service: RegionService, listen: str) -> tuple[web.AppRunner, str
             f"cannot listen on {listen}: {e.strerror}. Choose another --listen port "
             "(or 0 for any free one)."
         ) from e
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+    server: Any = site._server
+    sockets = server.sockets if server is not None else []
     bound = sockets[0].getsockname() if sockets else (host, port)
     return runner, f"http://{bound[0]}:{bound[1]}"

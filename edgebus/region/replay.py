@@ -130,7 +130,7 @@ async def replay(
                 await consumer.seek_to_beginning(*remaining)
             while remaining:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=batch_records)
-                records = []
+                records: list[Any] = []
                 for tp in sorted(batch, key=lambda t: t.partition):
                     stop = remaining.get(tp)
                     if stop is None:

@@ -20,7 +20,6 @@ import logging
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -283,11 +282,3 @@ class RegionService:
             service_topic(self.region), orjson.dumps(record), key=b"query"
         )
 
-
-def store_path_hint(url: str) -> Path | None:
-    """The file behind a ``sqlite:`` / ``jsonl:`` URL (for messages)."""
-    from connectors import path_of
-
-    with contextlib.suppress(Exception):
-        return path_of(url)
-    return None
