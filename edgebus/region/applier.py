@@ -118,7 +118,7 @@ class BatchApplier:
         states = await self.store.load({event.key for _, event, _, _ in decoded})
         pending: dict[str, list[KeyOp]] = {}
         batch_frontier = changes.frontier
-        for _record, event, origin, redrive_of in decoded:
+        for record, event, origin, redrive_of in decoded:
             slot = (origin.region, origin.partition)
             if redrive_of is not None:
                 if redrive_of in done_redrives or redrive_of in changes.redriven:
@@ -140,6 +140,14 @@ class BatchApplier:
                 assert state is not None
                 state = state.with_ops(await self._retained(key, changes, pending))
                 applied = apply(state, key, op)
+            value = applied.state.value
+            if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+                result.dead.append(DeadLetter(
+                    record,
+                    f"increment would take {key!r:.80} beyond 64-bit integers; counters are "
+                    "limited to -2**63 .. 2**63-1 (reset it with a set, or use a float)",
+                ))
+                continue
             if applied.drop_before is not None:
                 previous = changes.drop_before.get(key)
                 if previous is None or applied.drop_before > previous:
@@ -223,6 +231,9 @@ class BatchApplier:
             allowed = bool(self.rules.allowed_regions((self.region,), classes))
             self._allowed[classes] = allowed
         return allowed
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class _Dead(Exception):

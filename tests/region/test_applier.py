@@ -194,3 +194,18 @@ def test_replicator_refuses_headers_that_disagree_with_the_body() -> None:
     )
     copy, refusal = copy_decision(forged, US, EU, RULES)
     assert copy is False and refusal is not None and "body does not" in refusal
+
+
+async def test_increment_beyond_64_bit_integers_is_a_dead_letter_and_the_counter_stays(
+    store: Store,
+) -> None:
+    applier = BatchApplier(EU, RULES, store)
+    result = await apply_and_commit(applier, store, [
+        record(EU, 0, "c", 2**63 - 2, op=Operation.INCREMENT, wall_ms=1_000),
+        record(EU, 1, "c", 5, op=Operation.INCREMENT, wall_ms=2_000),
+        record(EU, 2, "c", -1, op=Operation.INCREMENT, wall_ms=3_000),
+    ])
+    [dead] = result.dead
+    assert dead.record.offset == 1 and "beyond 64-bit integers" in dead.reason
+    state = await store.get("c")
+    assert state is not None and state.value == 2**63 - 3
