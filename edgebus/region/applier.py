@@ -29,7 +29,7 @@ from edgebus.core.conflict import KeyOp, KeyState, NeedsHistory, Stamp, apply, i
 from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import Position
 from edgebus.errors import EdgebusError
-from edgebus.wire.event_codec import decode_event
+from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_ORIGIN_POS, parse_position
 
 __all__ = ["H_REDRIVE_OF", "AppliedEvent", "BatchApplier", "BatchResult", "DeadLetter"]
@@ -188,7 +188,7 @@ class BatchApplier:
             elif name == H_REDRIVE_OF:
                 redrive_raw = raw
         try:
-            event = decode_event(record.value)
+            event = read_event(record.value)
             origin = (
                 parse_position(origin_raw)
                 if origin_raw is not None

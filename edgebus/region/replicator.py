@@ -38,7 +38,7 @@ from edgebus.errors import EdgebusError
 from edgebus.kafka.topics import events_topic
 from edgebus.region.dead_letters import send_dead_letters
 from edgebus.region.membership import ExclusiveMembership
-from edgebus.wire.event_codec import decode_event
+from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT
 
 __all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
@@ -84,7 +84,7 @@ def copy_decision(
     if target not in regions:
         return False, None
     try:
-        event = decode_event(record.value)
+        event = read_event(record.value)
     except EdgebusError as e:
         return False, f"cannot decode an event placed in {target}: {e}"
     if target not in event.placement or event.origin_region != source_region:
