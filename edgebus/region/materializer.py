@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from connectors.base import Store
 from edgebus.config import EdgeConfig
@@ -27,6 +26,7 @@ from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.dead_letters import send_dead_letters
 from edgebus.region.membership import ExclusiveMembership
+from edgebus.region.offset_commits import OffsetCommitter
 
 __all__ = ["Materializer", "MaterializerStats"]
 
@@ -75,6 +75,7 @@ class Materializer:
         self.positions: dict[int, int] = {}  # partition -> next offset (committed)
         self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
         self._consumer: AIOKafkaConsumer | None = None
+        self._committer: OffsetCommitter | None = None
         self._assigned: list[TopicPartition] = []
         self._position_waiters: list[tuple[dict[int, int], asyncio.Future[None]]] = []
 
@@ -109,6 +110,9 @@ class Materializer:
 
     async def stop(self) -> None:
         """Leave the group; the store keeps what was committed."""
+        if self._committer is not None:
+            await self._committer.close()
+            self._committer = None
         if self._consumer is not None:
             # bounded: a fenced consumer's coordinator may be parked (membership.py)
             with contextlib.suppress(Exception):
@@ -130,6 +134,7 @@ class Materializer:
         """Consume, fold, commit; forever (cancel to stop)."""
         assert self._consumer is not None, "call start() first"
         consumer = self._consumer
+        committer = self._committer = OffsetCommitter(consumer)
         while True:
             batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
             self._membership.check()
@@ -137,9 +142,8 @@ class Materializer:
                 continue
             records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
             await self.apply_batch(records)
-            offsets = {tp: self.positions[tp.partition] for tp in batch}
-            with contextlib.suppress(KafkaError):
-                await consumer.commit(offsets)  # informational only: the store is the truth
+            # informational only (the store is the truth), so off the data path
+            committer.note({tp: self.positions[tp.partition] for tp in batch})
 
     async def apply_batch(self, records: list[Any]) -> None:
         """Fold, dead-letter, commit one batch."""

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
 
 from edgebus.config import EdgeConfig
 from edgebus.core.placement import ComplianceRules
@@ -38,12 +37,16 @@ from edgebus.errors import EdgebusError
 from edgebus.kafka.topics import events_topic
 from edgebus.region.dead_letters import send_dead_letters
 from edgebus.region.membership import ExclusiveMembership
+from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT
 
 __all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
 
 log = logging.getLogger("edgebus.region")
+
+#: batches whose copies may await acknowledgement while the next ones are copied
+MAX_BATCHES_IN_FLIGHT = 4
 
 
 class ReplicatorStats:
@@ -123,6 +126,7 @@ class Replicator:
         self.stats = ReplicatorStats()
         self._topic_region = {events_topic(r): r for r in self.sources}
         self._consumer: AIOKafkaConsumer | None = None
+        self._committer: OffsetCommitter | None = None
 
     async def start(self) -> None:
         """Join group ``edgebus.<target>.replicator`` on the source cluster."""
@@ -146,6 +150,9 @@ class Replicator:
 
     async def stop(self) -> None:
         """Leave the group."""
+        if self._committer is not None:
+            await self._committer.close()
+            self._committer = None
         if self._consumer is not None:
             # bounded: a fenced consumer's coordinator may be parked (membership.py)
             with contextlib.suppress(Exception):
@@ -153,21 +160,49 @@ class Replicator:
             self._consumer = None
 
     async def run(self) -> None:
-        """Copy forever (cancel to stop)."""
+        """Copy forever (cancel to stop).
+
+        Pipelined: a batch's copies are sent, then the next batch is fetched while they
+        are acknowledged; an acknowledger task waits for each batch's acks in order and
+        only then notes its source offsets for the (background) commit. At most
+        ``MAX_BATCHES_IN_FLIGHT`` batches are unacknowledged.
+        """
         assert self._consumer is not None, "call start() first"
         consumer = self._consumer
-        while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            self._membership.check()
-            if batch:
-                await self.copy_batch(batch)
-                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-                await consumer.commit(offsets)
+        committer = self._committer = OffsetCommitter(consumer)
+        in_flight: asyncio.Queue[tuple[list[asyncio.Future[Any]], dict[Any, int]]]
+        in_flight = asyncio.Queue(MAX_BATCHES_IN_FLIGHT)
 
-    async def copy_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Copy one batch and wait for the target's acknowledgements."""
-        sends: list[asyncio.Future[Any]] = []
+        async def acknowledge() -> None:
+            while True:
+                futures, offsets = await in_flight.get()
+                await asyncio.gather(*futures)
+                committer.note(offsets)
+                in_flight.task_done()
+
+        acker = asyncio.ensure_future(acknowledge())
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                self._membership.check()
+                if acker.done():
+                    acker.result()  # a failed acknowledgement stops the replicator
+                if batch:
+                    futures = await self.copy_batch(batch)
+                    offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                    await in_flight.put((futures, offsets))
+        finally:
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)
+
+    async def copy_batch(
+        self, batch: dict[TopicPartition, list[Any]]
+    ) -> list[asyncio.Future[Any]]:
+        """Send one batch's copies (and refusals' dead letters), in order; returns the
+        futures of their acknowledgements."""
+        futures: list[asyncio.Future[Any]] = []
         refused: dict[str, list[tuple[Any, str, str]]] = {}
+        copied = 0
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             source = self._topic_region[tp.topic]
             for record in batch[tp]:
@@ -183,7 +218,7 @@ class Replicator:
                     continue
                 origin_pos = f"{source}:{tp.partition}:{record.offset}".encode("ascii")
                 headers = [*(record.headers or ()), (H_ORIGIN_POS, origin_pos)]
-                sends.append(
+                futures.append(
                     await self.target_producer.send(
                         self.target_topic,
                         value=record.value,
@@ -192,13 +227,11 @@ class Replicator:
                         headers=headers,
                     )
                 )
-        if sends:
-            await asyncio.gather(*sends)
-            self.stats.copied += len(sends)
+                copied += 1
+        self.stats.copied += copied
         for source, letters in refused.items():
-            try:
-                await send_dead_letters(self.source_producer, source, letters, self.target)
-            except KafkaError as e:
-                log.error("could not dead-letter refused copies in %s: %s", source, e)
-                raise
+            futures.append(asyncio.ensure_future(
+                send_dead_letters(self.source_producer, source, letters, self.target)
+            ))
             self.stats.refused += len(letters)
+        return futures
