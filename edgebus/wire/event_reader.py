@@ -55,6 +55,8 @@ class _Corrupt(Exception):
 
 def _long(data: bytes, pos: int) -> tuple[int, int]:
     b = data[pos]
+    if b < 0x80:  # one byte: most lengths, counts and small numbers
+        return (b >> 1) ^ -(b & 1), pos + 1
     pos += 1
     n = b & 0x7F
     shift = 7
@@ -69,7 +71,13 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _string(data: bytes, pos: int) -> tuple[str, int]:
-    length, pos = _long(data, pos)
+    b = data[pos]
+    if b < 0x80:
+        length, pos = b >> 1, pos + 1
+        if b & 1:
+            raise _Corrupt("negative string length")
+    else:
+        length, pos = _long(data, pos)
     end = pos + length
     if length < 0 or end > len(data):
         raise _Corrupt("string runs past the end")
