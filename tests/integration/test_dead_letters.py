@@ -252,6 +252,7 @@ async def test_an_unknown_schema_record_applies_once_after_the_fix_however_often
         await eventually(dead_lettered, 60, "the region to consume the v3 record")
         code, listing, out = cli(regions, "dlq", "list", "--region", us)
         assert code == 0, out
+        assert len(listing["dead_letters"]) == 1, listing
         [letter] = listing["dead_letters"]
         assert letter["source"] == f"{topic}:{original.partition}:{original.offset}"
         assert "Unknown writer schema fingerprint" in letter["reason"], letter
