@@ -1,9 +1,10 @@
 """``edgebus bench materialize``: events applied per second vs a raw aiokafka consume.
 
-A fresh region's events topic is filled with N events written by edgebus (nine in
-ten are ``set`` writes spread over many keys, one in ten an ``increment`` of one of
-1,000 counters). Then rounds alternate raw, edgebus, raw, edgebus...; each round reads
-the whole topic from the beginning to the end offsets seen after the fill:
+A fresh region's events topic is filled with N events written by edgebus, 256 at a
+time (nine in ten are ``set`` writes spread over about N / 5 keys, one in ten an
+``increment`` of one of 1,000 counters). Then rounds alternate raw, edgebus, raw,
+edgebus...; each round reads the whole topic from the beginning to the end offsets
+seen after the fill:
 
 - raw: an aiokafka consumer without a group that touches ``record.value`` and does
   nothing else;
@@ -87,18 +88,18 @@ def scratch_config(config: EdgeConfig, regions: Sequence[str]) -> EdgeConfig:
     return EdgeConfig.from_mapping(data)
 
 
-def bench_event(i: int, events: int) -> tuple[str, Any, Operation]:
-    """Event ``i`` of a fill of ``events``: ``(key, data, operation)``.
+def bench_event(i: int) -> tuple[str, Any, Operation]:
+    """Event ``i`` of the benchmarks' mixture: ``(key, data, operation)``.
 
-    Nine in ten set a small record on one of about ``events / 5`` keys (each set key
-    is written four or five times, in scattered order), one in ten increments one of
-    1,000 counters.
+    Nine in ten set a small record, one in ten increments one of 1,000 counters. The
+    n-th set picks, scattered, one of the first ``n / 4`` item keys, so that the
+    number of keys grows with the number of events (each key is set about four
+    times) and any prefix of the sequence is a mixture of the same kind.
     """
     if i % 10 == 9:
         return f"counter:{(i // 10) % COUNTER_KEYS}", 1, Operation.INCREMENT
-    keys = max(1, events // 5)
     nth_set = (i // 10) * 9 + i % 10
-    return f"item:{(nth_set * 7919) % keys}", sample_record(i), Operation.SET
+    return f"item:{(nth_set * 7919) % (nth_set // 4 + 1)}", sample_record(i), Operation.SET
 
 
 async def fill_region(
@@ -112,7 +113,7 @@ async def fill_region(
         while next_index < events:
             i = next_index
             next_index += 1
-            key, data, op = bench_event(i, events)
+            key, data, op = bench_event(i)
             await bus.write(key, data, region=region, operation=op)
 
     start = time.perf_counter()

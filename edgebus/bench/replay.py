@@ -12,8 +12,9 @@ other, each reading that prefix from the beginning:
 - edgebus: :func:`edgebus.region.replay.replay` into a new SQLite store.
 
 Each child reports its own time (from opening its consumer, or its store, to the
-end) and its peak resident memory (``ru_maxrss``): a flat peak across prefixes shows
-that replay's memory does not grow with the number of events.
+end) and its peak resident memory (``ru_maxrss``): a flat peak across prefixes, while
+the number of keys and the store grow with the prefix, shows that replay's memory does
+not grow with the number of events.
 
 Children are this module run as ``python -m edgebus.bench.replay --child raw|replay``.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -68,6 +70,7 @@ class ReplaySize:
     replay_seconds: float
     raw_seconds: float
     keys: int
+    store_mb: float
 
 
 @dataclass
@@ -171,6 +174,7 @@ async def run_replay_bench(
             raw = await _child(["--child", "raw", *common])
             store = Path(tmp) / f"replay-{n}.db"
             ours = await _child(["--child", "replay", *common, "--store", f"sqlite://{store}"])
+            store_mb = _store_mb(store)
             remove_store(store)
             if ours["events"] != raw["events"]:
                 raise EdgebusError(
@@ -187,9 +191,16 @@ async def run_replay_bench(
                     replay_seconds=round(ours["seconds"], 3),
                     raw_seconds=round(raw["seconds"], 3),
                     keys=ours["keys"],
+                    store_mb=store_mb,
                 )
             )
     return result
+
+
+def _store_mb(path: Path) -> float:
+    """Size of a SQLite store with its write-ahead log, in MiB."""
+    files = (path, path.with_name(path.name + "-wal"))
+    return round(sum(os.path.getsize(f) for f in files if os.path.exists(f)) / 2**20, 1)
 
 
 async def _raw_child(config: EdgeConfig, region: str, cuts: dict[int, int]) -> dict[str, Any]:

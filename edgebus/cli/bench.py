@@ -174,11 +174,12 @@ def _render_replay(data: dict[str, Any]) -> None:
         f"{data['fill_writes_per_s']:,.0f} writes/s"
     table = Table(title=f"bench replay: region {data['region']} "
                   f"({data['topic_events']:,} events, {source})")
-    for name in ("events", "replay events/s", "raw events/s", "ratio", "replay peak MB",
-                 "raw peak MB"):
+    for name in ("events", "keys", "store MB", "replay events/s", "raw events/s", "ratio",
+                 "replay peak MB", "raw peak MB"):
         table.add_column(name, justify="right")
     for s in data["sizes"]:
-        table.add_row(f"{s['events']:,}", f"{s['replay_events_per_s']:,.0f}",
+        table.add_row(f"{s['events']:,}", f"{s['keys']:,}", f"{s['store_mb']:,.1f}",
+                      f"{s['replay_events_per_s']:,.0f}",
                       f"{s['raw_events_per_s']:,.0f}", f"{s['ratio']:.3f}",
                       f"{s['replay_peak_rss_mb']:.1f}", f"{s['raw_peak_rss_mb']:.1f}")
     console.print(table)
