@@ -140,7 +140,15 @@ class Materializer:
             self._membership.check()
             if not batch:
                 continue
-            records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
+            positions = self.positions
+            # a record below the committed position was applied (or dead-lettered)
+            # already: aiokafka may hand it over twice around a (re)assignment's seek
+            records = [
+                r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]
+                if r.offset >= positions.get(tp.partition, 0)
+            ]
+            if not records:
+                continue
             await self.apply_batch(records)
             # informational only (the store is the truth), so off the data path
             committer.note({tp: self.positions[tp.partition] for tp in batch})
