@@ -45,7 +45,7 @@ from edgebus.config import EdgeConfig
 from edgebus.core.envelope import Operation
 from edgebus.errors import InfrastructureUnavailable
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import end_offsets
+from edgebus.kafka.reading import end_offsets, seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.materializer import MAX_BATCH_RECORDS, Materializer
 
@@ -174,7 +174,7 @@ class _Reader:
         consumer = self.consumer
         remaining = dict(self.ends)
         consumer.assign(list(remaining))
-        await consumer.seek_to_beginning(*remaining)
+        await seek_to_first(consumer, remaining)
         while remaining:
             batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
             records = []

@@ -47,7 +47,7 @@ from edgebus.bus import EdgeBus
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import EdgebusError
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import end_offsets, started_consumer, topic_partitions
+from edgebus.kafka.reading import end_offsets, seek_to_first, started_consumer, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.region.replay import parse_until_offsets, replay
 
@@ -214,7 +214,7 @@ async def _raw_child(config: EdgeConfig, region: str, cuts: dict[int, int]) -> d
         remaining = {tp: stop for tp, stop in remaining.items() if stop > firsts[tp]}
         if remaining:
             consumer.assign(list(remaining))
-            await consumer.seek_to_beginning(*remaining)
+            await seek_to_first(consumer, remaining)
         while remaining:
             batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH_RECORDS)
             for tp in sorted(batch, key=lambda t: t.partition):

@@ -38,7 +38,7 @@ from edgebus.bus import EdgeBus
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import topic_partitions
+from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import ensure_topics
 from edgebus.region.applier import AppliedEvent
 from edgebus.region.service import RegionService
@@ -175,7 +175,7 @@ async def run_replicate_bench(
             try:
                 tps = await topic_partitions(raw_consumer, [raw_topic])
                 raw_consumer.assign(tps)
-                await raw_consumer.seek_to_beginning(*tps)
+                await seek_to_first(raw_consumer, tps)
                 value = bus.prepare_write(
                     "bench:lag", sample_record(0), region=source, replication_factor=2
                 ).encoded.value

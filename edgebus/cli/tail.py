@@ -105,15 +105,18 @@ async def _records(
             return  # nothing was ever written to this region
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
+        firsts = await consumer.beginning_offsets(tps)
+        # explicit seeks: seek_to_beginning/end only request a reset, which can race
+        # with the consumer's own initial one
         if from_beginning:
-            await consumer.seek_to_beginning(*tps)
+            starts = dict(firsts)
         elif follow:
-            await consumer.seek_to_end(*tps)
+            starts = dict(ends)
         else:
-            firsts = await consumer.beginning_offsets(tps)
-            for tp in tps:
-                consumer.seek(tp, max(firsts[tp], ends[tp] - last))
-        pending = {tp for tp in tps if (await consumer.position(tp)) < ends[tp]}
+            starts = {tp: max(firsts[tp], ends[tp] - last) for tp in tps}
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        pending = {tp for tp in tps if starts[tp] < ends[tp]}
         quiet_since = time.monotonic()
         while follow or pending:
             batch = await consumer.getmany(timeout_ms=200)

@@ -15,6 +15,7 @@ from edgebus.errors import InfrastructureUnavailable
 __all__ = [
     "end_offsets",
     "read_to_end",
+    "seek_to_first",
     "started_consumer",
     "topic_partitions",
     "wait_for_leaders",
@@ -60,6 +61,20 @@ async def wait_for_leaders(
         await consumer._client.force_metadata_update()
 
 
+async def seek_to_first(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+    """Position each partition at its first offset, explicitly.
+
+    ``seek_to_beginning`` only requests a reset and gives up silently after the request
+    timeout, and can race with the consumer's own initial (``latest``) reset; asking
+    the first offsets and seeking to them cannot.
+    """
+    tps = list(tps)
+    if not tps:
+        return
+    for tp, offset in (await consumer.beginning_offsets(tps)).items():
+        consumer.seek(tp, offset)
+
+
 async def topic_partitions(
     consumer: AIOKafkaConsumer, topics: Iterable[str]
 ) -> list[TopicPartition]:
@@ -93,7 +108,7 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, 
         if not remaining:
             return []
         consumer.assign(list(remaining))
-        await consumer.seek_to_beginning(*remaining)
+        await seek_to_first(consumer, remaining)
         out: list[ConsumerRecord[bytes, bytes]] = []
         while remaining:
             batch = await consumer.getmany(timeout_ms=1000)

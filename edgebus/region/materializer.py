@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from connectors.base import Store
 from edgebus.config import EdgeConfig
+from edgebus.kafka.reading import seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.dead_letters import send_dead_letters
@@ -122,11 +123,11 @@ class Materializer:
     async def _seek(self, tps: list[TopicPartition]) -> None:
         assert self._consumer is not None
         self._assigned = tps
+        await seek_to_first(self._consumer, [tp for tp in tps if tp.partition not in
+                                             self.positions])
         for tp in tps:
             offset = self.positions.get(tp.partition)
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
+            if offset is not None:
                 self._consumer.seek(tp, offset)
         log.info("%s: materializing partitions %s", self.region, [tp.partition for tp in tps])
 

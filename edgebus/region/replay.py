@@ -26,7 +26,12 @@ from edgebus.config import EdgeConfig
 from edgebus.errors import InvalidInput, StoreNotEmpty
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import read_to_end, started_consumer, topic_partitions
+from edgebus.kafka.reading import (
+    read_to_end,
+    seek_to_first,
+    started_consumer,
+    topic_partitions,
+)
 from edgebus.kafka.topics import dlq_topic, events_topic
 from edgebus.region.applier import BatchApplier
 from edgebus.region.dead_letters import H_DLQ_SOURCE, H_DLQ_STAGE
@@ -127,7 +132,7 @@ async def replay(
                 progress(0, total)
             if remaining:
                 consumer.assign(list(remaining))
-                await consumer.seek_to_beginning(*remaining)
+                await seek_to_first(consumer, remaining)
             while remaining:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=batch_records)
                 records: list[Any] = []
