@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from edgebus.config import EdgeConfig, load_config
+from edgebus.errors import UnknownRegion
 
 __all__ = ["ConfigOption", "JsonOption", "load_cli_config"]
 
@@ -20,6 +21,11 @@ ConfigOption: Any = typer.Option(
 JsonOption: Any = typer.Option(False, "--json", help="Print JSON for programs.")
 
 
-def load_cli_config(path: Path | None) -> EdgeConfig:
-    """The edge_config a command runs with."""
-    return load_config(path)
+def load_cli_config(path: Path | None, *regions: str) -> EdgeConfig:
+    """The edge_config a command runs with; each of ``regions`` must be one of its
+    regions (UnknownRegion, with the nearest name, otherwise)."""
+    config = load_config(path)
+    for region in regions:
+        if region not in config.regions:
+            raise UnknownRegion(region, config.regions)
+    return config

@@ -43,18 +43,28 @@ def produce(
     emit(as_json, result.to_dict(), _render)
 
 
-def _render(data: dict[str, Any]) -> None:
-    table = Table(title=f"bench produce: {data['events']} events x {data['rounds']} rounds, "
-                  f"{data['concurrency']} in flight, {data['value_bytes']}-byte values")
+def _rates_table(
+    title: str, sides: list[tuple[str, float, list[float]]], ratio: str
+) -> None:
+    """A throughput comparison: per side, its median events/s and each round's."""
+    table = Table(title=title)
     table.add_column("side")
     table.add_column("median events/s", justify="right")
     table.add_column("rounds", justify="right")
-    table.add_row("edgebus SDK", f"{data['sdk_writes_per_s']:,.0f}",
-                  ", ".join(f"{r:,.0f}" for r in data["sdk_rounds"]))
-    table.add_row("raw aiokafka", f"{data['raw_sends_per_s']:,.0f}",
-                  ", ".join(f"{r:,.0f}" for r in data["raw_rounds"]))
+    for label, median, rounds in sides:
+        table.add_row(label, f"{median:,.0f}", ", ".join(f"{r:,.0f}" for r in rounds))
     console.print(table)
-    console.print(f"ratio SDK/raw: [bold]{data['ratio']:.3f}[/] (goal >= 0.8)")
+    console.print(ratio)
+
+
+def _render(data: dict[str, Any]) -> None:
+    _rates_table(
+        f"bench produce: {data['events']} events x {data['rounds']} rounds, "
+        f"{data['concurrency']} in flight, {data['value_bytes']}-byte values",
+        [("edgebus SDK", data["sdk_writes_per_s"], data["sdk_rounds"]),
+         ("raw aiokafka", data["raw_sends_per_s"], data["raw_rounds"])],
+        f"ratio SDK/raw: [bold]{data['ratio']:.3f}[/] (goal >= 0.8)",
+    )
 
 
 @app.command("materialize")
@@ -80,17 +90,13 @@ def materialize(
 
 
 def _render_materialize(data: dict[str, Any]) -> None:
-    table = Table(title=f"bench materialize: {data['events']:,} events ({data['keys']:,} keys) "
-                  f"x {data['rounds']} rounds, region {data['region']}")
-    table.add_column("side")
-    table.add_column("median events/s", justify="right")
-    table.add_column("rounds", justify="right")
-    table.add_row("edgebus materializer", f"{data['edgebus_events_per_s']:,.0f}",
-                  ", ".join(f"{r:,.0f}" for r in data["edgebus_rounds"]))
-    table.add_row("raw aiokafka consume", f"{data['raw_events_per_s']:,.0f}",
-                  ", ".join(f"{r:,.0f}" for r in data["raw_rounds"]))
-    console.print(table)
-    console.print(f"ratio edgebus/raw: [bold]{data['ratio']:.3f}[/] (goal >= 0.5)")
+    _rates_table(
+        f"bench materialize: {data['events']:,} events ({data['keys']:,} keys) "
+        f"x {data['rounds']} rounds, region {data['region']}",
+        [("edgebus materializer", data["edgebus_events_per_s"], data["edgebus_rounds"]),
+         ("raw aiokafka consume", data["raw_events_per_s"], data["raw_rounds"])],
+        f"ratio edgebus/raw: [bold]{data['ratio']:.3f}[/] (goal >= 0.5)",
+    )
 
 
 @app.command("replicate")

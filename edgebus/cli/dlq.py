@@ -12,7 +12,7 @@ from rich.table import Table
 
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
-from edgebus.errors import EdgebusError, InvalidInput, UnknownRegion
+from edgebus.errors import EdgebusError, InvalidInput
 
 __all__ = ["app"]
 
@@ -32,9 +32,7 @@ def list_(
 
     as_json = json_mode(ctx, as_json)
     try:
-        cfg = load_cli_config(config)
-        if region not in cfg.regions:
-            raise UnknownRegion(region, cfg.regions)
+        cfg = load_cli_config(config, region)
         letters = asyncio.run(list_dead_letters(cfg, region))
     except EdgebusError as e:
         raise fail(as_json, e) from None
@@ -58,9 +56,7 @@ def redrive(
 
     as_json = json_mode(ctx, as_json)
     try:
-        cfg = load_cli_config(config)
-        if region not in cfg.regions:
-            raise UnknownRegion(region, cfg.regions)
+        cfg = load_cli_config(config, region)
         if bool(offset) == all_:
             raise InvalidInput("give --all or one or more --offset PARTITION:OFFSET")
         positions = None if all_ else [_position(o) for o in offset]

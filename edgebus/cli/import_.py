@@ -12,7 +12,7 @@ from edgebus.bus import EdgeBus
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, UnknownRegion
+from edgebus.errors import EdgebusError
 
 __all__ = ["import_"]
 
@@ -31,9 +31,7 @@ def import_(
     written and the refusals are listed (exit 2)."""
     as_json = json_mode(ctx, as_json)
     try:
-        cfg = load_cli_config(config)
-        if region not in cfg.regions:
-            raise UnknownRegion(region, cfg.regions)
+        cfg = load_cli_config(config, region)
         summary = asyncio.run(_import(cfg, source, region, replication_factor))
     except EdgebusError as e:
         raise fail(as_json, e) from None

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, err_console, fail, json_mode
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, InvalidInput, UnknownRegion
+from edgebus.errors import EdgebusError, InvalidInput
 
 __all__ = ["replay", "verify"]
 
@@ -44,9 +44,7 @@ def replay(
 
     as_json = json_mode(ctx, as_json)
     try:
-        cfg = load_cli_config(config)
-        if region not in cfg.regions:
-            raise UnknownRegion(region, cfg.regions)
+        cfg = load_cli_config(config, region)
         until_ms = None if until is None else parse_time(until)
         offsets = None if until_offsets is None else parse_until_offsets(until_offsets)
         if as_json:
@@ -104,9 +102,7 @@ def verify(
     (checksums per key-hash range); print every difference. Exit 1 if any."""
     as_json = json_mode(ctx, as_json)
     try:
-        cfg = load_cli_config(config)
-        if region not in cfg.regions:
-            raise UnknownRegion(region, cfg.regions)
+        cfg = load_cli_config(config, region)
         report = asyncio.run(_verify(cfg, region, store))
     except EdgebusError as e:
         raise fail(as_json, e) from None

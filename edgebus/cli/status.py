@@ -12,7 +12,7 @@ from rich.table import Table
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, UnknownRegion
+from edgebus.errors import EdgebusError
 
 __all__ = ["status"]
 
@@ -26,10 +26,7 @@ def status(
     """Per region: health, consumer lag, last applied positions, store size."""
     as_json = json_mode(ctx, as_json)
     try:
-        cfg = load_cli_config(config)
-        for r in region:
-            if r not in cfg.regions:
-                raise UnknownRegion(r, cfg.regions)
+        cfg = load_cli_config(config, *region)
         rows = asyncio.run(_status(cfg, region or list(cfg.regions)))
     except EdgebusError as e:
         raise fail(as_json, e) from None

@@ -16,7 +16,7 @@ from aiokafka import ConsumerRecord
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, fail, json_mode
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, InfrastructureUnavailable, UnknownRegion
+from edgebus.errors import EdgebusError, InfrastructureUnavailable
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import started_consumer, topic_partitions
 from edgebus.kafka.topics import events_topic
@@ -53,9 +53,7 @@ def tail(
     document per line."""
     as_json = json_mode(ctx, as_json)
     try:
-        cfg = load_cli_config(config)
-        if region not in cfg.regions:
-            raise UnknownRegion(region, cfg.regions)
+        cfg = load_cli_config(config, region)
         asyncio.run(
             _tail(cfg, region, from_beginning, follow, limit, idle_timeout, as_json)
         )
