@@ -26,7 +26,7 @@ from edgebus.kafka.reading import seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.dead_letters import send_dead_letters
-from edgebus.region.membership import ExclusiveMembership
+from edgebus.region.membership import start_exclusive_consumer, stop_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 
 __all__ = ["Materializer", "MaterializerStats"]
@@ -77,7 +77,6 @@ class Materializer:
         self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: OffsetCommitter | None = None
-        self._assigned: list[TopicPartition] = []
         self._position_waiters: list[tuple[dict[int, int], asyncio.Future[None]]] = []
 
     def on_applied(self, listener: Callable[[list[AppliedEvent]], None]) -> None:
@@ -88,26 +87,14 @@ class Materializer:
         """Connect and join the region's consumer group (positions from the store)."""
         stored = await self.store.positions()
         self.positions = {p: o for (t, p), o in stored.items() if t == self.topic}
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=f"edgebus.{self.region}.materializer",
-            client_id=f"edgebus-materializer-{self.region}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            # static membership: a restarted service (even after kill -9) takes its
-            # partitions back at once instead of waiting for the old session to expire;
-            # a second service for the same region fences this one (see membership.py)
-            group_instance_id=f"edgebus-{self.region}-materializer",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1500,
-            isolation_level="read_uncommitted",
+        self._consumer, self._membership = await start_exclusive_consumer(
+            self.bootstrap,
+            f"edgebus.{self.region}.materializer",
+            f"edgebus-{self.region}-materializer",
+            [self.topic],
+            f"the {self.region} materializer",
+            self._seek,
         )
-        await self._consumer.start()
-        await asyncio.sleep(0)
-        self._membership = ExclusiveMembership(f"the {self.region} materializer", self._seek)
-        self._consumer.subscribe([self.topic], listener=self._membership)
 
     async def stop(self) -> None:
         """Leave the group; the store keeps what was committed."""
@@ -115,14 +102,11 @@ class Materializer:
             await self._committer.close()
             self._committer = None
         if self._consumer is not None:
-            # bounded: a fenced consumer's coordinator may be parked (membership.py)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._consumer.stop(), 10)
+            await stop_consumer(self._consumer)
             self._consumer = None
 
     async def _seek(self, tps: list[TopicPartition]) -> None:
         assert self._consumer is not None
-        self._assigned = tps
         await seek_to_first(self._consumer, [tp for tp in tps if tp.partition not in
                                              self.positions])
         for tp in tps:

@@ -24,7 +24,6 @@ and B's materializer skips them by origin position (the origin frontier).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -36,7 +35,7 @@ from edgebus.core.placement import ComplianceRules
 from edgebus.errors import EdgebusError
 from edgebus.kafka.topics import events_topic
 from edgebus.region.dead_letters import send_dead_letters
-from edgebus.region.membership import ExclusiveMembership
+from edgebus.region.membership import start_exclusive_consumer, stop_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT
@@ -130,23 +129,13 @@ class Replicator:
 
     async def start(self) -> None:
         """Join group ``edgebus.<target>.replicator`` on the source cluster."""
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.source_bootstrap,
-            group_id=f"edgebus.{self.target}.replicator",
-            client_id=f"edgebus-replicator-{self.target}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            # static membership, as the materializer's: instant take-over on restart
-            group_instance_id=f"edgebus-{self.target}-replicator",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1500,
+        self._consumer, self._membership = await start_exclusive_consumer(
+            self.source_bootstrap,
+            f"edgebus.{self.target}.replicator",
+            f"edgebus-{self.target}-replicator",
+            list(self._topic_region),
+            f"the {self.target} replicator",
         )
-        await self._consumer.start()
-        await asyncio.sleep(0)
-        self._membership = ExclusiveMembership(f"the {self.target} replicator")
-        self._consumer.subscribe(list(self._topic_region), listener=self._membership)
 
     async def stop(self) -> None:
         """Leave the group."""
@@ -154,9 +143,7 @@ class Replicator:
             await self._committer.close()
             self._committer = None
         if self._consumer is not None:
-            # bounded: a fenced consumer's coordinator may be parked (membership.py)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._consumer.stop(), 10)
+            await stop_consumer(self._consumer)
             self._consumer = None
 
     async def run(self) -> None:
