@@ -53,6 +53,15 @@ class DeadLetterView:
     time_ms: int
     record: ConsumerRecord[bytes, bytes]
 
+    @property
+    def source_position(self) -> tuple[str, int, int] | None:
+        """``(topic, partition, offset)`` of the original record, if the header parses."""
+        topic, _, rest = self.source.rpartition(":")
+        topic, _, partition = topic.rpartition(":")
+        if topic and partition.isdigit() and rest.isdigit():
+            return topic, int(partition), int(rest)
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (without the record bytes)."""
         return {
@@ -142,12 +151,12 @@ async def redrive(
                 if k not in DLQ_HEADERS and k != H_REDRIVE_OF
             ]
             headers.append((H_REDRIVE_OF, f"{d.partition}:{d.offset}".encode("ascii")))
-            source_partition = _source_partition(d.source)
+            source = d.source_position
             meta = await producer.send_and_wait(
                 events_topic(region),
                 value=d.record.value,
                 key=d.record.key,
-                partition=source_partition,
+                partition=None if source is None else source[1],
                 headers=headers,
             )
             results.append(
@@ -158,9 +167,3 @@ async def redrive(
         await producer.stop()
     return results
 
-
-def _source_partition(source: str) -> int | None:
-    try:
-        return int(source.rsplit(":", 2)[1])
-    except (IndexError, ValueError):
-        return None

@@ -26,15 +26,10 @@ from edgebus.config import EdgeConfig
 from edgebus.errors import InvalidInput, StoreNotEmpty
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import (
-    read_to_end,
-    seek_to_first,
-    started_consumer,
-    topic_partitions,
-)
-from edgebus.kafka.topics import dlq_topic, events_topic
+from edgebus.kafka.reading import seek_to_first, started_consumer, topic_partitions
+from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import BatchApplier
-from edgebus.region.dead_letters import H_DLQ_SOURCE, H_DLQ_STAGE
+from edgebus.region.dlq import list_dead_letters
 
 __all__ = ["ReplaySummary", "VerifyReport", "compare_checksums", "replay", "verify_store"]
 
@@ -116,7 +111,7 @@ async def replay(
                 "Choose a new path, or delete that one first."
             )
         applier = BatchApplier(region, config.compliance.rules(), target)
-        known_dead = await dead_lettered_sources(bootstrap, region)
+        known_dead = await dead_lettered_sources(config, region)
         async with started_consumer(bootstrap, config.kafka.connect_timeout_s) as consumer:
             tps = await topic_partitions(consumer, [topic])
             if key is not None:
@@ -164,19 +159,15 @@ async def replay(
     return summary
 
 
-async def dead_lettered_sources(bootstrap: str, region: str) -> set[tuple[int, int]]:
+async def dead_lettered_sources(config: EdgeConfig, region: str) -> set[tuple[int, int]]:
     """(partition, offset) of every record of ``edgebus.<region>.events`` that the live
     region's materializer sent to ``edgebus.<region>.dlq``: part of the log's history."""
     topic = events_topic(region)
     out: set[tuple[int, int]] = set()
-    for record in await read_to_end(bootstrap, dlq_topic(region)):
-        headers = dict(record.headers or ())
-        if headers.get(H_DLQ_STAGE) != b"materialize":
-            continue
-        source = headers.get(H_DLQ_SOURCE, b"").decode("ascii", "replace")
-        parts = source.rsplit(":", 2)
-        if len(parts) == 3 and parts[0] == topic and parts[1].isdigit() and parts[2].isdigit():
-            out.add((int(parts[1]), int(parts[2])))
+    for letter in await list_dead_letters(config, region):
+        source = letter.source_position
+        if letter.stage == "materialize" and source is not None and source[0] == topic:
+            out.add(source[1:])
     return out
 
 
