@@ -125,11 +125,14 @@ class BatchApplier:
                     result.duplicates += 1
                     continue
                 changes.redriven.add(redrive_of)
-            elif origin.offset <= max(frontier.get(slot, -1), batch_frontier.get(slot, -1)):
+            seen = batch_frontier.get(slot)
+            if seen is None:
+                seen = frontier.get(slot, -1)
+            if origin.offset > seen:
+                batch_frontier[slot] = origin.offset
+            elif redrive_of is None:
                 result.duplicates += 1  # a replicator retry's second copy
                 continue
-            if origin.offset > max(frontier.get(slot, -1), batch_frontier.get(slot, -1)):
-                batch_frontier[slot] = origin.offset
             stamp = Stamp.of(event.hlc, event.origin_region, event.event_id)
             op = KeyOp(stamp, event.operation, event.payload)
             key = event.key
