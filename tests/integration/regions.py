@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,8 +22,7 @@ from typing import Any
 
 from connectors import by_url
 from edgebus.config import EdgeConfig, load_config
-
-EDGEBUS = str(Path(sys.executable).parent / "edgebus")
+from tests.conftest import edgebus_executable, run_cli
 
 
 @dataclass
@@ -45,6 +43,14 @@ class Regions:
 
     def edge_config(self) -> EdgeConfig:
         return load_config(self.config)
+
+    def cli(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 180.0
+    ) -> tuple[int, Any, str]:
+        """``edgebus ARGS --json`` with this test's config: (exit code, JSON, output)."""
+        code, parsed, out, err = run_cli([*args, "--json"], {**self.env, **(env or {})},
+                                         timeout_s)
+        return code, parsed, out + err
 
     def store_url(self, region: str, suffix: str = "") -> str:
         return f"sqlite://{self.tmp / f'{region}{suffix}.db'}"
@@ -95,7 +101,8 @@ class RegionProcess:
         env = {**self.regions.env, **self.extra_env}
         log = open(self.regions.tmp / f"{self.region}.log", "a", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [EDGEBUS, "region", "run", "--region", self.region, "--store", self.store, "--json"],
+            [edgebus_executable(), "region", "run", "--region", self.region,
+             "--store", self.store, "--json"],
             env=env, stdout=subprocess.PIPE, stderr=log, text=True,
         )
         assert self.proc.stdout is not None

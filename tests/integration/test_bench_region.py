@@ -3,22 +3,17 @@ sides and their ratio. Only the code paths are checked here, never the figures."
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.integration.regions import EDGEBUS, make_regions
+from tests.conftest import run_cli
+from tests.integration.regions import make_regions
 
 
 def bench(args: list[str], env: dict[str, str], timeout: float = 180) -> dict[str, Any]:
-    done = subprocess.run(
-        [EDGEBUS, "bench", *args, "--json"],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    result: dict[str, Any] = json.loads(line)
+    code, result, out, err = run_cli(["bench", *args, "--json"], env, timeout)
+    assert code == 0, out + err
+    assert isinstance(result, dict), out
     return result
 
 

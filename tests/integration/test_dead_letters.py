@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 import time
 from io import BytesIO
 from pathlib import Path
@@ -36,24 +35,9 @@ from edgebus.wire.fingerprint import crc64_avro
 from edgebus.wire.headers import H_ORIGIN_POS, H_SCHEMA
 from edgebus.wire.schema_registry import schemas_dir
 from edgebus.wire.single_object import MAGIC
-from tests.integration.regions import EDGEBUS, RegionProcess, Regions, eventually, make_regions
+from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
 
 PARTITIONS = 3
-
-
-def cli(regions: Regions, *args: str, env: dict[str, str] | None = None) -> tuple[int, Any, str]:
-    """``edgebus ARGS --json`` against the test's regions: (exit code, JSON, output)."""
-    done = subprocess.run(
-        [EDGEBUS, *args, "--json"],
-        env={**regions.env, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    text = done.stdout.strip()
-    parsed = json.loads(text) if text.startswith("{") else None
-    return done.returncode, parsed, done.stdout + done.stderr
 
 
 def crafted_event(key: str, origin: str, placement: tuple[str, ...]) -> EncodedEvent:
@@ -138,7 +122,7 @@ async def test_poison_records_are_dead_lettered_with_reasons_and_the_region_keep
         assert region.alive(), region.log_tail()
 
         # the batch that applied the normal write was committed after its dead letters
-        code, listing, out = cli(regions, "dlq", "list", "--region", us)
+        code, listing, out = regions.cli("dlq", "list", "--region", us)
         assert code == 0, out
         letters = {d["source"]: d for d in listing["dead_letters"]}
         expected = {
@@ -250,7 +234,7 @@ async def test_an_unknown_schema_record_applies_once_after_the_fix_however_often
             return await stored_position(store, topic, original.partition) > original.offset
 
         await eventually(dead_lettered, 60, "the region to consume the v3 record")
-        code, listing, out = cli(regions, "dlq", "list", "--region", us)
+        code, listing, out = regions.cli("dlq", "list", "--region", us)
         assert code == 0, out
         assert len(listing["dead_letters"]) == 1, listing
         [letter] = listing["dead_letters"]
@@ -265,7 +249,7 @@ async def test_an_unknown_schema_record_applies_once_after_the_fix_however_often
 
         async with EdgeBus(regions.config) as bus:
             assert not (await bus.read(key, us)).exists
-            code, result, out = cli(regions, "dlq", "redrive", "--region", us, "--all")
+            code, result, out = regions.cli("dlq", "redrive", "--region", us, "--all")
             assert code == 0, out
             [first] = result["results"]
             assert first["redriven"] is True, first
@@ -277,7 +261,7 @@ async def test_an_unknown_schema_record_applies_once_after_the_fix_however_often
             row = await bus.read(key, us)
             assert (row.value, row.version) == (value, 1)
 
-            code, result, out = cli(regions, "dlq", "redrive", "--region", us, "--all")
+            code, result, out = regions.cli("dlq", "redrive", "--region", us, "--all")
             assert code == 0, out
             [second] = result["results"]
             assert second["redriven"] is True, second
@@ -295,7 +279,7 @@ async def test_an_unknown_schema_record_applies_once_after_the_fix_however_often
 
         # the log holds the original (decodable now) and two redriven copies: a replay
         # with the same schemas must apply the record once, as the live region did
-        code, report, out = cli(regions, "verify", "--region", us, "--store", store, env=fixed_env)
+        code, report, out = regions.cli("verify", "--region", us, "--store", store, env=fixed_env)
         assert code == 0 and report["ok"], out
     finally:
         region.stop()
@@ -335,7 +319,7 @@ async def test_redrive_without_a_selector_or_with_a_bad_offset_exits_2_and_sends
         (("--offset", f"{letter.partition}:{letter.offset + 41}"), "no dead letter at"),
     ]
     for args, message in cases:
-        code, result, out = cli(regions, "dlq", "redrive", "--region", us, *args)
+        code, result, out = regions.cli("dlq", "redrive", "--region", us, *args)
         assert code == 2, (args, out)
         assert result["ok"] is False and message in result["message"], (args, result)
     assert await events_end(regions, kafka_bootstrap) == before, "a refused redrive sent records"

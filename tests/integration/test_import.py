@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 from edgebus.bus import EdgeBus
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
 from edgebus.region.service import RegionService
-from tests.integration.regions import EDGEBUS, eventually, make_regions
-
-
-def cli(args: list[str], env: dict[str, str]) -> tuple[int, dict]:  # type: ignore[type-arg]
-    done = subprocess.run([EDGEBUS, *args, "--json"], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    return done.returncode, json.loads(lines[-1]) if lines else {"stderr": done.stderr}
+from tests.integration.regions import eventually, make_regions
 
 
 async def test_exported_region_imports_into_another_region_with_the_same_values(
@@ -31,13 +22,12 @@ async def test_exported_region_imports_into_another_region_with_the_same_values(
         await bus.write("gone", 1, region=source.eu)
         await bus.write("gone", None, region=source.eu, operation="delete")
     export = tmp_path / "export.jsonl"
-    code, out = cli(["replay", "--region", source.eu, "--to", f"jsonl://{export}"], source.env)
+    code, out, _ = source.cli("replay", "--region", source.eu, "--to", f"jsonl://{export}")
     assert code == 0, out
     assert out["events"] == 5
 
     target = make_regions(kafka_bootstrap, tmp_path / "b")
-    code, out = cli(["import", "--from", f"jsonl://{export}", "--region", target.us],
-                    target.env)
+    code, out, _ = target.cli("import", "--from", f"jsonl://{export}", "--region", target.us)
     assert code == 0, out
     assert (out["written"], out["skipped_deleted"], out["refused"]) == (2, 1, 0)
     async with (
@@ -59,10 +49,9 @@ async def test_import_refusing_one_key_writes_nothing(kafka_bootstrap: str, tmp_
         await bus.write("public", {"v": 1}, region=source.eu)
         await bus.write("person", {"email": "ann@example.com"}, region=source.eu)
     export = tmp_path / "export.jsonl"
-    assert cli(["replay", "--region", source.eu, "--to", f"jsonl://{export}"], source.env)[0] == 0
+    assert source.cli("replay", "--region", source.eu, "--to", f"jsonl://{export}")[0] == 0
     target = make_regions(kafka_bootstrap, tmp_path / "b")
-    code, out = cli(["import", "--from", f"jsonl://{export}", "--region", target.ap],
-                    target.env)
+    code, out, _ = target.cli("import", "--from", f"jsonl://{export}", "--region", target.ap)
     assert code == 2
     assert out["written"] == 0 and out["refused"] == 1
     assert "person" in out["problems"][0] and "Compliance violation" in out["problems"][0]

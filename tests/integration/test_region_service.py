@@ -3,8 +3,6 @@ process, replication to the placement, one cluster per region, status."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,14 +13,7 @@ from edgebus.kafka import launcher
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
 from edgebus.region.service import RegionService
-from tests.integration.regions import EDGEBUS, RegionProcess, eventually, make_regions
-
-
-def cli(args: list[str], env: dict[str, str]) -> tuple[int, dict]:  # type: ignore[type-arg]
-    done = subprocess.run([EDGEBUS, *args, "--json"], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    return done.returncode, json.loads(lines[-1]) if lines else {"stderr": done.stderr}
+from tests.integration.regions import RegionProcess, eventually, make_regions
 
 
 async def test_embedded_region_serves_reads_of_its_own_writes(
@@ -65,10 +56,10 @@ async def test_region_process_answers_reads_from_another_process(
                 return (await bus.read("order:9", regions.us)).exists
 
             await eventually(visible, 30, "order:9 readable through the region's endpoint")
-        code, out = cli(["read", "order:9", "--region", regions.us], regions.env)
+        code, out, _ = regions.cli("read", "order:9", "--region", regions.us)
         assert code == 0, out
         assert (out["value"], out["version"], out["origin"]) == ({"total": 12.5}, 1, regions.us)
-        code, status = cli(["status", "--region", regions.us], regions.env)
+        code, status, _ = regions.cli("status", "--region", regions.us)
         assert code == 0, status
         [row] = status["regions"]
         assert row["healthy"] is True
@@ -87,7 +78,7 @@ async def test_read_of_a_region_without_a_service_says_how_to_start_one(
     async with EdgeBus(regions.config) as bus:
         with pytest.raises(RegionUnavailable, match="edgebus region run --region"):
             await bus.read("k", regions.ap)
-    code, out = cli(["read", "k", "--region", "nowhere-1"], regions.env)
+    code, out, _ = regions.cli("read", "k", "--region", "nowhere-1")
     assert code == 2
     assert "Unknown region" in out["message"]
 

@@ -10,9 +10,7 @@ from a tampered one.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from connectors import by_url, path_of
 from edgebus.bus import EdgeBus, WriteReceipt
 from edgebus.kafka.topics import events_topic
 from edgebus.region.service import RegionService
-from tests.integration.regions import EDGEBUS, Regions, eventually, make_regions, store_rows
+from tests.integration.regions import Regions, eventually, make_regions, store_rows
 
 Rows = dict[str, tuple[bool, Any, int]]
 
@@ -41,21 +39,6 @@ class History:
     mid_positions: dict[int, int]  #: the live store's positions after batch A
     final_rows: Rows
     final_positions: dict[int, int]
-
-
-def cli(regions: Regions, *args: str) -> tuple[int, Any, str]:
-    """``edgebus ARGS --json``: (exit code, parsed JSON, output)."""
-    done = subprocess.run(
-        [EDGEBUS, *args, "--json"],
-        env=regions.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    text = done.stdout.strip()
-    parsed = json.loads(text) if text.startswith("{") else None
-    return done.returncode, parsed, done.stdout + done.stderr
 
 
 async def store_positions(url: str, topic: str) -> dict[int, int]:
@@ -148,8 +131,7 @@ async def test_replay_to_a_point_in_time_equals_the_live_state_as_of_that_time(
     history: History,
 ) -> None:
     by_time = new_store(history, "until-time.db")
-    code, summary, out = cli(
-        history.regions,
+    code, summary, out = history.regions.cli(
         "replay",
         "--region",
         history.region,
@@ -164,8 +146,7 @@ async def test_replay_to_a_point_in_time_equals_the_live_state_as_of_that_time(
 
     by_offsets = new_store(history, "until-offsets.db")
     offsets = ",".join(f"{p}:{o}" for p, o in sorted(history.mid_positions.items()))
-    code, _, out = cli(
-        history.regions,
+    code, _, out = history.regions.cli(
         "replay",
         "--region",
         history.region,
@@ -178,7 +159,7 @@ async def test_replay_to_a_point_in_time_equals_the_live_state_as_of_that_time(
     assert await store_rows(by_offsets) == history.mid_rows
 
     full = new_store(history, "full.db")
-    code, summary, out = cli(history.regions, "replay", "--region", history.region, "--to", full)
+    code, summary, out = history.regions.cli("replay", "--region", history.region, "--to", full)
     assert code == 0, out
     assert await store_rows(full) == history.final_rows
     assert {int(p): o for p, o in summary["positions"].items()} == history.final_positions
@@ -186,8 +167,8 @@ async def test_replay_to_a_point_in_time_equals_the_live_state_as_of_that_time(
 
 async def test_replay_of_one_key_rebuilds_that_key_alone(history: History) -> None:
     one = new_store(history, "one-key.db")
-    code, _, out = cli(
-        history.regions, "replay", "--region", history.region, "--to", one, "--key", "counter"
+    code, _, out = history.regions.cli(
+        "replay", "--region", history.region, "--to", one, "--key", "counter"
     )
     assert code == 0, out
     assert await store_rows(one) == {"counter": history.final_rows["counter"]}
@@ -197,7 +178,7 @@ async def test_a_jsonl_export_holds_the_same_rows_as_a_sqlite_replay(history: Hi
     sqlite_url = new_store(history, "export.db")
     jsonl_url = f"jsonl://{history.regions.tmp / 'export.jsonl'}"
     for url in (sqlite_url, jsonl_url):
-        code, _, out = cli(history.regions, "replay", "--region", history.region, "--to", url)
+        code, _, out = history.regions.cli("replay", "--region", history.region, "--to", url)
         assert code == 0, out
     assert path_of(jsonl_url).stat().st_size > 0
     exported = await store_rows(jsonl_url)
@@ -206,8 +187,8 @@ async def test_a_jsonl_export_holds_the_same_rows_as_a_sqlite_replay(history: Hi
 
 
 async def test_verify_accepts_the_live_store_and_names_a_tampered_key(history: History) -> None:
-    code, report, out = cli(
-        history.regions, "verify", "--region", history.region, "--store", history.live
+    code, report, out = history.regions.cli(
+        "verify", "--region", history.region, "--store", history.live
     )
     assert code == 0, out
     assert report["ok"] is True and report["differences"] == []
@@ -220,8 +201,8 @@ async def test_verify_accepts_the_live_store_and_names_a_tampered_key(history: H
             "UPDATE key_states SET value = ? WHERE key = ?", ('"tampered"', "lww")
         ).rowcount
     assert changed == 1
-    code, report, out = cli(
-        history.regions, "verify", "--region", history.region, "--store", f"sqlite://{tampered}"
+    code, report, out = history.regions.cli(
+        "verify", "--region", history.region, "--store", f"sqlite://{tampered}"
     )
     assert code == 1, out
     assert report["ok"] is False
@@ -232,15 +213,15 @@ async def test_replay_refuses_a_bad_url_and_a_store_that_holds_state_with_exit_2
     history: History,
 ) -> None:
     for bad in ("postgres://db/edgebus", f"sqlite://somehost{history.regions.tmp}/x.db"):
-        code, result, out = cli(history.regions, "replay", "--region", history.region, "--to", bad)
+        code, result, out = history.regions.cli("replay", "--region", history.region, "--to", bad)
         assert code == 2, (bad, out)
         assert result["ok"] is False and "Use one of" in result["message"], result
 
     used = new_store(history, "used.db")
-    code, _, out = cli(history.regions, "replay", "--region", history.region, "--to", used)
+    code, _, out = history.regions.cli("replay", "--region", history.region, "--to", used)
     assert code == 0, out
     before = await store_rows(used)
-    code, result, out = cli(history.regions, "replay", "--region", history.region, "--to", used)
+    code, result, out = history.regions.cli("replay", "--region", history.region, "--to", used)
     assert result["ok"] is False and "Choose a new path" in result["message"], result
     assert await store_rows(used) == before
     assert code == 2, out
