@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,6 +31,7 @@ __all__ = [
     "Store",
     "StoreStats",
     "bucket_of",
+    "digest_fields",
     "row_digest",
 ]
 
@@ -89,10 +90,14 @@ def bucket_of(key: str) -> int:
 
 def row_digest(state: KeyState) -> bytes:
     """What verify compares for one key: existence, value, version and newest stamp."""
-    return orjson.dumps(
-        [state.key, state.exists, state.value, state.version, list(state.top)],
-        option=orjson.OPT_SORT_KEYS,
-    )
+    return digest_fields(state.key, state.exists, state.value, state.version, state.top)
+
+
+def digest_fields(
+    key: str, exists: bool, value: Any, version: int, top: Sequence[Any]
+) -> bytes:
+    """:func:`row_digest` from the fields themselves (e.g. a query endpoint's row)."""
+    return orjson.dumps([key, exists, value, version, list(top)], option=orjson.OPT_SORT_KEYS)
 
 
 class Store(abc.ABC):

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -162,10 +161,11 @@ async def _verify(config: EdgeConfig, region: str, store: str | None) -> Any:
 
 
 def _digest_of_row(row: dict[str, Any]) -> bytes:
+    from connectors.base import digest_fields
+
     hlc = row["hlc"]
-    top = [(hlc["wall_ms"] << 16) | hlc["logical"], row["origin"], row["event_id"]]
-    return orjson.dumps([row["key"], row["exists"], row["value"], row["version"], top],
-                        option=orjson.OPT_SORT_KEYS)
+    top = ((hlc["wall_ms"] << 16) | hlc["logical"], row["origin"], row["event_id"])
+    return digest_fields(row["key"], row["exists"], row["value"], row["version"], top)
 
 
 def _render_verify(data: dict[str, Any]) -> None:

@@ -179,11 +179,6 @@ class RegionService:
                 raise self._failure
             await asyncio.sleep(0.5)
 
-    @property
-    def failure(self) -> BaseException | None:
-        """The error that stopped a component, if any."""
-        return self._failure
-
     async def read(self, key: str) -> dict[str, Any]:
         """The key's state in this region as a read result (``exists`` false if none)."""
         state = await self.store.get(key)
