@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import given, settings
@@ -23,13 +23,12 @@ from hypothesis import strategies as st
 from edgebus.core.conflict import (
     KeyOp,
     KeyState,
-    NeedsHistory,
     Stamp,
-    apply,
     fold,
     invalid_reason,
 )
 from edgebus.core.envelope import Operation
+from tests.key_store import KeyStore
 
 KEY = "k"
 LWW = (Operation.SET, Operation.DELETE)
@@ -143,44 +142,25 @@ def outcome(state: KeyState | None) -> tuple[Any, ...] | None:
     return (state.exists, strict(state.value), state.version, state.top, state.base)
 
 
-@dataclass
-class Replica:
-    """A store's view of one key: its state and the retained ops it keeps beside it."""
+class Replica(KeyStore):
+    """A store's view of one key, checked against the reference after every event."""
 
-    state: KeyState | None = None
-    retained: dict[Stamp, KeyOp] = field(default_factory=dict)
-    delivered: list[KeyOp] = field(default_factory=list)
-    history_loads: int = 0
+    def __init__(self) -> None:
+        super().__init__(KEY)
+        self.delivered: list[KeyOp] = []
 
     def deliver(self, op: KeyOp, forget_ops: bool = False) -> None:
         """Apply one event as a store does; then check the state against the reference
         fold of the events delivered so far (they are a set of events too)."""
-        state = self.state
-        if state is not None and forget_ops:
-            state = replace(state, ops=None)
-        try:
-            applied = apply(state, KEY, op)
-        except NeedsHistory:
-            assert state is not None and state.ops is None  # only asked when not loaded
-            self.history_loads += 1
-            applied = apply(state.with_ops(self.retained.values()), KEY, op)
-        if applied.retain is not None:
-            self.retained[applied.retain.stamp] = applied.retain
-        if applied.drop_before is not None:
-            drop = applied.drop_before
-            self.retained = {s: o for s, o in self.retained.items() if s >= drop}
-        self.state = applied.state
+        self.apply(op, forget_ops=forget_ops)
         self.delivered.append(op)
-
+        assert self.state is not None
         expected = reference(self.delivered)
         assert outcome(self.state) == expected.outcome(), (self.delivered, self.state)
         assert self.retained_ops() == expected.retained
         assert self.state.n_ops == len(self.retained)
         if self.state.ops is not None:
             assert self.state.ops == self.retained_ops()
-
-    def retained_ops(self) -> tuple[KeyOp, ...]:
-        return tuple(sorted(self.retained.values()))
 
 
 # -- properties ------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -10,7 +9,6 @@ import pytest
 
 from edgebus.core.conflict import (
     CONFLICT_MODES,
-    Applied,
     KeyOp,
     KeyState,
     NeedsHistory,
@@ -22,6 +20,7 @@ from edgebus.core.conflict import (
 )
 from edgebus.core.envelope import Operation
 from edgebus.core.hlc import MAX_LOGICAL, HLCTimestamp
+from tests.key_store import KeyStore
 
 SET, DELETE = Operation.SET, Operation.DELETE
 INCREMENT, APPEND, MERGE = Operation.INCREMENT, Operation.APPEND, Operation.MERGE
@@ -38,42 +37,9 @@ def op(stamp: Stamp, operation: Operation, payload: Any = None) -> KeyOp:
     return KeyOp(stamp, operation, payload)
 
 
-class Store:
-    """A store's bookkeeping for one key: state plus the retained ops beside it."""
-
-    def __init__(self) -> None:
-        self.state: KeyState | None = None
-        self.retained: dict[Stamp, KeyOp] = {}
-        self.history_loads = 0
-
-    def apply(self, key_op: KeyOp, *, forget_ops: bool = False) -> Applied:
-        state = self.state
-        if state is not None and forget_ops:
-            state = replace(state, ops=None)
-        try:
-            applied = apply(state, KEY, key_op)
-        except NeedsHistory:
-            assert state is not None
-            self.history_loads += 1
-            applied = apply(state.with_ops(self.retained.values()), KEY, key_op)
-        if applied.retain is not None:
-            self.retained[applied.retain.stamp] = applied.retain
-        if applied.drop_before is not None:
-            drop = applied.drop_before
-            self.retained = {s: o for s, o in self.retained.items() if s >= drop}
-        self.state = applied.state
-        return applied
-
-    def apply_all(self, ops: Iterable[KeyOp], *, forget_ops: bool = False) -> KeyState:
-        for key_op in ops:
-            self.apply(key_op, forget_ops=forget_ops)
-        assert self.state is not None
-        return self.state
-
-
 def run(*ops: KeyOp) -> KeyState:
     """The state after applying ``ops`` in the order given."""
-    return Store().apply_all(ops)
+    return KeyStore(KEY).apply_all(ops)
 
 
 # -- last write wins ---------------------------------------------------------------------
@@ -110,7 +76,7 @@ def test_stamps_order_by_hlc_first_then_origin_then_event_id() -> None:
 
 
 def test_set_older_than_the_current_base_is_counted_in_version_but_changes_nothing() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(2_000), SET, {"name": "new"}))
     before = store.state
     applied = store.apply(op(at(1_000), SET, {"name": "old"}))
@@ -229,7 +195,7 @@ def test_merge_does_not_modify_the_base_value() -> None:
 
 
 def test_late_set_between_two_increments_keeps_only_the_later_increment() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(1_000), INCREMENT, 1))
     store.apply(op(at(3_000), INCREMENT, 10))
     applied = store.apply(op(at(2_000), SET, 100))
@@ -248,7 +214,7 @@ def test_late_delete_between_two_appends_keeps_only_the_later_append() -> None:
 
 
 def test_delete_then_older_increment_stays_deleted() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(2_000), DELETE))
     applied = store.apply(op(at(1_000), INCREMENT, 5))
     assert (applied.state.exists, applied.state.value) == (False, None)
@@ -259,7 +225,7 @@ def test_delete_then_older_increment_stays_deleted() -> None:
 
 
 def test_late_integer_increment_does_not_need_history() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(1_000), SET, 5))
     store.apply(op(at(3_000), INCREMENT, 1))
     assert store.state is not None
@@ -274,7 +240,7 @@ def test_late_integer_increment_does_not_need_history() -> None:
 
 
 def test_late_append_with_unloaded_ops_needs_history_and_succeeds_with_them() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(2_000), APPEND, "b"))
     store.apply(op(at(3_000), APPEND, "c"))
     assert store.state is not None
@@ -289,7 +255,7 @@ def test_late_append_with_unloaded_ops_needs_history_and_succeeds_with_them() ->
 
 
 def test_late_set_with_unloaded_ops_needs_history() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(1_000), APPEND, "a"))
     store.apply(op(at(3_000), APPEND, "c"))
     assert store.state is not None
@@ -298,7 +264,7 @@ def test_late_set_with_unloaded_ops_needs_history() -> None:
 
 
 def test_late_float_increment_needs_history_because_float_sums_depend_on_order() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(1_000), SET, 0.5))
     store.apply(op(at(3_000), INCREMENT, 2**53))
     store.apply(op(at(2_000), INCREMENT, 1), forget_ops=True)
@@ -309,7 +275,7 @@ def test_late_float_increment_needs_history_because_float_sums_depend_on_order()
 
 
 def test_late_integer_increment_behind_an_append_needs_history() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     for key_op in (op(at(2_000), APPEND, "x"), op(at(3_000), INCREMENT, 1)):
         store.apply(key_op)
     store.apply(op(at(1_000), INCREMENT, 5), forget_ops=True)
@@ -321,7 +287,7 @@ def test_late_integer_increment_behind_an_append_needs_history() -> None:
 @pytest.mark.parametrize("operation", [SET, DELETE, INCREMENT, APPEND, MERGE])
 def test_events_in_stamp_order_never_need_history(operation: Operation) -> None:
     payload = {SET: "v", DELETE: None, INCREMENT: 1.5, APPEND: "v", MERGE: {"f": 1}}[operation]
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(1_000), APPEND, "a"))
     store.apply(op(at(2_000), MERGE, {"m": 1}))
     store.apply(op(at(3_000), operation, payload), forget_ops=True)
@@ -346,7 +312,7 @@ def test_first_event_on_a_key() -> None:
 
 
 def test_new_base_in_order_drops_every_retained_op() -> None:
-    store = Store()
+    store = KeyStore(KEY)
     store.apply(op(at(1_000), INCREMENT, 1))
     store.apply(op(at(2_000), APPEND, 2))
     applied = store.apply(op(at(3_000), SET, "reset"), forget_ops=True)
@@ -372,7 +338,7 @@ def test_retain_and_drop_before_keep_the_callers_set_equal_to_n_ops() -> None:
         op(at(4_000), DELETE),
         op(at(8_000), APPEND, "z"),
     ]
-    store = Store()
+    store = KeyStore(KEY)
     for i, key_op in enumerate(ops):
         applied = store.apply(key_op, forget_ops=i % 2 == 1)
         assert applied.state.n_ops == len(store.retained)
