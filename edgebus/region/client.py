@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from edgebus.config import EdgeConfig
-from edgebus.errors import InfrastructureUnavailable, RegionUnavailable, UnknownRegion
+from edgebus.errors import RegionUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import service_topic
@@ -69,10 +69,7 @@ class RegionClient:
         cached = self._endpoints.get(region)
         if cached and not refresh and time.monotonic() - cached[1] < ENDPOINT_TTL_S:
             return cached[0]
-        try:
-            records = await read_to_end(self.clusters[region], service_topic(region))
-        except InfrastructureUnavailable:
-            raise
+        records = await read_to_end(self.clusters[region], service_topic(region))
         url = None
         for record in records:
             if record.key == b"query" and record.value:
