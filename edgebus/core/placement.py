@@ -12,6 +12,8 @@ placed outside its allowed regions. ``strict_mode`` only decides what happens wh
 requested home region is not usable for compliance reasons: strict refuses with
 :class:`~edgebus.errors.ComplianceViolation`, non-strict reroutes the write to the
 best-ranked compliant region and says so (``Placement.rerouted``).
+``fallback="any_available"`` lets a write whose home is *unhealthy* move to another
+healthy compliant region even in strict mode; it never widens the allowed regions.
 
 Decisions:
 
@@ -22,7 +24,22 @@ Decisions:
 * Names in ``preferred``/``excluded``/``unhealthy`` that are not known regions are
   ignored: they may be regions not discovered yet.
 * Strict mode and a compliant home that is unhealthy: refused with the retriable
-  :class:`~edgebus.errors.InfrastructureUnavailable` (strict never reroutes).
+  :class:`~edgebus.errors.InfrastructureUnavailable` unless the request asks for
+  ``fallback="any_available"``; then the write goes to the best-ranked healthy
+  compliant region (``rerouted=True``). Strict mode is about compliance, and another
+  compliant region keeps it. Fallback never overrides compliance: a non-compliant or
+  excluded home is still a :class:`~edgebus.errors.ComplianceViolation`, and when no
+  compliant region is healthy the write is refused, never sent outside the zones.
+* ``min_replicas`` is a floor, ``replication_factor`` a ceiling: fewer healthy
+  compliant, not-excluded regions than ``min_replicas`` is refused rather than
+  written with less redundancy than asked for. When health is the cause it is the
+  retriable InfrastructureUnavailable (regions recover); when compliance and
+  ``excluded`` leave too few regions even if all were healthy, retrying cannot help,
+  so it is a ComplianceViolation.
+* ``Placement.degraded`` lists the compliant, not-excluded regions the placement would
+  have used had every region been healthy (same ranking, same home rule, same
+  replication factor) and that were skipped because unhealthy, in that rank order. A
+  region outside the replication factor anyway is not degraded: nothing was lost.
 * ``balanced`` rotates the *allowed* regions (a set fixed by compliance and config)
   by ``crc32(key) % len(allowed)`` and then drops excluded and unhealthy regions, so a
   region that goes down moves only its own keys to the next region in the ring.
@@ -52,8 +69,10 @@ __all__ = [
     "DEFAULT_DATA_CLASSIFICATIONS",
     "DEFAULT_REGIONS",
     "DEFAULT_ZONES",
+    "FALLBACKS",
     "STRATEGIES",
     "ComplianceRules",
+    "Fallback",
     "FrozenMap",
     "Placement",
     "PlacementRequest",
@@ -75,6 +94,12 @@ DEFAULT_DATA_CLASSIFICATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 Strategy = Literal["lowest_latency", "balanced", "compliance_first"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+
+#: What a write does when its home region is unhealthy: ``none`` keeps today's rule
+#: (strict refuses, non-strict reroutes); ``any_available`` reroutes in strict mode too,
+#: to a healthy region of the same compliance zones.
+Fallback = Literal["none", "any_available"]
+FALLBACKS: tuple[Fallback, ...] = get_args(Fallback)
 
 _V = TypeVar("_V")
 
@@ -255,6 +280,8 @@ class PlacementRequest:
     latencies_ms: Mapping[str, float] = field(default_factory=FrozenMap)
     unhealthy: frozenset[str] = frozenset()
     key: str = ""
+    fallback: Fallback = "none"
+    min_replicas: int | None = None
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -290,6 +317,21 @@ class PlacementRequest:
             )
         if not isinstance(self.key, str):
             raise InvalidInput(f"key must be a string, got {self.key!r}.")
+        if self.fallback not in FALLBACKS:
+            raise InvalidInput(f"fallback {self.fallback!r} is not one of {', '.join(FALLBACKS)}.")
+        floor = self.min_replicas
+        if floor is not None:
+            if isinstance(floor, bool) or not isinstance(floor, int) or floor < 1:
+                raise InvalidInput(
+                    f"min_replicas must be a whole number of at least 1, got {floor!r}. "
+                    "Leave it unset to accept whatever healthy regions remain."
+                )
+            if rf is not None and floor > rf:
+                raise InvalidInput(
+                    f"min_replicas ({floor}) is larger than replication_factor ({rf}): "
+                    "no placement could satisfy both. Raise replication_factor or lower "
+                    "min_replicas."
+                )
 
 
 @dataclass(frozen=True)
@@ -302,6 +344,8 @@ class Placement:
     zones_required: tuple[str, ...]
     allowed: tuple[str, ...]
     rerouted: bool
+    #: compliant, not-excluded regions dropped because unhealthy (see module docstring)
+    degraded: tuple[str, ...] = ()
 
     @property
     def replicas(self) -> tuple[str, ...]:
@@ -347,9 +391,11 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
 
     Raises :class:`~edgebus.errors.UnknownRegion` for an unknown home,
     :class:`~edgebus.errors.ComplianceViolation` when no allowed region is left (or,
-    in strict mode, when the home is not allowed or is excluded), and
+    in strict mode, when the home is not allowed or is excluded, or when fewer
+    allowed, not-excluded regions than ``min_replicas`` exist at all), and
     :class:`~edgebus.errors.InfrastructureUnavailable` when every remaining allowed
-    region is unhealthy (or, in strict mode, the home is).
+    region is unhealthy, when fewer than ``min_replicas`` healthy ones remain, or, in
+    strict mode without ``fallback="any_available"``, when the home is unhealthy.
     """
     regions = request.regions
     home = request.home
@@ -385,31 +431,65 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
             f"the requested location {home!r} is excluded by exclude_locations; "
             "strict_mode refuses to reroute"
         )
-
-    candidates = [r for r in compliant if r not in request.unhealthy]
-    if not candidates:
-        raise InfrastructureUnavailable(
-            f"every compliant region is unhealthy ({', '.join(compliant)})"
+    floor = request.min_replicas
+    if floor is not None and len(compliant) < floor:
+        raise violation(
+            f"only {len(compliant)} compliant region(s) not excluded ({', '.join(compliant)}) "
+            f"for min_replicas {floor}, even with every region healthy; lower min_replicas "
+            "or allow more regions"
         )
-    if rules.strict_mode and home is not None and home not in candidates:
+
+    unhealthy = request.unhealthy
+    candidates = [r for r in compliant if r not in unhealthy]
+    if not candidates:
+        detail = f"every compliant region is unhealthy ({', '.join(compliant)})"
+        if required:
+            detail += (
+                f"; no compliant region is healthy (zones required: {', '.join(required)}) "
+                "and a write never leaves its zones, whatever the fallback"
+            )
+        raise InfrastructureUnavailable(detail)
+    if floor is not None and len(candidates) < floor:
+        down = [r for r in compliant if r in unhealthy]
+        raise InfrastructureUnavailable(
+            f"only {len(candidates)} healthy compliant region(s) ({', '.join(candidates)}) "
+            f"for min_replicas {floor} (unhealthy: {', '.join(down)}); retry when they "
+            "recover or lower min_replicas"
+        )
+    if (
+        rules.strict_mode
+        and home is not None
+        and home not in candidates
+        and request.fallback != "any_available"
+    ):
         raise InfrastructureUnavailable(
             f"the requested location {home!r} is unhealthy and strict_mode refuses to "
-            f"reroute (healthy compliant regions: {', '.join(candidates)})"
+            f"reroute (healthy compliant regions: {', '.join(candidates)}); "
+            'fallback="any_available" would move it to one of them'
         )
 
     ranked = _rank(request, allowed, candidates)
-    if home is not None and home in candidates:
-        chosen, rerouted = home, False
-    else:
-        chosen, rerouted = ranked[0], home is not None
-    ordered = (chosen, *(r for r in ranked if r != chosen))
-    if request.replication_factor is not None:
-        ordered = ordered[: request.replication_factor]
+    ordered = _ordered(request, home, ranked)
+    degraded: tuple[str, ...] = ()
+    if len(candidates) < len(compliant):
+        ideal = _ordered(request, home, _rank(request, allowed, compliant))
+        degraded = tuple(r for r in ideal if r in unhealthy)
     return Placement(
-        home=chosen,
+        home=ordered[0],
         regions=ordered,
         classes=frozenset(classes),
         zones_required=required,
         allowed=allowed,
-        rerouted=rerouted,
+        rerouted=home is not None and ordered[0] != home,
+        degraded=degraded,
     )
+
+
+def _ordered(request: PlacementRequest, home: str | None, ranked: list[str]) -> tuple[str, ...]:
+    """Home (when among ``ranked``, else the best-ranked region) first, then the rest of
+    ``ranked``, truncated to the replication factor."""
+    chosen = home if home is not None and home in ranked else ranked[0]
+    ordered = (chosen, *(r for r in ranked if r != chosen))
+    if request.replication_factor is not None:
+        ordered = ordered[: request.replication_factor]
+    return ordered

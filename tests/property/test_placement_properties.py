@@ -134,6 +134,8 @@ def test_placement_is_compliant_or_refused_never_in_between(
     if request.replication_factor is not None:
         assert len(placement.regions) <= request.replication_factor
     assert set(placement.zones_required) == required
+    assert set(placement.degraded) <= set(placement.allowed) & request.unhealthy
+    assert not set(placement.degraded) & (set(placement.regions) | set(request.excluded))
     if rules.strict_mode:
         assert placement.rerouted is False
         if request.home is not None:
@@ -183,6 +185,71 @@ def test_allowed_regions_do_not_depend_on_preferences_health_or_strategy(
             kwargs["regions"], outcome.classes, kwargs["compliance_zones"]
         )
         assert outcome.allowed == expected
+
+
+@st.composite
+def fallback_kwargs_st(draw: st.DrawFn) -> dict[str, Any]:
+    kwargs = draw(request_kwargs_st())
+    kwargs["fallback"] = "any_available"
+    # mostly valid bounds, so most examples reach placement; sometimes a bad one
+    rf = draw(st.sampled_from([None, None, 1, 2, 3, 5, 0]))
+    kwargs["replication_factor"] = rf
+    ceiling = 4 if rf is None or rf < 1 else rf
+    kwargs["min_replicas"] = draw(
+        st.sampled_from([None, None, 0, ceiling + 1]) | st.integers(1, ceiling)
+    )
+    # lean on health: more unhealthy regions than the base strategy draws
+    kwargs["unhealthy"] = frozenset(draw(st.lists(st.sampled_from(REGION_POOL), max_size=6)))
+    return kwargs
+
+
+@settings(max_examples=400, deadline=None)
+@given(rules_st(), fallback_kwargs_st())
+def test_fallback_stays_compliant_and_healthy_and_refuses_only_for_a_reason(
+    rules: ComplianceRules, kwargs: dict[str, Any]
+) -> None:
+    request, outcome = try_place(rules, kwargs)
+    rf, floor = kwargs["replication_factor"], kwargs["min_replicas"]
+    if request is None:
+        assert (rf is not None and rf < 1) or (
+            floor is not None and (floor < 1 or (rf is not None and floor > rf))
+        )
+        return
+    # the oracle: which regions could take the write, computed independently
+    required = zones_for(rules, request)
+    allowed = [r for r in request.regions if all(r in rules.zones.get(z, ()) for z in required)]
+    compliant = [r for r in allowed if r not in request.excluded]
+    healthy = [r for r in compliant if r not in request.unhealthy]
+    home = request.home
+    if isinstance(outcome, UnknownRegion):
+        assert home not in request.regions
+        return
+    if isinstance(outcome, ComplianceViolation):
+        # compliance, exclusions or an impossible floor; never health
+        assert (
+            not compliant
+            or (rules.strict_mode and home is not None and home not in compliant)
+            or (floor is not None and len(compliant) < floor)
+        )
+        return
+    if isinstance(outcome, InfrastructureUnavailable):
+        assert not healthy or (floor is not None and len(healthy) < floor)
+        return
+    assert isinstance(outcome, Placement), outcome
+    placement = outcome
+    assert placement.regions
+    assert set(placement.regions) <= set(healthy)
+    assert placement.home == placement.regions[0]
+    if floor is not None:
+        assert len(placement.regions) >= floor
+    if rf is not None:
+        assert len(placement.regions) <= rf
+    assert placement.rerouted == (home is not None and placement.home != home)
+    if home in healthy:
+        assert placement.home == home
+    assert set(placement.degraded) <= set(compliant) - set(healthy)
+    if rf is None:
+        assert set(placement.degraded) == set(compliant) - set(healthy)
 
 
 # ------------------------------------------------------------------ classification

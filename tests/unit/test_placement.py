@@ -228,6 +228,192 @@ def test_non_strict_reroutes_away_from_an_unhealthy_home() -> None:
     assert placement.rerouted is True
 
 
+# ------------------------------------------------------------------ fallback, min_replicas
+
+
+def test_defaults_keep_todays_behaviour() -> None:
+    r = request({"public"})
+    assert r.fallback == "none"
+    assert r.min_replicas is None
+    placement = place(STRICT, r)
+    assert placement.degraded == ()
+    assert placement == Placement(
+        home="us-east-1",
+        regions=DEFAULT_REGIONS,
+        classes=frozenset({"public"}),
+        zones_required=(),
+        allowed=DEFAULT_REGIONS,
+        rerouted=False,
+    )
+    with pytest.raises(InfrastructureUnavailable, match="strict_mode refuses to reroute"):
+        place(STRICT, request({"public"}, home="us-east-1", unhealthy={"us-east-1"}))
+
+
+def test_fallback_moves_an_unhealthy_home_to_a_healthy_compliant_region_in_strict_mode() -> None:
+    placement = place(
+        STRICT,
+        request(
+            {"pii"},
+            regions=WIDE,
+            home="eu-west-1",
+            unhealthy={"eu-west-1"},
+            fallback="any_available",
+        ),
+    )
+    assert placement.home == "eu-central-1"
+    assert placement.regions == ("eu-central-1",)
+    assert placement.rerouted is True
+    assert placement.degraded == ("eu-west-1",)
+
+
+def test_fallback_keeps_a_healthy_home() -> None:
+    placement = place(
+        STRICT, request({"pii"}, regions=WIDE, home="eu-central-1", fallback="any_available")
+    )
+    assert placement.home == "eu-central-1"
+    assert placement.rerouted is False
+
+
+def test_fallback_never_leaves_the_compliance_zone() -> None:
+    with pytest.raises(InfrastructureUnavailable) as caught:
+        place(
+            STRICT,
+            request(
+                {"pii"},
+                regions=WIDE,
+                home="eu-west-1",
+                unhealthy={"eu-west-1", "eu-central-1"},
+                fallback="any_available",
+            ),
+        )
+    message = str(caught.value)
+    assert message.startswith("No edge infrastructure available: every compliant region")
+    assert "(eu-west-1, eu-central-1)" in message
+    assert "no compliant region is healthy (zones required: gdpr)" in message
+    assert "never leaves its zones" in message
+    assert caught.value.retriable is True
+
+
+def test_fallback_does_not_override_compliance_for_the_home() -> None:
+    with pytest.raises(ComplianceViolation, match="'us-east-1' is not in the zones required"):
+        place(STRICT, request({"pii"}, regions=WIDE, home="us-east-1", fallback="any_available"))
+    with pytest.raises(ComplianceViolation, match="excluded by exclude_locations"):
+        place(
+            STRICT,
+            request(
+                {"pii"},
+                regions=WIDE,
+                home="eu-west-1",
+                excluded=("eu-west-1",),
+                fallback="any_available",
+            ),
+        )
+
+
+def test_fallback_ranks_the_replacement_home_by_the_edge_strategy() -> None:
+    placement = place(
+        STRICT,
+        request(
+            {"public"},
+            regions=WIDE,
+            home="us-east-1",
+            unhealthy={"us-east-1"},
+            strategy="lowest_latency",
+            latencies_ms={"ap-south-1": 4.0, "eu-west-1": 9.0},
+            fallback="any_available",
+            replication_factor=2,
+        ),
+    )
+    assert placement.regions == ("ap-south-1", "eu-west-1")
+    assert placement.rerouted is True
+
+
+def test_min_replicas_refuses_when_too_few_healthy_compliant_regions_remain() -> None:
+    with pytest.raises(InfrastructureUnavailable) as caught:
+        place(
+            STRICT,
+            request(
+                {"financial"},
+                replication_factor=2,
+                min_replicas=2,
+                unhealthy={"us-east-1"},
+            ),
+        )
+    message = str(caught.value)
+    assert "only 1 healthy compliant region(s) (eu-west-1) for min_replicas 2" in message
+    assert "unhealthy: us-east-1" in message
+    assert caught.value.retriable is True
+
+
+def test_min_replicas_met_places_normally() -> None:
+    placement = place(STRICT, request({"financial"}, min_replicas=2))
+    assert placement.regions == ("us-east-1", "eu-west-1")
+
+
+def test_min_replicas_beyond_what_compliance_allows_is_a_compliance_violation() -> None:
+    # retrying cannot help: even with every region healthy only eu-west-1 takes PII
+    with pytest.raises(ComplianceViolation, match=r"only 1 compliant region.*min_replicas 2"):
+        place(STRICT, request({"pii"}, min_replicas=2))
+
+
+@pytest.mark.parametrize("floor", [0, -1, True, 1.5, "2"])
+def test_min_replicas_below_one_or_not_an_integer_is_invalid_input(floor: object) -> None:
+    with pytest.raises(InvalidInput, match="min_replicas must be a whole number"):
+        request({"public"}, min_replicas=floor)
+
+
+def test_min_replicas_above_replication_factor_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match=r"min_replicas \(3\) is larger than replication_factor"):
+        request({"public"}, replication_factor=2, min_replicas=3)
+
+
+def test_an_unknown_fallback_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="fallback 'anywhere'"):
+        request({"public"}, fallback="anywhere")
+
+
+def test_degraded_lists_the_unhealthy_regions_the_placement_would_have_used() -> None:
+    placement = place(
+        STRICT, request({"public"}, regions=WIDE, unhealthy={"us-east-1", "eu-central-1"})
+    )
+    assert placement.regions == ("us-west-2", "eu-west-1", "ap-south-1")
+    assert placement.degraded == ("us-east-1", "eu-central-1")
+
+
+def test_degraded_leaves_out_regions_beyond_the_replication_factor_and_excluded_ones() -> None:
+    placement = place(
+        STRICT,
+        request(
+            {"public"},
+            regions=WIDE,
+            replication_factor=2,
+            excluded=("us-west-2",),
+            unhealthy={"us-east-1", "us-west-2", "ap-south-1"},
+        ),
+    )
+    # without failures: us-east-1, eu-west-1; ap-south-1 was never in it; us-west-2 excluded
+    assert placement.regions == ("eu-west-1", "eu-central-1")
+    assert placement.degraded == ("us-east-1",)
+
+
+def test_degraded_names_a_rerouted_unhealthy_home() -> None:
+    placement = place(
+        LENIENT,
+        request({"public"}, home="ap-south-1", unhealthy={"ap-south-1"}, replication_factor=1),
+    )
+    assert placement.regions == ("us-east-1",)
+    assert placement.degraded == ("ap-south-1",)
+
+
+def test_requests_with_fallback_and_min_replicas_stay_hashable() -> None:
+    a = request({"public"}, fallback="any_available", min_replicas=1)
+    b = request({"public"}, fallback="any_available", min_replicas=1)
+    assert hash(a) == hash(b)
+    assert a == b
+    assert a != request({"public"})
+    assert hash(place(STRICT, a)) == hash(place(STRICT, b))
+
+
 # ------------------------------------------------------------------ ranking
 
 
