@@ -42,6 +42,9 @@ from edgebus.errors import (
     EdgebusError,
     InfrastructureUnavailable,
     InvalidInput,
+    RegionUnavailable,
+    SessionNotCovered,
+    StalenessBoundExceeded,
     UnknownRegion,
     UnsupportedConsistency,
     WriteFailed,
@@ -79,7 +82,8 @@ class WriteReceipt(NamedTuple):
     @property
     def session(self) -> SessionToken:
         """The writer's session after this write: its dependencies plus this event."""
-        return self.dependencies.after_write(self.position)
+        hlc = (self.hlc.wall_ms << 16) | self.hlc.logical
+        return self.dependencies.after_write(self.position, hlc)
 
     @property
     def session_token(self) -> str:
@@ -114,7 +118,10 @@ class ReadResult(NamedTuple):
     ``exists`` is false when the region has no value (never written there, or
     deleted). ``version`` counts the events applied to the key in that region;
     ``origin`` and ``hlc`` are those of the newest of them (the one that decided the
-    value under last-write-wins).
+    value under last-write-wins). ``session_token`` covers what this read saw (pass it
+    to later reads and writes, in any process); ``staleness_ms`` is the measured bound
+    on the answer's age (``None`` when the region cannot prove one); ``routed_from`` is
+    the region asked first when another one served the read.
     """
 
     key: str
@@ -126,6 +133,18 @@ class ReadResult(NamedTuple):
     hlc: HLCTimestamp | None
     event_id: str | None
     consistency: str = "eventual"
+    session_token: str | None = None
+    staleness_ms: float | None = None
+    waited_ms: float = 0.0
+    routed_from: str | None = None
+    versions_behind: int | None = None
+
+    @property
+    def session(self) -> SessionToken:
+        """The session after this read, as a token object."""
+        if self.session_token is None:
+            return SessionToken.empty()
+        return SessionToken.decode(self.session_token)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -134,7 +153,9 @@ class ReadResult(NamedTuple):
         return out
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], consistency: str = "eventual") -> ReadResult:
+    def from_row(
+        cls, row: Mapping[str, Any], consistency: str = "eventual", routed_from: str | None = None
+    ) -> ReadResult:
         """From a region query answer."""
         hlc = row.get("hlc")
         return cls(
@@ -146,7 +167,12 @@ class ReadResult(NamedTuple):
             origin=row.get("origin"),
             hlc=None if not hlc else HLCTimestamp(hlc["wall_ms"], hlc["logical"]),
             event_id=row.get("event_id"),
-            consistency=consistency,
+            consistency=row.get("consistency", consistency),
+            session_token=row.get("session_token"),
+            staleness_ms=row.get("staleness_ms"),
+            waited_ms=float(row.get("waited_ms") or 0.0),
+            routed_from=routed_from,
+            versions_behind=row.get("versions_behind"),
         )
 
 
@@ -196,6 +222,19 @@ def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
     if not all(isinstance(n, str) for n in names):
         raise InvalidInput(f"{what} must be a name or a list of names, got {value!r}")
     return names
+
+
+def _describe_verdict(verdict: Mapping[str, Any]) -> str:
+    if verdict.get("reason") == "session_not_covered":
+        lacking = verdict.get("missing") or {}
+        shown = ", ".join(f"{s}>={o}" for s, o in list(lacking.items())[:4])
+        return f"lacks {shown}"
+    stale = verdict.get("staleness_ms")
+    behind = verdict.get("versions_behind")
+    parts = ["staleness unknown" if stale is None else f"{stale:.0f} ms stale"]
+    if behind is not None:
+        parts.append(f"up to {behind} versions behind")
+    return ", ".join(parts)
 
 
 class _Route(NamedTuple):
@@ -282,32 +321,179 @@ class EdgeBus:
             self._reader = None
 
     async def read(
-        self, key: str, region: str | None = None, *, consistency: str = "eventual"
+        self,
+        key: str,
+        region: str | None = None,
+        *,
+        consistency: str = "eventual",
+        session: SessionToken | str | None = None,
+        staleness_threshold_ms: float | None = None,
+        max_versions_behind: int | None = None,
+        wait_ms: float | None = None,
+        fallback: str | None = None,
+        exclude_locations: Sequence[str] = (),
     ) -> ReadResult:
-        """The key's value as ``region`` (default: the first configured region) holds it.
+        """The key's value as a region holds it, at the consistency asked.
 
-        Served by that region's service: the one embedded in this process if any
+        Served by the region's service: the one embedded in this process if any
         (``RegionService``), else the one announced on ``edgebus.<region>.service``
-        (``edgebus region run``), over its HTTP query endpoint. ``eventual``: what the
-        region has applied so far; replicas converge once they have the same events.
+        (``edgebus region run``), over its HTTP query endpoint. ``region`` defaults to
+        the best-ranked healthy region (``edge_strategy`` over measured latency).
+
+        * ``eventual``: what the region has applied so far.
+        * ``causal``: the region first covers this bus's session plus ``session`` (a
+          token from any process): read-your-writes, monotonic reads,
+          writes-follow-reads.
+        * ``bounded_staleness``: the answer is provably at most
+          ``staleness_threshold_ms`` old (default ``reads.staleness_threshold_ms``)
+          and, with ``max_versions_behind=K``, lacks at most K writes of its partition.
+
+        When the region is not fresh enough it waits up to ``wait_ms`` (default
+        ``reads.wait_ms``), then ``fallback`` (default ``reads.fallback``): ``route``
+        serves from another region that is fresh enough, ``raise`` raises
+        :class:`~edgebus.errors.SessionNotCovered` /
+        :class:`~edgebus.errors.StalenessBoundExceeded`. Nothing staler than asked is
+        ever returned. The result carries the session token after this read.
         """
-        if consistency != "eventual":
+        if consistency == "strong":
             raise UnsupportedConsistency(
-                f"read consistency {consistency!r} is not available in this version: use "
-                "'eventual' (causal and bounded_staleness reads need session frontiers; "
-                "strong reads need the saga coordinator)."
+                "strong reads need the saga coordinator, which edgebus does not ship yet: "
+                "use 'causal' (with the writer's session token) for read-your-writes, or "
+                "'bounded_staleness'"
+            )
+        if consistency not in ("eventual", "causal", "bounded_staleness"):
+            raise InvalidInput(
+                f"consistency {consistency!r} is not one of eventual, causal, "
+                "bounded_staleness, strong"
             )
         if not isinstance(key, str) or not key:
             raise InvalidInput(f"key must be a non-empty string, got {key!r:.80}")
-        target = region or self.config.regions[0]
-        if target not in self._regions:
-            raise UnknownRegion(target, self.config.regions)
+        if region is not None and region not in self._regions:
+            raise UnknownRegion(region, self.config.regions)
+        reads = self.config.reads
+        wait = reads.wait_ms if wait_ms is None else float(wait_ms)
+        if wait < 0:
+            raise InvalidInput("wait_ms must be 0 or more")
+        mode = reads.fallback if fallback is None else fallback
+        if mode not in ("route", "raise"):
+            raise InvalidInput(f"fallback {mode!r} is not one of route, raise")
+        if staleness_threshold_ms is not None and (
+            isinstance(staleness_threshold_ms, bool)
+            or not isinstance(staleness_threshold_ms, int | float)
+            or staleness_threshold_ms <= 0
+        ):
+            raise InvalidInput(
+                f"staleness_threshold_ms must be a positive number, got {staleness_threshold_ms!r}"
+            )
+        if max_versions_behind is not None and (
+            isinstance(max_versions_behind, bool)
+            or not isinstance(max_versions_behind, int)
+            or max_versions_behind < 0
+        ):
+            raise InvalidInput(
+                f"max_versions_behind must be an int >= 0, got {max_versions_behind!r}"
+            )
+        token = self._session
+        if session is not None:
+            token = token.merge(
+                session if isinstance(session, SessionToken) else SessionToken.decode(session)
+            )
+        excluded = set(_names(exclude_locations, "exclude_locations"))
+        order = self._read_order(region, excluded)
         if self._reader is None:
             from edgebus.region.client import RegionClient
 
             self._reader = RegionClient(self.config, self.config.kafka.connect_timeout_s)
-        row = await self._reader.read(key, target)
-        return ReadResult.from_row(row, consistency)
+        first = order[0]
+        verdicts: list[tuple[str, Mapping[str, Any]]] = []
+        unavailable: list[str] = []
+        for i, target in enumerate(order):
+            if i and mode == "raise":
+                break
+            started = time.perf_counter()
+            try:
+                row = await self._reader.read_at(
+                    key, target, consistency, session=token,
+                    staleness_threshold_ms=staleness_threshold_ms,
+                    max_versions_behind=max_versions_behind,
+                    wait_ms=wait if i == 0 else 0.0,
+                )
+            except RegionUnavailable as e:
+                unavailable.append(f"{target}: {e}")
+                self._observe_read(target, None)
+                if mode == "raise" or (region is not None and len(order) == 1):
+                    raise
+                continue
+            self._observe_read(target, (time.perf_counter() - started) * 1000)
+            if row.get("served", True):
+                result = ReadResult.from_row(row, consistency, first if target != first else None)
+                if result.session_token:
+                    self._session = self._session.merge(result.session)
+                if self._debug:
+                    log.debug(
+                        "read key=%s consistency=%s served by %s%s staleness_ms=%s waited_ms=%s",
+                        key, consistency, target,
+                        f" (routed from {first})" if target != first else "",
+                        result.staleness_ms, result.waited_ms,
+                    )
+                return result
+            verdicts.append((target, row))
+        raise self._not_fresh(key, consistency, verdicts, unavailable, wait, mode)
+
+    def _read_order(self, region: str | None, excluded: set[str]) -> list[str]:
+        """Regions to ask, best first: ``region`` (if given), then by health/latency."""
+        ranked = [r for r in self._rank_regions() if r not in excluded]
+        if region is not None:
+            return [region, *(r for r in ranked if r != region)]
+        if not ranked:
+            raise InvalidInput("exclude_locations removed every configured region")
+        return ranked
+
+    def _rank_regions(self) -> list[str]:
+        return list(self.config.regions)
+
+    def _observe_read(self, region: str, ms: float | None) -> None:
+        pass
+
+    def _not_fresh(
+        self,
+        key: str,
+        consistency: str,
+        verdicts: list[tuple[str, Mapping[str, Any]]],
+        unavailable: list[str],
+        wait_ms: float,
+        mode: str,
+    ) -> EdgebusError:
+        if not verdicts:
+            return RegionUnavailable(
+                "No region service answered the read: " + " ".join(unavailable)
+            )
+        asked = ", ".join(f"{r} ({_describe_verdict(v)})" for r, v in verdicts)
+        down = f"; unavailable: {'; '.join(unavailable)}" if unavailable else ""
+        advice = (
+            "Retry later, raise wait_ms, or read with fallback='route'"
+            if mode == "raise"
+            else "Retry later or raise wait_ms; check `edgebus status` for paused or "
+            "stopped regions"
+        )
+        if consistency == "causal":
+            lacking: dict[str, int] = {}
+            for _, v in verdicts:
+                for stream, offset in (v.get("missing") or {}).items():
+                    lacking[stream] = max(lacking.get(stream, -1), offset)
+            return SessionNotCovered(
+                f"No region covers the session for a causal read of {key!r:.80} after "
+                f"waiting {wait_ms:g} ms: asked {asked}{down}. {advice}.",
+                lacking,
+            )
+        known = [v["staleness_ms"] for _, v in verdicts if v.get("staleness_ms") is not None]
+        behind = [v["versions_behind"] for _, v in verdicts if v.get("versions_behind") is not None]
+        return StalenessBoundExceeded(
+            f"No region can prove a fresh enough answer for {key!r:.80} after waiting "
+            f"{wait_ms:g} ms: asked {asked}{down}. {advice}.",
+            min(known) if known else None,
+            min(behind) if behind else None,
+        )
 
     def plan(
         self,
@@ -525,7 +711,14 @@ class EdgeBus:
                 f"a merge's data must be an object (the fields to set), got {data!r:.80}"
             )
         event_id = new_event_id()
-        hlc = self._hlc.now(time.time_ns() // 1_000_000)
+        now_ms = time.time_ns() // 1_000_000
+        last = self._hlc.last
+        if deps.hlc > ((last.wall_ms << 16) | last.logical):
+            # stamp after everything the session saw: LWW never lets this write lose
+            # to one it causally follows, whatever the other writer's clock said
+            hlc = self._hlc.observe(HLCTimestamp(deps.hlc >> 16, deps.hlc & 0xFFFF), now_ms)
+        else:
+            hlc = self._hlc.now(now_ms)
         encoded = encode_fields(
             event_id,
             key,
@@ -580,10 +773,13 @@ class EdgeBus:
                 "may or may not be stored; retrying writes a new event."
             ) from e
         position = Position(home, partition, offset)
+        packed = (prepared.hlc.wall_ms << 16) | prepared.hlc.logical
         if options.get("session"):  # another session's token joins this one
-            self._session = self._session.merge(prepared.dependencies.after_write(position))
-        else:  # usually a no-op: _acknowledged() advanced the session past the batch
-            self._session = self._session.after_write(position)
+            self._session = self._session.merge(
+                prepared.dependencies.after_write(position, packed)
+            )
+        else:  # the clock part is usually a no-op: _acknowledged() advanced it
+            self._session = self._session.after_write(position, packed)
         return WriteReceipt(
             event_id=prepared.event_id,
             key=key,

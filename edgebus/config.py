@@ -54,6 +54,14 @@ class DiscoveryConfig(_Section):
     locations: tuple[str, ...] = DEFAULT_REGIONS
     refresh_interval: float = Field(300.0, gt=0)
     health_check_interval: float = Field(60.0, gt=0)
+    #: a region is unhealthy past this consumer lag (events not yet materialized) ...
+    max_lag_events: int = Field(10_000, ge=1)
+    #: ... or when its oldest origin watermark is older than this
+    max_watermark_age_ms: float = Field(10_000.0, gt=0)
+    #: a health probe (broker metadata, region status) that takes longer has failed
+    probe_timeout_ms: float = Field(2_000.0, gt=0)
+    #: consecutive failed probes before a region is unhealthy
+    max_probe_failures: int = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _unique_locations(self) -> DiscoveryConfig:
@@ -116,6 +124,25 @@ class ReplicationConfig(_Section):
 
     strategy: Literal["multi_region", "single_region"] = "multi_region"
     min_regions: int = Field(1, ge=1)
+    #: how often each region service writes a heartbeat watermark into every partition
+    #: of its topic: the resolution of bounded-staleness reads and of frontiers passing
+    #: events placed elsewhere
+    watermark_interval_ms: int = Field(250, ge=10, le=60_000)
+    #: events a region holds back until their dependencies are applied, before it stops
+    #: fetching partitions that cannot help (see docs/consistency.md)
+    max_causal_buffer: int = Field(100_000, ge=1)
+
+
+class ReadsConfig(_Section):
+    """What causal and bounded-staleness reads do when the region asked is behind."""
+
+    #: how long a read waits for the region to catch up before ``fallback``
+    wait_ms: float = Field(2_000.0, ge=0, le=600_000)
+    #: ``route``: serve from another region that is fresh enough (else raise);
+    #: ``raise``: raise SessionNotCovered / StalenessBoundExceeded
+    fallback: Literal["route", "raise"] = "route"
+    #: bounded-staleness threshold when a read names none (the spec's example: 5 s)
+    staleness_threshold_ms: float = Field(5_000.0, gt=0)
 
 
 class MonitoringConfig(_Section):
@@ -152,6 +179,7 @@ class EdgeConfig(_Section):
     compliance: ComplianceConfig = ComplianceConfig()
     replication: ReplicationConfig = ReplicationConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    reads: ReadsConfig = ReadsConfig()
     kafka: KafkaConfig = KafkaConfig()
     edge_strategy: Strategy = "compliance_first"
     debug: bool = False

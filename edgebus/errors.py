@@ -29,6 +29,8 @@ __all__ = [
     "PortInUse",
     "RegionFenced",
     "RegionUnavailable",
+    "SessionNotCovered",
+    "StalenessBoundExceeded",
     "StoreError",
     "StoreNotEmpty",
     "TopicLayoutMismatch",
@@ -192,3 +194,35 @@ class StoreNotEmpty(StoreError):
 class RegionFenced(EdgebusError):
     """Another service for the same region took over this one's partitions."""
 
+
+
+class SessionNotCovered(EdgebusError):
+    """No region asked could serve a causal read: none has applied everything the
+    session token covers yet (replication is behind, or a region is down).
+
+    ``missing`` maps ``"region:partition"`` to the offset the token needs there.
+    Retry later, raise ``reads.wait_ms``, or read with ``fallback="route"``.
+    """
+
+    retriable = True
+
+    def __init__(self, message: str, missing: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.missing = dict(missing or {})
+
+
+class StalenessBoundExceeded(EdgebusError):
+    """No region asked could prove its answer within the staleness bound.
+
+    ``staleness_ms`` is the best (smallest) staleness measured, ``None`` if unknown.
+    Retry later, allow more staleness, or read with ``fallback="route"``.
+    """
+
+    retriable = True
+
+    def __init__(
+        self, message: str, staleness_ms: float | None = None, versions_behind: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.staleness_ms = staleness_ms
+        self.versions_behind = versions_behind

@@ -24,6 +24,7 @@ from edgebus.kafka.topics import events_topic
 from edgebus.region.service import RegionService
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import H_ORIGIN_POS
+from edgebus.wire.watermark import is_watermark
 
 __all__ = ["demo"]
 
@@ -135,7 +136,10 @@ async def _tour() -> None:
         found_refused = 0
         for region in config.regions:
             records = await read_to_end(bus.clusters[region], events_topic(region))
-            mine = [r for r in records if r.key and r.key.decode().startswith(f"demo-{run}:")]
+            mine = [
+                r for r in records
+                if not is_watermark(r) and r.key and r.key.decode().startswith(f"demo-{run}:")
+            ]
             found_refused += sum(1 for r in records if r.key == refused_key.encode())
             console.print(f"[bold]{events_topic(region)}[/] ({len(mine)} events of this demo)")
             for record in mine:

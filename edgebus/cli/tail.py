@@ -22,6 +22,7 @@ from edgebus.kafka.reading import started_consumer, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import decode_headers
+from edgebus.wire.watermark import decode_watermark, is_watermark
 
 __all__ = ["DEFAULT_LAST", "decode_record", "tail"]
 
@@ -45,17 +46,21 @@ def tail(
         None, "--idle-timeout", min=0.1, help="With --follow: stop after this many seconds "
         "without a record (ignored without --follow, which always reads to the end)."
     ),
+    watermarks: bool = typer.Option(
+        False, "--watermarks", help="Also show watermark records (heartbeats and "
+        "replicator markers, which move frontiers); hidden by default."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Print edgebus.<region>.events decoded, with headers: the last 10 records, all of
+    """Print edgebus.<region>.events decoded, with headers: the last 10 events, all of
     them (--from-beginning), or new ones as they arrive (--follow). With --json, one JSON
     document per line."""
     as_json = json_mode(ctx, as_json)
     try:
         cfg = load_cli_config(config, region)
         asyncio.run(
-            _tail(cfg, region, from_beginning, follow, limit, idle_timeout, as_json)
+            _tail(cfg, region, from_beginning, follow, limit, idle_timeout, as_json, watermarks)
         )
     except EdgebusError as e:
         raise fail(as_json, e) from None
@@ -74,6 +79,9 @@ def decode_record(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:
     }
     try:
         out["headers"] = decode_headers(record.headers)
+        if is_watermark(record):
+            out["watermark"] = decode_watermark(record.value)._asdict()
+            return out
         event = decode_event(record.value)
         out["event"] = {
             **event.model_dump(exclude={"hlc", "dependencies"}),
@@ -92,9 +100,11 @@ async def _records(
     follow: bool,
     last: int,
     idle_timeout: float | None,
+    firsts_out: dict[int, bool] | None = None,
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Records in per-partition order: from the beginning, or the last ``last`` of each
-    partition; up to the end the topic had when we started, or on and on (``follow``)."""
+    partition; up to the end the topic had when we started, or on and on (``follow``).
+    ``firsts_out`` learns, per partition, whether reading started at its first record."""
     bootstrap = resolve_clusters(cfg)[region]
     topic = events_topic(region)
     async with started_consumer(bootstrap, cfg.kafka.connect_timeout_s) as consumer:
@@ -114,6 +124,8 @@ async def _records(
             starts = {tp: max(firsts[tp], ends[tp] - last) for tp in tps}
         for tp in tps:
             consumer.seek(tp, starts[tp])
+            if firsts_out is not None:
+                firsts_out[tp.partition] = starts[tp] <= firsts[tp]
         pending = {tp for tp in tps if starts[tp] < ends[tp]}
         quiet_since = time.monotonic()
         while follow or pending:
@@ -147,19 +159,34 @@ async def _tail(
     limit: int | None,
     idle_timeout: float | None,
     as_json: bool,
+    watermarks: bool = False,
 ) -> None:
     last = limit or DEFAULT_LAST
-    records = _records(cfg, region, from_beginning, follow, last, idle_timeout)
     if from_beginning or follow:
+        records = _records(cfg, region, from_beginning, follow, last, idle_timeout)
         shown = 0
         async for record in records:
+            if not watermarks and is_watermark(record):
+                continue
             _show(record, as_json)
             shown += 1
             if limit is not None and shown >= limit:
                 return
         return
-    # the last N records: the last N of each partition, then the newest N of those
-    latest = [record async for record in records]
+    # the last N records: the last N of each partition, then the newest N of those.
+    # Heartbeats far outnumber events in a quiet topic: look further back until each
+    # partition has N events or was read from its start.
+    for lookback in (last, last * 64, last * 4096, None):
+        reached: dict[int, bool] = {}
+        records = _records(
+            cfg, region, lookback is None, False, lookback or 0, idle_timeout, reached
+        )
+        latest = [r async for r in records if watermarks or not is_watermark(r)]
+        per_partition: dict[int, int] = {}
+        for r in latest:
+            per_partition[r.partition] = per_partition.get(r.partition, 0) + 1
+        if all(per_partition.get(p, 0) >= last or started for p, started in reached.items()):
+            break
     latest.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
     for record in latest[-last:]:
         _show(record, as_json)
@@ -178,6 +205,14 @@ def _render(item: dict[str, Any]) -> None:
     where = f"[dim]{item['topic']}[{item['partition']}]@{item['offset']}[/]"
     if "error" in item:
         console.print(f"{where} [red]undecodable:[/] {item['error']}", highlight=False)
+        return
+    if "watermark" in item:
+        mark = item["watermark"]
+        console.print(
+            f"{where} [dim]watermark ({mark['source']}) of {mark['origin_region']}:"
+            f"{mark['partition']} origin_time_ms={mark['origin_time_ms']}[/]",
+            highlight=False,
+        )
         return
     event = item["event"]
     console.print(

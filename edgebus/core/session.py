@@ -6,10 +6,18 @@ the vector clock of everything the session has written or read. A causal read wa
 until the serving region's frontier covers it; a write carries it as the event's
 dependencies; the write's own position is then added (:meth:`SessionToken.after_write`).
 
-String form: ``"eb1."`` followed by the unpadded base64url (RFC 4648 section 5)
-encoding of :meth:`VectorClock.encode <edgebus.core.vector_clock.VectorClock.encode>`.
-The form is canonical: one clock has exactly one token string. The empty session is
-``"eb1.AQA"``.
+A token also carries the newest hybrid-logical-clock reading the session has seen
+(``hlc``, packed ``wall_ms << 16 | logical``): a write stamps itself after it, so
+last-write-wins never lets a write lose to one it causally follows, even when the two
+writers' clocks disagree.
+
+String forms, both canonical (one token has exactly one string):
+
+* ``"eb1."`` + unpadded base64url (RFC 4648 section 5) of
+  :meth:`VectorClock.encode <edgebus.core.vector_clock.VectorClock.encode>`, for a
+  token whose ``hlc`` is 0. The empty session is ``"eb1.AQA"``.
+* ``"eb2."`` + unpadded base64url of the 8-byte big-endian ``hlc`` (not 0) followed by
+  the clock's bytes.
 """
 
 from __future__ import annotations
@@ -23,10 +31,12 @@ from typing import Final
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import DecodeError, InvalidInput
 
-__all__ = ["TOKEN_PREFIX", "SessionToken"]
+__all__ = ["TOKEN_PREFIX", "TOKEN_PREFIX_V2", "SessionToken"]
 
-#: Every token string starts with this (format version 1).
+#: A token string without an HLC reading starts with this (format version 1).
 TOKEN_PREFIX: Final = "eb1."
+#: A token string with an HLC reading starts with this (format version 2).
+TOKEN_PREFIX_V2: Final = "eb2."
 
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _PREVIEW_CHARS: Final = 48
@@ -34,14 +44,20 @@ _PREVIEW_CHARS: Final = 48
 
 @dataclass(frozen=True, slots=True)
 class SessionToken:
-    """The vector clock of everything a session has written or read; immutable."""
+    """The vector clock of everything a session has written or read, and the newest
+    HLC reading among them; immutable."""
 
     clock: VectorClock
+    hlc: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.clock, VectorClock):
             raise InvalidInput(
                 f"A session token holds a VectorClock, not {type(self.clock).__name__}."
+            )
+        if type(self.hlc) is not int or not 0 <= self.hlc < 2**64:
+            raise InvalidInput(
+                f"A session token's hlc is an unsigned 64-bit int, not {self.hlc!r}."
             )
 
     @classmethod
@@ -50,7 +66,10 @@ class SessionToken:
         return _EMPTY
 
     def encode(self) -> str:
-        """``"eb1."`` + unpadded base64url of the clock's bytes."""
+        """The canonical token string (see the module docstring)."""
+        if self.hlc:
+            data = self.hlc.to_bytes(8, "big") + self.clock.encode()
+            return TOKEN_PREFIX_V2 + base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
         raw = base64.urlsafe_b64encode(self.clock.encode()).rstrip(b"=")
         return TOKEN_PREFIX + raw.decode("ascii")
 
@@ -64,8 +83,12 @@ class SessionToken:
         """
         if not isinstance(token, str):
             raise _invalid(token, f"expected a string, got {type(token).__name__}")
-        if not token.startswith(TOKEN_PREFIX):
-            raise _invalid(token, f"it does not start with {TOKEN_PREFIX!r}")
+        if token.startswith(TOKEN_PREFIX_V2):
+            version = 2
+        elif token.startswith(TOKEN_PREFIX):
+            version = 1
+        else:
+            raise _invalid(token, f"it does not start with {TOKEN_PREFIX!r} or {TOKEN_PREFIX_V2!r}")
         body = token[len(TOKEN_PREFIX) :]
         if not _BASE64URL.fullmatch(body):
             raise _invalid(token, "it contains characters outside base64url")
@@ -75,29 +98,42 @@ class SessionToken:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         except (binascii.Error, ValueError) as exc:  # pragma: no cover - guarded above
             raise _invalid(token, "its base64url body does not decode") from exc
+        hlc = 0
+        if version == 2:
+            if len(raw) < 8:
+                raise _invalid(token, "it is too short to hold an HLC reading")
+            hlc = int.from_bytes(raw[:8], "big")
+            if not hlc:
+                raise _invalid(token, "an eb2 token's HLC reading is never 0")
         try:
-            clock = VectorClock.decode(raw)
+            clock = VectorClock.decode(raw[8:] if version == 2 else raw)
         except DecodeError as exc:
             raise _invalid(token, "it does not hold a valid vector clock") from exc
         # The clock's bytes are canonical; base64 has spare low bits in its last
         # character. Re-encoding rejects tokens that differ only there.
         if base64.urlsafe_b64encode(raw).rstrip(b"=") != body.encode("ascii"):
             raise _invalid(token, "its base64url body is not in canonical form")
-        return cls(clock)
+        return cls(clock, hlc)
 
     def merge(self, other: SessionToken) -> SessionToken:
         """A token covering both sessions (e.g. after fanning in parallel calls)."""
         clock = self.clock.merge(other.clock)
-        if clock is self.clock:
+        hlc = max(self.hlc, other.hlc)
+        if clock is self.clock and hlc == self.hlc:
             return self
-        if clock is other.clock:
+        if clock is other.clock and hlc == other.hlc:
             return other
-        return SessionToken(clock)
+        return SessionToken(clock, hlc)
 
-    def after_write(self, position: Position) -> SessionToken:
-        """This token with the write at ``position`` included."""
+    def after_write(self, position: Position, hlc: int = 0) -> SessionToken:
+        """This token with the write at ``position`` (stamped ``hlc``) included."""
         clock = self.clock.advance(position)
-        return self if clock is self.clock else SessionToken(clock)
+        top = max(self.hlc, hlc)
+        return self if clock is self.clock and top == self.hlc else SessionToken(clock, top)
+
+    def with_hlc(self, hlc: int) -> SessionToken:
+        """This token having seen an HLC reading ``hlc`` (packed)."""
+        return self if hlc <= self.hlc else SessionToken(self.clock, hlc)
 
     def __str__(self) -> str:
         return self.encode()
@@ -113,4 +149,4 @@ def _invalid(token: object, reason: str) -> InvalidInput:
     )
 
 
-_EMPTY: Final = SessionToken(VectorClock.empty())
+_EMPTY: Final = SessionToken(VectorClock.empty(), 0)

@@ -7,30 +7,39 @@ live region did. Per record, in topic order:
    disagrees with its body, that is placed outside this region, that compliance no
    longer allows here, or whose operation cannot apply (``invalid_reason``) is a
    dead letter: the caller sends it to ``edgebus.R.dlq`` (replay only counts it);
-2. skip duplicates: a replicated copy whose origin position is not past the origin
-   frontier (the replicator is at-least-once), a redriven dead letter already applied;
-3. fold it onto the key's state (:func:`edgebus.core.conflict.apply`), loading the
-   key's retained ops only when the fold asks.
+   a watermark record (header ``eb-watermark``) is a unit of its stream too;
+2. offer it to the region's :class:`~edgebus.core.causality.CausalGate`: duplicates
+   (a replicated copy at or below its stream's frontier: the replicator is
+   at-least-once) are dropped, an event whose dependencies (``eb-deps``) are not
+   applied here yet is buffered with the rest of its stream, and the gate releases
+   what may be applied now (a redriven dead letter already applied is dropped too);
+3. fold each released event onto the key's state
+   (:func:`edgebus.core.conflict.apply`), loading the key's retained ops only when the
+   fold asks.
 
 The result is one :class:`~connectors.base.BatchChanges` (new states, retained ops
-added and dropped, next offsets, frontier, redriven) plus the dead letters.
+added and dropped, next offsets, frontier, redriven) plus the dead letters. A
+partition's next offset never passes a record still buffered in the gate, so after a
+crash the buffered records are read again (the frontier drops what was applied).
 """
 
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
 
 from connectors.base import BatchChanges, Store
+from edgebus.core.causality import CausalGate, Stream, Unit
 from edgebus.core.conflict import KeyOp, KeyState, NeedsHistory, Stamp, apply, invalid_reason
 from edgebus.core.placement import ComplianceRules
-from edgebus.core.vector_clock import Position
+from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
-from edgebus.wire.event_reader import read_event
-from edgebus.wire.headers import H_ORIGIN_POS, parse_position
+from edgebus.wire.event_reader import ReadEvent, read_event
+from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, parse_position
+from edgebus.wire.watermark import H_WATERMARK, decode_watermark
 
 __all__ = ["H_REDRIVE_OF", "AppliedEvent", "BatchApplier", "BatchResult", "DeadLetter"]
 
@@ -65,23 +74,49 @@ class BatchResult:
     dead: list[DeadLetter] = field(default_factory=list)
     applied: list[AppliedEvent] = field(default_factory=list)
     duplicates: int = 0
+    released: int = 0
+
+
+class _Item(NamedTuple):
+    """What the gate carries for one record: the record, its event (None for a
+    watermark) and the dead letter it redrives, if any."""
+
+    record: ConsumerRecord[bytes, bytes]
+    event: ReadEvent | None
+    redrive_of: tuple[int, int] | None
 
 
 class BatchApplier:
     """Folds batches of a region's events onto its store (one instance per store)."""
 
-    def __init__(self, region: str, rules: ComplianceRules, store: Store) -> None:
+    def __init__(
+        self, region: str, rules: ComplianceRules, store: Store, *, causal: bool = True
+    ) -> None:
+        """``causal=False`` ignores dependencies (every event is released at once): for
+        rebuilding a subset of keys, whose dependencies lie in records not read; the
+        final state is the same, as folds converge in any order."""
         self.region = region
         self.rules = rules
         self.store = store
-        self._frontier: dict[tuple[str, int], int] | None = None
+        self.causal = causal
+        self._gate: CausalGate[_Item] | None = None
         self._allowed: dict[tuple[str, ...], bool] = {}
+        self._deps_cache: dict[bytes, VectorClock] = {}
+
+    async def gate(self) -> CausalGate[_Item]:
+        """The region's causal gate: frontier from the store, then kept in memory."""
+        if self._gate is None:
+            self._gate = CausalGate(await self.store.frontier())
+        return self._gate
+
+    @property
+    def current_gate(self) -> CausalGate[_Item] | None:
+        """The gate if loaded (for status and reads), without touching the store."""
+        return self._gate
 
     async def frontier(self) -> dict[tuple[str, int], int]:
-        """(origin region, partition) -> highest origin offset applied (cached)."""
-        if self._frontier is None:
-            self._frontier = dict(await self.store.frontier())
-        return self._frontier
+        """(origin region, partition) -> highest origin offset applied or passed."""
+        return (await self.gate()).frontier
 
     async def apply(
         self,
@@ -95,44 +130,49 @@ class BatchApplier:
         could decode now, so that it folds exactly what the live region folded (a
         redriven copy of such a record is applied instead, once).
         """
-        frontier = await self.frontier()
+        gate = await self.gate()
         changes = BatchChanges(events=len(records))
         result = BatchResult(changes)
-        decoded: list[tuple[ConsumerRecord[bytes, bytes], Any, Position, tuple[int, int] | None]]
-        decoded = []
+        consumed: dict[tuple[str, int], int] = {}
+        released: list[Unit[_Item]] = []
         redrives: list[tuple[int, int]] = []
         for record in records:
-            changes.positions[(record.topic, record.partition)] = record.offset + 1
+            consumed[(record.topic, record.partition)] = record.offset + 1
             if (record.partition, record.offset) in known_dead:
                 result.dead.append(DeadLetter(record, "dead-lettered by the live region"))
                 continue
             try:
-                event, origin, redrive_of = self._check(record)
+                unit = self._unit(record)
             except _Dead as e:
                 result.dead.append(DeadLetter(record, str(e)))
                 continue
-            decoded.append((record, event, origin, redrive_of))
+            redrive_of = unit.item.redrive_of
             if redrive_of is not None:
                 redrives.append(redrive_of)
+                if gate.is_duplicate(unit.stream, unit.offset):
+                    released.append(unit)  # an old event again: outside the stream order
+                    continue
+            out = gate.offer(unit)
+            if out is None:
+                result.duplicates += 1  # a replicator retry's second copy
+            else:
+                released.extend(out)
         done_redrives = await self.store.was_redriven(redrives) if redrives else set()
-        states = await self.store.load({event.key for _, event, _, _ in decoded})
+        states = await self.store.load(
+            {u.item.event.key for u in released if u.item.event is not None}
+        )
         pending: dict[str, list[KeyOp]] = {}
-        batch_frontier = changes.frontier
-        for record, event, origin, redrive_of in decoded:
-            slot = (origin.region, origin.partition)
+        touched: set[Stream] = set()
+        for unit in released:
+            touched.add(unit.stream)
+            record, event, redrive_of = unit.item
+            if event is None:
+                continue  # a watermark: the gate moved the frontier
             if redrive_of is not None:
                 if redrive_of in done_redrives or redrive_of in changes.redriven:
                     result.duplicates += 1
                     continue
                 changes.redriven.add(redrive_of)
-            seen = batch_frontier.get(slot)
-            if seen is None:
-                seen = frontier.get(slot, -1)
-            if origin.offset > seen:
-                batch_frontier[slot] = origin.offset
-            elif redrive_of is None:
-                result.duplicates += 1  # a replicator retry's second copy
-                continue
             stamp = Stamp.of(event.hlc, event.origin_region, event.event_id)
             op = KeyOp(stamp, event.operation, event.payload)
             key = event.key
@@ -162,15 +202,30 @@ class BatchApplier:
                 pending.setdefault(key, []).append(applied.retain)
             states[key] = applied.state
             changes.states[key] = applied.state
-            result.applied.append(AppliedEvent(key, event.event_id, origin, stamp.hlc))
+            result.applied.append(
+                AppliedEvent(key, event.event_id, Position(*unit.stream, unit.offset), stamp.hlc)
+            )
         for key, ops in pending.items():
             changes.retain.extend((key, op) for op in ops)
-        frontier.update(batch_frontier)
+        for stream in touched:
+            offset = gate.frontier.get(stream)
+            if offset is not None:
+                changes.frontier[stream] = offset
+        if gate.pending:  # never commit a position past a record still buffered
+            for unit in gate.pending_units():
+                r = unit.item.record
+                tp = (r.topic, r.partition)
+                if tp in consumed and r.offset < consumed[tp]:
+                    consumed[tp] = r.offset
+        changes.positions.update(consumed)
+        result.released = len(released)
         return result
 
     def forget(self) -> None:
-        """Drop cached frontier (after a failed commit the store is the truth)."""
-        self._frontier = None
+        """Drop the gate (frontier and buffered records): after a failed commit or a
+        new partition assignment the store is the truth and buffered records are
+        read again from the store's positions."""
+        self._gate = None
 
     async def _retained(
         self, key: str, changes: BatchChanges, pending: dict[str, list[KeyOp]]
@@ -181,23 +236,28 @@ class BatchApplier:
             stored = [o for o in stored if o.stamp >= cut]
         return [*stored, *pending.get(key, ())]
 
-    def _check(
-        self, record: ConsumerRecord[bytes, bytes]
-    ) -> tuple[Any, Position, tuple[int, int] | None]:
-        origin_raw = redrive_raw = None
+    def _unit(self, record: ConsumerRecord[bytes, bytes]) -> Unit[_Item]:
+        origin_raw = redrive_raw = deps_raw = watermark = None
         for name, raw in record.headers or ():
             if name == H_ORIGIN_POS:
                 origin_raw = raw
+            elif name == H_DEPS:
+                deps_raw = raw
             elif name == H_REDRIVE_OF:
                 redrive_raw = raw
+            elif name == H_WATERMARK:
+                watermark = raw
         try:
-            event = read_event(record.value)
             origin = (
                 parse_position(origin_raw)
                 if origin_raw is not None
                 else Position(self.region, record.partition, record.offset)
             )
+            if watermark is not None:
+                return self._watermark(record, origin)
+            event = read_event(record.value)
             redrive_of = _parse_redrive(redrive_raw) if redrive_raw is not None else None
+            deps = self._deps(deps_raw) if self.causal else _NO_DEPS
         except EdgebusError as e:
             raise _Dead(str(e)) from None
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
@@ -226,7 +286,39 @@ class BatchApplier:
         reason = invalid_reason(event.operation, event.payload)
         if reason is not None:
             raise _Dead(reason)
-        return event, origin, redrive_of
+        return Unit(
+            (origin.region, origin.partition),
+            origin.offset,
+            deps,
+            _Item(record, event, redrive_of),
+        )
+
+    def _watermark(self, record: ConsumerRecord[bytes, bytes], origin: Position) -> Unit[_Item]:
+        mark = decode_watermark(record.value)
+        if mark.origin_region != origin.region or mark.partition != origin.partition:
+            raise _Dead(
+                f"watermark of {mark.origin_region}:{mark.partition} sits in the stream of "
+                f"{origin.region}:{origin.partition}"
+            )
+        return Unit(
+            (origin.region, origin.partition),
+            origin.offset,
+            None,
+            _Item(record, None, None),
+            mark.origin_time_ms,
+        )
+
+    def _deps(self, raw: bytes | None) -> VectorClock:
+        if raw is None or raw == _EMPTY_CLOCK:
+            return _NO_DEPS
+        cache = self._deps_cache
+        deps = cache.get(raw)
+        if deps is None:
+            deps = VectorClock.decode(raw)
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[raw] = deps
+        return deps
 
     def _may_hold(self, classes: tuple[str, ...]) -> bool:
         allowed = self._allowed.get(classes)
@@ -236,6 +328,8 @@ class BatchApplier:
         return allowed
 
 
+_EMPTY_CLOCK = b"\x01\x00"
+_NO_DEPS = VectorClock.empty()
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from edgebus.config import EdgeConfig
+from edgebus.core.session import SessionToken
 from edgebus.errors import RegionUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
@@ -51,6 +52,50 @@ class RegionClient:
             return await service.read(key)
         return await self._get(region, f"/v1/keys/{quote(key, safe='')}")
 
+    async def read_at(
+        self,
+        key: str,
+        region: str,
+        consistency: str = "eventual",
+        *,
+        session: SessionToken | None = None,
+        staleness_threshold_ms: float | None = None,
+        max_versions_behind: int | None = None,
+        wait_ms: float = 0.0,
+    ) -> dict[str, Any]:
+        """:meth:`RegionService.read_at <edgebus.region.service.RegionService.read_at>`
+        in ``region``, in this process or over HTTP; ``served`` false when the region
+        could not serve it in time."""
+        service = embedded_service(region)
+        if service is not None:
+            return await service.read_at(
+                key, consistency, session=session,
+                staleness_threshold_ms=staleness_threshold_ms,
+                max_versions_behind=max_versions_behind, wait_ms=wait_ms,
+            )
+        params: dict[str, str] = {"consistency": consistency}
+        if session is not None and session.clock:
+            params["session"] = session.encode()
+        if staleness_threshold_ms is not None:
+            params["staleness_threshold_ms"] = repr(float(staleness_threshold_ms))
+        if max_versions_behind is not None:
+            params["max_versions_behind"] = str(int(max_versions_behind))
+        if wait_ms:
+            params["wait_ms"] = repr(float(wait_ms))
+        return await self._get(
+            region, f"/v1/keys/{quote(key, safe='')}", params, extra_s=wait_ms / 1000
+        )
+
+    async def pause_replication(self, region: str, paused: bool = True) -> dict[str, Any]:
+        """Pause (or resume) the region service's replication."""
+        service = embedded_service(region)
+        if service is not None:
+            service.pause_replication(paused)
+            return {"region": region, "replication_paused": paused}
+        return await self._get(
+            region, "/v1/replication", {"paused": "true" if paused else "false"}, method="POST"
+        )
+
     async def status(self, region: str) -> dict[str, Any]:
         """The region service's status document."""
         service = embedded_service(region)
@@ -83,17 +128,28 @@ class RegionClient:
         self._endpoints[region] = (url, time.monotonic())
         return str(url)
 
-    async def _get(self, region: str, path: str) -> dict[str, Any]:
+    async def _get(
+        self,
+        region: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        method: str = "GET",
+        extra_s: float = 0.0,
+    ) -> dict[str, Any]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-            )
+            self._session = aiohttp.ClientSession()
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s + extra_s)
         for attempt in (0, 1):
             url = await self.endpoint(region, refresh=attempt > 0)
             try:
-                async with self._session.get(url + path) as response:
+                async with self._session.request(
+                    method, url + path, params=params, timeout=timeout
+                ) as response:
                     body = await response.read()
                     data: dict[str, Any] = orjson.loads(body)
+                    if response.status == 409 and data.get("served") is False:
+                        return data  # not fresh enough in time: the caller decides
                     if response.status >= 400:
                         raise RegionUnavailable(
                             f"{region} service at {url} answered {response.status}: "

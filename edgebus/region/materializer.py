@@ -7,6 +7,12 @@ committed in one store transaction. The store's positions are the truth: on star
 (and on every partition assignment) the consumer seeks to them, so a crash at any
 point neither loses nor doubles an effect. Offsets are also committed to the Kafka
 group afterwards, only so that standard tools (``kafka-consumer-groups``) show lag.
+
+Causal delivery: an event whose dependencies are not applied here yet waits in the
+applier's causal gate (with the rest of its stream). The gate is bounded
+(``replication.max_causal_buffer``): past the bound the materializer stops fetching
+every partition except those the blocked streams wait for, logs an error naming what
+they wait for, and resumes once the buffer has drained to half.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ class MaterializerStats:
         self.dead_letters = 0
         self.last_batch_at = 0.0
         self.started_at = time.time()
+        self.causal_buffered = 0
+        self.causal_buffer_peak = 0
+        self.causal_buffer_full = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready counters."""
@@ -78,6 +87,9 @@ class Materializer:
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: OffsetCommitter | None = None
         self._position_waiters: list[tuple[dict[int, int], asyncio.Future[None]]] = []
+        self._frontier_waiters: list[asyncio.Future[None]] = []
+        self.max_buffer = config.replication.max_causal_buffer
+        self.buffer_full = False
 
     def on_applied(self, listener: Callable[[list[AppliedEvent]], None]) -> None:
         """Call ``listener(events)`` after each committed batch (same event loop)."""
@@ -107,6 +119,8 @@ class Materializer:
 
     async def _seek(self, tps: list[TopicPartition]) -> None:
         assert self._consumer is not None
+        # buffered records lie at or after the stored positions: they are read again
+        self.applier.forget()
         await seek_to_first(self._consumer, [tp for tp in tps if tp.partition not in
                                              self.positions])
         for tp in tps:
@@ -137,6 +151,7 @@ class Materializer:
             await self.apply_batch(records)
             # informational only (the store is the truth), so off the data path
             committer.note({tp: self.positions[tp.partition] for tp in batch})
+            self._backpressure(consumer)
 
     async def apply_batch(self, records: list[Any]) -> None:
         """Fold, dead-letter, commit one batch."""
@@ -169,9 +184,54 @@ class Materializer:
         stats.duplicates += result.duplicates
         stats.dead_letters += len(result.dead)
         stats.last_batch_at = time.time()
+        gate = self.applier.current_gate
+        if gate is not None:
+            stats.causal_buffered = gate.pending
+            stats.causal_buffer_peak = max(stats.causal_buffer_peak, gate.pending)
         for listener in self._listeners:
             listener(result.applied)
         self._wake_position_waiters()
+        if result.released:
+            waiters, self._frontier_waiters = self._frontier_waiters, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+
+    async def frontier_moved(self, timeout_s: float) -> None:
+        """Wait until the next batch moves the frontier (or ``timeout_s`` passes)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._frontier_waiters.append(future)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(future, timeout_s)
+
+    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        gate = self.applier.current_gate
+        if gate is None:
+            return
+        if gate.pending > self.max_buffer:
+            blocked = gate.blocked()
+            needed = {stream[1] for _, missing in blocked.values() for stream in missing}
+            consumer.pause(*(tp for tp in consumer.assignment() if tp.partition not in needed))
+            if not self.buffer_full:
+                self.buffer_full = True
+                self.stats.causal_buffer_full += 1
+                waits = "; ".join(
+                    f"{r}:{p} at {o} waits for "
+                    + ", ".join(f"{mr}:{mp}>={mo}" for (mr, mp), mo in missing.items())
+                    for (r, p), (o, missing) in list(blocked.items())[:5]
+                )
+                log.error(
+                    "%s: causal buffer full (%d events wait for their dependencies, bound "
+                    "replication.max_causal_buffer=%d): fetching only partitions %s until it "
+                    "drains. Waiting: %s. Check that the regions named are running and "
+                    "replicating (edgebus status).",
+                    self.region, gate.pending, self.max_buffer, sorted(needed), waits,
+                )
+        elif self.buffer_full and gate.pending <= self.max_buffer // 2:
+            self.buffer_full = False
+            consumer.resume(*consumer.paused())
+            log.warning("%s: causal buffer drained (%d events): fetching every partition",
+                        self.region, gate.pending)
 
     async def wait_for_positions(self, targets: dict[int, int], timeout_s: float) -> None:
         """Wait until every partition's committed position reaches its target offset."""

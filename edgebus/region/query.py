@@ -6,7 +6,13 @@ Clients in other processes find a region's endpoint on the compacted topic
 | method and path | answer |
 | --- | --- |
 | ``GET /v1/keys/{key}`` | the key's state: ``key, region, exists, value, version, |
-| | origin, hlc, event_id`` |
+| | origin, hlc, event_id``, plus ``consistency, session_token, staleness_ms, |
+| | waited_ms, served``. Query: ``consistency`` (eventual, causal, |
+| | bounded_staleness), ``session`` (token), ``staleness_threshold_ms``, |
+| | ``max_versions_behind``, ``wait_ms``. 409 when the region cannot serve it in |
+| | time: ``reason`` session_not_covered (``missing``) or staleness_bound_exceeded |
+| ``POST /v1/replication?paused=true|false`` | pause or resume copying from other |
+| | regions (maintenance, fault drills) |
 | ``GET /v1/keys?start=K&limit=N`` | up to N states in key order from K (``next`` resumes) |
 | ``GET /v1/status`` | health, lag, positions, frontier, store size, counters |
 | ``GET /v1/checksums`` | positions and per-bucket digests of one consistent snapshot |
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from edgebus.core.session import SessionToken
 from edgebus.errors import InvalidInput
 from edgebus.region.applier import state_row
 
@@ -42,7 +49,24 @@ def _app(service: RegionService) -> web.Application:
     app = web.Application()
 
     async def get_key(request: web.Request) -> web.Response:
-        return _json(await service.read(request.match_info["key"]))
+        q = request.query
+        token = q.get("session")
+        result = await service.read_at(
+            request.match_info["key"],
+            q.get("consistency", "eventual"),
+            session=SessionToken.decode(token) if token else None,
+            staleness_threshold_ms=_number(q, "staleness_threshold_ms", float),
+            max_versions_behind=_number(q, "max_versions_behind", int),
+            wait_ms=_number(q, "wait_ms", float) or 0.0,
+        )
+        return _json(result, 200 if result["served"] else 409)
+
+    async def replication(request: web.Request) -> web.Response:
+        paused = request.query.get("paused", "").lower()
+        if paused not in ("true", "false"):
+            return _json({"error": "pass paused=true or paused=false"}, 400)
+        service.pause_replication(paused == "true")
+        return _json({"region": service.region, "replication_paused": paused == "true"})
 
     async def scan(request: web.Request) -> web.Response:
         start = request.query.get("start") or None
@@ -88,7 +112,18 @@ def _app(service: RegionService) -> web.Application:
     app.router.add_get("/v1/keys", scan)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/checksums", checksums)
+    app.router.add_post("/v1/replication", replication)
     return app
+
+
+def _number(query: Any, name: str, kind: type[float] | type[int]) -> Any:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
 
 
 async def serve(service: RegionService, listen: str) -> tuple[web.AppRunner, str]:

@@ -12,7 +12,11 @@ topics and copies to ``edgebus.B.events`` every event that
 
 A copy keeps the key, value and headers byte for byte, goes to the same partition
 number (all events topics have one partition count), and gains ``eb-origin-pos``
-(``origin:partition:offset``). An event the filter refuses although its placement
+(``origin:partition:offset``). The origin's heartbeats (``eb-watermark``) are forwarded
+the same way, and when a batch of a source partition ends with records that were not
+copied (placed elsewhere, or copies of a third region's events), a *replicator
+watermark* at the last one's position follows, so B's frontier for that origin stream
+passes them (:mod:`edgebus.wire.watermark`). An event the filter refuses although its placement
 names B goes to the *origin's* dead-letter topic (the origin may hold it; B may not).
 
 Order: records are copied in origin order by an idempotent producer, so per
@@ -39,6 +43,7 @@ from edgebus.region.membership import start_exclusive_consumer, stop_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT
+from edgebus.wire.watermark import H_WATERMARK, REPLICATOR, Watermark, encode_watermark
 
 __all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
 
@@ -55,6 +60,7 @@ class ReplicatorStats:
         self.seen = 0
         self.copied = 0
         self.refused = 0
+        self.watermarks = 0
 
     def to_dict(self) -> dict[str, int]:
         """JSON-ready counters."""
@@ -70,7 +76,7 @@ def copy_decision(
     """``(copy, refusal)``: whether to copy a record of ``source_region``'s topic to
     ``target``; ``refusal`` is set when the record names ``target`` but must not go
     there (a dead letter for the origin)."""
-    origin = placement = classes = None
+    origin = placement = classes = watermark = None
     for name, raw in record.headers or ():
         if name == H_ORIGIN_POS:
             return False, None  # a copy: only origins are copied from
@@ -80,6 +86,10 @@ def copy_decision(
             placement = raw
         elif name == H_CLASS:
             classes = raw
+        elif name == H_WATERMARK:
+            watermark = raw
+    if watermark is not None:  # the origin's heartbeat: every region gets it
+        return origin is not None and origin.decode("ascii", "replace") == source_region, None
     if origin is None or placement is None or origin.decode("ascii", "replace") != source_region:
         return False, None  # not an edgebus origin event: the origin's materializer judges it
     regions = placement.decode("ascii", "replace").split(",")
@@ -126,6 +136,7 @@ class Replicator:
         self._topic_region = {events_topic(r): r for r in self.sources}
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: OffsetCommitter | None = None
+        self.paused = False
 
     async def start(self) -> None:
         """Join group ``edgebus.<target>.replicator`` on the source cluster."""
@@ -170,6 +181,7 @@ class Replicator:
         acker = asyncio.ensure_future(acknowledge())
         try:
             while True:
+                self._apply_pause(consumer)
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 self._membership.check()
                 if acker.done():
@@ -182,6 +194,13 @@ class Replicator:
             acker.cancel()
             await asyncio.gather(acker, return_exceptions=True)
 
+    def _apply_pause(self, consumer: AIOKafkaConsumer) -> None:
+        assigned = consumer.assignment()
+        if self.paused:
+            consumer.pause(*assigned)
+        elif consumer.paused():
+            consumer.resume(*consumer.paused())
+
     async def copy_batch(
         self, batch: dict[TopicPartition, list[Any]]
     ) -> list[asyncio.Future[Any]]:
@@ -192,6 +211,7 @@ class Replicator:
         copied = 0
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             source = self._topic_region[tp.topic]
+            copy = False
             for record in batch[tp]:
                 self.stats.seen += 1
                 copy, refusal = copy_decision(record, source, self.target, self.rules)
@@ -215,6 +235,9 @@ class Replicator:
                     )
                 )
                 copied += 1
+            if not copy:  # the stream's tail is not ours: let the frontier pass it
+                last = batch[tp][-1]
+                futures.append(await self._send_watermark(source, tp.partition, last.offset))
         self.stats.copied += copied
         for source, letters in refused.items():
             futures.append(asyncio.ensure_future(
@@ -222,3 +245,18 @@ class Replicator:
             ))
             self.stats.refused += len(letters)
         return futures
+
+    async def _send_watermark(
+        self, source: str, partition: int, offset: int
+    ) -> asyncio.Future[Any]:
+        self.stats.watermarks += 1
+        value = encode_watermark(Watermark(source, partition, None, REPLICATOR))
+        headers = [
+            (H_WATERMARK, REPLICATOR.encode("ascii")),
+            (H_ORIGIN, source.encode("ascii")),
+            (H_ORIGIN_POS, f"{source}:{partition}:{offset}".encode("ascii")),
+        ]
+        future: asyncio.Future[Any] = await self.target_producer.send(
+            self.target_topic, value=value, key=None, partition=partition, headers=headers
+        )
+        return future

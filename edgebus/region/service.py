@@ -7,9 +7,15 @@ Run it as its own process (``edgebus region run --region R``) or embedded::
 
 On start it creates the region's topics if missing, opens its store (default
 ``sqlite:///$EDGEBUS_STATE_DIR/regions/<R>/store.db``), resumes the materializer from
-the store's positions, starts one replicator per source cluster, serves the HTTP query
-interface (``edgebus.region.query``) and announces that endpoint on the compacted
-topic ``edgebus.<R>.service``, where clients in other processes find it.
+the store's positions, starts one replicator per source cluster, writes heartbeat
+watermarks into every partition of its topic (``replication.watermark_interval_ms``),
+serves the HTTP query interface (``edgebus.region.query``) and announces that
+endpoint on the compacted topic ``edgebus.<R>.service``, where clients in other
+processes find it.
+
+Reads (:meth:`RegionService.read_at`) are served at eventual, causal and
+bounded-staleness consistency from the region's frontier and heartbeat times
+(:mod:`edgebus.core.freshness`); ``docs/consistency.md`` states the guarantees.
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from connectors import Store, by_url
 from edgebus.config import EdgeConfig, load_config
-from edgebus.errors import InfrastructureUnavailable, UnknownRegion
+from edgebus.core.freshness import key_streams, missing, staleness_ms, versions_behind
+from edgebus.core.session import SessionToken
+from edgebus.core.vector_clock import VectorClock
+from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion
+from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.launcher import default_state_dir
 from edgebus.kafka.reading import end_offsets
@@ -36,8 +46,14 @@ from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
 from edgebus.region.replicator import Replicator
+from edgebus.wire.headers import H_ORIGIN
+from edgebus.wire.watermark import H_WATERMARK, HEARTBEAT, Watermark, encode_watermark
 
-__all__ = ["RegionService", "default_store_url", "embedded_service"]
+__all__ = ["CONSISTENCY_LEVELS", "RegionService", "default_store_url", "embedded_service"]
+
+#: the read consistency levels a region service serves (strong goes through the
+#: saga coordinator)
+CONSISTENCY_LEVELS = ("eventual", "causal", "bounded_staleness")
 
 log = logging.getLogger("edgebus.region")
 
@@ -89,6 +105,7 @@ class RegionService:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Any = None
         self._failure: BaseException | None = None
+        self._topic_region = {events_topic(r): r for r in self.config.regions}
 
     async def __aenter__(self) -> RegionService:
         await self.start()
@@ -124,6 +141,7 @@ class RegionService:
             )
             await self.materializer.start()
             self._spawn(self.materializer.run(), "materializer")
+            self._spawn(self._heartbeats(producer), "heartbeats")
             if self.replicate:
                 for bootstrap, regions in by_cluster.items():
                     sources = [r for r in regions if r != self.region]
@@ -179,6 +197,170 @@ class RegionService:
                 raise self._failure
             await asyncio.sleep(0.5)
 
+    @property
+    def replication_paused(self) -> bool:
+        """True while an operator has paused copying from other regions."""
+        return any(r.paused for r in self.replicators)
+
+    def pause_replication(self, paused: bool = True) -> None:
+        """Stop (or resume) copying other regions' events and heartbeats into this one.
+
+        For maintenance and fault drills: frontiers and heartbeat times for the other
+        origins stop moving, so causal and bounded reads here wait or go elsewhere.
+        """
+        for replicator in self.replicators:
+            replicator.paused = paused
+        log.warning("%s: replication %s", self.region, "paused" if paused else "resumed")
+
+    def passed(self, stream: tuple[str, int]) -> int:
+        """Highest offset of an origin stream this region has passed (-1: none)."""
+        gate = self.materializer.applier.current_gate if self.materializer else None
+        return -1 if gate is None else gate.passed(stream)
+
+    def fresh_ms(self) -> dict[tuple[str, int], int]:
+        """Newest heartbeat origin time passed, per origin stream."""
+        gate = self.materializer.applier.current_gate if self.materializer else None
+        return {} if gate is None else gate.fresh_ms
+
+    def partition_of(self, key: str) -> int:
+        """The partition of ``key`` (the same in every region's topic)."""
+        return partition_for(key.encode("utf-8"), self.config.kafka.partitions)
+
+    async def read_at(
+        self,
+        key: str,
+        consistency: str = "eventual",
+        *,
+        session: SessionToken | None = None,
+        staleness_threshold_ms: float | None = None,
+        max_versions_behind: int | None = None,
+        wait_ms: float = 0.0,
+    ) -> dict[str, Any]:
+        """Read ``key`` at a consistency level, waiting up to ``wait_ms`` to be fresh
+        enough.
+
+        Returns the read result (``state_row`` fields) plus ``consistency``,
+        ``session_token`` (the session's token covering what this read saw),
+        ``staleness_ms`` (measured bound on the answer's age, ``None`` if unknown),
+        ``waited_ms`` and ``served``. When the region cannot serve in time, ``served`` is
+        false and ``reason`` is ``session_not_covered`` (with ``missing``) or
+        ``staleness_bound_exceeded`` (with ``staleness_ms`` and ``versions_behind``);
+        nothing stale is returned.
+        """
+        if consistency not in CONSISTENCY_LEVELS:
+            raise InvalidInput(
+                f"consistency {consistency!r} is not one a region serves: use one of "
+                f"{', '.join(CONSISTENCY_LEVELS)} (strong reads go through the coordinator)"
+            )
+        if consistency == "bounded_staleness":
+            if staleness_threshold_ms is None:
+                staleness_threshold_ms = self.config.reads.staleness_threshold_ms
+            if staleness_threshold_ms <= 0:
+                raise InvalidInput("staleness_threshold_ms must be a positive number of ms")
+        if max_versions_behind is not None and max_versions_behind < 0:
+            raise InvalidInput("max_versions_behind must be 0 or more")
+        streams = key_streams(self.config.regions, self.partition_of(key))
+        token = session or SessionToken.empty()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + max(0.0, wait_ms) / 1000
+        heads: dict[tuple[str, int], int] | None = None
+        if consistency == "bounded_staleness" and max_versions_behind is not None:
+            heads = await self._heads(streams)
+        while True:
+            now_ms = time.time() * 1000
+            stale = staleness_ms(streams, self.fresh_ms(), now_ms)
+            verdict: dict[str, Any] | None = None
+            if consistency == "causal":
+                lacking = missing(token.clock, self.passed)
+                if lacking:
+                    verdict = {
+                        "reason": "session_not_covered",
+                        "missing": {f"{r}:{p}": o for (r, p), o in lacking.items()},
+                    }
+            elif consistency == "bounded_staleness":
+                assert staleness_threshold_ms is not None
+                behind = None if heads is None else versions_behind(heads, self.passed)
+                too_old = stale is None or stale > staleness_threshold_ms
+                too_far = behind is not None and behind > (max_versions_behind or 0)
+                if too_old or too_far:
+                    verdict = {
+                        "reason": "staleness_bound_exceeded",
+                        "versions_behind": behind,
+                    }
+            remaining = deadline - loop.time()
+            if verdict is None or remaining <= 0 or self.materializer is None:
+                break
+            await self.materializer.frontier_moved(min(remaining, 0.05))
+        waited = round((loop.time() - started) * 1000, 3)
+        if verdict is not None:
+            return {
+                "key": key, "region": self.region, "consistency": consistency,
+                "served": False, "staleness_ms": stale, "waited_ms": waited, **verdict,
+            }
+        row = await self.read(key)
+        seen = VectorClock({s: o for s in streams if (o := self.passed(s)) >= 0})
+        out = token.merge(SessionToken(seen))
+        hlc = row.get("hlc")
+        if hlc:
+            out = out.with_hlc((hlc["wall_ms"] << 16) | hlc["logical"])
+        row.update(
+            consistency=consistency, served=True, session_token=out.encode(),
+            staleness_ms=stale, waited_ms=waited,
+        )
+        if heads is not None:
+            row["versions_behind"] = versions_behind(heads, self.passed)
+        return row
+
+    async def _heads(self, streams: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """End offsets of the streams' origin topics, read now (for versions behind)."""
+        heads: dict[tuple[str, int], int] = {}
+        by_cluster: dict[str, list[TopicPartition]] = {}
+        for region, partition in streams:
+            by_cluster.setdefault(self.clusters[region], []).append(
+                TopicPartition(events_topic(region), partition)
+            )
+        consumers: dict[str, Any] = {}
+        if self.materializer is not None and self.materializer._consumer is not None:
+            consumers[self.bootstrap] = self.materializer._consumer
+        for replicator in self.replicators:
+            if replicator._consumer is not None:
+                consumers[replicator.source_bootstrap] = replicator._consumer
+        for bootstrap, tps in by_cluster.items():
+            consumer = consumers.get(bootstrap)
+            if consumer is not None:
+                ends = await consumer.end_offsets(tps)
+            else:
+                ends = await end_offsets(bootstrap, {tp.topic for tp in tps})
+            for tp in tps:
+                heads[(self._topic_region[tp.topic], tp.partition)] = ends.get(tp, 0)
+        return heads
+
+    async def _heartbeats(self, producer: AIOKafkaProducer) -> None:
+        """Write a heartbeat watermark into every partition, every interval, forever."""
+        topic = events_topic(self.region)
+        interval = self.config.replication.watermark_interval_ms / 1000
+        headers = [(H_WATERMARK, HEARTBEAT.encode("ascii")), (H_ORIGIN, self.region.encode())]
+        previous: list[asyncio.Future[Any]] = []
+        while True:
+            # read the clock first: every write acknowledged before it precedes the mark
+            now_ms = int(time.time() * 1000)
+            sent = [
+                await producer.send(
+                    topic,
+                    value=encode_watermark(Watermark(self.region, p, now_ms, HEARTBEAT)),
+                    key=None,
+                    partition=p,
+                    headers=headers,
+                )
+                for p in range(self.config.kafka.partitions)
+            ]
+            for result in await asyncio.gather(*previous, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    log.warning("%s: a heartbeat was not acknowledged: %r", self.region, result)
+            previous = sent
+            await asyncio.sleep(interval)
+
     async def read(self, key: str) -> dict[str, Any]:
         """The key's state in this region as a read result (``exists`` false if none)."""
         state = await self.store.get(key)
@@ -205,6 +387,26 @@ class RegionService:
         lag = sum(max(0, ends.get(p, 0) - applied.get(p, 0)) for p in ends)
         stats = await self.store.stats()
         m = self.materializer
+        gate = m.applier.current_gate if m else None
+        frontier = dict(gate.frontier) if gate else await self.store.frontier()
+        now_ms = time.time() * 1000
+        staleness: dict[str, float | None] = {}
+        fresh = self.fresh_ms()
+        for origin in self.config.regions:
+            streams = [(origin, p) for p in range(self.config.kafka.partitions)]
+            staleness[origin] = staleness_ms(streams, fresh, now_ms)
+        known = [v for v in staleness.values() if v is not None]
+        worst = None if len(known) < len(staleness) else max(known, default=None)
+        buffer: dict[str, Any] = {
+            "pending": gate.pending if gate else 0,
+            "bound": self.config.replication.max_causal_buffer,
+            "full": bool(m and m.buffer_full),
+            "blocked": [
+                {"stream": f"{r}:{p}", "offset": o,
+                 "waits_for": {f"{mr}:{mp}": mo for (mr, mp), mo in lacking.items()}}
+                for (r, p), (o, lacking) in list((gate.blocked() if gate else {}).items())[:10]
+            ],
+        }
         healthy = reachable and self._failure is None and m is not None
         return {
             "region": self.region,
@@ -222,9 +424,11 @@ class RegionService:
             "lag": lag,
             "positions": {str(p): o for p, o in sorted(applied.items())},
             "end_offsets": {str(p): o for p, o in sorted(ends.items())},
-            "frontier": {
-                f"{r}:{p}": o for (r, p), o in sorted((await self.store.frontier()).items())
-            },
+            "frontier": {f"{r}:{p}": o for (r, p), o in sorted(frontier.items())},
+            "staleness_ms": staleness,
+            "watermark_age_ms": worst,
+            "replication_paused": self.replication_paused,
+            "causal_buffer": buffer,
             "materializer": m.stats.to_dict() if m else None,
             "replicators": [
                 {"sources": list(r.sources), **r.stats.to_dict()} for r in self.replicators

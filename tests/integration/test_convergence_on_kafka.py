@@ -28,6 +28,7 @@ from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
 from edgebus.region.client import RegionClient
 from edgebus.wire.headers import H_EVENT_ID
+from edgebus.wire.watermark import is_watermark
 from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
 
 KEYS = tuple(f"shared:{i}" for i in range(5))
@@ -117,6 +118,8 @@ async def _delivery_orders(regions: Regions, bootstrap: str) -> dict[str, dict[s
     for region in regions.names:
         orders: dict[str, list[str]] = {}
         for record in await read_to_end(bootstrap, events_topic(region)):
+            if is_watermark(record):
+                continue
             event_id = dict(record.headers or ())[H_EVENT_ID].decode("ascii")
             ids = orders.setdefault(record.key.decode("utf-8") if record.key else "", [])
             if event_id not in ids:  # the replicator may copy an event twice

@@ -63,10 +63,12 @@ async def test_region_process_answers_reads_from_another_process(
         assert code == 0, status
         [row] = status["regions"]
         assert row["healthy"] is True
-        assert row["lag"] == 0
+        # heartbeat watermarks keep arriving: at most a few rounds are unconsumed
+        assert row["lag"] <= 4 * 6  # 6 partitions (the default)
         assert row["keys"] == 1
         assert row["store_bytes"] > 0
-        assert sum(row["positions"].values()) == 1
+        assert sum(row["positions"].values()) > 1  # the write and heartbeats
+        assert row["staleness_ms"][regions.us] is not None
     finally:
         proc.stop()
 

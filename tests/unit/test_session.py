@@ -141,3 +141,27 @@ def test_decode_error_chains_the_underlying_decode_error() -> None:
     with pytest.raises(InvalidInput) as info:
         SessionToken.decode("eb1.AgA")
     assert info.value.__cause__ is not None
+
+
+def test_token_with_an_hlc_reading_round_trips_as_eb2() -> None:
+    token = SessionToken(CLOCK, (1_700_000_000_000 << 16) | 3)
+    text = token.encode()
+    assert text.startswith("eb2.")
+    assert SessionToken.decode(text) == token
+
+
+def test_merge_keeps_the_newest_hlc_reading() -> None:
+    a = SessionToken(VectorClock({(US, 0): 5}), 10)
+    b = SessionToken(VectorClock({(EU, 0): 1}), 20)
+    assert a.merge(b).hlc == 20
+    assert a.after_write(Position(US, 0, 6), 30).hlc == 30
+    assert a.with_hlc(5) is a
+
+
+def test_eb2_token_with_a_zero_hlc_is_not_canonical() -> None:
+    import base64
+
+    raw = bytes(8) + VectorClock.empty().encode()
+    text = "eb2." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    with pytest.raises(InvalidInput, match="never 0"):
+        SessionToken.decode(text)

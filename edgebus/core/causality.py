@@ -1,0 +1,198 @@
+"""Causal delivery: apply an event only after its dependencies, per origin stream FIFO.
+
+A region receives *streams*: one per ``(origin region, partition)``, delivered in
+origin order (the origin's own events in its topic; copies and forwarded watermarks
+from a replicator, which keeps per-stream order). The region's *frontier* maps each
+stream to the highest origin offset it has passed: every unit of that stream at or
+below it that belongs in the region has been applied (events) or passed (watermarks,
+which stand for events the region will never hold).
+
+An event carries the vector clock of its writer's session (its dependencies). The
+:class:`CausalGate` releases an event only when every dependency outside the event's
+own stream is *passed* (its own stream is FIFO: everything earlier was offered before
+it). A stream's position ``d`` is passed when the frontier reaches it, or when the
+stream's next unit, even one still buffered, lies beyond ``d``: FIFO delivery means
+every unit of the stream before that one that belongs here was delivered and applied,
+so the positions in between are events placed elsewhere. An event whose dependencies
+are not passed is *buffered*, and so is every later unit of its stream, so the stream
+stays FIFO; each advance of the frontier re-examines the streams waiting on it. Hence,
+in every region, an event is applied only after every event it depends on that is
+placed there, and a frontier entry never passes an event that is still buffered.
+
+Dependencies never form a cycle (a writer depends only on positions acknowledged
+before it wrote), so every buffered unit is released once the units it waits for
+arrive, or a watermark of their stream passes them.
+
+A unit at or below its stream's frontier, or at or below the last unit buffered for
+its stream, is a duplicate (replication is at-least-once): :meth:`CausalGate.offer`
+refuses it.
+
+Pure: no I/O, no clock. ``origin_ms`` of a watermark is the origin's clock reading it
+carries; the gate keeps the newest per stream (:attr:`CausalGate.fresh_ms`) for
+bounded-staleness reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from edgebus.core.vector_clock import VectorClock
+
+__all__ = ["CausalGate", "Stream", "Unit"]
+
+#: (origin region, partition)
+Stream = tuple[str, int]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Unit(Generic[T]):
+    """One event or watermark of a stream, with what the caller needs to apply it.
+
+    ``deps`` is ``None`` for a watermark; ``origin_ms`` is a heartbeat's origin time.
+    """
+
+    stream: Stream
+    offset: int
+    deps: VectorClock | None
+    item: T
+    origin_ms: int | None = None
+
+    @property
+    def is_watermark(self) -> bool:
+        """True for a watermark (it moves the frontier and applies nothing)."""
+        return self.deps is None
+
+
+class CausalGate(Generic[T]):
+    """Orders a region's incoming units so that each is applied after its dependencies.
+
+    Mutable, single-threaded. ``frontier`` starts from what the region's store holds.
+    """
+
+    def __init__(self, frontier: Mapping[Stream, int] | None = None) -> None:
+        self.frontier: dict[Stream, int] = dict(frontier or {})
+        #: newest heartbeat origin time passed, per stream
+        self.fresh_ms: dict[Stream, int] = {}
+        self._queues: dict[Stream, deque[Unit[T]]] = {}
+        self._waiting: dict[Stream, set[Stream]] = {}  # stream -> blocked streams on it
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Units buffered until their dependencies are applied."""
+        return self._pending
+
+    def pending_units(self) -> Iterator[Unit[T]]:
+        """Every buffered unit, stream by stream in order."""
+        for queue in self._queues.values():
+            yield from queue
+
+    def blocked(self) -> dict[Stream, tuple[int, dict[Stream, int]]]:
+        """Blocked stream -> (offset of its head, the dependencies it still lacks)."""
+        out: dict[Stream, tuple[int, dict[Stream, int]]] = {}
+        for stream, queue in self._queues.items():
+            head = queue[0]
+            out[stream] = (head.offset, self._missing(head))
+        return out
+
+    def is_duplicate(self, stream: Stream, offset: int) -> bool:
+        """True when ``offset`` of ``stream`` was applied, passed or buffered already."""
+        queue = self._queues.get(stream)
+        if queue is not None and offset <= queue[-1].offset:
+            return True
+        return offset <= self.frontier.get(stream, -1)
+
+    def offer(self, unit: Unit[T]) -> list[Unit[T]] | None:
+        """Offer the next unit of its stream.
+
+        Returns the units that may be applied now, in order (the unit itself and any
+        buffered units it released; empty when it is buffered), or ``None`` for a
+        duplicate, which the caller drops.
+        """
+        stream = unit.stream
+        if self.is_duplicate(stream, unit.offset):
+            return None
+        queue = self._queues.get(stream)
+        if queue is not None:  # its stream is blocked: keep FIFO
+            queue.append(unit)
+            self._pending += 1
+            return []
+        blocker = self._first_missing(unit)
+        if blocker is not None:
+            self._queues[stream] = deque((unit,))
+            self._waiting.setdefault(blocker, set()).add(stream)
+            self._pending += 1
+            released: list[Unit[T]] = []
+            # the positions before this head are passed now: others may wait on them
+            self._cascade([stream], released)
+            return released
+        released = [unit]
+        self._pass(unit)
+        self._cascade([stream], released)
+        return released
+
+    def _pass(self, unit: Unit[T]) -> None:
+        stream = unit.stream
+        if unit.offset > self.frontier.get(stream, -1):
+            self.frontier[stream] = unit.offset
+        if unit.origin_ms is not None and unit.origin_ms > self.fresh_ms.get(stream, -1):
+            self.fresh_ms[stream] = unit.origin_ms
+
+    def _cascade(self, advanced: list[Stream], released: list[Unit[T]]) -> None:
+        work = advanced
+        while work:
+            stream = work.pop()
+            waiting = self._waiting.pop(stream, None)
+            if not waiting:
+                continue
+            for blocked in waiting:
+                queue = self._queues[blocked]
+                moved = False
+                while queue:
+                    head = queue[0]
+                    blocker = self._first_missing(head)
+                    if blocker is not None:
+                        self._waiting.setdefault(blocker, set()).add(blocked)
+                        break
+                    queue.popleft()
+                    self._pending -= 1
+                    self._pass(head)
+                    released.append(head)
+                    moved = True
+                if not queue:
+                    del self._queues[blocked]
+                if moved:
+                    work.append(blocked)
+
+    def passed(self, stream: Stream) -> int:
+        """The highest offset of ``stream`` passed here (see the module docstring)."""
+        level = self.frontier.get(stream, -1)
+        queue = self._queues.get(stream)
+        if queue is not None and queue[0].offset - 1 > level:
+            return queue[0].offset - 1
+        return level
+
+    def _first_missing(self, unit: Unit[T]) -> Stream | None:
+        deps = unit.deps
+        if not deps:
+            return None
+        frontier = self.frontier
+        own = unit.stream
+        for stream, offset in deps.entries().items():
+            if stream != own and frontier.get(stream, -1) < offset and self.passed(stream) < offset:
+                return stream
+        return None
+
+    def _missing(self, unit: Unit[T]) -> dict[Stream, int]:
+        deps = unit.deps
+        if not deps:
+            return {}
+        return {
+            s: o
+            for s, o in deps.entries().items()
+            if s != unit.stream and self.passed(s) < o
+        }
