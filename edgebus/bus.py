@@ -35,9 +35,10 @@ from edgebus.core.envelope import (
     new_event_id,
 )
 from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
-from edgebus.core.placement import Placement, PlacementRequest, place
+from edgebus.core.placement import FALLBACKS, Placement, PlacementRequest, place
 from edgebus.core.session import SessionToken
-from edgebus.core.vector_clock import Position
+from edgebus.core.vector_clock import Position, VectorClock
+from edgebus.discovery import Discovery
 from edgebus.errors import (
     EdgebusError,
     InfrastructureUnavailable,
@@ -78,6 +79,18 @@ class WriteReceipt(NamedTuple):
     hlc: HLCTimestamp
     dependencies: SessionToken
     rerouted: bool
+    #: compliant regions left out of the placement because they were unhealthy
+    degraded: tuple[str, ...] = ()
+
+    @property
+    def replicas(self) -> dict[str, str]:
+        """Region -> ``written`` (the home: Kafka acknowledged it), ``pending`` (placed
+        there, replication under way) or ``failed`` (left out: unhealthy). Ask
+        :meth:`EdgeBus.replication_status` for where it has been applied since."""
+        out = {r: "pending" for r in self.placement}
+        out[self.region] = "written"
+        out.update((r, "failed") for r in self.degraded)
+        return out
 
     @property
     def session(self) -> SessionToken:
@@ -109,6 +122,7 @@ class WriteReceipt(NamedTuple):
             "hlc": {"wall_ms": self.hlc.wall_ms, "logical": self.hlc.logical},
             "session_token": self.session_token,
             "rerouted": self.rerouted,
+            "replicas": self.replicas,
         }
 
 
@@ -251,9 +265,14 @@ class EdgeBus:
         config: EdgeConfig | Mapping[str, Any] | str | Path | None = None,
         *,
         client_id: str | None = None,
+        discovery: bool = True,
     ) -> None:
+        """``discovery=False`` skips health probing (one-shot tools): placement then
+        knows only what failed writes teach it."""
         self.config = load_config(config)
         self.client_id = client_id or f"edgebus-{new_event_id()[:8]}"
+        self._discover = discovery
+        self.discovery: Discovery | None = None
         self._rules = self.config.compliance.rules()
         self._known_classes = frozenset(
             {"public", *self.config.compliance.data_classifications}
@@ -294,7 +313,11 @@ class EdgeBus:
         await self.close()
 
     async def start(self) -> None:
-        """Connect to every region's cluster; fail only if none answers."""
+        """Connect to every region's cluster (fail only if none answers) and start
+        discovery's health probes in the background."""
+        if self._discover and self.discovery is None:
+            self.discovery = Discovery(self.config, self._region_client())
+            self.discovery.start()
         bootstraps = sorted(set(self._clusters.values()))
         results = await asyncio.gather(
             *(self._producer(b) for b in bootstraps), return_exceptions=True
@@ -316,6 +339,9 @@ class EdgeBus:
         self._ready.clear()
         await asyncio.gather(*(b.close() for b in batchers), return_exceptions=True)
         await asyncio.gather(*(b.producer.stop() for b in batchers), return_exceptions=True)
+        if self.discovery is not None:
+            await self.discovery.close()
+            self.discovery = None
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -400,10 +426,7 @@ class EdgeBus:
             )
         excluded = set(_names(exclude_locations, "exclude_locations"))
         order = self._read_order(region, excluded)
-        if self._reader is None:
-            from edgebus.region.client import RegionClient
-
-            self._reader = RegionClient(self.config, self.config.kafka.connect_timeout_s)
+        self._region_client()
         first = order[0]
         verdicts: list[tuple[str, Mapping[str, Any]]] = []
         unavailable: list[str] = []
@@ -449,11 +472,14 @@ class EdgeBus:
             raise InvalidInput("exclude_locations removed every configured region")
         return ranked
 
-    def _rank_regions(self) -> list[str]:
-        return list(self.config.regions)
+    def _rank_regions(self, key: str = "") -> list[str]:
+        if self.discovery is None:
+            return list(self.config.regions)
+        return list(self.discovery.rank_for_reads(self.config.edge_strategy, key=key))
 
     def _observe_read(self, region: str, ms: float | None) -> None:
-        pass
+        if self.discovery is not None:
+            self.discovery.observe_read(region, ms)
 
     def _not_fresh(
         self,
@@ -507,6 +533,8 @@ class EdgeBus:
         exclude_locations: Sequence[str] = (),
         compliance_zones: Sequence[str] = (),
         edge_strategy: str | None = None,
+        fallback_strategy: str | None = None,
+        min_replicas: int | None = None,
     ) -> Placement:
         """Classify and place without writing: where would this write go?"""
         return self._plan(
@@ -519,6 +547,8 @@ class EdgeBus:
             exclude_locations,
             compliance_zones,
             edge_strategy,
+            fallback_strategy,
+            min_replicas,
         ).placement
 
     def _plan(
@@ -532,6 +562,8 @@ class EdgeBus:
         exclude_locations: Sequence[str],
         compliance_zones: Sequence[str],
         edge_strategy: str | None,
+        fallback_strategy: str | None = None,
+        min_replicas: int | None = None,
     ) -> _Route:
         if not isinstance(key, str) or not key:
             raise InvalidInput("key must be a non-empty string")
@@ -554,6 +586,8 @@ class EdgeBus:
             exclude_locations,
             compliance_zones,
             edge_strategy,
+            fallback_strategy,
+            min_replicas,
         )
         if self._debug:
             self._log_placement(key, found, route.placement)
@@ -585,8 +619,16 @@ class EdgeBus:
         exclude_locations: Sequence[str],
         compliance_zones: Sequence[str],
         edge_strategy: str | None,
+        fallback_strategy: str | None = None,
+        min_replicas: int | None = None,
     ) -> _Route:
         strategy = edge_strategy or self.config.edge_strategy
+        fallback = fallback_strategy or "none"
+        if fallback not in FALLBACKS:
+            raise InvalidInput(
+                f"fallback_strategy {fallback!r} is not one of {', '.join(FALLBACKS)}"
+            )
+        discovery = self.discovery
         # place() is pure: the same inputs always get the same placement, and the key
         # matters only to the balanced strategy, so most writes hit this cache.
         cache_key = (
@@ -598,6 +640,9 @@ class EdgeBus:
             replication_factor,
             strategy,
             key if strategy == "balanced" else "",
+            fallback,
+            min_replicas,
+            discovery.version if discovery is not None else 0,
         )
         route = self._routes.get(cache_key)
         if route is not None:
@@ -619,6 +664,10 @@ class EdgeBus:
                 replication_factor=replication_factor,
                 strategy=strategy,  # type: ignore[arg-type]
                 key=cache_key[7],
+                latencies_ms=discovery.latencies_ms() if discovery is not None else {},
+                unhealthy=discovery.unhealthy() if discovery is not None else frozenset(),
+                fallback=fallback,  # type: ignore[arg-type,unused-ignore]
+                min_replicas=min_replicas,
             ),
         )
         route = _Route(placement, tuple(sorted(placement.classes)), events_topic(placement.home))
@@ -643,6 +692,8 @@ class EdgeBus:
         compliance_zones: Sequence[str] = (),
         edge_strategy: str | None = None,
         session: SessionToken | str | None = None,
+        fallback_strategy: str | None = None,
+        min_replicas: int | None = None,
     ) -> PreparedWrite:
         """Validate, classify, place, stamp and encode a write without sending it.
 
@@ -691,6 +742,8 @@ class EdgeBus:
             exclude_locations,
             compliance_zones,
             edge_strategy,
+            fallback_strategy,
+            min_replicas,
         )
         payload_json = encode_payload(data)
         deps = self._session
@@ -758,11 +811,29 @@ class EdgeBus:
         everything that token covers.
         """
         prepared = self.prepare_write(key, data, **options)
-        encoded, topic = prepared.encoded, prepared.topic
         home = prepared.placement.home
         bootstrap = self._clusters[home]
-        batcher = self._producers.get(bootstrap) or await self._producer(bootstrap)
+        batcher = self._producers.get(bootstrap)
+        if batcher is None:
+            try:
+                batcher = await self._producer(bootstrap)
+            except InfrastructureUnavailable:
+                if self.discovery is not None:
+                    self.discovery.broker_failed(home)
+                if options.get("fallback_strategy") != "any_available":
+                    raise
+                # nothing was sent: place again without the region that did not answer
+                prepared = self.prepare_write(key, data, **options)
+                if prepared.placement.home == home:
+                    raise
+                log.warning("write of %s: %s does not answer, falling back to %s",
+                            key, home, prepared.placement.home)
+                home = prepared.placement.home
+                bootstrap = self._clusters[home]
+                batcher = self._producers.get(bootstrap) or await self._producer(bootstrap)
+        encoded, topic = prepared.encoded, prepared.topic
         partition = batcher.partition(encoded.key)
+        started = time.perf_counter()
         try:
             offset = await batcher.send(
                 topic, partition, encoded.key, encoded.value, encoded.headers
@@ -772,6 +843,8 @@ class EdgeBus:
                 f"Kafka did not acknowledge event {prepared.event_id} on {topic}: {e}. The event "
                 "may or may not be stored; retrying writes a new event."
             ) from e
+        if self.discovery is not None:
+            self.discovery.observe_produce(home, (time.perf_counter() - started) * 1000)
         position = Position(home, partition, offset)
         packed = (prepared.hlc.wall_ms << 16) | prepared.hlc.logical
         if options.get("session"):  # another session's token joins this one
@@ -792,7 +865,43 @@ class EdgeBus:
             hlc=prepared.hlc,
             dependencies=prepared.dependencies,
             rerouted=prepared.placement.rerouted,
+            degraded=prepared.placement.degraded,
         )
+
+    async def replication_status(
+        self, receipt: WriteReceipt, *, wait_ms: float = 0.0
+    ) -> dict[str, str]:
+        """Where the write is now: region -> ``completed`` (applied there),
+        ``pending`` (placed there, not applied yet), ``failed`` (its region service
+        does not answer, or the region was left out because it was unhealthy).
+
+        ``wait_ms`` waits (concurrently, per region) for each placement region to
+        apply it.
+        """
+        token = SessionToken(VectorClock({(receipt.region, receipt.partition): receipt.offset}))
+        reader = self._region_client()
+
+        async def one(region: str) -> str:
+            try:
+                row = await reader.read_at(
+                    receipt.key, region, "causal", session=token, wait_ms=wait_ms
+                )
+            except RegionUnavailable:
+                return "failed"
+            return "completed" if row.get("served") else "pending"
+
+        states = await asyncio.gather(*(one(r) for r in receipt.placement))
+        out = dict(zip(receipt.placement, states, strict=True))
+        for region in receipt.degraded:
+            out[region] = "failed"
+        return out
+
+    def _region_client(self) -> Any:
+        if self._reader is None:
+            from edgebus.region.client import RegionClient
+
+            self._reader = RegionClient(self.config, self.config.kafka.connect_timeout_s)
+        return self._reader
 
     async def _producer(self, bootstrap: str) -> BatchingProducer:
         producer = self._producers.get(bootstrap)

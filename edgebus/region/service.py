@@ -395,8 +395,10 @@ class RegionService:
         for origin in self.config.regions:
             streams = [(origin, p) for p in range(self.config.kafka.partitions)]
             staleness[origin] = staleness_ms(streams, fresh, now_ms)
-        known = [v for v in staleness.values() if v is not None]
-        worst = None if len(known) < len(staleness) else max(known, default=None)
+        # the region's own stream: how far its materializer is behind its own topic
+        # (another origin's staleness measures that origin and the replication from
+        # it, shown per pair in "staleness_ms")
+        worst = staleness.get(self.region)
         buffer: dict[str, Any] = {
             "pending": gate.pending if gate else 0,
             "bound": self.config.replication.max_causal_buffer,
