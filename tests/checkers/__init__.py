@@ -1,0 +1,1 @@
+"""Checkers that tests run over recorded histories (pure Python, no edgebus imports)."""
