@@ -1,4 +1,4 @@
-"""``edgebus read``: a key's value in one region."""
+"""``edgebus read``: a key's value in one region, at a consistency level."""
 
 from __future__ import annotations
 
@@ -22,29 +22,58 @@ def read(
     key: str = typer.Argument(..., help="Entity key."),
     region: str | None = typer.Option(None, "--region", help="Region to read (default: the "
                                       "first configured)."),
-    consistency: str = typer.Option("eventual", "--consistency", help="eventual"),
+    consistency: str = typer.Option(
+        "eventual", "--consistency",
+        help="eventual | causal (with --session) | bounded_staleness (with --staleness-ms)",
+    ),
+    session: str | None = typer.Option(
+        None, "--session", help="Session token from an earlier write or read (any process): "
+        "a causal read sees everything it covers."
+    ),
+    staleness_ms: float | None = typer.Option(
+        None, "--staleness-ms", help="bounded_staleness: the answer may be at most this old "
+        "(default reads.staleness_threshold_ms)."
+    ),
+    max_versions_behind: int | None = typer.Option(
+        None, "--max-versions-behind", min=0,
+        help="bounded_staleness: and lack at most this many writes of the key's partition.",
+    ),
+    wait_ms: float | None = typer.Option(
+        None, "--wait-ms", min=0, help="How long the region may take to catch up "
+        "(default reads.wait_ms)."
+    ),
+    fallback: str | None = typer.Option(
+        None, "--fallback", help="route (another fresh region serves) | raise "
+        "(default reads.fallback)."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Print the key's value, version, origin and HLC as the region's service holds it."""
+    """Print the key's value, version, origin and HLC as a region holds it, with the
+    session token after the read and the measured staleness."""
     as_json = json_mode(ctx, as_json)
     try:
-        result = asyncio.run(_read(load_cli_config(config), key, region, consistency))
+        result = asyncio.run(_read(
+            load_cli_config(config), key, region,
+            consistency=consistency, session=session, staleness_threshold_ms=staleness_ms,
+            max_versions_behind=max_versions_behind, wait_ms=wait_ms, fallback=fallback,
+        ))
     except EdgebusError as e:
         raise fail(as_json, e) from None
     emit(as_json, {"ok": True, **result.to_dict()}, _render)
 
 
-async def _read(config: Any, key: str, region: str | None, consistency: str) -> ReadResult:
-    bus = EdgeBus(config, client_id="edgebus-cli")
+async def _read(config: Any, key: str, region: str | None, **options: Any) -> ReadResult:
+    bus = EdgeBus(config, client_id="edgebus-cli", discovery=False)
     try:
-        return await bus.read(key, region, consistency=consistency)
+        return await bus.read(key, region, **options)
     finally:
         await bus.close()
 
 
 def _render(data: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None)
-    for name in ("key", "region", "exists", "value", "version", "origin", "hlc", "event_id"):
+    for name in ("key", "region", "exists", "value", "version", "origin", "hlc", "event_id",
+                 "consistency", "staleness_ms", "waited_ms", "routed_from", "session_token"):
         table.add_row(f"[bold]{name}[/]", str(data.get(name)))
     console.print(table)

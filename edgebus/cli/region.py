@@ -1,4 +1,5 @@
-"""``edgebus region run``: one region's service as its own process."""
+"""``edgebus region run``: one region's service as its own process; ``pause-replication``
+and ``resume-replication`` for maintenance and fault drills."""
 
 from __future__ import annotations
 
@@ -89,3 +90,51 @@ async def _run(
         failure = waiter.exception()
         if failure is not None:
             raise failure
+
+
+@app.command("pause-replication")
+def pause_replication(
+    ctx: typer.Context,
+    region: str = typer.Option(..., "--region", help="The region whose service to pause."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop copying other regions' events (and heartbeats) into this region, for
+    maintenance or a fault drill: its frontiers for other origins stop, so causal and
+    bounded-staleness reads there wait, route elsewhere or raise. Writes still work."""
+    _set_replication(ctx, region, True, config, as_json)
+
+
+@app.command("resume-replication")
+def resume_replication(
+    ctx: typer.Context,
+    region: str = typer.Option(..., "--region", help="The region whose service to resume."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Resume copying after ``pause-replication``; the region catches up."""
+    _set_replication(ctx, region, False, config, as_json)
+
+
+def _set_replication(
+    ctx: typer.Context, region: str, paused: bool, config: Path | None, as_json: bool
+) -> None:
+    as_json = json_mode(ctx, as_json)
+    try:
+        cfg = load_cli_config(config, region)
+        result = asyncio.run(_pause(cfg, region, paused))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, {"ok": True, **result},
+         lambda d: err_console.print(
+             f"{region}: replication {'paused' if paused else 'running'}"))
+
+
+async def _pause(config: EdgeConfig, region: str, paused: bool) -> dict[str, object]:
+    from edgebus.region.client import RegionClient
+
+    client = RegionClient(config, timeout_s=config.kafka.connect_timeout_s)
+    try:
+        return await client.pause_replication(region, paused)
+    finally:
+        await client.close()

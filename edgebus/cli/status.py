@@ -1,4 +1,5 @@
-"""``edgebus status``: every region's service health, lag, positions and store size."""
+"""``edgebus status``: every region's service health, lag, positions and store size, and
+how fresh each region is with respect to each origin (staleness per region pair)."""
 
 from __future__ import annotations
 
@@ -67,5 +68,31 @@ def _render(data: dict[str, Any]) -> None:
             f"{row['store_bytes'] / 1024:.0f} KiB", row["url"] or "-",
         )
     console.print(table)
+    served = [row for row in data["regions"] if "error" not in row]
+    if served:
+        origins = sorted({o for row in served for o in row.get("staleness_ms", {})})
+        matrix = Table(title="staleness: how old each region's view of each origin can be "
+                       "(ms; from heartbeat watermarks)")
+        matrix.add_column("region \\ origin")
+        for origin in origins:
+            matrix.add_column(origin)
+        matrix.add_column("causal buffer")
+        matrix.add_column("replication")
+        for row in served:
+            cells = []
+            for origin in origins:
+                value = row.get("staleness_ms", {}).get(origin)
+                cells.append("[red]unknown[/]" if value is None else f"{value:.0f}")
+            buffer = row.get("causal_buffer", {})
+            pending = buffer.get("pending", 0)
+            cells.append(f"[red]{pending} (full)[/]" if buffer.get("full") else str(pending))
+            cells.append("[yellow]paused[/]" if row.get("replication_paused") else "running")
+            matrix.add_row(row["region"], *cells)
+        console.print(matrix)
+        for row in served:
+            frontier = row.get("frontier", {})
+            shown = " ".join(f"{s}:{o}" for s, o in frontier.items())
+            console.print(f"[bold]{row['region']}[/] frontier: {shown or '-'}",
+                          highlight=False, soft_wrap=True)
     for problem in problems:
         console.print(problem, highlight=False, soft_wrap=True)

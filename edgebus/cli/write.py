@@ -58,7 +58,7 @@ def write(
 
 
 async def _write(config: Any, key: str, value: Any, **options: Any) -> WriteReceipt:
-    async with EdgeBus(config, client_id="edgebus-cli") as bus:
+    async with EdgeBus(config, client_id="edgebus-cli", discovery=False) as bus:
         bus.plan(
             key,
             value,

@@ -41,7 +41,7 @@ from typing import Generic, TypeVar
 
 from edgebus.core.vector_clock import VectorClock
 
-__all__ = ["CausalGate", "Stream", "Unit"]
+__all__ = ["CausalGate", "FrontierView", "Stream", "Unit"]
 
 #: (origin region, partition)
 Stream = tuple[str, int]
@@ -65,6 +65,29 @@ class Unit(Generic[T]):
     def is_watermark(self) -> bool:
         """True for a watermark (it moves the frontier and applies nothing)."""
         return self.deps is None
+
+
+@dataclass(frozen=True, slots=True)
+class FrontierView:
+    """An immutable copy of a gate's frontier, taken when its effects were committed:
+    what reads may rely on (the live gate runs ahead of the store during a batch)."""
+
+    frontier: Mapping[Stream, int]
+    heads: Mapping[Stream, int]  # blocked stream -> offset of its first buffered unit
+    fresh_ms: Mapping[Stream, int]
+
+    @classmethod
+    def empty(cls) -> FrontierView:
+        """The view of a region that has applied nothing."""
+        return cls({}, {}, {})
+
+    def passed(self, stream: Stream) -> int:
+        """Highest offset of ``stream`` passed (see :meth:`CausalGate.passed`)."""
+        level = self.frontier.get(stream, -1)
+        head = self.heads.get(stream)
+        if head is not None and head - 1 > level:
+            return head - 1
+        return level
 
 
 class CausalGate(Generic[T]):
@@ -167,6 +190,14 @@ class CausalGate(Generic[T]):
                     del self._queues[blocked]
                 if moved:
                     work.append(blocked)
+
+    def view(self) -> FrontierView:
+        """A copy of the frontier as it is now (take it once the effects are stored)."""
+        return FrontierView(
+            dict(self.frontier),
+            {s: q[0].offset for s, q in self._queues.items()},
+            dict(self.fresh_ms),
+        )
 
     def passed(self, stream: Stream) -> int:
         """The highest offset of ``stream`` passed here (see the module docstring)."""

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from connectors.base import Store
 from edgebus.config import EdgeConfig
+from edgebus.core.causality import FrontierView
 from edgebus.kafka.reading import seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
@@ -90,6 +91,8 @@ class Materializer:
         self._frontier_waiters: list[asyncio.Future[None]] = []
         self.max_buffer = config.replication.max_causal_buffer
         self.buffer_full = False
+        #: the frontier as of the last committed batch: what reads rely on
+        self.view = FrontierView.empty()
 
     def on_applied(self, listener: Callable[[list[AppliedEvent]], None]) -> None:
         """Call ``listener(events)`` after each committed batch (same event loop)."""
@@ -174,6 +177,9 @@ class Materializer:
         except BaseException:
             self.applier.forget()
             raise
+        gate = self.applier.current_gate
+        if gate is not None:
+            self.view = gate.view()
         for (topic, partition), offset in result.changes.positions.items():
             if topic == self.topic:
                 self.positions[partition] = offset
@@ -184,7 +190,6 @@ class Materializer:
         stats.duplicates += result.duplicates
         stats.dead_letters += len(result.dead)
         stats.last_batch_at = time.time()
-        gate = self.applier.current_gate
         if gate is not None:
             stats.causal_buffered = gate.pending
             stats.causal_buffer_peak = max(stats.causal_buffer_peak, gate.pending)

@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -213,14 +214,13 @@ class RegionService:
         log.warning("%s: replication %s", self.region, "paused" if paused else "resumed")
 
     def passed(self, stream: tuple[str, int]) -> int:
-        """Highest offset of an origin stream this region has passed (-1: none)."""
-        gate = self.materializer.applier.current_gate if self.materializer else None
-        return -1 if gate is None else gate.passed(stream)
+        """Highest offset of an origin stream this region has passed and committed
+        (-1: none)."""
+        return -1 if self.materializer is None else self.materializer.view.passed(stream)
 
-    def fresh_ms(self) -> dict[tuple[str, int], int]:
-        """Newest heartbeat origin time passed, per origin stream."""
-        gate = self.materializer.applier.current_gate if self.materializer else None
-        return {} if gate is None else gate.fresh_ms
+    def fresh_ms(self) -> Mapping[tuple[str, int], int]:
+        """Newest heartbeat origin time passed and committed, per origin stream."""
+        return {} if self.materializer is None else self.materializer.view.fresh_ms
 
     def partition_of(self, key: str) -> int:
         """The partition of ``key`` (the same in every region's topic)."""
@@ -388,7 +388,7 @@ class RegionService:
         stats = await self.store.stats()
         m = self.materializer
         gate = m.applier.current_gate if m else None
-        frontier = dict(gate.frontier) if gate else await self.store.frontier()
+        frontier = dict(m.view.frontier) if m and gate else await self.store.frontier()
         now_ms = time.time() * 1000
         staleness: dict[str, float | None] = {}
         fresh = self.fresh_ms()

@@ -101,3 +101,14 @@ def test_a_buffered_head_passes_the_positions_before_it_so_no_cycle_blocks() -> 
     assert items(gate.offer(ev("c", 0, 1, {("a", 1): 4}))) == []
     assert items(gate.offer(ev("a", 1, 6, {("c", 0): 1}))) == ["c:0:1", "a:1:6"]
     assert gate.pending == 0
+
+
+def test_a_view_is_a_copy_that_later_offers_do_not_change() -> None:
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(ev("us", 0, 1))
+    gate.offer(ev("eu", 0, 5, {("ap", 0): 1}))
+    view = gate.view()
+    gate.offer(ev("us", 0, 2))
+    assert view.passed(("us", 0)) == 1
+    assert view.passed(("eu", 0)) == 4  # its buffered head at 5 passes 0..4
+    assert gate.passed(("us", 0)) == 2
