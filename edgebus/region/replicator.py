@@ -186,6 +186,10 @@ class Replicator:
                 self._membership.check()
                 if acker.done():
                     acker.result()  # a failed acknowledgement stops the replicator
+                if batch and self.paused:  # paused while fetching: read it again later
+                    for tp, records in batch.items():
+                        consumer.seek(tp, records[0].offset)
+                    continue
                 if batch:
                     futures = await self.copy_batch(batch)
                     offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
