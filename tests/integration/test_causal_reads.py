@@ -23,7 +23,6 @@ from edgebus.wire.watermark import is_watermark
 from tests.checkers.causal_history import HistoryRecorder, check_causal, summarize
 from tests.integration.regions import RegionProcess, Regions, make_regions
 
-
 KEYS = ("k0", "k1", "k2")
 
 
