@@ -94,6 +94,7 @@ class RegionProcess:
     region: str
     store: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     url: str | None = None
 
@@ -102,7 +103,7 @@ class RegionProcess:
         log = open(self.regions.tmp / f"{self.region}.log", "a", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [edgebus_executable(), "region", "run", "--region", self.region,
-             "--store", self.store, "--json"],
+             "--store", self.store, "--json", *self.extra_args],
             env=env, stdout=subprocess.PIPE, stderr=log, text=True,
         )
         assert self.proc.stdout is not None
