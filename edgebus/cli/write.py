@@ -33,6 +33,10 @@ def write(
         None, "--conflict-resolution", help="last_write_wins|counter|append|merge"
     ),
     replication_factor: int | None = typer.Option(None, "--replication-factor", min=1),
+    session: str | None = typer.Option(
+        None, "--session", help="Session token of an earlier write or read (any process): "
+        "this write causally follows everything it covers."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -50,6 +54,7 @@ def write(
                 operation=operation,
                 conflict_resolution=conflict_resolution,
                 replication_factor=replication_factor,
+                session=session,
             )
         )
     except EdgebusError as e:
