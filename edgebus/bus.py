@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from edgebus.config import EdgeConfig, load_config
@@ -52,6 +52,7 @@ from edgebus.errors import (
 )
 from edgebus.kafka.batching import BatchingProducer
 from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import ensure_topics, events_topic
 from edgebus.wire.event_codec import EncodedEvent, encode_fields, encode_payload
 
@@ -273,6 +274,7 @@ class EdgeBus:
         self.client_id = client_id or f"edgebus-{new_event_id()[:8]}"
         self._discover = discovery
         self.discovery: Discovery | None = None
+        self._checked_tokens: set[SessionToken] = set()
         self._rules = self.config.compliance.rules()
         self._known_classes = frozenset(
             {"public", *self.config.compliance.data_classifications}
@@ -810,6 +812,8 @@ class EdgeBus:
         (``receipt.rerouted``). ``session`` makes this write causally follow
         everything that token covers.
         """
+        if options.get("session") is not None:
+            await self._check_token(options["session"])
         prepared = self.prepare_write(key, data, **options)
         home = prepared.placement.home
         bootstrap = self._clusters[home]
@@ -867,6 +871,36 @@ class EdgeBus:
             rerouted=prepared.placement.rerouted,
             degraded=prepared.placement.degraded,
         )
+
+    async def _check_token(self, session: SessionToken | str) -> None:
+        """Refuse a token naming positions that do not exist (forged, or from another
+        deployment): a write depending on them could never be applied anywhere."""
+        token = session if isinstance(session, SessionToken) else SessionToken.decode(session)
+        if not token.clock or token in self._checked_tokens:
+            return
+        wanted: dict[str, dict[tuple[str, int], int]] = {}
+        for (region, partition), offset in token.clock.entries().items():
+            if region not in self._regions:
+                raise InvalidInput(
+                    f"The session token names region {region!r}, which this configuration "
+                    f"does not have ({', '.join(self.config.regions)}): pass a token issued "
+                    "by this deployment."
+                )
+            wanted.setdefault(self._clusters[region], {})[(region, partition)] = offset
+        for bootstrap, entries in wanted.items():
+            ends = await end_offsets(bootstrap, {events_topic(r) for r, _ in entries})
+            for (region, partition), offset in entries.items():
+                end = ends.get(TopicPartition(events_topic(region), partition), 0)
+                if offset >= end:
+                    raise InvalidInput(
+                        f"The session token names {region}:{partition}:{offset}, beyond the "
+                        f"end of {events_topic(region)} partition {partition} (next offset "
+                        f"{end}): it was not issued by this deployment (or the topic was "
+                        "recreated). Pass a token from a write or read made here."
+                    )
+        if len(self._checked_tokens) >= 1024:
+            self._checked_tokens.clear()
+        self._checked_tokens.add(token)
 
     async def replication_status(
         self, receipt: WriteReceipt, *, wait_ms: float = 0.0

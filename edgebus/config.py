@@ -127,7 +127,7 @@ class ReplicationConfig(_Section):
     #: how often each region service writes a heartbeat watermark into every partition
     #: of its topic: the resolution of bounded-staleness reads and of frontiers passing
     #: events placed elsewhere
-    watermark_interval_ms: int = Field(250, ge=10, le=60_000)
+    watermark_interval_ms: int = Field(500, ge=10, le=60_000)
     #: events a region holds back until their dependencies are applied, before it stops
     #: fetching partitions that cannot help (see docs/consistency.md)
     max_causal_buffer: int = Field(100_000, ge=1)

@@ -141,6 +141,7 @@ class Materializer:
             batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
             self._membership.check()
             if not batch:
+                self._backpressure(consumer)
                 continue
             positions = self.positions
             # a record below the committed position was applied (or dead-lettered)
@@ -216,7 +217,9 @@ class Materializer:
         if gate.pending > self.max_buffer:
             blocked = gate.blocked()
             needed = {stream[1] for _, missing in blocked.values() for stream in missing}
-            consumer.pause(*(tp for tp in consumer.assignment() if tp.partition not in needed))
+            assigned = consumer.assignment()
+            consumer.pause(*(tp for tp in assigned if tp.partition not in needed))
+            consumer.resume(*(tp for tp in assigned if tp.partition in needed))
             if not self.buffer_full:
                 self.buffer_full = True
                 self.stats.causal_buffer_full += 1

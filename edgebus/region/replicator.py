@@ -13,10 +13,12 @@ topics and copies to ``edgebus.B.events`` every event that
 A copy keeps the key, value and headers byte for byte, goes to the same partition
 number (all events topics have one partition count), and gains ``eb-origin-pos``
 (``origin:partition:offset``). The origin's heartbeats (``eb-watermark``) are forwarded
-the same way, and when a batch of a source partition ends with records that were not
-copied (placed elsewhere, or copies of a third region's events), a *replicator
-watermark* at the last one's position follows, so B's frontier for that origin stream
-passes them (:mod:`edgebus.wire.watermark`). An event the filter refuses although its placement
+the same way, and when a batch of a source partition ends with origin events that were
+not copied (placed elsewhere), a *replicator watermark* at the last one's position
+follows, so B's frontier for that origin stream passes them at once
+(:mod:`edgebus.wire.watermark`). Copies and watermarks of third regions in the source
+topic never cause one (that would bounce between replicators); the origin's next
+heartbeat passes them. An event the filter refuses although its placement
 names B goes to the *origin's* dead-letter topic (the origin may hold it; B may not).
 
 Order: records are copied in origin order by an idempotent producer, so per
@@ -111,6 +113,17 @@ def copy_decision(
             f"{', '.join(rules.zones_required(event.classification)) or 'none'})"
         )
     return True, None
+
+
+def _is_origin_event(record: ConsumerRecord[bytes, bytes], source: str) -> bool:
+    """An event written in ``source`` (not a copy, not a watermark)."""
+    origin = None
+    for name, raw in record.headers or ():
+        if name in (H_ORIGIN_POS, H_WATERMARK):
+            return False
+        if name == H_ORIGIN:
+            origin = raw
+    return origin is not None and origin.decode("ascii", "replace") == source
 
 
 class Replicator:
@@ -215,10 +228,14 @@ class Replicator:
         copied = 0
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             source = self._topic_region[tp.topic]
-            copy = False
+            hole = None  # the last origin event not copied, if no copy follows it
             for record in batch[tp]:
                 self.stats.seen += 1
                 copy, refusal = copy_decision(record, source, self.target, self.rules)
+                if copy:
+                    hole = None
+                elif _is_origin_event(record, source):
+                    hole = record.offset
                 if refusal is not None:
                     refused.setdefault(source, []).append((record, refusal, "replicate"))
                     log.warning(
@@ -239,9 +256,8 @@ class Replicator:
                     )
                 )
                 copied += 1
-            if not copy:  # the stream's tail is not ours: let the frontier pass it
-                last = batch[tp][-1]
-                futures.append(await self._send_watermark(source, tp.partition, last.offset))
+            if hole is not None:  # origin events placed elsewhere: let the frontier pass
+                futures.append(await self._send_watermark(source, tp.partition, hole))
         self.stats.copied += copied
         for source, letters in refused.items():
             futures.append(asyncio.ensure_future(
