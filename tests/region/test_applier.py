@@ -209,3 +209,49 @@ async def test_increment_beyond_64_bit_integers_is_a_dead_letter_and_the_counter
     assert dead.record.offset == 1 and "beyond 64-bit integers" in dead.reason
     state = await store.get("c")
     assert state is not None and state.value == 2**63 - 3
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, int, dict[str, bytes]]] = []
+
+    async def send(self, topic: str, value: Any = None, key: Any = None, partition: int = 0,
+                   headers: Any = None) -> Any:
+        import asyncio
+
+        self.records.append((topic, partition, dict(headers or ())))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+async def _copy(batch_records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, bytes]]:
+    from aiokafka import TopicPartition
+
+    from edgebus.config import load_config
+    from edgebus.region.replicator import Replicator
+
+    sent = _Sent()
+    replicator = Replicator(EU, [US], "unused:9092", load_config(None), sent, sent)  # type: ignore[arg-type]
+    tp = TopicPartition(f"edgebus.{US}.events", 0)
+    await replicator.copy_batch({tp: batch_records})
+    return [h for _, _, h in sent.records]
+
+
+async def test_the_replicator_passes_origin_events_placed_elsewhere_with_a_watermark() -> None:
+    from edgebus.wire.watermark import H_WATERMARK
+
+    placed = record(US, 0, "a", 1)
+    elsewhere = record(US, 1, "b", 2, placement=(US, AP))
+    headers = await _copy([placed, elsewhere])
+    assert [H_WATERMARK in h for h in headers] == [False, True]
+    assert headers[1][H_ORIGIN_POS] == f"{US}:0:1".encode()
+
+
+async def test_the_replicator_sends_no_watermark_for_copies_of_third_regions() -> None:
+    from edgebus.wire.watermark import H_WATERMARK
+
+    third = copy_of(record(AP, 3, "c", 3), US, 2)  # an ap event copied into us's topic
+    headers = await _copy([record(US, 0, "a", 1), third])
+    assert [H_WATERMARK in h for h in headers] == [False]  # the copy, and nothing after
+    assert await _copy([third]) == []
