@@ -30,6 +30,7 @@ from edgebus.kafka.reading import seek_to_first, started_consumer, topic_partiti
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import BatchApplier
 from edgebus.region.dlq import list_dead_letters
+from edgebus.wire.watermark import is_watermark
 
 __all__ = ["ReplaySummary", "VerifyReport", "compare_checksums", "replay", "verify_store"]
 
@@ -41,6 +42,8 @@ class ReplaySummary:
     region: str
     store: str
     events: int = 0
+    #: watermark records read (not events: they only move frontiers)
+    watermarks: int = 0
     applied: int = 0
     duplicates: int = 0
     dead_letters: int = 0
@@ -59,6 +62,7 @@ class ReplaySummary:
             "region": self.region,
             "store": self.store,
             "events": self.events,
+            "watermarks": self.watermarks,
             "applied": self.applied,
             "duplicates": self.duplicates,
             "dead_letters": self.dead_letters,
@@ -149,7 +153,9 @@ async def replay(
                 if records:
                     result = await applier.apply(records, known_dead)
                     await target.commit(result.changes)
-                    summary.events += len(records)
+                    marks = sum(1 for r in records if is_watermark(r))
+                    summary.watermarks += marks
+                    summary.events += len(records) - marks
                     summary.applied += len(result.applied)
                     summary.duplicates += result.duplicates
                     summary.dead_letters += len(result.dead)
