@@ -6,6 +6,7 @@ import typer
 
 from edgebus.cli import bench, dlq, kafka, region
 from edgebus.cli.demo import demo
+from edgebus.cli.discover import discover
 from edgebus.cli.import_ import import_
 from edgebus.cli.read import read
 from edgebus.cli.replay import replay, verify
@@ -40,6 +41,7 @@ app.command("write")(write)
 app.command("read")(read)
 app.command("tail")(tail)
 app.command("status")(status)
+app.command("discover")(discover)
 app.command("replay")(replay)
 app.command("verify")(verify)
 app.command("import")(import_)

@@ -195,3 +195,26 @@ async def test_second_service_for_a_region_takes_over_and_the_first_stops_saying
     finally:
         first.stop()
         second.stop()
+
+
+async def test_discover_reports_health_latency_and_why_a_region_is_not_readable(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    regions = make_regions(kafka_bootstrap, tmp_path)
+    proc = RegionProcess(regions, regions.us, regions.store_url(regions.us))
+    proc.start()
+    try:
+        code, out, text = regions.cli("discover", "--rounds", "2")
+        assert code == 0, text
+        report = out["regions"]
+        assert set(report) == set(regions.names)
+        us, eu = report[regions.us], report[regions.eu]
+        assert us["healthy"] and us["readable"] and us["broker_reachable"]
+        assert us["probe_ms"]["samples"] == 2 and us["latency_ms"] > 0
+        assert us["lag_events"] is not None
+        # no service for eu: writes may still go there (Kafka answers), reads go elsewhere
+        assert eu["healthy"] and not eu["readable"]
+        assert any("region service unreachable" in r for r in eu["reasons"])
+        assert out["read_order"][0] == regions.us
+    finally:
+        proc.stop()
