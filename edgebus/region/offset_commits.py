@@ -31,6 +31,7 @@ class OffsetCommitter:
         self._pending: dict[Any, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._commit_running: asyncio.Future[None] | None = None
 
     def note(self, offsets: dict[Any, int]) -> None:
         """Offsets (next to consume) that may be committed now."""
@@ -43,7 +44,14 @@ class OffsetCommitter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._commit()
+            # shielded: cancelling mid-commit would leave aiokafka's commit task to
+            # fail unobserved ("Task exception was never retrieved") once we disconnect
+            self._commit_running = asyncio.ensure_future(self._commit())
+            try:
+                await asyncio.shield(self._commit_running)
+            finally:
+                if self._commit_running.done():
+                    self._commit_running = None
             await asyncio.sleep(self.interval_s)
 
     async def _commit(self) -> None:
@@ -64,5 +72,9 @@ class OffsetCommitter:
             with contextlib.suppress(BaseException):
                 await self._task
             self._task = None
+        if self._commit_running is not None:  # let a commit in flight finish first
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(self._commit_running, 5)
+            self._commit_running = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._commit(), 5)
