@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tempfile
 import time
 import uuid
@@ -37,6 +38,9 @@ def demo(
 ) -> None:
     """Start Kafka (one cluster per region), write across regions, show where data landed."""
     as_json = json_mode(ctx)
+    # aiokafka logs (and retries) the moments a freshly created topic has no leader or
+    # group coordinator yet; in a demo they are noise, and real failures still raise
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     started_here = False
     try:
         report = launcher.status()
