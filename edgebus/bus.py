@@ -423,11 +423,17 @@ class EdgeBus:
             )
         token = self._session
         if session is not None:
-            token = token.merge(
-                session if isinstance(session, SessionToken) else SessionToken.decode(session)
-            )
+            given = session if isinstance(session, SessionToken) else SessionToken.decode(session)
+            unknown = sorted({r for r, _ in given.clock.entries()} - self._regions)
+            if unknown:
+                raise InvalidInput(
+                    f"The session token names region(s) {', '.join(unknown)}, which this "
+                    f"configuration does not have ({', '.join(self.config.regions)}): pass a "
+                    "token issued by this deployment."
+                )
+            token = token.merge(given)
         excluded = set(_names(exclude_locations, "exclude_locations"))
-        order = self._read_order(region, excluded)
+        order = self._read_order(region, excluded, key)
         self._region_client()
         first = order[0]
         verdicts: list[tuple[str, Mapping[str, Any]]] = []
@@ -465,9 +471,9 @@ class EdgeBus:
             verdicts.append((target, row))
         raise self._not_fresh(key, consistency, verdicts, unavailable, wait, mode)
 
-    def _read_order(self, region: str | None, excluded: set[str]) -> list[str]:
+    def _read_order(self, region: str | None, excluded: set[str], key: str) -> list[str]:
         """Regions to ask, best first: ``region`` (if given), then by health/latency."""
-        ranked = [r for r in self._rank_regions() if r not in excluded]
+        ranked = [r for r in self._rank_regions(key) if r not in excluded]
         if region is not None:
             return [region, *(r for r in ranked if r != region)]
         if not ranked:

@@ -75,6 +75,8 @@ async def test_a_forged_session_token_is_refused_and_nothing_is_written(
         alien = SessionToken(VectorClock({("mars-1", 0): 1}))
         with pytest.raises(InvalidInput, match="mars-1"):
             await bus.write("b", 2, region=regions.us, session=alien)
+        with pytest.raises(InvalidInput, match="mars-1"):
+            await bus.read("a", regions.us, consistency="causal", session=alien)
         assert await end_offsets(kafka_bootstrap, [events_topic(regions.us)]) == before
         # a real token from another session is accepted
         async with EdgeBus(regions.config, discovery=False) as other:
