@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from connectors import Store, by_url
@@ -107,6 +107,7 @@ class RegionService:
         self._server: Any = None
         self._failure: BaseException | None = None
         self._topic_region = {events_topic(r): r for r in self.config.regions}
+        self._offset_consumers: dict[str, AIOKafkaConsumer] = {}
 
     async def __aenter__(self) -> RegionService:
         await self.start()
@@ -189,6 +190,10 @@ class RegionService:
             with contextlib.suppress(Exception):
                 await producer.stop()
         self._producers.clear()
+        for consumer in self._offset_consumers.values():
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        self._offset_consumers.clear()
         await self.store.close()
 
     async def wait(self) -> None:
@@ -320,21 +325,30 @@ class RegionService:
             by_cluster.setdefault(self.clusters[region], []).append(
                 TopicPartition(events_topic(region), partition)
             )
-        consumers: dict[str, Any] = {}
-        if self.materializer is not None and self.materializer._consumer is not None:
-            consumers[self.bootstrap] = self.materializer._consumer
-        for replicator in self.replicators:
-            if replicator._consumer is not None:
-                consumers[replicator.source_bootstrap] = replicator._consumer
         for bootstrap, tps in by_cluster.items():
-            consumer = consumers.get(bootstrap)
-            if consumer is not None:
-                ends = await consumer.end_offsets(tps)
-            else:
-                ends = await end_offsets(bootstrap, {tp.topic for tp in tps})
+            # a consumer of its own: the service's consumers keep a fetch long-poll in
+            # flight, and a broker answers one connection's requests in order
+            consumer = await self._offsets_consumer(bootstrap)
+            ends = await consumer.end_offsets(tps)
             for tp in tps:
                 heads[(self._topic_region[tp.topic], tp.partition)] = ends.get(tp, 0)
         return heads
+
+    async def _offsets_consumer(self, bootstrap: str) -> AIOKafkaConsumer:
+        consumer = self._offset_consumers.get(bootstrap)
+        if consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                client_id=f"edgebus-region-{self.region}-offsets",
+            )
+            try:
+                await asyncio.wait_for(consumer.start(), self.config.kafka.connect_timeout_s)
+            except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
+                await asyncio.gather(consumer.stop(), return_exceptions=True)
+                raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+            await asyncio.sleep(0)  # let its background task start before any stop()
+            self._offset_consumers[bootstrap] = consumer
+        return consumer
 
     async def _heartbeats(self, producer: AIOKafkaProducer) -> None:
         """Write a heartbeat watermark into every partition, every interval, forever."""
