@@ -1,4 +1,4 @@
-"""``edgebus bench materialize|replicate|replay`` at tiny sizes: each runs and reports both
+"""``edgebus bench materialize|replicate|replay|read`` at tiny sizes: each runs and reports both
 sides and their ratio. Only the code paths are checked here, never the figures."""
 
 from __future__ import annotations
@@ -66,3 +66,28 @@ def test_bench_replay_reports_rate_and_peak_memory_per_prefix_and_reuses_a_named
     )
     assert again["reused"] and again["filled"] == 0
     assert again["topic_events"] == 400 and again["sizes"][0]["events"] == 400
+
+
+def test_bench_read_reports_every_level_embedded_and_over_http_without_violations(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = make_regions(kafka_bootstrap, tmp_path).env
+    result = bench(
+        ["read", "--reads", "50", "--keys", "10", "--warmup", "5", "--store-dir", str(tmp_path)],
+        env,
+    )
+    assert result["reads"] == 50 and result["keys"] == 10
+    assert result["violations"] == 0, result["violation_examples"]
+    levels = ["eventual", "causal", "bounded_time", "bounded_versions"]
+    rows = {(r["mode"], r["level"]): r for r in result["rows"]}
+    assert set(rows) == {(m, lv) for m in ("local", "remote") for lv in levels}
+    for (mode, level), row in rows.items():
+        assert row["reads"] == 50 and row["violations"] == 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+        assert row["reads_per_s"] > 0
+        eventual = rows[(mode, "eventual")]
+        assert close_to(row["p50_ratio"], row["p50_ms"], eventual["p50_ms"])
+        # the goal is judged for causal and the time bound only, never asserted here
+        assert (row["goal_met"] is None) == (level in ("eventual", "bounded_versions"))
+    assert isinstance(result["goal_met"], bool)
+    assert list(tmp_path.glob("edgebus-bench-*")) == []  # the region's store removed
