@@ -8,6 +8,8 @@ cluster. :class:`RegionClient` reads the newest announcement, then talks HTTP to
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +27,8 @@ from edgebus.region.service import embedded_service
 
 __all__ = ["RegionClient"]
 
-#: how long a found endpoint is trusted before the announcement topic is read again
+#: how long a found endpoint is trusted before the announcement topic is read again (in
+#: the background: reads keep using the known endpoint meanwhile)
 ENDPOINT_TTL_S = 30.0
 
 
@@ -37,10 +40,15 @@ class RegionClient:
         self.clusters = resolve_clusters(config)
         self.timeout_s = timeout_s
         self._endpoints: dict[str, tuple[str, float]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP session (and stop endpoint refreshes)."""
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        self._refreshing.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -112,8 +120,22 @@ class RegionClient:
         if region not in self.clusters:
             raise UnknownRegion(region, tuple(self.clusters))
         cached = self._endpoints.get(region)
-        if cached and not refresh and time.monotonic() - cached[1] < ENDPOINT_TTL_S:
+        if cached and not refresh:
+            if time.monotonic() - cached[1] >= ENDPOINT_TTL_S and region not in self._refreshing:
+                # stale: keep using it while the announcement is read again in the
+                # background (a read that fails refreshes synchronously and retries)
+                self._refreshing[region] = asyncio.ensure_future(self._refresh(region))
             return cached[0]
+        return await self._lookup(region)
+
+    async def _refresh(self, region: str) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await self._lookup(region)
+        finally:
+            self._refreshing.pop(region, None)
+
+    async def _lookup(self, region: str) -> str:
         records = await read_to_end(self.clusters[region], service_topic(region))
         url = None
         for record in records:
