@@ -326,6 +326,9 @@ class EdgeBus:
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if len(failures) == len(results):
+            # nothing answers: stop discovery and its HTTP session, as close() would
+            await self.close()
+            self._closed = False  # the caller may start() again once Kafka is up
             first = failures[0]
             if isinstance(first, EdgebusError):
                 raise first
