@@ -426,15 +426,7 @@ class EdgeBus:
             )
         token = self._session
         if session is not None:
-            given = session if isinstance(session, SessionToken) else SessionToken.decode(session)
-            unknown = sorted({r for r, _ in given.clock.entries()} - self._regions)
-            if unknown:
-                raise InvalidInput(
-                    f"The session token names region(s) {', '.join(unknown)}, which this "
-                    f"configuration does not have ({', '.join(self.config.regions)}): pass a "
-                    "token issued by this deployment."
-                )
-            token = token.merge(given)
+            token = token.merge(self._token(session))
         excluded = set(_names(exclude_locations, "exclude_locations"))
         order = self._read_order(region, excluded, key)
         self._region_client()
@@ -759,8 +751,7 @@ class EdgeBus:
         payload_json = encode_payload(data)
         deps = self._session
         if session is not None:
-            token = session if isinstance(session, SessionToken) else SessionToken.decode(session)
-            deps = deps.merge(token)
+            deps = deps.merge(self._token(session))
         # a str of n characters has at most 4n UTF-8 bytes: encode only long keys
         if len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise InvalidInput(f"key is longer than {MAX_KEY_BYTES} bytes of UTF-8")
@@ -881,20 +872,26 @@ class EdgeBus:
             degraded=prepared.placement.degraded,
         )
 
+    def _token(self, session: SessionToken | str) -> SessionToken:
+        """A token passed in, decoded, naming only configured regions."""
+        token = session if isinstance(session, SessionToken) else SessionToken.decode(session)
+        unknown = sorted({r for r, _ in token.clock.entries()} - self._regions)
+        if unknown:
+            raise InvalidInput(
+                f"The session token names region(s) {', '.join(unknown)}, which this "
+                f"configuration does not have ({', '.join(self.config.regions)}): pass a "
+                "token issued by this deployment."
+            )
+        return token
+
     async def _check_token(self, session: SessionToken | str) -> None:
         """Refuse a token naming positions that do not exist (forged, or from another
         deployment): a write depending on them could never be applied anywhere."""
-        token = session if isinstance(session, SessionToken) else SessionToken.decode(session)
+        token = self._token(session)
         if not token.clock or token in self._checked_tokens:
             return
         wanted: dict[str, dict[tuple[str, int], int]] = {}
         for (region, partition), offset in token.clock.entries().items():
-            if region not in self._regions:
-                raise InvalidInput(
-                    f"The session token names region {region!r}, which this configuration "
-                    f"does not have ({', '.join(self.config.regions)}): pass a token issued "
-                    "by this deployment."
-                )
             wanted.setdefault(self._clusters[region], {})[(region, partition)] = offset
         for bootstrap, entries in wanted.items():
             ends = await end_offsets(bootstrap, {events_topic(r) for r, _ in entries})

@@ -83,11 +83,12 @@ class FrontierView:
 
     def passed(self, stream: Stream) -> int:
         """Highest offset of ``stream`` passed (see :meth:`CausalGate.passed`)."""
-        level = self.frontier.get(stream, -1)
-        head = self.heads.get(stream)
-        if head is not None and head - 1 > level:
-            return head - 1
-        return level
+        return _passed(self.frontier.get(stream, -1), self.heads.get(stream))
+
+
+def _passed(level: int, head: int | None) -> int:
+    """A stream's frontier, or the position before its first buffered unit if later."""
+    return level if head is None or head - 1 <= level else head - 1
 
 
 class CausalGate(Generic[T]):
@@ -201,11 +202,8 @@ class CausalGate(Generic[T]):
 
     def passed(self, stream: Stream) -> int:
         """The highest offset of ``stream`` passed here (see the module docstring)."""
-        level = self.frontier.get(stream, -1)
         queue = self._queues.get(stream)
-        if queue is not None and queue[0].offset - 1 > level:
-            return queue[0].offset - 1
-        return level
+        return _passed(self.frontier.get(stream, -1), queue[0].offset if queue else None)
 
     def _first_missing(self, unit: Unit[T]) -> Stream | None:
         deps = unit.deps
