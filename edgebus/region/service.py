@@ -42,7 +42,7 @@ from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegio
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.launcher import default_state_dir
-from edgebus.kafka.reading import end_offsets
+from edgebus.kafka.reading import end_offsets, started_consumer
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service_topic
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
@@ -108,6 +108,7 @@ class RegionService:
         self._failure: BaseException | None = None
         self._topic_region = {events_topic(r): r for r in self.config.regions}
         self._offset_consumers: dict[str, AIOKafkaConsumer] = {}
+        self._exit = contextlib.AsyncExitStack()  # the consumers above
 
     async def __aenter__(self) -> RegionService:
         await self.start()
@@ -190,10 +191,9 @@ class RegionService:
             with contextlib.suppress(Exception):
                 await producer.stop()
         self._producers.clear()
-        for consumer in self._offset_consumers.values():
-            with contextlib.suppress(Exception):
-                await consumer.stop()
         self._offset_consumers.clear()
+        with contextlib.suppress(Exception):
+            await self._exit.aclose()
         await self.store.close()
 
     async def wait(self) -> None:
@@ -337,16 +337,9 @@ class RegionService:
     async def _offsets_consumer(self, bootstrap: str) -> AIOKafkaConsumer:
         consumer = self._offset_consumers.get(bootstrap)
         if consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                client_id=f"edgebus-region-{self.region}-offsets",
+            consumer = await self._exit.enter_async_context(
+                started_consumer(bootstrap, self.config.kafka.connect_timeout_s)
             )
-            try:
-                await asyncio.wait_for(consumer.start(), self.config.kafka.connect_timeout_s)
-            except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-                await asyncio.gather(consumer.stop(), return_exceptions=True)
-                raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
-            await asyncio.sleep(0)  # let its background task start before any stop()
             self._offset_consumers[bootstrap] = consumer
         return consumer
 
