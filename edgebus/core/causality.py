@@ -110,6 +110,11 @@ class CausalGate(Generic[T]):
         """Units buffered until their dependencies are applied."""
         return self._pending
 
+    def heads(self) -> Iterator[Unit[T]]:
+        """The first buffered unit of each blocked stream (the earliest of its stream)."""
+        for queue in self._queues.values():
+            yield queue[0]
+
     def pending_units(self) -> Iterator[Unit[T]]:
         """Every buffered unit, stream by stream in order."""
         for queue in self._queues.values():

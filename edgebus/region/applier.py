@@ -211,8 +211,10 @@ class BatchApplier:
             offset = gate.frontier.get(stream)
             if offset is not None:
                 changes.frontier[stream] = offset
-        if gate.pending:  # never commit a position past a record still buffered
-            for unit in gate.pending_units():
+        # never commit a position past a record still buffered: a stream arrives in one
+        # partition in record order, so its first buffered unit is its earliest record
+        if gate.pending:
+            for unit in gate.heads():
                 r = unit.item.record
                 tp = (r.topic, r.partition)
                 if tp in consumed and r.offset < consumed[tp]:

@@ -112,3 +112,11 @@ def test_a_view_is_a_copy_that_later_offers_do_not_change() -> None:
     assert view.passed(("us", 0)) == 1
     assert view.passed(("eu", 0)) == 4  # its buffered head at 5 passes 0..4
     assert gate.passed(("us", 0)) == 2
+
+
+def test_heads_are_the_first_buffered_unit_of_each_blocked_stream() -> None:
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(ev("eu", 0, 1, {("us", 0): 3}))
+    gate.offer(ev("eu", 0, 2))
+    gate.offer(ev("ap", 1, 7, {("us", 0): 1}))
+    assert sorted(u.item for u in gate.heads()) == ["ap:1:7", "eu:0:1"]
