@@ -178,9 +178,6 @@ class Materializer:
         except BaseException:
             self.applier.forget()
             raise
-        gate = self.applier.current_gate
-        if gate is not None:
-            self.view = gate.view()
         for (topic, partition), offset in result.changes.positions.items():
             if topic == self.topic:
                 self.positions[partition] = offset
@@ -191,7 +188,9 @@ class Materializer:
         stats.duplicates += result.duplicates
         stats.dead_letters += len(result.dead)
         stats.last_batch_at = time.time()
-        if gate is not None:
+        gate = self.applier.current_gate
+        if gate is not None:  # reads rely on what is committed now
+            self.view = gate.view()
             stats.causal_buffered = gate.pending
             stats.causal_buffer_peak = max(stats.causal_buffer_peak, gate.pending)
         for listener in self._listeners:
