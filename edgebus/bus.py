@@ -429,7 +429,7 @@ class EdgeBus:
             token = token.merge(self._token(session))
         excluded = set(_names(exclude_locations, "exclude_locations"))
         order = self._read_order(region, excluded, key)
-        self._region_client()
+        reader = self._region_client()
         first = order[0]
         verdicts: list[tuple[str, Mapping[str, Any]]] = []
         unavailable: list[str] = []
@@ -438,7 +438,7 @@ class EdgeBus:
                 break
             started = time.perf_counter()
             try:
-                row = await self._reader.read_at(
+                row = await reader.read_at(
                     key, target, consistency, session=token,
                     staleness_threshold_ms=staleness_threshold_ms,
                     max_versions_behind=max_versions_behind,
