@@ -145,6 +145,28 @@ class ReadsConfig(_Section):
     staleness_threshold_ms: float = Field(5_000.0, gt=0)
 
 
+class StrongConfig(_Section):
+    """Strong consistency: the saga log, two-phase commit and linearizable reads.
+
+    The saga log (``edgebus.saga.log``, and ``edgebus.sagas`` for multi-step sagas)
+    lives on the cluster of ``log_region`` (default: the first configured region);
+    every coordinator, participant and strong client uses that cluster.
+    """
+
+    #: the region whose Kafka cluster holds the saga topics (None: the first region)
+    log_region: str | None = None
+    #: a strong write not decided within this many ms is aborted
+    timeout_ms: int = Field(5_000, ge=100, le=600_000)
+    #: how long a client waits for the decision past the deadline before reporting the
+    #: outcome unknown (a coordinator must be running to decide)
+    decision_grace_ms: int = Field(10_000, ge=0, le=600_000)
+    #: run a coordinator inside every EdgeBus (it joins the coordinator group); set
+    #: false when ``edgebus coordinator run`` processes serve the deployment
+    embedded_coordinator: bool = True
+    #: how long a strong read waits for its region to reach the read barrier
+    read_wait_ms: int = Field(5_000, ge=0, le=600_000)
+
+
 class MonitoringConfig(_Section):
     """Metrics and tracing switches."""
 
@@ -180,6 +202,7 @@ class EdgeConfig(_Section):
     replication: ReplicationConfig = ReplicationConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     reads: ReadsConfig = ReadsConfig()
+    strong: StrongConfig = StrongConfig()
     kafka: KafkaConfig = KafkaConfig()
     edge_strategy: Strategy = "compliance_first"
     debug: bool = False
@@ -189,6 +212,20 @@ class EdgeConfig(_Section):
     def regions(self) -> tuple[str, ...]:
         """Known regions, in configured order."""
         return self.discovery.locations
+
+    @property
+    def saga_log_region(self) -> str:
+        """The region whose cluster holds the saga topics."""
+        return self.strong.log_region or self.discovery.locations[0]
+
+    @model_validator(mode="after")
+    def _log_region_known(self) -> EdgeConfig:
+        if self.strong.log_region is not None and self.strong.log_region not in self.regions:
+            raise ValueError(
+                f"strong.log_region {self.strong.log_region!r} is not one of the regions "
+                f"({', '.join(self.regions)}): name a configured region"
+            )
+        return self
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> EdgeConfig:

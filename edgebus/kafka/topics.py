@@ -16,7 +16,19 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from edgebus.errors import InfrastructureUnavailable, TopicLayoutMismatch
 
-__all__ = ["dlq_topic", "ensure_topics", "events_topic", "service_topic"]
+__all__ = [
+    "SAGA_LOG_TOPIC",
+    "SAGA_PROGRESS_TOPIC",
+    "dlq_topic",
+    "ensure_topics",
+    "events_topic",
+    "service_topic",
+]
+
+#: two-phase-commit records of strong writes (begin, vote, decision, ack), by key
+SAGA_LOG_TOPIC = "edgebus.saga.log"
+#: progress records of multi-step sagas, by saga id
+SAGA_PROGRESS_TOPIC = "edgebus.sagas"
 
 _TOPIC_ALREADY_EXISTS = 36
 
