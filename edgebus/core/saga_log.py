@@ -1,0 +1,327 @@
+"""The saga log: two-phase commit of strong writes as a fold over one Kafka partition.
+
+A strong write is a transaction on one key. Every message of its two-phase commit is a
+record appended to the saga log topic, keyed by the written key, so all records of all
+transactions on a key sit in one partition, in one order that every reader sees:
+
+* :class:`BeginRecord`: the client asks for the write. It is the PREPARE: every
+  participant (every region of the write's placement) reads it from the log.
+* :class:`VoteRecord`: a participant's yes (it locked the key) or no (and why).
+* :class:`DecisionRecord`: a coordinator's COMMIT (every participant voted yes before
+  it) or ABORT (a no vote, or the deadline passed).
+* :class:`AckRecord`: a participant applied the commit (or dropped the aborted write)
+  and released the key.
+
+The log decides
+---------------
+The *first* vote of a region and the *first* decision of a transaction in the log are
+the ones that count, for everyone: coordinators, participants, clients and tools fold
+the same records in the same order, so they agree without talking to each other. Two
+coordinators racing on one transaction (a rebalance, a restart) cannot contradict each
+other: the later decision is ignored everywhere. Hence no fencing is needed, and
+recovery is reading the log again: a transaction with a decision is carried forward
+(participants apply it, the client gets it), one without a decision is aborted by any
+coordinator once its deadline has passed (presumed abort: nobody can have applied it,
+since a participant applies only a logged COMMIT).
+
+A participant's vote is the one non-deterministic step (it depends on the key's
+version in the participant's store and on its locks); once in the log it is a fact.
+The log is the participant's prepared record: a yes vote in the log holds the key until
+the decision is in the log too. The validation rules (late, compliance, lock,
+``expected_version``) are those of :func:`edgebus.core.two_phase_commit.decide_participant`.
+
+Pure: no I/O, no clock; ``now_ms`` is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from edgebus.core.two_phase_commit import (
+    Decision,
+    ParticipantState,
+    Prepare,
+    Refusal,
+    SendVote,
+    TxnOutcome,
+    VersionConflict,
+    Vote,
+    decide_participant,
+)
+
+__all__ = [
+    "AckRecord",
+    "BeginRecord",
+    "DecisionRecord",
+    "LogRecord",
+    "PartitionLog",
+    "Txn",
+    "TxnStatus",
+    "committed_version",
+    "coordinator_decision",
+    "lock_holders",
+    "participant_vote",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BeginRecord:
+    """A client's request for a strong write (the PREPARE).
+
+    ``payload``: the data as JSON bytes (``None`` for a delete). ``placement``: the
+    participants. ``hlc``: the client's hybrid logical clock, packed
+    (``wall_ms << 16 | logical``).
+    """
+
+    txn_id: str
+    key: str
+    operation: str
+    payload: bytes | None
+    placement: tuple[str, ...]
+    classification: tuple[str, ...]
+    expected_version: int | None
+    deadline_ms: int
+    hlc: int
+    writer: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRecord:
+    """A participant's vote (``vote.region`` is the participant)."""
+
+    txn_id: str
+    key: str
+    vote: Vote
+    writer: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A coordinator's decision. ``hlc``: the commit's timestamp (packed);
+    ``version``: the key's version after a commit."""
+
+    txn_id: str
+    key: str
+    outcome: TxnOutcome
+    hlc: int
+    version: int | None
+    writer: str
+    time_ms: int
+
+    @property
+    def committed(self) -> bool:
+        """True for COMMIT."""
+        return self.outcome.decision is Decision.COMMIT
+
+
+@dataclass(frozen=True, slots=True)
+class AckRecord:
+    """A participant finished the transaction: applied a commit (``position`` of the
+    event it wrote, ``region:partition:offset``) or dropped an abort."""
+
+    txn_id: str
+    key: str
+    region: str
+    position: str | None
+    writer: str
+    time_ms: int
+
+
+LogRecord = BeginRecord | VoteRecord | DecisionRecord | AckRecord
+
+
+class TxnStatus:
+    """Where a transaction is, as the log tells it."""
+
+    PREPARING = "preparing"  #: begun, undecided
+    COMMITTED = "committed"  #: decided COMMIT, not every participant has acknowledged
+    ABORTED = "aborted"  #: decided ABORT, not every participant has acknowledged
+    DONE_COMMITTED = "done-committed"  #: committed and applied everywhere
+    DONE_ABORTED = "done-aborted"  #: aborted and released everywhere
+
+
+@dataclass(slots=True)
+class Txn:
+    """What the log says about one transaction so far (first vote per region, first
+    decision; later duplicates are ignored). ``*_offset``: where the record sits."""
+
+    txn_id: str
+    key: str
+    begin: BeginRecord | None = None
+    begin_offset: int = -1
+    votes: dict[str, Vote] = field(default_factory=dict)
+    decision: DecisionRecord | None = None
+    decision_offset: int = -1
+    acks: dict[str, AckRecord] = field(default_factory=dict)
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """The regions of the write's placement (empty before the begin is read)."""
+        return self.begin.placement if self.begin is not None else ()
+
+    @property
+    def status(self) -> str:
+        """One of :class:`TxnStatus`."""
+        if self.decision is None:
+            return TxnStatus.PREPARING
+        acked = all(r in self.acks for r in self.participants)
+        if self.decision.committed:
+            return TxnStatus.DONE_COMMITTED if acked else TxnStatus.COMMITTED
+        return TxnStatus.DONE_ABORTED if acked else TxnStatus.ABORTED
+
+    @property
+    def finished(self) -> bool:
+        """Decided, and every participant acknowledged."""
+        return self.status in (TxnStatus.DONE_COMMITTED, TxnStatus.DONE_ABORTED)
+
+
+class PartitionLog:
+    """The fold of one saga-log partition: transactions by id, in log order.
+
+    :meth:`fold` takes records in offset order (offsets may skip: compaction, aborted
+    Kafka transactions, records of other kinds); a record that changes nothing (a
+    duplicate) returns ``None``.
+    """
+
+    def __init__(self) -> None:
+        self.txns: dict[str, Txn] = {}
+        self.position = 0  #: the offset after the last record folded
+
+    def fold(self, offset: int, record: LogRecord) -> Txn | None:
+        """Fold one record; returns the transaction it changed, if any."""
+        self.position = max(self.position, offset + 1)
+        txn = self.txns.get(record.txn_id)
+        if txn is None:
+            txn = self.txns[record.txn_id] = Txn(record.txn_id, record.key)
+        if isinstance(record, BeginRecord):
+            if txn.begin is not None:
+                return None  # a retried request: the first one counts
+            txn.begin, txn.begin_offset = record, offset
+            return txn
+        if isinstance(record, VoteRecord):
+            region = record.vote.region
+            if region in txn.votes or txn.decision is not None:
+                return None  # a region votes once; a vote after the decision is moot
+            if txn.begin is not None and region not in txn.begin.placement:
+                return None  # not a participant
+            txn.votes[region] = record.vote
+            return txn
+        if isinstance(record, DecisionRecord):
+            if txn.decision is not None:
+                return None  # the first decision in the log is the decision
+            txn.decision, txn.decision_offset = record, offset
+            return txn
+        if record.region in txn.acks:
+            return None
+        txn.acks[record.region] = record
+        return txn
+
+    def undecided(self) -> list[Txn]:
+        """Begun, not decided, in log order."""
+        return [t for t in self.txns.values() if t.decision is None and t.begin is not None]
+
+    def low_water(self, needed: Callable[[Txn], bool]) -> int:
+        """The offset to read this partition again from, so that every transaction for
+        which ``needed`` is true is folded whole: its begin offset (the smallest), or
+        :attr:`position` when none is needed."""
+        offsets = [t.begin_offset for t in self.txns.values() if t.begin_offset >= 0 and needed(t)]
+        return min(offsets, default=self.position)
+
+    def prune(self, keep: Callable[[Txn], bool]) -> int:
+        """Forget transactions ``keep`` rejects; returns how many were forgotten."""
+        drop = [k for k, t in self.txns.items() if not keep(t)]
+        for k in drop:
+            del self.txns[k]
+        return len(drop)
+
+
+def coordinator_decision(txn: Txn, now_ms: int) -> TxnOutcome | None:
+    """What a coordinator decides for ``txn`` now, or ``None`` to wait.
+
+    COMMIT once every participant voted yes; ABORT on the first no vote (a version
+    conflict is reported as such) or when the deadline passed first; nothing for a
+    transaction that is decided already or whose begin is not folded.
+    """
+    begin = txn.begin
+    if begin is None or txn.decision is not None:
+        return None
+    for region in begin.placement:
+        vote = txn.votes.get(region)
+        if vote is not None and not vote.yes:
+            return _refused(begin, vote)
+    if not begin.placement:
+        return TxnOutcome(Decision.ABORT, "the write has no participant region")
+    if all(r in txn.votes for r in begin.placement):
+        return TxnOutcome(Decision.COMMIT)
+    if now_ms > begin.deadline_ms:
+        silent = [r for r in begin.placement if r not in txn.votes]
+        return TxnOutcome(
+            Decision.ABORT,
+            f"timed out: {', '.join(silent)} did not vote before the deadline "
+            "(region service down or behind); retry the write",
+        )
+    return None
+
+
+def _refused(begin: BeginRecord, vote: Vote) -> TxnOutcome:
+    reason = f"region {vote.region} voted no: {vote.reason or 'no reason given'}"
+    expected, found = begin.expected_version, vote.version
+    if vote.refusal is Refusal.VERSION_CONFLICT and expected is not None and found is not None:
+        return TxnOutcome(Decision.ABORT, reason, VersionConflict(vote.region, expected, found))
+    return TxnOutcome(Decision.ABORT, reason)
+
+
+def committed_version(txn: Txn) -> int | None:
+    """The key's version after ``txn`` commits: one more than the participants' (the
+    largest, should they differ)."""
+    versions = [v.version for v in txn.votes.values() if v.yes and v.version is not None]
+    return max(versions) + 1 if versions else None
+
+
+def participant_vote(
+    begin: BeginRecord,
+    region: str,
+    *,
+    current_version: int,
+    may_hold: bool,
+    holder: str | None,
+    now_ms: int,
+) -> Vote:
+    """The vote of ``region`` on ``begin``: the rules of the two-phase-commit
+    participant (deadline, compliance, the key's lock held by ``holder``, then
+    ``expected_version`` against ``current_version``)."""
+    locks = {begin.key: holder} if holder is not None else {}
+    state = ParticipantState(region, locks=locks)
+    prepare = Prepare(
+        begin.txn_id,
+        begin.key,
+        None,
+        begin.expected_version,
+        begin.classification,
+        begin.placement,
+        begin.deadline_ms,
+        current_version,
+        may_hold,
+    )
+    _, outputs = decide_participant(state, prepare, now_ms)
+    for out in outputs:
+        if isinstance(out, SendVote):
+            return out.vote
+    raise AssertionError("a participant always votes on a PREPARE")  # pragma: no cover
+
+
+def lock_holders(txns: Iterable[Txn], region: str) -> dict[str, str]:
+    """key -> txn_id of every transaction ``region`` voted yes on (in the log) that is
+    not decided yet: the keys ``region`` holds locked. A vote without its begin (read
+    from past the begin: the transaction was decided before) holds nothing."""
+    out: dict[str, str] = {}
+    for t in txns:
+        if t.begin is None:
+            continue  # folded from past its begin: decided before (a stray duplicate vote)
+        vote = t.votes.get(region)
+        if vote is not None and vote.yes and t.decision is None:
+            out[t.key] = t.txn_id
+    return out
