@@ -33,6 +33,8 @@ __all__ = [
     "StalenessBoundExceeded",
     "StoreError",
     "StoreNotEmpty",
+    "StrongOutcomeUnknown",
+    "StrongReadUnavailable",
     "TopicLayoutMismatch",
     "UnknownRegion",
     "UnsupportedConsistency",
@@ -226,3 +228,24 @@ class StalenessBoundExceeded(EdgebusError):
         super().__init__(message)
         self.staleness_ms = staleness_ms
         self.versions_behind = versions_behind
+
+
+class StrongOutcomeUnknown(EdgebusError):
+    """A strong write's decision did not reach the client in time (no coordinator
+    running, or the saga log unreachable). The write may still commit or abort: the
+    saga log decides. ``txn_id`` names it for ``edgebus saga show``; a strong read of
+    the key tells whether it took effect.
+    """
+
+    retriable = False
+
+    def __init__(self, message: str, txn_id: str) -> None:
+        super().__init__(message)
+        self.txn_id = txn_id
+
+
+class StrongReadUnavailable(EdgebusError):
+    """No region could serve a linearizable read in time (its participant is behind
+    on the saga log, or down). Retry, or read at a weaker consistency."""
+
+    retriable = True

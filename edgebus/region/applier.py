@@ -25,6 +25,7 @@ crash the buffered records are read again (the frontier drops what was applied).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -38,7 +39,7 @@ from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
 from edgebus.wire.event_reader import ReadEvent, read_event
-from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, parse_position
+from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN, parse_position
 from edgebus.wire.watermark import H_WATERMARK, decode_watermark
 
 __all__ = ["H_REDRIVE_OF", "AppliedEvent", "BatchApplier", "BatchResult", "DeadLetter"]
@@ -239,7 +240,7 @@ class BatchApplier:
         return [*stored, *pending.get(key, ())]
 
     def _unit(self, record: ConsumerRecord[bytes, bytes]) -> Unit[_Item]:
-        origin_raw = redrive_raw = deps_raw = watermark = None
+        origin_raw = redrive_raw = deps_raw = watermark = txn_raw = None
         for name, raw in record.headers or ():
             if name == H_ORIGIN_POS:
                 origin_raw = raw
@@ -247,6 +248,8 @@ class BatchApplier:
                 deps_raw = raw
             elif name == H_REDRIVE_OF:
                 redrive_raw = raw
+            elif name == H_TXN:
+                txn_raw = raw
             elif name == H_WATERMARK:
                 watermark = raw
         try:
@@ -259,6 +262,8 @@ class BatchApplier:
                 return self._watermark(record, origin)
             event = read_event(record.value)
             redrive_of = _parse_redrive(redrive_raw) if redrive_raw is not None else None
+            if txn_raw is not None:  # a strong commit: applied once, however often written
+                redrive_of = txn_marker(txn_raw)
             deps = self._deps(deps_raw) if self.causal else _NO_DEPS
         except EdgebusError as e:
             raise _Dead(str(e)) from None
@@ -337,6 +342,13 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 class _Dead(Exception):
     pass
+
+
+def txn_marker(txn_id: bytes) -> tuple[int, int]:
+    """The applied-once marker of a strong commit's event (kept with the dead-letter
+    redrive markers, which are ``(partition >= 0, offset)``): ``(-2, 63-bit hash)``."""
+    digest = hashlib.blake2b(txn_id, digest_size=8).digest()
+    return -2, int.from_bytes(digest, "big") >> 1
 
 
 def _parse_redrive(raw: bytes) -> tuple[int, int]:

@@ -44,7 +44,7 @@ from edgebus.region.dead_letters import send_dead_letters
 from edgebus.region.membership import start_exclusive_consumer, stop_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.wire.event_reader import read_event
-from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT
+from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT, H_TXN
 from edgebus.wire.watermark import H_WATERMARK, REPLICATOR, Watermark, encode_watermark
 
 __all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
@@ -82,6 +82,8 @@ def copy_decision(
     for name, raw in record.headers or ():
         if name == H_ORIGIN_POS:
             return False, None  # a copy: only origins are copied from
+        if name == H_TXN:
+            return False, None  # a strong commit: every participant writes its own
         if name == H_ORIGIN:
             origin = raw
         elif name == H_PLACEMENT:

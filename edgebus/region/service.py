@@ -47,6 +47,7 @@ from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
 from edgebus.region.replicator import Replicator
+from edgebus.saga.participant import Participant
 from edgebus.wire.headers import H_ORIGIN
 from edgebus.wire.watermark import H_WATERMARK, HEARTBEAT, Watermark, encode_watermark
 
@@ -54,7 +55,7 @@ __all__ = ["CONSISTENCY_LEVELS", "RegionService", "default_store_url", "embedded
 
 #: the read consistency levels a region service serves (strong goes through the
 #: saga coordinator)
-CONSISTENCY_LEVELS = ("eventual", "causal", "bounded_staleness")
+CONSISTENCY_LEVELS = ("eventual", "causal", "bounded_staleness", "strong")
 
 log = logging.getLogger("edgebus.region")
 
@@ -84,6 +85,7 @@ class RegionService:
         advertise: str | None = None,
         replicate: bool = True,
         serve: bool = True,
+        participate: bool = True,
     ) -> None:
         self.config = config if isinstance(config, EdgeConfig) else load_config(config)
         if region not in self.config.regions:
@@ -98,6 +100,8 @@ class RegionService:
         self.advertise = advertise
         self.replicate = replicate
         self.serve = serve
+        self.participate = participate
+        self.participant: Participant | None = None
         self.url: str | None = None
         self.materializer: Materializer | None = None
         self.replicators: list[Replicator] = []
@@ -145,6 +149,10 @@ class RegionService:
             await self.materializer.start()
             self._spawn(self.materializer.run(), "materializer")
             self._spawn(self._heartbeats(producer), "heartbeats")
+            if self.participate:
+                self.participant = Participant(self, self.clusters[self.config.saga_log_region])
+                await self.participant.start()
+                self._spawn(self.participant.run(), "saga participant")
             if self.replicate:
                 for bootstrap, regions in by_cluster.items():
                     sources = [r for r in regions if r != self.region]
@@ -185,6 +193,8 @@ class RegionService:
         for replicator in self.replicators:
             await replicator.stop()
         self.replicators.clear()
+        if self.participant is not None:
+            await self.participant.stop()
         if self.materializer is not None:
             await self.materializer.stop()
         for producer in self._producers.values():
@@ -255,8 +265,10 @@ class RegionService:
         if consistency not in CONSISTENCY_LEVELS:
             raise InvalidInput(
                 f"consistency {consistency!r} is not one a region serves: use one of "
-                f"{', '.join(CONSISTENCY_LEVELS)} (strong reads go through the coordinator)"
+                f"{', '.join(CONSISTENCY_LEVELS)}"
             )
+        if consistency == "strong":
+            return await self._read_strong(key, session, wait_ms)
         if consistency == "bounded_staleness":
             if staleness_threshold_ms is None:
                 staleness_threshold_ms = self.config.reads.staleness_threshold_ms
@@ -315,6 +327,38 @@ class RegionService:
         )
         if heads is not None:
             row["versions_behind"] = versions_behind(heads, self.passed)
+        return row
+
+    async def _read_strong(
+        self, key: str, session: SessionToken | None, wait_ms: float
+    ) -> dict[str, Any]:
+        """A linearizable read: the saga-log read barrier, then the store.
+
+        The barrier is the saga log's end offset of the key's partition when the read
+        starts: once this region's participant has processed every record before it and
+        applied every commit of the key so far, the store holds every strong write of
+        the key committed before the read began (see docs/consistency.md).
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self.participant is None:
+            raise InvalidInput(
+                f"{self.region}'s service runs without a saga participant: it cannot serve "
+                "strong reads (start it with participate=True)"
+            )
+        timeout_s = max(0.0, wait_ms or self.config.strong.read_wait_ms) / 1000
+        verdict = await self.participant.barrier(key, timeout_s)
+        waited = round((loop.time() - started) * 1000, 3)
+        if not verdict.pop("served"):
+            return {"key": key, "region": self.region, "consistency": "strong",
+                    "served": False, "waited_ms": waited, "staleness_ms": None, **verdict}
+        row = await self.read(key)
+        out = session or SessionToken.empty()
+        hlc = row.get("hlc")
+        if hlc:
+            out = out.with_hlc((hlc["wall_ms"] << 16) | hlc["logical"])
+        row.update(consistency="strong", served=True, session_token=out.encode(),
+                   staleness_ms=0.0, waited_ms=waited, **verdict)
         return row
 
     async def _heads(self, streams: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -438,6 +482,7 @@ class RegionService:
             "watermark_age_ms": worst,
             "replication_paused": self.replication_paused,
             "causal_buffer": buffer,
+            "saga_participant": self.participant.status() if self.participant else None,
             "materializer": m.stats.to_dict() if m else None,
             "replicators": [
                 {"sources": list(r.sources), **r.stats.to_dict()} for r in self.replicators

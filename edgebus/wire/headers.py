@@ -22,6 +22,7 @@ __all__ = [
     "H_ORIGIN_POS",
     "H_PLACEMENT",
     "H_SCHEMA",
+    "H_TXN",
     "decode_headers",
     "format_position",
     "parse_position",
@@ -36,6 +37,9 @@ H_CLASS = "eb-class"
 H_HLC = "eb-hlc"
 H_DEPS = "eb-deps"
 H_ORIGIN_POS = "eb-origin-pos"
+#: on an event a participant wrote for a committed strong write: the transaction id
+#: (every participant writes its own; replicators do not copy it; applied once)
+H_TXN = "eb-txn"
 
 
 def format_position(position: Position) -> bytes:

@@ -1,0 +1,115 @@
+"""The client side of a strong write: append the BEGIN, wait for the first decision.
+
+A :class:`StrongClient` reads every partition of the saga log from where it was when
+it started (decisions only: it filters on the ``eb-saga`` header before decoding) and
+resolves the future of each transaction it began with the first decision the log
+holds for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer
+
+from edgebus.config import EdgeConfig
+from edgebus.core.saga_log import BeginRecord, DecisionRecord
+from edgebus.errors import StrongOutcomeUnknown
+from edgebus.saga.log import SagaLogWriter, decode_record, kind_of, saga_partitions, start_consumer
+
+__all__ = ["StrongClient"]
+
+log = logging.getLogger(__name__)
+
+
+class StrongClient:
+    """Begins strong writes and learns their decisions."""
+
+    def __init__(self, config: EdgeConfig, bootstrap: str, client_id: str) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self._writer = SagaLogWriter(config, bootstrap, f"{client_id}-saga")
+        self._consumer: AIOKafkaConsumer | None = None
+        self._waiting: dict[str, asyncio.Future[DecisionRecord]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect and start reading decisions from the log's current end."""
+        await self._writer.start()
+        try:
+            consumer = await start_consumer(self.config, self.bootstrap,
+                                            client_id=f"{self.client_id}-saga")
+            tps = saga_partitions(self.config)
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, ends[tp])
+        except BaseException:
+            await self._writer.stop()
+            raise
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._read(), name="strong client decisions")
+
+    async def stop(self) -> None:
+        """Stop reading; writes waiting for a decision get StrongOutcomeUnknown."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+        await self._writer.stop()
+        for txn_id, future in self._waiting.items():
+            if not future.done():
+                future.set_exception(StrongOutcomeUnknown(
+                    f"the client closed before txn {txn_id} was decided; read the key "
+                    "strongly (or `edgebus saga show`) to learn its outcome", txn_id
+                ))
+
+    async def commit(self, begin: BeginRecord) -> DecisionRecord:
+        """Append ``begin`` and return the transaction's decision.
+
+        Raises StrongOutcomeUnknown when no decision is in the log by the deadline plus
+        ``strong.decision_grace_ms`` (no coordinator running).
+        """
+        future: asyncio.Future[DecisionRecord] = asyncio.get_running_loop().create_future()
+        self._waiting[begin.txn_id] = future
+        try:
+            await self._writer.append(begin)
+            wait_s = (begin.deadline_ms - time.time() * 1000
+                      + self.config.strong.decision_grace_ms) / 1000
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), max(0.0, wait_s))
+            except TimeoutError:
+                raise StrongOutcomeUnknown(
+                    f"txn {begin.txn_id} on key {begin.key!r} has no decision "
+                    f"{self.config.strong.decision_grace_ms} ms past its deadline: is a "
+                    "coordinator running (`edgebus coordinator run`, or "
+                    "strong.embedded_coordinator)? A coordinator that starts will abort it; "
+                    "`edgebus saga show` tells its outcome", begin.txn_id,
+                ) from None
+        finally:
+            self._waiting.pop(begin.txn_id, None)
+
+    async def _read(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if not self._waiting:
+                continue
+            for records in batch.values():
+                for record in records:
+                    if kind_of(record) != b"decision":
+                        continue
+                    decoded = decode_record(record)
+                    if not isinstance(decoded, DecisionRecord):
+                        continue
+                    future = self._waiting.get(decoded.txn_id)
+                    if future is not None and not future.done():
+                        future.set_result(decoded)

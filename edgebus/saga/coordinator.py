@@ -1,0 +1,242 @@
+"""The saga coordinator: decides strong writes from the saga log.
+
+Coordinators form the Kafka consumer group ``edgebus.coordinator`` on the saga log, so
+each saga-log partition (and so each key) has one coordinator at a time; more
+instances share the partitions and take over a dead one's on rebalance. An instance
+folds its partitions (:class:`edgebus.core.saga_log.PartitionLog`) and appends a
+decision for each transaction as soon as :func:`coordinator_decision` has one: COMMIT
+when every participant voted yes, ABORT on a no vote or once the deadline passed.
+
+Recovery is reading the log: the group's committed offset of a partition is the begin
+of its oldest undecided transaction, so a restarted instance (or the one that takes
+the partition over) folds every undecided transaction again and decides it (presumed
+abort: one past its deadline is aborted). Two instances deciding one transaction (a
+rebalance in progress) cannot disagree in effect: the first decision in the log is the
+decision, for every reader.
+
+Run it embedded (``EdgeBus`` starts one when ``strong.embedded_coordinator`` is true)
+or as its own process: ``edgebus coordinator run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from edgebus.config import EdgeConfig
+from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
+from edgebus.core.saga_log import (
+    DecisionRecord,
+    PartitionLog,
+    Txn,
+    committed_version,
+    coordinator_decision,
+)
+from edgebus.core.two_phase_commit import Decision
+from edgebus.kafka.topics import SAGA_LOG_TOPIC
+from edgebus.saga import failpoints
+from edgebus.saga.log import SagaLogWriter, decode_record, ensure_saga_log, start_consumer
+
+__all__ = ["COORDINATOR_GROUP", "Coordinator"]
+
+log = logging.getLogger(__name__)
+
+COORDINATOR_GROUP = "edgebus.coordinator"
+_TICK_S = 0.05
+_COMMIT_EVERY_S = 1.0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: Coordinator) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.owner._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.owner._assigned(assigned)
+
+
+class Coordinator:
+    """One coordinator instance. ``instance_id`` makes it a static group member (a
+    restart with the same id takes its partitions back at once)."""
+
+    def __init__(
+        self, config: EdgeConfig, bootstrap: str, *, instance_id: str | None = None
+    ) -> None:
+        self.config = config
+        self.bootstrap = bootstrap
+        self.instance_id = instance_id
+        self.name = instance_id or f"coordinator-{socket.gethostname()}-{os.getpid()}"
+        self.logs: dict[int, PartitionLog] = {}
+        self.decided = 0  #: decisions this instance appended
+        self._writer = SagaLogWriter(config, bootstrap, f"edgebus-{self.name}")
+        self._consumer: AIOKafkaConsumer | None = None
+        self._hlc = HybridLogicalClock()
+        self._deciding: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._committed_at = 0.0
+        self.assigned = asyncio.Event()
+
+    async def __aenter__(self) -> Coordinator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect, join the coordinator group and start deciding (in the background)."""
+        await ensure_saga_log(self.config, self.bootstrap)
+        await self._writer.start()
+        options: dict[str, Any] = {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000}
+        if self.instance_id is not None:
+            options["group_instance_id"] = self.instance_id
+        try:
+            self._consumer = await start_consumer(
+                self.config, self.bootstrap, group_id=COORDINATOR_GROUP,
+                client_id=f"edgebus-{self.name}", **options,
+            )
+        except BaseException:
+            await self._writer.stop()
+            raise
+        self._consumer.subscribe([SAGA_LOG_TOPIC], listener=_Listener(self))
+        self._task = asyncio.create_task(self._run(), name=f"{self.name} run")
+        log.info("%s: coordinator started on %s", self.name, self.bootstrap)
+
+    async def stop(self) -> None:
+        """Stop deciding; commit positions; leave the group."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            with contextlib.suppress(Exception):
+                await self._commit(force=True, consumer=consumer)
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        await self._writer.stop()
+
+    async def wait(self) -> None:
+        """Run until stopped or failed (re-raises the failure)."""
+        assert self._task is not None
+        await self._task
+
+    # ------------------------------------------------------------------ group changes
+
+    async def _revoked(self, revoked: list[TopicPartition]) -> None:
+        with contextlib.suppress(Exception):
+            await self._commit(force=True)
+        for tp in revoked:
+            self.logs.pop(tp.partition, None)
+        self.assigned.clear()
+
+    async def _assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        for tp in assigned:
+            self.logs[tp.partition] = PartitionLog()
+            committed = await consumer.committed(tp)
+            if committed is None:
+                first = await consumer.beginning_offsets([tp])
+                committed = first.get(tp, 0)
+            consumer.seek(tp, committed)
+            self.logs[tp.partition].position = committed
+        log.info("%s: coordinating saga-log partitions %s", self.name,
+                 sorted(tp.partition for tp in assigned))
+        self.assigned.set()
+
+    # ------------------------------------------------------------------ deciding
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(_TICK_S * 1000), max_records=2000)
+            now_ms = time.time_ns() // 1_000_000
+            for tp, records in batch.items():
+                plog = self.logs.get(tp.partition)
+                if plog is None:
+                    continue  # revoked meanwhile
+                for record in records:
+                    decoded = decode_record(record)
+                    if decoded is None:
+                        continue
+                    txn = plog.fold(record.offset, decoded)
+                    if txn is not None:
+                        if txn.decision is not None:
+                            self._deciding.discard(txn.txn_id)
+                        self._consider(txn, now_ms)
+            for plog in list(self.logs.values()):
+                for txn in plog.undecided():
+                    self._consider(txn, now_ms)
+                plog.prune(lambda t: t.begin is not None and t.decision is None)
+            await self._commit()
+
+    def _consider(self, txn: Txn, now_ms: int) -> None:
+        if txn.txn_id in self._deciding:
+            return
+        outcome = coordinator_decision(txn, now_ms)
+        if outcome is None:
+            return
+        begin = txn.begin
+        assert begin is not None
+        stamp = self._hlc.observe(HLCTimestamp(begin.hlc >> 16, begin.hlc & 0xFFFF), now_ms)
+        commit = outcome.decision is Decision.COMMIT
+        record = DecisionRecord(
+            txn.txn_id, txn.key, outcome, (stamp.wall_ms << 16) | stamp.logical,
+            committed_version(txn) if commit else None, self.name, now_ms,
+        )
+        self._deciding.add(txn.txn_id)
+        failpoints.hit("coordinator.before_decision")
+        task = asyncio.ensure_future(self._append(record))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def _append(self, record: DecisionRecord) -> None:
+        try:
+            await (await self._writer.send(record))
+            self.decided += 1
+            failpoints.hit("coordinator.after_decision")
+        except (KafkaError, Exception) as e:  # retried on the next tick
+            log.warning("%s: decision for txn %s not appended (%s); retrying",
+                        self.name, record.txn_id, e)
+            await asyncio.sleep(0.2)
+            self._deciding.discard(record.txn_id)
+
+    async def _commit(self, *, force: bool = False,
+                      consumer: AIOKafkaConsumer | None = None) -> None:
+        """Commit each partition's low water: its oldest undecided begin."""
+        now = time.monotonic()
+        if not force and now - self._committed_at < _COMMIT_EVERY_S:
+            return
+        self._committed_at = now
+        consumer = consumer or self._consumer
+        if consumer is None or not self.logs:
+            return
+        offsets = {
+            TopicPartition(SAGA_LOG_TOPIC, p): plog.low_water(lambda t: t.decision is None)
+            for p, plog in self.logs.items()
+        }
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as e:  # a rebalance in progress: the next owner reads more
+            log.info("%s: saga-log positions not committed (%s)", self.name, e)
+
+    def status(self) -> dict[str, Any]:
+        """Partitions owned, undecided transactions, decisions appended."""
+        return {
+            "name": self.name,
+            "partitions": sorted(self.logs),
+            "undecided": sum(len(p.undecided()) for p in self.logs.values()),
+            "decided": self.decided,
+        }

@@ -1,0 +1,410 @@
+"""A region's side of two-phase commit, run by its region service.
+
+The participant reads every partition of the saga log in order and, for each
+transaction whose placement names its region:
+
+* on the BEGIN, votes (:func:`edgebus.core.saga_log.participant_vote`: deadline,
+  compliance, the key's lock, ``expected_version`` against the key's version in this
+  region's store). A yes vote locks the key; the vote in the log is the prepared record.
+* on a COMMIT it voted yes for, writes the event to its own region's events topic
+  (event id derived from the transaction, header ``eb-txn``, the decision's timestamp),
+  waits until its materializer applied it, and acknowledges (ACK with the event's
+  position). Replicators never copy such events: every participant writes its own.
+* on an ABORT, releases the key and acknowledges.
+
+Crash safety: the participant's consumer group (``edgebus.<region>.participant``)
+holds, per partition, the begin of the oldest transaction it has not acknowledged. A
+restarted participant first folds the log from there to its end without acting (so
+it knows its own votes and acknowledgements), then finishes what is left: votes it
+never sent, commits it never acknowledged (writing the event again is harmless: the
+applier applies an ``eb-txn`` event once), acknowledgements. Its in-doubt
+transactions are those with its yes vote and no decision in the log; the
+coordinator's decision resolves them when it comes.
+
+Strong reads wait on :meth:`Participant.barrier`: every saga-log record before the
+read's start is processed and every commit of the key so far is applied here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from edgebus.core.envelope import Operation
+from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
+from edgebus.core.saga_log import (
+    AckRecord,
+    PartitionLog,
+    Txn,
+    VoteRecord,
+    lock_holders,
+    participant_vote,
+)
+from edgebus.core.vector_clock import VectorClock
+from edgebus.kafka.topics import SAGA_LOG_TOPIC, events_topic
+from edgebus.saga import failpoints
+from edgebus.saga.log import (
+    SagaLogWriter,
+    decode_record,
+    ensure_saga_log,
+    saga_partition,
+    saga_partitions,
+    start_consumer,
+)
+from edgebus.wire.event_codec import encode_fields
+from edgebus.wire.headers import H_TXN
+
+if TYPE_CHECKING:
+    from edgebus.region.service import RegionService
+
+__all__ = ["H_TXN", "Participant", "txn_event_id"]
+
+log = logging.getLogger(__name__)
+
+_TXN_NAMESPACE = uuid.UUID("6f1d0c2e-5a1b-4c39-9a47-2f3f0e1b7c55")
+_COMMIT_EVERY_S = 1.0
+
+
+def _pack(t: HLCTimestamp) -> int:
+    return (t.wall_ms << 16) | t.logical
+
+
+def _unpack(packed: int) -> HLCTimestamp:
+    return HLCTimestamp(packed >> 16, packed & 0xFFFF)
+
+
+def txn_event_id(txn_id: str) -> str:
+    """The event id of a transaction's event (the same in every participant)."""
+    return str(uuid.uuid5(_TXN_NAMESPACE, txn_id))
+
+
+class Participant:
+    """Two-phase-commit participant of ``service.region``."""
+
+    def __init__(self, service: RegionService, bootstrap: str) -> None:
+        self.service = service
+        self.region = service.region
+        self.config = service.config
+        self.bootstrap = bootstrap  #: the saga log's cluster
+        self.logs: dict[int, PartitionLog] = {}
+        self.processed: dict[int, int] = {}  #: per partition: next offset to process
+        self.stats = {"votes_yes": 0, "votes_no": 0, "commits": 0, "aborts": 0}
+        self._writer = SagaLogWriter(self.config, bootstrap, f"edgebus-participant-{self.region}")
+        self._consumer: AIOKafkaConsumer | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+        self._hlc = HybridLogicalClock()
+        self._voting: dict[str, str] = {}  #: txn_id -> key: votes sent, not read back
+        self._pending_yes: dict[str, str] = {}  #: key -> txn_id of a yes sent, not read back
+        self._applying: dict[str, asyncio.Future[None]] = {}  #: key -> its last commit applied
+        self._finishing: set[str] = set()
+        self._placement: dict[str, tuple[str, ...]] = {}  #: key -> placement of last commit
+        self._moved: asyncio.Event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._committed_at = 0.0
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect; the caller runs :meth:`run`."""
+        await ensure_saga_log(self.config, self.bootstrap)
+        await self._writer.start()
+        self._consumer = await start_consumer(
+            self.config, self.bootstrap, group_id=f"edgebus.{self.region}.participant",
+            client_id=f"edgebus-participant-{self.region}",
+        )
+        self._offsets = await start_consumer(self.config, self.bootstrap)
+
+    async def stop(self) -> None:
+        """Stop; committed positions stay."""
+        for task in list(self._tasks):
+            task.cancel()
+        for consumer in (self._consumer, self._offsets):
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+        self._consumer = self._offsets = None
+        await self._writer.stop()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        """Catch up on the log without acting, then act on every record."""
+        consumer = self._consumer
+        assert consumer is not None
+        tps = saga_partitions(self.config)
+        consumer.assign(tps)
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+        first = await consumer.beginning_offsets(tps)
+        for tp in tps:
+            start = committed[tp]
+            if start is None or start < first.get(tp, 0):
+                start = first.get(tp, 0)
+            consumer.seek(tp, start)
+            plog = self.logs[tp.partition] = PartitionLog()
+            plog.position = start
+        ends = await consumer.end_offsets(tps)
+        while any(self.logs[tp.partition].position < ends[tp] for tp in tps):
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, records in batch.items():
+                plog = self.logs[tp.partition]
+                for record in records:
+                    decoded = decode_record(record)
+                    if decoded is not None:
+                        plog.fold(record.offset, decoded)
+                    plog.position = record.offset + 1
+        for plog in self.logs.values():
+            for txn in list(plog.txns.values()):
+                if txn.begin is not None and self.region in txn.participants:
+                    await self._act(txn, time.time_ns() // 1_000_000)
+        for tp in tps:
+            self.processed[tp.partition] = self.logs[tp.partition].position
+        self.ready.set()
+        log.info("%s: participant ready (saga log at %s)", self.region,
+                 {p: o for p, o in sorted(self.processed.items())})
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+            now_ms = time.time_ns() // 1_000_000
+            for tp, records in batch.items():
+                plog = self.logs[tp.partition]
+                for record in records:
+                    decoded = decode_record(record)
+                    if decoded is not None:
+                        changed = plog.fold(record.offset, decoded)
+                        if changed is not None and changed.begin is not None:
+                            self._placement_seen(changed)
+                            if self.region in changed.participants:
+                                await self._act(changed, now_ms)
+                    self.processed[tp.partition] = record.offset + 1
+            if batch:
+                self._moved.set()
+                self._moved = asyncio.Event()
+            await self._commit(consumer)
+
+    def _placement_seen(self, txn: Txn) -> None:
+        if txn.decision is not None and txn.decision.committed and txn.begin is not None:
+            if len(self._placement) > 100_000:
+                self._placement.clear()
+            self._placement[txn.key] = txn.begin.placement
+
+    async def _act(self, txn: Txn, now_ms: int) -> None:
+        begin = txn.begin
+        assert begin is not None
+        mine = txn.votes.get(self.region)
+        if mine is not None:  # our vote is read back: the log holds the lock now
+            self._voting.pop(txn.txn_id, None)
+            if self._pending_yes.get(txn.key) == txn.txn_id:
+                del self._pending_yes[txn.key]
+        if txn.decision is None:
+            if mine is None and txn.txn_id not in self._voting:
+                await self._vote(txn, now_ms)
+            return
+        self._voting.pop(txn.txn_id, None)
+        if self._pending_yes.get(txn.key) == txn.txn_id:
+            del self._pending_yes[txn.key]
+        if self.region in txn.acks or txn.txn_id in self._finishing:
+            return
+        self._finishing.add(txn.txn_id)
+        if txn.decision.committed and mine is not None and mine.yes:
+            self._placement[txn.key] = begin.placement
+            applied = asyncio.get_running_loop().create_future()
+            previous = self._applying.get(txn.key)
+            self._applying[txn.key] = applied
+            self._spawn(self._commit_txn(txn, previous, applied))
+        else:
+            self._spawn(self._ack(txn, None))
+
+    async def _vote(self, txn: Txn, now_ms: int) -> None:
+        begin = txn.begin
+        assert begin is not None
+        key = begin.key
+        previous = self._applying.get(key)
+        if previous is not None and not previous.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(previous), 10.0)
+        holders = lock_holders(self.logs[saga_partition(key, self.config.kafka.partitions)]
+                               .txns.values(), self.region)
+        holder = self._pending_yes.get(key) or holders.get(key)
+        if holder == txn.txn_id:
+            holder = None
+        state = await self.service.store.get(key)
+        version = state.version if state is not None else 0
+        may_hold = bool(
+            self.config.compliance.rules().allowed_regions((self.region,), begin.classification)
+        )
+        vote = participant_vote(
+            begin, self.region, current_version=version, may_hold=may_hold, holder=holder,
+            now_ms=now_ms,
+        )
+        self._voting[txn.txn_id] = key
+        if vote.yes:
+            self._pending_yes[key] = txn.txn_id
+            self.stats["votes_yes"] += 1
+        else:
+            self.stats["votes_no"] += 1
+        record = VoteRecord(txn.txn_id, key, vote, self.region, now_ms)
+        try:
+            future = await self._writer.send(record)
+        except KafkaError as e:
+            log.warning("%s: vote on txn %s not sent (%s): it times out", self.region,
+                        txn.txn_id, e)
+            return
+        if failpoints.armed("participant.after_vote"):
+            with contextlib.suppress(Exception):
+                await future
+            failpoints.hit("participant.after_vote")
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
+    async def _commit_txn(
+        self, txn: Txn, previous: asyncio.Future[None] | None, applied: asyncio.Future[None]
+    ) -> None:
+        begin, decision = txn.begin, txn.decision
+        assert begin is not None and decision is not None
+        for attempt in range(1, 1_000_000):
+            try:
+                await self._apply(txn, previous, applied)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("%s: applying txn %s failed (%s), attempt %d; retrying",
+                            self.region, txn.txn_id, e, attempt)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+
+    async def _apply(
+        self, txn: Txn, previous: asyncio.Future[None] | None, applied: asyncio.Future[None]
+    ) -> None:
+        begin, decision = txn.begin, txn.decision
+        assert begin is not None and decision is not None
+        if previous is not None and not previous.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(previous)
+        service = self.service
+        partition = service.partition_of(begin.key)
+        now_ms = time.time_ns() // 1_000_000
+        state = await service.store.get(begin.key)
+        stamp = self._hlc.observe(_unpack(decision.hlc), now_ms)
+        if state is not None and state.top.hlc >= _pack(stamp):
+            stamp = self._hlc.observe(_unpack(state.top.hlc), now_ms)  # after what it has
+        placement = (self.region, *(r for r in begin.placement if r != self.region))
+        encoded = encode_fields(
+            txn_event_id(txn.txn_id), begin.key, Operation(begin.operation), begin.payload,
+            self.region, placement, begin.classification, stamp, VectorClock(),
+            begin.writer,
+        )
+        producer = await service._producer(service.bootstrap)
+        meta = await producer.send_and_wait(
+            events_topic(self.region), encoded.value, key=encoded.key, partition=partition,
+            headers=[*encoded.headers, (H_TXN, txn.txn_id.encode("ascii"))],
+        )
+        offset = meta.offset
+        assert service.materializer is not None
+        while True:
+            try:
+                await service.materializer.wait_for_positions({partition: offset + 1}, 30.0)
+                break
+            except TimeoutError:
+                log.warning("%s: txn %s event %d:%d not applied after 30 s; waiting",
+                            self.region, txn.txn_id, partition, offset)
+        self.stats["commits"] += 1
+        failpoints.hit("participant.after_apply")
+        if not applied.done():
+            applied.set_result(None)
+        await self._ack(txn, f"{self.region}:{partition}:{offset}")
+
+    async def _ack(self, txn: Txn, position: str | None) -> None:
+        if position is None:
+            self.stats["aborts"] += 1
+        record = AckRecord(txn.txn_id, txn.key, self.region, position, self.region,
+                           time.time_ns() // 1_000_000)
+        for attempt in range(10):
+            try:
+                await self._writer.append(record)
+                return
+            except Exception as e:
+                log.warning("%s: ack of txn %s failed (%s), attempt %d", self.region,
+                            txn.txn_id, e, attempt + 1)
+                await asyncio.sleep(0.5)
+        self._finishing.discard(txn.txn_id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s: participant task failed: %r", self.region, t.exception())
+
+        task.add_done_callback(done)
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._committed_at < _COMMIT_EVERY_S:
+            return
+        self._committed_at = now
+        region = self.region
+        offsets = {}
+        for p, plog in self.logs.items():
+            plog.prune(lambda t: t.begin is not None and (
+                t.decision is None or (region in t.participants and region not in t.acks)))
+            offsets[TopicPartition(SAGA_LOG_TOPIC, p)] = min(
+                plog.low_water(lambda t: region in t.participants and region not in t.acks),
+                self.processed.get(p, plog.position),
+            )
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as e:
+            log.info("%s: participant positions not committed (%s)", region, e)
+
+    # ------------------------------------------------------------------ strong reads
+
+    async def barrier(self, key: str, timeout_s: float) -> dict[str, Any]:
+        """Wait until every saga-log record of ``key``'s partition appended before now
+        is processed here and every commit of ``key`` so far is applied here.
+
+        Returns ``{"served": True}``, or ``served`` false with ``reason``:
+        ``not_placed_here`` (with ``placement``: the key's last strong write is not
+        placed in this region) or ``barrier_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        partition = saga_partition(key, self.config.kafka.partitions)
+        tp = TopicPartition(SAGA_LOG_TOPIC, partition)
+        assert self._offsets is not None
+        end = (await self._offsets.end_offsets([tp]))[tp]
+        while self.processed.get(partition, -1) < end or not self.ready.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return {"served": False, "reason": "barrier_timeout",
+                        "behind": end - self.processed.get(partition, 0)}
+            moved = self._moved
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), min(remaining, 0.05))
+        applying = self._applying.get(key)
+        if applying is not None and not applying.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(applying), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return {"served": False, "reason": "barrier_timeout", "behind": 0}
+            except Exception:
+                return {"served": False, "reason": "barrier_timeout", "behind": 0}
+        placement = self._placement.get(key)
+        if placement is not None and self.region not in placement:
+            return {"served": False, "reason": "not_placed_here", "placement": list(placement)}
+        return {"served": True, "saga_offset": end}
+
+    def status(self) -> dict[str, Any]:
+        """Positions, in-doubt transactions (yes vote, no decision), counters."""
+        in_doubt = sum(
+            1 for plog in self.logs.values() for t in plog.txns.values()
+            if t.decision is None and (v := t.votes.get(self.region)) is not None and v.yes
+        )
+        return {"processed": dict(sorted(self.processed.items())), "in_doubt": in_doubt,
+                **self.stats}
