@@ -13,6 +13,7 @@ Many concurrent writes share one producer per Kafka cluster and are batched by i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -36,7 +37,9 @@ from edgebus.core.envelope import (
 )
 from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
 from edgebus.core.placement import FALLBACKS, Placement, PlacementRequest, place
+from edgebus.core.saga_log import BeginRecord
 from edgebus.core.session import SessionToken
+from edgebus.core.two_phase_commit import VersionConflict
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.discovery import Discovery
 from edgebus.errors import (
@@ -46,6 +49,7 @@ from edgebus.errors import (
     RegionUnavailable,
     SessionNotCovered,
     StalenessBoundExceeded,
+    StrongReadUnavailable,
     UnknownRegion,
     UnsupportedConsistency,
     WriteFailed,
@@ -125,6 +129,49 @@ class WriteReceipt(NamedTuple):
             "rerouted": self.rerouted,
             "replicas": self.replicas,
         }
+
+
+class CommitResult(NamedTuple):
+    """The outcome of a strong write (two-phase commit across its placement).
+
+    ``committed``: applied in every placement region (each applies it, then
+    acknowledges; a strong read anywhere sees it from now on). Otherwise nothing was
+    applied anywhere: ``reason`` says why, and ``conflict`` is set when
+    ``expected_version`` did not match (a lost race: read again and retry).
+    ``version``: the key's version after the commit.
+    """
+
+    txn_id: str
+    key: str
+    committed: bool
+    reason: str | None
+    conflict: VersionConflict | None
+    version: int | None
+    placement: tuple[str, ...]
+    classification: tuple[str, ...]
+    hlc: HLCTimestamp
+    session_token: str
+    decided_by: str
+
+    @property
+    def outcome(self) -> str:
+        """``committed``, ``conflict`` or ``aborted``."""
+        if self.committed:
+            return "committed"
+        return "conflict" if self.conflict is not None else "aborted"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out = self._asdict()
+        out["outcome"] = self.outcome
+        out["placement"] = list(self.placement)
+        out["classification"] = list(self.classification)
+        out["hlc"] = self.hlc._asdict()
+        out["conflict"] = None if self.conflict is None else {
+            "region": self.conflict.region, "expected": self.conflict.expected,
+            "found": self.conflict.found,
+        }
+        return out
 
 
 class ReadResult(NamedTuple):
@@ -291,6 +338,9 @@ class EdgeBus:
         self._topic_regions = {events_topic(r): r for r in self.config.regions}
         self._closed = False
         self._reader: Any = None
+        self._strong_client: Any = None
+        self._coordinator: Any = None
+        self._strong_ready: asyncio.Task[Any] | None = None
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -350,6 +400,14 @@ class EdgeBus:
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
+        if self._strong_ready is not None and not self._strong_ready.done():
+            self._strong_ready.cancel()
+        self._strong_ready = None
+        for part in (self._strong_client, self._coordinator):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await part.stop()
+        self._strong_client = self._coordinator = None
 
     async def read(
         self,
@@ -387,11 +445,7 @@ class EdgeBus:
         ever returned. The result carries the session token after this read.
         """
         if consistency == "strong":
-            raise UnsupportedConsistency(
-                "strong reads need the saga coordinator, which edgebus does not ship yet: "
-                "use 'causal' (with the writer's session token) for read-your-writes, or "
-                "'bounded_staleness'"
-            )
+            return await self._read_strong(key, region, wait_ms, exclude_locations)
         if consistency not in ("eventual", "causal", "bounded_staleness"):
             raise InvalidInput(
                 f"consistency {consistency!r} is not one of eventual, causal, "
@@ -465,6 +519,55 @@ class EdgeBus:
                 return result
             verdicts.append((target, row))
         raise self._not_fresh(key, consistency, verdicts, unavailable, wait, mode)
+
+    async def _read_strong(
+        self, key: str, region: str | None, wait_ms: float | None,
+        exclude_locations: Sequence[str],
+    ) -> ReadResult:
+        """A linearizable read: the first region (``region``, then the best ranked)
+        whose participant passes the saga-log read barrier serves it."""
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"key must be a non-empty string, got {key!r:.80}")
+        if region is not None and region not in self._regions:
+            raise UnknownRegion(region, self.config.regions)
+        wait = self.config.strong.read_wait_ms if wait_ms is None else float(wait_ms)
+        if wait < 0:
+            raise InvalidInput("wait_ms must be 0 or more")
+        excluded = set(_names(exclude_locations, "exclude_locations"))
+        order = self._read_order(region, excluded, key)
+        reader = self._region_client()
+        problems: list[str] = []
+        tried: set[str] = set()
+        while order:
+            target = order.pop(0)
+            if target in tried:
+                continue
+            tried.add(target)
+            started = time.perf_counter()
+            try:
+                row = await reader.read_at(key, target, "strong", wait_ms=wait)
+            except RegionUnavailable as e:
+                problems.append(f"{target}: {e}")
+                self._observe_read(target, None)
+                continue
+            self._observe_read(target, (time.perf_counter() - started) * 1000)
+            if row.get("served", True):
+                result = ReadResult.from_row(row, "strong", None)
+                if result.hlc is not None:
+                    packed = (result.hlc.wall_ms << 16) | result.hlc.logical
+                    self._session = self._session.with_hlc(max(packed, self._session.hlc))
+                return result
+            if row.get("reason") == "not_placed_here":
+                placed = [r for r in row.get("placement", ()) if r not in tried]
+                order = placed + [r for r in order if r not in placed]
+                problems.append(f"{target}: not placed there")
+            else:
+                problems.append(f"{target}: {row.get('reason')} ({row.get('behind')} behind)")
+        raise StrongReadUnavailable(
+            f"no region could serve a strong read of {key!r:.80} within {wait:.0f} ms: "
+            f"{'; '.join(problems) or 'no region to ask'}. Check `edgebus status` (saga "
+            "participant positions), retry, or read at a weaker consistency."
+        )
 
     def _read_order(self, region: str | None, excluded: set[str], key: str) -> list[str]:
         """Regions to ask, best first: ``region`` (if given), then by health/latency."""
@@ -705,13 +808,12 @@ class EdgeBus:
         """
         if self._closed:
             raise InvalidInput("this EdgeBus is closed: create a new one")
-        if consistency != "eventual" and consistency != "causal":
+        if consistency != "eventual" and consistency != "causal" and consistency != "strong":
             raise UnsupportedConsistency(
-                f"consistency {consistency!r} is not available for EdgeBus.write in this "
-                "version: use 'eventual' or 'causal' (both append to the home region; "
-                "'causal' orders the write after the session token). bounded_staleness is "
-                "a read level; strong (two-phase commit across the placement) needs the "
-                "saga coordinator, which edgebus does not ship yet."
+                f"consistency {consistency!r} is not a write level: use 'eventual' or "
+                "'causal' (append to the home region; 'causal' orders the write after the "
+                "session token) or 'strong' (two-phase commit across the placement). "
+                "bounded_staleness is a read level."
             )
         if operation is None:
             op = Operation.SET
@@ -812,6 +914,15 @@ class EdgeBus:
         (``receipt.rerouted``). ``session`` makes this write causally follow
         everything that token covers.
         """
+        if options.get("consistency") == "strong":
+            options = {k: v for k, v in options.items() if k != "consistency"}
+            return await self.commit(key, data, **options)  # type: ignore[return-value]
+        if options.get("expected_version") is not None:
+            raise InvalidInput(
+                "expected_version needs consistency='strong' (a conditional write commits "
+                "through the saga coordinator): pass consistency='strong'"
+            )
+        options.pop("expected_version", None)
         if options.get("session") is not None:
             await self._check_token(options["session"])
         prepared = self.prepare_write(key, data, **options)
@@ -871,6 +982,102 @@ class EdgeBus:
             rerouted=prepared.placement.rerouted,
             degraded=prepared.placement.degraded,
         )
+
+    async def commit(
+        self,
+        key: str,
+        data: Any,
+        *,
+        expected_version: int | None = None,
+        timeout_ms: int | None = None,
+        **options: Any,
+    ) -> CommitResult:
+        """A strong write: two-phase commit across every region of its placement.
+
+        Same options as :meth:`write` (classification, operation, placement options),
+        plus ``expected_version`` (commit only if the key's version is this in every
+        participant: compare-and-set; ``0`` means "does not exist yet") and
+        ``timeout_ms`` (default ``strong.timeout_ms``: undecided by then, it aborts).
+        The compliance filter places it first: in strict mode, data no region may hold
+        is refused with ComplianceViolation before anything is logged. Returns a
+        :class:`CommitResult`; a lost race is ``outcome == "conflict"``, not an
+        exception. Raises StrongOutcomeUnknown when no decision arrives (no
+        coordinator running).
+        """
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+            or expected_version < 0
+        ):
+            raise InvalidInput(f"expected_version must be an int >= 0, got {expected_version!r}")
+        timeout = self.config.strong.timeout_ms if timeout_ms is None else timeout_ms
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            raise InvalidInput(f"timeout_ms must be a positive int, got {timeout_ms!r}")
+        if options.get("session") is not None:
+            await self._check_token(options["session"])
+        options.pop("consistency", None)
+        prepared = self.prepare_write(key, data, **options)
+        client = await self._strong()
+        now_ms = time.time_ns() // 1_000_000
+        hlc = prepared.hlc
+        begin = BeginRecord(
+            txn_id=new_event_id(),
+            key=key,
+            operation=prepared.operation.value,
+            payload=encode_payload(data) if prepared.operation is not Operation.DELETE else None,
+            placement=prepared.placement.regions,
+            classification=prepared.classification,
+            expected_version=expected_version,
+            deadline_ms=now_ms + timeout,
+            hlc=(hlc.wall_ms << 16) | hlc.logical,
+            writer=self.client_id,
+            time_ms=now_ms,
+        )
+        decision = await client.commit(begin)
+        outcome = decision.outcome
+        committed = decision.committed
+        if committed:
+            self._session = self._session.with_hlc(max(decision.hlc, self._session.hlc))
+        return CommitResult(
+            txn_id=begin.txn_id,
+            key=key,
+            committed=committed,
+            reason=outcome.reason,
+            conflict=outcome.conflict,
+            version=decision.version,
+            placement=begin.placement,
+            classification=begin.classification,
+            hlc=HLCTimestamp(decision.hlc >> 16, decision.hlc & 0xFFFF),
+            session_token=self._session.encode(),
+            decided_by=decision.writer,
+        )
+
+    async def _strong(self) -> Any:
+        """The strong client (and the embedded coordinator), started once."""
+        if self._strong_client is not None:
+            return self._strong_client
+        if self._strong_ready is None or (
+            self._strong_ready.done() and self._strong_ready.exception() is not None
+        ):
+            self._strong_ready = asyncio.ensure_future(self._start_strong())
+        return await asyncio.shield(self._strong_ready)
+
+    async def _start_strong(self) -> Any:
+        from edgebus.saga.client import StrongClient
+        from edgebus.saga.coordinator import Coordinator
+
+        bootstrap = self._clusters[self.config.saga_log_region]
+        client = StrongClient(self.config, bootstrap, self.client_id)
+        await client.start()
+        if self.config.strong.embedded_coordinator and self._coordinator is None:
+            coordinator = Coordinator(self.config, bootstrap)
+            try:
+                await coordinator.start()
+            except BaseException:
+                await client.stop()
+                raise
+            self._coordinator = coordinator
+        self._strong_client = client
+        return client
 
     def _token(self, session: SessionToken | str) -> SessionToken:
         """A token passed in, decoded, naming only configured regions."""

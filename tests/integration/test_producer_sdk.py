@@ -176,8 +176,12 @@ async def test_bad_input_is_refused_before_anything_is_written(kafka_bootstrap: 
             await bus.write("k", "ten", operation="increment")
         with pytest.raises(InvalidInput, match="pi"):
             await bus.write("k", {"x": 1}, classification="pi")
-        with pytest.raises(InvalidInput, match="strong"):
-            await bus.write("k", {"x": 1}, consistency="strong")
+        with pytest.raises(InvalidInput, match="write level"):
+            await bus.write("k", {"x": 1}, consistency="bounded_staleness")
+        with pytest.raises(InvalidInput, match="expected_version needs consistency='strong'"):
+            await bus.write("k", {"x": 1}, expected_version=3)
+        with pytest.raises(InvalidInput, match="expected_version must be"):
+            await bus.write("k", {"x": 1}, consistency="strong", expected_version=-1)
         with pytest.raises(InvalidInput, match="int key 2"):
             await bus.write("k", {"a": [{"b": {2: "two"}}]})
         with pytest.raises(InvalidInput, match="classification must be"):

@@ -1,0 +1,72 @@
+"""``edgebus coordinator run``: a saga coordinator as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+import typer
+
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._output import emit, err_console, fail, json_mode
+from edgebus.config import EdgeConfig
+from edgebus.errors import EdgebusError
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Run a saga coordinator (decides strong writes).", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    instance_id: str | None = typer.Option(
+        None, "--instance-id", help="A stable name for this instance: a restart with the "
+        "same id takes its saga-log partitions back at once (Kafka static membership)."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Join the coordinator group on the saga log and decide the strong writes of the
+    partitions Kafka assigns this instance, until Ctrl-C / SIGTERM. Run several for
+    fail-over: a dead instance's partitions move to the others."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        asyncio.run(_run(load_cli_config(config), instance_id, as_json))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def _run(config: EdgeConfig, instance_id: str | None, as_json: bool) -> None:
+    from edgebus.kafka.clusters import resolve_clusters
+    from edgebus.saga.coordinator import Coordinator
+
+    bootstrap = resolve_clusters(config)[config.saga_log_region]
+    coordinator = Coordinator(config, bootstrap, instance_id=instance_id)
+    await coordinator.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    emit(as_json, {"ok": True, "event": "started", "coordinator": coordinator.name,
+                   "saga_log": bootstrap},
+         lambda d: err_console.print(
+             f"coordinator [bold]{d['coordinator']}[/] up on the saga log at {d['saga_log']} "
+             "(Ctrl-C to stop)", highlight=False))
+    waiter = asyncio.ensure_future(coordinator.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        stopper.cancel()
+        await coordinator.stop()
+    if waiter.done() and not waiter.cancelled():
+        failure = waiter.exception()
+        if failure is not None:
+            raise failure
