@@ -17,18 +17,33 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from edgebus.errors import InfrastructureUnavailable, TopicLayoutMismatch
 
 __all__ = [
-    "SAGA_LOG_TOPIC",
-    "SAGA_PROGRESS_TOPIC",
+    "coordinator_group",
     "dlq_topic",
     "ensure_topics",
     "events_topic",
+    "saga_log_topic",
+    "saga_progress_topic",
     "service_topic",
 ]
 
-#: two-phase-commit records of strong writes (begin, vote, decision, ack), by key
-SAGA_LOG_TOPIC = "edgebus.saga.log"
-#: progress records of multi-step sagas, by saga id
-SAGA_PROGRESS_TOPIC = "edgebus.sagas"
+
+
+def saga_log_topic(log_region: str) -> str:
+    """The saga log: two-phase-commit records of strong writes (begin, vote, decision,
+    ack), keyed by the written key; it lives on ``log_region``'s cluster
+    (``strong.log_region``, default the first region)."""
+    return f"edgebus.{log_region}.saga"
+
+
+def saga_progress_topic(log_region: str) -> str:
+    """Progress records of multi-step sagas, keyed by saga id (``log_region``'s
+    cluster)."""
+    return f"edgebus.{log_region}.sagas"
+
+
+def coordinator_group(log_region: str) -> str:
+    """The consumer group of the saga coordinators of the saga log of ``log_region``."""
+    return f"edgebus.{log_region}.coordinator"
 
 _TOPIC_ALREADY_EXISTS = 36
 

@@ -1,6 +1,7 @@
 """The saga coordinator: decides strong writes from the saga log.
 
-Coordinators form the Kafka consumer group ``edgebus.coordinator`` on the saga log, so
+Coordinators form the Kafka consumer group ``edgebus.<log region>.coordinator`` on the
+saga log, so
 each saga-log partition (and so each key) has one coordinator at a time; more
 instances share the partitions and take over a dead one's on rebalance. An instance
 folds its partitions (:class:`edgebus.core.saga_log.PartitionLog`) and appends a
@@ -41,15 +42,14 @@ from edgebus.core.saga_log import (
     coordinator_decision,
 )
 from edgebus.core.two_phase_commit import Decision
-from edgebus.kafka.topics import SAGA_LOG_TOPIC
+from edgebus.kafka.topics import coordinator_group, saga_log_topic
 from edgebus.saga import failpoints
 from edgebus.saga.log import SagaLogWriter, decode_record, ensure_saga_log, start_consumer
 
-__all__ = ["COORDINATOR_GROUP", "Coordinator"]
+__all__ = ["Coordinator"]
 
 log = logging.getLogger(__name__)
 
-COORDINATOR_GROUP = "edgebus.coordinator"
 _TICK_S = 0.05
 _COMMIT_EVERY_S = 1.0
 
@@ -76,6 +76,7 @@ class Coordinator:
         self.bootstrap = bootstrap
         self.instance_id = instance_id
         self.name = instance_id or f"coordinator-{socket.gethostname()}-{os.getpid()}"
+        self.topic = saga_log_topic(config.saga_log_region)
         self.logs: dict[int, PartitionLog] = {}
         self.decided = 0  #: decisions this instance appended
         self._writer = SagaLogWriter(config, bootstrap, f"edgebus-{self.name}")
@@ -102,13 +103,13 @@ class Coordinator:
             options["group_instance_id"] = self.instance_id
         try:
             self._consumer = await start_consumer(
-                self.config, self.bootstrap, group_id=COORDINATOR_GROUP,
-                client_id=f"edgebus-{self.name}", **options,
+                self.config, self.bootstrap,
+                group_id=coordinator_group(self.config.saga_log_region), client_id=f"edgebus-{self.name}", **options,
             )
         except BaseException:
             await self._writer.stop()
             raise
-        self._consumer.subscribe([SAGA_LOG_TOPIC], listener=_Listener(self))
+        self._consumer.subscribe([self.topic], listener=_Listener(self))
         self._task = asyncio.create_task(self._run(), name=f"{self.name} run")
         log.info("%s: coordinator started on %s", self.name, self.bootstrap)
 
@@ -224,7 +225,7 @@ class Coordinator:
         if consumer is None or not self.logs:
             return
         offsets = {
-            TopicPartition(SAGA_LOG_TOPIC, p): plog.low_water(lambda t: t.decision is None)
+            TopicPartition(self.topic, p): plog.low_water(lambda t: t.decision is None)
             for p, plog in self.logs.items()
         }
         try:

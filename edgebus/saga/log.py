@@ -1,4 +1,4 @@
-"""Reading and appending the saga log topic (``edgebus.saga.log``).
+"""Reading and appending the saga log topic (``edgebus.<log region>.saga``).
 
 One key's records all go to one partition (the key's partition, computed like Kafka's
 default partitioner), so every reader folds a key's transactions in the same order.
@@ -19,7 +19,7 @@ from edgebus.config import EdgeConfig
 from edgebus.core.saga_log import LogRecord
 from edgebus.errors import DecodeError, InfrastructureUnavailable
 from edgebus.kafka.batching import partition_for
-from edgebus.kafka.topics import SAGA_LOG_TOPIC, ensure_topics
+from edgebus.kafka.topics import ensure_topics, saga_log_topic
 from edgebus.wire.saga_log import H_SAGA, decode_saga_record, encode_saga_record, saga_headers
 
 __all__ = [
@@ -41,15 +41,16 @@ def saga_partition(key: str, partitions: int) -> int:
 
 def saga_partitions(config: EdgeConfig) -> list[TopicPartition]:
     """Every partition of the saga log."""
-    return [TopicPartition(SAGA_LOG_TOPIC, p) for p in range(config.kafka.partitions)]
+    topic = saga_log_topic(config.saga_log_region)
+    return [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
 
 
 async def ensure_saga_log(config: EdgeConfig, bootstrap: str) -> None:
     """Create the saga log topic (same partition count as the events topics)."""
     kafka = config.kafka
     await ensure_topics(
-        bootstrap, [SAGA_LOG_TOPIC], kafka.partitions, kafka.topic_replication_factor,
-        timeout_s=kafka.connect_timeout_s,
+        bootstrap, [saga_log_topic(config.saga_log_region)], kafka.partitions,
+        kafka.topic_replication_factor, timeout_s=kafka.connect_timeout_s,
     )
 
 
@@ -102,6 +103,7 @@ class SagaLogWriter:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.partitions = config.kafka.partitions
+        self.topic = saga_log_topic(config.saga_log_region)
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -137,7 +139,7 @@ class SagaLogWriter:
         if self._producer is None:
             raise InfrastructureUnavailable("the saga log writer is not started", [self.bootstrap])
         future: asyncio.Future[object] = await self._producer.send(
-            SAGA_LOG_TOPIC,
+            self.topic,
             encode_saga_record(record),
             key=record.key.encode("utf-8"),
             partition=self.partition(record.key),

@@ -48,7 +48,7 @@ from edgebus.core.saga_log import (
     participant_vote,
 )
 from edgebus.core.vector_clock import VectorClock
-from edgebus.kafka.topics import SAGA_LOG_TOPIC, events_topic
+from edgebus.kafka.topics import events_topic, saga_log_topic
 from edgebus.saga import failpoints
 from edgebus.saga.log import (
     SagaLogWriter,
@@ -93,6 +93,7 @@ class Participant:
         self.region = service.region
         self.config = service.config
         self.bootstrap = bootstrap  #: the saga log's cluster
+        self.topic = saga_log_topic(self.config.saga_log_region)
         self.logs: dict[int, PartitionLog] = {}
         self.processed: dict[int, int] = {}  #: per partition: next offset to process
         self.stats = {"votes_yes": 0, "votes_no": 0, "commits": 0, "aborts": 0}
@@ -354,7 +355,7 @@ class Participant:
         for p, plog in self.logs.items():
             plog.prune(lambda t: t.begin is not None and (
                 t.decision is None or (region in t.participants and region not in t.acks)))
-            offsets[TopicPartition(SAGA_LOG_TOPIC, p)] = min(
+            offsets[TopicPartition(self.topic, p)] = min(
                 plog.low_water(lambda t: region in t.participants and region not in t.acks),
                 self.processed.get(p, plog.position),
             )
@@ -376,7 +377,7 @@ class Participant:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         partition = saga_partition(key, self.config.kafka.partitions)
-        tp = TopicPartition(SAGA_LOG_TOPIC, partition)
+        tp = TopicPartition(self.topic, partition)
         assert self._offsets is not None
         end = (await self._offsets.end_offsets([tp]))[tp]
         while self.processed.get(partition, -1) < end or not self.ready.is_set():

@@ -1,5 +1,5 @@
 """Saga-log records on the wire: ``io.edgebus.SagaLogRecord`` (``schemas/saga_log.v1.avsc``)
-in Avro single-object encoding, keyed by the written key, in topic ``edgebus.saga.log``.
+in Avro single-object encoding, keyed by the written key, in topic ``edgebus.<log region>.saga``.
 
 Records carry the header ``eb-saga`` (``begin``, ``vote``, ``decision`` or ``ack``) so
 a tool can filter without decoding. ``schemas/README.md`` documents the fields.
