@@ -104,7 +104,8 @@ class Coordinator:
         try:
             self._consumer = await start_consumer(
                 self.config, self.bootstrap,
-                group_id=coordinator_group(self.config.saga_log_region), client_id=f"edgebus-{self.name}", **options,
+                group_id=coordinator_group(self.config.saga_log_region),
+                client_id=f"edgebus-{self.name}", **options,
             )
         except BaseException:
             await self._writer.stop()
