@@ -1,7 +1,7 @@
 """Saga progress records on the wire: ``io.edgebus.SagaProgress`` (single-object Avro).
 
 The pure saga state machine (:mod:`edgebus.core.saga`) decides progress records; the
-saga runner appends each one to the topic ``edgebus.sagas`` (key: the saga id) before
+saga runner appends each one to the topic ``edgebus.<log region>.sagas`` (key: the saga id) before
 it performs the action the record leads to. This module turns one record, plus what
 the log keeps beside it (the writer's clock and id; for :class:`SagaBegun` the saga's
 name and input), into bytes and back.
