@@ -219,6 +219,40 @@ async def test_a_compensation_failing_max_attempts_times_is_stuck_until_an_opera
             await runner.retry_stuck(saga_id)
 
 
+async def test_a_stuck_compensation_an_operator_did_by_hand_is_logged_and_compensating_goes_on(
+    config: EdgeConfig, tag: str
+) -> None:
+    rec = Recorder(tag)
+    actions = dict(
+        [
+            rec.action("reserve"),
+            rec.action("release"),
+            rec.action("charge"),
+            rec.action("refund", fail=lambda ctx: "bank down"),
+            rec.action("ship", fail=lambda ctx: "no courier available"),
+        ]
+    )
+    saga_id = f"saga-{tag}"
+    steps = rec.steps(("reserve", "release"), ("charge", "refund"), ("ship", None))
+    async with SagaRunner(config, actions, max_attempts=1) as runner:
+        stuck = await runner.run(saga_id, "checkout", steps)
+        assert stuck.status is SagaStatus.STUCK
+        assert (await runner.show(saga_id))["step_details"][1]["status"] == "stuck"
+        with pytest.raises(InvalidInput, match="waits for the compensation of step 1"):
+            await runner.mark_compensated(saga_id, 0)
+        done = await runner.mark_compensated(saga_id, 1)
+        shown = await runner.show(saga_id)
+
+    assert rec.calls == ["reserve", "charge", "ship", "refund", "release"]
+    assert done.status is SagaStatus.COMPENSATED
+    assert done.compensated_steps == (1, 0)
+    assert kinds(shown)[-3:] == [
+        ("COMPENSATION_ATTEMPT_FAILED", 1),
+        ("COMPENSATION_COMPLETED", 1),
+        ("COMPENSATION_COMPLETED", 0),
+    ]
+
+
 def _spawn_worker(
     kafka_bootstrap: str, workdir: Path, tag: str, saga_id: str, mode: str
 ) -> subprocess.Popen[str]:
