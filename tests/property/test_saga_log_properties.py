@@ -1,0 +1,500 @@
+"""Properties of the saga log fold over random logs full of duplicates.
+
+A log is a random interleaving of begin, vote, decision and ack records for a few
+transactions (sometimes on the same key). Any record may be repeated later, and a
+repetition may contradict the original: a retried begin with another placement or
+deadline, a second vote of a region saying the opposite, a second coordinator's
+decision. Votes come from participants and from regions outside the placement.
+
+* Determinism: every reader that folds the same records agrees on every transaction,
+  whatever the offsets (Kafka offsets skip) and however often a record is redelivered.
+* Recovery: a reader that resumes at ``low_water`` of an earlier fold (a fresh
+  :class:`PartitionLog` over the suffix) knows every transaction that was undecided
+  there exactly as a reader that never stopped.
+* Atomicity: with coordinators appending :func:`coordinator_decision` after each record
+  (one up to date, one stale, as after a rebalance), a COMMIT is only ever logged after
+  every participant's first vote was a yes; no transaction commits when a participant's
+  first vote is no; once the deadlines passed, every transaction is decided.
+
+"Causal" logs are those a real partition holds: participants and coordinators react to
+a begin they read, so a transaction's first record is its begin.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgebus.core.saga_log import (
+    AckRecord,
+    BeginRecord,
+    DecisionRecord,
+    LogRecord,
+    PartitionLog,
+    Txn,
+    VoteRecord,
+    committed_version,
+    coordinator_decision,
+    lock_holders,
+)
+from edgebus.core.two_phase_commit import Decision, Refusal, TxnOutcome, VersionConflict, Vote
+from edgebus.wire.saga_log import decode_saga_record, encode_saga_record
+
+REGIONS = ("eu", "us", "ap")
+KEYS = ("k0", "k1")
+STEP_MS = 10  # the clock advances this much per generated record
+MAX_DEADLINE = 300
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A transaction as its client asked for it (what its first, counted begin says)."""
+
+    txn_id: str
+    key: str
+    placement: tuple[str, ...]
+    expected: int | None
+    deadline_ms: int
+
+    def begin(self, time_ms: int, writer: str = "client") -> BeginRecord:
+        return BeginRecord(
+            self.txn_id, self.key, "set", b'{"n": 1}', self.placement, ("pii",), self.expected,
+            self.deadline_ms, time_ms << 16, writer, time_ms,
+        )
+
+
+placements = st.lists(st.sampled_from(REGIONS), max_size=3, unique=True).map(tuple)
+specs = st.lists(
+    st.builds(
+        lambda key, placement, expected, deadline: (key, placement, expected, deadline),
+        st.sampled_from(KEYS),
+        st.tuples(st.integers(0, 7), placements.filter(bool)).map(
+            lambda drawn: drawn[1] if drawn[0] < 7 else ()  # rarely no region at all
+        ),
+        st.sampled_from((None, None, 0, 1)),
+        st.just(MAX_DEADLINE) | st.integers(0, MAX_DEADLINE),  # often after every vote
+    ),
+    min_size=1,
+    max_size=3,
+).map(lambda drawn: [Spec(f"t{i}", *d) for i, d in enumerate(drawn)])
+
+txn_index = st.integers(0, 2)
+begin_ops = st.tuples(
+    st.just("begin"), txn_index,
+    st.none() | st.tuples(placements, st.sampled_from((None, 0, 1, 2)),
+                          st.integers(0, MAX_DEADLINE)),  # None: the very same begin again
+)
+vote_ops = st.tuples(
+    st.just("vote"), txn_index, st.integers(0, 3), st.sampled_from((True, True, False)),
+    st.one_of(st.integers(0, 3), st.integers(0, 3), st.none()), st.sampled_from(list(Refusal)),
+)
+decision_ops = st.tuples(st.just("decision"), txn_index, st.booleans(), st.integers(0, 3))
+ack_ops = st.tuples(st.just("ack"), txn_index, st.sampled_from(REGIONS))
+repeat_ops = st.tuples(st.just("repeat"), st.integers(0, 60))  # an earlier record, again
+stale_ops = st.tuples(st.just("stale"), st.integers(0, 6))  # the stale coordinator acts
+
+Op = tuple[Any, ...]
+
+
+def ops(*, decisions: bool, stale: bool = False) -> st.SearchStrategy[list[Op]]:
+    kinds = [begin_ops, *[vote_ops] * 4, ack_ops, repeat_ops, repeat_ops]
+    if decisions:
+        kinds.append(decision_ops)
+    if stale:
+        kinds.append(stale_ops)
+    return st.lists(st.one_of(*kinds), max_size=40)
+
+
+def pick_region(spec: Spec, choice: int) -> str:
+    """Mostly a participant (0-2), sometimes a region outside the placement (3)."""
+    outsiders = [r for r in REGIONS if r not in spec.placement]
+    if choice < 3 and spec.placement:
+        return spec.placement[choice % len(spec.placement)]
+    return outsiders[choice % len(outsiders)] if outsiders else REGIONS[choice % 3]
+
+
+def make_record(spec: Spec, op: Op, time_ms: int) -> LogRecord:
+    kind = op[0]
+    if kind == "begin":
+        if op[2] is None:
+            return spec.begin(time_ms, "client-retry")
+        placement, expected, deadline = op[2]
+        return BeginRecord(
+            spec.txn_id, spec.key, "merge", None, placement, (), expected, deadline,
+            time_ms << 16, "client-confused", time_ms,
+        )
+    if kind == "vote":
+        _, _, choice, yes, version, refusal = op
+        region = pick_region(spec, choice)
+        vote = (
+            Vote(spec.txn_id, region, True, version=version)
+            if yes
+            else Vote(spec.txn_id, region, False, f"refused: {refusal}", version, refusal)
+        )
+        return VoteRecord(spec.txn_id, spec.key, vote, region, time_ms)
+    if kind == "decision":
+        _, _, commit, version = op
+        outcome = (
+            TxnOutcome(Decision.COMMIT) if commit else TxnOutcome(Decision.ABORT, "some reason")
+        )
+        return DecisionRecord(
+            spec.txn_id, spec.key, outcome, time_ms << 16, version if commit else None,
+            "coordinator-x", time_ms,
+        )
+    _, _, region = op
+    return AckRecord(spec.txn_id, spec.key, region, f"{region}:0:{time_ms}", region, time_ms)
+
+
+def build_log(txns: Sequence[Spec], operations: Sequence[Op], *, causal: bool) -> list[LogRecord]:
+    """The records the operations describe. In a causal log each transaction's counted
+    begin (its spec) comes before any other record of it; otherwise its first begin op
+    is the counted one, wherever it falls (possibly after its votes, or never)."""
+    log: list[LogRecord] = []
+    begun: set[str] = set()
+    for step, op in enumerate(operations):
+        time_ms = step * STEP_MS
+        if op[0] == "repeat":
+            if log:
+                log.append(log[op[1] % len(log)])
+            continue
+        if op[0] == "stale":
+            continue
+        spec = txns[op[1] % len(txns)]
+        if spec.txn_id not in begun and (causal or op[0] == "begin"):
+            begun.add(spec.txn_id)
+            log.append(spec.begin(time_ms))
+            if op[0] == "begin":
+                continue
+        log.append(make_record(spec, op, time_ms))
+    return log
+
+
+def fold(records: Sequence[LogRecord], start: int = 0) -> PartitionLog:
+    log = PartitionLog()
+    for offset in range(start, len(records)):
+        log.fold(offset, records[offset])
+    return log
+
+
+def snapshot(txn: Txn, offset_of: dict[int, int] | None = None) -> tuple[Any, ...]:
+    """Everything the log says about ``txn`` (offsets mapped back to record indexes)."""
+    back = offset_of or {}
+    return (
+        txn.txn_id, txn.key, txn.begin, back.get(txn.begin_offset, txn.begin_offset),
+        dict(txn.votes), txn.decision, back.get(txn.decision_offset, txn.decision_offset),
+        dict(txn.acks), txn.status, txn.participants,
+    )
+
+
+def decisions_over_time(txn: Txn) -> list[TxnOutcome | None]:
+    return [coordinator_decision(txn, now) for now in (0, MAX_DEADLINE // 2, MAX_DEADLINE + 1)]
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    specs,
+    ops(decisions=True),
+    st.booleans(),
+    st.lists(st.integers(1, 5), min_size=80, max_size=80),
+    st.lists(st.booleans(), min_size=80, max_size=80),
+)
+def test_readers_folding_the_same_records_agree_on_every_transaction(
+    txns: list[Spec], operations: list[Op], causal: bool, gaps: list[int],
+    redeliver: list[bool],
+) -> None:
+    records = build_log(txns, operations, causal=causal)
+    one = fold(records)
+
+    other = PartitionLog()  # offsets that skip, and records delivered twice in a row
+    offset_of: dict[int, int] = {}
+    offset = 0
+    for index, record in enumerate(records):
+        offset += gaps[index % len(gaps)]
+        offset_of[offset] = index
+        before = copy.deepcopy(other.txns.get(record.txn_id))
+        changed = other.fold(offset, record)
+        after = other.txns[record.txn_id]
+        if changed is None:  # "a record that changes nothing returns None"
+            assert before is not None and snapshot(before) == snapshot(after)
+        else:
+            assert changed is after
+            assert before is None or snapshot(before) != snapshot(after)
+        if redeliver[index % len(redeliver)]:
+            offset += 1
+            assert other.fold(offset, record) is None
+
+    assert one.txns.keys() == other.txns.keys()
+    assert list(one.txns) == list(other.txns)  # the same log order too
+    for txn_id, txn in one.txns.items():
+        theirs = other.txns[txn_id]
+        assert snapshot(txn) == snapshot(theirs, offset_of)
+        assert decisions_over_time(txn) == decisions_over_time(theirs)
+        assert committed_version(txn) == committed_version(theirs)
+    assert [t.txn_id for t in one.undecided()] == [t.txn_id for t in other.undecided()]
+    for region in REGIONS:
+        assert lock_holders(one.txns.values(), region) == lock_holders(
+            other.txns.values(), region
+        )
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, ops(decisions=True), st.booleans())
+def test_the_first_vote_of_a_participant_and_the_first_decision_are_the_ones_that_count(
+    txns: list[Spec], operations: list[Op], causal: bool
+) -> None:
+    records = build_log(txns, operations, causal=causal)
+    log = fold(records)
+    for txn_id, txn in log.txns.items():
+        mine = [(i, r) for i, r in enumerate(records) if r.txn_id == txn_id]
+        begins = [(i, r) for i, r in mine if isinstance(r, BeginRecord)]
+        decisions = [(i, r) for i, r in mine if isinstance(r, DecisionRecord)]
+        assert (txn.begin_offset, txn.begin) == (begins[0] if begins else (-1, None))
+        assert (txn.decision_offset, txn.decision) == (decisions[0] if decisions else (-1, None))
+        decided_at = decisions[0][0] if decisions else len(records)
+        for region, vote in txn.votes.items():
+            # the first vote of the region before the decision that is not from a region
+            # outside the placement (when the begin came before it)
+            counted = next(
+                (i, r) for i, r in mine
+                if isinstance(r, VoteRecord) and r.vote.region == region and i < decided_at
+                and (txn.begin is None or i < txn.begin_offset or region in txn.participants)
+            )
+            assert counted[1].vote == vote
+        if txn.begin is not None:
+            for i, r in mine:
+                if isinstance(r, VoteRecord) and txn.begin_offset < i < decided_at:
+                    assert r.vote.region in txn.votes or r.vote.region not in txn.participants
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def coordinated_log(
+    txns: Sequence[Spec], operations: Sequence[Op], finish: bool = True
+) -> list[LogRecord]:
+    """The log as it grows with a coordinator appending :func:`coordinator_decision` after
+    each record (it reads everything), and a stale coordinator (it reads up to a few
+    records behind, and only now and then) appending its own."""
+    log: list[LogRecord] = []
+    current, stale = PartitionLog(), PartitionLog()
+
+    def catch_up(reader: PartitionLog, upto: int) -> None:
+        while reader.position < upto:
+            reader.fold(reader.position, log[reader.position])
+
+    def decide(reader: PartitionLog, now: int, writer: str) -> None:
+        for txn in reader.undecided():
+            outcome = coordinator_decision(txn, now)
+            if outcome is not None:
+                version = committed_version(txn) if outcome.committed else None
+                log.append(
+                    DecisionRecord(txn.txn_id, txn.key, outcome, now << 16, version, writer, now)
+                )
+
+    def coordinate(now: int) -> None:
+        catch_up(current, len(log))
+        decide(current, now, "coordinator-current")
+
+    for step, op in enumerate(operations):
+        now = step * STEP_MS
+        if op[0] == "stale":
+            catch_up(stale, max(stale.position, len(log) - op[1]))
+            decide(stale, now, "coordinator-stale")
+            continue
+        for record in _records_of_step(txns, op, step * STEP_MS, log):
+            log.append(record)
+            coordinate(now)
+    if finish:
+        coordinate(MAX_DEADLINE + 1)  # every deadline has passed
+    return log
+
+
+def _records_of_step(
+    txns: Sequence[Spec], op: Op, time_ms: int, log: list[LogRecord]
+) -> list[LogRecord]:
+    """The records one operation appends to a causal log (decisions excluded: the
+    coordinators make them)."""
+    if op[0] == "repeat":
+        candidates = [r for r in log if not isinstance(r, DecisionRecord)]
+        return [candidates[op[1] % len(candidates)]] if candidates else []
+    spec = txns[op[1] % len(txns)]
+    begun = any(isinstance(r, BeginRecord) and r.txn_id == spec.txn_id for r in log)
+    out: list[LogRecord] = [] if begun else [spec.begin(time_ms)]
+    if op[0] != "begin" or begun:
+        out.append(make_record(spec, op, time_ms))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, ops(decisions=True), st.integers(0, 80))
+def test_a_reader_resuming_at_low_water_knows_every_undecided_transaction_whole(
+    txns: list[Spec], operations: list[Op], cut_at: int
+) -> None:
+    records = build_log(txns, operations, causal=True)
+    check_recovery(records, cut_at % (len(records) + 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, ops(decisions=False, stale=True), st.integers(0, 80))
+def test_a_coordinator_resuming_at_low_water_decides_as_one_that_never_stopped(
+    txns: list[Spec], operations: list[Op], cut_at: int
+) -> None:
+    records = coordinated_log(txns, operations)
+    check_recovery(records, cut_at % (len(records) + 1))
+
+
+def check_recovery(records: list[LogRecord], cut: int) -> None:
+    at_cut = fold(records[:cut])
+    start = at_cut.low_water(lambda t: t.decision is None)
+    assert 0 <= start <= cut
+    resumed = fold(records, start)
+    full = fold(records)
+    for txn_id, txn in full.txns.items():
+        then = at_cut.txns.get(txn_id)
+        if then is not None and then.decision is not None:
+            continue  # decided at the cut: the resumed reader need not know it
+        mine = resumed.txns[txn_id]
+        assert snapshot(mine) == snapshot(txn)
+        assert decisions_over_time(mine) == decisions_over_time(txn)
+        assert committed_version(mine) == committed_version(txn)
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, ops(decisions=False, stale=True), st.integers(0, 80))
+def test_a_reader_resuming_at_low_water_finds_undecided_only_what_the_log_left_undecided(
+    txns: list[Spec], operations: list[Op], cut_at: int
+) -> None:
+    """A client's retried begin may land after its transaction's decision. A coordinator
+    restarted at ``low_water`` must not take it for a transaction still to decide: it
+    would log a second decision that it (and every reader resumed there) then believes,
+    while the others keep the first."""
+    records = coordinated_log(txns, operations, finish=False)
+    cut = cut_at % (len(records) + 1)
+    start = fold(records[:cut]).low_water(lambda t: t.decision is None)
+    resumed, full = fold(records, start), fold(records)
+    assert [t.txn_id for t in resumed.undecided()] == [t.txn_id for t in full.undecided()], (
+        f"resumed at offset {start} of {records}"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, ops(decisions=False, stale=True), st.integers(0, 80))
+def test_a_participant_resuming_at_low_water_holds_the_same_locks(
+    txns: list[Spec], operations: list[Op], cut_at: int
+) -> None:
+    """What a participant restarted at ``low_water`` reads as locked is what one that never
+    stopped reads: late duplicate votes of decided transactions included."""
+    records = coordinated_log(txns, operations, finish=False)
+    cut = cut_at % (len(records) + 1)
+    start = fold(records[:cut]).low_water(lambda t: t.decision is None)
+    resumed, full = fold(records, start), fold(records)
+    for region in REGIONS:
+        assert lock_holders(resumed.txns.values(), region) == lock_holders(
+            full.txns.values(), region
+        ), f"{region} after resuming at offset {start} of {records}"
+
+
+# --------------------------------------------------------------------------- atomicity
+
+
+@settings(max_examples=500, deadline=None)
+@given(specs, ops(decisions=False, stale=True))
+def test_a_commit_is_logged_only_after_every_participant_voted_yes_first(
+    txns: list[Spec], operations: list[Op]
+) -> None:
+    records = coordinated_log(txns, operations)
+    final = fold(records)
+    for offset, record in enumerate(records):
+        if not isinstance(record, DecisionRecord):
+            continue
+        before = fold(records[:offset]).txns[record.txn_id]
+        assert before.begin is not None, "decided before the begin was logged"
+        if record.committed:
+            assert before.participants, "committed a write without participants"
+            for region in before.participants:
+                vote = before.votes.get(region)
+                assert vote is not None and vote.yes, f"{record.txn_id}: {region} said {vote}"
+            assert record.version == committed_version(before)
+        else:
+            check_abort_reason(before, record)
+    for txn_id, txn in final.txns.items():
+        assert txn.begin is not None
+        assert txn.decision is not None, f"{txn_id} undecided after every deadline passed"
+        first_votes = [txn.votes.get(r) for r in txn.participants]
+        if any(v is not None and not v.yes for v in first_votes):
+            assert not txn.decision.committed, f"{txn_id} committed over a no vote"
+        if txn.decision.committed:
+            assert all(v is not None and v.yes for v in first_votes)
+
+
+def check_abort_reason(before: Txn, record: DecisionRecord) -> None:
+    outcome, begin = record.outcome, before.begin
+    assert begin is not None and outcome.reason is not None
+    refusals = [before.votes[r] for r in begin.placement if r in before.votes
+                and not before.votes[r].yes]
+    if not begin.placement:
+        assert outcome == TxnOutcome(Decision.ABORT, "the write has no participant region")
+    elif refusals:
+        first = refusals[0]
+        assert outcome.reason.startswith(f"region {first.region} voted no: ")
+        expected, found = begin.expected_version, first.version
+        if first.refusal is Refusal.VERSION_CONFLICT and expected is not None and found is not None:
+            assert outcome.conflict == VersionConflict(first.region, expected, found)
+        else:
+            assert outcome.conflict is None
+    else:
+        assert record.time_ms > begin.deadline_ms
+        silent = [r for r in begin.placement if r not in before.votes]
+        assert silent and outcome.reason.startswith(f"timed out: {', '.join(silent)} did not")
+
+
+def test_the_generated_logs_exercise_every_outcome() -> None:
+    """The random logs above are not vacuous: across examples they commit, abort on a no,
+    on a version conflict and on a timeout, and hold votes and decisions that are ignored."""
+    seen: set[str] = set()
+
+    @settings(max_examples=600, deadline=None, database=None, derandomize=True)
+    @given(specs, ops(decisions=False, stale=True))
+    def collect(txns: list[Spec], operations: list[Op]) -> None:
+        records = coordinated_log(txns, operations)
+        decisions = [r for r in records if isinstance(r, DecisionRecord)]
+        for txn in fold(records).txns.values():
+            d = txn.decision
+            assert d is not None
+            if d.committed:
+                seen.add("commit")
+            elif d.outcome.conflict is not None:
+                seen.add("conflict")
+            elif d.outcome.reason and d.outcome.reason.startswith("timed out"):
+                seen.add("timeout")
+            elif d.outcome.reason and " voted no: " in d.outcome.reason:
+                seen.add("no")
+            if sum(r.txn_id == txn.txn_id for r in decisions) > 1:
+                seen.add("ignored decisions")
+            if len(txn.votes) < sum(
+                isinstance(r, VoteRecord) and r.txn_id == txn.txn_id for r in records
+            ):
+                seen.add("ignored votes")
+
+    collect()
+    assert seen >= {"commit", "conflict", "timeout", "no", "ignored votes", "ignored decisions"}
+
+
+# --------------------------------------------------------------------------- wire
+
+
+@settings(max_examples=200, deadline=None)
+@given(specs, ops(decisions=True), st.booleans())
+def test_every_generated_record_survives_the_wire(
+    txns: list[Spec], operations: list[Op], causal: bool
+) -> None:
+    for record in build_log(txns, operations, causal=causal):
+        assert decode_saga_record(encode_saga_record(record)) == record

@@ -1,0 +1,668 @@
+"""The saga log as a fold: first vote per region and first decision per transaction count,
+and what coordinators, participants and tools read from it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from edgebus.core.saga_log import (
+    AckRecord,
+    BeginRecord,
+    DecisionRecord,
+    LogRecord,
+    PartitionLog,
+    Txn,
+    TxnStatus,
+    VoteRecord,
+    committed_version,
+    coordinator_decision,
+    lock_holders,
+    participant_vote,
+)
+from edgebus.core.two_phase_commit import Decision, Refusal, TxnOutcome, VersionConflict, Vote
+
+REGIONS = ("eu", "us", "ap")
+DEADLINE = 10_000
+
+
+def begin(
+    txn: str = "t1",
+    key: str = "acct:1",
+    placement: Sequence[str] = REGIONS,
+    expected: int | None = None,
+    deadline: int = DEADLINE,
+    classification: Sequence[str] = ("pii",),
+    writer: str = "client-1",
+) -> BeginRecord:
+    return BeginRecord(
+        txn, key, "set", b'{"balance": 1000}', tuple(placement), tuple(classification),
+        expected, deadline, 1 << 16, writer, 0,
+    )
+
+
+def vote(
+    region: str,
+    txn: str = "t1",
+    yes: bool = True,
+    version: int | None = 0,
+    refusal: Refusal | None = None,
+    reason: str | None = None,
+    key: str = "acct:1",
+) -> VoteRecord:
+    return VoteRecord(txn, key, Vote(txn, region, yes, reason, version, refusal), region, 1)
+
+
+def no(
+    region: str,
+    txn: str = "t1",
+    refusal: Refusal = Refusal.LOCKED,
+    reason: str | None = "key 'acct:1' locked by txn t0",
+    version: int | None = 0,
+) -> VoteRecord:
+    return vote(region, txn, False, version, refusal, reason)
+
+
+def decision(
+    txn: str = "t1",
+    outcome: Decision = Decision.COMMIT,
+    reason: str | None = None,
+    version: int | None = 1,
+    writer: str = "coordinator-a",
+    key: str = "acct:1",
+) -> DecisionRecord:
+    return DecisionRecord(txn, key, TxnOutcome(outcome, reason), 2 << 16, version, writer, 2)
+
+
+def abort(txn: str = "t1", reason: str = "region us voted no") -> DecisionRecord:
+    return decision(txn, Decision.ABORT, reason, None)
+
+
+def ack(region: str, txn: str = "t1", key: str = "acct:1") -> AckRecord:
+    return AckRecord(txn, key, region, f"{region}:0:7", region, 3)
+
+
+def fold_all(records: Iterable[LogRecord], log: PartitionLog | None = None) -> PartitionLog:
+    """Fold records at offsets 0, 1, 2, ... (continuing after ``log.position``)."""
+    log = log or PartitionLog()
+    for r in records:
+        log.fold(log.position, r)
+    return log
+
+
+def txn_of(records: Iterable[LogRecord], txn: str = "t1") -> Txn:
+    return fold_all(records).txns[txn]
+
+
+# --------------------------------------------------------------------------- fold
+
+
+def test_a_begin_is_folded_with_its_offset_and_names_the_participants() -> None:
+    log = PartitionLog()
+    changed = log.fold(5, begin())
+    assert changed is log.txns["t1"]
+    assert changed.begin == begin()
+    assert changed.begin_offset == 5
+    assert changed.key == "acct:1"
+    assert changed.participants == REGIONS
+    assert log.position == 6
+
+
+def test_participants_are_empty_before_the_begin_is_read() -> None:
+    assert Txn("t1", "acct:1").participants == ()
+
+
+def test_a_duplicate_begin_is_ignored_and_the_first_one_counts() -> None:
+    log = fold_all([begin()])
+    retried = begin(placement=("eu",), expected=7, deadline=1, writer="client-2")
+    assert log.fold(1, retried) is None
+    txn = log.txns["t1"]
+    assert txn.begin == begin()
+    assert txn.begin_offset == 0
+    assert txn.participants == REGIONS
+    assert log.position == 2  # an ignored record is read all the same
+
+
+def test_votes_are_recorded_by_region() -> None:
+    log = fold_all([begin()])
+    assert log.fold(1, vote("eu", version=3)) is log.txns["t1"]
+    assert log.txns["t1"].votes == {"eu": Vote("t1", "eu", True, None, 3, None)}
+
+
+def test_the_second_vote_of_a_region_is_ignored_even_when_it_contradicts_the_first() -> None:
+    log = fold_all([begin(), vote("eu")])
+    assert log.fold(2, no("eu")) is None
+    assert log.fold(3, vote("eu", version=9)) is None
+    assert log.txns["t1"].votes["eu"] == vote("eu").vote
+
+
+def test_a_first_no_vote_is_not_overturned_by_a_later_yes() -> None:
+    txn = txn_of([begin(), no("us"), vote("us")])
+    assert txn.votes["us"].yes is False
+
+
+def test_a_vote_from_a_region_outside_the_placement_is_ignored() -> None:
+    log = fold_all([begin(placement=("eu", "us"))])
+    assert log.fold(1, vote("ap")) is None
+    assert log.fold(2, no("ap")) is None
+    assert log.txns["t1"].votes == {}
+
+
+def test_a_vote_after_the_decision_is_ignored() -> None:
+    log = fold_all([begin(), vote("eu"), abort()])
+    assert log.fold(3, vote("us")) is None
+    assert log.fold(4, no("ap")) is None
+    assert set(log.txns["t1"].votes) == {"eu"}
+
+
+def test_the_first_decision_wins_over_a_later_contradicting_one() -> None:
+    log = fold_all([begin(), *(vote(r) for r in REGIONS), decision(writer="coordinator-a")])
+    late = abort()  # a second coordinator racing on the same transaction
+    assert log.fold(5, late) is None
+    txn = log.txns["t1"]
+    assert txn.decision == decision(writer="coordinator-a")
+    assert txn.decision_offset == 4
+    assert txn.status == TxnStatus.COMMITTED
+
+
+def test_a_first_abort_is_not_overturned_by_a_later_commit() -> None:
+    txn = txn_of([begin(), abort(), decision()])
+    assert txn.decision == abort()
+    assert txn.decision_offset == 1
+    assert txn.status == TxnStatus.ABORTED
+
+
+def test_a_second_ack_of_a_region_is_ignored() -> None:
+    log = fold_all([begin(), abort(), ack("eu")])
+    second = AckRecord("t1", "acct:1", "eu", "eu:3:99", "eu", 9)
+    assert log.fold(3, second) is None
+    assert log.txns["t1"].acks == {"eu": ack("eu")}
+
+
+def test_records_of_different_transactions_are_folded_apart() -> None:
+    log = fold_all([
+        begin("t1"), begin("t2", key="acct:2", placement=("eu",)),
+        vote("eu", "t1"), no("eu", "t2"), decision("t1"), abort("t2"),
+    ])
+    assert log.txns["t1"].votes["eu"].yes and not log.txns["t2"].votes["eu"].yes
+    assert log.txns["t1"].decision == decision("t1")
+    assert log.txns["t2"].decision == abort("t2")
+    assert log.txns["t2"].key == "acct:2"
+
+
+def test_the_position_is_the_offset_after_the_last_record_when_offsets_skip() -> None:
+    log = PartitionLog()
+    assert log.position == 0
+    log.fold(10, begin())
+    assert log.position == 11
+    log.fold(42, vote("eu"))  # compaction, aborted Kafka transactions, other kinds
+    assert log.position == 43
+    log.fold(43, vote("eu"))  # a duplicate moves the position too
+    assert log.position == 44
+
+
+def test_folding_a_record_twice_in_a_row_changes_nothing_the_second_time() -> None:
+    records: list[LogRecord] = [begin(), vote("eu"), no("us"), abort(), ack("eu"), ack("us")]
+    log = PartitionLog()
+    for offset, record in enumerate(records):
+        assert log.fold(2 * offset, record) is not None
+        assert log.fold(2 * offset + 1, record) is None
+
+
+def test_undecided_lists_begun_transactions_without_a_decision_in_log_order() -> None:
+    log = fold_all([
+        begin("t3"), begin("t1"), begin("t2"), decision("t1"),
+        ack("eu", "t9"),  # never begun (its begin was not read): not listed
+    ])
+    assert [t.txn_id for t in log.undecided()] == ["t3", "t2"]
+
+
+# --------------------------------------------------------------------------- status
+
+
+def test_a_begun_transaction_is_preparing_even_once_every_participant_voted_yes() -> None:
+    txn = txn_of([begin(), *(vote(r) for r in REGIONS)])
+    assert txn.status == TxnStatus.PREPARING
+    assert not txn.finished
+
+
+def test_status_goes_from_preparing_to_committed_to_done_once_every_participant_acked() -> None:
+    log = fold_all([begin(), *(vote(r) for r in REGIONS)])
+    txn = log.txns["t1"]
+    assert txn.status == TxnStatus.PREPARING
+    fold_all([decision()], log)
+    assert txn.status == TxnStatus.COMMITTED
+    fold_all([ack("eu"), ack("us")], log)
+    assert txn.status == TxnStatus.COMMITTED
+    assert not txn.finished
+    fold_all([ack("ap")], log)
+    assert txn.status == TxnStatus.DONE_COMMITTED
+    assert txn.finished
+
+
+def test_status_goes_from_aborted_to_done_aborted_once_every_participant_acked() -> None:
+    log = fold_all([begin(placement=("eu", "us")), no("us"), abort()])
+    txn = log.txns["t1"]
+    assert txn.status == TxnStatus.ABORTED
+    fold_all([ack("us")], log)
+    assert txn.status == TxnStatus.ABORTED
+    fold_all([ack("eu")], log)
+    assert txn.status == TxnStatus.DONE_ABORTED
+    assert txn.finished
+
+
+def test_an_ack_from_a_region_outside_the_placement_does_not_finish_a_transaction() -> None:
+    txn = txn_of([begin(placement=("eu", "us")), abort(), ack("eu"), ack("ap")])
+    assert txn.status == TxnStatus.ABORTED
+
+
+def test_acks_before_the_decision_leave_a_transaction_preparing() -> None:
+    txn = txn_of([begin(placement=("eu",)), ack("eu")])
+    assert txn.status == TxnStatus.PREPARING
+    assert not txn.finished
+
+
+def test_a_decision_record_says_whether_it_committed() -> None:
+    assert decision().committed
+    assert not abort().committed
+
+
+# --------------------------------------------------------------------------- coordinator
+
+
+def test_the_coordinator_waits_for_a_transaction_whose_begin_it_has_not_read() -> None:
+    assert coordinator_decision(Txn("t1", "acct:1"), DEADLINE + 1) is None
+    txn = txn_of([vote("eu"), no("us")])  # records of a txn whose begin is not folded
+    assert coordinator_decision(txn, DEADLINE + 1) is None
+
+
+def test_the_coordinator_commits_only_when_every_participant_voted_yes() -> None:
+    log = fold_all([begin()])
+    txn = log.txns["t1"]
+    for region in REGIONS:
+        assert coordinator_decision(txn, 0) is None
+        fold_all([vote(region)], log)
+    assert coordinator_decision(txn, 0) == TxnOutcome(Decision.COMMIT)
+
+
+def test_yes_votes_of_regions_outside_the_placement_do_not_complete_a_commit() -> None:
+    txn = txn_of([begin(placement=("eu", "us")), vote("eu"), vote("ap")])
+    assert coordinator_decision(txn, 0) is None
+
+
+def test_the_coordinator_commits_every_yes_even_when_it_looks_after_the_deadline() -> None:
+    txn = txn_of([begin(), *(vote(r) for r in REGIONS)])
+    assert coordinator_decision(txn, DEADLINE + 5_000) == TxnOutcome(Decision.COMMIT)
+
+
+def test_the_coordinator_aborts_on_the_first_no_with_a_reason_naming_the_region() -> None:
+    txn = txn_of([begin(), vote("eu"), no("us")])  # ap has not voted: no need to wait
+    outcome = coordinator_decision(txn, 0)
+    assert outcome == TxnOutcome(
+        Decision.ABORT, "region us voted no: key 'acct:1' locked by txn t0"
+    )
+    assert outcome is not None and not outcome.committed and outcome.conflict is None
+
+
+def test_a_no_vote_without_a_reason_says_no_reason_was_given() -> None:
+    txn = txn_of([begin(), no("ap", refusal=Refusal.COMPLIANCE, reason=None)])
+    assert coordinator_decision(txn, 0) == TxnOutcome(
+        Decision.ABORT, "region ap voted no: no reason given"
+    )
+
+
+def test_a_no_vote_aborts_with_its_reason_even_after_the_deadline() -> None:
+    txn = txn_of([begin(), no("eu", reason="late")])  # us and ap silent too
+    outcome = coordinator_decision(txn, DEADLINE + 1)
+    assert outcome == TxnOutcome(Decision.ABORT, "region eu voted no: late")
+
+
+def test_a_version_conflict_refusal_is_reported_as_a_version_conflict() -> None:
+    refusal = no("us", refusal=Refusal.VERSION_CONFLICT, reason="expected version 3, found 5",
+                 version=5)
+    txn = txn_of([begin(expected=3), vote("eu", version=3), refusal])
+    assert coordinator_decision(txn, 0) == TxnOutcome(
+        Decision.ABORT,
+        "region us voted no: expected version 3, found 5",
+        VersionConflict("us", 3, 5),
+    )
+
+
+def test_a_version_conflict_refusal_without_an_expected_version_carries_no_conflict() -> None:
+    refusal = no("us", refusal=Refusal.VERSION_CONFLICT, reason="odd", version=5)
+    outcome = coordinator_decision(txn_of([begin(expected=None), refusal]), 0)
+    assert outcome == TxnOutcome(Decision.ABORT, "region us voted no: odd")
+
+
+def test_a_version_conflict_refusal_without_the_found_version_carries_no_conflict() -> None:
+    refusal = no("us", refusal=Refusal.VERSION_CONFLICT, reason="odd", version=None)
+    outcome = coordinator_decision(txn_of([begin(expected=3), refusal]), 0)
+    assert outcome is not None and outcome.conflict is None
+    assert outcome.decision is Decision.ABORT
+
+
+@pytest.mark.parametrize("refusal", [Refusal.LOCKED, Refusal.COMPLIANCE, Refusal.LATE])
+def test_other_refusals_of_a_conditional_write_carry_no_conflict(refusal: Refusal) -> None:
+    txn = txn_of([begin(expected=3), no("eu", refusal=refusal, reason="r", version=5)])
+    assert coordinator_decision(txn, 0) == TxnOutcome(Decision.ABORT, "region eu voted no: r")
+
+
+def test_the_coordinator_waits_for_silent_participants_until_the_deadline() -> None:
+    txn = txn_of([begin(), vote("eu")])
+    assert coordinator_decision(txn, 0) is None
+    assert coordinator_decision(txn, DEADLINE) is None  # the deadline itself still counts
+
+
+def test_the_coordinator_aborts_after_the_deadline_naming_the_silent_regions() -> None:
+    txn = txn_of([begin(), vote("us")])
+    outcome = coordinator_decision(txn, DEADLINE + 1)
+    assert outcome is not None
+    assert outcome.decision is Decision.ABORT
+    assert outcome.conflict is None
+    assert outcome.reason is not None
+    assert outcome.reason.startswith("timed out: eu, ap did not vote before the deadline")
+    assert "us" not in outcome.reason
+
+
+def test_the_coordinator_aborts_a_write_without_participants() -> None:
+    txn = txn_of([begin(placement=())])
+    assert coordinator_decision(txn, 0) == TxnOutcome(
+        Decision.ABORT, "the write has no participant region"
+    )
+
+
+def test_the_coordinator_returns_none_once_the_transaction_is_decided() -> None:
+    all_yes: list[LogRecord] = [begin(), *(vote(r) for r in REGIONS)]
+    assert coordinator_decision(txn_of([*all_yes, decision()]), 0) is None
+    assert coordinator_decision(txn_of([*all_yes, abort()]), 0) is None  # aborted all the same
+    silent = txn_of([begin(), abort(reason="timed out")])
+    assert coordinator_decision(silent, DEADLINE + 1) is None
+
+
+# --------------------------------------------------------------------------- committed version
+
+
+def test_the_committed_version_is_one_more_than_the_largest_yes_version() -> None:
+    txn = txn_of([begin(), vote("eu", version=4), vote("us", version=6), vote("ap", version=5)])
+    assert committed_version(txn) == 7
+
+
+def test_the_committed_version_ignores_no_votes_and_yes_votes_without_a_version() -> None:
+    txn = txn_of([
+        begin(), vote("eu", version=2), vote("us", version=None), no("ap", version=40),
+    ])
+    assert committed_version(txn) == 3
+
+
+def test_there_is_no_committed_version_without_a_yes_vote_carrying_one() -> None:
+    assert committed_version(txn_of([begin()])) is None
+    assert committed_version(txn_of([begin(), no("eu", version=3)])) is None
+    assert committed_version(txn_of([begin(), vote("eu", version=None)])) is None
+
+
+def test_the_committed_version_of_a_new_key_is_one() -> None:
+    assert committed_version(txn_of([begin(), *(vote(r, version=0) for r in REGIONS)])) == 1
+
+
+# --------------------------------------------------------------------------- participant
+
+
+def participant(
+    record: BeginRecord,
+    region: str = "eu",
+    *,
+    current_version: int = 0,
+    may_hold: bool = True,
+    holder: str | None = None,
+    now_ms: int = 0,
+) -> Vote:
+    return participant_vote(
+        record, region, current_version=current_version, may_hold=may_hold, holder=holder,
+        now_ms=now_ms,
+    )
+
+
+def test_a_participant_votes_yes_with_the_current_version() -> None:
+    assert participant(begin(), "us", current_version=4) == Vote("t1", "us", True, version=4)
+
+
+def test_a_participant_votes_yes_when_the_expected_version_is_the_current_one() -> None:
+    assert participant(begin(expected=4), current_version=4) == Vote("t1", "eu", True, version=4)
+
+
+def test_a_participant_votes_yes_at_the_deadline_itself() -> None:
+    assert participant(begin(), now_ms=DEADLINE).yes
+
+
+def test_a_participant_refuses_a_begin_read_after_its_deadline_as_late() -> None:
+    v = participant(begin(), current_version=2, now_ms=DEADLINE + 30)
+    assert (v.yes, v.refusal, v.version, v.region, v.txn_id) == (
+        False, Refusal.LATE, 2, "eu", "t1"
+    )
+    assert v.reason is not None and "30 ms after" in v.reason
+
+
+def test_a_participant_refuses_data_compliance_does_not_allow_there() -> None:
+    v = participant(begin(classification=("pii", "health")), may_hold=False)
+    assert (v.yes, v.refusal) == (False, Refusal.COMPLIANCE)
+    assert v.reason is not None and "region eu" in v.reason and "pii, health" in v.reason
+
+
+def test_a_region_outside_the_placement_refuses_on_compliance() -> None:
+    v = participant(begin(placement=("us", "ap")), "eu")
+    assert (v.yes, v.refusal) == (False, Refusal.COMPLIANCE)
+
+
+def test_a_participant_refuses_a_key_another_transaction_holds() -> None:
+    v = participant(begin(), holder="t0", current_version=3)
+    assert (v.yes, v.refusal, v.version) == (False, Refusal.LOCKED, 3)
+    assert v.reason is not None and "t0" in v.reason and "acct:1" in v.reason
+
+
+def test_a_participant_refuses_a_conditional_write_on_another_version() -> None:
+    v = participant(begin(expected=3), current_version=5)
+    assert (v.yes, v.refusal, v.version) == (False, Refusal.VERSION_CONFLICT, 5)
+    assert v.reason == "expected version 3, found 5"
+
+
+def test_a_participant_checks_deadline_then_compliance_then_lock_then_version() -> None:
+    b = begin(expected=3)
+    late = participant(b, may_hold=False, holder="t0", current_version=5, now_ms=DEADLINE + 1)
+    assert late.refusal is Refusal.LATE
+    barred = participant(b, may_hold=False, holder="t0", current_version=5)
+    assert barred.refusal is Refusal.COMPLIANCE
+    assert participant(b, holder="t0", current_version=5).refusal is Refusal.LOCKED
+
+
+def test_a_participant_vote_refused_for_a_version_conflict_aborts_with_the_conflict() -> None:
+    """The vote a participant computes, once logged, gives the coordinator the conflict."""
+    b = begin(placement=("eu",), expected=3)
+    v = participant(b, current_version=4)
+    txn = txn_of([b, VoteRecord("t1", "acct:1", v, "eu", 1)])
+    outcome = coordinator_decision(txn, 0)
+    assert outcome is not None and outcome.conflict == VersionConflict("eu", 3, 4)
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def test_lock_holders_lists_the_keys_of_undecided_transactions_the_region_voted_yes_on() -> None:
+    log = fold_all([
+        begin("t1", key="a"), vote("eu", "t1"),
+        begin("t2", key="b"), vote("eu", "t2"),
+        begin("t3", key="c"), no("eu", "t3"),  # refused: holds nothing
+        begin("t4", key="d"), vote("us", "t4"),  # another region's lock
+        begin("t5", key="e"), vote("eu", "t5"), decision("t5", key="e"),  # decided: released
+        begin("t6", key="f"), vote("eu", "t6"), abort("t6"),
+        begin("t7", key="g"),  # not voted yet
+    ])
+    assert lock_holders(log.txns.values(), "eu") == {"a": "t1", "b": "t2"}
+    assert lock_holders(log.txns.values(), "us") == {"d": "t4"}
+    assert lock_holders(log.txns.values(), "ap") == {}
+
+
+def test_a_participant_folding_the_log_refuses_a_second_write_on_a_key_it_holds() -> None:
+    log = fold_all([begin("t1"), vote("eu", "t1"), begin("t2")])
+    holder = lock_holders(log.txns.values(), "eu").get("acct:1")
+    assert holder == "t1"
+    v = participant(log.txns["t2"].begin or begin(), holder=holder)
+    assert v.refusal is Refusal.LOCKED
+    fold_all([decision("t1")], log)  # t1 decided: the key is free again
+    assert lock_holders(log.txns.values(), "eu") == {}
+
+
+def test_a_late_duplicate_vote_read_after_a_restart_at_low_water_holds_no_lock() -> None:
+    """A participant votes again (a producer retry, or a restart that re-read the begin):
+    the duplicate lands after the decision. A reader that resumes at ``low_water`` (past
+    the decided transaction's begin and decision) folds that vote alone: it must not
+    take it for a lock on the key, which no decision would ever release."""
+    records: list[LogRecord] = [
+        begin("t0", key="k0"), vote("eu", "t0", key="k0"), decision("t0", key="k0"),
+        begin("t1", key="k1"), vote("eu", "t0", key="k0"),  # the duplicate, after t1's begin
+    ]
+    full = fold_all(records)
+    assert lock_holders(full.txns.values(), "eu") == {}
+    start = full.low_water(lambda t: t.decision is None)
+    assert start == 3
+    resumed = PartitionLog()
+    for offset in range(start, len(records)):
+        resumed.fold(offset, records[offset])
+    assert lock_holders(resumed.txns.values(), "eu") == {}
+    assert participant(begin("t2", key="k0"), holder=lock_holders(
+        resumed.txns.values(), "eu").get("k0")).yes
+
+
+def test_a_late_duplicate_vote_of_a_pruned_transaction_holds_no_lock() -> None:
+    """A tool prunes finished transactions; a duplicate yes vote of one of them read later
+    must not lock its key for good (no decision for it will be read again)."""
+    log = fold_all([
+        begin("t0", key="k0", placement=("eu",)), vote("eu", "t0", key="k0"),
+        decision("t0", key="k0"), ack("eu", "t0", key="k0"),
+    ])
+    assert log.prune(lambda t: not t.finished) == 1
+    log.fold(log.position, vote("eu", "t0", key="k0"))
+    assert lock_holders(log.txns.values(), "eu") == {}
+
+
+def test_a_client_retry_read_after_resuming_at_low_water_does_not_decide_a_txn_again() -> None:
+    """t1 aborts (eu's key was locked). The client, unanswered, sends its begin again; it
+    lands after the decision. Coordinator and participant restart at ``low_water`` (every
+    transaction was decided: the position), so the retried begin is the first record of
+    t1 they read. The key is free now: eu votes yes, the coordinator commits. Every reader
+    that never stopped ignores that vote and that decision (t1 aborted); the restarted
+    ones must not believe t1 committed."""
+    records: list[LogRecord] = [
+        begin("t1", placement=("eu",)), no("eu", "t1"), abort("t1"),
+        begin("t1", placement=("eu",), writer="client-1-retry"),
+    ]
+    start = fold_all(records[:3]).low_water(lambda t: t.decision is None)
+    assert start == 3  # restarted before the retry landed, nothing undecided: the position
+    resumed = PartitionLog()
+    resumed.fold(3, records[3])
+    (txn,) = resumed.undecided()  # what the restarted participant and coordinator see
+    assert txn.begin is not None
+    v = participant(txn.begin, "eu", holder=lock_holders(resumed.txns.values(), "eu").get(txn.key))
+    records.append(VoteRecord("t1", "acct:1", v, "eu", 5))
+    resumed.fold(4, records[4])
+    outcome = coordinator_decision(resumed.txns["t1"], 5)
+    if outcome is not None:
+        records.append(DecisionRecord("t1", "acct:1", outcome, 5 << 16, 1, "coordinator-b", 5))
+        resumed.fold(5, records[5])
+    full = fold_all(records)
+    assert full.txns["t1"].decision == abort("t1")
+    resumed_decision = resumed.txns["t1"].decision
+    assert resumed_decision is None or not resumed_decision.committed, (
+        "a restarted reader believes t1 committed; every other reader knows it aborted"
+    )
+
+
+def test_a_participant_restarted_before_a_client_retry_does_not_lock_the_key_for_good() -> None:
+    """t0 commits. Participant eu restarts at ``low_water`` (the position); then the
+    client's retried begin of t0 lands, and eu, reading it as a new transaction, votes
+    yes. The coordinator never stopped: for it the begin and the vote are duplicates of
+    a decided transaction, so no decision follows them. eu must not hold the key for t0
+    for ever (every later strong write of the key would be refused as locked)."""
+    records: list[LogRecord] = [begin("t0", placement=("eu",)), vote("eu", "t0"), decision("t0")]
+    start = fold_all(records).low_water(lambda t: t.decision is None)
+    records += [begin("t0", placement=("eu",), writer="client-1-retry"), vote("eu", "t0")]
+    resumed = PartitionLog()
+    for offset in range(start, len(records)):
+        resumed.fold(offset, records[offset])
+    coordinator = fold_all(records)
+    assert coordinator_decision(coordinator.txns["t0"], DEADLINE + 1) is None  # decided
+    assert lock_holders(coordinator.txns.values(), "eu") == {}
+    assert lock_holders(resumed.txns.values(), "eu") == {}, "eu holds acct:1 for t0 for good"
+
+
+# --------------------------------------------------------------------------- low water, prune
+
+
+def test_low_water_is_the_smallest_begin_offset_among_the_needed_transactions() -> None:
+    log = PartitionLog()
+    log.fold(3, begin("t1"))
+    log.fold(5, begin("t2"))
+    log.fold(8, begin("t3"))
+    log.fold(9, decision("t1"))
+    assert log.low_water(lambda t: t.decision is None) == 5
+    assert log.low_water(lambda t: True) == 3
+    assert log.low_water(lambda t: t.txn_id == "t3") == 8
+
+
+def test_low_water_is_the_position_when_no_transaction_is_needed() -> None:
+    log = PartitionLog()
+    assert log.low_water(lambda t: True) == 0
+    log.fold(3, begin("t1"))
+    log.fold(7, decision("t1"))
+    assert log.low_water(lambda t: t.decision is None) == 8
+
+
+def test_low_water_ignores_transactions_whose_begin_was_not_read() -> None:
+    log = PartitionLog()
+    log.fold(4, vote("eu", "t0"))  # its begin is before where this reader started
+    log.fold(6, begin("t1"))
+    assert log.low_water(lambda t: t.decision is None) == 6
+    assert log.low_water(lambda t: t.txn_id == "t0") == 7
+
+
+def test_resuming_at_low_water_folds_every_needed_transaction_whole() -> None:
+    records: list[LogRecord] = [
+        begin("t0"), decision("t0", Decision.ABORT, "x", None),
+        begin("t1"), vote("eu", "t1"), begin("t2", key="acct:2"), vote("us", "t1"),
+        no("eu", "t2"),
+    ]
+    full = fold_all(records)
+    start = full.low_water(lambda t: t.decision is None)
+    assert start == 2
+    resumed = PartitionLog()
+    for offset in range(start, len(records)):
+        resumed.fold(offset, records[offset])
+    for txn_id in ("t1", "t2"):
+        a, b = full.txns[txn_id], resumed.txns[txn_id]
+        assert (a.begin, a.begin_offset, a.votes) == (b.begin, b.begin_offset, b.votes)
+        assert coordinator_decision(a, DEADLINE + 1) == coordinator_decision(b, DEADLINE + 1)
+    assert "t0" not in resumed.txns
+    assert resumed.position == full.position
+
+
+def test_prune_forgets_the_transactions_keep_rejects_and_counts_them() -> None:
+    log = fold_all([
+        begin("t1", placement=("eu",)), abort("t1"), ack("eu", "t1"),
+        begin("t2"), decision("t2"),
+        begin("t3"),
+    ])
+    assert log.prune(lambda t: not t.finished) == 1
+    assert set(log.txns) == {"t2", "t3"}
+    assert log.prune(lambda t: True) == 0
+    assert log.prune(lambda t: t.decision is None) == 1
+    assert set(log.txns) == {"t3"}
+    assert log.position == 6  # pruning forgets state, not where the reader is
+
+
+def test_a_record_of_a_pruned_transaction_starts_it_afresh() -> None:
+    log = fold_all([begin("t1"), decision("t1")])
+    log.prune(lambda t: False)
+    assert log.txns == {}
+    assert log.fold(2, abort("t1")) is not None
+    assert log.txns["t1"].begin is None
+    assert log.undecided() == []
