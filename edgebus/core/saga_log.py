@@ -51,6 +51,7 @@ from edgebus.core.two_phase_commit import (
 )
 
 __all__ = [
+    "RETENTION_MS",
     "AckRecord",
     "BeginRecord",
     "DecisionRecord",
@@ -62,6 +63,7 @@ __all__ = [
     "coordinator_decision",
     "lock_holders",
     "participant_vote",
+    "recent",
 ]
 
 
@@ -178,6 +180,13 @@ class Txn:
         return self.status in (TxnStatus.DONE_COMMITTED, TxnStatus.DONE_ABORTED)
 
 
+#: how long after its deadline a decided transaction is still remembered (folded again
+#: after a restart): duplicates of its records arriving later than that are not
+#: recognised. edgebus's client never sends a BEGIN twice; Kafka's idempotent producer
+#: drops its own retries.
+RETENTION_MS = 120_000
+
+
 class PartitionLog:
     """The fold of one saga-log partition: transactions by id, in log order.
 
@@ -230,12 +239,26 @@ class PartitionLog:
         offsets = [t.begin_offset for t in self.txns.values() if t.begin_offset >= 0 and needed(t)]
         return min(offsets, default=self.position)
 
+    def resume_offset(self, now_ms: int, needed: Callable[[Txn], bool],
+                      retention_ms: int = RETENTION_MS) -> int:
+        """Where a reader restarting now should read this partition again from: the
+        :meth:`low_water` of the ``needed`` transactions and of every transaction whose
+        deadline passed less than ``retention_ms`` ago, so that a late duplicate of one
+        of its records (a retried BEGIN, a vote sent twice) is read after the original
+        and recognised as a duplicate."""
+        return self.low_water(lambda t: needed(t) or recent(t, now_ms, retention_ms))
+
     def prune(self, keep: Callable[[Txn], bool]) -> int:
         """Forget transactions ``keep`` rejects; returns how many were forgotten."""
         drop = [k for k, t in self.txns.items() if not keep(t)]
         for k in drop:
             del self.txns[k]
         return len(drop)
+
+
+def recent(txn: Txn, now_ms: int, retention_ms: int = RETENTION_MS) -> bool:
+    """True while ``txn``'s deadline passed less than ``retention_ms`` ago (or not yet)."""
+    return txn.begin is not None and now_ms <= txn.begin.deadline_ms + retention_ms
 
 
 def coordinator_decision(txn: Txn, now_ms: int) -> TxnOutcome | None:

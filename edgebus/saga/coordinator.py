@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import time
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -40,6 +41,7 @@ from edgebus.core.saga_log import (
     Txn,
     committed_version,
     coordinator_decision,
+    recent,
 )
 from edgebus.core.two_phase_commit import Decision
 from edgebus.kafka.topics import coordinator_group, saga_log_topic
@@ -52,6 +54,16 @@ log = logging.getLogger(__name__)
 
 _TICK_S = 0.05
 _COMMIT_EVERY_S = 1.0
+
+
+def _kept(txn: Txn, now_ms: int) -> bool:
+    """What a coordinator remembers: undecided transactions, and decided ones within
+    the retention (so a late duplicate of their records is recognised)."""
+    return txn.begin is not None and (txn.decision is None or recent(txn, now_ms))
+
+
+def _undecided(txn: Txn) -> bool:
+    return txn.decision is None
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -182,7 +194,7 @@ class Coordinator:
             for plog in list(self.logs.values()):
                 for txn in plog.undecided():
                     self._consider(txn, now_ms)
-                plog.prune(lambda t: t.begin is not None and t.decision is None)
+                plog.prune(partial(_kept, now_ms=now_ms))
             await self._commit()
 
     def _consider(self, txn: Txn, now_ms: int) -> None:
@@ -222,11 +234,12 @@ class Coordinator:
         if not force and now - self._committed_at < _COMMIT_EVERY_S:
             return
         self._committed_at = now
+        now_ms = time.time_ns() // 1_000_000
         consumer = consumer or self._consumer
         if consumer is None or not self.logs:
             return
         offsets = {
-            TopicPartition(self.topic, p): plog.low_water(lambda t: t.decision is None)
+            TopicPartition(self.topic, p): plog.resume_offset(now_ms, _undecided)
             for p, plog in self.logs.items()
         }
         try:

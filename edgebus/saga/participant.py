@@ -46,6 +46,7 @@ from edgebus.core.saga_log import (
     VoteRecord,
     lock_holders,
     participant_vote,
+    recent,
 )
 from edgebus.core.vector_clock import VectorClock
 from edgebus.kafka.topics import events_topic, saga_log_topic
@@ -351,13 +352,17 @@ class Participant:
             return
         self._committed_at = now
         region = self.region
+        now_ms = time.time_ns() // 1_000_000
+
+        def unfinished(t: Txn) -> bool:  # ours to vote on, apply or acknowledge
+            return region in t.participants and region not in t.acks
+
         offsets = {}
         for p, plog in self.logs.items():
             plog.prune(lambda t: t.begin is not None and (
-                t.decision is None or (region in t.participants and region not in t.acks)))
+                t.decision is None or unfinished(t) or recent(t, now_ms)))
             offsets[TopicPartition(self.topic, p)] = min(
-                plog.low_water(lambda t: region in t.participants and region not in t.acks),
-                self.processed.get(p, plog.position),
+                plog.resume_offset(now_ms, unfinished), self.processed.get(p, plog.position)
             )
         try:
             await consumer.commit(offsets)
