@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgebus.cli import bench, coordinator, dlq, kafka, region
+from edgebus.cli import bench, coordinator, dlq, kafka, region, saga
 from edgebus.cli.demo import demo
 from edgebus.cli.discover import discover
 from edgebus.cli.import_ import import_
@@ -38,6 +38,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(region.app, name="region")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(coordinator.app, name="coordinator")
+app.add_typer(saga.app, name="saga")
 app.command("write")(write)
 app.command("read")(read)
 app.command("tail")(tail)

@@ -1,0 +1,141 @@
+"""``edgebus saga list | show``: strong-write transactions and multi-step sagas."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.config import EdgeConfig
+from edgebus.errors import EdgebusError, InvalidInput
+
+__all__ = ["app"]
+
+app = typer.Typer(help="In-flight and recent strong writes (two-phase commits) and sagas.",
+                  no_args_is_help=True)
+
+_WINDOW = typer.Option(
+    5_000, "--window", help="Saga-log records to read per partition, newest (0: all)."
+)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    limit: int = typer.Option(50, "--limit", help="Show at most this many transactions."),
+    in_flight: bool = typer.Option(
+        False, "--in-flight", help="Only transactions not finished (undecided, or not yet "
+        "acknowledged by every participant)."
+    ),
+    key: str | None = typer.Option(None, "--key", help="Only this key's transactions."),
+    window: int = _WINDOW,
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Strong-write transactions (newest first) with status, participants, votes and who
+    decided; then the multi-step sagas and their status."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        if limit < 1 or window < 0:
+            raise InvalidInput("--limit must be at least 1 and --window at least 0")
+        data = asyncio.run(_list(load_cli_config(config), limit, in_flight, key, window))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, {"ok": True, **data}, _render_list)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    txn_id: str = typer.Argument(..., help="A transaction id (CommitResult.txn_id) or a saga id."),
+    window: int = _WINDOW,
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Everything the saga log holds about one transaction: the request, each vote,
+    the decision and each participant's acknowledgement, with times from the begin.
+    For a saga id: its steps and progress records."""
+    as_json = json_mode(ctx, as_json)
+    try:
+        data = asyncio.run(_show(load_cli_config(config), txn_id, window))
+    except EdgebusError as e:
+        raise fail(as_json, e) from None
+    emit(as_json, {"ok": True, **data}, _render_show)
+
+
+async def _list(
+    config: EdgeConfig, limit: int, in_flight: bool, key: str | None, window: int
+) -> dict[str, Any]:
+    from edgebus.kafka.clusters import resolve_clusters
+    from edgebus.saga.history import read_transactions, txn_summary
+    from edgebus.saga.runner import SagaRunner
+
+    bootstrap = resolve_clusters(config)[config.saga_log_region]
+    txns = await read_transactions(config, bootstrap, window or None)
+    if key is not None:
+        txns = [t for t in txns if t.key == key]
+    if in_flight:
+        txns = [t for t in txns if not t.finished]
+    now_ms = time.time_ns() // 1_000_000
+    async with SagaRunner(config) as runner:
+        sagas = await runner.list_sagas()
+    return {
+        "transactions": [txn_summary(t, now_ms) for t in txns[:limit]],
+        "more": max(0, len(txns) - limit),
+        "sagas": sagas[-limit:],
+    }
+
+
+async def _show(config: EdgeConfig, txn_id: str, window: int) -> dict[str, Any]:
+    from edgebus.kafka.clusters import resolve_clusters
+    from edgebus.saga.history import read_transactions, txn_detail
+    from edgebus.saga.runner import SagaRunner
+
+    bootstrap = resolve_clusters(config)[config.saga_log_region]
+    for txn in await read_transactions(config, bootstrap, window or None):
+        if txn.txn_id == txn_id:
+            return {"transaction": txn_detail(txn)}
+    async with SagaRunner(config) as runner:
+        known = {s["saga_id"] for s in await runner.list_sagas()}
+        if txn_id in known:
+            return {"saga": await runner.show(txn_id)}
+    raise InvalidInput(
+        f"no transaction or saga {txn_id!r} in the saga log"
+        + (f" (last {window} records per partition; pass --window 0 to read it all)"
+           if window else "")
+    )
+
+
+def _render_list(data: dict[str, Any]) -> None:
+    table = Table(title="strong writes (newest first)")
+    for column in ("txn", "key", "status", "votes", "acks", "decided by", "age"):
+        table.add_column(column)
+    for t in data["transactions"]:
+        n = len(t["participants"])
+        yes = sum(1 for v in t["votes"].values() if v == "yes")
+        noes = [f"{r}: {v}" for r, v in t["votes"].items() if v != "yes"]
+        votes = f"{yes}/{n} yes" + (f" ({'; '.join(noes)})" if noes else "")
+        table.add_row(t["txn_id"], t["key"], t["status"], votes, f"{len(t['acks'])}/{n}",
+                      t["decided_by"] or "-", f"{t['age_ms'] / 1000:.1f}s")
+    console.print(table)
+    if data["more"]:
+        console.print(f"... and {data['more']} more (--limit)")
+    if data["sagas"]:
+        sagas = Table(title="sagas")
+        for column in ("saga", "name", "status"):
+            sagas.add_column(column)
+        for s in data["sagas"]:
+            sagas.add_row(str(s["saga_id"]), str(s.get("name")), str(s.get("status")))
+        console.print(sagas)
+
+
+def _render_show(data: dict[str, Any]) -> None:
+    import json
+
+    console.print_json(json.dumps(data.get("transaction") or data.get("saga"), default=str))

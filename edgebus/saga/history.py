@@ -1,0 +1,113 @@
+"""What the saga log says about recent strong writes (``edgebus saga list/show``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from edgebus.config import EdgeConfig
+from edgebus.core.saga_log import PartitionLog, Txn
+from edgebus.kafka.reading import started_consumer, topic_partitions
+from edgebus.kafka.topics import saga_log_topic
+from edgebus.saga.log import decode_record
+
+__all__ = ["read_transactions", "txn_detail", "txn_summary"]
+
+
+async def read_transactions(
+    config: EdgeConfig, bootstrap: str, window: int | None = 5_000
+) -> list[Txn]:
+    """The transactions of the last ``window`` records of each saga-log partition
+    (``None``: the whole log), newest begin first. A transaction whose begin is older
+    than the window is left out."""
+    logs: dict[int, PartitionLog] = {}
+    topic = saga_log_topic(config.saga_log_region)
+    async with started_consumer(bootstrap, config.kafka.connect_timeout_s) as consumer:
+        tps = await topic_partitions(consumer, [topic])
+        if not tps:
+            return []
+        ends = await consumer.end_offsets(tps)
+        firsts = await consumer.beginning_offsets(tps)
+        remaining: dict[TopicPartition, int] = {}
+        consumer.assign(tps)
+        for tp in tps:
+            start = firsts[tp] if window is None else max(firsts[tp], ends[tp] - window)
+            logs[tp.partition] = PartitionLog()
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                remaining[tp] = ends[tp]
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for tp, records in batch.items():
+                end = remaining.get(tp)
+                if end is None:
+                    continue
+                for record in records:
+                    if record.offset >= end:
+                        break
+                    decoded = decode_record(record)
+                    if decoded is not None:
+                        logs[tp.partition].fold(record.offset, decoded)
+                if records and records[-1].offset + 1 >= end:
+                    del remaining[tp]
+    txns = [t for plog in logs.values() for t in plog.txns.values() if t.begin is not None]
+    txns.sort(key=lambda t: t.begin.time_ms if t.begin else 0, reverse=True)
+    return txns
+
+
+def txn_summary(txn: Txn, now_ms: int | None = None) -> dict[str, Any]:
+    """One line of ``edgebus saga list``."""
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    begin = txn.begin
+    assert begin is not None
+    decision = txn.decision
+    return {
+        "txn_id": txn.txn_id,
+        "key": txn.key,
+        "status": txn.status,
+        "operation": begin.operation,
+        "participants": list(begin.placement),
+        "votes": {r: ("yes" if v.yes else f"no ({v.refusal})") for r, v in txn.votes.items()},
+        "acks": sorted(txn.acks),
+        "decided_by": decision.writer if decision else None,
+        "reason": decision.outcome.reason if decision else None,
+        "age_ms": now_ms - begin.time_ms,
+        "decided_after_ms": (decision.time_ms - begin.time_ms) if decision else None,
+        "writer": begin.writer,
+    }
+
+
+def txn_detail(txn: Txn) -> dict[str, Any]:
+    """Everything the log holds about one transaction (``edgebus saga show``)."""
+    begin = txn.begin
+    assert begin is not None
+    t0 = begin.time_ms
+    decision = txn.decision
+    out = txn_summary(txn)
+    out.update(
+        payload=begin.payload.decode("utf-8") if begin.payload is not None else None,
+        classification=list(begin.classification),
+        expected_version=begin.expected_version,
+        deadline_in_ms=begin.deadline_ms - t0,
+        begin_offset=txn.begin_offset,
+        votes=[
+            {"region": r, "yes": v.yes, "reason": v.reason,
+             "refusal": None if v.refusal is None else v.refusal.value, "version": v.version}
+            for r, v in txn.votes.items()
+        ],
+        decision=None if decision is None else {
+            "commit": decision.committed, "by": decision.writer, "reason": decision.outcome.reason,
+            "conflict": None if decision.outcome.conflict is None else {
+                "region": decision.outcome.conflict.region,
+                "expected": decision.outcome.conflict.expected,
+                "found": decision.outcome.conflict.found,
+            },
+            "version": decision.version, "at_ms": decision.time_ms - t0,
+            "offset": txn.decision_offset,
+        },
+        acks=[{"region": a.region, "event": a.position, "at_ms": a.time_ms - t0}
+              for a in txn.acks.values()],
+    )
+    return out
