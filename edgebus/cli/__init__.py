@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import typer
 
 from edgebus.cli import bench, coordinator, dlq, kafka, region, saga
@@ -51,5 +54,11 @@ app.command("demo")(demo)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. ``EDGEBUS_LOG_LEVEL`` (e.g. ``INFO``, ``DEBUG``)
+    turns on timestamped logs on stderr; by default only warnings are printed."""
+    level = os.environ.get("EDGEBUS_LOG_LEVEL")
+    if level:
+        logging.basicConfig(
+            level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
     app()
