@@ -132,6 +132,7 @@ async def _tour() -> None:
                     "the region services' replicators, materialized into SQLite, and nowhere "
                     "else."
                 )
+                await _strong(bus, run, config.regions)
             finally:
                 for service in services:
                     await service.stop()
@@ -165,3 +166,28 @@ async def _tour() -> None:
             "An event is written to its origin region's topic; the replicators copy it to "
             "the other regions of its placement (with an eb-origin-pos header), and no other."
         )
+
+
+async def _strong(bus: EdgeBus, run: str, regions: tuple[str, ...]) -> None:
+    """Section 3b: a strong write (two-phase commit), a lost compare-and-set, strong reads."""
+    console.rule("3b. Strong consistency: two-phase commit on the saga log")
+    key = f"demo-{run}:account:1"
+    first = await bus.write(key, {"balance": 1000}, consistency="strong")
+    console.print(
+        f"write {{'balance': 1000}} consistency=strong -> {first.outcome} in "
+        f"{', '.join(first.placement)} (version {first.version}, txn {first.txn_id[:8]}, "
+        f"decided by {first.decided_by})", highlight=False,
+    )
+    stale = await bus.commit(key, {"balance": 0}, expected_version=0)
+    console.print(f"compare-and-set expecting version 0 -> {stale.outcome}: {stale.reason}",
+                  highlight=False)
+    moved = await bus.commit(key, {"balance": 900}, expected_version=first.version)
+    console.print(f"compare-and-set expecting version {first.version} -> {moved.outcome}",
+                  highlight=False)
+    for region in regions:
+        r = await bus.read(key, region, consistency="strong")
+        where = "" if r.region == region else f" (not placed there: served by {r.region})"
+        console.print(f"  strong read asked in {region}: {json.dumps(r.value)} "
+                      f"(version {r.version}){where}", highlight=False)
+    console.print("Every region of the placement applied each commit, or none did; "
+                  "`edgebus saga list` shows the votes and decisions.")
