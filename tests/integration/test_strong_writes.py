@@ -20,8 +20,9 @@ anywhere.
 * No coordinator: the client reports StrongOutcomeUnknown with the transaction id
   (last: it stops the module's coordinator, then starts it again).
 
-The test's EdgeBus runs without discovery: placement is then every compliant region
-whatever the health probes of a loaded machine say in the first seconds.
+The test's EdgeBus runs without discovery: placement is every compliant region, never
+narrowed by health probes. Public payloads avoid field names the classifier takes for
+PII (``name`` is one: such a write is placed in the GDPR region only).
 """
 
 from __future__ import annotations
