@@ -261,12 +261,16 @@ def recent(txn: Txn, now_ms: int, retention_ms: int = RETENTION_MS) -> bool:
     return txn.begin is not None and now_ms <= txn.begin.deadline_ms + retention_ms
 
 
-def coordinator_decision(txn: Txn, now_ms: int) -> TxnOutcome | None:
+def coordinator_decision(
+    txn: Txn, now_ms: int, *, may_time_out: bool = True
+) -> TxnOutcome | None:
     """What a coordinator decides for ``txn`` now, or ``None`` to wait.
 
-    COMMIT once every participant voted yes; ABORT on the first no vote (a version
-    conflict is reported as such) or when the deadline passed first; nothing for a
-    transaction that is decided already or whose begin is not folded.
+    COMMIT once every participant voted yes (even past the deadline: the votes are
+    facts); ABORT on the first no vote (a version conflict is reported as such) or when
+    the deadline passed first; nothing for a transaction that is decided already or
+    whose begin is not folded. ``may_time_out=False``: the caller has not read its
+    partition to the end, so missing votes may be in the log already: no timeout abort.
     """
     begin = txn.begin
     if begin is None or txn.decision is not None:
@@ -279,7 +283,7 @@ def coordinator_decision(txn: Txn, now_ms: int) -> TxnOutcome | None:
         return TxnOutcome(Decision.ABORT, "the write has no participant region")
     if all(r in txn.votes for r in begin.placement):
         return TxnOutcome(Decision.COMMIT)
-    if now_ms > begin.deadline_ms:
+    if may_time_out and now_ms > begin.deadline_ms:
         silent = [r for r in begin.placement if r not in txn.votes]
         return TxnOutcome(
             Decision.ABORT,

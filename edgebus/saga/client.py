@@ -90,8 +90,10 @@ class StrongClient:
                     f"txn {begin.txn_id} on key {begin.key!r} has no decision "
                     f"{self.config.strong.decision_grace_ms} ms past its deadline: is a "
                     "coordinator running (`edgebus coordinator run`, or "
-                    "strong.embedded_coordinator)? A coordinator that starts will abort it; "
-                    "`edgebus saga show` tells its outcome", begin.txn_id,
+                    "strong.embedded_coordinator)? A coordinator that starts decides it "
+                    "(commit if every participant voted yes, else abort); `edgebus saga "
+                    "show` tells its outcome, a strong read of the key its effect",
+                    begin.txn_id,
                 ) from None
         finally:
             self._waiting.pop(begin.txn_id, None)

@@ -95,6 +95,7 @@ class Coordinator:
         self._consumer: AIOKafkaConsumer | None = None
         self._hlc = HybridLogicalClock()
         self._deciding: set[str] = set()
+        self._catching_up: dict[int, int] = {}  #: partition -> end offset at assignment
         self._task: asyncio.Task[None] | None = None
         self._committed_at = 0.0
         self.assigned = asyncio.Event()
@@ -153,6 +154,7 @@ class Coordinator:
             await self._commit(force=True)
         for tp in revoked:
             self.logs.pop(tp.partition, None)
+            self._catching_up.pop(tp.partition, None)
         self.assigned.clear()
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
@@ -166,6 +168,13 @@ class Coordinator:
                 committed = first.get(tp, 0)
             consumer.seek(tp, committed)
             self.logs[tp.partition].position = committed
+            # decide nothing until the partition is read to where it ended now: what
+            # is folded before may lack votes or a decision that are in the log already
+            end = (await consumer.end_offsets([tp]))[tp]
+            if committed < end:
+                self._catching_up[tp.partition] = end
+            else:
+                self._catching_up.pop(tp.partition, None)
         log.info("%s: coordinating saga-log partitions %s", self.name,
                  sorted(tp.partition for tp in assigned))
         self.assigned.set()
@@ -185,22 +194,31 @@ class Coordinator:
                 for record in records:
                     decoded = decode_record(record)
                     if decoded is None:
+                        plog.position = max(plog.position, record.offset + 1)
                         continue
                     txn = plog.fold(record.offset, decoded)
-                    if txn is not None:
-                        if txn.decision is not None:
-                            self._deciding.discard(txn.txn_id)
-                        self._consider(txn, now_ms)
-            for plog in list(self.logs.values()):
+                    if txn is not None and txn.decision is not None:
+                        self._deciding.discard(txn.txn_id)
+                end = self._catching_up.get(tp.partition)
+                if end is not None and plog.position >= end:
+                    del self._catching_up[tp.partition]
+            # decide after the whole batch is folded (a begin and its votes may arrive
+            # in one batch), only on partitions read to their end at assignment, and
+            # time out only on partitions read to their last known end
+            for p, plog in list(self.logs.items()):
+                if p in self._catching_up:
+                    continue
+                highwater = consumer.highwater(TopicPartition(self.topic, p))
+                current = highwater is None or plog.position >= highwater
                 for txn in plog.undecided():
-                    self._consider(txn, now_ms)
+                    self._consider(txn, now_ms, may_time_out=current)
                 plog.prune(partial(_kept, now_ms=now_ms))
             await self._commit()
 
-    def _consider(self, txn: Txn, now_ms: int) -> None:
+    def _consider(self, txn: Txn, now_ms: int, *, may_time_out: bool) -> None:
         if txn.txn_id in self._deciding:
             return
-        outcome = coordinator_decision(txn, now_ms)
+        outcome = coordinator_decision(txn, now_ms, may_time_out=may_time_out)
         if outcome is None:
             return
         begin = txn.begin

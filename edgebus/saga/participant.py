@@ -101,7 +101,7 @@ class Participant:
         self._writer = SagaLogWriter(self.config, bootstrap, f"edgebus-participant-{self.region}")
         self._consumer: AIOKafkaConsumer | None = None
         self._offsets: AIOKafkaConsumer | None = None
-        self._hlc = HybridLogicalClock()
+        self._hlc = HybridLogicalClock()  # only to stamp after a newer local event
         self._voting: dict[str, str] = {}  #: txn_id -> key: votes sent, not read back
         self._pending_yes: dict[str, str] = {}  #: key -> txn_id of a yes sent, not read back
         self._applying: dict[str, asyncio.Future[None]] = {}  #: key -> its last commit applied
@@ -291,9 +291,11 @@ class Participant:
         partition = service.partition_of(begin.key)
         now_ms = time.time_ns() // 1_000_000
         state = await service.store.get(begin.key)
-        stamp = self._hlc.observe(_unpack(decision.hlc), now_ms)
-        if state is not None and state.top.hlc >= _pack(stamp):
-            stamp = self._hlc.observe(_unpack(state.top.hlc), now_ms)  # after what it has
+        # the decision's timestamp, the same in every region; later only if this
+        # region holds a newer event of the key (an eventual write with a clock ahead)
+        stamp = _unpack(decision.hlc)
+        if state is not None and state.top.hlc >= decision.hlc:
+            stamp = self._hlc.observe(_unpack(state.top.hlc), now_ms)
         placement = (self.region, *(r for r in begin.placement if r != self.region))
         encoded = encode_fields(
             txn_event_id(txn.txn_id), begin.key, Operation(begin.operation), begin.payload,

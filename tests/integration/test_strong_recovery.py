@@ -296,18 +296,14 @@ class TestCoordinatorKilledAfterItsDecision:
             }
         await _check_atomic(dep)
 
-    async def test_bug_a_restarted_coordinator_decides_again_what_it_had_decided(
+    async def test_a_restarted_coordinator_never_decides_again_what_it_had_decided(
         self, after_decision: Deployment
     ) -> None:
-        """A coordinator folds the records it reads again after a restart (from the
-        resume offset, which keeps decided transactions for RETENTION_MS) and decides
-        after each record, before it reaches the transaction's decision further on: a
-        committed transaction whose votes it reads again gets a second COMMIT, and one
-        whose deadline has passed gets an ABORT ("did not vote before the deadline") as
-        soon as its BEGIN is read. The first decision still counts for every reader, so
-        nothing is applied wrongly, but the log says COMMIT then ABORT, and
-        ``coordinator.after_decision`` fires on such a duplicate rather than on the
-        next transaction."""
+        """A restarted coordinator folds again the records from its resume offset (which
+        keeps decided transactions for RETENTION_MS) and decides nothing on a partition
+        until it has read it to where it ended at assignment: a transaction it decided
+        before (its deadline passed since) gets no second decision, neither a COMMIT
+        again nor a timeout ABORT from a half-read view."""
         dep = after_decision
         [coordinator] = dep.coordinators
         await ensure_running(coordinator)
