@@ -3,11 +3,12 @@ and what coordinators, participants and tools read from it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 
 from edgebus.core.saga_log import (
+    RETENTION_MS,
     AckRecord,
     BeginRecord,
     DecisionRecord,
@@ -20,6 +21,7 @@ from edgebus.core.saga_log import (
     coordinator_decision,
     lock_holders,
     participant_vote,
+    recent,
 )
 from edgebus.core.two_phase_commit import Decision, Refusal, TxnOutcome, VersionConflict, Vote
 
@@ -545,54 +547,180 @@ def test_a_late_duplicate_vote_of_a_pruned_transaction_holds_no_lock() -> None:
     assert lock_holders(log.txns.values(), "eu") == {}
 
 
-def test_a_client_retry_read_after_resuming_at_low_water_does_not_decide_a_txn_again() -> None:
-    """t1 aborts (eu's key was locked). The client, unanswered, sends its begin again; it
-    lands after the decision. Coordinator and participant restart at ``low_water`` (every
-    transaction was decided: the position), so the retried begin is the first record of
-    t1 they read. The key is free now: eu votes yes, the coordinator commits. Every reader
-    that never stopped ignores that vote and that decision (t1 aborted); the restarted
-    ones must not believe t1 committed."""
+def undecided(txn: Txn) -> bool:
+    """What a coordinator needs to read again: the transactions it has to decide."""
+    return txn.decision is None
+
+
+def unfinished(region: str) -> Callable[[Txn], bool]:
+    """What participant ``region`` needs to read again: its transactions it has not
+    acknowledged (to vote on, apply or drop)."""
+    return lambda txn: region in txn.participants and region not in txn.acks
+
+
+def fold_from(records: Sequence[LogRecord], start: int) -> PartitionLog:
+    """A reader restarted at offset ``start`` (record ``i`` sits at offset ``i``)."""
+    log = PartitionLog()
+    for offset in range(start, len(records)):
+        log.fold(offset, records[offset])
+    return log
+
+
+@pytest.mark.parametrize("now", [DEADLINE // 2, DEADLINE + RETENTION_MS])
+def test_a_client_retry_read_after_resuming_at_resume_offset_does_not_decide_a_txn_again(
+    now: int,
+) -> None:
+    """t1 aborts (eu's key was locked). Coordinator and participant restart at
+    ``resume_offset`` at ``now`` (before t1's deadline, or at the last millisecond of the
+    retention after it); then the client, unanswered, sends its begin again, and it lands
+    after the decision. Every transaction was decided, so ``low_water`` would be the
+    position and the retried begin the first record of t1 they read: taken for a new
+    transaction (before the deadline the key is free now, eu votes yes and the
+    coordinator commits; after it, eu votes late and the coordinator aborts again) while
+    every reader that never stopped knows t1's first decision. ``resume_offset`` reads t1
+    again from its begin: the retry is a duplicate, nothing is voted or decided again."""
     records: list[LogRecord] = [
         begin("t1", placement=("eu",)), no("eu", "t1"), abort("t1"),
         begin("t1", placement=("eu",), writer="client-1-retry"),
     ]
-    start = fold_all(records[:3]).low_water(lambda t: t.decision is None)
-    assert start == 3  # restarted before the retry landed, nothing undecided: the position
-    resumed = PartitionLog()
-    resumed.fold(3, records[3])
-    (txn,) = resumed.undecided()  # what the restarted participant and coordinator see
-    assert txn.begin is not None
-    v = participant(txn.begin, "eu", holder=lock_holders(resumed.txns.values(), "eu").get(txn.key))
-    records.append(VoteRecord("t1", "acct:1", v, "eu", 5))
-    resumed.fold(4, records[4])
-    outcome = coordinator_decision(resumed.txns["t1"], 5)
-    if outcome is not None:
-        records.append(DecisionRecord("t1", "acct:1", outcome, 5 << 16, 1, "coordinator-b", 5))
-        resumed.fold(5, records[5])
+    at_restart = fold_all(records[:3])
+    assert at_restart.low_water(undecided) == 3  # nothing undecided: the position
+    start = at_restart.resume_offset(now, undecided)
+    assert start == 0  # t1's begin: decided, but its deadline not RETENTION_MS ago yet
+    resumed = fold_from(records, start)
+    for txn in resumed.undecided():  # what the restarted participant and coordinator act on
+        assert txn.begin is not None
+        holder = lock_holders(resumed.txns.values(), "eu").get(txn.key)
+        v = participant(txn.begin, "eu", holder=holder, now_ms=now)
+        records.append(VoteRecord(txn.txn_id, txn.key, v, "eu", now))
+        resumed.fold(len(records) - 1, records[-1])
+        outcome = coordinator_decision(txn, now)
+        if outcome is not None:
+            records.append(DecisionRecord(
+                txn.txn_id, txn.key, outcome, now << 16, 1, "coordinator-b", now,
+            ))
+            resumed.fold(len(records) - 1, records[-1])
     full = fold_all(records)
     assert full.txns["t1"].decision == abort("t1")
-    resumed_decision = resumed.txns["t1"].decision
-    assert resumed_decision is None or not resumed_decision.committed, (
-        "a restarted reader believes t1 committed; every other reader knows it aborted"
+    assert resumed.txns["t1"].decision == abort("t1"), (
+        "a restarted reader believes a second decision of t1; every other reader the first"
     )
+    assert len(records) == 4  # the retry was recognised: nothing voted or decided again
 
 
-def test_a_participant_restarted_before_a_client_retry_does_not_lock_the_key_for_good() -> None:
-    """t0 commits. Participant eu restarts at ``low_water`` (the position); then the
-    client's retried begin of t0 lands, and eu, reading it as a new transaction, votes
-    yes. The coordinator never stopped: for it the begin and the vote are duplicates of
-    a decided transaction, so no decision follows them. eu must not hold the key for t0
-    for ever (every later strong write of the key would be refused as locked)."""
-    records: list[LogRecord] = [begin("t0", placement=("eu",)), vote("eu", "t0"), decision("t0")]
-    start = fold_all(records).low_water(lambda t: t.decision is None)
-    records += [begin("t0", placement=("eu",), writer="client-1-retry"), vote("eu", "t0")]
-    resumed = PartitionLog()
-    for offset in range(start, len(records)):
-        resumed.fold(offset, records[offset])
+def test_a_participant_restarted_at_resume_offset_before_a_client_retry_holds_no_lock() -> None:
+    """t0 commits quickly and eu acknowledges it. Participant eu restarts at
+    ``resume_offset`` (before t0's deadline); then the client's retried begin of t0 lands.
+    ``low_water`` of eu's unacknowledged transactions would be the position: eu would
+    read the retry as a new transaction and vote yes, and, the coordinator (which never
+    stopped) taking the begin and the vote for duplicates of a decided transaction, no
+    decision would ever release the key: every later strong write of it refused as
+    locked. Resumed at t0's begin, eu recognises the retry and does not vote."""
+    records: list[LogRecord] = [
+        begin("t0", placement=("eu",)), vote("eu", "t0"), decision("t0"), ack("eu", "t0"),
+    ]
+    now = DEADLINE // 2
+    at_restart = fold_all(records)
+    assert at_restart.low_water(unfinished("eu")) == 4  # eu is done with t0: the position
+    start = at_restart.resume_offset(now, unfinished("eu"))
+    assert start == 0
+    resumed = fold_from(records, start)
+    records.append(begin("t0", placement=("eu",), writer="client-1-retry"))
+    changed = resumed.fold(len(records) - 1, records[-1])
+    if changed is not None and changed.begin is not None and changed.decision is None:
+        holder = lock_holders(resumed.txns.values(), "eu").get(changed.key)
+        v = participant(changed.begin, "eu", holder=holder, now_ms=now)  # taken for new
+        records.append(VoteRecord("t0", "acct:1", v, "eu", now))
+        resumed.fold(len(records) - 1, records[-1])
     coordinator = fold_all(records)
     assert coordinator_decision(coordinator.txns["t0"], DEADLINE + 1) is None  # decided
     assert lock_holders(coordinator.txns.values(), "eu") == {}
     assert lock_holders(resumed.txns.values(), "eu") == {}, "eu holds acct:1 for t0 for good"
+    assert changed is None  # the retry was recognised as one
+
+
+def test_a_duplicate_begin_later_than_the_retention_after_the_deadline_is_out_of_contract() -> None:
+    """The documented limit: duplicates are recognised when they arrive within
+    RETENTION_MS after their transaction's deadline (edgebus's client never sends a begin
+    twice; Kafka's idempotent producer drops its own retries). A reader restarted later
+    than that resumes past the decided transaction, and a duplicate begin arriving then is
+    a new transaction for it, though every reader that never stopped ignores it."""
+    records: list[LogRecord] = [
+        begin("t1", placement=("eu",)), no("eu", "t1"), abort("t1"),
+        begin("t1", placement=("eu",), writer="client-1-retry"),
+    ]
+    at_restart = fold_all(records[:3])
+    assert at_restart.resume_offset(DEADLINE + RETENTION_MS, undecided) == 0  # still kept
+    start = at_restart.resume_offset(DEADLINE + RETENTION_MS + 1, undecided)
+    assert start == 3  # t1 forgotten: past its begin and its decision
+    resumed = fold_from(records, start)
+    assert [t.txn_id for t in resumed.undecided()] == ["t1"]  # out of contract: a new txn
+    assert resumed.txns["t1"].begin == records[3]
+    full = fold_all(records)
+    assert full.undecided() == [] and full.txns["t1"].decision == abort("t1")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap of resume_offset (found by the property tests): a duplicate begin that "
+    "arrived in time, past the begin of a transaction still needed, is read again "
+    "without its original once its own transaction is no longer recent"
+))
+def test_a_duplicate_begin_read_in_time_is_not_read_again_alone_after_a_later_restart() -> None:
+    """Within the contract: t0's retried begin arrives within RETENTION_MS after t0's
+    deadline, and every reader recognises it. But it lies past the begin of t1, whose
+    timeout is long (up to 600 s is allowed): t1 is still undecided when the coordinator
+    restarts, more than RETENTION_MS after t0's deadline. ``resume_offset`` then starts at
+    t1's begin, past t0's, and the retried begin is read again alone: a new t0 to decide.
+    (Fixing it needs, e.g., ``resume_offset`` to go back to the begin of every
+    transaction with a record at or after the offset it would return.)"""
+    records: list[LogRecord] = [
+        begin("t0", placement=("eu",)), no("eu", "t0"), abort("t0"),
+        begin("t1", key="acct:2", placement=("eu",), deadline=DEADLINE + 2 * RETENTION_MS),
+        begin("t0", placement=("eu",), writer="client-1-retry"),  # in time: a duplicate
+    ]
+    at_restart = fold_all(records)
+    assert [t.txn_id for t in at_restart.undecided()] == ["t1"]
+    start = at_restart.resume_offset(DEADLINE + RETENTION_MS + 1, undecided)
+    resumed = fold_from(records, start)
+    assert [t.txn_id for t in resumed.undecided()] == ["t1"], f"resumed at {start}"
+
+
+def test_recent_holds_until_the_retention_has_passed_since_the_deadline() -> None:
+    assert RETENTION_MS == 120_000
+    for txn in (txn_of([begin()]), txn_of([begin(), abort()])):  # decided or not
+        assert recent(txn, 0)  # before the deadline
+        assert recent(txn, DEADLINE + RETENTION_MS)  # the last millisecond kept
+        assert not recent(txn, DEADLINE + RETENTION_MS + 1)
+        assert recent(txn, DEADLINE + 50, retention_ms=50)
+        assert not recent(txn, DEADLINE + 51, retention_ms=50)
+        assert recent(txn, DEADLINE, retention_ms=0)
+        assert not recent(txn, DEADLINE + 1, retention_ms=0)
+    assert not recent(txn_of([vote("eu"), abort()]), 0)  # its begin was not read
+    assert not recent(Txn("t1", "acct:1"), 0)
+
+
+def test_resume_offset_keeps_needed_and_recent_transactions_else_falls_back_to_position() -> None:
+    log = PartitionLog()
+    assert log.resume_offset(0, undecided) == 0
+    log.fold(2, begin("t1", deadline=1_000))
+    log.fold(3, abort("t1"))
+    log.fold(5, begin("t2", deadline=5_000))
+    log.fold(6, decision("t2"))
+    log.fold(8, begin("t3", deadline=2_000))  # undecided, its deadline long passed
+    log.fold(9, vote("eu", "t0"))  # its begin was before where this reader started
+    assert log.low_water(undecided) == 8
+    assert log.resume_offset(0, undecided) == 2  # decided, within the retention: kept
+    assert log.resume_offset(1_000 + RETENTION_MS, undecided) == 2
+    assert log.resume_offset(1_001 + RETENTION_MS, undecided) == 5  # t1 forgotten
+    assert log.resume_offset(5_001 + RETENTION_MS, undecided) == 8  # t3 needed, however old
+    assert log.resume_offset(1_500, undecided, retention_ms=0) == 5  # t1 passed, t2 not
+    assert log.resume_offset(0, lambda t: False) == 2  # recent though not needed
+    assert log.resume_offset(10**9, lambda t: False) == 10  # nothing: the position
+    assert log.resume_offset(10**9, lambda t: t.txn_id == "t0") == 10  # no begin read
+    assert log.resume_offset(10**9, lambda t: t.txn_id == "t2") == 5
+    log.fold(10, decision("t3"))
+    assert log.resume_offset(2_000 + RETENTION_MS, undecided) == 5
+    assert log.resume_offset(10**9, undecided) == 11
 
 
 # --------------------------------------------------------------------------- low water, prune
