@@ -158,6 +158,7 @@ class Txn:
     decision: DecisionRecord | None = None
     decision_offset: int = -1
     acks: dict[str, AckRecord] = field(default_factory=dict)
+    last_offset: int = -1  #: of its latest record folded, duplicates included
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -205,6 +206,7 @@ class PartitionLog:
         txn = self.txns.get(record.txn_id)
         if txn is None:
             txn = self.txns[record.txn_id] = Txn(record.txn_id, record.key)
+        txn.last_offset = max(txn.last_offset, offset)
         if isinstance(record, BeginRecord):
             if txn.begin is not None:
                 return None  # a retried request: the first one counts
@@ -245,8 +247,25 @@ class PartitionLog:
         :meth:`low_water` of the ``needed`` transactions and of every transaction whose
         deadline passed less than ``retention_ms`` ago, so that a late duplicate of one
         of its records (a retried BEGIN, a vote sent twice) is read after the original
-        and recognised as a duplicate."""
-        return self.low_water(lambda t: needed(t) or recent(t, now_ms, retention_ms))
+        and recognised as a duplicate; and never between a transaction's begin and a
+        later record of it (one that came in time, folded here), which would be read
+        again without its original. A transaction pruned is no longer known here: prune
+        only what the resume offset no longer needs."""
+        start = self.low_water(lambda t: needed(t) or recent(t, now_ms, retention_ms))
+        while True:  # never start between a transaction's begin and a later record of it
+            back = [t.begin_offset for t in self.txns.values()
+                    if 0 <= t.begin_offset < start <= t.last_offset]
+            if not back:
+                return start
+            start = min(back)
+
+    def compact(self, now_ms: int, needed: Callable[[Txn], bool],
+                retention_ms: int = RETENTION_MS) -> int:
+        """Forget every transaction whose records all lie before
+        :meth:`resume_offset`: keep what a reader restarting now would fold again.
+        Returns how many were forgotten."""
+        start = self.resume_offset(now_ms, needed, retention_ms)
+        return self.prune(lambda t: t.last_offset >= start)
 
     def prune(self, keep: Callable[[Txn], bool]) -> int:
         """Forget transactions ``keep`` rejects; returns how many were forgotten."""

@@ -27,7 +27,6 @@ import logging
 import os
 import socket
 import time
-from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -41,7 +40,6 @@ from edgebus.core.saga_log import (
     Txn,
     committed_version,
     coordinator_decision,
-    recent,
 )
 from edgebus.core.two_phase_commit import Decision
 from edgebus.kafka.topics import coordinator_group, saga_log_topic
@@ -54,12 +52,6 @@ log = logging.getLogger(__name__)
 
 _TICK_S = 0.05
 _COMMIT_EVERY_S = 1.0
-
-
-def _kept(txn: Txn, now_ms: int) -> bool:
-    """What a coordinator remembers: undecided transactions, and decided ones within
-    the retention (so a late duplicate of their records is recognised)."""
-    return txn.begin is not None and (txn.decision is None or recent(txn, now_ms))
 
 
 def _undecided(txn: Txn) -> bool:
@@ -212,7 +204,6 @@ class Coordinator:
                 current = highwater is None or plog.position >= highwater
                 for txn in plog.undecided():
                     self._consider(txn, now_ms, may_time_out=current)
-                plog.prune(partial(_kept, now_ms=now_ms))
             await self._commit()
 
     def _consider(self, txn: Txn, now_ms: int, *, may_time_out: bool) -> None:
@@ -256,10 +247,10 @@ class Coordinator:
         consumer = consumer or self._consumer
         if consumer is None or not self.logs:
             return
-        offsets = {
-            TopicPartition(self.topic, p): plog.resume_offset(now_ms, _undecided)
-            for p, plog in self.logs.items()
-        }
+        offsets = {}
+        for p, plog in self.logs.items():
+            plog.compact(now_ms, _undecided)  # keep what a restart would fold again
+            offsets[TopicPartition(self.topic, p)] = plog.resume_offset(now_ms, _undecided)
         try:
             await consumer.commit(offsets)
         except KafkaError as e:  # a rebalance in progress: the next owner reads more

@@ -46,7 +46,6 @@ from edgebus.core.saga_log import (
     VoteRecord,
     lock_holders,
     participant_vote,
-    recent,
 )
 from edgebus.core.vector_clock import VectorClock
 from edgebus.kafka.topics import events_topic, saga_log_topic
@@ -361,8 +360,7 @@ class Participant:
 
         offsets = {}
         for p, plog in self.logs.items():
-            plog.prune(lambda t: t.begin is not None and (
-                t.decision is None or unfinished(t) or recent(t, now_ms)))
+            plog.compact(now_ms, lambda t: t.decision is None or unfinished(t))
             offsets[TopicPartition(self.topic, p)] = min(
                 plog.resume_offset(now_ms, unfinished), self.processed.get(p, plog.position)
             )

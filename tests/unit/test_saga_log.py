@@ -660,19 +660,13 @@ def test_a_duplicate_begin_later_than_the_retention_after_the_deadline_is_out_of
     assert full.undecided() == [] and full.txns["t1"].decision == abort("t1")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap of resume_offset (found by the property tests): a duplicate begin that "
-    "arrived in time, past the begin of a transaction still needed, is read again "
-    "without its original once its own transaction is no longer recent"
-))
 def test_a_duplicate_begin_read_in_time_is_not_read_again_alone_after_a_later_restart() -> None:
     """Within the contract: t0's retried begin arrives within RETENTION_MS after t0's
     deadline, and every reader recognises it. But it lies past the begin of t1, whose
     timeout is long (up to 600 s is allowed): t1 is still undecided when the coordinator
-    restarts, more than RETENTION_MS after t0's deadline. ``resume_offset`` then starts at
-    t1's begin, past t0's, and the retried begin is read again alone: a new t0 to decide.
-    (Fixing it needs, e.g., ``resume_offset`` to go back to the begin of every
-    transaction with a record at or after the offset it would return.)"""
+    restarts, more than RETENTION_MS after t0's deadline. ``resume_offset`` would start at
+    t1's begin, past t0's, and the retried begin would be read again alone (a new t0 to
+    decide); it goes back to t0's begin, since t0 has a record past t1's begin."""
     records: list[LogRecord] = [
         begin("t0", placement=("eu",)), no("eu", "t0"), abort("t0"),
         begin("t1", key="acct:2", placement=("eu",), deadline=DEADLINE + 2 * RETENTION_MS),
@@ -794,3 +788,22 @@ def test_a_record_of_a_pruned_transaction_starts_it_afresh() -> None:
     assert log.fold(2, abort("t1")) is not None
     assert log.txns["t1"].begin is None
     assert log.undecided() == []
+
+
+def test_compact_forgets_only_transactions_entirely_before_the_resume_offset() -> None:
+    log = PartitionLog()
+    log.fold(0, begin("t0", deadline=1_000))
+    log.fold(1, abort("t0"))
+    log.fold(2, begin("t1", key="acct:2", deadline=10 * RETENTION_MS))  # undecided
+    log.fold(3, begin("t0", deadline=1_000, writer="client-1-retry"))  # t0 again, later
+    log.fold(4, begin("t2", key="acct:3", deadline=1_000))
+    log.fold(5, abort("t2"))
+    now = 1_000 + RETENTION_MS + 1  # t0 and t2 no longer recent; t1 still needed
+    assert log.resume_offset(now, undecided) == 0  # back to t0's begin: it has a record at 3
+    assert log.compact(now, undecided) == 0
+    log.fold(6, decision("t1", key="acct:2"))
+    assert log.resume_offset(now, undecided) == 0  # t1 decided but recent: kept, so t0 too
+    later = 11 * RETENTION_MS + 1  # nothing needed or recent any more
+    assert log.resume_offset(later, undecided) == 7  # the position
+    assert log.compact(later, undecided) == 3
+    assert log.txns == {}
