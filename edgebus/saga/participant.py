@@ -100,6 +100,7 @@ class Participant:
         self._writer = SagaLogWriter(self.config, bootstrap, f"edgebus-participant-{self.region}")
         self._consumer: AIOKafkaConsumer | None = None
         self._offsets: AIOKafkaConsumer | None = None
+        self._rules = self.config.compliance.rules()
         self._hlc = HybridLogicalClock()  # only to stamp after a newer local event
         self._voting: dict[str, str] = {}  #: txn_id -> key: votes sent, not read back
         self._pending_yes: dict[str, str] = {}  #: key -> txn_id of a yes sent, not read back
@@ -236,9 +237,7 @@ class Participant:
             holder = None
         state = await self.service.store.get(key)
         version = state.version if state is not None else 0
-        may_hold = bool(
-            self.config.compliance.rules().allowed_regions((self.region,), begin.classification)
-        )
+        may_hold = bool(self._rules.allowed_regions((self.region,), begin.classification))
         vote = participant_vote(
             begin, self.region, current_version=version, may_hold=may_hold, holder=holder,
             now_ms=now_ms,
