@@ -54,6 +54,7 @@ from edgebus.saga.log import (
     SagaLogWriter,
     decode_record,
     ensure_saga_log,
+    kind_of,
     saga_partition,
     saga_partitions,
     start_consumer,
@@ -107,6 +108,8 @@ class Participant:
         self._applying: dict[str, asyncio.Future[None]] = {}  #: key -> its last commit applied
         self._finishing: set[str] = set()
         self._placement: dict[str, tuple[str, ...]] = {}  #: key -> placement of last commit
+        self._versions: dict[str, int] = {}  #: key -> version, read for the current batch
+        self._changed_since_load: set[str] = set()  #: keys applied since that read
         self._moved: asyncio.Event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -173,6 +176,7 @@ class Participant:
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=2000)
             now_ms = time.time_ns() // 1_000_000
+            await self._load_versions(batch)
             for tp, records in batch.items():
                 plog = self.logs[tp.partition]
                 for record in records:
@@ -188,6 +192,26 @@ class Participant:
                 self._moved.set()
                 self._moved = asyncio.Event()
             await self._commit(consumer)
+
+    async def _load_versions(self, batch: dict[Any, list[Any]]) -> None:
+        """One store read for the keys of every BEGIN in ``batch`` naming this region
+        (votes then need no store round trip each). A key whose commit this region
+        applies meanwhile is read again at its vote."""
+        keys = set()
+        region = self.region.encode("ascii")
+        for records in batch.values():
+            for record in records:
+                if record.key is not None and kind_of(record) == b"begin" and (
+                    region in record.value
+                ):
+                    keys.add(record.key.decode("utf-8", "replace"))
+        self._changed_since_load.clear()
+        self._versions = (
+            {k: s.version for k, s in (await self.service.store.load(keys)).items()}
+            if keys else {}
+        )
+        for key in keys:
+            self._versions.setdefault(key, 0)
 
     def _placement_seen(self, txn: Txn) -> None:
         if txn.decision is not None and txn.decision.committed and txn.begin is not None:
@@ -235,8 +259,10 @@ class Participant:
         holder = self._pending_yes.get(key) or holders.get(key)
         if holder == txn.txn_id:
             holder = None
-        state = await self.service.store.get(key)
-        version = state.version if state is not None else 0
+        version = self._versions.get(key)
+        if version is None or key in self._changed_since_load:
+            state = await self.service.store.get(key)
+            version = state.version if state is not None else 0
         may_hold = bool(self._rules.allowed_regions((self.region,), begin.classification))
         vote = participant_vote(
             begin, self.region, current_version=version, may_hold=may_hold, holder=holder,
@@ -315,6 +341,7 @@ class Participant:
                 log.warning("%s: txn %s event %d:%d not applied after 30 s; waiting",
                             self.region, txn.txn_id, partition, offset)
         self.stats["commits"] += 1
+        self._changed_since_load.add(begin.key)
         failpoints.hit("participant.after_apply")
         if not applied.done():
             applied.set_result(None)
@@ -411,5 +438,6 @@ class Participant:
             1 for plog in self.logs.values() for t in plog.txns.values()
             if t.decision is None and (v := t.votes.get(self.region)) is not None and v.yes
         )
-        return {"processed": dict(sorted(self.processed.items())), "in_doubt": in_doubt,
+        return {"processed": {str(p): o for p, o in sorted(self.processed.items())},
+                "in_doubt": in_doubt,
                 **self.stats}
