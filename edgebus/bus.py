@@ -913,6 +913,10 @@ class EdgeBus:
         ComplianceViolation; otherwise the write is rerouted to a compliant region
         (``receipt.rerouted``). ``session`` makes this write causally follow
         everything that token covers.
+
+        ``consistency="strong"`` is :meth:`commit` (two-phase commit across the
+        placement; ``expected_version`` and ``timeout_ms`` allowed) and returns its
+        :class:`CommitResult` instead of a receipt.
         """
         if options.get("consistency") == "strong":
             options = {k: v for k, v in options.items() if k != "consistency"}

@@ -352,3 +352,44 @@ async def test_outcome_unknown_without_a_coordinator_then_a_late_coordinator_dec
         f"its deadline decided {txn.decision.outcome}; the regions hold {state}"
     )
     assert state == {r: (True, 6, 2) for r in dep.names}
+
+
+async def test_saga_list_and_show_report_votes_decisions_and_acks_of_strong_writes(
+    deployment: Deployment, bus: EdgeBus
+) -> None:
+    """`edgebus saga list` shows a key's transactions newest first with status, votes
+    and who decided; `saga show` the request, each vote, the decision (with a conflict's
+    versions) and each participant's acknowledgement; an unknown id is refused."""
+    dep = deployment
+    key = f"{unique_tag()}:cli"
+    first = await bus.commit(key, {"balance": 1000})
+    lost = await bus.commit(key, {"balance": 0}, expected_version=0)
+    assert first.committed and lost.outcome == "conflict"
+
+    async def acked() -> bool:  # every participant acknowledged both
+        return all(set(t.acks) == set(dep.names) for t in (await dep.saga_log()).for_key(key))
+
+    await eventually(acked, 60, "every participant's ACK")
+    code, listed, out = await asyncio.to_thread(dep.regions.cli, "saga", "list", "--key", key)
+    assert code == 0, out
+    rows = listed["transactions"]
+    assert [r["txn_id"] for r in rows] == [lost.txn_id, first.txn_id]  # newest first
+    assert rows[1]["status"] == "done-committed" and rows[0]["status"] == "done-aborted"
+    assert rows[1]["votes"] == {r: "yes" for r in dep.names}
+    assert rows[1]["decided_by"] == first.decided_by
+    assert sorted(rows[1]["acks"]) == sorted(dep.names)
+
+    code, shown, out = await asyncio.to_thread(dep.regions.cli, "saga", "show", lost.txn_id)
+    assert code == 0, out
+    txn = shown["transaction"]
+    assert txn["expected_version"] == 0 and txn["payload"] == '{"balance":0}'
+    assert {v["region"]: v["refusal"] for v in txn["votes"]} == {
+        r: "version_conflict" for r in dep.names
+    }
+    assert txn["decision"]["commit"] is False
+    assert txn["decision"]["conflict"]["expected"] == 0
+    assert txn["decision"]["conflict"]["found"] == 1
+    assert all(a["event"] is None for a in txn["acks"])  # nothing applied for an abort
+
+    code, _, out = await asyncio.to_thread(dep.regions.cli, "saga", "show", "no-such-txn")
+    assert code == 2 and "no transaction or saga" in out
