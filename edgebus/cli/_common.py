@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import typer
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import UnknownRegion
 
-__all__ = ["ConfigOption", "JsonOption", "load_cli_config"]
+__all__ = ["ConfigOption", "JsonOption", "load_cli_config", "serve_until_signal"]
 
 ConfigOption: Any = typer.Option(
     None,
@@ -29,3 +32,25 @@ def load_cli_config(path: Path | None, *regions: str) -> EdgeConfig:
         if region not in config.regions:
             raise UnknownRegion(region, config.regions)
     return config
+
+
+async def serve_until_signal(service: Any) -> None:
+    """Run a started service (``wait()`` / ``stop()``) until SIGINT / SIGTERM or until it
+    fails; stop it either way and re-raise its failure."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.ensure_future(service.wait())
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        stopper.cancel()
+        await service.stop()
+    if waiter.done() and not waiter.cancelled():
+        failure = waiter.exception()
+        if failure is not None:
+            raise failure

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from pathlib import Path
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config, serve_until_signal
 from edgebus.cli._output import emit, err_console, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
@@ -48,25 +46,9 @@ async def _run(config: EdgeConfig, instance_id: str | None, as_json: bool) -> No
     bootstrap = resolve_clusters(config)[config.saga_log_region]
     coordinator = Coordinator(config, bootstrap, instance_id=instance_id)
     await coordinator.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     emit(as_json, {"ok": True, "event": "started", "coordinator": coordinator.name,
                    "saga_log": bootstrap},
          lambda d: err_console.print(
              f"coordinator [bold]{d['coordinator']}[/] up on the saga log at {d['saga_log']} "
              "(Ctrl-C to stop)", highlight=False))
-    waiter = asyncio.ensure_future(coordinator.wait())
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        stopper.cancel()
-        await coordinator.stop()
-    if waiter.done() and not waiter.cancelled():
-        failure = waiter.exception()
-        if failure is not None:
-            raise failure
+    await serve_until_signal(coordinator)

@@ -4,13 +4,11 @@ and ``resume-replication`` for maintenance and fault drills."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from pathlib import Path
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
+from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config, serve_until_signal
 from edgebus.cli._output import emit, err_console, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
@@ -68,28 +66,12 @@ async def _run(
     service = RegionService(region, config, store=store, listen=listen, advertise=advertise,
                             replicate=replicate)
     await service.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     emit(as_json, {"ok": True, "event": "started", "region": region, "url": service.url,
                    "store": service.store.url},
          lambda d: err_console.print(
              f"region [bold]{region}[/] up: store {d['store']}, query {d['url']} "
              "(Ctrl-C to stop)", highlight=False))
-    waiter = asyncio.ensure_future(service.wait())
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        stopper.cancel()
-        await service.stop()
-    if waiter.done() and not waiter.cancelled():
-        failure = waiter.exception()
-        if failure is not None:
-            raise failure
+    await serve_until_signal(service)
 
 
 @app.command("pause-replication")

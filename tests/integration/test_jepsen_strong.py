@@ -22,8 +22,6 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,8 +38,8 @@ from edgebus.kafka.topics import events_topic, saga_log_topic
 from edgebus.wire.headers import H_TXN
 from edgebus.wire.saga_log import decode_saga_record
 from tests.checkers.linearizability import Call, check_linearizable
-from tests.conftest import edgebus_executable
-from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
+from tests.integration.regions import RegionProcess, Regions, eventually
+from tests.integration.saga_processes import CoordinatorProcess, strong_regions
 
 pytestmark = pytest.mark.kafka
 
@@ -53,65 +51,22 @@ CLIENTS_PER_REGION = 2
 
 
 @dataclass
-class CoordinatorProc:
-    """``edgebus coordinator run --instance-id ID`` as a child process."""
-
-    regions: Regions
-    instance_id: str
-    proc: subprocess.Popen[str] | None = None
-
-    def start(self, timeout_s: float = 90.0) -> None:
-        log = open(self.regions.tmp / f"{self.instance_id}.log", "a", encoding="utf-8")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [edgebus_executable(), "coordinator", "run", "--instance-id", self.instance_id,
-             "--json"],
-            env={**self.regions.env, "EDGEBUS_LOG_LEVEL": "INFO"},
-            stdout=subprocess.PIPE, stderr=log, text=True,
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("{") or self.proc.poll() is not None:
-                break
-        if not line.startswith("{"):
-            self.kill()
-            raise AssertionError(f"coordinator {self.instance_id} did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@dataclass
 class Cluster:
     regions: Regions
     services: dict[str, RegionProcess]
-    coordinators: dict[str, CoordinatorProc]
+    coordinators: dict[str, CoordinatorProcess]
     config: dict[str, Any]
     kills: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
 def cluster(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    regions = make_regions(kafka_bootstrap, tmp_path_factory.mktemp("jepsen"))
-    regions.config["strong"] = {
-        "embedded_coordinator": False, "timeout_ms": 2_000, "decision_grace_ms": 4_000,
-        "read_wait_ms": 3_000,
-    }
-    regions.config_path.write_text(__import__("json").dumps(regions.config), encoding="utf-8")
+    regions = strong_regions(
+        kafka_bootstrap, tmp_path_factory.mktemp("jepsen"),
+        timeout_ms=2_000, decision_grace_ms=4_000, read_wait_ms=3_000,
+    )
     services = {r: RegionProcess(regions, r, regions.store_url(r)) for r in regions.names}
-    coordinators = {c: CoordinatorProc(regions, f"{regions.us}-{c}") for c in ("c1", "c2")}
+    coordinators = {c: CoordinatorProcess(regions, f"{regions.us}-{c}") for c in ("c1", "c2")}
     try:
         for s in services.values():
             s.start()
