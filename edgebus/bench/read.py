@@ -36,19 +36,17 @@ The figures are pure functions of the samples (:func:`summarize`, :func:`check_r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
-import signal
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
+from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_sigterm
 from edgebus.bench.materialize import fresh_region, scratch_config
 from edgebus.bench.produce import sample_record
 from edgebus.bench.replicate import percentile
@@ -79,8 +77,6 @@ GOAL_RATIO = 1.2
 STALENESS_THRESHOLD_MS = 5000.0
 #: version bound of the bounded_versions level
 MAX_VERSIONS_BEHIND = 1000
-#: how long the service may take to apply the setup writes, or to start as a process
-READY_TIMEOUT_S = 90.0
 #: the key choices and level orders are the same in every run and mode
 SEED = 1
 #: how many violations are kept verbatim
@@ -334,86 +330,16 @@ async def _setup(
     return _Workload(values, token)
 
 
-class _RegionProcess:
-    """``edgebus region run`` as a child process: started, its URL read, stopped."""
-
-    def __init__(self, region: str, config_path: Path, store: str, log_path: Path) -> None:
-        self.region = region
-        self.args = ["region", "run", "--region", region, "--store", store,
-                     "--config", str(config_path), "--json"]
-        self.log_path = log_path
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> str:
-        """Start the child; return its query URL once it has announced itself."""
-        log = self._open_log()
-        try:
-            # the interpreter running this benchmark, so that the child runs the same code
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from edgebus.cli import main; main()", *self.args,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
-            )
-        finally:
-            log.close()  # the child has its own descriptor
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                line = await asyncio.wait_for(self.proc.stdout.readline(), max(remaining, 0.01))
-            except TimeoutError:
-                line = b""
-            if line.startswith(b"{"):
-                started: dict[str, Any] = json.loads(line)
-                if started.get("ok") and started.get("url"):
-                    return str(started["url"])
-            if not line or remaining <= 0:
-                raise EdgebusError(
-                    f"`edgebus {' '.join(self.args)}` did not start within "
-                    f"{READY_TIMEOUT_S:.0f} s: {self.log_tail()}"
-                )
-
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within 30 s."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-    def _open_log(self) -> BinaryIO:
-        return open(self.log_path, "ab")  # closed by start() once the child has it
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-@contextlib.contextmanager
-def _cancelled_on_sigterm() -> Iterator[None]:
-    """SIGTERM cancels the running task (as Ctrl-C does), so that the region process
-    and the embedded service are stopped on the way out."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    installed = False
-    if task is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-            installed = True
-    try:
-        yield
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGTERM)
+def _region_process(
+    region: str, config_path: Path, store: str, log_path: Path
+) -> ChildCommand:
+    """``edgebus region run`` as a child process (its start line carries its URL)."""
+    return ChildCommand(
+        f"region {region}",
+        ["region", "run", "--region", region, "--store", store, "--config", str(config_path),
+         "--json"],
+        log_path,
+    )
 
 
 async def run_read_bench(
@@ -440,7 +366,7 @@ async def run_read_bench(
         setup_seconds=0.0,
     )
     examples = result.violation_examples
-    with _cancelled_on_sigterm(), tempfile.TemporaryDirectory(
+    with cancelled_on_sigterm(), tempfile.TemporaryDirectory(
         prefix="edgebus-bench-", dir=store_dir
     ) as tmp:
         store = f"sqlite://{Path(tmp) / 'store.db'}"
@@ -455,7 +381,7 @@ async def run_read_bench(
         # the same store, now served by a process of its own
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(config.model_dump(mode="json")), encoding="utf-8")
-        child = _RegionProcess(region, config_path, store, Path(tmp) / "region.log")
+        child = _region_process(region, config_path, store, Path(tmp) / "region.log")
         try:
             await child.start()
             async with EdgeBus(config, client_id="edgebus-bench-read-remote") as reader:

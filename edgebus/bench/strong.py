@@ -54,19 +54,18 @@ import contextlib
 import json
 import os
 import random
-import signal
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_sigterm
 from edgebus.bench.materialize import scratch_config
 from edgebus.bench.produce import sample_record
 from edgebus.bench.replicate import percentile
@@ -104,7 +103,6 @@ DEFAULT_CONCURRENCY: tuple[int, ...] = (1, 16, 64)
 #: the measured modes, the baseline first
 MODES: tuple[str, ...] = ("raw_rtt", "kafka_txn", "eventual", "strong")
 #: how long the broker, the processes and the warm-up commit may take
-READY_TIMEOUT_S = 90.0
 #: how long one batch may take before the run gives up
 BATCH_TIMEOUT_S = 300.0
 #: how long the region services may take to finish a batch's work after it
@@ -360,93 +358,6 @@ class _Commit:
     concurrency: int
     started_ms: int
     ended_ms: int
-
-
-class _Child:
-    """An ``edgebus`` command as a child process: started once it printed its JSON
-    start line, stopped with SIGTERM."""
-
-    def __init__(self, name: str, args: list[str], log_path: Path) -> None:
-        self.name = name
-        self.args = args
-        self.log_path = log_path
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
-        """Start the child; return its start line once it has printed it."""
-        log = self._open_log()
-        try:
-            # the interpreter running this benchmark, so that the child runs the same code
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "from edgebus.cli import main; main()", *self.args,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
-            )
-        finally:
-            log.close()  # the child has its own descriptor
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                line = await asyncio.wait_for(self.proc.stdout.readline(), max(remaining, 0.01))
-            except TimeoutError:
-                line = b""
-            if line.startswith(b"{"):
-                started: dict[str, Any] = json.loads(line)
-                if started.get("ok"):
-                    return started
-            if not line or remaining <= 0:
-                raise EdgebusError(
-                    f"{self.name} (`edgebus {' '.join(self.args)}`) did not start within "
-                    f"{timeout_s:.0f} s: {self.log_tail()}"
-                )
-
-    async def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within 30 s."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-    def _open_log(self) -> BinaryIO:
-        return open(self.log_path, "ab")  # closed by start() once the child has it
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
-
-
-@contextlib.contextmanager
-def _cancelled_on_sigterm() -> Iterator[None]:
-    """SIGTERM cancels the running task (as Ctrl-C does), so that the child processes
-    (and a broker this run started) are stopped on the way out."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    installed = False
-    if task is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-            installed = True
-    try:
-        yield
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
@@ -793,7 +704,7 @@ async def run_strong_bench(
     tag = uuid.uuid4().hex[:6]
     regions = [f"bench-strong-{tag}-{name}" for name in REGION_NAMES]
     levels = sorted(set(concurrency))
-    with _cancelled_on_sigterm(), tempfile.TemporaryDirectory(
+    with cancelled_on_sigterm(), tempfile.TemporaryDirectory(
         prefix="edgebus-bench-", dir=store_dir
     ) as tmp_name:
         tmp = Path(tmp_name)
@@ -808,12 +719,12 @@ async def run_strong_bench(
             config_path.write_text(json.dumps(cfg.model_dump(mode="json")), encoding="utf-8")
             common = ["--config", str(config_path), "--json"]
             children = [
-                _Child(f"region {r}", ["region", "run", "--region", r,
+                ChildCommand(f"region {r}", ["region", "run", "--region", r,
                                        "--store", f"sqlite://{tmp / f'{r}.db'}", *common],
                        tmp / f"{r}.log")
                 for r in regions
             ]
-            children.append(_Child("coordinator", ["coordinator", "run", *common],
+            children.append(ChildCommand("coordinator", ["coordinator", "run", *common],
                                    tmp / "coordinator.log"))
             baselines = _Baselines(address, cfg.kafka.partitions, tag)
             try:
