@@ -680,6 +680,10 @@ def test_the_generated_logs_exercise_every_outcome() -> None:
 
     @settings(max_examples=600, deadline=None, database=None, derandomize=True)
     @given(specs, ops(decisions=False, stale=True))
+    @example(  # one version conflict for sure (its odds over 600 examples are not 1)
+        [Spec("t0", "k0", ("eu",), 1, 300)],
+        [("vote", 0, 0, False, 0, Refusal.VERSION_CONFLICT)],
+    )
     def collect(txns: list[Spec], operations: list[Op]) -> None:
         records = coordinated_log(txns, operations)
         decisions = [r for r in records if isinstance(r, DecisionRecord)]
