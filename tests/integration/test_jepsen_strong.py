@@ -45,7 +45,7 @@ pytestmark = pytest.mark.kafka
 
 RUNS = int(os.environ.get("EDGEBUS_JEPSEN_RUNS", "20"))
 SEED = os.environ.get("EDGEBUS_JEPSEN_SEED")
-RUN_SECONDS = 5.0
+RUN_SECONDS = 4.0
 KEYS_PER_RUN = 3
 CLIENTS_PER_REGION = 2
 
