@@ -94,5 +94,14 @@ def _render(data: dict[str, Any]) -> None:
             shown = " ".join(f"{s}:{o}" for s, o in frontier.items())
             console.print(f"[bold]{row['region']}[/] frontier: {shown or '-'}",
                           highlight=False, soft_wrap=True)
+            saga = row.get("saga_participant")
+            if saga:
+                processed = " ".join(f"{p}:{o}" for p, o in saga["processed"].items())
+                console.print(
+                    f"[bold]{row['region']}[/] saga participant: in doubt "
+                    f"{saga['in_doubt']}, votes {saga['votes_yes']} yes / {saga['votes_no']} no, "
+                    f"commits {saga['commits']}, aborts {saga['aborts']}; saga log processed "
+                    f"{processed or '-'}", highlight=False, soft_wrap=True,
+                )
     for problem in problems:
         console.print(problem, highlight=False, soft_wrap=True)
