@@ -46,7 +46,11 @@ async def test_events_wait_for_their_dependencies_and_a_full_buffer_says_what_it
         assert f"{eu}:{origin.partition}" in waits
         for n in range(12):  # nothing that depends on the missing write is visible
             assert not (await bus.read(f"after:{n}", us)).exists
-        assert (await bus.read("after:0", eu)).exists  # eu has everything
+
+        async def eu_has_it() -> bool:  # eu has everything (once its replicator copied it)
+            return (await bus.read("after:0", eu)).exists
+
+        await eventually(eu_has_it, 30, "eu to apply after:0")
 
         us_service.pause_replication(False)
 

@@ -362,9 +362,9 @@ async def test_saga_list_and_show_report_votes_decisions_and_acks_of_strong_writ
     versions) and each participant's acknowledgement; an unknown id is refused."""
     dep = deployment
     key = f"{unique_tag()}:cli"
-    first = await bus.commit(key, {"balance": 1000})
-    lost = await bus.commit(key, {"balance": 0}, expected_version=0)
-    assert first.committed and lost.outcome == "conflict"
+    first = await bus.commit(key, {"level": 1000})  # public: placed in all three regions
+    lost = await bus.commit(key, {"level": 0}, expected_version=0)
+    assert first.committed and lost.outcome == "conflict" and first.placement == dep.names
 
     async def acked() -> bool:  # every participant acknowledged both
         return all(set(t.acks) == set(dep.names) for t in (await dep.saga_log()).for_key(key))
@@ -382,7 +382,7 @@ async def test_saga_list_and_show_report_votes_decisions_and_acks_of_strong_writ
     code, shown, out = await asyncio.to_thread(dep.regions.cli, "saga", "show", lost.txn_id)
     assert code == 0, out
     txn = shown["transaction"]
-    assert txn["expected_version"] == 0 and txn["payload"] == '{"balance":0}'
+    assert txn["expected_version"] == 0 and txn["payload"] == '{"level":0}'
     assert {v["region"]: v["refusal"] for v in txn["votes"]} == {
         r: "version_conflict" for r in dep.names
     }
