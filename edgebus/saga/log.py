@@ -82,7 +82,7 @@ async def start_consumer(
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=500,  # a long poll: answered as soon as a record arrives
         **options,
     )
     try:

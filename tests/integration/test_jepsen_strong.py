@@ -45,7 +45,7 @@ pytestmark = pytest.mark.kafka
 
 RUNS = int(os.environ.get("EDGEBUS_JEPSEN_RUNS", "20"))
 SEED = os.environ.get("EDGEBUS_JEPSEN_SEED")
-RUN_SECONDS = 4.0
+RUN_SECONDS = 3.0
 KEYS_PER_RUN = 3
 CLIENTS_PER_REGION = 2
 
@@ -157,7 +157,7 @@ async def _nemesis(
     victims = [*cluster.coordinators, *cluster.services]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(started.wait(), RUN_SECONDS / 2)
-    await asyncio.sleep(rng.uniform(0.1, 1.5))
+    await asyncio.sleep(rng.uniform(0.1, 1.0))
     for _ in range(rng.choice((1, 1, 2))):
         if time.monotonic() > stop_at:
             break
