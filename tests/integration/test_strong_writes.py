@@ -383,9 +383,9 @@ async def test_saga_list_and_show_report_votes_decisions_and_acks_of_strong_writ
     assert code == 0, out
     txn = shown["transaction"]
     assert txn["expected_version"] == 0 and txn["payload"] == '{"level":0}'
-    assert {v["region"]: v["refusal"] for v in txn["votes"]} == {
-        r: "version_conflict" for r in dep.names
-    }
+    # the first no decides: votes that land after the decision are not the log's
+    assert txn["votes"] and {v["refusal"] for v in txn["votes"]} == {"version_conflict"}
+    assert {v["region"] for v in txn["votes"]} <= set(dep.names)
     assert txn["decision"]["commit"] is False
     assert txn["decision"]["conflict"]["expected"] == 0
     assert txn["decision"]["conflict"]["found"] == 1
