@@ -1,0 +1,180 @@
+"""Ownership of a state machine (a durable object): one owner region, a lease, a fencing
+epoch, decided by a Kafka-ordered log. Groundwork for EdgeStateMachine (issue 6).
+
+Each state id's ownership records sit in one partition of an ownership log, in one
+order every reader sees, each with the broker's append time (``LogAppendTime``: one
+clock for every reader, not the writers'). The fold of that order decides:
+
+* :class:`Claim` ``(region, epoch)``: granted iff ``epoch`` is the current epoch + 1
+  and the state is free at the claim's append time: never owned, released, handed to
+  this region, or the lease expired. A granted claim makes ``region`` the owner, with a
+  lease of ``lease_ms`` from the append time. Any other claim changes nothing (a lost
+  race, a stale or duplicate claim).
+* :class:`Renew` by the owner at the current epoch extends the lease from its append
+  time; anyone else's renew changes nothing.
+* :class:`Handoff` by the owner names the next owner (migration): only that region may
+  claim the next epoch, at once, without waiting for the lease.
+* :class:`Release` by the owner frees the state: anyone may claim the next epoch.
+
+Fencing: every state event carries the epoch it was written under; a reader applies
+an event only if its epoch is the owner's epoch at that point of the log
+(:func:`accepts`), so an old owner that comes back after losing its lease writes
+nothing anyone applies. An owner serves only while its lease is valid by its own
+clock, measured from when it *sent* the claim or renew (the append time is later, so
+its lease in the log lasts at least as long): :func:`lease_valid_until`.
+
+Pure: no I/O, no clock; times are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from edgebus.errors import InvalidInput
+
+__all__ = [
+    "Claim",
+    "Handoff",
+    "OwnerView",
+    "OwnershipRecord",
+    "Release",
+    "Renew",
+    "accepts",
+    "fold_ownership",
+    "lease_valid_until",
+    "migration_target",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """``region`` asks to own the state at ``epoch`` with a lease of ``lease_ms``."""
+
+    region: str
+    epoch: int
+    lease_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Renew:
+    """The owner extends its lease by ``lease_ms`` from this record's append time."""
+
+    region: str
+    epoch: int
+    lease_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The owner hands the state to ``to_region`` (it may claim ``epoch + 1`` at once)."""
+
+    region: str
+    epoch: int
+    to_region: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The owner gives the state up (anyone may claim ``epoch + 1``)."""
+
+    region: str
+    epoch: int
+
+
+OwnershipRecord = Claim | Renew | Handoff | Release
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerView:
+    """What the log says about one state id so far.
+
+    ``owner`` is ``None`` when never owned or released; ``lease_until_ms`` is in append
+    time; ``handed_to`` names the only region that may claim next while the owner's
+    lease runs (a hand-off in progress).
+    """
+
+    epoch: int = 0
+    owner: str | None = None
+    lease_until_ms: int = 0
+    handed_to: str | None = None
+
+    def free_for(self, region: str, at_ms: int) -> bool:
+        """Whether ``region`` may claim the next epoch at append time ``at_ms``."""
+        if self.owner is None or at_ms > self.lease_until_ms:
+            return True
+        return self.handed_to == region
+
+    def owner_at(self, at_ms: int) -> str | None:
+        """The owner whose lease runs at ``at_ms`` (``None``: nobody may act)."""
+        if self.owner is None or at_ms > self.lease_until_ms:
+            return None
+        return self.owner
+
+
+def fold_ownership(view: OwnerView, record: OwnershipRecord, append_ms: int) -> OwnerView:
+    """The view after ``record``, appended at ``append_ms`` (the broker's clock)."""
+    if isinstance(record, Claim):
+        if record.lease_ms <= 0:
+            raise InvalidInput(f"a lease must be positive, got {record.lease_ms} ms")
+        if record.epoch != view.epoch + 1 or not view.free_for(record.region, append_ms):
+            return view  # lost race, stale or duplicate
+        return OwnerView(record.epoch, record.region, append_ms + record.lease_ms, None)
+    if record.region != view.owner or record.epoch != view.epoch:
+        return view  # only the current owner renews, hands off or releases
+    if isinstance(record, Renew):
+        if append_ms > view.lease_until_ms:
+            return view  # too late: the lease had run out (another may claim)
+        return replace(view, lease_until_ms=max(view.lease_until_ms,
+                                                append_ms + record.lease_ms))
+    if isinstance(record, Handoff):
+        return replace(view, handed_to=record.to_region)
+    return replace(view, owner=None, lease_until_ms=0, handed_to=None)
+
+
+def accepts(view: OwnerView, event_epoch: int) -> bool:
+    """Whether a state event written under ``event_epoch`` is applied at this point of
+    the log: only the current epoch's owner writes events anyone applies."""
+    return event_epoch == view.epoch and view.epoch > 0
+
+
+def lease_valid_until(sent_monotonic_ms: float, lease_ms: int, margin_ms: int) -> float:
+    """Until when (the owner's monotonic clock) the owner may serve after sending, at
+    ``sent_monotonic_ms``, a claim or renew that the log then shows granted (a renew
+    appended after the lease ran out is not: check the fold before relying on it). The
+    log's lease starts at the append, which is later than the send, so stopping
+    ``margin_ms`` (clock-rate drift, pauses) before ``sent + lease`` never overlaps the
+    next owner's lease. A hand-off ends the sender's right to serve when it is sent."""
+    if margin_ms < 0 or margin_ms >= lease_ms:
+        raise InvalidInput(
+            f"the lease margin ({margin_ms} ms) must be at least 0 and less than the lease "
+            f"({lease_ms} ms)"
+        )
+    return sent_monotonic_ms + lease_ms - margin_ms
+
+
+def migration_target(
+    accesses: Mapping[str, int],
+    owner: str,
+    *,
+    threshold: float,
+    min_accesses: int,
+    allowed: frozenset[str] | None = None,
+) -> str | None:
+    """The region ownership should move to, or ``None``: the region (not the owner,
+    and in ``allowed`` when given: compliance) with the largest share of ``accesses``
+    over the window, if that share is at least ``threshold`` and the window holds at
+    least ``min_accesses`` accesses. Ties go to the first region by name."""
+    if not 0 < threshold <= 1:
+        raise InvalidInput(f"threshold must be in (0, 1], got {threshold}")
+    total = sum(accesses.values())
+    if total < max(1, min_accesses):
+        return None
+    candidates = sorted(
+        (r for r in accesses if r != owner and (allowed is None or r in allowed)),
+        key=lambda r: (-accesses[r], r),
+    )
+    if not candidates:
+        return None
+    best = candidates[0]
+    return best if accesses[best] / total >= threshold else None
