@@ -90,7 +90,6 @@ class Coordinator:
         self._catching_up: dict[int, int] = {}  #: partition -> end offset at assignment
         self._task: asyncio.Task[None] | None = None
         self._committed_at = 0.0
-        self.assigned = asyncio.Event()
 
     async def __aenter__(self) -> Coordinator:
         await self.start()
@@ -147,7 +146,6 @@ class Coordinator:
         for tp in revoked:
             self.logs.pop(tp.partition, None)
             self._catching_up.pop(tp.partition, None)
-        self.assigned.clear()
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self._consumer
@@ -169,7 +167,6 @@ class Coordinator:
                 self._catching_up.pop(tp.partition, None)
         log.info("%s: coordinating saga-log partitions %s", self.name,
                  sorted(tp.partition for tp in assigned))
-        self.assigned.set()
 
     # ------------------------------------------------------------------ deciding
 

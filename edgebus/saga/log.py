@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -158,7 +157,3 @@ class SagaLogWriter:
             ) from e
         return meta.partition, meta.offset  # type: ignore[attr-defined]
 
-
-def partitions_of(records: Iterable[ConsumerRecord[bytes, bytes]]) -> set[int]:
-    """The partitions ``records`` came from."""
-    return {r.partition for r in records}
