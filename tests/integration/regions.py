@@ -86,8 +86,32 @@ def make_regions(
     return Regions(us, eu, ap, config, path, env, tmp_path)
 
 
+class ChildProcess:
+    """kill / stop / alive of a child process held in ``self.proc``."""
+
+    proc: subprocess.Popen[str] | None
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
 @dataclass
-class RegionProcess:
+class RegionProcess(ChildProcess):
     """``edgebus region run`` as a child process (kill -9 able)."""
 
     regions: Regions
@@ -120,24 +144,6 @@ class RegionProcess:
         assert started["ok"], started
         self.url = started["url"]
         return str(self.url)
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up at all."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM and wait for a clean exit."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, n: int = 40) -> str:
         path = self.regions.tmp / f"{self.region}.log"

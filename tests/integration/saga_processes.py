@@ -35,7 +35,7 @@ from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_TXN
 from edgebus.wire.saga_log import decode_saga_record
 from tests.conftest import edgebus_executable
-from tests.integration.regions import RegionProcess, Regions, make_regions
+from tests.integration.regions import ChildProcess, RegionProcess, Regions, make_regions
 
 __all__ = [
     "FAILPOINTS",
@@ -69,7 +69,7 @@ def strong_regions(bootstrap: str, tmp_path: Path, **strong: Any) -> Regions:
 
 
 @dataclass
-class CoordinatorProcess:
+class CoordinatorProcess(ChildProcess):
     """``edgebus coordinator run`` as a child process (kill -9 able)."""
 
     regions: Regions
@@ -106,24 +106,6 @@ class CoordinatorProcess:
         assert started["ok"] and started["event"] == "started", started
         self.name = str(started["coordinator"])
         return self.name
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up at all."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM and wait for a clean exit."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, n: int = 40) -> str:
         if not self.log_path.exists():
