@@ -31,6 +31,8 @@ __all__ = [
     "RegionUnavailable",
     "SessionNotCovered",
     "StalenessBoundExceeded",
+    "StateOperationRefused",
+    "StateOperationTimeout",
     "StoreError",
     "StoreNotEmpty",
     "StrongOutcomeUnknown",
@@ -249,3 +251,28 @@ class StrongReadUnavailable(EdgebusError):
     on the saga log, or down). Retry, or read at a weaker consistency."""
 
     retriable = True
+
+
+class StateOperationRefused(InvalidInput):
+    """A state machine's owner refused an operation (an unlock by someone who does not
+    hold the lock, an increment of a field that is not a number, an update_fn that
+    failed or is not registered). The state is unchanged; the message says why."""
+
+    def __init__(self, message: str, state_id: str, req_id: str) -> None:
+        super().__init__(message)
+        self.state_id = state_id
+        self.req_id = req_id
+
+
+class StateOperationTimeout(EdgebusError):
+    """No owner answered a state operation in time: no region service that may host the
+    state is running, or the owner is failing over. The operation may still run once an
+    owner takes the state (it waits in the state log): sending it again with the same
+    ``req_id`` never runs it twice, and returns its answer."""
+
+    retriable = True
+
+    def __init__(self, message: str, state_id: str, req_id: str) -> None:
+        super().__init__(message)
+        self.state_id = state_id
+        self.req_id = req_id

@@ -5,7 +5,7 @@ Each state id's ownership records sit in one partition of an ownership log, in o
 order every reader sees, each with the broker's append time (``LogAppendTime``: one
 clock for every reader, not the writers'). The fold of that order decides:
 
-* :class:`Claim` ``(region, epoch)``: granted iff ``epoch`` is the current epoch + 1
+* :class:`Claim` ``(region, epoch, lease_ms, host)``: granted iff ``epoch`` is the current epoch + 1
   and the state is free at the claim's append time: never owned, released, handed to
   this region, or the lease expired. A granted claim makes ``region`` the owner, with a
   lease of ``lease_ms`` from the append time. Any other claim changes nothing (a lost
@@ -54,6 +54,7 @@ class Claim:
     region: str
     epoch: int
     lease_ms: int
+    host: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class Renew:
     region: str
     epoch: int
     lease_ms: int
+    host: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class Handoff:
     region: str
     epoch: int
     to_region: str
+    host: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class Release:
 
     region: str
     epoch: int
+    host: str = ""
 
 
 OwnershipRecord = Claim | Renew | Handoff | Release
@@ -91,13 +95,16 @@ class OwnerView:
 
     ``owner`` is ``None`` when never owned or released; ``lease_until_ms`` is in append
     time; ``handed_to`` names the only region that may claim next while the owner's
-    lease runs (a hand-off in progress).
+    lease runs (a hand-off in progress). ``holder`` names the owner's host (process)
+    within its region: a region may run several hosts, and only the one whose claim
+    was granted serves.
     """
 
     epoch: int = 0
     owner: str | None = None
     lease_until_ms: int = 0
     handed_to: str | None = None
+    holder: str = ""
 
     def free_for(self, region: str, at_ms: int) -> bool:
         """Whether ``region`` may claim the next epoch at append time ``at_ms``."""
@@ -116,11 +123,12 @@ def fold_ownership(view: OwnerView, record: OwnershipRecord, append_ms: int) -> 
     """The view after ``record``, appended at ``append_ms`` (the broker's clock)."""
     if isinstance(record, Claim):
         if record.lease_ms <= 0:
-            raise InvalidInput(f"a lease must be positive, got {record.lease_ms} ms")
+            return view  # malformed: no lease; a reader never fails on a log record
         if record.epoch != view.epoch + 1 or not view.free_for(record.region, append_ms):
             return view  # lost race, stale or duplicate
-        return OwnerView(record.epoch, record.region, append_ms + record.lease_ms, None)
-    if record.region != view.owner or record.epoch != view.epoch:
+        return OwnerView(record.epoch, record.region, append_ms + record.lease_ms, None,
+                         record.host)
+    if (record.region, record.host) != (view.owner, view.holder) or record.epoch != view.epoch:
         return view  # only the current owner renews, hands off or releases
     if isinstance(record, Renew):
         if append_ms > view.lease_until_ms:
@@ -129,7 +137,7 @@ def fold_ownership(view: OwnerView, record: OwnershipRecord, append_ms: int) -> 
                                                 append_ms + record.lease_ms))
     if isinstance(record, Handoff):
         return replace(view, handed_to=record.to_region)
-    return replace(view, owner=None, lease_until_ms=0, handed_to=None)
+    return replace(view, owner=None, lease_until_ms=0, handed_to=None, holder="")
 
 
 def accepts(view: OwnerView, event_epoch: int) -> bool:

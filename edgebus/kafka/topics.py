@@ -24,6 +24,7 @@ __all__ = [
     "saga_log_topic",
     "saga_progress_topic",
     "service_topic",
+    "state_log_topic",
 ]
 
 
@@ -39,6 +40,12 @@ def saga_progress_topic(log_region: str) -> str:
     """Progress records of multi-step sagas, keyed by saga id (``log_region``'s
     cluster)."""
     return f"edgebus.{log_region}.sagas"
+
+
+def state_log_topic(home_region: str, data_class: str) -> str:
+    """The log of the state machines of data class ``data_class`` (ownership records,
+    requests and operations, keyed by state id), on ``home_region``'s cluster."""
+    return f"edgebus.{home_region}.state.{data_class}"
 
 
 def coordinator_group(log_region: str) -> str:
@@ -70,11 +77,13 @@ async def ensure_topics(
     replication_factor: int = 1,
     timeout_s: float = 10.0,
     compacted: bool = False,
+    configs: dict[str, str] | None = None,
 ) -> None:
     """Create missing topics; refuse existing ones whose partition count differs.
 
     ``compacted`` creates them with ``cleanup.policy=compact`` (keep the last record
-    per key)."""
+    per key); ``configs`` adds topic configs (e.g. ``message.timestamp.type``)."""
+    topic_configs = {**({"cleanup.policy": "compact"} if compacted else {}), **(configs or {})}
     wanted = sorted(set(topics))
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
@@ -92,7 +101,7 @@ async def ensure_topics(
                 [
                     NewTopic(
                         t, partitions, replication_factor,
-                        topic_configs={"cleanup.policy": "compact"} if compacted else None,
+                        topic_configs=topic_configs or None,
                     )
                     for t in missing
                 ]

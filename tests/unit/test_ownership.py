@@ -91,8 +91,11 @@ def test_the_owner_serves_until_send_time_plus_lease_minus_margin() -> None:
     assert lease_valid_until(5_000.0, LEASE, 100) == 5_900.0
     with pytest.raises(InvalidInput, match="margin"):
         lease_valid_until(0.0, LEASE, LEASE)
-    with pytest.raises(InvalidInput, match="lease must be positive"):
-        fold_ownership(OwnerView(), Claim("eu", 1, 0), 0)
+
+
+def test_a_claim_without_a_positive_lease_changes_nothing_and_never_fails_a_reader() -> None:
+    assert fold_ownership(OwnerView(), Claim("eu", 1, 0), 0) == OwnerView()
+    assert fold_ownership(OwnerView(), Claim("eu", 1, -5), 0) == OwnerView()
 
 
 def test_migration_moves_to_the_region_with_most_accesses_past_the_threshold() -> None:
