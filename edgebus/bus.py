@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -341,6 +342,9 @@ class EdgeBus:
         self._strong_client: Any = None
         self._coordinator: Any = None
         self._strong_ready: asyncio.Task[Any] | None = None
+        self._state_client: Any = None
+        self._state_host: Any = None
+        self._state_ready: asyncio.Future[Any] | None = None
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -408,6 +412,14 @@ class EdgeBus:
                 with contextlib.suppress(Exception):
                     await part.stop()
         self._strong_client = self._coordinator = None
+        if self._state_ready is not None and not self._state_ready.done():
+            self._state_ready.cancel()
+        self._state_ready = None
+        for part in (self._state_client, self._state_host):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    await part.stop()
+        self._state_client = self._state_host = None
 
     async def read(
         self,
@@ -1055,6 +1067,112 @@ class EdgeBus:
             decided_by=decision.writer,
         )
 
+    async def state(
+        self,
+        state_id: str,
+        operation: str = "get",
+        *,
+        key: str | None = None,
+        value: Any = None,
+        update_fn: str | Callable[[Any], Any] | None = None,
+        increment: float = 1,
+        lock_name: str | None = None,
+        holder: str | None = None,
+        timeout_ms: int | None = None,
+        lease_duration_ms: int | None = None,
+        enable_persistence: bool = True,
+        enable_replication: bool = True,
+        enable_migration: bool = False,
+        classification: str | None = None,
+        region: str | None = None,
+        req_id: str | None = None,
+    ) -> Any:
+        """Run ``operation`` on state machine ``state_id`` (a durable object) at its owner.
+
+        Operations: ``get | set | update | delete | increment | append | lock |
+        unlock``; ``key`` names a field (none: the whole state). ``update_fn`` is a
+        function name registered at the owner (:func:`edgebus.state.register_update_fn`)
+        or a callable (registered here, so it runs when this process owns the state).
+        ``lock``/``unlock`` take ``lock_name`` and ``holder`` (default this bus's client
+        id); a lock lasts ``lease_duration_ms`` unless renewed (lock again) or unlocked,
+        and waits up to ``timeout_ms`` for the lock. ``lease_duration_ms`` is also the
+        owner's lease when this call makes a region claim the state. ``classification``
+        is the state's class (its jurisdiction: which regions may own or copy it;
+        default the configured default class). ``region`` is where the call comes from
+        (default ``state.host_region`` or the first region): ownership migrates toward
+        it with ``enable_migration``. ``req_id`` makes a retry safe: a request id runs at
+        most once.
+
+        Returns :class:`~edgebus.state.client.StateResult` (value, version, where it ran,
+        owner epoch, forwarded, forward_ms). Raises StateOperationRefused (the owner
+        refused: state unchanged), ComplianceViolation, StateOperationTimeout (no owner
+        answered: no region service hosting the class is running), InvalidInput.
+        """
+        from edgebus.core.state_machine import OPERATIONS, StateRequest
+        from edgebus.state.functions import register_update_fn, update_fn_name
+
+        if not isinstance(state_id, str) or not state_id:
+            raise InvalidInput(f"state_id must be a non-empty string, got {state_id!r}")
+        if operation not in OPERATIONS:
+            near = difflib.get_close_matches(str(operation), OPERATIONS, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise InvalidInput(f"unknown state operation {operation!r}{hint} Use one of "
+                               f"{', '.join(OPERATIONS)}.")
+        if not enable_persistence or not enable_replication:
+            raise InvalidInput(
+                "edgebus states are always persisted (their log, and snapshots at every "
+                "host) and replicated to standbys in the regions their class allows: that "
+                "is how a fail-over keeps every acknowledged operation. Leave "
+                "enable_persistence and enable_replication true."
+            )
+        origin = region or self.config.state.host_region or self.config.regions[0]
+        if origin not in self._regions:
+            raise UnknownRegion(origin, self.config.regions)
+        fn_name: str | None
+        if callable(update_fn):
+            fn_name = update_fn_name(update_fn)
+            register_update_fn(fn_name)(update_fn)
+        else:
+            fn_name = update_fn
+        for name, number in (("timeout_ms", timeout_ms), ("lease_duration_ms", lease_duration_ms)):
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int)
+                                       or number <= 0):
+                raise InvalidInput(f"{name} must be a positive int (ms), got {number!r}")
+        client = await self._state()
+        data_class = client.data_class(classification)
+        request = StateRequest(
+            state_id=state_id, req_id=req_id or new_event_id(), operation=operation,
+            from_region=origin, holder=holder or self.client_id, key=key, value=value,
+            increment=increment, update_fn=fn_name, lock_name=lock_name,
+            lease_ms=lease_duration_ms or self.config.state.lease_ms,
+            timeout_ms=timeout_ms or self.config.state.timeout_ms,
+            enable_migration=enable_migration,
+        )
+        return await client.call(request, data_class)
+
+    async def _state(self) -> Any:
+        """The state client (and the embedded state host), started once."""
+        if self._state_client is not None:
+            return self._state_client
+        if self._state_ready is None or (
+            self._state_ready.done() and self._state_ready.exception() is not None
+        ):
+            self._state_ready = asyncio.ensure_future(self._start_state())
+        return await asyncio.shield(self._state_ready)
+
+    async def _start_state(self) -> Any:
+        from edgebus.state.client import StateClient
+        from edgebus.state.host import StateHost
+
+        region = self.config.state.host_region or self.config.regions[0]
+        host = None
+        if self.config.state.embedded_host:
+            host = StateHost(self.config, region)
+            await host.start()
+            self._state_host = host
+        self._state_client = StateClient(self.config, self.client_id, region, host)
+        return self._state_client
+
     async def _strong(self) -> Any:
         """The strong client (and the embedded coordinator), started once."""
         if self._strong_client is not None:
@@ -1246,6 +1364,10 @@ class EdgeBusSync:
     def read(self, key: str, region: str | None = None, **options: Any) -> ReadResult:
         """Blocking :meth:`EdgeBus.read`."""
         return self._call(self._bus.read(key, region, **options))
+
+    def state(self, state_id: str, operation: str = "get", **options: Any) -> Any:
+        """Blocking :meth:`EdgeBus.state`."""
+        return self._call(self._bus.state(state_id, operation, **options))
 
     def close(self) -> None:
         """Flush, disconnect and stop the private loop (idempotent)."""

@@ -27,6 +27,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -48,6 +49,8 @@ from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
 from edgebus.region.replicator import Replicator
 from edgebus.saga.participant import Participant
+from edgebus.state.host import StateHost, default_state_db
+from edgebus.state.log import hosted_classes
 from edgebus.wire.headers import H_ORIGIN
 from edgebus.wire.watermark import H_WATERMARK, HEARTBEAT, Watermark, encode_watermark
 
@@ -86,6 +89,7 @@ class RegionService:
         replicate: bool = True,
         serve: bool = True,
         participate: bool = True,
+        host_states: bool = True,
     ) -> None:
         self.config = config if isinstance(config, EdgeConfig) else load_config(config)
         if region not in self.config.regions:
@@ -102,6 +106,8 @@ class RegionService:
         self.serve = serve
         self.participate = participate
         self.participant: Participant | None = None
+        self.host_states = host_states
+        self.state_host: StateHost | None = None
         self.url: str | None = None
         self.materializer: Materializer | None = None
         self.replicators: list[Replicator] = []
@@ -153,6 +159,12 @@ class RegionService:
                 self.participant = Participant(self, self.clusters[self.config.saga_log_region])
                 await self.participant.start()
                 self._spawn(self.participant.run(), "saga participant")
+            if self.host_states and hosted_classes(self.config, self.region):
+                self.state_host = StateHost(
+                    self.config, self.region, db_path=self._state_db_path(),
+                )
+                await self.state_host.start()
+                self._spawn(self.state_host.wait(), "state host")
             if self.replicate:
                 for bootstrap, regions in by_cluster.items():
                     sources = [r for r in regions if r != self.region]
@@ -193,6 +205,9 @@ class RegionService:
         for replicator in self.replicators:
             await replicator.stop()
         self.replicators.clear()
+        if self.state_host is not None:
+            await self.state_host.stop()
+            self.state_host = None
         if self.participant is not None:
             await self.participant.stop()
         if self.materializer is not None:
@@ -205,6 +220,13 @@ class RegionService:
         with contextlib.suppress(Exception):
             await self._exit.aclose()
         await self.store.close()
+
+    def _state_db_path(self) -> Path:
+        """The state host's SQLite file: beside the store's file, else the default."""
+        path = getattr(self.store, "path", None)
+        if isinstance(path, Path) and path.name != ":memory:":
+            return path.with_name("states.db")
+        return default_state_db(self.region)
 
     async def wait(self) -> None:
         """Run until a component fails (its error is raised) or the task is cancelled."""
@@ -483,6 +505,7 @@ class RegionService:
             "replication_paused": self.replication_paused,
             "causal_buffer": buffer,
             "saga_participant": self.participant.status() if self.participant else None,
+            "state_host": self.state_host.status() if self.state_host else None,
             "materializer": m.stats.to_dict() if m else None,
             "replicators": [
                 {"sources": list(r.sources), **r.stats.to_dict()} for r in self.replicators

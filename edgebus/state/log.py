@@ -1,0 +1,213 @@
+"""The state log of each data class: where it lives, appending to it, reading it.
+
+A state machine's identity is its state id *and* its data class (its jurisdiction,
+like a Durable Object's): the class decides the regions allowed to own or copy it, and
+its log, ``edgebus.<home>.state.<class>``, lives on the cluster of the class's home
+region (the strong log region if the class allows it, else the first allowed region).
+So a PII state's records never leave the GDPR zone's clusters, and hosts read only the
+logs of the classes their region may hold.
+
+Topics use ``message.timestamp.type=LogAppendTime``: leases and lock expiry are in the
+broker's append time, one clock for every reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import NamedTuple
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from edgebus.config import EdgeConfig
+from edgebus.core.state_machine import StateLogRecord
+from edgebus.errors import ComplianceViolation, DecodeError, InfrastructureUnavailable
+from edgebus.kafka.batching import partition_for
+from edgebus.kafka.clusters import resolve_clusters
+from edgebus.kafka.topics import ensure_topics, state_log_topic
+from edgebus.wire.state_log import decode_state_record, encode_state_record, state_headers
+
+__all__ = [
+    "Appended",
+    "StateLogWriter",
+    "allowed_regions",
+    "decode_record",
+    "ensure_state_log",
+    "home_region",
+    "hosted_classes",
+    "start_consumer",
+    "state_classes",
+    "state_partition",
+    "state_topic",
+]
+
+log = logging.getLogger(__name__)
+TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime"}
+
+
+class Appended(NamedTuple):
+    """Where a record landed and the broker's append time."""
+
+    partition: int
+    offset: int
+    append_ms: int
+
+
+def state_classes(config: EdgeConfig) -> tuple[str, ...]:
+    """Every data class a state may have: ``public``, the configured classes and the
+    default class, sorted."""
+    c = config.compliance
+    return tuple(sorted({"public", c.default_classification, *c.data_classifications}))
+
+
+def allowed_regions(config: EdgeConfig, data_class: str) -> tuple[str, ...]:
+    """The regions (configured order) that may own or copy a state of ``data_class``."""
+    return config.compliance.rules().allowed_regions(config.regions, [data_class])
+
+
+def home_region(config: EdgeConfig, data_class: str) -> str:
+    """The region whose cluster holds the log of ``data_class``'s states."""
+    allowed = allowed_regions(config, data_class)
+    if not allowed:
+        rules = config.compliance.rules()
+        raise ComplianceViolation(
+            [data_class], rules.zones_required([data_class]), config.regions,
+            f"no configured region may hold a state of class {data_class}",
+        )
+    preferred = config.saga_log_region
+    return preferred if preferred in allowed else allowed[0]
+
+
+def state_topic(config: EdgeConfig, data_class: str) -> str:
+    """The log topic of ``data_class``'s states."""
+    return state_log_topic(home_region(config, data_class), data_class)
+
+
+def hosted_classes(config: EdgeConfig, region: str) -> tuple[str, ...]:
+    """The classes whose states ``region`` may own or copy (so whose logs it reads)."""
+    return tuple(c for c in state_classes(config) if region in allowed_regions(config, c))
+
+
+def state_partition(state_id: str, partitions: int) -> int:
+    """The partition of ``state_id``'s records."""
+    return partition_for(state_id.encode("utf-8"), partitions)
+
+
+async def ensure_state_log(config: EdgeConfig, data_class: str) -> None:
+    """Create the log topic of ``data_class`` (same partition count as the events
+    topics, LogAppendTime)."""
+    kafka = config.kafka
+    bootstrap = resolve_clusters(config)[home_region(config, data_class)]
+    await ensure_topics(
+        bootstrap, [state_topic(config, data_class)], kafka.partitions,
+        kafka.topic_replication_factor, timeout_s=kafka.connect_timeout_s,
+        configs=TOPIC_CONFIGS,
+    )
+
+
+def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogRecord] | None:
+    """``(state_id, record)``, or ``None`` (logged) for a record that is not one."""
+    try:
+        return decode_state_record(record.value)
+    except DecodeError as e:
+        log.error("state log %s %d:%d is not a state-log record, skipped: %s",
+                  record.topic, record.partition, record.offset, e)
+        return None
+
+
+async def start_consumer(config: EdgeConfig, bootstrap: str, client_id: str) -> AIOKafkaConsumer:
+    """A started, unassigned consumer of a state log (no group: readers assign)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=200,
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), config.kafka.connect_timeout_s)
+    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
+        await asyncio.gather(consumer.stop(), return_exceptions=True)
+        raise InfrastructureUnavailable(f"cannot reach a state log's Kafka: {e}",
+                                        [bootstrap]) from e
+    await asyncio.sleep(0)
+    return consumer
+
+
+class StateLogWriter:
+    """Appends state-log records (idempotent, ``acks=all``, no linger) to the state's
+    partition of its class's log."""
+
+    def __init__(self, config: EdgeConfig, client_id: str) -> None:
+        self.config = config
+        self.client_id = client_id
+        self.clusters = resolve_clusters(config)
+        self._producers: dict[str, AIOKafkaProducer] = {}
+        self._ready: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def _producer(self, data_class: str) -> AIOKafkaProducer:
+        bootstrap = self.clusters[home_region(self.config, data_class)]
+        if data_class in self._ready and bootstrap in self._producers:
+            return self._producers[bootstrap]
+        async with self._lock:
+            if data_class not in self._ready:
+                await ensure_state_log(self.config, data_class)
+                self._ready.add(data_class)
+            if bootstrap not in self._producers:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=bootstrap, client_id=self.client_id,
+                    enable_idempotence=True, acks="all", linger_ms=0,
+                )
+                try:
+                    await asyncio.wait_for(producer.start(),
+                                           self.config.kafka.connect_timeout_s)
+                except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
+                    await asyncio.gather(producer.stop(), return_exceptions=True)
+                    raise InfrastructureUnavailable(
+                        f"cannot reach the state log's Kafka: {e}", [bootstrap]) from e
+                self._producers[bootstrap] = producer
+        return self._producers[bootstrap]
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+        producers, self._producers = list(self._producers.values()), {}
+        for producer in producers:
+            await asyncio.gather(producer.stop(), return_exceptions=True)
+
+    async def send(
+        self, data_class: str, state_id: str, record: StateLogRecord
+    ) -> asyncio.Future[Appended]:
+        """Queue ``record``; the future resolves to where and when it was appended."""
+        producer = await self._producer(data_class)
+        sent = await producer.send(
+            state_topic(self.config, data_class),
+            encode_state_record(state_id, record),
+            key=state_id.encode("utf-8"),
+            partition=state_partition(state_id, self.config.kafka.partitions),
+            headers=state_headers(record),
+        )
+        out: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+
+        def done(f: asyncio.Future[object]) -> None:
+            if out.done():
+                return
+            if f.cancelled():
+                out.cancel()
+            elif (exc := f.exception()) is not None:
+                out.set_exception(InfrastructureUnavailable(
+                    f"the state log did not acknowledge a record of {state_id!r}: {exc}",
+                    [self.clusters[home_region(self.config, data_class)]]))
+            else:
+                meta = f.result()
+                out.set_result(Appended(meta.partition, meta.offset,  # type: ignore[attr-defined]
+                                        int(meta.timestamp)))  # type: ignore[attr-defined]
+
+        sent.add_done_callback(done)
+        return out
+
+    async def append(self, data_class: str, state_id: str, record: StateLogRecord) -> Appended:
+        """Append and wait for the acknowledgement."""
+        return await (await self.send(data_class, state_id, record))
