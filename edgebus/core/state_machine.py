@@ -268,7 +268,7 @@ class StateObject:
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able copy of the whole fold (for persistence)."""
         v = self.view
-        return {
+        return copy.deepcopy({
             "state_id": self.state_id,
             "view": [v.epoch, v.owner, v.lease_until_ms, v.handed_to, v.holder],
             "data": self.data,
@@ -280,7 +280,7 @@ class StateObject:
             "migratable": self.migratable,
             "accesses": list(self.accesses),
             "last_append_ms": self.last_append_ms,
-        }
+        })
 
     @classmethod
     def from_snapshot(cls, snap: Mapping[str, Any]) -> StateObject:
@@ -304,7 +304,7 @@ class StateObject:
 
     def copy(self) -> StateObject:
         """A deep copy (the owner's working copy)."""
-        return StateObject.from_snapshot(copy.deepcopy(self.snapshot()))
+        return StateObject.from_snapshot(self.snapshot())
 
     def access_counts(self, since_ms: int) -> dict[str, int]:
         """Accepted operations per caller region appended at or after ``since_ms``."""
