@@ -403,6 +403,9 @@ def execute(
             return op("refused", message=f"cannot increment field {target!r}: it holds "
                       f"{type(current).__name__}, not a number")
         total = current + request.increment
+        if isinstance(total, float) and not math.isfinite(total):
+            return op("refused", message=f"incrementing field {target!r} ({current}) by "
+                      f"{request.increment} overflows: the total is not a finite number")
         return op("ok", total, changes={target: total}, bump=True)
     if kind == "append":
         target = name or _DEFAULT_FIELD["append"]
