@@ -133,6 +133,7 @@ async def _tour() -> None:
                     "else."
                 )
                 await _strong(bus, run, config.regions)
+                await _state_machine(bus, run, config.regions)
             finally:
                 for service in services:
                     await service.stop()
@@ -191,3 +192,36 @@ async def _strong(bus: EdgeBus, run: str, regions: tuple[str, ...]) -> None:
                       f"(version {r.version}){where}", highlight=False)
     console.print("Every region of the placement applied each commit, or none did; "
                   "`edgebus saga list` shows the votes and decisions.")
+
+
+async def _state_machine(bus: EdgeBus, run: str, regions: tuple[str, ...]) -> None:
+    """Section 3c: a state machine (durable object): one owner, calls from every region."""
+    console.rule("3c. State machines: one owner per state, calls forwarded to it")
+    state_id = f"demo-{run}:cart"
+    results = await asyncio.gather(*(
+        bus.state(state_id, "increment", key="items", region=region)
+        for region in regions for _ in range(3)
+    ))
+    owner = results[0]
+    console.print(
+        f"{len(results)} concurrent increments from {', '.join(regions)} -> owner "
+        f"{owner.region} (epoch {owner.epoch}); totals returned: "
+        f"{sorted(r.value for r in results)}", highlight=False,
+    )
+    lock = await bus.state(state_id, "lock", lock_name="checkout", holder="worker-1",
+                           lease_duration_ms=5000)
+    busy = await bus.state(state_id, "lock", lock_name="checkout", holder="worker-2",
+                           timeout_ms=300)
+    console.print(f"lock by worker-1 -> {lock.outcome}; lock by worker-2 while held -> "
+                  f"{busy.outcome} (held by {busy.value['holder']})", highlight=False)
+    await bus.state(state_id, "unlock", lock_name="checkout", holder="worker-1")
+    profile = await bus.state(f"demo-{run}:profile", "set", key="email",
+                              value="ann@example.com", classification="pii",
+                              region=regions[0])
+    console.print(f"a pii state called from {regions[0]} is owned in {profile.region} "
+                  f"(forwarded: {profile.forwarded}, {profile.forward_ms:.0f} ms)",
+                  highlight=False)
+    final = await bus.state(state_id, "get")
+    console.print(f"state {state_id.split(':', 1)[1]} = {json.dumps(final.value)} (version "
+                  f"{final.version}); `edgebus state get {state_id}` shows owner, lease "
+                  "and locks", highlight=False)
