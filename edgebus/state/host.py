@@ -44,7 +44,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from edgebus.config import EdgeConfig
 from edgebus.core.classification import classify
-from edgebus.core.ownership import Claim, Handoff, Renew, lease_valid_until, migration_target
+from edgebus.core.ownership import (
+    Claim,
+    Handoff,
+    Release,
+    Renew,
+    lease_valid_until,
+    migration_target,
+)
 from edgebus.core.state_machine import (
     StateObject,
     StateOp,
@@ -199,7 +206,10 @@ class StateHost:
                  self.host_id, ", ".join(self.classes), len(self.objects))
 
     async def stop(self) -> None:
-        """Stop serving (owned states fail over after their lease) and save a snapshot."""
+        """Stop serving: release the owned states (so another host may claim them at
+        once; were this process killed instead, they fail over when their lease ends)
+        and save a snapshot."""
+        await self._release_all()
         for task in [*self._tasks, *self._side_tasks]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._side_tasks, return_exceptions=True)
@@ -217,6 +227,24 @@ class StateHost:
             with contextlib.suppress(Exception):
                 await self._db.close()
             self._db = None
+
+    async def _release_all(self, timeout_s: float = 2.0) -> None:
+        owned = list(self.owned.items())
+        if not owned or not self._tasks:
+            return
+        for _key, own in owned:
+            own.handing_off = True  # no new operations
+        deadline = time.monotonic() + timeout_s
+        while any(own.inflight for _k, own in owned) and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded: the events in flight land
+            await asyncio.sleep(0.01)
+        releases = [
+            self._writer.append(own.data_class, own.state_id,
+                                Release(self.region, own.epoch, self.host_id))
+            for _key, own in owned if own.inflight == 0
+        ]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*releases, return_exceptions=True),
+                                   max(0.1, deadline - time.monotonic()))
 
     async def wait(self) -> None:
         """Run until a component fails (its error is raised)."""
