@@ -103,5 +103,15 @@ def _render(data: dict[str, Any]) -> None:
                     f"commits {saga['commits']}, aborts {saga['aborts']}; saga log processed "
                     f"{processed or '-'}", highlight=False, soft_wrap=True,
                 )
+            states = row.get("state_host")
+            if states:
+                c = states["counters"]
+                console.print(
+                    f"[bold]{row['region']}[/] state host {states['host']}: "
+                    f"{states['states']} states folded ({', '.join(states['classes'])}), "
+                    f"{len(states['owned'])} owned; ops {c['ops']}, takeovers "
+                    f"{c['takeovers']}, hand-offs {c['handoffs']}, demoted {c['demoted']}",
+                    highlight=False, soft_wrap=True,
+                )
     for problem in problems:
         console.print(problem, highlight=False, soft_wrap=True)
