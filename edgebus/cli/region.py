@@ -37,6 +37,9 @@ def run(
     no_replicate: bool = typer.Option(
         False, "--no-replicate", help="Materialize only; copy nothing from other regions."
     ),
+    no_states: bool = typer.Option(
+        False, "--no-states", help="Host no state machines here (no owner, no standby)."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -45,7 +48,7 @@ def run(
     as_json = json_mode(ctx, as_json)
     try:
         asyncio.run(_run(load_cli_config(config), region, store, listen, advertise,
-                         not no_replicate, as_json))
+                         not no_replicate, as_json, not no_states))
     except EdgebusError as e:
         raise fail(as_json, e) from None
     except KeyboardInterrupt:
@@ -60,11 +63,12 @@ async def _run(
     advertise: str | None,
     replicate: bool,
     as_json: bool,
+    host_states: bool = True,
 ) -> None:
     from edgebus.region.service import RegionService
 
     service = RegionService(region, config, store=store, listen=listen, advertise=advertise,
-                            replicate=replicate)
+                            replicate=replicate, host_states=host_states)
     await service.start()
     emit(as_json, {"ok": True, "event": "started", "region": region, "url": service.url,
                    "store": service.store.url},
