@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from edgebus.cli import bench, coordinator, dlq, kafka, region, saga
+from edgebus.cli import bench, coordinator, dlq, kafka, region, saga, state
 from edgebus.cli.demo import demo
 from edgebus.cli.discover import discover
 from edgebus.cli.import_ import import_
@@ -42,6 +42,7 @@ app.add_typer(region.app, name="region")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(coordinator.app, name="coordinator")
 app.add_typer(saga.app, name="saga")
+app.add_typer(state.app, name="state")
 app.command("write")(write)
 app.command("read")(read)
 app.command("tail")(tail)
