@@ -1115,7 +1115,7 @@ class EdgeBus:
             raise InvalidInput(f"state_id must be a non-empty string, got {state_id!r}")
         if operation not in OPERATIONS:
             near = difflib.get_close_matches(str(operation), OPERATIONS, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
+            hint = f"; did you mean {near[0]!r}?" if near else "."
             raise InvalidInput(f"unknown state operation {operation!r}{hint} Use one of "
                                f"{', '.join(OPERATIONS)}.")
         if not enable_persistence or not enable_replication:
@@ -1167,7 +1167,9 @@ class EdgeBus:
         region = self.config.state.host_region or self.config.regions[0]
         host = None
         if self.config.state.embedded_host:
-            host = StateHost(self.config, region)
+            # in memory: this process's folds are rebuilt from the log when it starts
+            # (a file would be shared with other processes hosting the same region)
+            host = StateHost(self.config, region, db_path=":memory:")
             await host.start()
             self._state_host = host
         self._state_client = StateClient(self.config, self.client_id, region, host)

@@ -104,7 +104,8 @@ class StateRequest:
 
 @dataclass(frozen=True, slots=True)
 class LockHold:
-    """Lock ``name`` is held by ``holder`` until ``until_ms`` (append time)."""
+    """Lock ``name`` is held by ``holder`` until ``until_ms`` (the owner's clock, ms
+    since the epoch, when it granted the lock, plus the lease)."""
 
     name: str
     holder: str
@@ -469,7 +470,7 @@ def _lock(obj: StateObject, request: StateRequest, now_ms: int, sent_ms: int,
         return op("timeout", {"lock": lock_name, "holder": hold.holder,
                               "until_ms": hold.until_ms},
                   message=f"lock {lock_name!r} is held by {hold.holder!r} until "
-                  f"{hold.until_ms} (append time); waited {request.timeout_ms} ms")
+                  f"{hold.until_ms} (owner's clock, ms); waited {request.timeout_ms} ms")
     return None
 
 

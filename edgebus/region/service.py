@@ -222,10 +222,11 @@ class RegionService:
         await self.store.close()
 
     def _state_db_path(self) -> Path:
-        """The state host's SQLite file: beside the store's file, else the default."""
+        """The state host's SQLite file: ``states-<region>.db`` beside the store's file
+        (stores of several regions may share a directory), else the default."""
         path = getattr(self.store, "path", None)
         if isinstance(path, Path) and path.name != ":memory:":
-            return path.with_name("states.db")
+            return path.with_name(f"states-{self.region}.db")
         return default_state_db(self.region)
 
     async def wait(self) -> None:

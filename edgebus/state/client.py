@@ -138,7 +138,8 @@ class StateClient:
         if request.operation not in ("set", "update", "append") or request.value is None:
             return
         rules = self.config.compliance.rules()
-        found = classify(request.value, default=data_class)
+        value = request.value if request.key is None else {request.key: request.value}
+        found = classify(value, default=data_class)  # as the owner will: field and value
         value_allowed = rules.allowed_regions(self.config.regions, found.classes)
         if not set(allowed) <= set(value_allowed):
             raise ComplianceViolation(
@@ -200,7 +201,9 @@ class StateClient:
         elapsed = (time.monotonic() - started) * 1000
         if op.outcome == "refused":
             if op.message.startswith("Compliance violation"):
-                raise ComplianceViolation([data_class], (), (), op.message)
+                refused = ComplianceViolation([data_class], (), (), op.message)
+                refused.args = (op.message,)  # the owner's message is whole already
+                raise refused
             raise StateOperationRefused(
                 f"{op.operation} on state {op.state_id!r} refused by its owner "
                 f"({op.region}): {op.message}", op.state_id, op.req_id)

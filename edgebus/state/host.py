@@ -92,8 +92,8 @@ class NotOwner(EdgebusError):
 
 
 def default_state_db(region: str) -> Path:
-    """``<state dir>/regions/<region>/states.db``."""
-    return default_state_dir() / "regions" / region / "states.db"
+    """``<state dir>/regions/<region>/states-<region>.db``."""
+    return default_state_dir() / "regions" / region / f"states-{region}.db"
 
 
 def _wall_ms() -> int:
@@ -515,9 +515,12 @@ class StateHost:
                     self._claim(key, obj)
 
     def _claim(self, key: Key, obj: StateObject) -> None:
+        # the call's lease_duration_ms may lengthen the owner's lease, never shorten it
+        # below state.lease_ms (a lease shorter than a claim's round trip would leave the
+        # owner no time to serve: claimed again and again)
         lease = self.config.state.lease_ms
         if obj.pending:
-            lease = next(iter(obj.pending.values()))[0].lease_ms or lease
+            lease = max(lease, next(iter(obj.pending.values()))[0].lease_ms)
         self._claim_times[key] = time.monotonic()
         self.counters["claims"] += 1
         claim = Claim(self.region, obj.view.epoch + 1, lease, self.host_id)
@@ -580,7 +583,8 @@ class StateHost:
 
     # -- persistence -----------------------------------------------------------------------
     async def _open_db(self) -> None:
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        if str(self.db_path) != ":memory:":
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(self.db_path)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("CREATE TABLE IF NOT EXISTS state_objects (topic TEXT, state_id "

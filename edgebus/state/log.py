@@ -7,8 +7,8 @@ region (the strong log region if the class allows it, else the first allowed reg
 So a PII state's records never leave the GDPR zone's clusters, and hosts read only the
 logs of the classes their region may hold.
 
-Topics use ``message.timestamp.type=LogAppendTime``: leases and lock expiry are in the
-broker's append time, one clock for every reader.
+Topics use ``message.timestamp.type=LogAppendTime`` (ownership leases are in the
+broker's append time, one clock for every reader) and ``retention.ms=-1``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime"}
+#: append times for leases; no retention limit: a state lives until deleted, and a host
+#: that starts without a snapshot must find every record of its log
+TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime", "retention.ms": "-1"}
 
 
 class Appended(NamedTuple):
