@@ -13,6 +13,7 @@ default without a word).
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import tomllib
@@ -110,13 +111,24 @@ class ComplianceConfig(_Section):
         return self
 
     def rules(self) -> ComplianceRules:
-        """The pure-core view of these settings."""
-        return ComplianceRules.from_mappings(
-            zones=self.zones,
-            data_classifications=self.data_classifications,
-            strict_mode=self.strict_mode,
-            default_classification=self.default_classification,
+        """The pure-core view of these settings (built once per distinct settings)."""
+        return _rules(
+            tuple(self.zones.items()), tuple(self.data_classifications.items()),
+            self.strict_mode, self.default_classification,
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _rules(
+    zones: tuple[tuple[str, tuple[str, ...]], ...],
+    classes: tuple[tuple[str, tuple[str, ...]], ...],
+    strict_mode: bool,
+    default_classification: str,
+) -> ComplianceRules:
+    return ComplianceRules.from_mappings(
+        zones=dict(zones), data_classifications=dict(classes), strict_mode=strict_mode,
+        default_classification=default_classification,
+    )
 
 
 class ReplicationConfig(_Section):

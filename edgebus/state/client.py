@@ -107,6 +107,8 @@ class StateClient:
         self._waiting: dict[str, asyncio.Future[tuple[StateOp, int]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        self._allowed: dict[str, tuple[str, ...]] = {}
+        self._classes = state_classes(config)
 
     async def stop(self) -> None:
         """Stop reading answers; calls in flight raise StateOperationTimeout."""
@@ -124,7 +126,7 @@ class StateClient:
     def data_class(self, classification: str | None) -> str:
         """The state class named (validated), or the configured default."""
         name = (classification or self.config.compliance.default_classification).lower()
-        known = state_classes(self.config)
+        known = self._classes
         if name not in known:
             raise InvalidInput(f"unknown classification {name!r} for a state: use one of "
                                f"{', '.join(known)}")
@@ -133,8 +135,10 @@ class StateClient:
     def check_compliance(self, request: StateRequest, data_class: str) -> None:
         """Raise ComplianceViolation when the state's class has no region, or the value
         needs a stricter class than the state's."""
-        allowed = allowed_regions(self.config, data_class)
-        home_region(self.config, data_class)  # raises when no region is allowed
+        allowed = self._allowed.get(data_class)
+        if allowed is None:
+            home_region(self.config, data_class)  # raises when no region is allowed
+            allowed = self._allowed[data_class] = allowed_regions(self.config, data_class)
         if request.operation not in ("set", "update", "append") or request.value is None:
             return
         rules = self.config.compliance.rules()
@@ -218,11 +222,11 @@ class StateClient:
     async def _reader(self, data_class: str) -> None:
         """Read answers from the class's log, from its current end (before the request
         is appended, so its answer cannot be missed)."""
-        topic = state_topic(self.config, data_class)
-        if topic in self._assigned:
+        if data_class in self._assigned:
             return
+        topic = state_topic(self.config, data_class)
         async with self._lock:
-            if topic in self._assigned:
+            if data_class in self._assigned:
                 return
             bootstrap = self._clusters[home_region(self.config, data_class)]
             await self._writer._producer(data_class)  # creates the topic
@@ -238,7 +242,7 @@ class StateClient:
                 await consumer.stop()
                 raise
             self._consumers[topic] = consumer
-            self._assigned.add(topic)
+            self._assigned.add(data_class)
             self._tasks.append(asyncio.create_task(self._read(consumer),
                                                    name=f"state answers {topic}"))
 

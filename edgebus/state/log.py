@@ -148,10 +148,20 @@ class StateLogWriter:
         self.clusters = resolve_clusters(config)
         self._producers: dict[str, AIOKafkaProducer] = {}
         self._ready: set[str] = set()
+        self._where: dict[str, tuple[str, str]] = {}  # class -> (topic, bootstrap)
         self._lock = asyncio.Lock()
 
+    def _layout(self, data_class: str) -> tuple[str, str]:
+        where = self._where.get(data_class)
+        if where is None:
+            where = self._where[data_class] = (
+                state_topic(self.config, data_class),
+                self.clusters[home_region(self.config, data_class)],
+            )
+        return where
+
     async def _producer(self, data_class: str) -> AIOKafkaProducer:
-        bootstrap = self.clusters[home_region(self.config, data_class)]
+        bootstrap = self._layout(data_class)[1]
         if data_class in self._ready and bootstrap in self._producers:
             return self._producers[bootstrap]
         async with self._lock:
@@ -184,8 +194,9 @@ class StateLogWriter:
     ) -> asyncio.Future[Appended]:
         """Queue ``record``; the future resolves to where and when it was appended."""
         producer = await self._producer(data_class)
+        topic, bootstrap = self._layout(data_class)
         sent = await producer.send(
-            state_topic(self.config, data_class),
+            topic,
             encode_state_record(state_id, record),
             key=state_id.encode("utf-8"),
             partition=state_partition(state_id, self.config.kafka.partitions),
@@ -201,7 +212,7 @@ class StateLogWriter:
             elif (exc := f.exception()) is not None:
                 out.set_exception(InfrastructureUnavailable(
                     f"the state log did not acknowledge a record of {state_id!r}: {exc}",
-                    [self.clusters[home_region(self.config, data_class)]]))
+                    [bootstrap]))
             else:
                 meta = f.result()
                 out.set_result(Appended(meta.partition, meta.offset,  # type: ignore[attr-defined]
