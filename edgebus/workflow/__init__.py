@@ -1,0 +1,52 @@
+"""The workflow API of the spec: build a workflow of nodes, run it locally.
+
+::
+
+    from edgebus.workflow import LocalRuntime, WorkflowBuilder
+
+    builder = WorkflowBuilder()
+    builder.add_node("Passthrough", "first", {})
+    builder.add_node("Merge", "merge", {})
+    builder.add_connection("first", "result", "merge", "a")
+    results, run_id = LocalRuntime().execute(
+        builder.build(), parameters={"first": {"input": 42}}
+    )
+    results["merge"]["result"]  # {'a': 42}
+
+Edge nodes (see :func:`is_edge_node`) get the shared :class:`EdgeInfrastructure` of
+the runtime's edge_config, started and injected by the runtime.
+"""
+
+from edgebus.workflow.detection import is_edge_node
+from edgebus.workflow.errors import (
+    NodeNotInitialized,
+    UnknownNodeType,
+    WorkflowExecutionError,
+    WorkflowValidationError,
+)
+from edgebus.workflow.node import EdgeNode, Node, NodeParams
+from edgebus.workflow.registry import (
+    Merge,
+    Passthrough,
+    node_class,
+    processing_node,
+    register_node,
+    registered,
+)
+
+__all__ = [
+    "EdgeNode",
+    "Merge",
+    "Node",
+    "NodeNotInitialized",
+    "NodeParams",
+    "Passthrough",
+    "UnknownNodeType",
+    "WorkflowExecutionError",
+    "WorkflowValidationError",
+    "is_edge_node",
+    "node_class",
+    "processing_node",
+    "register_node",
+    "registered",
+]
