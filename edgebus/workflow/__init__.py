@@ -17,6 +17,7 @@ Edge nodes (see :func:`is_edge_node`) get the shared :class:`EdgeInfrastructure`
 the runtime's edge_config, started and injected by the runtime.
 """
 
+from edgebus.workflow.builder import Connection, Workflow, WorkflowBuilder, WorkflowNode
 from edgebus.workflow.detection import is_edge_node
 from edgebus.workflow.errors import (
     NodeNotInitialized,
@@ -35,6 +36,7 @@ from edgebus.workflow.registry import (
 )
 
 __all__ = [
+    "Connection",
     "EdgeNode",
     "Merge",
     "Node",
@@ -42,7 +44,10 @@ __all__ = [
     "NodeParams",
     "Passthrough",
     "UnknownNodeType",
+    "Workflow",
+    "WorkflowBuilder",
     "WorkflowExecutionError",
+    "WorkflowNode",
     "WorkflowValidationError",
     "is_edge_node",
     "node_class",
