@@ -25,6 +25,7 @@ from edgebus.workflow.errors import (
     WorkflowExecutionError,
     WorkflowValidationError,
 )
+from edgebus.workflow.infrastructure import EdgeInfrastructure
 from edgebus.workflow.node import EdgeNode, Node, NodeParams
 from edgebus.workflow.registry import (
     Merge,
@@ -34,10 +35,13 @@ from edgebus.workflow.registry import (
     register_node,
     registered,
 )
+from edgebus.workflow.runtime import LocalRuntime
 
 __all__ = [
     "Connection",
+    "EdgeInfrastructure",
     "EdgeNode",
+    "LocalRuntime",
     "Merge",
     "Node",
     "NodeNotInitialized",

@@ -1,0 +1,216 @@
+"""``LocalRuntime``: run a built workflow in this process.
+
+Nodes run one at a time in the workflow's topological order. A node's inputs are,
+lowest precedence first: its own static inputs (a processing node's params), the
+outputs connected into it, and ``parameters[node_id]`` given to ``execute``. Results
+map each node id to its output mapping.
+
+Edge nodes get the shared :class:`~edgebus.workflow.EdgeInfrastructure` of the
+runtime's edge_config: before any node runs, the runtime starts it (only when the
+workflow has edge nodes) and initializes each edge node once. With no reachable broker
+that start raises :class:`~edgebus.errors.InfrastructureUnavailable` ("No edge
+infrastructure available: ...") and no node runs.
+
+``execute`` blocks; it runs ``execute_async`` on one process-wide background event
+loop, so shared infrastructure (bound to a loop) is shared by every synchronous
+caller, and it works from inside a running event loop too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edgebus.config import EdgeConfig, load_config
+from edgebus.errors import InvalidInput
+from edgebus.workflow.builder import Workflow
+from edgebus.workflow.errors import WorkflowExecutionError
+from edgebus.workflow.infrastructure import EdgeInfrastructure
+
+__all__ = ["LocalRuntime"]
+
+log = logging.getLogger("edgebus.workflow")
+T = TypeVar("T")
+
+Results = dict[str, dict[str, Any]]
+
+
+class LocalRuntime:
+    """Runs workflows in this process: ``results, run_id = runtime.execute(workflow)``.
+
+    ``edge_config`` is anything :func:`~edgebus.config.load_config` takes (None:
+    zero-config); it is validated here. ``infrastructure`` injects an edge
+    infrastructure instead of the shared one (tests).
+    """
+
+    def __init__(
+        self,
+        edge_config: EdgeConfig | Mapping[str, Any] | str | Path | None = None,
+        *,
+        infrastructure: Any = None,
+    ) -> None:
+        self._infrastructure = infrastructure
+        if infrastructure is not None and edge_config is None:
+            self.edge_config: EdgeConfig = infrastructure.config
+        else:
+            self.edge_config = load_config(edge_config)
+
+    def execute(
+        self, workflow: Workflow, parameters: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> tuple[Results, str]:
+        """Run the workflow and block until done; returns ``(results, run_id)``."""
+        return _background_loop().run(self.execute_async(workflow, parameters))
+
+    async def execute_async(
+        self, workflow: Workflow, parameters: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> tuple[Results, str]:
+        """Run the workflow; returns ``(results, run_id)``.
+
+        Raises InvalidInput for parameters naming unknown nodes, InfrastructureUnavailable
+        when edge nodes need a broker and none answers, and WorkflowExecutionError when a
+        node fails (its ``results`` hold the nodes that completed).
+        """
+        if not isinstance(workflow, Workflow):
+            raise InvalidInput(
+                f"execute() takes a built Workflow, got {type(workflow).__name__}: "
+                "call WorkflowBuilder.build() first"
+            )
+        params = _check_parameters(workflow, parameters)
+        run_id = uuid.uuid4().hex
+        results: Results = {}
+        nodes = {n.node_id: n.instantiate() for n in workflow.nodes}
+        log.debug("run %s: %d node(s) in order %s", run_id, len(nodes), list(nodes))
+
+        if workflow.edge_node_ids:
+            infra = self._infrastructure or EdgeInfrastructure.shared(self.edge_config)
+            start = getattr(infra, "start", None)
+            if start is not None:
+                await start()
+            for node_id in workflow.edge_node_ids:
+                node = nodes[node_id]
+                try:
+                    initialize = getattr(node, "initialize", None)
+                    if initialize is not None:
+                        await initialize(infra)
+                    else:  # an edge node by name or attribute only: plain injection
+                        node.infrastructure = infra  # type: ignore[attr-defined]
+                except Exception as e:
+                    spec = workflow.node(node_id)
+                    raise WorkflowExecutionError(
+                        node_id, spec.type_name, e, results, run_id, list(nodes)
+                    ) from e
+                log.debug("run %s: initialized edge node %s", run_id, node_id)
+
+        needed: dict[str, set[str]] = {}
+        for conn in workflow.connections:
+            needed.setdefault(conn.source, set()).add(conn.source_output)
+        order = workflow.node_ids
+        for position, spec in enumerate(workflow.nodes):
+            node = nodes[spec.node_id]
+            inputs = dict(node.static_inputs())
+            for conn in workflow.incoming(spec.node_id):
+                inputs[conn.target_input] = results[conn.source][conn.source_output]
+            inputs.update(params.get(spec.node_id, {}))
+            log.debug(
+                "run %s: node %s (%s) starts with inputs %s",
+                run_id,
+                spec.node_id,
+                spec.type_name,
+                sorted(inputs),
+            )
+            began = time.perf_counter()
+            try:
+                output = await node.async_run(**inputs)
+                if not isinstance(output, Mapping):
+                    raise TypeError(
+                        f"async_run returned {type(output).__name__}, not a mapping of "
+                        "output port -> value"
+                    )
+                missing = sorted(needed.get(spec.node_id, set()) - set(output))
+                if missing:
+                    raise KeyError(
+                        f"produced no output {', '.join(map(repr, missing))} that a "
+                        f"connection reads (it produced: {', '.join(map(str, output)) or 'none'})"
+                    )
+            except Exception as e:
+                log.debug(
+                    "run %s: node %s (%s) failed: %r", run_id, spec.node_id, spec.type_name, e
+                )
+                raise WorkflowExecutionError(
+                    spec.node_id, spec.type_name, e, results, run_id, order[position + 1 :]
+                ) from e
+            results[spec.node_id] = dict(output)
+            log.debug(
+                "run %s: node %s (%s) finished in %.1f ms, outputs %s",
+                run_id,
+                spec.node_id,
+                spec.type_name,
+                (time.perf_counter() - began) * 1000,
+                sorted(output),
+            )
+        return results, run_id
+
+
+def _check_parameters(
+    workflow: Workflow, parameters: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, Mapping):
+        raise InvalidInput(
+            f"parameters must map node id -> {{input: value}}, got {type(parameters).__name__}"
+        )
+    ids = list(workflow.node_ids)
+    out: dict[str, dict[str, Any]] = {}
+    for node_id, values in parameters.items():
+        if node_id not in ids:
+            near = difflib.get_close_matches(str(node_id), ids, n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise InvalidInput(
+                f"parameters name unknown node {node_id!r}{hint}. Nodes: {', '.join(ids)}."
+            )
+        if not isinstance(values, Mapping):
+            raise InvalidInput(
+                f"parameters[{node_id!r}] must map input name -> value, got {type(values).__name__}"
+            )
+        out[node_id] = dict(values)
+    return out
+
+
+class _BackgroundLoop:
+    """One event loop on a daemon thread, for every synchronous ``execute``."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="edgebus-workflow", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError(
+                "LocalRuntime.execute() was called from a node running on the runtime's "
+                "own event loop, which would deadlock: await execute_async() instead"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+_background: _BackgroundLoop | None = None
+_background_lock = threading.Lock()
+
+
+def _background_loop() -> _BackgroundLoop:
+    global _background
+    with _background_lock:
+        if _background is None:
+            _background = _BackgroundLoop()
+        return _background
