@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from edgebus.workflow.detection import is_edge_node
 from edgebus.workflow.errors import UnknownNodeType, WorkflowValidationError
 from edgebus.workflow.node import Node, NodeParams
-from edgebus.workflow.registry import node_class
+from edgebus.workflow.registry import node_class, registered
 
 __all__ = ["Connection", "Workflow", "WorkflowBuilder", "WorkflowNode"]
 
@@ -151,6 +151,14 @@ class WorkflowBuilder:
                 continue
             types[spec.node_id] = str(spec.type_name)
             order[spec.node_id] = len(order)
+            if not isinstance(spec.type_name, str):
+                names = [k for k, v in registered().items() if v is spec.type_name]
+                shown = names[0] if names else getattr(spec.type_name, "__name__", "?")
+                problems.append(
+                    f"Node {spec.node_id!r}: the node type is given by its registered name, "
+                    f"a string: use {shown!r}, not {spec.type_name!r}."
+                )
+                continue
             try:
                 cls = node_class(spec.type_name)
             except UnknownNodeType as e:

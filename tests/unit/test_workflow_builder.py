@@ -278,3 +278,12 @@ def test_building_twice_gives_equal_independent_workflows() -> None:
     first, second = builder.build(), builder.build()
     assert first == second
     assert first is not second
+
+
+def test_a_node_type_given_as_a_class_asks_for_its_name() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node(Store, "s", {})  # type: ignore[arg-type]
+    (problem,) = build_errors(builder)
+    assert problem.startswith(
+        "Node 's': the node type is given by its registered name, a string: use 'BuilderTestStore'"
+    )
