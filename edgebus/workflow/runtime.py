@@ -13,7 +13,12 @@ infrastructure available: ...") and no node runs.
 
 ``execute`` blocks; it runs ``execute_async`` on one process-wide background event
 loop, so shared infrastructure (bound to a loop) is shared by every synchronous
-caller, and it works from inside a running event loop too.
+caller, and it works from inside a running event loop too. Shared infrastructure
+stays connected for the next run; an application that runs ``execute_async`` on its
+own loop awaits ``EdgeInfrastructure.close_all()`` before that loop ends.
+
+Run-time ``parameters`` map node id -> {input port: value}; unknown node ids and
+input names are refused (with a did-you-mean) before anything runs.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ from edgebus.errors import InvalidInput
 from edgebus.workflow.builder import Workflow
 from edgebus.workflow.errors import WorkflowExecutionError
 from edgebus.workflow.infrastructure import EdgeInfrastructure
+from edgebus.workflow.node import Node
 
 __all__ = ["LocalRuntime"]
 
 log = logging.getLogger("edgebus.workflow")
+infra_log = logging.getLogger("edgebus.workflow.edge_infrastructure")
 T = TypeVar("T")
 
 Results = dict[str, dict[str, Any]]
@@ -85,7 +92,14 @@ class LocalRuntime:
         params = _check_parameters(workflow, parameters)
         run_id = uuid.uuid4().hex
         results: Results = {}
-        nodes = {n.node_id: n.instantiate() for n in workflow.nodes}
+        nodes: dict[str, Node] = {}
+        for spec in workflow.nodes:
+            try:
+                nodes[spec.node_id] = spec.instantiate()
+            except Exception as e:
+                raise WorkflowExecutionError(
+                    spec.node_id, spec.type_name, e, results, run_id, workflow.node_ids
+                ) from e
         log.debug("run %s: %d node(s) in order %s", run_id, len(nodes), list(nodes))
 
         if workflow.edge_node_ids:
@@ -93,6 +107,9 @@ class LocalRuntime:
             start = getattr(infra, "start", None)
             if start is not None:
                 await start()
+            infra_log.debug(
+                "run %s: edge nodes %s use %r", run_id, list(workflow.edge_node_ids), infra
+            )
             for node_id in workflow.edge_node_ids:
                 node = nodes[node_id]
                 try:
@@ -180,6 +197,18 @@ def _check_parameters(
             raise InvalidInput(
                 f"parameters[{node_id!r}] must map input name -> value, got {type(values).__name__}"
             )
+        spec = workflow.node(node_id)
+        ports = spec.node_class.inputs
+        if not spec.node_class.accepts_any_input:
+            for name in values:
+                if name not in ports:
+                    near = difflib.get_close_matches(str(name), ports, n=1, cutoff=0.6)
+                    hint = f" (did you mean {near[0]!r}?)" if near else ""
+                    raise InvalidInput(
+                        f"parameters[{node_id!r}] name unknown input {name!r}{hint} of node "
+                        f"{node_id!r} ({spec.type_name}); its inputs: "
+                        f"{', '.join(ports) or 'none'}."
+                    )
         out[node_id] = dict(values)
     return out
 

@@ -406,3 +406,39 @@ def test_a_compliance_violation_inside_a_workflow_keeps_its_exit_code() -> None:
     assert isinstance(info.value.cause, ComplianceViolation)
     assert info.value.exit_code == 2
     assert info.value.results == {"source": {"result": {"email": "ann@example.com"}}}
+
+
+def test_parameters_for_an_unknown_input_are_refused_naming_the_inputs() -> None:
+    with pytest.raises(InvalidInput) as info:
+        LocalRuntime().execute(dag(), {"a": {"valeu": 1}})
+    assert str(info.value) == (
+        "parameters['a'] name unknown input 'valeu' (did you mean 'value'?) of node 'a' "
+        "(runtime_test_scale); its inputs: value, factor."
+    )
+
+
+def test_a_plain_node_that_is_an_edge_node_by_name_gets_the_infrastructure_injected() -> None:
+    @register_node("RuntimeTestEdgeByName")
+    class ByName(Node):
+        def run(self, **inputs: Any) -> Mapping[str, Any]:
+            return {"result": self.infrastructure}  # type: ignore[attr-defined]
+
+    infra = FakeInfrastructure()
+    builder = WorkflowBuilder()
+    builder.add_node("RuntimeTestEdgeByName", "named", {})
+    results, _ = LocalRuntime(infrastructure=infra).execute(builder.build())
+    assert results["named"]["result"] is infra
+
+
+def test_a_node_whose_constructor_fails_raises_before_any_node_runs() -> None:
+    @register_node("RuntimeTestBrokenInit")
+    class BrokenInit(Node):
+        def __init__(self, node_id: str, params: Any = None) -> None:
+            raise RuntimeError("no resources")
+
+    builder = WorkflowBuilder()
+    builder.add_node("Passthrough", "p", {})
+    builder.add_node("RuntimeTestBrokenInit", "broken", {})
+    with pytest.raises(WorkflowExecutionError, match=r"'broken'.*no resources") as info:
+        LocalRuntime().execute(builder.build())
+    assert info.value.results == {}
