@@ -87,6 +87,11 @@ class EdgeInfrastructure:
         return hashlib.sha256(self.key.encode()).hexdigest()[:10]
 
     @property
+    def discovery(self) -> Any:
+        """Region discovery (health and latency probes) of the bus; None until started."""
+        return self.bus.discovery
+
+    @property
     def started(self) -> bool:
         """Whether :meth:`start` succeeded (and :meth:`close` has not run since)."""
         return self._started
@@ -113,6 +118,11 @@ class EdgeInfrastructure:
         with cls._lock:
             table = cls._unbound if loop is None else cls._shared.setdefault(loop, {})
             infra = table.get(key)
+            if infra is None and loop is not None:
+                # one created outside any loop and not started yet joins this loop
+                idle = cls._unbound.get(key)
+                if idle is not None and not idle._started:
+                    infra = table[key] = cls._unbound.pop(key)
             if infra is not None:
                 log.debug("sharing edge infrastructure %s", infra.short_key)
                 return infra
@@ -144,7 +154,11 @@ class EdgeInfrastructure:
                 log.debug("edge infrastructure %s did not start: %s", self.short_key, e)
                 raise
             self._started = True
-            self._loop = asyncio.get_running_loop()
+            self._loop = loop = asyncio.get_running_loop()
+            with self._lock:  # bound to this loop now: shared by its callers
+                if self._unbound.get(self.key) is self:
+                    del self._unbound[self.key]
+                    self._shared.setdefault(loop, {}).setdefault(self.key, self)
             log.debug("edge infrastructure %s started", self.short_key)
 
     async def close(self) -> None:

@@ -24,6 +24,8 @@ input names are refused (with a did-you-mean) before anything runs.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import difflib
 import logging
 import threading
@@ -222,6 +224,7 @@ class _BackgroundLoop:
             target=self.loop.run_forever, name="edgebus-workflow", daemon=True
         )
         self.thread.start()
+        atexit.register(self.shutdown)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self.thread:
@@ -231,6 +234,16 @@ class _BackgroundLoop:
                 "own event loop, which would deadlock: await execute_async() instead"
             )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Close the infrastructure shared on this loop (flushing writes), stop the loop."""
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return
+        done = asyncio.run_coroutine_threadsafe(EdgeInfrastructure.close_all(), self.loop)
+        with contextlib.suppress(Exception):
+            done.result(timeout_s)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout_s)
 
 
 _background: _BackgroundLoop | None = None

@@ -442,3 +442,17 @@ def test_a_node_whose_constructor_fails_raises_before_any_node_runs() -> None:
     with pytest.raises(WorkflowExecutionError, match=r"'broken'.*no resources") as info:
         LocalRuntime().execute(builder.build())
     assert info.value.results == {}
+
+
+def test_an_infrastructure_got_outside_a_loop_is_the_one_a_loop_then_shares() -> None:
+    config = {"edge_strategy": "balanced", "discovery": {"locations": ["eu-west-1"]}}
+    outside = EdgeInfrastructure.shared(config)
+
+    async def inside() -> EdgeInfrastructure:
+        infra = EdgeInfrastructure.shared(config)
+        assert EdgeInfrastructure.shared(config) is infra
+        assert infra.discovery is None  # not started
+        await EdgeInfrastructure.close_all()
+        return infra
+
+    assert asyncio.run(inside()) is outside
