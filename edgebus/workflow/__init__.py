@@ -27,6 +27,7 @@ from edgebus.workflow.errors import (
 )
 from edgebus.workflow.infrastructure import EdgeInfrastructure
 from edgebus.workflow.node import EdgeNode, Node, NodeParams
+from edgebus.workflow.nodes import EdgeDataNode, EdgeStateMachine
 from edgebus.workflow.registry import (
     Merge,
     Passthrough,
@@ -39,8 +40,10 @@ from edgebus.workflow.runtime import LocalRuntime
 
 __all__ = [
     "Connection",
+    "EdgeDataNode",
     "EdgeInfrastructure",
     "EdgeNode",
+    "EdgeStateMachine",
     "LocalRuntime",
     "Merge",
     "Node",

@@ -1,0 +1,205 @@
+"""``EdgeDataNode``: write, read, replicate or sync one key of the edge data layer.
+
+The node runs one :class:`~edgebus.bus.EdgeBus` operation on the runtime's shared
+edge infrastructure (see docs/nodes.md):
+
+* ``write``: ``bus.write`` (``consistency="strong"``: a two-phase commit across the
+  placement); the data is the ``input`` when connected, else the ``data`` param.
+* ``read``: ``bus.read`` from ``location_id`` at ``consistency``.
+* ``replicate``: a write, then waits (up to ``timeout_ms``) until every region of its
+  placement applied it (``bus.replication_status``).
+* ``sync``: a causal read from ``location_id`` (covering this infrastructure's session
+  and ``session``): the region first catches up with every write seen so far.
+
+The key: the ``key`` param; else, for read and sync, the ``input`` when it is a
+string, or the ``"key"`` of a mapping input (an upstream EdgeDataNode's result);
+else the node id. Outputs: ``result`` (a dict with ``"success"``) and
+``session_token`` (pass it to later reads for read-your-writes, in any process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from edgebus.bus import EdgeBus
+from edgebus.errors import InvalidInput
+from edgebus.workflow.node import EdgeNode, NodeParams
+from edgebus.workflow.registry import register_node
+
+__all__ = ["DEFAULT_REPLICATION_WAIT_MS", "EdgeDataNode", "EdgeDataParams"]
+
+#: how long ``replicate`` waits for the placement regions when no timeout_ms is given
+DEFAULT_REPLICATION_WAIT_MS = 10_000
+
+Action = Literal["write", "read", "replicate", "sync"]
+Consistency = Literal["strong", "eventual", "causal", "bounded_staleness"]
+ConflictResolution = Literal["last_write_wins", "counter", "append", "merge"]
+Strategy = Literal["lowest_latency", "balanced", "compliance_first"]
+Fallback = Literal["none", "any_available"]
+
+
+class EdgeDataParams(NodeParams):
+    """The parameters of an EdgeDataNode (checked when the workflow is built)."""
+
+    action: Action = "write"
+    #: the key (default: see the module doc)
+    key: str | None = Field(None, min_length=1)
+    #: what a write stores when no ``input`` is connected
+    data: Any = None
+    #: the region the node runs at: a write's home, the region a read asks
+    location_id: str | None = Field(None, min_length=1)
+    consistency: Consistency = "eventual"
+    replication_factor: int | None = Field(None, ge=1)
+    #: how concurrent writes combine: last_write_wins replaces the value, counter adds
+    #: a number, append adds to a list, merge sets the given fields of an object
+    conflict_resolution: ConflictResolution = "last_write_wins"
+    #: bounded_staleness reads: the answer is at most this old (default: the config's)
+    staleness_threshold_ms: float | None = Field(None, gt=0)
+    edge_strategy: Strategy | None = None
+    preferred_locations: list[str] = Field(default_factory=list)
+    exclude_locations: list[str] = Field(default_factory=list)
+    compliance_zones: list[str] = Field(default_factory=list)
+    fallback_strategy: Fallback | None = None
+    min_replicas: int | None = Field(None, ge=1)
+    classification: str | list[str] | None = None
+    #: a session token (from an earlier result) this operation follows
+    session: str | None = Field(None, min_length=1)
+    #: strong writes: the commit deadline (default strong.timeout_ms); replicate: how
+    #: long to wait for the placement regions (default 10 000)
+    timeout_ms: int | None = Field(None, gt=0)
+
+    @field_validator("consistency")
+    @classmethod
+    def _consistency_fits_action(cls, value: str, info: ValidationInfo) -> str:
+        action = info.data.get("action", "write")
+        if action in ("write", "replicate") and value == "bounded_staleness":
+            raise ValueError(
+                f"'bounded_staleness' is a read level, not for action {action!r}: use "
+                "eventual, causal or strong, or action 'read'"
+            )
+        if action == "replicate" and value == "strong":
+            raise ValueError(
+                "action 'replicate' waits for asynchronous replication; a strong write is "
+                "applied in every placement region once committed: use action 'write'"
+            )
+        if action == "sync" and value not in ("eventual", "causal"):
+            raise ValueError(
+                f"action 'sync' is a causal read; consistency {value!r} does not apply: "
+                "leave it out, or use action 'read'"
+            )
+        return value
+
+    @field_validator("staleness_threshold_ms")
+    @classmethod
+    def _staleness_needs_bounded(cls, value: float | None, info: ValidationInfo) -> float | None:
+        consistency = info.data.get("consistency")
+        if value is not None and consistency is not None and consistency != "bounded_staleness":
+            raise ValueError(
+                "staleness_threshold_ms applies to consistency 'bounded_staleness' only "
+                f"(this node's consistency is {consistency!r})"
+            )
+        return value
+
+
+@register_node("EdgeDataNode")
+class EdgeDataNode(EdgeNode):
+    """Distributed data storage with consistency guarantees (see the module doc)."""
+
+    Params: ClassVar[type[NodeParams]] = EdgeDataParams
+    inputs: ClassVar[tuple[str, ...]] = ("input", "session_token")
+    outputs: ClassVar[tuple[str, ...]] = ("result", "session_token")
+
+    @property
+    def data_params(self) -> EdgeDataParams:
+        """The node's params, typed."""
+        assert isinstance(self.params, EdgeDataParams)
+        return self.params
+
+    async def async_run(
+        self, input: Any = None, session_token: str | None = None, **_: Any
+    ) -> Mapping[str, Any]:
+        p = self.data_params
+        bus: EdgeBus = self.infrastructure.bus
+        session = session_token or p.session
+        if p.action in ("write", "replicate"):
+            data = p.data if input is None else input
+            if data is None:
+                raise InvalidInput(
+                    f"EdgeDataNode {self.node_id!r} ({p.action}) has no data: set the 'data' "
+                    "param or connect an output to its 'input'"
+                )
+            return await self._write(bus, self._key(None), data, session)
+        return await self._read(bus, self._key(input), session)
+
+    def _key(self, input: Any) -> str:
+        p = self.data_params
+        if p.key is not None:
+            return p.key
+        if isinstance(input, str) and input:
+            return input
+        if isinstance(input, Mapping) and isinstance(input.get("key"), str) and input["key"]:
+            return str(input["key"])
+        return self.node_id
+
+    def _write_options(self, session: str | None) -> dict[str, Any]:
+        p = self.data_params
+        options: dict[str, Any] = {
+            "consistency": p.consistency,
+            "conflict_resolution": p.conflict_resolution,
+            "preferred_locations": tuple(p.preferred_locations),
+            "exclude_locations": tuple(p.exclude_locations),
+            "compliance_zones": tuple(p.compliance_zones),
+        }
+        for name, value in (
+            ("region", p.location_id),
+            ("classification", p.classification),
+            ("replication_factor", p.replication_factor),
+            ("edge_strategy", p.edge_strategy),
+            ("fallback_strategy", p.fallback_strategy),
+            ("min_replicas", p.min_replicas),
+            ("session", session),
+        ):
+            if value is not None:
+                options[name] = value
+        if p.consistency == "strong" and p.timeout_ms is not None:
+            options["timeout_ms"] = p.timeout_ms
+        return options
+
+    async def _write(
+        self, bus: EdgeBus, key: str, data: Any, session: str | None
+    ) -> Mapping[str, Any]:
+        p = self.data_params
+        options = self._write_options(session)
+        if p.consistency == "strong":
+            options.pop("consistency")
+            commit = await bus.commit(key, data, **options)
+            result = commit.to_dict()
+            result["success"] = commit.committed
+            return {"result": result, "session_token": commit.session_token}
+        receipt = await bus.write(key, data, **options)
+        result = receipt.to_dict()
+        result["success"] = True
+        if p.action == "replicate":
+            wait = DEFAULT_REPLICATION_WAIT_MS if p.timeout_ms is None else p.timeout_ms
+            status = await bus.replication_status(receipt, wait_ms=wait)
+            result["replication"] = status
+            result["success"] = all(s == "completed" for s in status.values())
+        return {"result": result, "session_token": receipt.session_token}
+
+    async def _read(self, bus: EdgeBus, key: str, session: str | None) -> Mapping[str, Any]:
+        p = self.data_params
+        consistency = "causal" if p.action == "sync" else p.consistency
+        read = await bus.read(
+            key,
+            p.location_id,
+            consistency=consistency,
+            session=session,
+            staleness_threshold_ms=p.staleness_threshold_ms,
+            exclude_locations=tuple(p.exclude_locations),
+        )
+        result = read.to_dict()
+        result["success"] = True
+        return {"result": result, "session_token": read.session_token}
