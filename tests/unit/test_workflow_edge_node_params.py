@@ -1,0 +1,201 @@
+"""EdgeDataNode and EdgeStateMachine params: build() accepts every snippet of the spec
+(../shared/spec/edge-computing-workflowbuilder.md) that uses them, and refuses bad
+values with a message naming the node, its type and the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edgebus.workflow import (
+    EdgeDataNode,
+    EdgeStateMachine,
+    WorkflowBuilder,
+    WorkflowValidationError,
+    is_edge_node,
+    node_class,
+)
+from edgebus.workflow.nodes import EdgeDataParams, EdgeStateParams
+
+#: every EdgeDataNode snippet of the spec, verbatim
+SPEC_DATA_NODES: list[tuple[str, dict[str, Any]]] = [
+    ("writer", {"location_id": "us-east-1", "action": "write", "consistency": "strong"}),
+    ("data_store", {
+        "action": "write",
+        "consistency": "eventual",
+        "replication_factor": 3,
+        "conflict_resolution": "last_write_wins",
+    }),
+    ("gdpr_store", {"action": "write", "data": {"email": "user@example.com"}}),
+    ("optimized_store", {
+        "edge_strategy": "lowest_latency",
+        "preferred_locations": ["us-east-1", "us-west-2"],
+        "exclude_locations": ["ap-south-1"],
+    }),
+    ("critical_data", {"action": "write", "consistency": "strong", "data": {"balance": 1000}}),
+    ("analytics_data", {
+        "action": "write", "consistency": "eventual", "data": {"event": "page_view"},
+    }),
+    ("chat_messages", {
+        "action": "write", "consistency": "causal",
+        "data": {"message": "Hello", "thread_id": "123"},
+    }),
+    ("cache_data", {
+        "action": "read", "consistency": "bounded_staleness", "staleness_threshold_ms": 5000,
+    }),
+    ("global_data", {
+        "action": "write", "replication_factor": 3, "data": {"content": "global_update"},
+    }),
+    ("eu_processor", {
+        "action": "write", "compliance_zones": ["gdpr"], "data": {"user_id": "eu_user_123"},
+    }),
+    ("financial_processor", {
+        "action": "write", "compliance_zones": ["sox"],
+        "data": {"transaction": "payment_456"},
+    }),
+    ("resilient_store", {
+        "action": "write", "fallback_strategy": "any_available", "min_replicas": 1,
+    }),
+    ("auto_edge", {"action": "write"}),
+]
+
+#: every EdgeStateMachine snippet of the spec, verbatim
+SPEC_STATE_NODES: list[tuple[str, dict[str, Any]]] = [
+    ("state", {"state_id": "user_session_123", "operation": "set"}),
+    ("user_state", {
+        "state_id": "session_xyz",
+        "operation": "set",
+        "enable_persistence": True,
+        "enable_replication": True,
+    }),
+    ("migratable_state", {
+        "state_id": "compute_task_123",
+        "operation": "set",
+        "lease_duration_ms": 30000,
+        "enable_migration": True,
+    }),
+]
+
+
+def problems(type_name: str, params: dict[str, Any], node_id: str = "n") -> list[str]:
+    builder = WorkflowBuilder()
+    builder.add_node(type_name, node_id, params)
+    with pytest.raises(WorkflowValidationError) as info:
+        builder.build()
+    return list(info.value.problems)
+
+
+def test_both_types_are_registered_edge_nodes() -> None:
+    assert node_class("EdgeDataNode") is EdgeDataNode
+    assert node_class("EdgeStateMachine") is EdgeStateMachine
+    assert is_edge_node("EdgeDataNode", EdgeDataNode)
+    assert is_edge_node("EdgeStateMachine", EdgeStateMachine)
+
+
+def test_build_accepts_every_spec_snippet_with_the_spec_defaults() -> None:
+    builder = WorkflowBuilder()
+    for node_id, params in SPEC_DATA_NODES:
+        builder.add_node("EdgeDataNode", node_id, params)
+    for node_id, params in SPEC_STATE_NODES:
+        builder.add_node("EdgeStateMachine", node_id, params)
+    # the spec's connection of the compliance-aware workflow
+    builder.add_connection("eu_processor", "result", "financial_processor", "input")
+    workflow = builder.build()
+    assert set(workflow.edge_node_ids) == {n for n, _ in SPEC_DATA_NODES + SPEC_STATE_NODES}
+
+    auto = workflow.node("auto_edge").params
+    assert isinstance(auto, EdgeDataParams)
+    assert (auto.action, auto.consistency, auto.conflict_resolution, auto.key) == (
+        "write", "eventual", "last_write_wins", None)
+    cache = workflow.node("cache_data").params
+    assert isinstance(cache, EdgeDataParams)
+    assert (cache.action, cache.consistency, cache.staleness_threshold_ms) == (
+        "read", "bounded_staleness", 5000)
+    state = workflow.node("state").params
+    assert isinstance(state, EdgeStateParams)
+    assert (state.operation, state.enable_persistence, state.enable_replication,
+            state.enable_migration) == ("set", True, True, False)
+
+
+def test_optimized_store_defaults_to_write() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "optimized_store", dict(SPEC_DATA_NODES[3][1]))
+    params = builder.build().node("optimized_store").params
+    assert isinstance(params, EdgeDataParams)
+    assert params.action == "write"
+    assert params.preferred_locations == ["us-east-1", "us-west-2"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"action": "delete"}, "action", "'write', 'read', 'replicate' or 'sync'"),
+        ({"consistency": "linearizable"}, "consistency", "'bounded_staleness'"),
+        ({"conflict_resolution": "first_write_wins"}, "conflict_resolution", "'counter'"),
+        ({"replication_factor": 0}, "replication_factor", "greater than or equal to 1"),
+        ({"min_replicas": 0}, "min_replicas", "greater than or equal to 1"),
+        ({"edge_strategy": "cheapest"}, "edge_strategy", "'lowest_latency'"),
+        ({"fallback_strategy": "anywhere"}, "fallback_strategy", "'any_available'"),
+        ({"staleness_threshold_ms": -5, "action": "read", "consistency": "bounded_staleness"},
+         "staleness_threshold_ms", "greater than 0"),
+        ({"key": ""}, "key", "at least 1 character"),
+        ({"preferred_locations": "us-east-1"}, "preferred_locations", "valid list"),
+    ],
+)
+def test_data_node_refuses_bad_values_naming_node_and_field(
+    params: dict[str, Any], field: str, words: str
+) -> None:
+    [problem] = problems("EdgeDataNode", params, "store")
+    assert problem.startswith(f"Node 'store' (EdgeDataNode): invalid parameter {field!r}"), problem
+    assert words in problem, problem
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"action": "write", "consistency": "bounded_staleness"}, "consistency",
+         "is a read level"),
+        ({"action": "replicate", "consistency": "strong"}, "consistency", "use action 'write'"),
+        ({"action": "read", "staleness_threshold_ms": 100}, "staleness_threshold_ms",
+         "applies to consistency 'bounded_staleness' only"),
+        ({"action": "sync", "consistency": "strong"}, "consistency", "is a causal read"),
+    ],
+)
+def test_data_node_refuses_contradicting_params(
+    params: dict[str, Any], field: str, words: str
+) -> None:
+    [problem] = problems("EdgeDataNode", params, "store")
+    assert problem.startswith(f"Node 'store' (EdgeDataNode): invalid parameter {field!r}"), problem
+    assert words in problem, problem
+
+
+def test_data_node_unknown_param_gets_a_did_you_mean() -> None:
+    [problem] = problems("EdgeDataNode", {"replication_factr": 2}, "store")
+    assert "unknown parameter 'replication_factr' (did you mean 'replication_factor'?)" in problem
+
+
+def test_state_machine_needs_a_state_id() -> None:
+    [problem] = problems("EdgeStateMachine", {"operation": "set"}, "user_state")
+    assert problem == "Node 'user_state' (EdgeStateMachine): missing required parameter 'state_id'."
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"operation": "incr"}, "operation", "'increment'"),
+        ({"state_id": ""}, "state_id", "at least 1 character"),
+        ({"lease_duration_ms": 0}, "lease_duration_ms", "greater than 0"),
+        ({"timeout_ms": -1}, "timeout_ms", "greater than 0"),
+        ({"enable_persistence": False}, "enable_persistence", "always persisted"),
+        ({"enable_replication": False}, "enable_replication", "leave it true"),
+        ({"increment": "one"}, "increment", "valid number"),
+    ],
+)
+def test_state_machine_refuses_bad_values_naming_node_and_field(
+    params: dict[str, Any], field: str, words: str
+) -> None:
+    [problem] = problems("EdgeStateMachine", {"state_id": "s1", **params}, "user_state")
+    assert problem.startswith(
+        f"Node 'user_state' (EdgeStateMachine): invalid parameter {field!r}"), problem
+    assert words in problem, problem
