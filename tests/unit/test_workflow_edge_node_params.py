@@ -199,3 +199,150 @@ def test_state_machine_refuses_bad_values_naming_node_and_field(
     assert problem.startswith(
         f"Node 'user_state' (EdgeStateMachine): invalid parameter {field!r}"), problem
     assert words in problem, problem
+
+
+# ------------------------------------------------- how the params reach the bus (no Kafka)
+
+
+class Answer:
+    """A receipt / commit / read / state result stand-in."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+        self.session_token = fields.get("session_token")
+        self.committed = fields.get("committed", False)
+        self.ok = fields.get("ok", False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+
+class RecordingBus:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    async def write(self, key: str, data: Any, **options: Any) -> Answer:
+        self.calls.append(("write", (key, data), options))
+        return Answer(key=key, session_token="tok-w")
+
+    async def commit(self, key: str, data: Any, **options: Any) -> Answer:
+        self.calls.append(("commit", (key, data), options))
+        return Answer(key=key, committed=True, session_token="tok-c")
+
+    async def read(self, key: str, region: str | None = None, **options: Any) -> Answer:
+        self.calls.append(("read", (key, region), options))
+        return Answer(key=key, value=1, session_token="tok-r")
+
+    async def replication_status(self, receipt: Answer, *, wait_ms: float = 0) -> dict[str, str]:
+        self.calls.append(("replication_status", (receipt.fields["key"],), {"wait_ms": wait_ms}))
+        return {"a": "completed", "b": "pending"}
+
+    async def state(self, state_id: str, operation: str, **options: Any) -> Answer:
+        self.calls.append(("state", (state_id, operation), options))
+        return Answer(state_id=state_id, ok=True)
+
+
+class FakeInfrastructure:
+    def __init__(self) -> None:
+        from edgebus.config import load_config
+
+        self.config = load_config(None)
+        self.bus = RecordingBus()
+
+
+def run(builder: WorkflowBuilder, parameters: dict[str, dict[str, Any]] | None = None) -> tuple[
+    dict[str, dict[str, Any]], RecordingBus
+]:
+    from edgebus.workflow import LocalRuntime
+
+    infra = FakeInfrastructure()
+    results, _ = LocalRuntime(infrastructure=infra).execute(builder.build(), parameters)
+    return results, infra.bus
+
+
+def test_a_write_passes_the_set_options_and_a_connected_read_reads_its_key() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "eu_processor", {
+        "action": "write", "compliance_zones": ["gdpr"], "data": {"user_id": "eu_user_123"},
+        "location_id": "eu-west-1", "min_replicas": 1,
+    })
+    builder.add_node("EdgeDataNode", "reader", {"action": "read", "consistency": "causal"})
+    builder.add_connection("eu_processor", "result", "reader", "input")
+    builder.add_connection("eu_processor", "session_token", "reader", "session_token")
+    results, bus = run(builder)
+    write, read = bus.calls
+    assert write == ("write", ("eu_processor", {"user_id": "eu_user_123"}), {
+        "consistency": "eventual", "conflict_resolution": "last_write_wins",
+        "preferred_locations": (), "exclude_locations": (), "compliance_zones": ("gdpr",),
+        "region": "eu-west-1", "min_replicas": 1,
+    })
+    assert read == ("read", ("eu_processor", None), {
+        "consistency": "causal", "session": "tok-w", "staleness_threshold_ms": None,
+        "exclude_locations": (),
+    })
+    assert results["eu_processor"] == {
+        "result": {"key": "eu_processor", "session_token": "tok-w", "success": True},
+        "session_token": "tok-w",
+    }
+    assert results["reader"]["result"]["success"] is True
+
+
+def test_input_is_the_data_of_a_write_and_a_string_input_the_key_of_a_sync() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "store", {"key": "k1", "data": "ignored"})
+    builder.add_node("EdgeDataNode", "sync", {"action": "sync", "location_id": "ap-southeast-1"})
+    _, bus = run(builder, {"store": {"input": {"v": 2}}, "sync": {"input": "k2"}})
+    assert bus.calls[0][1] == ("k1", {"v": 2})
+    assert bus.calls[1][:2] == ("read", ("k2", "ap-southeast-1"))
+    assert bus.calls[1][2]["consistency"] == "causal"
+
+
+def test_strong_writes_commit_and_replicate_waits_for_the_placement() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "critical_data", {
+        "action": "write", "consistency": "strong", "data": {"balance": 1000},
+        "timeout_ms": 9000,
+    })
+    builder.add_node("EdgeDataNode", "global_data", {
+        "action": "replicate", "replication_factor": 3, "data": {"content": "global_update"},
+    })
+    results, bus = run(builder)
+    commit, write, status = bus.calls
+    assert commit[0] == "commit" and "consistency" not in commit[2]
+    assert commit[2]["timeout_ms"] == 9000
+    assert results["critical_data"]["result"]["success"] is True
+    assert results["critical_data"]["session_token"] == "tok-c"
+    assert write[0] == "write" and write[2]["replication_factor"] == 3
+    assert status == ("replication_status", ("global_data",), {"wait_ms": 10_000})
+    assert results["global_data"]["result"]["replication"] == {"a": "completed", "b": "pending"}
+    assert results["global_data"]["result"]["success"] is False
+
+
+def test_a_write_without_data_fails_saying_how_to_give_it() -> None:
+    from edgebus.workflow import WorkflowExecutionError
+
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "auto_edge", {"action": "write"})
+    with pytest.raises(WorkflowExecutionError) as info:
+        run(builder)
+    assert "EdgeDataNode 'auto_edge' (write) has no data" in str(info.value)
+    assert "'input'" in str(info.value)
+
+
+def test_the_state_machine_passes_its_params_and_input_as_value() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeStateMachine", "migratable_state", {
+        "state_id": "compute_task_123", "operation": "set", "lease_duration_ms": 30000,
+        "enable_migration": True, "location_id": "eu-west-1", "key": "k",
+    })
+    results, bus = run(builder, {"migratable_state": {"input": {"step": 3}}})
+    [(name, args, options)] = bus.calls
+    assert (name, args) == ("state", ("compute_task_123", "set"))
+    assert options == {
+        "key": "k", "value": {"step": 3}, "update_fn": None, "increment": 1,
+        "lock_name": None, "holder": None, "timeout_ms": None, "lease_duration_ms": 30000,
+        "enable_persistence": True, "enable_replication": True, "enable_migration": True,
+        "classification": None, "region": "eu-west-1",
+    }
+    assert results["migratable_state"]["result"] == {
+        "state_id": "compute_task_123", "ok": True, "success": True}
