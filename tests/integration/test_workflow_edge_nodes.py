@@ -11,6 +11,10 @@ Three region services run in this process (their own region names, see
   sees the value; a replicate waits until every region applied it; a sync reads it
   causally from another region.
 
+Then a third workflow writes PII with ``compliance_zones=["hipaa"]``, which has nowhere
+to go: the run stops at that node with WorkflowExecutionError (cause
+ComplianceViolation), the node after it not run.
+
 Deadlines are generous (a loaded machine); outcomes are asserted, never durations.
 """
 
@@ -20,8 +24,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from edgebus.errors import ComplianceViolation
 from edgebus.region.service import RegionService
-from edgebus.workflow import EdgeInfrastructure, LocalRuntime, Workflow, WorkflowBuilder
+from edgebus.workflow import (
+    EdgeInfrastructure,
+    LocalRuntime,
+    Workflow,
+    WorkflowBuilder,
+    WorkflowExecutionError,
+)
 from tests.integration.regions import make_regions
 
 
@@ -65,6 +78,20 @@ def workflow(tag: str, eu: str, ap: str) -> Workflow:
     return builder.build()
 
 
+def misplaced(tag: str) -> Workflow:
+    """PII may live in GDPR regions only, which the HIPAA zone does not include."""
+    builder = WorkflowBuilder()
+    builder.add_node("Passthrough", "first", {})
+    builder.add_node("EdgeDataNode", "phi_store", {
+        "key": f"{tag}:refused",
+        "compliance_zones": ["hipaa"],
+        "data": {"email": "ann@example.com"},
+    })
+    builder.add_node("EdgeDataNode", "after", {"action": "read"})
+    builder.add_connection("phi_store", "result", "after", "input")
+    return builder.build()
+
+
 async def test_a_workflow_of_edge_nodes_places_commits_counts_and_reads(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -87,6 +114,8 @@ async def test_a_workflow_of_edge_nodes_places_commits_counts_and_reads(
         ):
             first, _ = await runtime.execute_async(flow)
             second, _ = await runtime.execute_async(flow)
+            with pytest.raises(WorkflowExecutionError) as refused:
+                await runtime.execute_async(misplaced(tag))
     finally:
         await EdgeInfrastructure.close_all()
 
@@ -119,6 +148,11 @@ async def test_a_workflow_of_edge_nodes_places_commits_counts_and_reads(
         synced = results["synced"]["result"]
         assert (synced["key"], synced["region"], synced["value"]) == (
             f"{tag}:news", regions.ap, {"content": "global_update"})
+
+    error = refused.value
+    assert isinstance(error.cause, ComplianceViolation), error
+    assert (error.node_id, error.type_name) == ("phi_store", "EdgeDataNode")
+    assert list(error.results) == ["first"] and error.not_run == ("after",)
 
     one, two = first["runs"]["result"], second["runs"]["result"]
     assert (one["success"], one["ok"], one["operation"], one["value"]) == (
