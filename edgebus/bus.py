@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from edgebus.bus_metrics import BusMetrics, recorded
 from edgebus.config import EdgeConfig, load_config
 from edgebus.core.classification import Classification, classify
 from edgebus.core.conflict import operation_for
@@ -300,6 +301,16 @@ def _describe_verdict(verdict: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _kind(call: str, consistency: Any) -> str | None:
+    """The metrics kind of a write or read (None: a strong write, recorded by commit)."""
+    consistency = consistency or "eventual"
+    if call == "write" and consistency == "strong":
+        return None
+    if consistency in ("eventual", "causal", "bounded_staleness", "strong"):
+        return f"{call}.{consistency}"
+    return f"{call}.invalid"
+
+
 class _Route(NamedTuple):
     placement: Placement
     classes: tuple[str, ...]  # sorted, as headers and the envelope carry them
@@ -345,6 +356,11 @@ class EdgeBus:
         self._state_client: Any = None
         self._state_host: Any = None
         self._state_ready: asyncio.Future[Any] | None = None
+        #: latency / throughput / errors of write, commit, read and state calls (see
+        #: edgebus.bus_metrics); None when monitoring.metrics_enabled is false
+        self.metrics: BusMetrics | None = (
+            BusMetrics() if self.config.monitoring.metrics_enabled else None
+        )
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -421,6 +437,7 @@ class EdgeBus:
                     await part.stop()
         self._state_client = self._state_host = None
 
+    @recorded(lambda kw: _kind("read", kw.get("consistency", "eventual")))
     async def read(
         self,
         key: str,
@@ -912,6 +929,7 @@ class EdgeBus:
             event_id, key, op, data, classes, hlc, encoded, topic, placement, deps, self.client_id
         )
 
+    @recorded(lambda kw: _kind("write", kw.get("consistency", "eventual")))
     async def write(self, key: str, data: Any, **options: Any) -> WriteReceipt:
         """Append one event to its home region's topic and return Kafka's receipt.
 
@@ -999,6 +1017,7 @@ class EdgeBus:
             degraded=prepared.placement.degraded,
         )
 
+    @recorded(lambda kw: "write.strong")
     async def commit(
         self,
         key: str,
@@ -1067,6 +1086,7 @@ class EdgeBus:
             decided_by=decision.writer,
         )
 
+    @recorded(lambda kw: "state")
     async def state(
         self,
         state_id: str,

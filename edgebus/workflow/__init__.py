@@ -27,7 +27,7 @@ from edgebus.workflow.errors import (
 )
 from edgebus.workflow.infrastructure import EdgeInfrastructure
 from edgebus.workflow.node import EdgeNode, Node, NodeParams
-from edgebus.workflow.nodes import EdgeDataNode, EdgeStateMachine
+from edgebus.workflow.nodes import EdgeDataNode, EdgeMonitoringNode, EdgeStateMachine
 from edgebus.workflow.registry import (
     Merge,
     Passthrough,
@@ -42,6 +42,7 @@ __all__ = [
     "Connection",
     "EdgeDataNode",
     "EdgeInfrastructure",
+    "EdgeMonitoringNode",
     "EdgeNode",
     "EdgeStateMachine",
     "LocalRuntime",
