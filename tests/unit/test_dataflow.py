@@ -258,3 +258,49 @@ def test_an_update_may_not_move_a_record_or_change_its_key() -> None:
         with pytest.raises(WorkflowExecutionError, match=message):
             LocalRuntime(infrastructure=infra).execute(builder.build())
     assert infra.bus.writes == []
+
+
+class PagedClient:
+    """A region query endpoint stand-in: sorted rows, pages of ``page`` rows."""
+
+    def __init__(self, keys: dict[str, bool], page: int) -> None:
+        self.rows = [{"key": k, "exists": alive, "value": {"k": k}} for k, alive in
+                     sorted(keys.items())]
+        self.page = page
+        self.paths: list[str] = []
+
+    async def get(self, region: str, path: str) -> dict[str, Any]:
+        from urllib.parse import parse_qs, urlsplit
+
+        self.paths.append(path)
+        start = parse_qs(urlsplit(path).query)["start"][0]
+        rows = [r for r in self.rows if r["key"] >= start]
+        nxt = rows[self.page]["key"] if len(rows) > self.page else None
+        return {"region": region, "rows": rows[: self.page], "next": nxt}
+
+
+async def test_a_listing_pages_through_the_prefix_and_stops_after_it() -> None:
+    from edgebus.workflow.dataflow import _scan
+
+    client = PagedClient({"Order:1": True, "Order:2": False, "Order:3": True,
+                          "Order:4": True, "OrderX:1": True, "Alpha:1": True}, page=2)
+    rows = await _scan(client, "r", "Order:", limit=100)
+    assert [r["key"] for r in rows] == ["Order:1", "Order:2", "Order:3", "Order:4"]
+    assert client.paths[0] == "/v1/keys?start=Order%3A&limit=500"
+    client.paths.clear()
+    rows = await _scan(client, "r", "Order:", limit=1)
+    assert [r["key"] for r in rows] == ["Order:1", "Order:2"]  # one page: a live one found
+    assert len(client.paths) == 1
+
+
+def test_reading_a_missing_record_finds_nothing_and_deleting_it_writes_nothing() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("OrderReadNode", "read", {"id": 7})
+    builder.add_node("OrderDeleteNode", "delete", {"id": 7})
+    infra = FakeInfrastructure()
+    results, _ = LocalRuntime(infrastructure=infra).execute(builder.build())
+    assert results["read"]["result"] == {
+        "success": True, "found": False, "key": "Order:7", "record": None, "version": 0,
+        "region": None}
+    assert results["delete"]["result"] == {"success": False, "found": False, "key": "Order:7"}
+    assert infra.bus.writes == []
