@@ -173,3 +173,10 @@ async def test_operations_filter_what_is_measured() -> None:
                         "alert_thresholds": {"error_rate": 0}}, recorder())
     assert result["metrics"]["error_rate"]["error_rate"] == 0.0  # the failed read left out
     assert result["alerts"] == []
+
+
+async def test_no_operations_is_a_throughput_of_zero() -> None:
+    result = await run({"metrics": ["throughput"], "alert_thresholds": {"throughput_min": 1}},
+                       BusMetrics(clock=Clock()))
+    assert [(a["metric"], a["value"]) for a in result["alerts"]] == [("throughput_min", 0.0)]
+    assert result["no_data"] == []
