@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import socket
@@ -94,14 +95,22 @@ def test_refused_inputs_exit_2_with_a_clear_message_and_write_nothing(
         (["--data", "{}", "--region", "us-east-1", "--classification", "piii"],
          "did you mean 'pii'"),
     ]
-    for args, message in cases:
-        code, result, out = run(["write", "--key", "refused", *args, "--json"], env)
-        assert code == 2, (args, out)
-        assert result["ok"] is False
-        assert message in result["message"], (message, result["message"])
-        code, _, out = run(["write", "--key", "refused", *args], env)
-        assert code == 2
-        assert message in " ".join(out.split()), out
+    # the refusals are independent processes: run them side by side, check each in turn
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        runs = [
+            (args, message,
+             pool.submit(run, ["write", "--key", "refused", *args, "--json"], env),
+             pool.submit(run, ["write", "--key", "refused", *args], env))
+            for args, message in cases
+        ]  # fmt: skip
+        for args, message, as_json, as_text in runs:
+            code, result, out = as_json.result()
+            assert code == 2, (args, out)
+            assert result["ok"] is False
+            assert message in result["message"], (message, result["message"])
+            code, _, out = as_text.result()
+            assert code == 2
+            assert message in " ".join(out.split()), out
     assert asyncio.run(end_offsets(kafka_bootstrap, topics)) == before
 
 
