@@ -19,6 +19,13 @@ own loop awaits ``EdgeInfrastructure.close_all()`` before that loop ends.
 
 Run-time ``parameters`` map node id -> {input port: value}; unknown node ids and
 input names are refused (with a did-you-mean) before anything runs.
+
+When a node fails, the runtime runs the saga compensations of the strong steps that
+completed before it, newest first: every completed node with a ``compensate(output)``
+coroutine (an EdgeDataNode's committed strong write, see
+:mod:`edgebus.workflow.compensation`) is asked to undo its step. The error raised is a
+:class:`~edgebus.workflow.compensation.CompensatedExecutionError` (a
+WorkflowExecutionError) whose ``compensations`` say how each ended.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from typing import Any, TypeVar
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import InvalidInput
 from edgebus.workflow.builder import Workflow
-from edgebus.workflow.errors import WorkflowExecutionError
+from edgebus.workflow.compensation import CompensatedExecutionError, Compensation
 from edgebus.workflow.infrastructure import EdgeInfrastructure
 from edgebus.workflow.node import Node
 
@@ -99,7 +106,7 @@ class LocalRuntime:
             try:
                 nodes[spec.node_id] = spec.instantiate()
             except Exception as e:
-                raise WorkflowExecutionError(
+                raise CompensatedExecutionError(
                     spec.node_id, spec.type_name, e, results, run_id, workflow.node_ids
                 ) from e
         log.debug("run %s: %d node(s) in order %s", run_id, len(nodes), list(nodes))
@@ -122,7 +129,7 @@ class LocalRuntime:
                         node.infrastructure = infra  # type: ignore[attr-defined]
                 except Exception as e:
                     spec = workflow.node(node_id)
-                    raise WorkflowExecutionError(
+                    raise CompensatedExecutionError(
                         node_id, spec.type_name, e, results, run_id, list(nodes)
                     ) from e
                 log.debug("run %s: initialized edge node %s", run_id, node_id)
@@ -162,8 +169,15 @@ class LocalRuntime:
                 log.debug(
                     "run %s: node %s (%s) failed: %r", run_id, spec.node_id, spec.type_name, e
                 )
-                raise WorkflowExecutionError(
-                    spec.node_id, spec.type_name, e, results, run_id, order[position + 1 :]
+                compensations = await _compensate(nodes, results, run_id)
+                raise CompensatedExecutionError(
+                    spec.node_id,
+                    spec.type_name,
+                    e,
+                    results,
+                    run_id,
+                    order[position + 1 :],
+                    compensations,
                 ) from e
             results[spec.node_id] = dict(output)
             log.debug(
@@ -175,6 +189,26 @@ class LocalRuntime:
                 sorted(output),
             )
         return results, run_id
+
+
+async def _compensate(
+    nodes: Mapping[str, Node], results: Results, run_id: str
+) -> list[Compensation]:
+    """Run the compensations of the completed nodes, newest first (one at a time)."""
+    done: list[Compensation] = []
+    for node_id in reversed(list(results)):
+        compensate = getattr(nodes[node_id], "compensate", None)
+        if compensate is None:
+            continue
+        try:
+            outcome = await compensate(results[node_id])
+        except Exception as e:  # a compensate() that raises: report, go on with the rest
+            log.warning("run %s: compensation of node %s raised %r", run_id, node_id, e)
+            continue
+        if outcome is not None:
+            log.debug("run %s: %s", run_id, outcome.describe())
+            done.append(outcome)
+    return done
 
 
 def _check_parameters(

@@ -15,6 +15,13 @@ The key: the ``key`` param; else, for read and sync, the ``input`` when it is a
 string, or the ``"key"`` of a mapping input (an upstream EdgeDataNode's result);
 else the node id. Outputs: ``result`` (a dict with ``"success"``) and
 ``session_token`` (pass it to later reads for read-your-writes, in any process).
+
+A strong write with ``compensate: true`` first reads the key strongly, then
+commits with ``expected_version`` = the version read (compare-and-set, retried up to
+:data:`STRONG_WRITE_ATTEMPTS` times when another writer gets in between), so its
+result's ``"compensation"`` record holds exactly the state it replaced. When a later
+node of the workflow fails, the runtime calls :meth:`EdgeDataNode.compensate` to
+restore it (see :mod:`edgebus.workflow.compensation`).
 """
 
 from __future__ import annotations
@@ -24,15 +31,30 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from edgebus.bus import EdgeBus
+from edgebus.bus import CommitResult, EdgeBus
 from edgebus.errors import InvalidInput
+from edgebus.workflow.compensation import (
+    Compensation,
+    failed,
+    outcome_of,
+    step_record,
+    undo_of,
+)
 from edgebus.workflow.node import EdgeNode, NodeParams
 from edgebus.workflow.registry import register_node
 
-__all__ = ["DEFAULT_REPLICATION_WAIT_MS", "EdgeDataNode", "EdgeDataParams"]
+__all__ = [
+    "DEFAULT_REPLICATION_WAIT_MS",
+    "STRONG_WRITE_ATTEMPTS",
+    "EdgeDataNode",
+    "EdgeDataParams",
+]
 
 #: how long ``replicate`` waits for the placement regions when no timeout_ms is given
 DEFAULT_REPLICATION_WAIT_MS = 10_000
+#: a compensable strong write: read + compare-and-set attempts before it reports the
+#: conflict (``outcome == "conflict"``, ``success`` false)
+STRONG_WRITE_ATTEMPTS = 3
 
 Action = Literal["write", "read", "replicate", "sync"]
 Consistency = Literal["strong", "eventual", "causal", "bounded_staleness"]
@@ -70,6 +92,10 @@ class EdgeDataParams(NodeParams):
     #: strong writes: the commit deadline (default strong.timeout_ms); replicate: how
     #: long to wait for the placement regions (default 10 000)
     timeout_ms: int | None = Field(None, gt=0)
+    #: strong writes: read the prior state first (one strong read) and commit as a
+    #: compare-and-set on it, so the runtime can undo the write when a later node
+    #: fails (false: a plain commit, nothing to undo)
+    compensate: bool = False
 
     @field_validator("consistency")
     @classmethod
@@ -89,6 +115,17 @@ class EdgeDataParams(NodeParams):
             raise ValueError(
                 f"action 'sync' is a causal read; consistency {value!r} does not apply: "
                 "leave it out, or use action 'read'"
+            )
+        return value
+
+    @field_validator("compensate")
+    @classmethod
+    def _compensate_needs_strong_write(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and (info.data.get("action", "write") != "write"
+                      or info.data.get("consistency") != "strong"):
+            raise ValueError(
+                "compensate applies to strong writes only (action 'write', consistency "
+                "'strong'): other operations leave nothing the runtime could undo"
             )
         return value
 
@@ -175,10 +212,12 @@ class EdgeDataNode(EdgeNode):
         options = self._write_options(session)
         if p.consistency == "strong":
             options.pop("consistency")
-            commit = await bus.commit(key, data, **options)
-            result = commit.to_dict()
-            result["success"] = commit.committed
-            return {"result": result, "session_token": commit.session_token}
+            if not p.compensate:
+                commit = await bus.commit(key, data, **options)
+                result = commit.to_dict()
+                result["success"] = commit.committed
+                return {"result": result, "session_token": commit.session_token}
+            return await self._strong_write(bus, key, data, options)
         receipt = await bus.write(key, data, **options)
         result = receipt.to_dict()
         result["success"] = True
@@ -188,6 +227,61 @@ class EdgeDataNode(EdgeNode):
             result["replication"] = status
             result["success"] = all(s == "completed" for s in status.values())
         return {"result": result, "session_token": receipt.session_token}
+
+    async def _strong_write(
+        self, bus: EdgeBus, key: str, data: Any, options: dict[str, Any]
+    ) -> Mapping[str, Any]:
+        """Strong read of the prior state, then a compare-and-set commit on it."""
+        p = self.data_params
+        for _ in range(STRONG_WRITE_ATTEMPTS):
+            before = await bus.read(
+                key, p.location_id, consistency="strong",
+                exclude_locations=tuple(p.exclude_locations),
+            )
+            commit = await bus.commit(key, data, expected_version=before.version, **options)
+            if commit.conflict is None:
+                break
+        result = commit.to_dict()
+        result["success"] = commit.committed
+        if commit.committed and commit.version is not None:
+            record = step_record(key, commit.version, before.exists, before.value,
+                                 before.version)
+            record["placement"] = list(commit.placement)
+            record["classification"] = list(commit.classification)
+            result["compensation"] = record
+        return {"result": result, "session_token": commit.session_token}
+
+    async def compensate(self, output: Mapping[str, Any]) -> Compensation | None:
+        """Undo this node's committed strong write (its ``output`` in the run), or None
+        when it has nothing to undo. Never raises: a failed undo is ``failed``."""
+        result = output.get("result")
+        record = result.get("compensation") if isinstance(result, Mapping) else None
+        if not isinstance(record, Mapping):
+            return None
+        undo = undo_of(record)
+        placement = [str(r) for r in record.get("placement") or ()]
+        try:
+            bus: EdgeBus = self.infrastructure.bus
+            options: dict[str, Any] = {
+                "operation": undo.operation,
+                "compliance_zones": tuple(self.data_params.compliance_zones),
+            }
+            if placement:  # the same regions as the step, home first
+                options["region"] = placement[0]
+                options["preferred_locations"] = tuple(placement)
+                options["replication_factor"] = len(placement)
+                options["exclude_locations"] = tuple(
+                    r for r in bus.regions if r not in placement)
+            if record.get("classification"):
+                options["classification"] = list(record["classification"])
+            if self.data_params.timeout_ms is not None:
+                options["timeout_ms"] = self.data_params.timeout_ms
+            commit: CommitResult = await bus.commit(
+                undo.key, undo.data, expected_version=undo.expected_version, **options
+            )
+        except Exception as e:
+            return failed(self.node_id, undo, e)
+        return outcome_of(self.node_id, undo, commit)
 
     async def _read(self, bus: EdgeBus, key: str, session: str | None) -> Mapping[str, Any]:
         p = self.data_params
