@@ -1,7 +1,8 @@
 """Saga compensations of a workflow's strong steps on real Kafka (issue 7 item 4).
 
-Two region services run in this process (participants of the strong writes, placed
-on both of them); ``LocalRuntime.execute_async`` runs on the test's loop:
+Two region services run in this process, started side by side (participants of the
+strong writes, placed on both of them); ``LocalRuntime.execute_async`` runs on the
+test's loop:
 
 * a workflow of two compensable strong writes (one key existed, one did not) and a
   processing node that fails: both keys are restored, which strong reads show (the
@@ -15,6 +16,7 @@ Deadlines are generous (a loaded machine); outcomes are asserted, never duration
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -109,20 +111,19 @@ async def test_a_failure_restores_the_strong_steps_and_reports_a_conflict(
     raced.add_connection("debit", "result", "charge", "input")
 
     runtime = LocalRuntime(config)
+    services = [RegionService(r, config, store=regions.store_url(r)) for r in where]
     try:
-        async with (
-            RegionService(regions.us, config, store=regions.store_url(regions.us)),
-            RegionService(regions.eu, config, store=regions.store_url(regions.eu)),
-        ):
-            seeded, _ = await runtime.execute_async(seed.build())
-            with pytest.raises(CompensatedExecutionError) as undone:
-                await runtime.execute_async(transfer.build())
-            with pytest.raises(CompensatedExecutionError) as conflict:
-                await runtime.execute_async(raced.build())
-            after, _ = await runtime.execute_async(
-                reads([existing, fresh, contested], regions.eu))
+        await asyncio.gather(*(s.start() for s in services))  # side by side: faster
+        seeded, _ = await runtime.execute_async(seed.build())
+        with pytest.raises(CompensatedExecutionError) as undone:
+            await runtime.execute_async(transfer.build())
+        with pytest.raises(CompensatedExecutionError) as conflict:
+            await runtime.execute_async(raced.build())
+        after, _ = await runtime.execute_async(
+            reads([existing, fresh, contested], regions.eu))
     finally:
         await EdgeInfrastructure.close_all()
+        await asyncio.gather(*(s.stop() for s in services), return_exceptions=True)
 
     assert seeded["seed_a"]["result"]["committed"] is True
     error = undone.value
