@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config, serve_until_signal
 from edgebus.cli._output import emit, err_console, fail, json_mode
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError
+from edgebus.errors import EdgebusError, InvalidInput
 
 __all__ = ["app"]
 
@@ -24,6 +25,10 @@ def run(
         None, "--instance-id", help="A stable name for this instance: a restart with the "
         "same id takes its saga-log partitions back at once (Kafka static membership)."
     ),
+    metrics_listen: str | None = typer.Option(
+        None, "--metrics-listen", help="Serve Prometheus metrics at http://HOST:PORT/metrics "
+        "(e.g. 0.0.0.0:9464; port 0: any free one). Default: off."
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -32,23 +37,44 @@ def run(
     fail-over: a dead instance's partitions move to the others."""
     as_json = json_mode(ctx, as_json)
     try:
-        asyncio.run(_run(load_cli_config(config), instance_id, as_json))
+        asyncio.run(_run(load_cli_config(config), instance_id, as_json, metrics_listen))
     except EdgebusError as e:
         raise fail(as_json, e) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
 
-async def _run(config: EdgeConfig, instance_id: str | None, as_json: bool) -> None:
+async def _run(
+    config: EdgeConfig, instance_id: str | None, as_json: bool, metrics_listen: str | None
+) -> None:
     from edgebus.kafka.clusters import resolve_clusters
+    from edgebus.metrics import CoordinatorMetrics, serve_metrics
     from edgebus.saga.coordinator import Coordinator
 
     bootstrap = resolve_clusters(config)[config.saga_log_region]
     coordinator = Coordinator(config, bootstrap, instance_id=instance_id)
-    await coordinator.start()
-    emit(as_json, {"ok": True, "event": "started", "coordinator": coordinator.name,
-                   "saga_log": bootstrap},
-         lambda d: err_console.print(
-             f"coordinator [bold]{d['coordinator']}[/] up on the saga log at {d['saga_log']} "
-             "(Ctrl-C to stop)", highlight=False))
-    await serve_until_signal(coordinator)
+    runner: Any = None
+    metrics_url: str | None = None
+    if metrics_listen is not None:
+        try:
+            runner, metrics_url = await serve_metrics(
+                CoordinatorMetrics(coordinator).render, metrics_listen
+            )
+        except (ValueError, OSError) as e:
+            raise InvalidInput(
+                f"--metrics-listen {metrics_listen}: {e}. Pass HOST:PORT with a free port "
+                "(or 0 for any free one)."
+            ) from e
+    try:
+        await coordinator.start()
+        emit(as_json, {"ok": True, "event": "started", "coordinator": coordinator.name,
+                       "saga_log": bootstrap, "metrics": metrics_url},
+             lambda d: err_console.print(
+                 f"coordinator [bold]{d['coordinator']}[/] up on the saga log at "
+                 f"{d['saga_log']}"
+                 + (f", metrics at {d['metrics']}" if d["metrics"] else "")
+                 + " (Ctrl-C to stop)", highlight=False))
+        await serve_until_signal(coordinator)
+    finally:
+        if runner is not None:
+            await runner.cleanup()

@@ -16,6 +16,7 @@ Clients in other processes find a region's endpoint on the compacted topic
 | ``GET /v1/keys?start=K&limit=N`` | up to N states in key order from K (``next`` resumes) |
 | ``GET /v1/status`` | health, lag, positions, frontier, store size, counters |
 | ``GET /v1/checksums`` | positions and per-bucket digests of one consistent snapshot |
+| ``GET /metrics`` | Prometheus text format (``edgebus.metrics``; docs/operations.md) |
 
 Keys are URL-path-encoded. Errors are JSON ``{"error": "..."}`` with a 4xx/5xx status.
 """
@@ -29,6 +30,7 @@ from aiohttp import web
 
 from edgebus.core.session import SessionToken
 from edgebus.errors import InvalidInput
+from edgebus.metrics import RegionMetrics, metrics_response
 from edgebus.region.applier import state_row
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _app(service: RegionService) -> web.Application:
     app = web.Application()
+    registry = RegionMetrics(service)
 
     async def get_key(request: web.Request) -> web.Response:
         q = request.query
@@ -97,6 +100,9 @@ def _app(service: RegionService) -> web.Application:
             }
         )
 
+    async def metrics(request: web.Request) -> web.Response:
+        return metrics_response(await registry.render())
+
     @web.middleware
     async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         try:
@@ -113,6 +119,7 @@ def _app(service: RegionService) -> web.Application:
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/checksums", checksums)
     app.router.add_post("/v1/replication", replication)
+    app.router.add_get("/metrics", metrics)
     return app
 
 

@@ -83,6 +83,10 @@ class Coordinator:
         self.topic = saga_log_topic(config.saga_log_region)
         self.logs: dict[int, PartitionLog] = {}
         self.decided = 0  #: decisions this instance appended
+        #: decisions appended, by outcome (``commit``, ``abort``), and the aborts among
+        #: them decided because a participant did not vote before the deadline
+        self.outcomes = {"commit": 0, "abort": 0}
+        self.timeouts = 0
         self._writer = SagaLogWriter(config, bootstrap, f"edgebus-{self.name}")
         self._consumer: AIOKafkaConsumer | None = None
         self._hlc = HybridLogicalClock()
@@ -217,15 +221,21 @@ class Coordinator:
             txn.txn_id, txn.key, outcome, (stamp.wall_ms << 16) | stamp.logical,
             committed_version(txn) if commit else None, self.name, now_ms,
         )
+        # an abort without a no vote from a participant: the deadline passed
+        timed_out = not commit and bool(begin.placement) and all(
+            v.yes for r in begin.placement if (v := txn.votes.get(r)) is not None
+        )
         self._deciding.add(txn.txn_id)
         failpoints.hit("coordinator.before_decision")
-        task = asyncio.ensure_future(self._append(record))
+        task = asyncio.ensure_future(self._append(record, timed_out=timed_out))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    async def _append(self, record: DecisionRecord) -> None:
+    async def _append(self, record: DecisionRecord, *, timed_out: bool = False) -> None:
         try:
             await (await self._writer.send(record))
             self.decided += 1
+            self.outcomes["commit" if record.committed else "abort"] += 1
+            self.timeouts += timed_out
             failpoints.hit("coordinator.after_decision")
         except (KafkaError, Exception) as e:  # retried on the next tick
             log.warning("%s: decision for txn %s not appended (%s); retrying",
@@ -260,4 +270,6 @@ class Coordinator:
             "partitions": sorted(self.logs),
             "undecided": sum(len(p.undecided()) for p in self.logs.values()),
             "decided": self.decided,
+            "outcomes": dict(self.outcomes),
+            "timeouts": self.timeouts,
         }
