@@ -9,6 +9,8 @@ import asyncio
 import json
 import random
 import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,37 @@ def _start(regions: Regions) -> list[RegionProcess]:
     return procs
 
 
+@pytest.fixture(scope="module")
+def causal_regions(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Regions]:
+    """Three region processes started once for this module; every test uses keys of its
+    own (``shared``)."""
+    regions = _causal_regions(kafka_bootstrap, tmp_path_factory.mktemp("causal-reads"))
+    procs = _start(regions)
+    try:
+        yield regions
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+@pytest.fixture
+async def shared(
+    causal_regions: Regions,
+) -> AsyncIterator[tuple[Regions, str]]:
+    """(the module's regions, a key prefix of this test's own); replication into every
+    region runs again afterwards, whatever the test paused."""
+    yield causal_regions, f"{uuid.uuid4().hex[:8]}:"
+    client = RegionClient(causal_regions.edge_config())
+    try:
+        await asyncio.gather(
+            *(client.pause_replication(region, False) for region in causal_regions.names)
+        )
+    finally:
+        await client.close()
+
+
 def _value(result: Any) -> str | None:
     if not result.exists:
         return None
@@ -55,12 +88,12 @@ def _value(result: Any) -> str | None:
 
 async def _session(
     regions: Regions, name: str, rec: HistoryRecorder, until: float, rng: random.Random,
-    stats: dict[str, int],
+    stats: dict[str, int], keys: tuple[str, ...] = KEYS,
 ) -> None:
     async with EdgeBus(regions.config, client_id=name, discovery=False) as bus:
         i = 0
         while time.monotonic() < until:
-            key, region = rng.choice(KEYS), rng.choice(regions.names)
+            key, region = rng.choice(keys), rng.choice(regions.names)
             i += 1
             if rng.random() < 0.4:
                 value = f"{name}-{i}"
@@ -82,12 +115,13 @@ async def _session(
 
 
 async def _observer(
-    regions: Regions, region: str, rec: HistoryRecorder, until: float, rng: random.Random
+    regions: Regions, region: str, rec: HistoryRecorder, until: float, rng: random.Random,
+    keys: tuple[str, ...] = KEYS,
 ) -> None:
     """Eventual reads in one region: what anyone there sees (visibility check)."""
     async with EdgeBus(regions.config, client_id=f"obs-{region}", discovery=False) as bus:
         while time.monotonic() < until:
-            key = rng.choice(KEYS)
+            key = rng.choice(keys)
             t0 = time.monotonic()
             result = await bus.read(key, region, fallback="raise")
             rec.read(f"observer-{region}-{rng.random()}", key, _value(result), result.region,
@@ -117,42 +151,38 @@ async def _disturb(regions: Regions, mode: str, until: float) -> None:
 
 @pytest.mark.parametrize("mode", ["paused", "slowed"])
 async def test_concurrent_sessions_see_no_causal_anomaly_while_replication_is_disturbed(
-    kafka_bootstrap: str, tmp_path: Path, mode: str
+    shared: tuple[Regions, str], mode: str
 ) -> None:
-    regions = _causal_regions(kafka_bootstrap, tmp_path)
-    procs = _start(regions)
-    try:
-        rec = HistoryRecorder()
-        rng = random.Random(f"{mode}-{regions.us}")
-        stats = {"reads": 0, "waited": 0, "routed": 0}
-        until = time.monotonic() + 7.0
-        await asyncio.gather(
-            *(_session(regions, f"s{n}", rec, until, random.Random(rng.random()), stats)
-              for n in range(4)),
-            *(_observer(regions, r, rec, until, random.Random(rng.random()))
-              for r in regions.names),
-            _disturb(regions, mode, until),
-        )
-        anomalies = check_causal(rec.ops)
-        assert not anomalies, summarize(anomalies)
-        writes = sum(1 for op in rec.ops if op.kind == "write")
-        assert writes >= 20 and stats["reads"] >= 20, (writes, stats)
-        # the disturbance mattered: some causal reads had to wait for a frontier
-        assert stats["waited"] + stats["routed"] > 0, stats
-    finally:
-        for proc in procs:
-            proc.stop()
+    regions, prefix = shared
+    keys = tuple(prefix + k for k in KEYS)
+    rec = HistoryRecorder()
+    rng = random.Random(f"{mode}-{regions.us}")
+    stats = {"reads": 0, "waited": 0, "routed": 0}
+    until = time.monotonic() + 7.0
+    await asyncio.gather(
+        *(_session(regions, f"s{n}", rec, until, random.Random(rng.random()), stats,
+                   keys)
+          for n in range(4)),
+        *(_observer(regions, r, rec, until, random.Random(rng.random()), keys)
+          for r in regions.names),
+        _disturb(regions, mode, until),
+    )
+    anomalies = check_causal(rec.ops)
+    assert not anomalies, summarize(anomalies)
+    writes = sum(1 for op in rec.ops if op.kind == "write")
+    assert writes >= 20 and stats["reads"] >= 20, (writes, stats)
+    # the disturbance mattered: some causal reads had to wait for a frontier
+    assert stats["waited"] + stats["routed"] > 0, stats
 
 
 async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_region(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, shared: tuple[Regions, str]
 ) -> None:
     """The spec's chat thread: Ann posts in us; Bob reads it in eu and replies there.
     Replication into ap is paused meanwhile, so when it resumes ap's replicator copies
     both topics at once, eu's (the replies) before us's (the messages). Observers in
     every region read reply then message; a visible reply must find its message."""
-    regions = _causal_regions(kafka_bootstrap, tmp_path)
-    procs = _start(regions)
+    regions, prefix = shared
     client = RegionClient(regions.edge_config())
     try:
         rec = HistoryRecorder()
@@ -163,7 +193,7 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
         ):
             await client.pause_replication(regions.ap, True)
             for t in range(threads):
-                msg, reply = f"thread:{t}:msg", f"thread:{t}:reply"
+                msg, reply = f"{prefix}thread:{t}:msg", f"{prefix}thread:{t}:reply"
                 t0 = time.monotonic()
                 w = await ann.write(msg, {"v": f"m{t}", "message": "Hello"}, region=regions.us,
                                     consistency="causal", replication_factor=3)
@@ -186,7 +216,7 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
                     n = 0
                     while not stop.is_set():
                         for t in range(threads):
-                            for key in (f"thread:{t}:reply", f"thread:{t}:msg"):
+                            for key in (f"{prefix}thread:{t}:reply", f"{prefix}thread:{t}:msg"):
                                 t0 = time.monotonic()
                                 got = await bus.read(key, region, fallback="raise")
                                 n += 1
@@ -198,7 +228,7 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
             await client.pause_replication(regions.ap, False)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # until ap shows every reply
-                rows = [await bob.read(f"thread:{t}:reply", regions.ap, fallback="raise")
+                rows = [await bob.read(f"{prefix}thread:{t}:reply", regions.ap, fallback="raise")
                         for t in range(threads)]
                 if all(row.exists for row in rows):
                     break
@@ -217,42 +247,38 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
             if not is_watermark(r)
         ]
         assert any(
-            order.index(f"thread:{t}:reply") < order.index(f"thread:{t}:msg")
+            order.index(f"{prefix}thread:{t}:reply") < order.index(f"{prefix}thread:{t}:msg")
             for t in range(threads)
         ), "no reply was copied into ap before its message: the test did not race"
     finally:
         await client.close()
-        for proc in procs:
-            proc.stop()
 
 
 async def test_a_causal_read_that_no_region_covers_in_time_raises_saying_what_is_missing(
-    kafka_bootstrap: str, tmp_path: Path
+    shared: tuple[Regions, str],
 ) -> None:
-    regions = _causal_regions(kafka_bootstrap, tmp_path)
-    procs = _start(regions)
+    regions, prefix = shared
+    doc = f"{prefix}doc"
     client = RegionClient(regions.edge_config())
     try:
         async with EdgeBus(regions.config, discovery=False) as bus:
             await client.pause_replication(regions.eu, True)
-            receipt = await bus.write("doc", {"v": "1"}, region=regions.us,
+            receipt = await bus.write(doc, {"v": "1"}, region=regions.us,
                                       replication_factor=3)
             with pytest.raises(SessionNotCovered) as caught:
-                await bus.read("doc", regions.eu, consistency="causal", wait_ms=500,
+                await bus.read(doc, regions.eu, consistency="causal", wait_ms=500,
                                fallback="raise")
             assert f"{regions.us}:{receipt.partition}" in caught.value.missing
             assert "fallback='route'" in str(caught.value)
-            routed = await bus.read("doc", regions.eu, consistency="causal", wait_ms=300)
+            routed = await bus.read(doc, regions.eu, consistency="causal", wait_ms=300)
             assert routed.routed_from == regions.eu and routed.region != regions.eu
             assert routed.value == {"v": "1"}
             # another process's token: a fresh bus reading with it sees the write too
             async with EdgeBus(regions.config, discovery=False) as other:
                 await client.pause_replication(regions.eu, False)
-                seen = await other.read("doc", regions.eu, consistency="causal",
+                seen = await other.read(doc, regions.eu, consistency="causal",
                                         session=receipt.session_token)
                 assert seen.region == regions.eu and seen.value == {"v": "1"}
                 assert seen.session.clock.covers(receipt.position)
     finally:
         await client.close()
-        for proc in procs:
-            proc.stop()
