@@ -66,8 +66,17 @@ _EMBEDDED: dict[str, RegionService] = {}
 
 
 def embedded_service(region: str) -> RegionService | None:
-    """The running region service for ``region`` in this process, if any."""
-    return _EMBEDDED.get(region)
+    """The running region service for ``region`` in this process, if it runs on the
+    caller's event loop (a service on another loop is reached over HTTP like any
+    other: its objects cannot be awaited from here)."""
+    service = _EMBEDDED.get(region)
+    if service is None:
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return service if service.loop is loop else None
 
 
 def default_store_url(region: str) -> str:
@@ -112,6 +121,7 @@ class RegionService:
         self.materializer: Materializer | None = None
         self.replicators: list[Replicator] = []
         self.started_at = time.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._producers: dict[str, AIOKafkaProducer] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Any = None
@@ -186,6 +196,7 @@ class RegionService:
         except BaseException:
             await self.stop()
             raise
+        self.loop = asyncio.get_running_loop()
         _EMBEDDED[self.region] = self
         log.info("%s: region service up (store %s, query %s)", self.region, self.store.url,
                  self.url)

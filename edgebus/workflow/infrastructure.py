@@ -61,7 +61,10 @@ class EdgeInfrastructure:
     _unbound: ClassVar[dict[str, EdgeInfrastructure]] = {}
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, config: EdgeConfig, *, key: str | None = None) -> None:
+    def __init__(
+        self, config: EdgeConfig | Mapping[str, Any] | None = None, *, key: str | None = None
+    ) -> None:
+        config = load_config(config)
         self.config = config
         self.key = key if key is not None else config_key(config)
         self.rules: ComplianceRules = config.compliance.rules()

@@ -109,8 +109,8 @@ class Break(EdgeNode):
 
 
 def strong(key: str, data: Any) -> dict[str, Any]:
-    return {"action": "write", "consistency": "strong", "key": key, "data": data,
-            "compensate": True}
+    """A strong write: compensable by default (no ``compensate`` param)."""
+    return {"action": "write", "consistency": "strong", "key": key, "data": data}
 
 
 def run_failing(infra: Infrastructure, bump_key: str | None = None) -> CompensatedExecutionError:
@@ -238,11 +238,12 @@ def test_an_undo_that_raises_is_failed_and_the_others_still_run() -> None:
     assert debit.status == "compensated"
 
 
-def test_without_compensate_a_strong_write_is_a_plain_commit_with_nothing_to_undo() -> None:
+def test_with_compensate_false_a_strong_write_is_a_plain_commit_with_nothing_to_undo() -> None:
     infra = Infrastructure()
     builder = WorkflowBuilder()
     builder.add_node("EdgeDataNode", "debit", {"action": "write", "consistency": "strong",
-                                               "key": "acct:a", "data": 1})
+                                               "key": "acct:a", "data": 1,
+                                               "compensate": False})
     builder.add_node("CompensationTestBreak", "pay", {})
     with pytest.raises(CompensatedExecutionError) as info:
         LocalRuntime(infrastructure=infra).execute(builder.build())

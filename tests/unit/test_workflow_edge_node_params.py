@@ -301,7 +301,7 @@ def test_strong_writes_commit_and_replicate_waits_for_the_placement() -> None:
     builder = WorkflowBuilder()
     builder.add_node("EdgeDataNode", "critical_data", {
         "action": "write", "consistency": "strong", "data": {"balance": 1000},
-        "timeout_ms": 9000,
+        "timeout_ms": 9000, "compensate": False,
     })
     builder.add_node("EdgeDataNode", "global_data", {
         "action": "replicate", "replication_factor": 3, "data": {"content": "global_update"},
@@ -318,15 +318,14 @@ def test_strong_writes_commit_and_replicate_waits_for_the_placement() -> None:
     assert results["global_data"]["result"]["success"] is False
 
 
-def test_a_write_without_data_fails_saying_how_to_give_it() -> None:
-    from edgebus.workflow import WorkflowExecutionError
-
+def test_a_write_without_data_writes_an_empty_object_as_the_specs_examples_do() -> None:
     builder = WorkflowBuilder()
     builder.add_node("EdgeDataNode", "auto_edge", {"action": "write"})
-    with pytest.raises(WorkflowExecutionError) as info:
-        run(builder)
-    assert "EdgeDataNode 'auto_edge' (write) has no data" in str(info.value)
-    assert "'input'" in str(info.value)
+    results, bus = run(builder)
+    [(kind, (key, data), _options)] = bus.calls
+    assert (kind, key, data) == ("write", "auto_edge", {})
+    assert results["auto_edge"]["result"]["success"] is True
+
 
 
 def test_the_state_machine_passes_its_params_and_input_as_value() -> None:

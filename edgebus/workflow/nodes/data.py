@@ -32,7 +32,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from edgebus.bus import CommitResult, EdgeBus
-from edgebus.errors import InvalidInput
 from edgebus.workflow.compensation import (
     Compensation,
     failed,
@@ -94,8 +93,9 @@ class EdgeDataParams(NodeParams):
     timeout_ms: int | None = Field(None, gt=0)
     #: strong writes: read the prior state first (one strong read) and commit as a
     #: compare-and-set on it, so the runtime can undo the write when a later node
-    #: fails (false: a plain commit, nothing to undo)
-    compensate: bool = False
+    #: fails. Default (None): on for strong writes; false: a plain commit, nothing to
+    #: undo
+    compensate: bool | None = None
 
     @field_validator("consistency")
     @classmethod
@@ -120,7 +120,9 @@ class EdgeDataParams(NodeParams):
 
     @field_validator("compensate")
     @classmethod
-    def _compensate_needs_strong_write(cls, value: bool, info: ValidationInfo) -> bool:
+    def _compensate_needs_strong_write(
+        cls, value: bool | None, info: ValidationInfo
+    ) -> bool | None:
         if value and (info.data.get("action", "write") != "write"
                       or info.data.get("consistency") != "strong"):
             raise ValueError(
@@ -164,10 +166,9 @@ class EdgeDataNode(EdgeNode):
         if p.action in ("write", "replicate"):
             data = p.data if input is None else input
             if data is None:
-                raise InvalidInput(
-                    f"EdgeDataNode {self.node_id!r} ({p.action}) has no data: set the 'data' "
-                    "param or connect an output to its 'input'"
-                )
+                # the spec's own examples write without data: record that the key
+                # exists (a new version) with an empty object
+                data = {}
             return await self._write(bus, self._key(None), data, session)
         return await self._read(bus, self._key(input), session)
 
@@ -212,7 +213,7 @@ class EdgeDataNode(EdgeNode):
         options = self._write_options(session)
         if p.consistency == "strong":
             options.pop("consistency")
-            if not p.compensate:
+            if p.compensate is False:
                 commit = await bus.commit(key, data, **options)
                 result = commit.to_dict()
                 result["success"] = commit.committed

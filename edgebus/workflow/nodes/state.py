@@ -76,11 +76,14 @@ class EdgeStateMachine(EdgeNode):
     async def async_run(self, input: Any = None, **_: Any) -> Mapping[str, Any]:
         p = self.state_params
         bus: EdgeBus = self.infrastructure.bus
+        value = p.value if input is None else input
+        if p.operation == "set" and p.key is None and value is None:
+            value = {}  # the spec's examples set a state without a value: an empty state
         answer = await bus.state(
             p.state_id,
             p.operation,
             key=p.key,
-            value=p.value if input is None else input,
+            value=value,
             update_fn=p.update_fn,
             increment=p.increment,
             lock_name=p.lock_name,
