@@ -97,12 +97,18 @@ class ApplyDelay:
 
     def family(self, region: str) -> HistogramMetricFamily:
         """``edgebus_apply_delay_ms{region, origin}``."""
-        family = HistogramMetricFamily(
+        return self.histogram(
             "edgebus_apply_delay_ms",
             "Delay from an event's write (its HLC wall clock) to its materialization in "
             "this region, in ms, per origin region",
-            labels=["region", "origin"],
+            ["region", "origin"], [region],
         )
+
+    def histogram(self, name: str, doc: str, labels: list[str],
+                  fixed: list[str]) -> HistogramMetricFamily:
+        """The observations as histogram ``name``: label values ``fixed`` then the
+        observation's key."""
+        family = HistogramMetricFamily(name, doc, labels=labels)
         for origin, hist in sorted(self.by_origin.items()):
             cumulative = 0
             buckets: list[tuple[str, float]] = []
@@ -110,7 +116,7 @@ class ApplyDelay:
                 cumulative += count
                 buckets.append((_number(bound), cumulative))
             buckets.append(("+Inf", hist.count))
-            family.add_metric([region, origin], buckets, hist.sum)
+            family.add_metric([*fixed, origin], buckets, hist.sum)
         return family
 
 
@@ -308,7 +314,16 @@ def coordinator_families(coordinator: Any) -> list[Any]:
         labels=["coordinator"],
     )
     undecided.add_metric(name, float(sum(len(p.undecided()) for p in coordinator.logs.values())))
-    return [decisions, timeouts, partitions, undecided]
+    families = [decisions, timeouts, partitions, undecided]
+    latency = getattr(coordinator, "write_latency", None)
+    if latency is not None:
+        families.append(latency.histogram(
+            "edgebus_strong_write_latency_ms",
+            "Strong writes: time from the client's BEGIN (its clock) to this coordinator's "
+            "decision in the saga log, in ms, by outcome",
+            ["coordinator", "outcome"], name,
+        ))
+    return families
 
 
 class CoordinatorMetrics:

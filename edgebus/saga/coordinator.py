@@ -43,6 +43,7 @@ from edgebus.core.saga_log import (
 )
 from edgebus.core.two_phase_commit import Decision
 from edgebus.kafka.topics import coordinator_group, saga_log_topic
+from edgebus.metrics import ApplyDelay
 from edgebus.saga import failpoints
 from edgebus.saga.log import SagaLogWriter, decode_record, ensure_saga_log, start_consumer
 
@@ -87,6 +88,9 @@ class Coordinator:
         #: them decided because a participant did not vote before the deadline
         self.outcomes = {"commit": 0, "abort": 0}
         self.timeouts = 0
+        #: strong-write latency (BEGIN to decision), by outcome: ``edgebus bench`` and
+        #: the coordinator's /metrics
+        self.write_latency = ApplyDelay()
         self._writer = SagaLogWriter(config, bootstrap, f"edgebus-{self.name}")
         self._consumer: AIOKafkaConsumer | None = None
         self._hlc = HybridLogicalClock()
@@ -227,14 +231,19 @@ class Coordinator:
         )
         self._deciding.add(txn.txn_id)
         failpoints.hit("coordinator.before_decision")
-        task = asyncio.ensure_future(self._append(record, timed_out=timed_out))
+        task = asyncio.ensure_future(self._append(record, timed_out=timed_out,
+                                                  began_ms=begin.time_ms))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    async def _append(self, record: DecisionRecord, *, timed_out: bool = False) -> None:
+    async def _append(self, record: DecisionRecord, *, timed_out: bool = False,
+                      began_ms: int | None = None) -> None:
         try:
             await (await self._writer.send(record))
             self.decided += 1
-            self.outcomes["commit" if record.committed else "abort"] += 1
+            outcome = "commit" if record.committed else "abort"
+            self.outcomes[outcome] += 1
+            if began_ms is not None:
+                self.write_latency.observe(outcome, time.time() * 1000 - began_ms)
             self.timeouts += timed_out
             failpoints.hit("coordinator.after_decision")
         except (KafkaError, Exception) as e:  # retried on the next tick

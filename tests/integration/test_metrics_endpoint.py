@@ -100,5 +100,8 @@ async def test_region_and_coordinator_metrics_over_http(
             assert decisions[("edgebus_saga_decisions_total", me | {("outcome", "abort")})] == 0
             assert decisions[("edgebus_saga_timeouts_total", me)] == 0
             assert decisions[("edgebus_saga_partitions_assigned", me)] == 2
+            assert decisions[
+                ("edgebus_strong_write_latency_ms_count", me | {("outcome", "commit")})
+            ] == 1
     finally:
         await runner.cleanup()

@@ -145,3 +145,20 @@ async def test_coordinator_collector_counts_decisions_by_outcome() -> None:
     assert value("edgebus_saga_timeouts_total") == 1
     assert value("edgebus_saga_partitions_assigned") == 2
     assert value("edgebus_saga_undecided") == 0
+
+
+async def test_coordinator_exports_strong_write_latency_by_outcome() -> None:
+    latency = ApplyDelay()
+    for ms in (3, 40):
+        latency.observe("commit", ms)
+    latency.observe("abort", 5_000)
+    coordinator = SimpleNamespace(
+        name="c1", outcomes={"commit": 2, "abort": 1}, timeouts=0, logs={},
+        write_latency=latency,
+    )
+    samples = _samples((await CoordinatorMetrics(coordinator).render()).decode())
+    commit = frozenset({("coordinator", "c1"), ("outcome", "commit")})
+    abort = frozenset({("coordinator", "c1"), ("outcome", "abort")})
+    assert samples[("edgebus_strong_write_latency_ms_count", commit)] == 2
+    assert samples[("edgebus_strong_write_latency_ms_sum", commit)] == 43
+    assert samples[("edgebus_strong_write_latency_ms_count", abort)] == 1
