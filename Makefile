@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml hatch_build.py edgebus/_native/speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/edgebus demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check edgebus tests
+	$(BIN)/ruff check edgebus tests hatch_build.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -60,7 +60,14 @@ from edgebus.kafka.batching import BatchingProducer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import ensure_topics, events_topic
-from edgebus.wire.event_codec import EncodedEvent, encode_fields, encode_payload
+from edgebus.wire.event_codec import (
+    EncodedEvent,
+    RouteEncoding,
+    encode_fields,
+    encode_payload,
+    fast_path_available,
+    route_encoding,
+)
 
 __all__ = ["EdgeBus", "EdgeBusSync", "PreparedWrite", "ReadResult", "WriteReceipt"]
 
@@ -275,6 +282,8 @@ class PreparedWrite(NamedTuple):
 
 def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
     """A list of names; a single string is one name (not a list of characters)."""
+    if value == () and value.__class__ is tuple:  # the default: most calls
+        return ()
     if isinstance(value, str):
         return (value,) if value else ()
     try:
@@ -301,6 +310,10 @@ def _describe_verdict(verdict: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+_WRITE_KINDS: dict[Any, str] = {None: "write.eventual", "eventual": "write.eventual",
+                                 "causal": "write.causal"}
+
+
 def _kind(call: str, consistency: Any) -> str | None:
     """The metrics kind of a write or read (None: a strong write, recorded by commit)."""
     consistency = consistency or "eventual"
@@ -311,10 +324,24 @@ def _kind(call: str, consistency: Any) -> str | None:
     return f"{call}.invalid"
 
 
+_OP_SET, _OP_DELETE, _OP_INCREMENT, _OP_MERGE = (
+    Operation.SET,
+    Operation.DELETE,
+    Operation.INCREMENT,
+    Operation.MERGE,
+)
+#: tuple.__new__: builds a NamedTuple from its fields without the Python-level
+#: __new__ frame (hot path)
+_tuple_new = tuple.__new__
+
+
 class _Route(NamedTuple):
     placement: Placement
     classes: tuple[str, ...]  # sorted, as headers and the envelope carry them
     topic: str
+    #: what every event of the route encodes alike (None: the newest Event schema is
+    #: not the one the hot path writes, so events go through encode_fields)
+    encoding: RouteEncoding | None
 
 
 class EdgeBus:
@@ -343,6 +370,9 @@ class EdgeBus:
         self._ready: dict[str, asyncio.Task[BatchingProducer]] = {}
         self._hlc = HybridLogicalClock()
         self._session = SessionToken.empty()
+        #: the newest HLC reading of this bus's own acknowledged writes, kept apart from
+        #: _session so that a write need not build a new token (see the session property)
+        self._own_hlc = 0
         self._routes: dict[tuple[Any, ...], _Route] = {}
         self._regions = frozenset(self.config.regions)
         # headers and record framing take the rest of a batch
@@ -375,7 +405,7 @@ class EdgeBus:
     @property
     def session(self) -> SessionToken:
         """Everything this bus has written: its session token."""
-        return self._session
+        return self._session.with_hlc(self._own_hlc)
 
     async def __aenter__(self) -> EdgeBus:
         await self.start()
@@ -507,7 +537,7 @@ class EdgeBus:
             raise InvalidInput(
                 f"max_versions_behind must be an int >= 0, got {max_versions_behind!r}"
             )
-        token = self._session
+        token = self.session
         if session is not None:
             token = token.merge(self._token(session))
         excluded = set(_names(exclude_locations, "exclude_locations"))
@@ -757,6 +787,51 @@ class EdgeBus:
         fallback_strategy: str | None = None,
         min_replicas: int | None = None,
     ) -> _Route:
+        discovery = self.discovery
+        plain = (
+            replication_factor is None
+            and edge_strategy is None
+            and fallback_strategy is None
+            and min_replicas is None
+            and preferred_locations == ()
+            and exclude_locations == ()
+            and compliance_zones == ()
+        )
+        if plain and self.config.edge_strategy != "balanced":
+            # the common call: no placement options, so the route depends only on
+            # the classes, the caller's region and what discovery knows
+            short = (classes, region, discovery.version if discovery is not None else 0)
+            route = self._routes.get(short)
+            if route is None:
+                route = self._route_for(key, classes, region, None, (), (), (), None, None, None)
+                self._routes[short] = route
+            return route
+        return self._route_for(
+            key,
+            classes,
+            region,
+            replication_factor,
+            preferred_locations,
+            exclude_locations,
+            compliance_zones,
+            edge_strategy,
+            fallback_strategy,
+            min_replicas,
+        )
+
+    def _route_for(
+        self,
+        key: str,
+        classes: frozenset[str],
+        region: str | None,
+        replication_factor: int | None,
+        preferred_locations: Sequence[str],
+        exclude_locations: Sequence[str],
+        compliance_zones: Sequence[str],
+        edge_strategy: str | None,
+        fallback_strategy: str | None,
+        min_replicas: int | None,
+    ) -> _Route:
         strategy = edge_strategy or self.config.edge_strategy
         fallback = fallback_strategy or "none"
         if fallback not in FALLBACKS:
@@ -805,7 +880,13 @@ class EdgeBus:
                 min_replicas=min_replicas,
             ),
         )
-        route = _Route(placement, tuple(sorted(placement.classes)), events_topic(placement.home))
+        classes_sorted = tuple(sorted(placement.classes))
+        encoding = (
+            route_encoding(placement.home, placement.regions, classes_sorted, self.client_id)
+            if fast_path_available()
+            else None
+        )
+        route = _Route(placement, classes_sorted, events_topic(placement.home), encoding)
         if len(self._routes) >= 4096:
             self._routes.clear()
         self._routes[cache_key] = route
@@ -845,7 +926,7 @@ class EdgeBus:
                 "bounded_staleness is a read level."
             )
         if operation is None:
-            op = Operation.SET
+            op = _OP_SET
         elif operation.__class__ is Operation:
             op = operation  # type: ignore[assignment]
         else:
@@ -859,14 +940,14 @@ class EdgeBus:
                 mode_op = operation_for(conflict_resolution, data)
             except ValueError as e:
                 raise InvalidInput(str(e)) from None
-            if operation is not None and op is not mode_op and op is not Operation.DELETE:
+            if operation is not None and op is not mode_op and op is not _OP_DELETE:
                 raise InvalidInput(
                     f"operation {op.value!r} contradicts conflict_resolution "
                     f"{conflict_resolution!r} (which writes {mode_op.value}): pass one of them"
                 )
-            if op is not Operation.DELETE:
+            if op is not _OP_DELETE:
                 op = mode_op
-        placement, classes, topic = self._plan(
+        placement, classes, topic, encoding = self._plan(
             key,
             data,
             region,
@@ -886,13 +967,13 @@ class EdgeBus:
         # a str of n characters has at most 4n UTF-8 bytes: encode only long keys
         if len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise InvalidInput(f"key is longer than {MAX_KEY_BYTES} bytes of UTF-8")
-        if op is Operation.DELETE and data is not None:
+        if op is _OP_DELETE and data is not None:
             raise InvalidInput("a delete carries no data: pass data=None")
-        if op is Operation.INCREMENT and (
+        if op is _OP_INCREMENT and (
             isinstance(data, bool) or not isinstance(data, int | float)
         ):
             raise InvalidInput(f"an increment's data must be a number, got {data!r}")
-        if op is Operation.MERGE and not isinstance(data, Mapping):
+        if op is _OP_MERGE and not isinstance(data, Mapping):
             raise InvalidInput(
                 f"a merge's data must be an object (the fields to set), got {data!r:.80}"
             )
@@ -905,18 +986,21 @@ class EdgeBus:
             hlc = self._hlc.observe(HLCTimestamp(deps.hlc >> 16, deps.hlc & 0xFFFF), now_ms)
         else:
             hlc = self._hlc.now(now_ms)
-        encoded = encode_fields(
-            event_id,
-            key,
-            op,
-            payload_json,
-            placement.home,
-            placement.regions,
-            classes,
-            hlc,
-            deps.clock,
-            self.client_id,
-        )
+        if encoding is not None:
+            encoded = encoding.encode(event_id, key, op, payload_json, hlc, deps.clock)
+        else:
+            encoded = encode_fields(
+                event_id,
+                key,
+                op,
+                payload_json,
+                placement.home,
+                placement.regions,
+                classes,
+                hlc,
+                deps.clock,
+                self.client_id,
+            )
         size = len(encoded.value) + len(encoded.key)
         if size > self._max_event_bytes:
             raise InvalidInput(
@@ -929,7 +1013,6 @@ class EdgeBus:
             event_id, key, op, data, classes, hlc, encoded, topic, placement, deps, self.client_id
         )
 
-    @recorded(lambda kw: _kind("write", kw.get("consistency", "eventual")))
     async def write(self, key: str, data: Any, **options: Any) -> WriteReceipt:
         """Append one event to its home region's topic and return Kafka's receipt.
 
@@ -948,74 +1031,108 @@ class EdgeBus:
         placement; ``expected_version`` and ``timeout_ms`` allowed) and returns its
         :class:`CommitResult` instead of a receipt.
         """
-        if options.get("consistency") == "strong":
+        if options.get("consistency") == "strong":  # commit() records itself
             options = {k: v for k, v in options.items() if k != "consistency"}
             return await self.commit(key, data, **options)  # type: ignore[return-value]
-        if options.get("expected_version") is not None:
-            raise InvalidInput(
-                "expected_version needs consistency='strong' (a conditional write commits "
-                "through the saga coordinator): pass consistency='strong'"
-            )
-        options.pop("expected_version", None)
-        if options.get("session") is not None:
-            await self._check_token(options["session"])
-        prepared = self.prepare_write(key, data, **options)
-        home = prepared.placement.home
-        bootstrap = self._clusters[home]
-        batcher = self._producers.get(bootstrap)
-        if batcher is None:
-            try:
-                batcher = await self._producer(bootstrap)
-            except InfrastructureUnavailable:
-                if self.discovery is not None:
-                    self.discovery.broker_failed(home)
-                if options.get("fallback_strategy") != "any_available":
-                    raise
-                # nothing was sent: place again without the region that did not answer
-                prepared = self.prepare_write(key, data, **options)
-                if prepared.placement.home == home:
-                    raise
-                log.warning("write of %s: %s does not answer, falling back to %s",
-                            key, home, prepared.placement.home)
-                home = prepared.placement.home
-                bootstrap = self._clusters[home]
-                batcher = self._producers.get(bootstrap) or await self._producer(bootstrap)
-        encoded, topic = prepared.encoded, prepared.topic
-        partition = batcher.partition(encoded.key)
+        # recorded here rather than by @recorded, and in one coroutine: this is the
+        # hot path, and a coroutine less per write is measurable (bench produce)
         started = time.perf_counter()
         try:
-            offset = await batcher.send(
-                topic, partition, encoded.key, encoded.value, encoded.headers
+            if options:
+                if options.get("expected_version") is not None:
+                    raise InvalidInput(
+                        "expected_version needs consistency='strong' (a conditional write "
+                        "commits through the saga coordinator): pass consistency='strong'"
+                    )
+                options.pop("expected_version", None)
+                if options.get("session") is not None:
+                    await self._check_token(options["session"])
+            prepared = self.prepare_write(key, data, **options)
+            batcher = self._producers.get(self._clusters[prepared.placement.home])
+            if batcher is None:  # the first write to this cluster
+                prepared, batcher = await self._first_producer(prepared, key, data, options)
+            home = prepared.placement.home
+            encoded = prepared.encoded
+            topic = prepared.topic
+            partition = batcher.partition(encoded.key)
+            try:
+                offset = await batcher.send(
+                    topic, partition, encoded.key, encoded.value, encoded.headers
+                )
+            except KafkaError as e:
+                raise WriteFailed(
+                    f"Kafka did not acknowledge event {prepared.event_id} on {topic}: {e}. "
+                    "The event may or may not be stored; retrying writes a new event."
+                ) from e
+            hlc = prepared.hlc
+            packed = (hlc.wall_ms << 16) | hlc.logical
+            if packed > self._own_hlc:
+                self._own_hlc = packed
+            if options.get("session"):  # another session's token joins this one
+                self._session = self._session.merge(
+                    prepared.dependencies.after_write(Position(home, partition, offset), packed)
+                )
+            elif self._session.clock.get(home, partition) < offset:
+                # usually covered already: _acknowledged() advanced the clock
+                self._session = self._session.after_write(Position(home, partition, offset))
+            placement = prepared.placement
+            receipt = _tuple_new(
+                WriteReceipt,
+                (
+                    prepared.event_id,
+                    key,
+                    home,
+                    topic,
+                    partition,
+                    offset,
+                    placement.regions,
+                    prepared.classification,
+                    hlc,
+                    prepared.dependencies,
+                    placement.rerouted,
+                    placement.degraded,
+                ),
             )
-        except KafkaError as e:
-            raise WriteFailed(
-                f"Kafka did not acknowledge event {prepared.event_id} on {topic}: {e}. The event "
-                "may or may not be stored; retrying writes a new event."
-            ) from e
-        if self.discovery is not None:
-            self.discovery.observe_produce(home, (time.perf_counter() - started) * 1000)
-        position = Position(home, partition, offset)
-        packed = (prepared.hlc.wall_ms << 16) | prepared.hlc.logical
-        if options.get("session"):  # another session's token joins this one
-            self._session = self._session.merge(
-                prepared.dependencies.after_write(position, packed)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            if self.metrics is not None:
+                self.metrics.record(
+                    _kind("write", options.get("consistency")) or "write.invalid",
+                    (time.perf_counter() - started) * 1000,
+                    False,
+                )
+            raise
+        if self.metrics is not None:
+            self.metrics.record(
+                _WRITE_KINDS.get(options.get("consistency"), "write.invalid"),
+                (time.perf_counter() - started) * 1000,
             )
-        else:  # the clock part is usually a no-op: _acknowledged() advanced it
-            self._session = self._session.after_write(position, packed)
-        return WriteReceipt(
-            event_id=prepared.event_id,
-            key=key,
-            region=home,
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            placement=prepared.placement.regions,
-            classification=prepared.classification,
-            hlc=prepared.hlc,
-            dependencies=prepared.dependencies,
-            rerouted=prepared.placement.rerouted,
-            degraded=prepared.placement.degraded,
-        )
+        return receipt
+
+    async def _first_producer(
+        self, prepared: PreparedWrite, key: str, data: Any, options: dict[str, Any]
+    ) -> tuple[PreparedWrite, BatchingProducer]:
+        """Connect to the home region's cluster; with ``fallback_strategy="any_available"``
+        a cluster that does not answer is left out and the write placed again."""
+        home = prepared.placement.home
+        try:
+            return prepared, await self._producer(self._clusters[home])
+        except InfrastructureUnavailable:
+            if self.discovery is not None:
+                self.discovery.broker_failed(home)
+            if options.get("fallback_strategy") != "any_available":
+                raise
+            # nothing was sent: place again without the region that did not answer
+            again = self.prepare_write(key, data, **options)
+            if again.placement.home == home:
+                raise
+            log.warning(
+                "write of %s: %s does not answer, falling back to %s",
+                key, home, again.placement.home,
+            )
+            bootstrap = self._clusters[again.placement.home]
+            return again, self._producers.get(bootstrap) or await self._producer(bootstrap)
 
     @recorded(lambda kw: "write.strong")
     async def commit(
@@ -1082,7 +1199,7 @@ class EdgeBus:
             placement=begin.placement,
             classification=begin.classification,
             hlc=HLCTimestamp(decision.hlc >> 16, decision.hlc & 0xFFFF),
-            session_token=self._session.encode(),
+            session_token=self.session.encode(),
             decided_by=decision.writer,
         )
 
@@ -1331,13 +1448,18 @@ class EdgeBus:
             raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
         return BatchingProducer(producer, kafka.partitions, on_ack=self._acknowledged)
 
-    def _acknowledged(self, topic: str, partition: int, last_offset: int) -> None:
+    def _acknowledged(
+        self, topic: str, partition: int, last_offset: int, latency_ms: float
+    ) -> None:
         # Once per acknowledged batch: the session covers every write of the batch
         # (all are this bus's own), and the writes prepared until the next batch
-        # share one session clock, whose encodings are computed once.
+        # share one session clock, whose encodings are computed once. Discovery learns
+        # the region's produce latency once per batch too (its first write's wait).
         region = self._topic_regions.get(topic)
         if region is not None:
             self._session = self._session.after_write(Position(region, partition, last_offset))
+            if self.discovery is not None:
+                self.discovery.observe_produce(region, latency_ms)
 
 
 class EdgeBusSync:

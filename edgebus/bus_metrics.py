@@ -129,15 +129,19 @@ class BusMetrics:
 
     def record(self, operation: str, latency_ms: float, ok: bool = True) -> None:
         """One call of ``operation`` took ``latency_ms``; ``ok`` false if it failed."""
+        # runs on every write: a deque append (atomic) and one comparison, without
+        # the lock unless a kind is new or its oldest samples have aged out
         now = self._clock()
-        with self._lock:
-            samples = self._samples.get(operation)
-            if samples is None:
-                samples = self._samples[operation] = deque(maxlen=self.max_samples)
-            samples.append((now, float(latency_ms), bool(ok)))
-            oldest = now - self.max_age_s
-            while samples and samples[0][0] < oldest:
-                samples.popleft()
+        samples = self._samples.get(operation)
+        if samples is None:
+            with self._lock:
+                samples = self._samples.setdefault(operation, deque(maxlen=self.max_samples))
+        samples.append((now, latency_ms, ok))
+        if samples[0][0] < now - self.max_age_s:
+            with self._lock:
+                oldest = now - self.max_age_s
+                while samples and samples[0][0] < oldest:
+                    samples.popleft()
 
     def operations(self) -> list[str]:
         """The kinds recorded so far, sorted."""
@@ -167,7 +171,7 @@ class BusMetrics:
         wanted = None if operations is None else list(operations)
         with self._lock:
             picked = {
-                kind: [s for s in samples if s[0] >= since]
+                kind: [s for s in list(samples) if s[0] >= since]
                 for kind, samples in self._samples.items()
                 if wanted is None or _matches(kind, wanted)
             }

@@ -22,6 +22,7 @@ to its builders, so a record's offset is its batch's base offset plus its index.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class _Batch:
     builder: BatchBuilder
     #: one future per record, resolved with the record's offset
     waiters: list[asyncio.Future[int]] = field(default_factory=list)
+    #: perf_counter() when the batch took its first record
+    opened: float = field(default_factory=time.perf_counter)
 
     def fail(self, error: BaseException) -> None:
         self.builder.close()
@@ -68,12 +71,13 @@ class BatchingProducer:
         self,
         producer: AIOKafkaProducer,
         partitions: int,
-        on_ack: Callable[[str, int, int], None] | None = None,
+        on_ack: Callable[[str, int, int, float], None] | None = None,
     ) -> None:
         """``partitions`` is the partition count of every topic written through this
         producer (edgebus gives all regional topics one count). ``on_ack(topic,
-        partition, last_offset)`` runs once per acknowledged batch, before any of its
-        writers resumes."""
+        partition, last_offset, latency_ms)`` runs once per acknowledged batch, before
+        any of its writers resumes; ``latency_ms`` runs from the batch's first record
+        to its acknowledgement (the wait its first writer saw)."""
         self.producer = producer
         self.partitions = partitions
         self._on_ack = on_ack
@@ -160,7 +164,7 @@ class BatchingProducer:
 def _resolver(
     batch: _Batch,
     tp: tuple[str, int],
-    on_ack: Callable[[str, int, int], None] | None,
+    on_ack: Callable[[str, int, int, float], None] | None,
 ) -> Callable[[asyncio.Future[Any]], None]:
     def resolve(done: asyncio.Future[Any]) -> None:
         if done.cancelled():
@@ -170,7 +174,8 @@ def _resolver(
         else:
             base = int(done.result().offset)
             if on_ack is not None:
-                on_ack(tp[0], tp[1], base + len(batch.waiters) - 1)
+                latency_ms = (time.perf_counter() - batch.opened) * 1000
+                on_ack(tp[0], tp[1], base + len(batch.waiters) - 1, latency_ms)
             batch.succeed(base)
 
     return resolve

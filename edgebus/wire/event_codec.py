@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -13,7 +14,14 @@ from edgebus.core.envelope import EventEnvelope, Operation
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import DecodeError, InvalidInput
-from edgebus.wire.event_writer import IMPLEMENTED_FINGERPRINT, write_event_v2
+from edgebus.wire.event_writer import (
+    IMPLEMENTED_FINGERPRINT,
+    OPERATION_INDEX,
+    _dependencies,
+    event_v2_value,
+    record_tail,
+    route_chunk,
+)
 from edgebus.wire.headers import (
     H_CLASS,
     H_DEPS,
@@ -30,6 +38,7 @@ from edgebus.wire.single_object import MAGIC, decode_single_object, encode_singl
 __all__ = [
     "EVENT_SCHEMA",
     "EncodedEvent",
+    "RouteEncoding",
     "decode_event",
     "encode_event",
     "encode_fields",
@@ -134,38 +143,25 @@ def encode_fields(
     schema: RegisteredSchema | None = None,
 ) -> EncodedEvent:
     """Encode an event from its fields (the producer's hot path: no envelope object)."""
-    schema = schema or default_registry().latest(EVENT_SCHEMA)
+    schema = schema or _latest_event_schema()
     if schema.fingerprint == IMPLEMENTED_FINGERPRINT:
-        body = write_event_v2(
-            event_id,
-            key,
-            operation.name,
-            payload_json,
-            origin_region,
-            placement,
-            classification,
-            hlc.wall_ms,
-            hlc.logical,
-            dependencies,
-            schema.version,
-            writer,
+        return route_encoding(origin_region, placement, classification, writer).encode(
+            event_id, key, operation, payload_json, hlc, dependencies
         )
-        value = b"".join((MAGIC, schema.fingerprint_bytes, body))
-    else:
-        envelope = EventEnvelope.model_construct(
-            event_id=event_id,
-            key=key,
-            operation=operation,
-            origin_region=origin_region,
-            placement=placement,
-            classification=classification,
-            hlc=hlc,
-            dependencies=dependencies,
-            writer=writer,
-        )
-        value = encode_single_object(
-            schema, to_avro_record(envelope, payload_json, schema.version)
-        )
+    envelope = EventEnvelope.model_construct(
+        event_id=event_id,
+        key=key,
+        operation=operation,
+        origin_region=origin_region,
+        placement=placement,
+        classification=classification,
+        hlc=hlc,
+        dependencies=dependencies,
+        writer=writer,
+    )
+    value = encode_single_object(
+        schema, to_avro_record(envelope, payload_json, schema.version)
+    )
     headers = [
         *_route_headers(schema.fingerprint_bytes, origin_region, placement, classification),
         (H_EVENT_ID, event_id.encode("ascii")),
@@ -176,7 +172,142 @@ def encode_fields(
     return EncodedEvent(key.encode("utf-8"), value, headers)
 
 
+_latest: tuple[object, RegisteredSchema | None] = (None, None)
+
+
+def _latest_event_schema() -> RegisteredSchema:
+    # the newest Event schema of the default registry, looked up once per registry
+    global _latest
+    registry = default_registry()
+    cached_for, schema = _latest
+    if cached_for is not registry or schema is None:
+        schema = registry.latest(EVENT_SCHEMA)
+        _latest = (registry, schema)
+    return schema
+
+
 _OP_BYTES = {op: op.value.encode("ascii") for op in Operation}
+_OP_NAMES = {op: op.name for op in Operation}
+#: the Avro enum byte of each operation (its symbol index, zig-zag)
+_OP_AVRO = {op: bytes((OPERATION_INDEX[op.name] << 1,)) for op in Operation}
+_HEADER_NAMES = (H_EVENT_ID, H_OP, H_HLC, H_DEPS)
+
+if os.environ.get("EDGEBUS_NO_SPEEDUPS"):
+    _native: Any = None
+else:
+    try:
+        from edgebus import _speedups as _native
+    except ImportError:  # not compiled: pure Python
+        _native = None
+
+
+class RouteEncoding:
+    """Everything encoded once per route (origin, placement, classes, writer) that
+    every event of the route repeats: the producer's hot path encodes the rest.
+
+    Valid while the newest Event schema is the one :mod:`edgebus.wire.event_writer`
+    implements; :func:`route_encoding` returns None otherwise.
+    """
+
+    __slots__ = ("chunk", "headers", "tail")
+
+    def __init__(
+        self,
+        origin_region: str,
+        placement: tuple[str, ...],
+        classification: tuple[str, ...],
+        writer: str | None,
+    ) -> None:
+        self.chunk = route_chunk(origin_region, placement, classification)
+        self.tail = record_tail(_latest_event_schema().version, writer)
+        self.headers = _route_headers(
+            _latest_event_schema().fingerprint_bytes, origin_region, placement, classification
+        )
+
+    def encode(
+        self,
+        event_id: str,
+        key: str,
+        operation: Operation,
+        payload_json: bytes | None,
+        hlc: HLCTimestamp,
+        dependencies: VectorClock,
+    ) -> EncodedEvent:
+        """One event of this route: same result as :func:`encode_fields`."""
+        wall_ms, logical = hlc
+        if logical > 0xFFFF or not 0 <= wall_ms < 1 << 48:
+            hlc.encode()  # raises InvalidInput naming the bad timestamp
+        if _native is None:
+            return self.encode_python(event_id, key, operation, payload_json, hlc, dependencies)
+        return _native.encode_event(  # type: ignore[no-any-return]
+            EncodedEvent,
+            _HEADER_NAMES,
+            self.headers,
+            _PREFIX,
+            event_id,
+            key,
+            _OP_AVRO[operation],
+            _OP_BYTES[operation],
+            payload_json,
+            self.chunk,
+            wall_ms,
+            logical,
+            _dependencies(dependencies),
+            dependencies.encode(),
+            self.tail,
+        )
+
+    def encode_python(
+        self,
+        event_id: str,
+        key: str,
+        operation: Operation,
+        payload_json: bytes | None,
+        hlc: HLCTimestamp,
+        dependencies: VectorClock,
+    ) -> EncodedEvent:
+        """:meth:`encode` in pure Python (used without the C module)."""
+        event_id_bytes = event_id.encode("ascii")
+        key_bytes = key.encode("utf-8")
+        wall_ms, logical = hlc
+        value = event_v2_value(
+            event_id_bytes,
+            key_bytes,
+            _OP_NAMES[operation],
+            payload_json,
+            self.chunk,
+            wall_ms,
+            logical,
+            dependencies,
+            self.tail,
+        )
+        headers = [
+            *self.headers,
+            (H_EVENT_ID, event_id_bytes),
+            (H_OP, _OP_BYTES[operation]),
+            (H_HLC, ((wall_ms << 16) | logical).to_bytes(8, "big")),
+            (H_DEPS, dependencies.encode()),
+        ]
+        return EncodedEvent(key_bytes, value, headers)
+
+
+_PREFIX = MAGIC + IMPLEMENTED_FINGERPRINT.to_bytes(8, "little")
+
+
+@lru_cache(maxsize=1024)
+def route_encoding(
+    origin_region: str,
+    placement: tuple[str, ...],
+    classification: tuple[str, ...],
+    writer: str | None,
+) -> RouteEncoding:
+    """The :class:`RouteEncoding` of a route (cached)."""
+    return RouteEncoding(origin_region, placement, classification, writer)
+
+
+def fast_path_available() -> bool:
+    """True while the newest Event schema is the one the hot path writes."""
+    return _latest_event_schema().fingerprint == IMPLEMENTED_FINGERPRINT
 
 
 @lru_cache(maxsize=1024)

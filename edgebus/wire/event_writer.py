@@ -17,7 +17,13 @@ from functools import lru_cache
 
 from edgebus.core.vector_clock import VectorClock
 
-__all__ = ["IMPLEMENTED_FINGERPRINT", "OPERATION_INDEX", "write_event_v2"]
+__all__ = [
+    "IMPLEMENTED_FINGERPRINT",
+    "OPERATION_INDEX",
+    "event_v2_value",
+    "record_tail",
+    "route_chunk",
+]
 
 #: fingerprint (CRC-64-AVRO of the Parsing Canonical Form) of schemas/event.v2.avsc
 IMPLEMENTED_FINGERPRINT = 0x3BFC492E43D4CC8A
@@ -28,6 +34,8 @@ def _long(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:
         return _SMALL[z]
+    if z < 0x4000:  # two bytes: payload lengths, mostly
+        return bytes(((z & 0x7F) | 0x80, z >> 7))
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -93,34 +101,54 @@ def _dependencies(clock: VectorClock) -> bytes:
 _last_dependencies: tuple[object, bytes] = (None, b"")
 
 
-def write_event_v2(
-    event_id: str,
-    key: str,
+#: single-object header of the implemented schema: magic, then the fingerprint
+_PREFIX_V2 = b"\xc3\x01" + IMPLEMENTED_FINGERPRINT.to_bytes(8, "little")
+_OPERATION_BYTES = {name: _SMALL[index << 1] for name, index in OPERATION_INDEX.items()}
+#: a 36-character event id (every id new_event_id makes): its length, as Avro writes it
+_UUID_LENGTH = _long(36)
+
+
+def route_chunk(origin_region: str, placement: tuple[str, ...], classes: tuple[str, ...]) -> bytes:
+    """Origin, placement and classification as Avro writes them: they follow each
+    other in the record and are the same for every write of one route."""
+    return _cached_string(origin_region) + _string_array(placement) + _string_array(classes)
+
+
+def record_tail(schema_version: int, writer: str | None) -> bytes:
+    """The last two fields (schema version, writer): the same for every write of a bus."""
+    return _long(schema_version) + (b"\x00" if writer is None else b"\x02" + _string(writer))
+
+
+def event_v2_value(
+    event_id: bytes,
+    key: bytes,
     operation: str,
     payload_json: bytes | None,
-    origin_region: str,
-    placement: tuple[str, ...],
-    classification: tuple[str, ...],
+    route: bytes,
     wall_ms: int,
     logical: int,
     dependencies: VectorClock,
-    schema_version: int,
-    writer: str | None,
+    tail: bytes,
 ) -> bytes:
-    """The Avro binary body of one Event v2 record (no single-object header)."""
+    """The whole record value of one Event v2 (single-object header and body): the
+    producer's hot path. ``event_id`` and ``key`` are UTF-8, ``route`` is
+    :func:`route_chunk` and ``tail`` :func:`record_tail`. Same bytes as the header
+    followed by :func:`write_event_v2`."""
+    n = len(key)
     return b"".join(
         (
-            _string(event_id),
-            _string(key),
-            _SMALL[OPERATION_INDEX[operation] << 1],
-            b"\x00" if payload_json is None else b"\x02" + _long(len(payload_json)) + payload_json,
-            _cached_string(origin_region),
-            _string_array(placement),
-            _string_array(classification),
+            _PREFIX_V2,
+            _UUID_LENGTH if len(event_id) == 36 else _long(len(event_id)),
+            event_id,
+            _SMALL[n << 1] if n < 0x40 else _long(n),
+            key,
+            _OPERATION_BYTES[operation],
+            b"\x00" if payload_json is None else b"\x02" + _long(len(payload_json)),
+            payload_json or b"",
+            route,
             _wall(wall_ms),
-            _long(logical),
+            _SMALL[logical << 1] if logical < 0x40 else _long(logical),
             _dependencies(dependencies),
-            _long(schema_version),
-            b"\x00" if writer is None else b"\x02" + _cached_string(writer),
+            tail,
         )
     )

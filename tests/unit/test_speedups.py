@@ -1,0 +1,81 @@
+"""The optional C module (edgebus._speedups) gives exactly the pure-Python results."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sysconfig
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgebus.core.envelope import EventEnvelope, Operation
+from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.vector_clock import VectorClock
+from edgebus.wire import event_codec
+from edgebus.wire.event_codec import EncodedEvent, encode_payload, route_encoding
+from tests.property.test_wire_properties import events
+
+native = pytest.importorskip("edgebus._speedups", reason="edgebus._speedups is not compiled")
+
+
+def test_the_c_module_is_built_and_used_where_a_c_compiler_exists() -> None:
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    if os.environ.get("EDGEBUS_NO_SPEEDUPS") or shutil.which(cc[0]) is None:
+        pytest.skip("no C compiler here (or EDGEBUS_NO_SPEEDUPS): pure Python is used")
+    assert event_codec._native is native
+
+
+@settings(max_examples=300)
+@given(events())
+def test_native_encoding_equals_the_pure_python_encoding(event: EventEnvelope) -> None:
+    encoding = route_encoding(
+        event.origin_region, event.placement, event.classification, event.writer
+    )
+    args = (event.event_id, event.key, event.operation, encode_payload(event.payload),
+            event.hlc, event.dependencies)
+    fast = encoding.encode(*args)
+    slow = encoding.encode_python(*args)
+    assert type(fast) is EncodedEvent
+    assert fast == slow
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=16, max_size=16 * 20).filter(lambda b: len(b) % 16 == 0))
+def test_native_uuid4_texts_are_the_uuid4s_of_the_random_bytes(raw: bytes) -> None:
+    texts = native.uuid4_texts(raw)
+    assert len(texts) == len(raw) // 16
+    for k, text in enumerate(texts):
+        chunk = bytearray(raw[16 * k : 16 * (k + 1)])
+        chunk[6] = (chunk[6] & 0x0F) | 0x40
+        chunk[8] = (chunk[8] & 0x3F) | 0x80
+        expected = uuid.UUID(bytes=bytes(chunk))
+        assert text == str(expected)
+        assert expected.version == 4 and expected.variant == uuid.RFC_4122
+
+
+def test_native_uuid4_texts_refuses_a_partial_id() -> None:
+    with pytest.raises(ValueError, match="multiple of 16"):
+        native.uuid4_texts(b"\x00" * 17)
+
+
+def test_native_encoding_refuses_bad_arguments_without_crashing() -> None:
+    encoding = route_encoding("us-east-1", ("us-east-1",), ("public",), None)
+    good = ("e" * 36, "k", Operation.SET, b"{}", HLCTimestamp(1, 0), VectorClock.empty())
+    with pytest.raises(TypeError):
+        native.encode_event(EncodedEvent, (), (), b"", *good[:2])
+    with pytest.raises(TypeError):  # a payload that is not bytes
+        encoding.encode(good[0], good[1], good[2], "{}", good[4], good[5])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):  # not a tuple type to build
+        native.encode_event(
+            dict, ("a", "b", "c", "d"), (), b"", "id", "k", b"\x00", b"set", None, b"", 1, 0,
+            b"\x00", b"\x01\x00", b"\x00",
+        )
+    with pytest.raises(ValueError, match="HLC out of range"):
+        native.encode_event(
+            EncodedEvent, ("a", "b", "c", "d"), (), b"", "id", "k", b"\x00", b"set", None, b"",
+            1 << 48, 0, b"\x00", b"\x01\x00", b"\x00",
+        )
