@@ -353,6 +353,21 @@ def test_without_maven_a_first_fetch_fails_naming_maven(cli: Cli, tmp_path: Path
     assert "apt-get install maven" in doc["message"]
 
 
+def test_a_kafka_version_maven_cannot_resolve_fails_with_what_maven_said(
+    cli: Cli, tmp_path: Path
+) -> None:
+    env = launcher_env(tmp_path / "state")
+    env["EDGEBUS_CACHE_DIR"] = str(tmp_path / "empty-cache")
+    code, doc, out, err = cli(["kafka", "fetch", "--kafka-version", "4.99.0", "--json"], env)
+    assert code == 1, out + err
+    assert doc["error"] == "ArtifactResolutionFailed"
+    message = doc["message"]
+    assert "could not resolve the jars of Kafka 4.99.0" in message
+    assert "Maven Central" in message and "edgebus kafka fetch" in message
+    assert "Maven said:" in message and "kafka_2.13" in message
+    assert not (tmp_path / "empty-cache" / "kafka" / "4.99.0" / "libs").exists()
+
+
 def test_a_requested_port_in_use_fails_with_port_in_use(cli: Cli, tmp_path: Path) -> None:
     env = launcher_env(tmp_path)
     with socket.socket() as taken:
