@@ -626,6 +626,15 @@ def _top_level_findings(name: str) -> tuple[Finding, ...]:
     return found
 
 
+#: short string values in which no detector found anything, seen in fields no rule
+#: classifies: values repeat from record to record (event names, pages, statuses), and
+#: a detector's answer depends on the string alone. Values of classified fields are
+#: never kept, so the memo holds no data a rule calls personal.
+_CLEAN: dict[str, None] = {}
+_CLEAN_LIMIT = 4096
+_CLEAN_MAX_CHARS = 64
+
+
 def _walk(value: object, path: str, out: list[Finding], depth: int) -> None:
     """Walk any value; ``depth`` counts the containers above it."""
     if depth > _MAX_DEPTH:
@@ -668,6 +677,7 @@ def _walk_items(
 
 def _walk_mapping(data: Mapping[Any, object], path: str, out: list[Finding], depth: int) -> None:
     top = _TOP_LEVEL
+    clean = _CLEAN
     for key, item in data.items():
         if not path and type(key) is str:
             # the hot path: a top-level field of a flat record
@@ -677,6 +687,18 @@ def _walk_mapping(data: Mapping[Any, object], path: str, out: list[Finding], dep
                 found = _top_level_findings(key)
             if found:
                 out.extend(found)
+            if type(item) is str:
+                if item in clean:
+                    continue
+                hits = _scan_value(item)
+                if hits:
+                    for cls, rule in hits:
+                        out.append(_finding(child, cls, rule))
+                elif not found and len(item) <= _CLEAN_MAX_CHARS:
+                    if len(clean) >= _CLEAN_LIMIT:
+                        clean.clear()
+                    clean[item] = None
+                continue
         elif isinstance(key, str):
             name = str(key)
             if path:

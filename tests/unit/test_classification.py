@@ -6,7 +6,10 @@ import dataclasses
 from collections import OrderedDict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from edgebus.core import classification as classification_module
 from edgebus.core.classification import Classification, Finding, classify
 from edgebus.errors import InvalidInput
 
@@ -400,3 +403,33 @@ def test_classification_and_finding_are_frozen_and_hashable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.findings[0].cls = "phi"  # type: ignore[misc]
     assert len({result, classify({"email": "a@example.com"})}) == 1
+
+
+# ------------------------------------------------------------------ the clean-value memo
+
+_memo_values = st.sampled_from(
+    ["page_view", "search", VALID_VISA, VALID_IBAN, "ann@example.com", "+1 415 555 0100",
+     "078-05-1120", "AB123456C", "2026-11-27T10:00:00Z", "x" * 80, "  4111 1111 1111 1111"]
+) | st.text(max_size=30)
+_memo_fields = st.sampled_from(["event", "page", "email", "name", "note", "ref", "diagnosis"])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.dictionaries(_memo_fields, _memo_values, max_size=5), min_size=1, max_size=6))
+def test_remembered_clean_values_never_change_a_classification(
+    records: list[dict[str, str]],
+) -> None:
+    first = [classify(r) for r in records]
+    again = [classify(r) for r in records]  # now with whatever the first pass remembered
+    classification_module._CLEAN.clear()
+    fresh = [classify(r) for r in records]
+    assert first == again == fresh
+
+
+def test_values_of_a_classified_field_are_never_remembered() -> None:
+    classification_module._CLEAN.clear()
+    classify({"name": "Ann Example", "event": "signup"})
+    assert "Ann Example" not in classification_module._CLEAN
+    assert "signup" in classification_module._CLEAN
+    classify({"email": "ann@example.com"})
+    assert "ann@example.com" not in classification_module._CLEAN
