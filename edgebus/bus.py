@@ -788,7 +788,8 @@ class EdgeBus:
         min_replicas: int | None = None,
     ) -> _Route:
         discovery = self.discovery
-        plain = (
+        short: tuple[Any, ...] | None = None
+        if (
             replication_factor is None
             and edge_strategy is None
             and fallback_strategy is None
@@ -796,49 +797,20 @@ class EdgeBus:
             and preferred_locations == ()
             and exclude_locations == ()
             and compliance_zones == ()
-        )
-        if plain and self.config.edge_strategy != "balanced":
+            and self.config.edge_strategy != "balanced"
+        ):
             # the common call: no placement options, so the route depends only on
             # the classes, the caller's region and what discovery knows
             short = (classes, region, discovery.version if discovery is not None else 0)
             route = self._routes.get(short)
-            if route is None:
-                route = self._route_for(key, classes, region, None, (), (), (), None, None, None)
-                self._routes[short] = route
-            return route
-        return self._route_for(
-            key,
-            classes,
-            region,
-            replication_factor,
-            preferred_locations,
-            exclude_locations,
-            compliance_zones,
-            edge_strategy,
-            fallback_strategy,
-            min_replicas,
-        )
-
-    def _route_for(
-        self,
-        key: str,
-        classes: frozenset[str],
-        region: str | None,
-        replication_factor: int | None,
-        preferred_locations: Sequence[str],
-        exclude_locations: Sequence[str],
-        compliance_zones: Sequence[str],
-        edge_strategy: str | None,
-        fallback_strategy: str | None,
-        min_replicas: int | None,
-    ) -> _Route:
+            if route is not None:
+                return route
         strategy = edge_strategy or self.config.edge_strategy
         fallback = fallback_strategy or "none"
         if fallback not in FALLBACKS:
             raise InvalidInput(
                 f"fallback_strategy {fallback!r} is not one of {', '.join(FALLBACKS)}"
             )
-        discovery = self.discovery
         # place() is pure: the same inputs always get the same placement, and the key
         # matters only to the balanced strategy, so most writes hit this cache.
         cache_key = (
@@ -856,6 +828,8 @@ class EdgeBus:
         )
         route = self._routes.get(cache_key)
         if route is not None:
+            if short is not None:
+                self._routes[short] = route
             return route
         if strategy not in ("lowest_latency", "balanced", "compliance_first"):
             raise InvalidInput(
@@ -890,6 +864,8 @@ class EdgeBus:
         if len(self._routes) >= 4096:
             self._routes.clear()
         self._routes[cache_key] = route
+        if short is not None:
+            self._routes[short] = route
         return route
 
     def prepare_write(
