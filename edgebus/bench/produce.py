@@ -82,7 +82,7 @@ async def run_produce_bench(
     config: EdgeConfig,
     events: int = 20_000,
     concurrency: int = 256,
-    rounds: int = 3,
+    rounds: int = 5,
     region: str | None = None,
 ) -> ProduceResult:
     """Run alternating rounds; return the medians and their ratio (SDK / raw)."""

@@ -31,7 +31,7 @@ def produce(
     ctx: typer.Context,
     events: int = typer.Option(20_000, "--events", min=100, help="Writes per round."),
     concurrency: int = typer.Option(256, "--concurrency", min=1, help="Writes in flight."),
-    rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating rounds per side."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Alternating rounds per side."),
     region: str | None = typer.Option(None, "--region", help="Region to write to."),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
