@@ -71,7 +71,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_sigterm
 from edgebus.bench.materialize import fresh_region, scratch_config
-from edgebus.bench.replicate import percentile
+from edgebus.bench.rounds import round_figures
 from edgebus.bench.strong import (
     ProcessTime,
     _load_average,
@@ -154,6 +154,7 @@ class ModeFigures:
     max_ms: float
     per_s: float
     rounds_p50_ms: list[float] = field(default_factory=list)
+    rounds_p99_ms: list[float] = field(default_factory=list)
     rounds_per_s: list[float] = field(default_factory=list)
 
 
@@ -263,27 +264,9 @@ class StateBenchResult:
 def summarize(
     phase: str, mode: str, concurrency: int, batches: Sequence[tuple[list[float], float]]
 ) -> ModeFigures:
-    """The figures of one mode at one concurrency from its batches, one per round:
-    ``(latencies in ms, wall seconds)``; p50, p99 and rate are medians over the
-    batches, mean and max over every sample."""
-    p50s = [percentile(ms, 50) for ms, _ in batches]
-    p99s = [percentile(ms, 99) for ms, _ in batches]
-    rates = [len(ms) / seconds for ms, seconds in batches]
-    every = [x for ms, _ in batches for x in ms]
-    return ModeFigures(
-        phase=phase,
-        mode=mode,
-        concurrency=concurrency,
-        ops=len(every),
-        p50_ms=round(statistics.median(p50s), 3),
-        p99_ms=round(statistics.median(p99s), 3),
-        mean_ms=round(statistics.fmean(every), 3),
-        max_ms=round(max(every), 3),
-        per_s=round(statistics.median(rates), 1),
-        rounds_p50_ms=[round(x, 3) for x in p50s],
-        rounds_per_s=[round(x, 1) for x in rates],
-    )
-
+    """The figures of one mode at one concurrency from its batches, one per round
+    (:func:`~edgebus.bench.rounds.round_figures`)."""
+    return ModeFigures(phase=phase, mode=mode, concurrency=concurrency, **round_figures(batches))
 
 def compare(rows: Sequence[ModeFigures]) -> list[Comparison]:
     """Per phase and concurrency: the state calls against that phase's baselines."""
