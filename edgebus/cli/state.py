@@ -27,7 +27,7 @@ from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.core.ownership import Claim, Handoff, OwnerView, Release, Renew
 from edgebus.core.state_machine import OPERATIONS, StateObject, StateOp, StateRequest
-from edgebus.errors import EdgebusError, InfrastructureUnavailable, InvalidInput
+from edgebus.errors import EdgebusError, InvalidInput
 
 __all__ = ["app"]
 
@@ -209,7 +209,7 @@ async def _fold_logs(config: EdgeConfig, classes: list[str],
     """Fold every record of the classes' logs (only ``state_id``'s partition and
     records when given), read from their first offset to their end as of now."""
     from edgebus.kafka.clusters import resolve_clusters
-    from edgebus.kafka.reading import seek_to_first, started_consumer, topic_partitions
+    from edgebus.kafka.reading import records_below, started_consumer, topic_partitions
     from edgebus.state.log import decode_record, home_region, state_partition, state_topic
 
     clusters = resolve_clusters(config)
@@ -226,41 +226,19 @@ async def _fold_logs(config: EdgeConfig, classes: list[str],
             if not tps:
                 continue  # no state of these classes was ever written
             ends = await consumer.end_offsets(tps)
-            starts = await consumer.beginning_offsets(tps)
-            remaining = {tp: end for tp, end in ends.items() if end > starts[tp]}
-            if not remaining:
-                continue
-            consumer.assign(list(remaining))
-            await seek_to_first(consumer, remaining)
-            progress = time.monotonic()
-            while remaining:
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for tp, records in batch.items():
-                    end = remaining.get(tp)
-                    if end is None:
-                        continue
-                    for record in records:
-                        if record.offset >= end:
-                            break
-                        decoded = decode_record(record)
-                        if decoded is None or (state_id is not None
-                                               and decoded[0] != state_id):
-                            continue
-                        sid, rec = decoded
-                        data_class = topics[tp.topic]
-                        folded = out.get((data_class, sid))
-                        if folded is None:
-                            folded = out[(data_class, sid)] = _Folded(
-                                data_class, tp.topic, tp.partition, StateObject(sid))
-                        _fold(folded, rec, int(record.timestamp))
-                    if records:
-                        progress = time.monotonic()
-                        if records[-1].offset + 1 >= end:
-                            del remaining[tp]
-                if remaining and time.monotonic() - progress > _STALL_S:
-                    raise InfrastructureUnavailable(
-                        f"reading the state logs stalled for {_STALL_S:.0f} s "
-                        f"({len(remaining)} partitions not read to their end)", [bootstrap])
+            async for record in records_below(
+                consumer, ends, stall_s=_STALL_S, bootstrap=bootstrap
+            ):
+                decoded = decode_record(record)
+                if decoded is None or (state_id is not None and decoded[0] != state_id):
+                    continue
+                sid, rec = decoded
+                data_class = topics[record.topic]
+                folded = out.get((data_class, sid))
+                if folded is None:
+                    folded = out[(data_class, sid)] = _Folded(
+                        data_class, record.topic, record.partition, StateObject(sid))
+                _fold(folded, rec, int(record.timestamp))
     return out
 
 

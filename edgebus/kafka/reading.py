@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -15,6 +15,7 @@ from edgebus.errors import InfrastructureUnavailable
 __all__ = [
     "end_offsets",
     "read_to_end",
+    "records_below",
     "seek_to_first",
     "started_consumer",
     "topic_partitions",
@@ -97,27 +98,59 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
         return dict(await consumer.end_offsets(tps)) if tps else {}
 
 
+async def records_below(
+    consumer: AIOKafkaConsumer,
+    ends: Mapping[TopicPartition, int],
+    starts: Mapping[TopicPartition, int] | None = None,
+    *,
+    max_records: int = 5000,
+    stall_s: float | None = None,
+    bootstrap: str = "",
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of each partition of ``ends`` from its start (``starts[tp]``, else
+    its first offset) up to, not including, ``ends[tp]``: in offset order within a
+    partition. The consumer is assigned exactly those partitions.
+
+    With ``stall_s``, InfrastructureUnavailable (naming ``bootstrap``) if no partition
+    yields a record for that long while some are not read to their end.
+    """
+    if starts is None:
+        starts = await consumer.beginning_offsets(list(ends)) if ends else {}
+    remaining = {tp: end for tp, end in ends.items() if starts.get(tp, 0) < end}
+    if not remaining:
+        return
+    consumer.assign(list(remaining))
+    for tp in remaining:
+        consumer.seek(tp, starts.get(tp, 0))
+    progress = time.monotonic()
+    while remaining:
+        batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
+        for tp, records in batch.items():
+            end = remaining.get(tp)
+            if end is None:
+                continue
+            for record in records:
+                if record.offset >= end:
+                    break
+                yield record
+            if records:
+                progress = time.monotonic()
+                if records[-1].offset + 1 >= end:
+                    del remaining[tp]
+        if remaining and stall_s is not None and time.monotonic() - progress > stall_s:
+            raise InfrastructureUnavailable(
+                f"reading stalled for {stall_s:.0f} s ({len(remaining)} partitions not "
+                "read to their end)",
+                [bootstrap] if bootstrap else [],
+            )
+
+
 async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` that exists now, in (partition, offset) order."""
     async with started_consumer(bootstrap) as consumer:
         tps = await topic_partitions(consumer, [topic])
         if not tps:
             return []
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp: end for tp, end in ends.items() if end > 0}
-        if not remaining:
-            return []
-        consumer.assign(list(remaining))
-        await seek_to_first(consumer, remaining)
-        out: list[ConsumerRecord[bytes, bytes]] = []
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for tp, records in batch.items():
-                end = remaining.get(tp)
-                if end is None:
-                    continue
-                out.extend(r for r in records if r.offset < end)
-                if records and records[-1].offset + 1 >= end:
-                    del remaining[tp]
+        out = [r async for r in records_below(consumer, await consumer.end_offsets(tps))]
         out.sort(key=lambda r: (r.partition, r.offset))
         return out

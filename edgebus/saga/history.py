@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from edgebus.config import EdgeConfig
 from edgebus.core.saga_log import PartitionLog, Txn
-from edgebus.kafka.reading import started_consumer, topic_partitions
+from edgebus.kafka.reading import records_below, started_consumer, topic_partitions
 from edgebus.kafka.topics import saga_log_topic
 from edgebus.saga.log import decode_record
 
@@ -30,28 +28,16 @@ async def read_transactions(
             return []
         ends = await consumer.end_offsets(tps)
         firsts = await consumer.beginning_offsets(tps)
-        remaining: dict[TopicPartition, int] = {}
-        consumer.assign(tps)
+        starts = {
+            tp: firsts[tp] if window is None else max(firsts[tp], ends[tp] - window)
+            for tp in tps
+        }
         for tp in tps:
-            start = firsts[tp] if window is None else max(firsts[tp], ends[tp] - window)
             logs[tp.partition] = PartitionLog()
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                remaining[tp] = ends[tp]
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            for tp, records in batch.items():
-                end = remaining.get(tp)
-                if end is None:
-                    continue
-                for record in records:
-                    if record.offset >= end:
-                        break
-                    decoded = decode_record(record)
-                    if decoded is not None:
-                        logs[tp.partition].fold(record.offset, decoded)
-                if records and records[-1].offset + 1 >= end:
-                    del remaining[tp]
+        async for record in records_below(consumer, ends, starts, max_records=10_000):
+            decoded = decode_record(record)
+            if decoded is not None:
+                logs[record.partition].fold(record.offset, decoded)
     txns = [t for plog in logs.values() for t in plog.txns.values() if t.begin is not None]
     txns.sort(key=lambda t: t.begin.time_ms if t.begin else 0, reverse=True)
     return txns
