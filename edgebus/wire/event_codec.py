@@ -267,7 +267,7 @@ class RouteEncoding:
         dependencies: VectorClock,
     ) -> EncodedEvent:
         """:meth:`encode` in pure Python (used without the C module)."""
-        event_id_bytes = event_id.encode("ascii")
+        event_id_bytes = event_id.encode("utf-8")  # as the C module writes it
         key_bytes = key.encode("utf-8")
         wall_ms, logical = hlc
         value = event_v2_value(
