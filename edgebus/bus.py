@@ -310,10 +310,6 @@ def _describe_verdict(verdict: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-_WRITE_KINDS: dict[Any, str] = {None: "write.eventual", "eventual": "write.eventual",
-                                 "causal": "write.causal"}
-
-
 def _kind(call: str, consistency: Any) -> str | None:
     """The metrics kind of a write or read (None: a strong write, recorded by commit)."""
     consistency = consistency or "eventual"
@@ -322,6 +318,21 @@ def _kind(call: str, consistency: Any) -> str | None:
     if consistency in ("eventual", "causal", "bounded_staleness", "strong"):
         return f"{call}.{consistency}"
     return f"{call}.invalid"
+
+
+#: the kinds of the write levels, computed once (write() looks one up per call)
+_WRITE_KINDS: dict[str | None, str] = {
+    c: f"write.{c or 'eventual'}" for c in (None, "eventual", "causal")
+}
+
+
+def _write_kind(consistency: Any) -> str:
+    """The metrics kind of a non-strong write: ``_kind("write", consistency)``."""
+    if consistency is None or consistency.__class__ is str:
+        kind = _WRITE_KINDS.get(consistency)
+        if kind is not None:
+            return kind
+    return _kind("write", consistency) or "write.invalid"
 
 
 _OP_SET, _OP_DELETE, _OP_INCREMENT, _OP_MERGE = (
@@ -1074,15 +1085,14 @@ class EdgeBus:
         except BaseException:
             if self.metrics is not None:
                 self.metrics.record(
-                    _kind("write", options.get("consistency")) or "write.invalid",
+                    _write_kind(options.get("consistency")),
                     (time.perf_counter() - started) * 1000,
                     False,
                 )
             raise
         if self.metrics is not None:
             self.metrics.record(
-                _WRITE_KINDS.get(options.get("consistency"), "write.invalid"),
-                (time.perf_counter() - started) * 1000,
+                _write_kind(options.get("consistency")), (time.perf_counter() - started) * 1000
             )
         return receipt
 

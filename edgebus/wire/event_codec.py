@@ -17,7 +17,7 @@ from edgebus.errors import DecodeError, InvalidInput
 from edgebus.wire.event_writer import (
     IMPLEMENTED_FINGERPRINT,
     OPERATION_INDEX,
-    _dependencies,
+    encode_dependencies,
     event_v2_value,
     record_tail,
     route_chunk,
@@ -252,7 +252,7 @@ class RouteEncoding:
             self.chunk,
             wall_ms,
             logical,
-            _dependencies(dependencies),
+            encode_dependencies(dependencies),
             dependencies.encode(),
             self.tail,
         )

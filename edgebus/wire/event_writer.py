@@ -20,6 +20,7 @@ from edgebus.core.vector_clock import VectorClock
 __all__ = [
     "IMPLEMENTED_FINGERPRINT",
     "OPERATION_INDEX",
+    "encode_dependencies",
     "event_v2_value",
     "record_tail",
     "route_chunk",
@@ -82,7 +83,9 @@ def _position(region: str, partition: int, offset: int) -> bytes:
     return _cached_string(region) + _long(partition) + _long(offset)
 
 
-def _dependencies(clock: VectorClock) -> bytes:
+def encode_dependencies(clock: VectorClock) -> bytes:
+    """A clock as the Event record's ``dependencies`` array (cached for the last clock:
+    writes between two acknowledgements share their session's clock)."""
     global _last_dependencies
     last_clock, last_bytes = _last_dependencies
     if clock is last_clock:  # writes between two acks share their session's clock
@@ -148,7 +151,7 @@ def event_v2_value(
             route,
             _wall(wall_ms),
             _SMALL[logical << 1] if logical < 0x40 else _long(logical),
-            _dependencies(dependencies),
+            encode_dependencies(dependencies),
             tail,
         )
     )
