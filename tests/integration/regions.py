@@ -15,13 +15,15 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from connectors import by_url
 from edgebus.config import EdgeConfig, load_config
+from edgebus.region.service import RegionService
 from tests.conftest import edgebus_executable, run_cli
 
 
@@ -54,6 +56,17 @@ class Regions:
 
     def store_url(self, region: str, suffix: str = "") -> str:
         return f"sqlite://{self.tmp / f'{region}{suffix}.db'}"
+
+    @asynccontextmanager
+    async def services(self, config: Any, *regions: str) -> AsyncIterator[None]:
+        """In-process region services of ``regions`` (default: all three) with
+        ``config``, each with its own store; stopped on exit."""
+        async with AsyncExitStack() as stack:
+            for region in regions or self.names:
+                await stack.enter_async_context(
+                    RegionService(region, config, store=self.store_url(region))
+                )
+            yield
 
 
 def make_regions(

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from edgebus.region.service import RegionService
 from edgebus.workflow import EdgeInfrastructure, LocalRuntime, WorkflowBuilder
 from tests.integration.regions import make_regions
 from tests.unit.test_dataflow import UserProfile
@@ -56,11 +55,7 @@ async def test_the_spec_user_profile_lives_in_the_gdpr_region_only(
 
     runtime = LocalRuntime(config)
     try:
-        async with (
-            RegionService(regions.us, config, store=regions.store_url(regions.us)),
-            RegionService(regions.eu, config, store=regions.store_url(regions.eu)),
-            RegionService(regions.ap, config, store=regions.store_url(regions.ap)),
-        ):
+        async with regions.services(config):
             results, _ = await runtime.execute_async(flow)
     finally:
         await EdgeInfrastructure.close_all()

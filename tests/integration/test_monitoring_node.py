@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgebus.region.service import RegionService
 from edgebus.workflow import EdgeInfrastructure, LocalRuntime, WorkflowBuilder
 from tests.integration.regions import make_regions
 
@@ -38,10 +37,7 @@ async def test_monitoring_node_alerts_on_latency_and_reports_replication_lag(
     builder.add_connection("written", "result", "monitor", "input")
     runtime = LocalRuntime(config)
     try:
-        async with (
-            RegionService(regions.us, config, store=regions.store_url(regions.us)),
-            RegionService(regions.eu, config, store=regions.store_url(regions.eu)),
-        ):
+        async with regions.services(config, regions.us, regions.eu):
             results, _ = await runtime.execute_async(builder.build())
     finally:
         await EdgeInfrastructure.close_all()

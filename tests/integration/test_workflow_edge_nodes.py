@@ -27,7 +27,6 @@ from typing import Any
 import pytest
 
 from edgebus.errors import ComplianceViolation
-from edgebus.region.service import RegionService
 from edgebus.workflow import (
     EdgeInfrastructure,
     LocalRuntime,
@@ -107,11 +106,7 @@ async def test_a_workflow_of_edge_nodes_places_commits_counts_and_reads(
     assert set(flow.edge_node_ids) == set(flow.node_ids)
     runtime = LocalRuntime(config)
     try:
-        async with (
-            RegionService(regions.us, config, store=regions.store_url(regions.us)),
-            RegionService(regions.eu, config, store=regions.store_url(regions.eu)),
-            RegionService(regions.ap, config, store=regions.store_url(regions.ap)),
-        ):
+        async with regions.services(config):
             first, _ = await runtime.execute_async(flow)
             second, _ = await runtime.execute_async(flow)
             with pytest.raises(WorkflowExecutionError) as refused:
