@@ -5,7 +5,6 @@
         receipt.placement   # ('eu-west-1',): PII stays in GDPR regions
 """
 
-from edgebus.bus import EdgeBus, EdgeBusSync, WriteReceipt
 from edgebus.config import EdgeConfig, load_config
 from edgebus.core.session import SessionToken
 from edgebus.errors import (
@@ -14,6 +13,7 @@ from edgebus.errors import (
     InfrastructureUnavailable,
     InvalidInput,
 )
+from edgebus.sdk.bus import EdgeBus, EdgeBusSync, WriteReceipt
 
 __all__ = [
     "ComplianceViolation",

@@ -38,10 +38,12 @@ __all__ = [
     "KafkaConfig",
     "MonitoringConfig",
     "ReplicationConfig",
+    "default_state_dir",
     "load_config",
 ]
 
 ENV_CONFIG = "EDGEBUS_CONFIG"
+ENV_STATE_DIR = "EDGEBUS_STATE_DIR"
 Strategy = Literal["lowest_latency", "balanced", "compliance_first"]
 
 
@@ -259,7 +261,7 @@ class EdgeConfig(_Section):
         return self.discovery.locations
 
     @property
-    def saga_log_region(self) -> str:
+    def strong_log_region(self) -> str:
         """The region whose cluster holds the saga topics."""
         return self.strong.log_region or self.discovery.locations[0]
 
@@ -350,3 +352,12 @@ def _check_keys(data: Mapping[str, Any], model: type[BaseModel], path: str) -> N
             and isinstance(value, Mapping)
         ):
             _check_keys(value, annotation, f"{where}.")
+
+
+def default_state_dir() -> Path:
+    """Where this machine's edgebus state lives: ``$EDGEBUS_STATE_DIR``, else
+    ``~/.local/state/edgebus`` (region stores, state-host snapshots, and what
+    ``edgebus kafka up`` records about the brokers it runs)."""
+    value = os.environ.get(ENV_STATE_DIR)
+    directory = Path(value).expanduser() if value else Path.home() / ".local" / "state" / "edgebus"
+    return directory.absolute()

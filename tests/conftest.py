@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from edgebus.errors import EdgebusError
-from edgebus.kafka import launcher
+from edgebus.localkafka import launcher
 
 TESTS_DIR = Path(__file__).resolve().parent
 INTEGRATION_DIR = TESTS_DIR / "integration"

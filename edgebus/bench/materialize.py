@@ -36,21 +36,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from connectors import by_url
 from edgebus.bench.produce import sample_record
-from edgebus.bus import EdgeBus
-from edgebus.config import EdgeConfig
+from edgebus.config import EdgeConfig, KafkaConfig
 from edgebus.core.envelope import Operation
 from edgebus.errors import InfrastructureUnavailable
+from edgebus.kafka.clients import Consumer, Producer, start_consumer, start_producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import end_offsets, seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.materializer import MAX_BATCH_RECORDS, Materializer
+from edgebus.sdk.bus import EdgeBus
 
 __all__ = [
-    "CONSUMER_SETTINGS",
     "MaterializeResult",
     "bench_event",
     "fill_region",
@@ -59,13 +59,6 @@ __all__ = [
     "run_materialize_bench",
     "scratch_config",
 ]
-
-#: the region materializer's fetch settings, used by both sides of every comparison
-CONSUMER_SETTINGS: dict[str, Any] = {
-    "fetch_max_wait_ms": 100,
-    "max_partition_fetch_bytes": 4 * 1024 * 1024,
-    "enable_auto_commit": False,
-}
 
 #: counters the mixture increments (one event in ten)
 COUNTER_KEYS = 1000
@@ -122,9 +115,11 @@ async def fill_region(
     return (events - first) / elapsed if elapsed > 0 else 0.0
 
 
-async def topic_ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+async def topic_ends(
+    kafka: KafkaConfig, bootstrap: str, topic: str
+) -> dict[TopicPartition, int]:
     """The end offset of every partition of ``topic``."""
-    ends = await end_offsets(bootstrap, [topic])
+    ends = await end_offsets(kafka, bootstrap, [topic])
     if not ends:
         raise InfrastructureUnavailable(f"topic {topic} has no partitions", [bootstrap])
     return ends
@@ -154,24 +149,29 @@ class MaterializeResult:
 class _Reader:
     """Reads a topic from the beginning to fixed end offsets, one batch at a time."""
 
-    def __init__(self, bootstrap: str, ends: dict[TopicPartition, int]) -> None:
+    def __init__(
+        self, kafka: KafkaConfig, bootstrap: str, ends: dict[TopicPartition, int]
+    ) -> None:
+        self.kafka = kafka
         self.bootstrap = bootstrap
         self.ends = {tp: end for tp, end in ends.items() if end > 0}
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, **CONSUMER_SETTINGS
-        )
+        self.consumer: Consumer | None = None
 
     async def __aenter__(self) -> _Reader:
-        await self.consumer.start()
-        await asyncio.sleep(0)  # let its background task start before any stop()
+        # the region materializer's fetch settings, on both sides of every comparison
+        self.consumer = await start_consumer(
+            self.kafka, self.bootstrap, "region", client_id="edgebus-bench-reader"
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
+        if self.consumer is not None:
+            await self.consumer.stop()
 
     async def batches(self) -> Any:
         """Yield lists of records in (partition, offset) order until the ends."""
         consumer = self.consumer
+        assert consumer is not None, "use the reader as an async context manager"
         remaining = dict(self.ends)
         consumer.assign(list(remaining))
         await seek_to_first(consumer, remaining)
@@ -192,8 +192,10 @@ class _Reader:
                 yield records
 
 
-async def _raw_round(bootstrap: str, ends: dict[TopicPartition, int]) -> tuple[int, float]:
-    async with _Reader(bootstrap, ends) as reader:
+async def _raw_round(
+    kafka: KafkaConfig, bootstrap: str, ends: dict[TopicPartition, int]
+) -> tuple[int, float]:
+    async with _Reader(kafka, bootstrap, ends) as reader:
         count = 0
         touched = 0
         start = time.perf_counter()
@@ -211,10 +213,10 @@ async def _edgebus_round(
     bootstrap: str,
     ends: dict[TopicPartition, int],
     store_url: str,
-    producer: AIOKafkaProducer,
+    producer: Producer,
 ) -> tuple[int, float, int]:
     store = by_url(store_url)
-    async with store, _Reader(bootstrap, ends) as reader:
+    async with store, _Reader(config.kafka, bootstrap, ends) as reader:
         materializer = Materializer(region, config, bootstrap, store, producer)
         start = time.perf_counter()
         async for records in reader.batches():
@@ -250,19 +252,17 @@ async def run_materialize_bench(
     topic = events_topic(region)
     async with EdgeBus(config, client_id="edgebus-bench-fill") as bus:
         fill_rate = await fill_region(bus, region, 0, events)
-    ends = await topic_ends(bootstrap, topic)
+    ends = await topic_ends(config.kafka, bootstrap, topic)
     total = sum(ends.values())
-    producer = AIOKafkaProducer(  # the materializer's dead-letter producer (none expected)
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=1
-    )
-    await producer.start()
+    # the materializer's dead-letter producer (none expected)
+    producer = await start_producer(config.kafka, bootstrap, "service")
     raw_rates: list[float] = []
     edgebus_rates: list[float] = []
     keys = 0
     try:
         with tempfile.TemporaryDirectory(prefix="edgebus-bench-", dir=store_dir) as tmp:
             for n in range(rounds):
-                count, seconds = await _raw_round(bootstrap, ends)
+                count, seconds = await _raw_round(config.kafka, bootstrap, ends)
                 raw_rates.append(count / seconds)
                 path = Path(tmp) / f"round-{n}.db"
                 count, seconds, keys = await _edgebus_round(

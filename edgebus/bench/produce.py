@@ -19,11 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from edgebus.bus import EdgeBus
 from edgebus.config import EdgeConfig
+from edgebus.kafka.clients import start_producer
 from edgebus.kafka.topics import ensure_topics
+from edgebus.sdk.bus import EdgeBus
 
 __all__ = ["ProduceResult", "run_produce_bench", "sample_record"]
 
@@ -89,17 +88,11 @@ async def run_produce_bench(
     region = region or config.regions[0]
     async with EdgeBus(config, client_id="edgebus-bench") as bus:
         bootstrap = bus.clusters[region]
-        await ensure_topics(bootstrap, [RAW_TOPIC], config.kafka.partitions)
+        await ensure_topics(config.kafka, bootstrap, [RAW_TOPIC])
         records = [(f"bench:{i % 1000}", sample_record(i)) for i in range(events)]
         prepared = [bus.prepare_write(k, data, region=region).encoded for k, data in records]
-        raw = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id="edgebus-bench-raw",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=config.kafka.linger_ms,
-        )
-        await raw.start()
+        # the SDK's own producer settings (clients.PRODUCER_ROLES["events"])
+        raw = await start_producer(config.kafka, bootstrap, "events", client_id="edgebus-bench-raw")
         try:
 
             async def sdk_one(i: int) -> None:

@@ -50,14 +50,14 @@ from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_s
 from edgebus.bench.materialize import fresh_region, scratch_config
 from edgebus.bench.produce import sample_record
 from edgebus.bench.replicate import percentile
-from edgebus.bus import EdgeBus, ReadResult
 from edgebus.config import EdgeConfig
 from edgebus.core.freshness import missing
 from edgebus.core.session import SessionToken
 from edgebus.errors import EdgebusError
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.region.service import RegionService
+from edgebus.sdk.bus import EdgeBus, ReadResult
+from edgebus.server.service import RegionService
 
 __all__ = [
     "GOAL_RATIO",

@@ -7,7 +7,7 @@ for prefixes of the topic (by default a quarter, a half and all of the N events,
 per partition with ``until_offsets``), two fresh child processes run one after the
 other, each reading that prefix from the beginning:
 
-- raw: the consumer replay uses (``started_consumer``, same batch size), touching
+- raw: the consumer replay uses (``clients.reader``, same batch size), touching
   ``record.value`` and nothing else;
 - edgebus: :func:`edgebus.region.replay.replay` into a new SQLite store.
 
@@ -43,13 +43,14 @@ from edgebus.bench.materialize import (
     scratch_config,
     topic_ends,
 )
-from edgebus.bus import EdgeBus
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import EdgebusError
+from edgebus.kafka.clients import reader
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import end_offsets, seek_to_first, started_consumer, topic_partitions
+from edgebus.kafka.reading import end_offsets, seek_to_first, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.region.replay import parse_until_offsets, replay
+from edgebus.sdk.bus import EdgeBus
 
 __all__ = ["ReplayBenchResult", "ReplaySize", "run_replay_bench"]
 
@@ -143,13 +144,13 @@ async def run_replay_bench(
     config = scratch_config(config, [region])
     bootstrap = resolve_clusters(config)[region]
     topic = events_topic(region)
-    existing = sum((await end_offsets(bootstrap, [topic])).values())
+    existing = sum((await end_offsets(config.kafka, bootstrap, [topic])).values())
     filled, fill_rate = 0, 0.0
     if existing < events:
         async with EdgeBus(config, client_id="edgebus-bench-fill") as bus:
             fill_rate = await fill_region(bus, region, existing, events, concurrency)
         filled = events - existing
-    ends = await topic_ends(bootstrap, topic)
+    ends = await topic_ends(config.kafka, bootstrap, topic)
     result = ReplayBenchResult(
         region=region,
         bootstrap=bootstrap,
@@ -207,7 +208,7 @@ async def _raw_child(config: EdgeConfig, region: str, cuts: dict[int, int]) -> d
     bootstrap = resolve_clusters(config)[region]
     started = time.perf_counter()
     count = touched = 0
-    async with started_consumer(bootstrap, config.kafka.connect_timeout_s) as consumer:
+    async with reader(config.kafka, bootstrap) as consumer:
         tps = await topic_partitions(consumer, [events_topic(region)])
         firsts = await consumer.beginning_offsets(tps)
         remaining = {tp: cuts.get(tp.partition, 0) for tp in tps}

@@ -10,8 +10,8 @@ write and acknowledgement, the replicator's fetch and copy into B's topic, B's f
 fold and SQLite commit.
 
 The baseline, measured in the same run at the same rate with the same record bytes:
-a raw ``AIOKafkaProducer`` (the SDK's settings: idempotent, ``acks=all``, the
-configured ``linger_ms``) sends to a scratch topic and a raw ``AIOKafkaConsumer``
+a raw ``Producer`` (the SDK's settings: idempotent, ``acks=all``, the
+configured ``linger_ms``) sends to a scratch topic and a raw ``Consumer``
 without a group (the region consumers' fetch settings) notes each record's arrival:
 one produce-to-consume hop. Phases alternate raw, edgebus, raw...; the samples of
 each side are pooled and their p50 and p99 compared.
@@ -30,18 +30,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-from edgebus.bench.materialize import CONSUMER_SETTINGS, fresh_region, scratch_config
+from edgebus.bench.materialize import fresh_region, scratch_config
 from edgebus.bench.produce import sample_record
-from edgebus.bus import EdgeBus
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
+from edgebus.kafka.clients import Consumer, start_consumer, start_producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import ensure_topics
 from edgebus.region.applier import AppliedEvent
-from edgebus.region.service import RegionService
+from edgebus.sdk.bus import EdgeBus
+from edgebus.server.service import RegionService
 
 __all__ = ["ReplicateResult", "percentile", "run_replicate_bench"]
 
@@ -131,7 +130,7 @@ async def run_replicate_bench(
     bootstrap = resolve_clusters(config)[source]
     kafka = config.kafka
     raw_topic = f"edgebus.bench.{uuid.uuid4().hex[:6]}.latency"
-    await ensure_topics(bootstrap, [raw_topic], kafka.partitions, kafka.topic_replication_factor)
+    await ensure_topics(kafka, bootstrap, [raw_topic])
     count = max(1, int(rate * seconds))
     applied_at: dict[bytes, float] = {}
     arrived_at: dict[bytes, float] = {}
@@ -141,17 +140,7 @@ async def run_replicate_bench(
         for event in events:
             applied_at.setdefault(event.key.encode(), now)
 
-    raw_producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id="edgebus-bench-raw",
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=kafka.linger_ms,
-        max_batch_size=kafka.max_batch_bytes,
-    )
-    raw_consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **CONSUMER_SETTINGS)
-
-    async def consume_raw() -> None:
+    async def consume_raw(raw_consumer: Consumer) -> None:
         while True:
             batch = await raw_consumer.getmany(timeout_ms=200)
             now = time.perf_counter()
@@ -168,10 +157,14 @@ async def run_replicate_bench(
         ):
             assert service.materializer is not None
             service.materializer.on_applied(on_applied)
-            await raw_producer.start()
-            await raw_consumer.start()
-            await asyncio.sleep(0)
-            reader = asyncio.ensure_future(consume_raw())
+            # the SDK's producer settings and the materializer's fetch settings
+            raw_producer = await start_producer(
+                kafka, bootstrap, "events", client_id="edgebus-bench-raw"
+            )
+            raw_consumer = await start_consumer(
+                kafka, bootstrap, "region", client_id="edgebus-bench-raw"
+            )
+            reader = asyncio.ensure_future(consume_raw(raw_consumer))
             try:
                 tps = await topic_partitions(raw_consumer, [raw_topic])
                 raw_consumer.assign(tps)

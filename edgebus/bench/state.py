@@ -20,7 +20,7 @@ workers each doing one increment after the other:
 
 In each phase two raw aiokafka baselines run too, in the same process:
 
-- ``raw_send``: ``AIOKafkaProducer.send_and_wait`` (idempotent, ``acks=all``,
+- ``raw_send``: ``Producer.send_and_wait`` (idempotent, ``acks=all``,
   ``linger_ms=0``: the state log writer's settings) of a record of the size of an
   increment request, to one partition (a state's records are in one partition);
 - ``raw_rtt``: the same send, until a consumer made by the state log's own
@@ -67,7 +67,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_sigterm
 from edgebus.bench.materialize import fresh_region, scratch_config
@@ -79,13 +79,15 @@ from edgebus.bench.strong import (
     _schedstat,
     schedule,
 )
-from edgebus.bus import EdgeBus
 from edgebus.config import EdgeConfig
 from edgebus.core.state_machine import StateOp, StateRequest
 from edgebus.errors import DecodeError, EdgebusError
+from edgebus.kafka import clients
+from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import topic_partitions
 from edgebus.kafka.topics import ensure_topics
+from edgebus.sdk.bus import EdgeBus
 from edgebus.state.host import default_state_db
 from edgebus.state.log import start_consumer, state_partition, state_topic
 from edgebus.wire.state_log import decode_state_record, encode_state_record
@@ -466,11 +468,8 @@ class _Raw:
         self.value = value
         self.send_topic = f"edgebus.bench.{tag}.state-send"
         self.rtt_topic = f"edgebus.bench.{tag}.state-rtt"
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, client_id="edgebus-bench-state-raw",
-            enable_idempotence=True, acks="all", linger_ms=0,
-        )
-        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: Producer | None = None
+        self.consumer: Consumer | None = None
         self._arrivals: dict[bytes, asyncio.Future[float]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._seq = 0
@@ -479,11 +478,12 @@ class _Raw:
         """Create the scratch topics (early: their leaders are elected by the time the
         clients start)."""
         kafka = self.config.kafka
-        await ensure_topics(self.bootstrap, [self.send_topic, self.rtt_topic], kafka.partitions,
-                            kafka.topic_replication_factor, timeout_s=kafka.connect_timeout_s)
+        await ensure_topics(kafka, self.bootstrap, [self.send_topic, self.rtt_topic])
 
     async def start(self) -> None:
-        await self.producer.start()
+        self.producer = await clients.start_producer(
+            self.config.kafka, self.bootstrap, "log", client_id="edgebus-bench-state-raw"
+        )
         self.consumer = consumer = await start_consumer(self.config, self.bootstrap,
                                                         "edgebus-bench-state-raw")
         tps = await topic_partitions(consumer, [self.rtt_topic])
@@ -516,6 +516,7 @@ class _Raw:
 
     async def send(self) -> float:
         """``send_and_wait`` of one record; ms."""
+        assert self.producer is not None, "start() first"
         started = time.perf_counter()
         await self.producer.send_and_wait(self.send_topic, self.value, partition=0)
         return (time.perf_counter() - started) * 1000
@@ -526,6 +527,7 @@ class _Raw:
         key = str(self._seq).encode()
         arrived: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._arrivals[key] = arrived
+        assert self.producer is not None, "start() first"
         started = time.perf_counter()
         acked = await self.producer.send(self.rtt_topic, self.value, key=key, partition=0)
         received = await arrived
@@ -603,9 +605,7 @@ async def _read_log(
     topic = state_topic(config, DATA_CLASS)
     tps = sorted({TopicPartition(topic, state_partition(s, config.kafka.partitions))
                   for s in state_ids})
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
+    consumer = await start_consumer(config, bootstrap, "edgebus-bench-state-log")
     out: dict[str, dict[str, int]] = {}
     wanted = set(state_ids)
     try:

@@ -12,12 +12,12 @@ Four modes, measured in the same run on the same broker, each at every concurren
 (N workers, each doing its operations one after the other, until the batch's count is
 done):
 
-- ``raw_rtt``: raw produce-to-consume round trip: an ``AIOKafkaProducer``
+- ``raw_rtt``: raw produce-to-consume round trip: an ``Producer``
   (idempotent, ``acks=all``, ``linger_ms=0``: the saga log writer's settings) sends
-  a record; an ``AIOKafkaConsumer`` assigned to the topic's partitions (no group, the
+  a record; an ``Consumer`` assigned to the topic's partitions (no group, the
   saga consumers' ``fetch_max_wait_ms``) receives it. Latency: send to receipt;
 - ``kafka_txn``: a Kafka transactional-producer commit: begin, send one record,
-  commit (one ``AIOKafkaProducer(transactional_id=...)`` per worker);
+  commit (one transactional producer per worker);
 - ``eventual``: ``EdgeBus.write`` of the same record with the same placement (all
   three regions), until Kafka acknowledges;
 - ``strong``: ``EdgeBus.commit`` of a new key placed in all three regions, until the
@@ -63,20 +63,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_sigterm
 from edgebus.bench.materialize import scratch_config
 from edgebus.bench.produce import sample_record
 from edgebus.bench.rounds import round_figures
-from edgebus.bus import EdgeBus
-from edgebus.config import EdgeConfig
-from edgebus.core.saga_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
+from edgebus.config import EdgeConfig, KafkaConfig
+from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
 from edgebus.errors import DecodeError, EdgebusError, InfrastructureUnavailable
+from edgebus.kafka.clients import (
+    Consumer,
+    Producer,
+    start_consumer,
+    start_producer,
+    start_transactional_producer,
+    stop_quietly,
+)
 from edgebus.kafka.clusters import ENV_BOOTSTRAP, resolve_clusters
 from edgebus.kafka.reading import topic_partitions
-from edgebus.kafka.topics import ensure_topics, saga_log_topic
-from edgebus.wire.saga_log import H_SAGA, decode_saga_record
+from edgebus.kafka.topics import commit_log_topic, ensure_topics
+from edgebus.sdk.bus import EdgeBus
+from edgebus.wire.commit_log import H_SAGA, decode_saga_record
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -377,7 +385,7 @@ async def _broker(
             f"kafka.bootstrap or {ENV_BOOTSTRAP}) and the benchmark starts a broker of its own",
             [address],
         )
-    from edgebus.kafka import launcher
+    from edgebus.localkafka import launcher
 
     state = tmp / "kafka"
     try:
@@ -451,18 +459,19 @@ class _AckWatch:
     participants have applied which transactions."""
 
     def __init__(self, config: EdgeConfig, bootstrap: str) -> None:
-        self.topic = saga_log_topic(config.saga_log_region)
+        self.config = config
+        self.bootstrap = bootstrap
+        self.topic = commit_log_topic(config.strong_log_region)
         self.partitions = config.kafka.partitions
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, client_id="edgebus-bench-strong-acks", group_id=None,
-            enable_auto_commit=False, fetch_max_wait_ms=100,
-        )
+        self._consumer: Consumer | None = None
         self.expected: set[str] = set()  #: committed txns not yet acknowledged by all
         self._acked: dict[str, set[str]] = {}
 
     async def start(self) -> None:
         """From the log's current end, paused."""
-        await self.consumer.start()
+        self._consumer = await start_consumer(
+            self.config.kafka, self.bootstrap, "log", client_id="edgebus-bench-strong-acks"
+        )
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
@@ -470,9 +479,15 @@ class _AckWatch:
             await self.consumer.position(tp)
         self.consumer.pause(*tps)
 
+    @property
+    def consumer(self) -> Consumer:
+        """The started consumer of the commit log."""
+        assert self._consumer is not None, "start() first"
+        return self._consumer
+
     async def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.consumer.stop()
+        if self._consumer is not None:
+            await stop_quietly(self._consumer)
 
     async def wait(self, participants: Sequence[str], timeout_s: float) -> None:
         """Until every participant acknowledged every expected transaction."""
@@ -521,56 +536,63 @@ class _Baselines:
     """The raw aiokafka clients: a producer and a consumer for the round trip, one
     transactional producer per worker."""
 
-    def __init__(self, bootstrap: str, partitions: int, tag: str) -> None:
+    def __init__(self, kafka: KafkaConfig, bootstrap: str, tag: str) -> None:
+        self.kafka = kafka
         self.bootstrap = bootstrap
-        self.partitions = partitions
         self.tag = tag
         self.rtt_topic = f"edgebus.bench.{tag}.rtt"
         self.txn_topic = f"edgebus.bench.{tag}.txn"
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, client_id="edgebus-bench-strong-raw",
-            enable_idempotence=True, acks="all", linger_ms=0,
-        )
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, client_id="edgebus-bench-strong-raw", group_id=None,
-            enable_auto_commit=False, fetch_max_wait_ms=100,
-        )
-        self.txn_producers: list[AIOKafkaProducer] = []
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+        self.txn_producers: list[Producer] = []
         self._arrivals: dict[bytes, asyncio.Future[float]] = {}
         self._reader: asyncio.Task[None] | None = None
 
     async def create_topics(self) -> None:
         """Create the scratch topics (early: their leaders are elected by the time the
         clients start)."""
-        await ensure_topics(self.bootstrap, [self.rtt_topic, self.txn_topic], self.partitions)
+        await ensure_topics(self.kafka, self.bootstrap, [self.rtt_topic, self.txn_topic])
+
+    @property
+    def producer(self) -> Producer:
+        """The started producer of the round trip (the commit log writer's settings)."""
+        assert self._producer is not None, "start() first"
+        return self._producer
+
+    @property
+    def consumer(self) -> Consumer:
+        """The started consumer of the round trip (the commit log readers' settings)."""
+        assert self._consumer is not None, "start() first"
+        return self._consumer
 
     async def start(self, workers: int) -> None:
-        await self.producer.start()
-        await self.consumer.start()
+        self._producer = await start_producer(
+            self.kafka, self.bootstrap, "log", client_id="edgebus-bench-strong-raw"
+        )
+        self._consumer = await start_consumer(
+            self.kafka, self.bootstrap, "log", client_id="edgebus-bench-strong-raw"
+        )
         tps = await topic_partitions(self.consumer, [self.rtt_topic])
         self.consumer.assign(tps)
         await self.consumer.seek_to_end(*tps)
         for tp in tps:  # resolve the end offsets now, not on the first fetch
             await self.consumer.position(tp)
         self._reader = asyncio.create_task(self._read(), name="bench strong raw consumer")
-        self.txn_producers = [
-            AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, client_id=f"edgebus-bench-strong-txn-{i}",
-                transactional_id=f"edgebus-bench-strong-{self.tag}-{i}", acks="all",
-                linger_ms=0,
+        self.txn_producers = list(await asyncio.gather(*(
+            start_transactional_producer(
+                self.kafka, self.bootstrap, f"edgebus-bench-strong-{self.tag}-{i}"
             )
             for i in range(workers)
-        ]
-        await asyncio.gather(*(p.start() for p in self.txn_producers))
+        )))
 
     async def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-        for client in (self.consumer, self.producer, *self.txn_producers):
-            with contextlib.suppress(Exception):
-                await client.stop()
+        for client in (self._consumer, self._producer, *self.txn_producers):
+            if client is not None:
+                await stop_quietly(client)
 
     async def _read(self) -> None:
         while True:
@@ -603,12 +625,10 @@ class _Baselines:
 
 async def _read_saga_log(config: EdgeConfig, bootstrap: str) -> dict[str, list[LoggedRecord]]:
     """Every record of the saga log, by transaction id (in log order)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
+    consumer = await start_consumer(config.kafka, bootstrap, "reader")
     out: dict[str, list[LoggedRecord]] = {}
     try:
-        tps = [TopicPartition(saga_log_topic(config.saga_log_region), p)
+        tps = [TopicPartition(commit_log_topic(config.strong_log_region), p)
                for p in range(config.kafka.partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
@@ -708,7 +728,7 @@ async def run_strong_bench(
             ]
             children.append(ChildCommand("coordinator", ["coordinator", "run", *common],
                                    tmp / "coordinator.log"))
-            baselines = _Baselines(address, cfg.kafka.partitions, tag)
+            baselines = _Baselines(cfg.kafka, address, tag)
             try:
                 await baselines.create_topics()
                 await asyncio.gather(*(child.start() for child in children))

@@ -47,11 +47,12 @@ def run(
 async def _run(
     config: EdgeConfig, instance_id: str | None, as_json: bool, metrics_listen: str | None
 ) -> None:
+    from edgebus.commit.coordinator import Coordinator
+    from edgebus.commit.metrics import CoordinatorMetrics
     from edgebus.kafka.clusters import resolve_clusters
-    from edgebus.metrics import CoordinatorMetrics, serve_metrics
-    from edgebus.saga.coordinator import Coordinator
+    from edgebus.prometheus import serve_metrics
 
-    bootstrap = resolve_clusters(config)[config.saga_log_region]
+    bootstrap = resolve_clusters(config)[config.strong_log_region]
     coordinator = Coordinator(config, bootstrap, instance_id=instance_id)
     runner: Any = None
     metrics_url: str | None = None

@@ -25,14 +25,14 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from edgebus.bus import EdgeBus
 from edgebus.cli._output import console, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import ComplianceViolation, EdgebusError
-from edgebus.kafka import launcher
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
-from edgebus.region.service import RegionService
+from edgebus.localkafka import launcher
+from edgebus.sdk.bus import EdgeBus
+from edgebus.server.service import RegionService
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import H_ORIGIN_POS
 from edgebus.wire.watermark import is_watermark
@@ -203,7 +203,9 @@ async def _tour() -> None:
         refused_key = f"demo-{run}:user:ann-us"
         found_refused = 0
         for region in config.regions:
-            records = await read_to_end(bus.clusters[region], events_topic(region))
+            records = await read_to_end(
+                bus.config.kafka, bus.clusters[region], events_topic(region)
+            )
             mine = [
                 r for r in records
                 if not is_watermark(r) and r.key and r.key.decode().startswith(f"demo-{run}:")

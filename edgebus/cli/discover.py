@@ -37,8 +37,8 @@ def discover(
 
 
 async def _discover(config: EdgeConfig, rounds: int) -> dict[str, Any]:
-    from edgebus.discovery import Discovery
-    from edgebus.region.client import RegionClient
+    from edgebus.sdk.discovery import Discovery
+    from edgebus.sdk.region_client import RegionClient
 
     client = RegionClient(config, timeout_s=config.kafka.connect_timeout_s)
     discovery = Discovery(config, client)

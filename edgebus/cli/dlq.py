@@ -28,7 +28,7 @@ def list_(
     as_json: bool = JsonOption,
 ) -> None:
     """Every dead letter of the region: position, key, stage and reason."""
-    from edgebus.region.dlq import list_dead_letters
+    from edgebus.kafka.dead_letters import list_dead_letters
 
     as_json = json_mode(ctx, as_json)
     try:
@@ -52,7 +52,7 @@ def redrive(
     as_json: bool = JsonOption,
 ) -> None:
     """Put dead letters back on edgebus.<region>.events (each applies at most once)."""
-    from edgebus.region.dlq import redrive as do_redrive
+    from edgebus.kafka.dead_letters import redrive as do_redrive
 
     as_json = json_mode(ctx, as_json)
     try:

@@ -8,11 +8,11 @@ from typing import Any
 
 import typer
 
-from edgebus.bus import EdgeBus
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
+from edgebus.sdk.bus import EdgeBus
 
 __all__ = ["import_"]
 

@@ -1,6 +1,6 @@
 """``edgebus kafka up | status | down | fetch``: a local Apache Kafka, no Docker needed.
 
-Thin shell over :mod:`edgebus.kafka.launcher`: parse options, call, print a table or
+Thin shell over :mod:`edgebus.localkafka.launcher`: parse options, call, print a table or
 one JSON document, turn edgebus errors into their exit code.
 """
 
@@ -18,7 +18,7 @@ from edgebus.cli._common import ConfigOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.config import ENV_CONFIG
 from edgebus.errors import EdgebusError, InvalidInput
-from edgebus.kafka import launcher
+from edgebus.localkafka import launcher
 
 __all__ = ["app"]
 

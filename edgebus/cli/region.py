@@ -65,7 +65,7 @@ async def _run(
     as_json: bool,
     host_states: bool = True,
 ) -> None:
-    from edgebus.region.service import RegionService
+    from edgebus.server.service import RegionService
 
     service = RegionService(region, config, store=store, listen=listen, advertise=advertise,
                             replicate=replicate, host_states=host_states)
@@ -117,7 +117,7 @@ def _set_replication(
 
 
 async def _pause(config: EdgeConfig, region: str, paused: bool) -> dict[str, object]:
-    from edgebus.region.client import RegionClient
+    from edgebus.sdk.region_client import RegionClient
 
     client = RegionClient(config, timeout_s=config.kafka.connect_timeout_s)
     try:

@@ -131,7 +131,7 @@ async def _verify(config: EdgeConfig, region: str, store: str | None) -> Any:
                             yield {"key": state.key, "digest": row_digest(state)}
 
                 return await verify_store(config, region, live, rows, scratch)
-        from edgebus.region.client import RegionClient
+        from edgebus.sdk.region_client import RegionClient
 
         client = RegionClient(config, timeout_s=120)
         try:

@@ -72,11 +72,11 @@ def show(
 async def _list(
     config: EdgeConfig, limit: int, in_flight: bool, key: str | None, window: int
 ) -> dict[str, Any]:
+    from edgebus.commit.history import read_transactions, txn_summary
     from edgebus.kafka.clusters import resolve_clusters
-    from edgebus.saga.history import read_transactions, txn_summary
-    from edgebus.saga.runner import SagaRunner
+    from edgebus.sagas.runner import SagaRunner
 
-    bootstrap = resolve_clusters(config)[config.saga_log_region]
+    bootstrap = resolve_clusters(config)[config.strong_log_region]
     txns = await read_transactions(config, bootstrap, window or None)
     if key is not None:
         txns = [t for t in txns if t.key == key]
@@ -93,11 +93,11 @@ async def _list(
 
 
 async def _show(config: EdgeConfig, txn_id: str, window: int) -> dict[str, Any]:
+    from edgebus.commit.history import read_transactions, txn_detail
     from edgebus.kafka.clusters import resolve_clusters
-    from edgebus.saga.history import read_transactions, txn_detail
-    from edgebus.saga.runner import SagaRunner
+    from edgebus.sagas.runner import SagaRunner
 
-    bootstrap = resolve_clusters(config)[config.saga_log_region]
+    bootstrap = resolve_clusters(config)[config.strong_log_region]
     for txn in await read_transactions(config, bootstrap, window or None):
         if txn.txn_id == txn_id:
             return {"transaction": txn_detail(txn)}

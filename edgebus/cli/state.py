@@ -208,8 +208,9 @@ async def _fold_logs(config: EdgeConfig, classes: list[str],
                      state_id: str | None) -> dict[tuple[str, str], _Folded]:
     """Fold every record of the classes' logs (only ``state_id``'s partition and
     records when given), read from their first offset to their end as of now."""
+    from edgebus.kafka.clients import reader
     from edgebus.kafka.clusters import resolve_clusters
-    from edgebus.kafka.reading import records_below, started_consumer, topic_partitions
+    from edgebus.kafka.reading import records_below, topic_partitions
     from edgebus.state.log import decode_record, home_region, state_partition, state_topic
 
     clusters = resolve_clusters(config)
@@ -220,7 +221,7 @@ async def _fold_logs(config: EdgeConfig, classes: list[str],
     wanted = None if state_id is None else state_partition(state_id, config.kafka.partitions)
     out: dict[tuple[str, str], _Folded] = {}
     for bootstrap, topics in by_bootstrap.items():
-        async with started_consumer(bootstrap, config.kafka.connect_timeout_s) as consumer:
+        async with reader(config.kafka, bootstrap) as consumer:
             tps = [tp for tp in await topic_partitions(consumer, topics)
                    if wanted is None or tp.partition == wanted]
             if not tps:
@@ -391,7 +392,7 @@ def _ownership(folded: _Folded, now_ms: int) -> dict[str, Any]:
 
 async def _call(config: EdgeConfig, state_id: str, operation: str,
                 options: dict[str, Any]) -> dict[str, Any]:
-    from edgebus.bus import EdgeBus
+    from edgebus.sdk.bus import EdgeBus
 
     # a one-shot command never hosts states: it would claim one, then exit owning it
     config = config.model_copy(

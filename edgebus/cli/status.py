@@ -35,7 +35,7 @@ def status(
 
 
 async def _status(config: EdgeConfig, regions: list[str]) -> list[dict[str, Any]]:
-    from edgebus.region.client import RegionClient
+    from edgebus.sdk.region_client import RegionClient
 
     client = RegionClient(config, timeout_s=config.kafka.connect_timeout_s)
     try:

@@ -17,8 +17,9 @@ from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError, InfrastructureUnavailable
+from edgebus.kafka.clients import reader
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import started_consumer, topic_partitions
+from edgebus.kafka.reading import topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import decode_headers
@@ -107,7 +108,7 @@ async def _records(
     ``firsts_out`` learns, per partition, whether reading started at its first record."""
     bootstrap = resolve_clusters(cfg)[region]
     topic = events_topic(region)
-    async with started_consumer(bootstrap, cfg.kafka.connect_timeout_s) as consumer:
+    async with reader(cfg.kafka, bootstrap) as consumer:
         tps = await topic_partitions(consumer, [topic])
         if not tps:
             return  # nothing was ever written to this region

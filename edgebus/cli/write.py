@@ -10,10 +10,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.bus import EdgeBus, WriteReceipt
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.sdk.bus import EdgeBus, WriteReceipt
 
 __all__ = ["write"]
 

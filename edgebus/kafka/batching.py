@@ -1,6 +1,6 @@
 """Per-partition batching on top of aiokafka's batch API.
 
-``AIOKafkaProducer.send()`` costs a future, a partitioner call and an accumulator
+``Producer.send()`` costs a future, a partitioner call and an accumulator
 insertion per message. Concurrent edgebus writes instead append to the open
 :class:`~aiokafka.producer.message_accumulator.BatchBuilder` of their partition. A
 flusher per partition closes the open batch and hands it to aiokafka (``send_batch``),
@@ -28,11 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from edgebus.errors import InvalidInput
+from edgebus.kafka.clients import Producer
 
 __all__ = ["BatchingProducer", "partition_for"]
 
@@ -65,11 +65,11 @@ class _Batch:
 
 
 class BatchingProducer:
-    """Appends records to per-partition batches of one started AIOKafkaProducer."""
+    """Appends records to per-partition batches of one started Producer."""
 
     def __init__(
         self,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         partitions: int,
         on_ack: Callable[[str, int, int, float], None] | None = None,
     ) -> None:

@@ -3,24 +3,38 @@
 Resolution, first match wins: ``kafka.clusters[region]`` in the edge_config, then
 ``kafka.bootstrap``, then ``EDGEBUS_BOOTSTRAP``, then the clusters that
 ``edgebus kafka up`` recorded, then ``127.0.0.1:9092``.
+
+What ``edgebus kafka up`` recorded is read from ``<state dir>/state.json`` (the local
+launcher, :mod:`edgebus.localkafka`, writes it; this module only reads the two fields
+it needs, ``regions`` and each cluster's ``pid``), so the library never imports the
+launcher.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
-from edgebus.config import EdgeConfig
+from edgebus.config import EdgeConfig, default_state_dir
+from edgebus.errors import LauncherError
 
-__all__ = ["ENV_BOOTSTRAP", "FALLBACK_BOOTSTRAP", "resolve_clusters"]
+__all__ = [
+    "ENV_BOOTSTRAP",
+    "FALLBACK_BOOTSTRAP",
+    "STATE_FILE",
+    "recorded_regions",
+    "resolve_clusters",
+]
 
 ENV_BOOTSTRAP = "EDGEBUS_BOOTSTRAP"
 FALLBACK_BOOTSTRAP = "127.0.0.1:9092"
+#: the local launcher's record of what it runs, in the state directory
+STATE_FILE = "state.json"
 
 
 def resolve_clusters(config: EdgeConfig) -> dict[str, str]:
     """A bootstrap address for every configured region."""
-    from edgebus.kafka.launcher import recorded_regions
-
     shared = config.kafka.bootstrap or os.environ.get(ENV_BOOTSTRAP) or None
     recorded = None if shared else recorded_regions()
     out: dict[str, str] = {}
@@ -35,3 +49,31 @@ def resolve_clusters(config: EdgeConfig) -> dict[str, str]:
         else:
             out[region] = FALLBACK_BOOTSTRAP
     return out
+
+
+def recorded_regions(state_dir: Path | None = None) -> dict[str, str] | None:
+    """region -> bootstrap of the brokers ``edgebus kafka up`` runs, or None.
+
+    None when there is no state file in ``state_dir`` (default ``$EDGEBUS_STATE_DIR``
+    or ``~/.local/state/edgebus``), or when ``edgebus kafka down`` stopped them. A
+    broker that crashed is still listed: connecting to it gives the caller's error.
+    """
+    path = (state_dir if state_dir is not None else default_state_dir()) / STATE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise LauncherError(
+            f"The launcher state {path} cannot be read ({e}). Stop any broker it started by "
+            f"hand (see the pids in it) and remove the file, or run `edgebus kafka down --wipe`."
+        ) from e
+    try:
+        running = any(c.get("pid") is not None for c in data["clusters"])
+        regions = {str(r): str(b) for r, b in data["regions"].items()}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise LauncherError(
+            f"The launcher state {path} is not in the expected form ({e!r}). Stop any broker "
+            "it started by hand and remove the file, or run `edgebus kafka down --wipe`."
+        ) from e
+    return regions if running and regions else None

@@ -1,52 +1,29 @@
-"""Reading topics up to their current end (tail, demo, tests), with one consumer set-up."""
+"""Reading topics up to their current end (tail, demo, replay, tests)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import ConsumerRecord, TopicPartition
 
+from edgebus.config import KafkaConfig
 from edgebus.errors import InfrastructureUnavailable
+from edgebus.kafka.clients import Consumer, reader
 
 __all__ = [
     "end_offsets",
     "read_to_end",
     "records_below",
     "seek_to_first",
-    "started_consumer",
     "topic_partitions",
     "wait_for_leaders",
 ]
 
 
-@asynccontextmanager
-async def started_consumer(
-    bootstrap: str, timeout_s: float = 10.0
-) -> AsyncIterator[AIOKafkaConsumer]:
-    """A started consumer without a group (it assigns partitions itself), stopped after."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), timeout_s)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-        await asyncio.gather(consumer.stop(), return_exceptions=True)
-        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
-    # let the consumer's background task start: aiokafka's stop() right after start()
-    # otherwise re-raises that task's cancellation
-    await asyncio.sleep(0)
-    try:
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
 async def wait_for_leaders(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], timeout_s: float = 10.0
+    consumer: Consumer, tps: list[TopicPartition], timeout_s: float = 10.0
 ) -> None:
     """Wait (bounded) until the consumer's metadata names a leader for every partition.
 
@@ -62,7 +39,7 @@ async def wait_for_leaders(
         await consumer._client.force_metadata_update()
 
 
-async def seek_to_first(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition]) -> None:
+async def seek_to_first(consumer: Consumer, tps: Iterable[TopicPartition]) -> None:
     """Position each partition at its first offset, explicitly.
 
     ``seek_to_beginning`` only requests a reset and gives up silently after the request
@@ -77,7 +54,7 @@ async def seek_to_first(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition
 
 
 async def topic_partitions(
-    consumer: AIOKafkaConsumer, topics: Iterable[str]
+    consumer: Consumer, topics: Iterable[str]
 ) -> list[TopicPartition]:
     """Every partition of those of ``topics`` that exist, once each has a leader."""
     await consumer._client.force_metadata_update()
@@ -91,15 +68,17 @@ async def topic_partitions(
     return tps
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+async def end_offsets(
+    kafka: KafkaConfig, bootstrap: str, topics: Iterable[str]
+) -> dict[TopicPartition, int]:
     """The high watermark of every partition of those of ``topics`` that exist."""
-    async with started_consumer(bootstrap) as consumer:
+    async with reader(kafka, bootstrap) as consumer:
         tps = await topic_partitions(consumer, topics)
         return dict(await consumer.end_offsets(tps)) if tps else {}
 
 
 async def records_below(
-    consumer: AIOKafkaConsumer,
+    consumer: Consumer,
     ends: Mapping[TopicPartition, int],
     starts: Mapping[TopicPartition, int] | None = None,
     *,
@@ -145,9 +124,11 @@ async def records_below(
             )
 
 
-async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_to_end(
+    kafka: KafkaConfig, bootstrap: str, topic: str
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` that exists now, in (partition, offset) order."""
-    async with started_consumer(bootstrap) as consumer:
+    async with reader(kafka, bootstrap) as consumer:
         tps = await topic_partitions(consumer, [topic])
         if not tps:
             return []

@@ -8,20 +8,21 @@ per-(origin, partition) ordering and vector clocks rely on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError
 
+from edgebus.config import KafkaConfig
 from edgebus.errors import InfrastructureUnavailable, TopicLayoutMismatch
+from edgebus.kafka.clients import Admin, admin_client
 
 __all__ = [
+    "commit_log_topic",
     "coordinator_group",
     "dlq_topic",
     "ensure_topics",
     "events_topic",
-    "saga_log_topic",
     "saga_progress_topic",
     "service_topic",
     "state_log_topic",
@@ -29,7 +30,7 @@ __all__ = [
 
 
 
-def saga_log_topic(log_region: str) -> str:
+def commit_log_topic(log_region: str) -> str:
     """The saga log: two-phase-commit records of strong writes (begin, vote, decision,
     ack), keyed by the written key; it lives on ``log_region``'s cluster
     (``strong.log_region``, default the first region)."""
@@ -71,56 +72,53 @@ def service_topic(region: str) -> str:
 
 
 async def ensure_topics(
+    kafka: KafkaConfig,
     bootstrap: str,
     topics: Iterable[str],
-    partitions: int,
-    replication_factor: int = 1,
-    timeout_s: float = 10.0,
+    partitions: int | None = None,
+    *,
     compacted: bool = False,
     configs: dict[str, str] | None = None,
 ) -> None:
-    """Create missing topics; refuse existing ones whose partition count differs.
+    """Create missing topics on the cluster at ``bootstrap``; refuse existing ones whose
+    partition count differs.
 
-    ``compacted`` creates them with ``cleanup.policy=compact`` (keep the last record
-    per key); ``configs`` adds topic configs (e.g. ``message.timestamp.type``)."""
+    ``partitions`` defaults to ``kafka.partitions`` (every regional topic has that
+    many); topics get ``kafka.topic_replication_factor`` replicas. ``compacted``
+    creates them with ``cleanup.policy=compact`` (keep the last record per key);
+    ``configs`` adds topic configs (e.g. ``message.timestamp.type``)."""
+    count = kafka.partitions if partitions is None else partitions
     topic_configs = {**({"cleanup.policy": "compact"} if compacted else {}), **(configs or {})}
     wanted = sorted(set(topics))
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-        await _close_quietly(admin)
-        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
-    try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            response = await admin.create_topics(
-                [
-                    NewTopic(
-                        t, partitions, replication_factor,
-                        topic_configs=topic_configs or None,
-                    )
-                    for t in missing
-                ]
-            )
-            for topic, code, *rest in response.topic_errors:
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
-                    message = rest[0] if rest else ""
-                    raise TopicLayoutMismatch(
-                        f"Kafka refused to create topic {topic} (error {code}: {message})"
-                    )
-        await _check_partitions(admin, bootstrap, wanted, partitions)
-    except KafkaError as e:
-        raise InfrastructureUnavailable(f"Kafka admin request failed: {e}", [bootstrap]) from e
-    finally:
-        await _close_quietly(admin)
+    async with admin_client(kafka, bootstrap) as admin:
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                response = await admin.create_topics(
+                    [
+                        NewTopic(
+                            t, count, kafka.topic_replication_factor,
+                            topic_configs=topic_configs or None,
+                        )
+                        for t in missing
+                    ]
+                )
+                for topic, code, *rest in response.topic_errors:
+                    if code not in (0, _TOPIC_ALREADY_EXISTS):
+                        message = rest[0] if rest else ""
+                        raise TopicLayoutMismatch(
+                            f"Kafka refused to create topic {topic} (error {code}: {message})"
+                        )
+            await _check_partitions(admin, bootstrap, wanted, count)
+        except KafkaError as e:
+            raise InfrastructureUnavailable(
+                f"Kafka admin request failed: {e}", [bootstrap]
+            ) from e
 
 
 async def _check_partitions(
-    admin: AIOKafkaAdminClient, bootstrap: str, topics: list[str], partitions: int
+    admin: Admin, bootstrap: str, topics: list[str], partitions: int
 ) -> None:
     for attempt in range(50):
         described = await admin.describe_topics(topics)
@@ -143,9 +141,3 @@ async def _check_partitions(
             return
         await asyncio.sleep(0.05 * min(attempt + 1, 10))
     raise InfrastructureUnavailable(f"topics {', '.join(topics)} did not appear", [bootstrap])
-
-
-async def _close_quietly(admin: AIOKafkaAdminClient) -> None:
-    # closing a half-started client must not mask the error that made us close it
-    with contextlib.suppress(Exception):
-        await admin.close()

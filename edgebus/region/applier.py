@@ -38,14 +38,12 @@ from edgebus.core.conflict import KeyOp, KeyState, NeedsHistory, Stamp, apply, i
 from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
+from edgebus.kafka.dead_letters import H_REDRIVE_OF
 from edgebus.wire.event_reader import ReadEvent, read_event
 from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN, parse_position
 from edgebus.wire.watermark import H_WATERMARK, decode_watermark
 
-__all__ = ["H_REDRIVE_OF", "AppliedEvent", "BatchApplier", "BatchResult", "DeadLetter"]
-
-#: header a redriven record carries: ``partition:offset`` of its dead letter
-H_REDRIVE_OF = "eb-redrive-of"
+__all__ = ["AppliedEvent", "BatchApplier", "BatchResult", "DeadLetter"]
 
 
 @dataclass(frozen=True, slots=True)

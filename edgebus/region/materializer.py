@@ -24,15 +24,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from connectors.base import Store
 from edgebus.config import EdgeConfig
 from edgebus.core.causality import FrontierView
+from edgebus.kafka.clients import Consumer, Producer
+from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
-from edgebus.region.dead_letters import send_dead_letters
 from edgebus.region.membership import start_exclusive_consumer, stop_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 
@@ -73,7 +74,7 @@ class Materializer:
         config: EdgeConfig,
         bootstrap: str,
         store: Store,
-        producer: AIOKafkaProducer,
+        producer: Producer,
     ) -> None:
         self.region = region
         self.config = config
@@ -85,7 +86,7 @@ class Materializer:
         self.stats = MaterializerStats()
         self.positions: dict[int, int] = {}  # partition -> next offset (committed)
         self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Consumer | None = None
         self._committer: OffsetCommitter | None = None
         self._position_waiters: list[tuple[dict[int, int], asyncio.Future[None]]] = []
         self._frontier_waiters: list[asyncio.Future[None]] = []
@@ -103,6 +104,7 @@ class Materializer:
         stored = await self.store.positions()
         self.positions = {p: o for (t, p), o in stored.items() if t == self.topic}
         self._consumer, self._membership = await start_exclusive_consumer(
+            self.config.kafka,
             self.bootstrap,
             f"edgebus.{self.region}.materializer",
             f"edgebus-{self.region}-materializer",
@@ -209,7 +211,7 @@ class Materializer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(future, timeout_s)
 
-    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
+    def _backpressure(self, consumer: Consumer) -> None:
         gate = self.applier.current_gate
         if gate is None:
             return

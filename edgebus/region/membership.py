@@ -16,9 +16,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import ConsumerRebalanceListener
 
+from edgebus.config import KafkaConfig
 from edgebus.errors import RegionFenced
+from edgebus.kafka.clients import Consumer, start_consumer
 
 __all__ = ["ExclusiveMembership", "start_exclusive_consumer", "stop_consumer"]
 
@@ -54,38 +56,27 @@ class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def start_exclusive_consumer(
+    kafka: KafkaConfig,
     bootstrap: str,
     group: str,
     instance: str,
     topics: Sequence[str],
     what: str,
     on_assigned: Callable[[list[Any]], Awaitable[None]] | None = None,
-) -> tuple[AIOKafkaConsumer, ExclusiveMembership]:
+) -> tuple[Consumer, ExclusiveMembership]:
     """A started consumer subscribed to ``topics`` as the static member ``instance`` of
     ``group``, with the fetch settings of region services (no auto-commit; small fetch
     wait, so that new records are handed over at once)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group,
+    consumer = await start_consumer(
+        kafka, bootstrap, "region", group_id=group, group_instance_id=instance,
         client_id=instance,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        # static membership: a restarted service (even after kill -9) takes its
-        # partitions back at once instead of waiting for the old session to expire
-        group_instance_id=instance,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1500,
     )
-    await consumer.start()
-    await asyncio.sleep(0)  # aiokafka: let its background task start before any stop()
     membership = ExclusiveMembership(what, on_assigned)
     consumer.subscribe(list(topics), listener=membership)
     return consumer, membership
 
 
-async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+async def stop_consumer(consumer: Consumer) -> None:
     """Stop a region consumer, bounded: a fenced one's coordinator may be parked."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(consumer.stop(), 10)

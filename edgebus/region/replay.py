@@ -25,11 +25,12 @@ from connectors.base import Checksums
 from edgebus.config import EdgeConfig
 from edgebus.errors import InvalidInput, StoreNotEmpty
 from edgebus.kafka.batching import partition_for
+from edgebus.kafka.clients import reader
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import seek_to_first, started_consumer, topic_partitions
+from edgebus.kafka.dead_letters import list_dead_letters
+from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import BatchApplier
-from edgebus.region.dlq import list_dead_letters
 from edgebus.wire.watermark import is_watermark
 
 __all__ = ["ReplaySummary", "VerifyReport", "compare_checksums", "replay", "verify_store"]
@@ -117,7 +118,7 @@ async def replay(
         # one key's events depend on records of other keys, which this replay skips
         applier = BatchApplier(region, config.compliance.rules(), target, causal=key is None)
         known_dead = await dead_lettered_sources(config, region)
-        async with started_consumer(bootstrap, config.kafka.connect_timeout_s) as consumer:
+        async with reader(config.kafka, bootstrap) as consumer:
             tps = await topic_partitions(consumer, [topic])
             if key is not None:
                 wanted = partition_for(key.encode("utf-8"), config.kafka.partitions)

@@ -34,13 +34,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from edgebus.config import EdgeConfig
 from edgebus.core.placement import ComplianceRules
 from edgebus.errors import EdgebusError
+from edgebus.kafka.clients import Consumer, Producer
+from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.topics import events_topic
-from edgebus.region.dead_letters import send_dead_letters
 from edgebus.region.membership import start_exclusive_consumer, stop_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.wire.event_reader import read_event
@@ -137,25 +138,27 @@ class Replicator:
         sources: Sequence[str],
         source_bootstrap: str,
         config: EdgeConfig,
-        target_producer: AIOKafkaProducer,
-        source_producer: AIOKafkaProducer,
+        target_producer: Producer,
+        source_producer: Producer,
     ) -> None:
         self.target = target
         self.sources = tuple(sources)
         self.source_bootstrap = source_bootstrap
+        self.config = config
         self.rules = config.compliance.rules()
         self.target_producer = target_producer
         self.source_producer = source_producer
         self.target_topic = events_topic(target)
         self.stats = ReplicatorStats()
         self._topic_region = {events_topic(r): r for r in self.sources}
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Consumer | None = None
         self._committer: OffsetCommitter | None = None
         self.paused = False
 
     async def start(self) -> None:
         """Join group ``edgebus.<target>.replicator`` on the source cluster."""
         self._consumer, self._membership = await start_exclusive_consumer(
+            self.config.kafka,
             self.source_bootstrap,
             f"edgebus.{self.target}.replicator",
             f"edgebus-{self.target}-replicator",
@@ -213,7 +216,7 @@ class Replicator:
             acker.cancel()
             await asyncio.gather(acker, return_exceptions=True)
 
-    def _apply_pause(self, consumer: AIOKafkaConsumer) -> None:
+    def _apply_pause(self, consumer: Consumer) -> None:
         assigned = consumer.assignment()
         if self.paused:
             consumer.pause(*assigned)

@@ -22,8 +22,6 @@ import time
 import uuid
 from typing import Any, NamedTuple
 
-from aiokafka import AIOKafkaConsumer
-
 from edgebus.config import EdgeConfig
 from edgebus.core.classification import classify
 from edgebus.core.state_machine import StateOp, StateRequest, acknowledged, validate_request
@@ -33,6 +31,7 @@ from edgebus.errors import (
     StateOperationRefused,
     StateOperationTimeout,
 )
+from edgebus.kafka.clients import Consumer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import topic_partitions
 from edgebus.state.host import NotOwner, StateHost
@@ -102,7 +101,7 @@ class StateClient:
         self.host = host
         self._writer = StateLogWriter(config, f"{client_id}-state")
         self._clusters = resolve_clusters(config)
-        self._consumers: dict[str, AIOKafkaConsumer] = {}
+        self._consumers: dict[str, Consumer] = {}
         self._assigned: set[str] = set()
         self._waiting: dict[str, asyncio.Future[tuple[StateOp, int]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -229,7 +228,7 @@ class StateClient:
             if data_class in self._assigned:
                 return
             bootstrap = self._clusters[home_region(self.config, data_class)]
-            await self._writer._producer(data_class)  # creates the topic
+            await self._writer.producer(data_class)  # creates the topic
             consumer = await start_consumer(self.config, bootstrap,
                                             f"{self.client_id}-state-answers")
             try:
@@ -246,7 +245,7 @@ class StateClient:
             self._tasks.append(asyncio.create_task(self._read(consumer),
                                                    name=f"state answers {topic}"))
 
-    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+    async def _read(self, consumer: Consumer) -> None:
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batch.values():

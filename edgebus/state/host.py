@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
-from edgebus.config import EdgeConfig
+from edgebus.config import EdgeConfig, default_state_dir
 from edgebus.core.classification import classify
 from edgebus.core.ownership import (
     Claim,
@@ -61,10 +61,10 @@ from edgebus.core.state_machine import (
     execute,
 )
 from edgebus.errors import EdgebusError
+from edgebus.kafka.clients import Consumer
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.launcher import default_state_dir
+from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
-from edgebus.region.dead_letters import send_dead_letters
 from edgebus.state.functions import import_function_modules, resolve
 from edgebus.state.log import (
     Appended,
@@ -158,7 +158,7 @@ class StateHost:
         self._acks: asyncio.Queue[tuple[_Owned, StateOp, asyncio.Future[Appended],
                                         asyncio.Future[Any] | None]] = asyncio.Queue()
         self._writer = StateLogWriter(config, f"{self.host_id}-state")
-        self._consumers: list[AIOKafkaConsumer] = []
+        self._consumers: list[Consumer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Future[None]] = set()
         self._db: aiosqlite.Connection | None = None
@@ -283,7 +283,7 @@ class StateHost:
             remaining = {tp: end for tp, end in remaining.items()
                          if self._positions.get(tp, 0) < end}
 
-    async def _read(self, consumer: AIOKafkaConsumer) -> None:
+    async def _read(self, consumer: Consumer) -> None:
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=2000)
             letters: list[tuple[ConsumerRecord[bytes, bytes], str, str]] = []
@@ -304,7 +304,7 @@ class StateHost:
         self, letters: list[tuple[ConsumerRecord[bytes, bytes], str, str]]
     ) -> None:
         data_class = self._topic_class[letters[0][0].topic]
-        producer = await self._writer._producer(data_class)
+        producer = await self._writer.producer(data_class)
         try:
             self.counters["dead_letters"] += await send_dead_letters(
                 producer, self.region, letters, self.region)

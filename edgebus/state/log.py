@@ -17,13 +17,14 @@ import asyncio
 import logging
 from typing import NamedTuple
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import ConsumerRecord
 
 from edgebus.config import EdgeConfig
 from edgebus.core.state_machine import StateLogRecord
 from edgebus.errors import ComplianceViolation, DecodeError, InfrastructureUnavailable
+from edgebus.kafka import clients
 from edgebus.kafka.batching import partition_for
+from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.topics import ensure_topics, state_log_topic
 from edgebus.wire.state_log import decode_state_record, encode_state_record, state_headers
@@ -77,7 +78,7 @@ def home_region(config: EdgeConfig, data_class: str) -> str:
             [data_class], rules.zones_required([data_class]), config.regions,
             f"no configured region may hold a state of class {data_class}",
         )
-    preferred = config.saga_log_region
+    preferred = config.strong_log_region
     return preferred if preferred in allowed else allowed[0]
 
 
@@ -101,11 +102,8 @@ async def ensure_state_log(config: EdgeConfig, data_class: str) -> None:
     topics, LogAppendTime)."""
     kafka = config.kafka
     bootstrap = resolve_clusters(config)[home_region(config, data_class)]
-    await ensure_topics(
-        bootstrap, [state_topic(config, data_class)], kafka.partitions,
-        kafka.topic_replication_factor, timeout_s=kafka.connect_timeout_s,
-        configs=TOPIC_CONFIGS,
-    )
+    await ensure_topics(kafka, bootstrap, [state_topic(config, data_class)],
+                        configs=TOPIC_CONFIGS)
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogRecord] | None:
@@ -118,24 +116,12 @@ def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogRe
         return None
 
 
-async def start_consumer(config: EdgeConfig, bootstrap: str, client_id: str) -> AIOKafkaConsumer:
+async def start_consumer(config: EdgeConfig, bootstrap: str, client_id: str) -> Consumer:
     """A started, unassigned consumer of a state log (no group: readers assign)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=200,
+    return await clients.start_consumer(
+        config.kafka, bootstrap, "state_log", client_id=client_id,
+        what="a state log's Kafka",
     )
-    try:
-        await asyncio.wait_for(consumer.start(), config.kafka.connect_timeout_s)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-        await asyncio.gather(consumer.stop(), return_exceptions=True)
-        raise InfrastructureUnavailable(f"cannot reach a state log's Kafka: {e}",
-                                        [bootstrap]) from e
-    await asyncio.sleep(0)
-    return consumer
 
 
 class StateLogWriter:
@@ -146,7 +132,7 @@ class StateLogWriter:
         self.config = config
         self.client_id = client_id
         self.clusters = resolve_clusters(config)
-        self._producers: dict[str, AIOKafkaProducer] = {}
+        self._producers: dict[str, Producer] = {}
         self._ready: set[str] = set()
         self._where: dict[str, tuple[str, str]] = {}  # class -> (topic, bootstrap)
         self._lock = asyncio.Lock()
@@ -160,7 +146,8 @@ class StateLogWriter:
             )
         return where
 
-    async def _producer(self, data_class: str) -> AIOKafkaProducer:
+    async def producer(self, data_class: str) -> Producer:
+        """The producer for the cluster of ``data_class``'s log (its log created once)."""
         bootstrap = self._layout(data_class)[1]
         if data_class in self._ready and bootstrap in self._producers:
             return self._producers[bootstrap]
@@ -169,18 +156,10 @@ class StateLogWriter:
                 await ensure_state_log(self.config, data_class)
                 self._ready.add(data_class)
             if bootstrap not in self._producers:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=bootstrap, client_id=self.client_id,
-                    enable_idempotence=True, acks="all", linger_ms=0,
+                self._producers[bootstrap] = await clients.start_producer(
+                    self.config.kafka, bootstrap, "log", client_id=self.client_id,
+                    what="the state log's Kafka",
                 )
-                try:
-                    await asyncio.wait_for(producer.start(),
-                                           self.config.kafka.connect_timeout_s)
-                except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-                    await asyncio.gather(producer.stop(), return_exceptions=True)
-                    raise InfrastructureUnavailable(
-                        f"cannot reach the state log's Kafka: {e}", [bootstrap]) from e
-                self._producers[bootstrap] = producer
         return self._producers[bootstrap]
 
     async def stop(self) -> None:
@@ -193,7 +172,7 @@ class StateLogWriter:
         self, data_class: str, state_id: str, record: StateLogRecord
     ) -> asyncio.Future[Appended]:
         """Queue ``record``; the future resolves to where and when it was appended."""
-        producer = await self._producer(data_class)
+        producer = await self.producer(data_class)
         topic, bootstrap = self._layout(data_class)
         sent = await producer.send(
             topic,

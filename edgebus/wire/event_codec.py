@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from functools import lru_cache
@@ -195,8 +196,8 @@ _HEADER_NAMES = (H_EVENT_ID, H_OP, H_HLC, H_DEPS)
 if os.environ.get("EDGEBUS_NO_SPEEDUPS"):
     _native: Any = None
 else:
-    try:
-        from edgebus import _speedups as _native
+    try:  # the compiled accelerator (a C extension, no Python imports of its own)
+        _native = importlib.import_module("edgebus._speedups")
     except ImportError:  # not compiled: pure Python
         _native = None
 

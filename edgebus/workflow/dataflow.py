@@ -37,9 +37,9 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from edgebus.bus import EdgeBus, ReadResult
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.sdk.bus import EdgeBus, ReadResult
 from edgebus.workflow.node import EdgeNode, NodeParams
 from edgebus.workflow.registry import register_node
 
@@ -538,7 +538,7 @@ class _ModelNode(EdgeNode):
         return {"result": result, "session_token": token}
 
     async def list(self, input: Any, session: str | None) -> Mapping[str, Any]:
-        from edgebus.region.client import RegionClient
+        from edgebus.sdk.region_client import RegionClient
 
         info = self.model_info
         limit = int(self._param("limit", 100))

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from edgebus.region.service import RegionService
+from edgebus.server.service import RegionService
 from edgebus.workflow import EdgeInfrastructure
 from edgebus.workflow import runtime as runtime_module
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from connectors import by_url
 from edgebus.config import EdgeConfig, load_config
-from edgebus.region.service import RegionService
+from edgebus.server.service import RegionService
 from tests.conftest import edgebus_executable, run_cli
 
 

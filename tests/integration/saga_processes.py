@@ -25,17 +25,18 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from connectors import by_url
-from edgebus.core.saga_log import PartitionLog, Txn
+from edgebus.commit.participant import txn_event_id
+from edgebus.core.commit_log import PartitionLog, Txn
 from edgebus.errors import DecodeError
 from edgebus.kafka.reading import read_to_end
-from edgebus.kafka.topics import events_topic, saga_log_topic
+from edgebus.kafka.topics import commit_log_topic, events_topic
 from edgebus.region.applier import txn_marker
-from edgebus.saga.participant import txn_event_id
+from edgebus.wire.commit_log import decode_saga_record
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_TXN
-from edgebus.wire.saga_log import decode_saga_record
 from tests.conftest import edgebus_executable
 from tests.integration.regions import ChildProcess, RegionProcess, Regions, make_regions
+from tests.kafka_settings import KAFKA
 
 __all__ = [
     "FAILPOINTS",
@@ -188,7 +189,7 @@ class Deployment:
     @property
     def log_region(self) -> str:
         """The region whose saga log this deployment uses."""
-        return self.regions.edge_config().saga_log_region
+        return self.regions.edge_config().strong_log_region
 
     async def saga_log(self) -> SagaLogView:
         """This deployment's saga log, folded."""
@@ -248,7 +249,7 @@ async def read_saga_log(bootstrap: str, log_region: str) -> SagaLogView:
     logs: dict[int, PartitionLog] = {}
     records: dict[str, list[Any]] = {}
     undecodable: list[tuple[int, int]] = []
-    for record in await read_to_end(bootstrap, saga_log_topic(log_region)):
+    for record in await read_to_end(KAFKA, bootstrap, commit_log_topic(log_region)):
         try:
             decoded = decode_saga_record(record.value)
         except DecodeError:
@@ -270,7 +271,7 @@ def _txn_header(record: ConsumerRecord[bytes, bytes]) -> str | None:
 async def txn_events(bootstrap: str, region: str) -> dict[str, list[ConsumerRecord[bytes, bytes]]]:
     """txn id -> the records of ``region``'s events topic with that ``eb-txn`` header."""
     out: dict[str, list[ConsumerRecord[bytes, bytes]]] = {}
-    for record in await read_to_end(bootstrap, events_topic(region)):
+    for record in await read_to_end(KAFKA, bootstrap, events_topic(region)):
         txn_id = _txn_header(record)
         if txn_id is not None:
             out.setdefault(txn_id, []).append(record)

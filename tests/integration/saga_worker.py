@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgebus.saga.runner import SagaAction, SagaContext, SagaRunner
+from edgebus.sagas.runner import SagaAction, SagaContext, SagaRunner
 
 STEP_NAMES = ("reserve", "charge", "ship")
 COMPENSATION_NAMES = ("release", "refund", None)

@@ -29,6 +29,7 @@ from edgebus.kafka.reading import read_to_end
 from edgebus.state.log import state_topic
 from edgebus.wire.state_log import decode_state_record
 from tests.integration.regions import ChildProcess, RegionProcess, Regions, make_regions
+from tests.kafka_settings import KAFKA
 
 __all__ = [
     "STATE_CONFIG",
@@ -161,7 +162,7 @@ class StateDeployment:
     async def state_log(self, state_id: str, data_class: str = "public") -> list[LoggedRecord]:
         """Every record of ``state_id`` in its class's log, in log order."""
         out = []
-        for rec in await read_to_end(self.bootstrap, self.topic(data_class)):
+        for rec in await read_to_end(KAFKA, self.bootstrap, self.topic(data_class)):
             if rec.key != state_id.encode("utf-8"):
                 continue
             decoded_id, record = decode_state_record(rec.value)
@@ -207,7 +208,7 @@ def accepted_ops(trace: list[FoldedRecord]) -> list[tuple[LoggedRecord, StateOp]
 
 _LOCK_HOLDER = r"""
 import asyncio, json, sys
-from edgebus.bus import EdgeBus
+from edgebus.sdk.bus import EdgeBus
 
 async def main():
     state_id, lock_name, holder, region, lease_ms = sys.argv[1:6]

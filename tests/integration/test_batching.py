@@ -14,12 +14,13 @@ from edgebus.errors import InvalidInput
 from edgebus.kafka.reading import end_offsets, read_to_end
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
+from tests.kafka_settings import KAFKA
 
 
 async def events_by_position(
     bootstrap: str, region: str
 ) -> dict[tuple[int, int], EventEnvelope]:
-    records = await read_to_end(bootstrap, events_topic(region))
+    records = await read_to_end(KAFKA, bootstrap, events_topic(region))
     return {(r.partition, r.offset): decode_event(r.value) for r in records}
 
 
@@ -66,11 +67,11 @@ async def test_an_event_larger_than_a_batch_is_refused_and_nothing_is_written(
     region = f"big-{uuid.uuid4().hex[:8]}"
     async with EdgeBus(small_batches(kafka_bootstrap, region)) as bus:
         await bus.write("small", {"x": 1})
-        before = await end_offsets(kafka_bootstrap, [events_topic(region)])
+        before = await end_offsets(KAFKA, kafka_bootstrap, [events_topic(region)])
         with pytest.raises(InvalidInput, match="max_batch_bytes"):
             await bus.write("big", {"blob": "x" * 40_000})
         after_refusal = await bus.write("small-again", {"x": 2})
-    assert sum((await end_offsets(kafka_bootstrap, [events_topic(region)])).values()) == (
+    assert sum((await end_offsets(KAFKA, kafka_bootstrap, [events_topic(region)])).values()) == (
         sum(before.values()) + 1
     )
     assert after_refusal.offset >= 0

@@ -18,8 +18,8 @@ from edgebus.bench.strong import (
     stages_of,
     summarize,
 )
-from edgebus.core.saga_log import AckRecord, BeginRecord, DecisionRecord, VoteRecord
-from edgebus.core.two_phase_commit import Decision, TxnOutcome, Vote
+from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord, VoteRecord
+from edgebus.core.commit_vote import Decision, TxnOutcome, Vote
 from tests.integration.regions import make_regions
 from tests.integration.test_bench_region import bench, close_to
 

@@ -13,7 +13,7 @@ import pytest
 
 from edgebus import EdgeBus
 from edgebus.errors import StalenessBoundExceeded
-from edgebus.region.client import RegionClient
+from edgebus.sdk.region_client import RegionClient
 from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
 
 BOUND_MS = 1500.0

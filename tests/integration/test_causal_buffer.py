@@ -13,8 +13,9 @@ from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import InvalidInput
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
-from edgebus.region.service import RegionService
+from edgebus.server.service import RegionService
 from tests.integration.regions import eventually, make_regions
+from tests.kafka_settings import KAFKA
 
 
 async def test_events_wait_for_their_dependencies_and_a_full_buffer_says_what_it_waits_for(
@@ -72,7 +73,7 @@ async def test_a_forged_session_token_is_refused_and_nothing_is_written(
     regions = make_regions(kafka_bootstrap, tmp_path)
     async with EdgeBus(regions.config, discovery=False) as bus:
         real = await bus.write("a", 1, region=regions.us)
-        before = await end_offsets(kafka_bootstrap, [events_topic(regions.us)])
+        before = await end_offsets(KAFKA, kafka_bootstrap, [events_topic(regions.us)])
         forged = SessionToken(VectorClock({(regions.eu, 0): 10**9}))
         with pytest.raises(InvalidInput, match="not issued by this deployment"):
             await bus.write("b", 2, region=regions.us, session=forged.encode())
@@ -81,7 +82,7 @@ async def test_a_forged_session_token_is_refused_and_nothing_is_written(
             await bus.write("b", 2, region=regions.us, session=alien)
         with pytest.raises(InvalidInput, match="mars-1"):
             await bus.read("a", regions.us, consistency="causal", session=alien)
-        assert await end_offsets(kafka_bootstrap, [events_topic(regions.us)]) == before
+        assert await end_offsets(KAFKA, kafka_bootstrap, [events_topic(regions.us)]) == before
         # a real token from another session is accepted
         async with EdgeBus(regions.config, discovery=False) as other:
             ok = await other.write("b", 2, region=regions.us, session=real.session_token)

@@ -20,10 +20,11 @@ from edgebus import EdgeBus
 from edgebus.errors import SessionNotCovered
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
-from edgebus.region.client import RegionClient
+from edgebus.sdk.region_client import RegionClient
 from edgebus.wire.watermark import is_watermark
 from tests.checkers.causal_history import HistoryRecorder, check_causal, summarize
 from tests.integration.regions import RegionProcess, Regions, make_regions
+from tests.kafka_settings import KAFKA
 
 KEYS = ("k0", "k1", "k2")
 
@@ -243,7 +244,8 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
         ap_reads = [op for op in rec.ops if op.region == regions.ap and op.value]
         assert {op.value for op in ap_reads} >= {f"r{t}" for t in range(threads)}
         order = [
-            r.key.decode() for r in await read_to_end(kafka_bootstrap, events_topic(regions.ap))
+            r.key.decode()
+            for r in await read_to_end(KAFKA, kafka_bootstrap, events_topic(regions.ap))
             if not is_watermark(r)
         ]
         assert any(

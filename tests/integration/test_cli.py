@@ -14,6 +14,7 @@ from typing import Any
 
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
+from tests.kafka_settings import KAFKA
 
 EDGEBUS = str(Path(sys.executable).parent / "edgebus")
 REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
@@ -82,7 +83,7 @@ def test_refused_inputs_exit_2_with_a_clear_message_and_write_nothing(
     env = env_for(kafka_bootstrap, tmp_path)
     assert run(["write", "--region", "us-east-1", "--key", "w", "--data", "1"], env)[0] == 0
     topics = [events_topic(r) for r in REGIONS]
-    before = asyncio.run(end_offsets(kafka_bootstrap, topics))
+    before = asyncio.run(end_offsets(KAFKA, kafka_bootstrap, topics))
     bad_config = tmp_path / "edge.json"
     bad_config.write_text(json.dumps({"compliance": {"strict_mod": True}}))
     cases = [
@@ -111,7 +112,7 @@ def test_refused_inputs_exit_2_with_a_clear_message_and_write_nothing(
             code, _, out = as_text.result()
             assert code == 2
             assert message in " ".join(out.split()), out
-    assert asyncio.run(end_offsets(kafka_bootstrap, topics)) == before
+    assert asyncio.run(end_offsets(KAFKA, kafka_bootstrap, topics)) == before
 
 
 def test_no_reachable_broker_names_the_addresses_and_kafka_up(tmp_path: Path) -> None:

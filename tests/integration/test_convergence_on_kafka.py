@@ -21,15 +21,16 @@ from typing import Any
 import pytest
 
 from connectors import by_url
-from edgebus.bus import EdgeBus
 from edgebus.core.conflict import KeyOp, Stamp, fold
 from edgebus.core.envelope import Operation
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
-from edgebus.region.client import RegionClient
+from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk.region_client import RegionClient
 from edgebus.wire.headers import H_EVENT_ID
 from edgebus.wire.watermark import is_watermark
 from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
+from tests.kafka_settings import KAFKA
 
 KEYS = tuple(f"shared:{i}" for i in range(5))
 WRITES_PER_REGION = 150
@@ -117,7 +118,7 @@ async def _delivery_orders(regions: Regions, bootstrap: str) -> dict[str, dict[s
     out: dict[str, dict[str, list[str]]] = {}
     for region in regions.names:
         orders: dict[str, list[str]] = {}
-        for record in await read_to_end(bootstrap, events_topic(region)):
+        for record in await read_to_end(KAFKA, bootstrap, events_topic(region)):
             if is_watermark(record):
                 continue
             event_id = dict(record.headers or ())[H_EVENT_ID].decode("ascii")

@@ -25,9 +25,9 @@ from typing import Any
 
 import aiohttp
 
-from edgebus.bus import EdgeBus, WriteReceipt
 from edgebus.core.conflict import Stamp
 from edgebus.region.replay import replay
+from edgebus.sdk.bus import EdgeBus, WriteReceipt
 from tests.integration.regions import RegionProcess, eventually, make_regions, store_rows
 
 KILLS = 10

@@ -22,20 +22,21 @@ from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 
 from connectors import by_url
-from edgebus.bus import EdgeBus
 from edgebus.core.envelope import Operation, new_event_id
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.core.vector_clock import VectorClock
 from edgebus.kafka.batching import partition_for
+from edgebus.kafka.dead_letters import dead_letter_headers
 from edgebus.kafka.reading import end_offsets, read_to_end
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic
-from edgebus.region.dead_letters import dead_letter_headers
+from edgebus.sdk.bus import EdgeBus
 from edgebus.wire.event_codec import EncodedEvent, encode_fields
 from edgebus.wire.fingerprint import crc64_avro
 from edgebus.wire.headers import H_ORIGIN_POS, H_SCHEMA
 from edgebus.wire.schema_registry import schemas_dir
 from edgebus.wire.single_object import MAGIC
 from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
+from tests.kafka_settings import KAFKA
 
 PARTITIONS = 3
 
@@ -67,7 +68,7 @@ def key_on_partition(prefix: str, partition: int) -> str:
 
 async def events_end(regions: Regions, bootstrap: str) -> dict[int, int]:
     topic = events_topic(regions.us)
-    return {tp.partition: o for tp, o in (await end_offsets(bootstrap, [topic])).items()}
+    return {tp.partition: o for tp, o in (await end_offsets(KAFKA, bootstrap, [topic])).items()}
 
 
 async def test_poison_records_are_dead_lettered_with_reasons_and_the_region_keeps_applying(
@@ -274,7 +275,7 @@ async def test_an_unknown_schema_record_applies_once_after_the_fix_however_often
             row = await bus.read(key, us)
             assert (row.value, row.version) == (value, 1), "a redriven record applied twice"
         # applied, not dead-lettered again
-        assert len(await read_to_end(kafka_bootstrap, dlq_topic(us))) == 1
+        assert len(await read_to_end(KAFKA, kafka_bootstrap, dlq_topic(us))) == 1
         assert region.alive(), region.log_tail()
 
         # the log holds the original (decodable now) and two redriven copies: a replay
@@ -290,13 +291,13 @@ async def test_redrive_without_a_selector_or_with_a_bad_offset_exits_2_and_sends
 ) -> None:
     regions = make_regions(kafka_bootstrap, tmp_path, partitions=PARTITIONS)
     us = regions.us
-    await ensure_topics(kafka_bootstrap, [events_topic(us), dlq_topic(us)], PARTITIONS)
+    await ensure_topics(KAFKA, kafka_bootstrap, [events_topic(us), dlq_topic(us)], PARTITIONS)
     # one dead letter, as a region would have written it
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
         poison = await producer.send_and_wait(events_topic(us), b"garbage", key=b"k", partition=1)
-        [record] = await read_to_end(kafka_bootstrap, events_topic(us))
+        [record] = await read_to_end(KAFKA, kafka_bootstrap, events_topic(us))
         letter = await producer.send_and_wait(
             dlq_topic(us),
             record.value,

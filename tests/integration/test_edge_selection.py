@@ -15,11 +15,12 @@ import pytest
 
 from edgebus import EdgeBus
 from edgebus.errors import InfrastructureUnavailable
-from edgebus.kafka import launcher
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
-from edgebus.region.client import RegionClient
+from edgebus.localkafka import launcher
+from edgebus.sdk.region_client import RegionClient
 from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
+from tests.kafka_settings import KAFKA
 
 
 def _free_port() -> int:
@@ -170,7 +171,7 @@ async def test_a_stopped_regional_broker_moves_writes_within_the_zones_and_the_r
             where = await bus.replication_status(news, wait_ms=20_000)
             assert where == {us: "completed", ap: "completed", eu: "failed"}, where
             for region in (us, ap):
-                keys = [r.key for r in await read_to_end(clusters[region[-2:]],
+                keys = [r.key for r in await read_to_end(KAFKA, clusters[region[-2:]],
                                                          events_topic(region))]
                 assert b"user:1" not in keys
 

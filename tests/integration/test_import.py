@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgebus.bus import EdgeBus
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
-from edgebus.region.service import RegionService
+from edgebus.sdk.bus import EdgeBus
+from edgebus.server.service import RegionService
 from tests.integration.regions import eventually, make_regions
+from tests.kafka_settings import KAFKA
 
 
 async def test_exported_region_imports_into_another_region_with_the_same_values(
@@ -55,5 +56,5 @@ async def test_import_refusing_one_key_writes_nothing(kafka_bootstrap: str, tmp_
     assert code == 2
     assert out["written"] == 0 and out["refused"] == 1
     assert "person" in out["problems"][0] and "Compliance violation" in out["problems"][0]
-    ends = await end_offsets(kafka_bootstrap, [events_topic(r) for r in target.names])
+    ends = await end_offsets(KAFKA, kafka_bootstrap, [events_topic(r) for r in target.names])
     assert sum(ends.values()) == 0

@@ -19,7 +19,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from edgebus import EdgeBus
-from edgebus.kafka.launcher import kafka_java_command
+from edgebus.localkafka.launcher import kafka_java_command
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 FIELD_SEP, HEADER_SEP = "\x1e", "\x1f"

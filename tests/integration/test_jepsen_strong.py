@@ -30,16 +30,17 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from edgebus.bus import EdgeBus
-from edgebus.core.saga_log import AckRecord, BeginRecord, DecisionRecord
+from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord
 from edgebus.errors import EdgebusError, StrongOutcomeUnknown
 from edgebus.kafka.reading import read_to_end
-from edgebus.kafka.topics import events_topic, saga_log_topic
+from edgebus.kafka.topics import commit_log_topic, events_topic
+from edgebus.sdk.bus import EdgeBus
+from edgebus.wire.commit_log import decode_saga_record
 from edgebus.wire.headers import H_TXN
-from edgebus.wire.saga_log import decode_saga_record
 from tests.checkers.linearizability import Call, check_linearizable
 from tests.integration.regions import RegionProcess, Regions, eventually
 from tests.integration.saga_processes import CoordinatorProcess, strong_regions
+from tests.kafka_settings import KAFKA
 
 pytestmark = pytest.mark.kafka
 
@@ -172,7 +173,7 @@ async def _nemesis(
 
 async def _saga_records(bootstrap: str, log_region: str, keys: set[str]) -> list[Any]:
     out = []
-    for rec in await read_to_end(bootstrap, saga_log_topic(log_region)):
+    for rec in await read_to_end(KAFKA, bootstrap, commit_log_topic(log_region)):
         if rec.key is None or rec.key.decode() not in keys:
             continue
         try:
@@ -209,7 +210,7 @@ async def _check_atomic(cluster: Cluster, bootstrap: str, keys: set[str]) -> dic
     present: dict[str, dict[str, int]] = {}
     for region in regions.names:
         counts: dict[str, int] = {}
-        for rec in await read_to_end(bootstrap, events_topic(region)):
+        for rec in await read_to_end(KAFKA, bootstrap, events_topic(region)):
             for name, raw in rec.headers or ():
                 if name == H_TXN and rec.key is not None and rec.key.decode() in keys:
                     counts[raw.decode()] = counts.get(raw.decode(), 0) + 1

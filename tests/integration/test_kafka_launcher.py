@@ -19,8 +19,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from edgebus.errors import InvalidInput
-from edgebus.kafka.launcher import DEFAULT_REGIONS, map_regions, recorded_regions
+from edgebus.kafka.clusters import recorded_regions
 from edgebus.kafka.reading import read_to_end
+from edgebus.localkafka.launcher import DEFAULT_REGIONS, map_regions
+from tests.kafka_settings import KAFKA
 
 Cli = Callable[..., tuple[int, Any, str, str]]
 
@@ -160,7 +162,7 @@ async def test_writes_find_the_recorded_clusters_and_land_in_their_regions_own_c
          "--region", "eu-west-1"], env)  # fmt: skip
     assert code == 0, out + err
     eu, us = doc["regions"]["eu-west-1"], doc["regions"]["us-east-1"]
-    records = await read_to_end(eu, "edgebus.eu-west-1.events")
+    records = await read_to_end(KAFKA, eu, "edgebus.eu-west-1.events")
     assert [(r.partition, r.offset) for r in records] == [
         (receipt["partition"], receipt["offset"])
     ]

@@ -17,12 +17,13 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgebus.bus import EdgeBus
+from edgebus.commit.coordinator import Coordinator
+from edgebus.commit.metrics import CoordinatorMetrics
 from edgebus.config import load_config
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.metrics import CoordinatorMetrics, serve_metrics
-from edgebus.region.service import RegionService
-from edgebus.saga.coordinator import Coordinator
+from edgebus.prometheus import serve_metrics
+from edgebus.sdk.bus import EdgeBus
+from edgebus.server.service import RegionService
 from tests.integration.regions import eventually
 
 WRITES = 3
@@ -55,7 +56,7 @@ async def test_region_and_coordinator_metrics_over_http(
 ) -> None:
     region = "m" + uuid.uuid4().hex[:6]
     config = load_config(_config(kafka_bootstrap, region))
-    coordinator = Coordinator(config, resolve_clusters(config)[config.saga_log_region])
+    coordinator = Coordinator(config, resolve_clusters(config)[config.strong_log_region])
     runner, metrics_url = await serve_metrics(
         CoordinatorMetrics(coordinator).render, "127.0.0.1:0"
     )

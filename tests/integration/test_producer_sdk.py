@@ -22,6 +22,7 @@ from edgebus.errors import (
 from edgebus.kafka.reading import end_offsets, read_to_end
 from edgebus.kafka.topics import ensure_topics, events_topic
 from edgebus.wire.event_codec import decode_event
+from tests.kafka_settings import KAFKA
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
 
@@ -35,7 +36,7 @@ async def test_write_returns_the_kafka_position_of_the_stored_event(kafka_bootst
     async with EdgeBus(config(kafka_bootstrap)) as bus:
         receipt = await bus.write(key, {"plan": "pro", "seats": 3}, region="us-east-1")
     assert receipt.topic == "edgebus.us-east-1.events"
-    records = await read_to_end(kafka_bootstrap, receipt.topic)
+    records = await read_to_end(KAFKA, kafka_bootstrap, receipt.topic)
     position = (receipt.partition, receipt.offset)
     [record] = [r for r in records if (r.partition, r.offset) == position]
     event = decode_event(record.value)
@@ -61,7 +62,7 @@ async def test_strict_refusal_writes_nothing_to_any_region_topic(kafka_bootstrap
     key = f"refused:{uuid.uuid4()}"
     async with EdgeBus(config(kafka_bootstrap)) as bus:
         await bus.write("warm-up", {"x": 1})  # topics exist, so the check below is meaningful
-        before = await end_offsets(kafka_bootstrap, topics)
+        before = await end_offsets(KAFKA, kafka_bootstrap, topics)
         with pytest.raises(ComplianceViolation) as refused:
             await bus.write(key, {"email": "ann@example.com"}, region="us-east-1")
         with pytest.raises(ComplianceViolation):
@@ -71,9 +72,9 @@ async def test_strict_refusal_writes_nothing_to_any_region_topic(kafka_bootstrap
     message = str(refused.value)
     assert message.startswith("Compliance violation: cannot place data")
     assert "pii" in message and "gdpr" in message and "us-east-1" in message
-    assert await end_offsets(kafka_bootstrap, topics) == before
+    assert await end_offsets(KAFKA, kafka_bootstrap, topics) == before
     for topic in topics:
-        assert all(r.key != key.encode() for r in await read_to_end(kafka_bootstrap, topic))
+        assert all(r.key != key.encode() for r in await read_to_end(KAFKA, kafka_bootstrap, topic))
 
 
 async def test_non_strict_mode_reroutes_to_a_compliant_region(kafka_bootstrap: str) -> None:
@@ -116,14 +117,14 @@ async def test_every_regional_topic_gets_the_configured_partition_count(
 ) -> None:
     async with EdgeBus(config(kafka_bootstrap)) as bus:
         await bus.write("any", {"x": 1}, region="us-east-1")
-    ends = await end_offsets(kafka_bootstrap, [events_topic(r) for r in REGIONS])
+    ends = await end_offsets(KAFKA, kafka_bootstrap, [events_topic(r) for r in REGIONS])
     for region in REGIONS:
         assert len([tp for tp in ends if tp.topic == events_topic(region)]) == 6
 
 
 async def test_a_topic_with_another_partition_count_is_refused(kafka_bootstrap: str) -> None:
     region = f"odd-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(kafka_bootstrap, [events_topic(region)], partitions=2)
+    await ensure_topics(KAFKA, kafka_bootstrap, [events_topic(region)], partitions=2)
     cfg = {"kafka": {"bootstrap": kafka_bootstrap}, "discovery": {"locations": [region]}}
     with pytest.raises(TopicLayoutMismatch, match="has 2 partitions"):
         async with EdgeBus(cfg) as bus:
@@ -140,7 +141,7 @@ async def test_receipt_session_token_covers_this_write_and_the_sessions_earlier_
     assert token.clock.covers(Position("us-east-1", first.partition, first.offset))
     assert token.clock.covers(Position("ap-south-1", second.partition, second.offset))
     [record] = [
-        r for r in await read_to_end(kafka_bootstrap, second.topic)
+        r for r in await read_to_end(KAFKA, kafka_bootstrap, second.topic)
         if (r.partition, r.offset) == (second.partition, second.offset)
     ]
     deps = decode_event(record.value).dependencies
@@ -155,7 +156,7 @@ async def test_a_token_from_another_process_becomes_the_writes_dependencies(
     async with EdgeBus(config(kafka_bootstrap)) as other:
         second = await other.write("doc-comment", {"v": 2}, session=first.session_token)
     [record] = [
-        r for r in await read_to_end(kafka_bootstrap, second.topic)
+        r for r in await read_to_end(KAFKA, kafka_bootstrap, second.topic)
         if (r.partition, r.offset) == (second.partition, second.offset)
     ]
     assert decode_event(record.value).dependencies.covers(first.position)
@@ -165,7 +166,7 @@ async def test_bad_input_is_refused_before_anything_is_written(kafka_bootstrap: 
     topics = [events_topic(r) for r in REGIONS]
     async with EdgeBus(config(kafka_bootstrap)) as bus:
         await bus.write("warm-up", {"x": 1})
-        before = await end_offsets(kafka_bootstrap, topics)
+        before = await end_offsets(KAFKA, kafka_bootstrap, topics)
         with pytest.raises(UnknownRegion, match="did you mean 'eu-west-1'"):
             await bus.write("k", {"x": 1}, region="eu-west-2")
         with pytest.raises(InvalidInput, match="not JSON"):
@@ -189,7 +190,7 @@ async def test_bad_input_is_refused_before_anything_is_written(kafka_bootstrap: 
         with pytest.raises(ComplianceViolation, match="exclude_locations"):
             # a single name is one region, not a list of characters
             await bus.write("k", {"email": "a@b.example"}, exclude_locations="eu-west-1")
-    assert await end_offsets(kafka_bootstrap, topics) == before
+    assert await end_offsets(KAFKA, kafka_bootstrap, topics) == before
 
 
 async def test_a_single_location_or_zone_name_counts_as_a_one_item_list(

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from edgebus.bus import EdgeBus
 from edgebus.errors import RegionUnavailable
-from edgebus.kafka import launcher
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
-from edgebus.region.service import RegionService
+from edgebus.localkafka import launcher
+from edgebus.sdk.bus import EdgeBus
+from edgebus.server.service import RegionService
 from tests.integration.regions import RegionProcess, eventually, make_regions
+from tests.kafka_settings import KAFKA
 
 
 async def test_embedded_region_serves_reads_of_its_own_writes(
@@ -108,7 +109,7 @@ async def test_public_write_reaches_exactly_the_regions_of_its_placement(
         await eventually(replicated, 30, "replication to every placement region")
         [outside] = set(regions.names) - set(two.placement)
         # the outsider's replicator has read everything the others hold: no copy will come
-        ends = await end_offsets(
+        ends = await end_offsets(KAFKA,
             kafka_bootstrap, [events_topic(r) for r in regions.names if r != outside]
         )
 
@@ -124,7 +125,7 @@ async def test_public_write_reaches_exactly_the_regions_of_its_placement(
 
 
 async def _status(region: str) -> dict:  # type: ignore[type-arg]
-    from edgebus.region.service import embedded_service
+    from edgebus.server.service import embedded_service
 
     service = embedded_service(region)
     assert service is not None
@@ -156,7 +157,7 @@ async def test_replication_across_three_clusters_one_per_region(tmp_path: Path) 
             await eventually(everywhere, 60, "every region's write in every region")
             # each cluster holds only its own region's events topic
             for suffix, region in zip(("us", "eu", "ap"), regions.names, strict=True):
-                ends = await end_offsets(clusters[suffix], [events_topic(r)
+                ends = await end_offsets(KAFKA, clusters[suffix], [events_topic(r)
                                                             for r in regions.names])
                 assert {tp.topic for tp in ends} == {events_topic(region)}
             for region in (regions.us, regions.ap):

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 
 from connectors import by_url, path_of
-from edgebus.bus import EdgeBus, WriteReceipt
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
-from edgebus.region.service import RegionService
+from edgebus.sdk.bus import EdgeBus, WriteReceipt
+from edgebus.server.service import RegionService
 from tests.integration.regions import Regions, eventually, make_regions, store_rows
+from tests.kafka_settings import KAFKA
 
 Rows = dict[str, tuple[bool, Any, int]]
 
@@ -150,7 +151,7 @@ async def test_replay_to_a_point_in_time_equals_the_live_state_as_of_that_time(
     cut: dict[int, int] = {}
     later: set[int] = set()
     bootstrap = history.regions.config["kafka"]["bootstrap"]
-    for record in await read_to_end(bootstrap, events_topic(history.region)):
+    for record in await read_to_end(KAFKA, bootstrap, events_topic(history.region)):
         if record.partition in later:
             continue
         if record.timestamp > history.mid_time_ms:

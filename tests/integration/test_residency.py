@@ -18,15 +18,16 @@ from typing import Any, NamedTuple
 import pytest
 
 from connectors import path_of
-from edgebus.bus import EdgeBus, WriteReceipt
 from edgebus.config import load_config
 from edgebus.errors import ComplianceViolation
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import dlq_topic, events_topic
+from edgebus.sdk.bus import EdgeBus, WriteReceipt
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import H_CLASS, H_PLACEMENT
 from edgebus.wire.watermark import is_watermark
 from tests.integration.regions import RegionProcess, eventually, make_regions, store_rows
+from tests.kafka_settings import KAFKA
 
 IBAN = "DE89370400440532013000"
 
@@ -125,7 +126,7 @@ async def test_after_a_mixed_run_no_record_exists_outside_its_placement(
         # the topics: every event placed here, and allowed here by compliance
         # watermark records carry no data (origin, partition, time), only markers
         events = [
-            r for r in await read_to_end(kafka_bootstrap, events_topic(region))
+            r for r in await read_to_end(KAFKA, kafka_bootstrap, events_topic(region))
             if not is_watermark(r)
         ]
         seen = set()
@@ -139,7 +140,7 @@ async def test_after_a_mixed_run_no_record_exists_outside_its_placement(
             assert event.placement == placement_of[event.key]
             seen.add(event.key)
         assert seen == expected[region], region
-        assert await read_to_end(kafka_bootstrap, dlq_topic(region)) == [], region
+        assert await read_to_end(KAFKA, kafka_bootstrap, dlq_topic(region)) == [], region
 
         # the store: exactly the keys placed here
         rows = await store_rows(regions.store_url(region))

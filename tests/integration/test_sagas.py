@@ -25,10 +25,11 @@ from edgebus.core.saga import SagaStatus, Step
 from edgebus.errors import InvalidInput
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import saga_progress_topic
-from edgebus.saga.runner import SagaAction, SagaContext, SagaResult, SagaRunner
+from edgebus.sagas.runner import SagaAction, SagaContext, SagaResult, SagaRunner
 from edgebus.wire.saga_progress import decode_progress
 from tests.integration.regions import eventually
 from tests.integration.saga_worker import action_names, make_actions, read_lines, saga_config
+from tests.kafka_settings import KAFKA
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,7 +131,9 @@ async def test_a_failed_step_3_compensates_step_2_then_step_1_and_the_log_shows_
     # a plain consumer of the topic sees the same records, keyed by the saga id
     raw = [
         decode_progress(r.value)
-        for r in await read_to_end(kafka_bootstrap, saga_progress_topic(config.saga_log_region))
+        for r in await read_to_end(
+            KAFKA, kafka_bootstrap, saga_progress_topic(config.strong_log_region)
+        )
         if r.key == saga_id.encode()
     ]
     assert [(e.type, getattr(e.record, "index", None)) for e in raw] == expected

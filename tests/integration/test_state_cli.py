@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from edgebus.bus import EdgeBus
 from edgebus.errors import StateOperationTimeout
-from edgebus.region.service import RegionService
+from edgebus.sdk.bus import EdgeBus
+from edgebus.server.service import RegionService
 from tests.integration.regions import Regions, make_regions
 
 LEASE_MS = 2_000

@@ -45,11 +45,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from edgebus.bus import EdgeBus
 from edgebus.core.ownership import Claim, Handoff
 from edgebus.core.state_machine import StateOp, StateRequest
 from edgebus.errors import ComplianceViolation, StateOperationTimeout
-from edgebus.kafka.reading import read_to_end, started_consumer
+from edgebus.kafka.clients import reader
+from edgebus.kafka.reading import read_to_end
+from edgebus.sdk.bus import EdgeBus
 from edgebus.state.client import StateResult
 from tests.checkers.linearizability import Call, check_linearizable
 from tests.integration.regions import eventually
@@ -60,6 +61,7 @@ from tests.integration.state_processes import (
     accepted_ops,
     fold_state_log,
 )
+from tests.kafka_settings import KAFKA
 
 pytestmark = pytest.mark.kafka
 
@@ -531,13 +533,13 @@ async def test_pii_state_lives_only_in_the_gdpr_region_and_a_public_state_refuse
     assert pii_log and all(lr.record.region == eu for lr in pii_log
                            if isinstance(lr.record, Claim | StateOp))
     # no record of the PII state (or its e-mail) on any topic of a non-GDPR region
-    async with started_consumer(deployment.bootstrap) as consumer:
+    async with reader(KAFKA, deployment.bootstrap) as consumer:
         topics = sorted(t for t in await consumer.topics()
                         if t.startswith((f"edgebus.{us}.", f"edgebus.{ap}.")))
     assert f"edgebus.{us}.state.public" in topics
     assert not [t for t in topics if t.endswith(".state.pii")]
     for topic in topics:
-        for rec in await read_to_end(deployment.bootstrap, topic):
+        for rec in await read_to_end(KAFKA, deployment.bootstrap, topic):
             raw = (rec.key or b"") + (rec.value or b"")
             assert pii_id.encode() not in raw and email.encode() not in raw, (
                 f"{topic} {rec.partition}:{rec.offset} holds the PII state")

@@ -40,9 +40,9 @@ from typing import Any
 
 import pytest
 
-from edgebus.bus import CommitResult, EdgeBus
-from edgebus.core.saga_log import DecisionRecord, Txn
-from edgebus.saga.log import saga_partition
+from edgebus.commit.log import commit_partition
+from edgebus.core.commit_log import DecisionRecord, Txn
+from edgebus.sdk.bus import CommitResult, EdgeBus
 from tests.integration.regions import eventually, store_rows
 from tests.integration.saga_processes import (
     KILLED,
@@ -238,7 +238,7 @@ class TestCrashesBeforeTheDecisionAndOfParticipants:
                 assert all(r.committed for r in results), results
                 owners.clear()
                 for key, r in zip(keys, results, strict=True):
-                    owners.setdefault(saga_partition(key, PARTITIONS), set()).add(r.decided_by)
+                    owners.setdefault(commit_partition(key, PARTITIONS), set()).add(r.decided_by)
                 return {d for ds in owners.values() for d in ds} == {first.name, second.name}
 
             await eventually(both_decide, 90, "decisions by both coordinators")
@@ -260,7 +260,7 @@ def _keys_per_partition(tag: str, per_partition: int = 2) -> list[str]:
     i = 0
     while any(len(v) < per_partition for v in keys.values()):
         key = f"{tag}:k{i}"
-        bucket = keys[saga_partition(key, PARTITIONS)]
+        bucket = keys[commit_partition(key, PARTITIONS)]
         if len(bucket) < per_partition:
             bucket.append(key)
         i += 1

@@ -35,15 +35,16 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from edgebus.bus import CommitResult, EdgeBus
-from edgebus.core.saga_log import VoteRecord
-from edgebus.core.two_phase_commit import Decision, VersionConflict
+from edgebus.commit.log import commit_partition
+from edgebus.core.commit_log import VoteRecord
+from edgebus.core.commit_vote import Decision, VersionConflict
 from edgebus.errors import ComplianceViolation, StrongOutcomeUnknown
 from edgebus.kafka.reading import read_to_end
-from edgebus.kafka.topics import events_topic, saga_log_topic
-from edgebus.saga.log import saga_partition
+from edgebus.kafka.topics import commit_log_topic, events_topic
+from edgebus.sdk.bus import CommitResult, EdgeBus
 from tests.integration.regions import eventually, store_rows
 from tests.integration.saga_processes import Deployment, txn_events, unique_tag
+from tests.kafka_settings import KAFKA
 
 #: the first transaction waits for the coordinator to join its group and for every
 #: participant to catch up: its deadline is far
@@ -227,7 +228,7 @@ async def test_strong_pii_write_is_placed_voted_and_stored_only_in_the_gdpr_regi
     voters = [r.vote.region for r in view.records[result.txn_id] if isinstance(r, VoteRecord)]
     assert voters == [eu]
     for region in dep.names:
-        topic = await read_to_end(dep.bootstrap, events_topic(region))
+        topic = await read_to_end(KAFKA, dep.bootstrap, events_topic(region))
         holds = any(b"a@b.eu" in (r.value or b"") for r in topic)
         assert holds == (region == eu), region
         assert (result.txn_id in await txn_events(dep.bootstrap, region)) == (region == eu)
@@ -249,7 +250,7 @@ async def test_strict_mode_refuses_pii_with_no_gdpr_region_and_nothing_is_prepar
         await bus.write(key, {"note": "x"}, classification="pii", consistency="strong",
                         exclude_locations=[dep.regions.eu])
     # nothing prepared: not one record of the key in the saga log, in no store
-    saga_log = await read_to_end(dep.bootstrap, saga_log_topic(dep.log_region))
+    saga_log = await read_to_end(KAFKA, dep.bootstrap, commit_log_topic(dep.log_region))
     assert saga_log, "the saga log holds the earlier tests' transactions"
     assert [r.offset for r in saga_log if r.key == key.encode("utf-8")] == []
     for region in dep.names:
@@ -266,7 +267,7 @@ def _keys_per_partition(tag: str, per_partition: int = 2) -> list[str]:
     i = 0
     while any(len(v) < per_partition for v in keys.values()):
         key = f"{tag}:k{i}"
-        bucket = keys[saga_partition(key, PARTITIONS)]
+        bucket = keys[commit_partition(key, PARTITIONS)]
         if len(bucket) < per_partition:
             bucket.append(key)
         i += 1
@@ -278,7 +279,7 @@ async def test_a_poison_record_in_the_saga_log_stops_neither_coordinator_nor_par
 ) -> None:
     dep = deployment
     tag = unique_tag()
-    topic = saga_log_topic(dep.log_region)
+    topic = commit_log_topic(dep.log_region)
     producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap)
     await producer.start()
     try:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import pytest
 
 from edgebus.config import load_config
-from edgebus.region.service import RegionService
+from edgebus.server.service import RegionService
 from edgebus.workflow import (
     EdgeInfrastructure,
     EdgeNode,

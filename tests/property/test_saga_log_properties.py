@@ -38,7 +38,7 @@ from typing import Any
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from edgebus.core.saga_log import (
+from edgebus.core.commit_log import (
     RETENTION_MS,
     AckRecord,
     BeginRecord,
@@ -52,8 +52,8 @@ from edgebus.core.saga_log import (
     lock_holders,
     recent,
 )
-from edgebus.core.two_phase_commit import Decision, Refusal, TxnOutcome, VersionConflict, Vote
-from edgebus.wire.saga_log import decode_saga_record, encode_saga_record
+from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote
+from edgebus.wire.commit_log import decode_saga_record, encode_saga_record
 
 REGIONS = ("eu", "us", "ap")
 KEYS = ("k0", "k1")

@@ -27,7 +27,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgebus.core.two_phase_commit import (
+from edgebus.core.commit_vote import (
     ApplyWrite,
     Begin,
     BeginLogged,

@@ -18,7 +18,8 @@ from edgebus.core.envelope import Operation, new_event_id
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import VectorClock
-from edgebus.region.applier import H_REDRIVE_OF, BatchApplier
+from edgebus.kafka.dead_letters import H_REDRIVE_OF
+from edgebus.region.applier import BatchApplier
 from edgebus.region.replicator import copy_decision
 from edgebus.wire.event_codec import encode_fields, encode_payload
 from edgebus.wire.headers import H_ORIGIN_POS

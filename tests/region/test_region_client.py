@@ -10,9 +10,9 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
-import edgebus.region.client as client_module
+import edgebus.sdk.region_client as client_module
 from edgebus.config import load_config
-from edgebus.region.client import ENDPOINT_TTL_S, RegionClient
+from edgebus.sdk.region_client import ENDPOINT_TTL_S, RegionClient
 
 
 async def test_an_expired_endpoint_is_used_while_it_is_read_again_in_the_background(
@@ -21,7 +21,7 @@ async def test_an_expired_endpoint_is_used_while_it_is_read_again_in_the_backgro
     lookups: list[str] = []
     release = asyncio.Event()
 
-    async def announcements(bootstrap: str, topic: str) -> list[Any]:
+    async def announcements(kafka: Any, bootstrap: str, topic: str) -> list[Any]:
         lookups.append(topic)
         if len(lookups) > 1:
             await release.wait()  # the second read of the topic hangs until released

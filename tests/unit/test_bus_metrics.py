@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from edgebus.bus import EdgeBus
-from edgebus.bus_metrics import BusMetrics, percentile, recorded
 from edgebus.errors import InvalidInput
+from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk.metrics import BusMetrics, percentile, recorded
 
 
 class Clock:

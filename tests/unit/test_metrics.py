@@ -1,5 +1,6 @@
-"""Prometheus metrics (edgebus.metrics): a region service's and a coordinator's
-collectors render their live counters, in registries of their own."""
+"""Prometheus metrics (edgebus.server.metrics, edgebus.commit.metrics): a region
+service's and a coordinator's collectors render their live counters, in registries of
+their own."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgebus.core.saga_log import PartitionLog
+from edgebus.commit.metrics import CoordinatorMetrics
+from edgebus.core.commit_log import PartitionLog
 from edgebus.core.vector_clock import Position
-from edgebus.metrics import ApplyDelay, CoordinatorMetrics, RegionMetrics
 from edgebus.region.applier import AppliedEvent
+from edgebus.server.metrics import ApplyDelay, RegionMetrics
 
 
 def _status(region: str) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from edgebus.bus_metrics import BusMetrics
 from edgebus.errors import RegionUnavailable
+from edgebus.sdk.metrics import BusMetrics
 from edgebus.workflow import (
     EdgeMonitoringNode,
     WorkflowBuilder,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 
-from edgebus.core.saga_log import (
+from edgebus.core.commit_log import (
     RETENTION_MS,
     AckRecord,
     BeginRecord,
@@ -23,7 +23,7 @@ from edgebus.core.saga_log import (
     participant_vote,
     recent,
 )
-from edgebus.core.two_phase_commit import Decision, Refusal, TxnOutcome, VersionConflict, Vote
+from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote
 
 REGIONS = ("eu", "us", "ap")
 DEADLINE = 10_000

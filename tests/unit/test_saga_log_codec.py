@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from fastavro import schemaless_reader
 
-from edgebus.core.saga_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
-from edgebus.core.two_phase_commit import Decision, Refusal, TxnOutcome, VersionConflict, Vote
+from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
+from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote
 from edgebus.errors import DecodeError, EdgebusError
-from edgebus.wire.saga_log import H_SAGA, decode_saga_record, encode_saga_record, saga_headers
+from edgebus.wire.commit_log import H_SAGA, decode_saga_record, encode_saga_record, saga_headers
 from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import MAGIC, encode_single_object
 from edgebus.wire.watermark import HEARTBEAT, Watermark, encode_watermark

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from fastavro import parse_schema, schemaless_reader
 
+from edgebus.core.commit_log import AckRecord
 from edgebus.core.ownership import Claim, Handoff, Release, Renew
-from edgebus.core.saga_log import AckRecord
 from edgebus.core.state_machine import (
     LockHold,
     StateLogRecord,
@@ -24,7 +24,7 @@ from edgebus.core.state_machine import (
     execute,
 )
 from edgebus.errors import DecodeError, EdgebusError, InvalidInput
-from edgebus.wire.saga_log import encode_saga_record
+from edgebus.wire.commit_log import encode_saga_record
 from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import MAGIC, encode_single_object
 from edgebus.wire.state_log import (

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import pytest
 
-from edgebus.core.two_phase_commit import (
+from edgebus.core.commit_vote import (
     Ack,
     ApplyWrite,
     Begin,

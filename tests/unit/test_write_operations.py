@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgebus.bus import EdgeBus
 from edgebus.core.envelope import Operation
 from edgebus.errors import InvalidInput
+from edgebus.sdk.bus import EdgeBus
 
 
 @pytest.fixture

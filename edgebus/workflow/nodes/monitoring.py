@@ -2,7 +2,7 @@
 lag, checked against alert thresholds.
 
 Latency, throughput and error rate come from the shared bus's recorder
-(:attr:`edgebus.bus.EdgeBus.metrics`, see :mod:`edgebus.bus_metrics`: every write,
+(:attr:`edgebus.sdk.bus.EdgeBus.metrics`, see :mod:`edgebus.sdk.metrics`: every write,
 commit, read and state call of this infrastructure, over the last ``window_s``
 seconds). Replication lag comes from the running region services' status (what
 ``edgebus status`` shows): per region, the worst staleness of its view of the origins
@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from edgebus.bus_metrics import OPERATION_KINDS, BusMetrics, MetricsSnapshot
+from edgebus.sdk.metrics import OPERATION_KINDS, BusMetrics, MetricsSnapshot
 from edgebus.workflow.node import EdgeNode, NodeParams
 from edgebus.workflow.registry import register_node
 
@@ -197,7 +197,7 @@ async def _replication_lag(bus: Any, timeout_s: float) -> dict[str, Any]:
     reader = getattr(discovery, "reader", None)
     own = None
     if reader is None:
-        from edgebus.region.client import RegionClient
+        from edgebus.sdk.region_client import RegionClient
 
         reader = own = RegionClient(bus.config, timeout_s)
 

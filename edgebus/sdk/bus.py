@@ -23,12 +23,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
-from edgebus.bus_metrics import BusMetrics, recorded
 from edgebus.config import EdgeConfig, load_config
 from edgebus.core.classification import Classification, classify
+from edgebus.core.commit_log import BeginRecord
+from edgebus.core.commit_vote import VersionConflict
 from edgebus.core.conflict import operation_for
 from edgebus.core.envelope import (
     CURRENT_SCHEMA_VERSION,
@@ -39,11 +40,8 @@ from edgebus.core.envelope import (
 )
 from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
 from edgebus.core.placement import FALLBACKS, Placement, PlacementRequest, place
-from edgebus.core.saga_log import BeginRecord
 from edgebus.core.session import SessionToken
-from edgebus.core.two_phase_commit import VersionConflict
 from edgebus.core.vector_clock import Position, VectorClock
-from edgebus.discovery import Discovery
 from edgebus.errors import (
     EdgebusError,
     InfrastructureUnavailable,
@@ -57,9 +55,12 @@ from edgebus.errors import (
     WriteFailed,
 )
 from edgebus.kafka.batching import BatchingProducer
+from edgebus.kafka.clients import start_producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import ensure_topics, events_topic
+from edgebus.sdk.discovery import Discovery
+from edgebus.sdk.metrics import BusMetrics, recorded
 from edgebus.wire.event_codec import (
     EncodedEvent,
     RouteEncoding,
@@ -398,7 +399,7 @@ class EdgeBus:
         self._state_host: Any = None
         self._state_ready: asyncio.Future[Any] | None = None
         #: latency / throughput / errors of write, commit, read and state calls (see
-        #: edgebus.bus_metrics); None when monitoring.metrics_enabled is false
+        #: edgebus.sdk.metrics); None when monitoring.metrics_enabled is false
         self.metrics: BusMetrics | None = (
             BusMetrics() if self.config.monitoring.metrics_enabled else None
         )
@@ -1309,10 +1310,10 @@ class EdgeBus:
         return await asyncio.shield(self._strong_ready)
 
     async def _start_strong(self) -> Any:
-        from edgebus.saga.client import StrongClient
-        from edgebus.saga.coordinator import Coordinator
+        from edgebus.commit.client import StrongClient
+        from edgebus.commit.coordinator import Coordinator
 
-        bootstrap = self._clusters[self.config.saga_log_region]
+        bootstrap = self._clusters[self.config.strong_log_region]
         client = StrongClient(self.config, bootstrap, self.client_id)
         await client.start()
         if self.config.strong.embedded_coordinator and self._coordinator is None:
@@ -1348,7 +1349,9 @@ class EdgeBus:
         for (region, partition), offset in token.clock.entries().items():
             wanted.setdefault(self._clusters[region], {})[(region, partition)] = offset
         for bootstrap, entries in wanted.items():
-            ends = await end_offsets(bootstrap, {events_topic(r) for r, _ in entries})
+            ends = await end_offsets(
+                self.config.kafka, bootstrap, {events_topic(r) for r, _ in entries}
+            )
             for (region, partition), offset in entries.items():
                 end = ends.get(TopicPartition(events_topic(region), partition), 0)
                 if offset >= end:
@@ -1392,7 +1395,7 @@ class EdgeBus:
 
     def _region_client(self) -> Any:
         if self._reader is None:
-            from edgebus.region.client import RegionClient
+            from edgebus.sdk.region_client import RegionClient
 
             self._reader = RegionClient(self.config, self.config.kafka.connect_timeout_s)
         return self._reader
@@ -1412,26 +1415,8 @@ class EdgeBus:
     async def _connect(self, bootstrap: str) -> BatchingProducer:
         kafka = self.config.kafka
         regions = [r for r, b in self._clusters.items() if b == bootstrap]
-        await ensure_topics(
-            bootstrap,
-            [events_topic(r) for r in regions],
-            kafka.partitions,
-            kafka.topic_replication_factor,
-            timeout_s=kafka.connect_timeout_s,
-        )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=self.client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=kafka.linger_ms,
-            max_batch_size=kafka.max_batch_bytes,
-        )
-        try:
-            await asyncio.wait_for(producer.start(), kafka.connect_timeout_s)
-        except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-            await asyncio.gather(producer.stop(), return_exceptions=True)
-            raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+        await ensure_topics(kafka, bootstrap, [events_topic(r) for r in regions])
+        producer = await start_producer(kafka, bootstrap, "events", client_id=self.client_id)
         return BatchingProducer(producer, kafka.partitions, on_ack=self._acknowledged)
 
     def _acknowledged(

@@ -13,12 +13,17 @@ import contextlib
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer
-
+from edgebus.commit.log import (
+    CommitLogWriter,
+    commit_partitions,
+    decode_record,
+    kind_of,
+    start_consumer,
+)
 from edgebus.config import EdgeConfig
-from edgebus.core.saga_log import BeginRecord, DecisionRecord
+from edgebus.core.commit_log import BeginRecord, DecisionRecord
 from edgebus.errors import StrongOutcomeUnknown
-from edgebus.saga.log import SagaLogWriter, decode_record, kind_of, saga_partitions, start_consumer
+from edgebus.kafka.clients import Consumer
 
 __all__ = ["StrongClient"]
 
@@ -32,8 +37,8 @@ class StrongClient:
         self.config = config
         self.bootstrap = bootstrap
         self.client_id = client_id
-        self._writer = SagaLogWriter(config, bootstrap, f"{client_id}-saga")
-        self._consumer: AIOKafkaConsumer | None = None
+        self._writer = CommitLogWriter(config, bootstrap, f"{client_id}-saga")
+        self._consumer: Consumer | None = None
         self._waiting: dict[str, asyncio.Future[DecisionRecord]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -43,7 +48,7 @@ class StrongClient:
         try:
             consumer = await start_consumer(self.config, self.bootstrap,
                                             client_id=f"{self.client_id}-saga")
-            tps = saga_partitions(self.config)
+            tps = commit_partitions(self.config)
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             for tp in tps:

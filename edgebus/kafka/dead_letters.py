@@ -1,7 +1,20 @@
-"""Listing and redriving a region's dead letters (``edgebus dlq list | redrive``).
+"""Dead letters: records a region cannot apply or copy go to ``edgebus.R.dlq``.
 
-Redrive appends a dead letter's original record, unchanged, back to
-``edgebus.R.events`` with the header ``eb-redrive-of: <dlq partition>:<dlq offset>``.
+A dead letter is the original record (same key, value and headers) plus reason
+headers, so that ``edgebus dlq redrive`` can put it back unchanged once the cause is
+fixed (a newer edgebus that knows its schema, a compliance rule corrected):
+
+| header | value |
+| --- | --- |
+| ``eb-dlq-reason`` | UTF-8 text: why it was refused |
+| ``eb-dlq-stage`` | ``materialize`` or ``replicate`` |
+| ``eb-dlq-source`` | ``topic:partition:offset`` of the original record |
+| ``eb-dlq-region`` | the region whose service refused it |
+| ``eb-dlq-time`` | milliseconds since the epoch, ASCII |
+
+``edgebus dlq list | redrive`` list them and put them back: redrive appends a dead
+letter's original record, unchanged, back to ``edgebus.R.events`` with the header
+``eb-redrive-of: <dlq partition>:<dlq offset>``.
 The materializer applies a redriven record at most once (it remembers redriven dead
 letters in the store, in the same transaction as their effect), so redriving twice,
 or redriving after a crash, never applies a record twice. A record that still cannot be
@@ -15,29 +28,81 @@ region: fix the compliance rules and the replicator's next copies flow again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
 from edgebus.config import EdgeConfig
-from edgebus.errors import InfrastructureUnavailable, InvalidInput
+from edgebus.errors import InvalidInput
+from edgebus.kafka.clients import Producer, start_producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import dlq_topic, events_topic
-from edgebus.region.applier import H_REDRIVE_OF
-from edgebus.region.dead_letters import (
-    DLQ_HEADERS,
-    H_DLQ_REASON,
-    H_DLQ_REGION,
-    H_DLQ_SOURCE,
-    H_DLQ_STAGE,
-    H_DLQ_TIME,
-)
 
-__all__ = ["DeadLetterView", "list_dead_letters", "redrive"]
+__all__ = [
+    "DLQ_HEADERS",
+    "H_DLQ_REASON",
+    "H_DLQ_REGION",
+    "H_DLQ_SOURCE",
+    "H_DLQ_STAGE",
+    "H_DLQ_TIME",
+    "H_REDRIVE_OF",
+    "DeadLetterView",
+    "dead_letter_headers",
+    "list_dead_letters",
+    "redrive",
+    "send_dead_letters",
+]
 
+H_DLQ_REASON = "eb-dlq-reason"
+H_DLQ_STAGE = "eb-dlq-stage"
+H_DLQ_SOURCE = "eb-dlq-source"
+H_DLQ_REGION = "eb-dlq-region"
+H_DLQ_TIME = "eb-dlq-time"
+DLQ_HEADERS = frozenset({H_DLQ_REASON, H_DLQ_STAGE, H_DLQ_SOURCE, H_DLQ_REGION, H_DLQ_TIME})
+#: on a redriven record: ``<dlq partition>:<dlq offset>`` of the dead letter it came from
+H_REDRIVE_OF = "eb-redrive-of"
+
+
+def dead_letter_headers(
+    record: ConsumerRecord[bytes, bytes], reason: str, stage: str, region: str
+) -> list[tuple[str, bytes]]:
+    """The original headers (minus older dead-letter headers) plus this refusal's."""
+    kept = [(k, v) for k, v in (record.headers or ()) if k not in DLQ_HEADERS]
+    return [
+        *kept,
+        (H_DLQ_REASON, reason.encode("utf-8")[:2000]),
+        (H_DLQ_STAGE, stage.encode("ascii")),
+        (H_DLQ_SOURCE, f"{record.topic}:{record.partition}:{record.offset}".encode("ascii")),
+        (H_DLQ_REGION, region.encode("ascii")),
+        (H_DLQ_TIME, str(int(time.time() * 1000)).encode("ascii")),
+    ]
+
+
+async def send_dead_letters(
+    producer: Producer,
+    dlq_region: str,
+    letters: Iterable[tuple[ConsumerRecord[bytes, bytes], str, str]],
+    refused_by: str,
+) -> int:
+    """Append ``(record, reason, stage)`` letters to ``edgebus.<dlq_region>.dlq`` and wait
+    for Kafka's acknowledgement (the caller commits its position only after)."""
+    topic = dlq_topic(dlq_region)
+    futures = [
+        await producer.send(
+            topic,
+            value=record.value,
+            key=record.key,
+            headers=dead_letter_headers(record, reason, stage, refused_by),
+        )
+        for record, reason, stage in letters
+    ]
+    if futures:
+        await asyncio.gather(*futures)
+    return len(futures)
 
 @dataclass(frozen=True)
 class DeadLetterView:
@@ -99,7 +164,7 @@ def _view(record: ConsumerRecord[bytes, bytes]) -> DeadLetterView:
 async def list_dead_letters(config: EdgeConfig, region: str) -> list[DeadLetterView]:
     """Every dead letter of ``region`` (partition, offset order)."""
     bootstrap = resolve_clusters(config)[region]
-    return [_view(r) for r in await read_to_end(bootstrap, dlq_topic(region))]
+    return [_view(r) for r in await read_to_end(config.kafka, bootstrap, dlq_topic(region))]
 
 
 async def redrive(
@@ -120,14 +185,8 @@ async def redrive(
             )
         letters = [d for d in letters if (d.partition, d.offset) in wanted]
     bootstrap = resolve_clusters(config)[region]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=1
-    )
-    try:
-        await asyncio.wait_for(producer.start(), config.kafka.connect_timeout_s)
-    except Exception as e:
-        await asyncio.gather(producer.stop(), return_exceptions=True)
-        raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
+    producer = await start_producer(config.kafka, bootstrap, "service",
+                                    client_id=f"edgebus-dlq-redrive-{region}")
     results: list[dict[str, Any]] = []
     sources: set[str] = set()
     try:

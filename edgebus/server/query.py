@@ -1,7 +1,7 @@
 """The region query interface: JSON over HTTP, served by every region service.
 
 Clients in other processes find a region's endpoint on the compacted topic
-``edgebus.<R>.service`` (see :mod:`edgebus.region.client`). Endpoints:
+``edgebus.<R>.service`` (see :mod:`edgebus.sdk.region_client`). Endpoints:
 
 | method and path | answer |
 | --- | --- |
@@ -16,27 +16,54 @@ Clients in other processes find a region's endpoint on the compacted topic
 | ``GET /v1/keys?start=K&limit=N`` | up to N states in key order from K (``next`` resumes) |
 | ``GET /v1/status`` | health, lag, positions, frontier, store size, counters |
 | ``GET /v1/checksums`` | positions and per-bucket digests of one consistent snapshot |
-| ``GET /metrics`` | Prometheus text format (``edgebus.metrics``; docs/operations.md) |
+| ``GET /metrics`` | Prometheus text format (``edgebus.prometheus``; docs/operations.md) |
 
 Keys are URL-path-encoded. Errors are JSON ``{"error": "..."}`` with a 4xx/5xx status.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
+from connectors.base import Store
 from edgebus.core.session import SessionToken
 from edgebus.errors import InvalidInput
-from edgebus.metrics import RegionMetrics, metrics_response
+from edgebus.prometheus import metrics_response
 from edgebus.region.applier import state_row
+from edgebus.server.metrics import RegionMetrics
 
-if TYPE_CHECKING:
-    from edgebus.region.service import RegionService
+__all__ = ["QueryHost", "serve"]
 
-__all__ = ["serve"]
+
+class QueryHost(Protocol):
+    """What the query endpoint serves from: a region service."""
+
+    region: str
+
+    @property
+    def store(self) -> Store:
+        """The region's store (scans and checksums read it directly)."""
+
+    async def read_at(
+        self,
+        key: str,
+        consistency: str = "eventual",
+        *,
+        session: SessionToken | None = None,
+        staleness_threshold_ms: float | None = None,
+        max_versions_behind: int | None = None,
+        wait_ms: float = 0.0,
+    ) -> dict[str, Any]:
+        """A read at a consistency level (``served`` false when not fresh in time)."""
+
+    async def status(self) -> dict[str, Any]:
+        """The status document."""
+
+    def pause_replication(self, paused: bool = True) -> None:
+        """Stop (or resume) copying from other regions."""
 
 MAX_SCAN = 10_000
 
@@ -47,7 +74,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _app(service: RegionService) -> web.Application:
+def _app(service: QueryHost) -> web.Application:
     app = web.Application()
     registry = RegionMetrics(service)
 
@@ -133,7 +160,7 @@ def _number(query: Any, name: str, kind: type[float] | type[int]) -> Any:
         raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
 
 
-async def serve(service: RegionService, listen: str) -> tuple[web.AppRunner, str]:
+async def serve(service: QueryHost, listen: str) -> tuple[web.AppRunner, str]:
     """Start serving on ``host:port`` (port 0: any free port); returns runner and URL."""
     host, _, port_text = listen.rpartition(":")
     try:

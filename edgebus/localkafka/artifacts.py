@@ -44,7 +44,7 @@ from edgebus.errors import (
     LauncherError,
     MavenMissing,
 )
-from edgebus.kafka.processes import _file_lock, _free_ports
+from edgebus.localkafka.processes import _file_lock, _free_ports
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -334,7 +334,7 @@ def _build_class_archive(java: str, libs: Path, log4j: Path, target: Path) -> No
     """
     # The training run is an ordinary broker start. The launcher imports this module,
     # so its broker helpers are imported here, when an archive is actually made.
-    from edgebus.kafka.launcher import (
+    from edgebus.localkafka.launcher import (
         ClusterRecord,
         _base_properties,
         _format_storage,

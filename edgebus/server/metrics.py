@@ -1,48 +1,17 @@
-"""Prometheus metrics for operators: ``GET /metrics`` of region services and coordinators.
-
-Each service gets a :class:`~prometheus_client.CollectorRegistry` of its own (never the
-global one: two services in one process do not clash) holding one custom collector
-that reads the service's live counters when scraped. Region services serve
-``/metrics`` on their query endpoint (:mod:`edgebus.region.query`); ``edgebus
-coordinator run --metrics-listen HOST:PORT`` serves a coordinator's with
-:func:`serve_metrics`. ``docs/operations.md`` lists the metrics.
-
-Counters are the service's own, so they start at 0 when its process starts (Prometheus
-``rate()`` handles the reset).
-"""
+"""A region service's Prometheus metrics (``GET /metrics`` on its query endpoint),
+rendered from its status document; ``docs/operations.md`` lists them."""
 
 from __future__ import annotations
 
-import bisect
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-)
-from prometheus_client.registry import Collector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-__all__ = [
-    "CONTENT_TYPE",
-    "ApplyDelay",
-    "CoordinatorMetrics",
-    "RegionMetrics",
-    "metrics_response",
-    "serve_metrics",
-]
+from edgebus.prometheus import LatencyHistogram, ServiceMetrics
 
-#: the Prometheus text exposition format
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-#: upper bounds (ms) of the append-to-apply delay histogram's buckets
-DELAY_BUCKETS_MS: tuple[float, ...] = (
-    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
-)
+__all__ = ["ApplyDelay", "RegionMetrics", "region_families"]
 
 #: state host counter -> metric name (its dead letters go to edgebus_dead_letters_total)
 _STATE_COUNTERS = {
@@ -57,36 +26,12 @@ _STATE_COUNTERS = {
 }
 
 
-class _Histogram:
-    """Bucket counts, sum and count of observations (one label set)."""
 
-    __slots__ = ("buckets", "count", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.buckets = [0] * (len(bounds) + 1)  # the last one: above every bound
-        self.count = 0
-        self.sum = 0.0
-
-
-class ApplyDelay:
+class ApplyDelay(LatencyHistogram):
     """Append-to-apply delay of applied events, per origin region: the time between the
     event's HLC wall clock (stamped by the writer) and its materialization here. For
     another origin's events this includes replication. Clock skew between hosts shows
     up in it; negative delays count as 0."""
-
-    def __init__(self, bounds: Sequence[float] = DELAY_BUCKETS_MS) -> None:
-        self.bounds = tuple(bounds)
-        self.by_origin: dict[str, _Histogram] = {}
-
-    def observe(self, origin: str, delay_ms: float) -> None:
-        """Count one event of ``origin`` applied ``delay_ms`` after it was written."""
-        hist = self.by_origin.get(origin)
-        if hist is None:
-            hist = self.by_origin[origin] = _Histogram(self.bounds)
-        delay_ms = max(0.0, delay_ms)
-        hist.buckets[bisect.bisect_left(self.bounds, delay_ms)] += 1
-        hist.count += 1
-        hist.sum += delay_ms
 
     def on_applied(self, events: Iterable[Any]) -> None:
         """A materializer listener: observe each applied event (``origin.region``,
@@ -104,42 +49,11 @@ class ApplyDelay:
             ["region", "origin"], [region],
         )
 
-    def histogram(self, name: str, doc: str, labels: list[str],
-                  fixed: list[str]) -> HistogramMetricFamily:
-        """The observations as histogram ``name``: label values ``fixed`` then the
-        observation's key."""
-        family = HistogramMetricFamily(name, doc, labels=labels)
-        for origin, hist in sorted(self.by_origin.items()):
-            cumulative = 0
-            buckets: list[tuple[str, float]] = []
-            for bound, count in zip(self.bounds, hist.buckets, strict=False):
-                cumulative += count
-                buckets.append((_number(bound), cumulative))
-            buckets.append(("+Inf", hist.count))
-            family.add_metric([*fixed, origin], buckets, hist.sum)
-        return family
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
 
 class _Status(Protocol):
     region: str
 
     async def status(self) -> dict[str, Any]: ...
-
-
-class _RegionCollector(Collector):
-    """Renders the last status snapshot (taken right before each scrape)."""
-
-    def __init__(self, region: str, delay: ApplyDelay) -> None:
-        self.region = region
-        self.delay = delay
-        self.snapshot: Mapping[str, Any] = {}
-
-    def collect(self) -> Iterator[Any]:
-        return iter(region_families(self.region, self.snapshot, self.delay))
 
 
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
@@ -261,16 +175,17 @@ def region_families(
 
 class RegionMetrics:
     """A region service's registry; :meth:`render` takes a status snapshot and renders
-    it. ``service``: a :class:`~edgebus.region.service.RegionService` (anything with
+    it. ``service``: a :class:`~edgebus.server.service.RegionService` (anything with
     ``region`` and ``async status()``; a ``materializer`` with ``on_applied`` feeds
     the apply delay histogram)."""
 
     def __init__(self, service: _Status) -> None:
         self.service = service
         self.delay = ApplyDelay()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self._collector = _RegionCollector(service.region, self.delay)
-        self.registry.register(self._collector)
+        self._snapshot: Mapping[str, Any] = {}
+        self._metrics = ServiceMetrics(
+            lambda: region_families(service.region, self._snapshot, self.delay)
+        )
         materializer = getattr(service, "materializer", None)
         if materializer is not None:
             materializer.on_applied(self.delay.on_applied)
@@ -278,96 +193,5 @@ class RegionMetrics:
     async def render(self) -> bytes:
         """The text exposition of the service's metrics now."""
         snapshot = await self.service.status()
-        self._collector.snapshot = snapshot  # no await between this and the render
-        return generate_latest(self.registry)
-
-
-class _CoordinatorCollector(Collector):
-    def __init__(self, coordinator: Any) -> None:
-        self.coordinator = coordinator
-
-    def collect(self) -> Iterator[Any]:
-        return iter(coordinator_families(self.coordinator))
-
-
-def coordinator_families(coordinator: Any) -> list[Any]:
-    """The metric families of a :class:`~edgebus.saga.coordinator.Coordinator`."""
-    name = [coordinator.name]
-    decisions = CounterMetricFamily(
-        "edgebus_saga_decisions", "Strong-write decisions this coordinator appended to the "
-        "saga log", labels=["coordinator", "outcome"],
-    )
-    for outcome in ("commit", "abort"):
-        decisions.add_metric([*name, outcome], float(coordinator.outcomes.get(outcome, 0)))
-    timeouts = CounterMetricFamily(
-        "edgebus_saga_timeouts", "Aborts decided because a participant did not vote "
-        "before the deadline (also counted as aborts)", labels=["coordinator"],
-    )
-    timeouts.add_metric(name, float(coordinator.timeouts))
-    partitions = GaugeMetricFamily(
-        "edgebus_saga_partitions_assigned", "Saga-log partitions this coordinator decides",
-        labels=["coordinator"],
-    )
-    partitions.add_metric(name, float(len(coordinator.logs)))
-    undecided = GaugeMetricFamily(
-        "edgebus_saga_undecided", "Transactions folded and not decided yet",
-        labels=["coordinator"],
-    )
-    undecided.add_metric(name, float(sum(len(p.undecided()) for p in coordinator.logs.values())))
-    families = [decisions, timeouts, partitions, undecided]
-    latency = getattr(coordinator, "write_latency", None)
-    if latency is not None:
-        families.append(latency.histogram(
-            "edgebus_strong_write_latency_ms",
-            "Strong writes: time from the client's BEGIN (its clock) to this coordinator's "
-            "decision in the saga log, in ms, by outcome",
-            ["coordinator", "outcome"], name,
-        ))
-    return families
-
-
-class CoordinatorMetrics:
-    """A coordinator's registry."""
-
-    def __init__(self, coordinator: Any) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_CoordinatorCollector(coordinator))
-
-    async def render(self) -> bytes:
-        """The text exposition of the coordinator's metrics now."""
-        return generate_latest(self.registry)
-
-
-def metrics_response(body: bytes) -> web.Response:
-    """An aiohttp answer carrying a text exposition."""
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
-async def serve_metrics(
-    render: Callable[[], Awaitable[bytes]], listen: str
-) -> tuple[web.AppRunner, str]:
-    """Serve ``GET /metrics`` on ``host:port`` (port 0: any free one); returns the runner
-    (``await runner.cleanup()`` to stop) and the URL of ``/metrics``."""
-    host, _, port_text = listen.rpartition(":")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{listen!r} is not HOST:PORT (e.g. 127.0.0.1:9464)") from None
-
-    async def metrics(request: web.Request) -> web.Response:
-        return metrics_response(await render())
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host or "127.0.0.1", port)
-    try:
-        await site.start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    server: Any = site._server
-    sockets = server.sockets if server is not None else []
-    bound = sockets[0].getsockname() if sockets else (host, port)
-    return runner, f"http://{bound[0]}:{bound[1]}/metrics"
+        self._snapshot = snapshot  # no await between this and the render
+        return self._metrics.render()

@@ -4,7 +4,7 @@ Coordinators form the Kafka consumer group ``edgebus.<log region>.coordinator`` 
 saga log, so
 each saga-log partition (and so each key) has one coordinator at a time; more
 instances share the partitions and take over a dead one's on rebalance. An instance
-folds its partitions (:class:`edgebus.core.saga_log.PartitionLog`) and appends a
+folds its partitions (:class:`edgebus.core.commit_log.PartitionLog`) and appends a
 decision for each transaction as soon as :func:`coordinator_decision` has one: COMMIT
 when every participant voted yes, ABORT on a no vote or once the deadline passed.
 
@@ -29,23 +29,24 @@ import socket
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from edgebus.commit import failpoints
+from edgebus.commit.log import CommitLogWriter, decode_record, ensure_commit_log, start_consumer
 from edgebus.config import EdgeConfig
-from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
-from edgebus.core.saga_log import (
+from edgebus.core.commit_log import (
     DecisionRecord,
     PartitionLog,
     Txn,
     committed_version,
     coordinator_decision,
 )
-from edgebus.core.two_phase_commit import Decision
-from edgebus.kafka.topics import coordinator_group, saga_log_topic
-from edgebus.metrics import ApplyDelay
-from edgebus.saga import failpoints
-from edgebus.saga.log import SagaLogWriter, decode_record, ensure_saga_log, start_consumer
+from edgebus.core.commit_vote import Decision
+from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
+from edgebus.kafka.clients import Consumer
+from edgebus.kafka.topics import commit_log_topic, coordinator_group
+from edgebus.prometheus import LatencyHistogram
 
 __all__ = ["Coordinator"]
 
@@ -81,7 +82,7 @@ class Coordinator:
         self.bootstrap = bootstrap
         self.instance_id = instance_id
         self.name = instance_id or f"coordinator-{socket.gethostname()}-{os.getpid()}"
-        self.topic = saga_log_topic(config.saga_log_region)
+        self.topic = commit_log_topic(config.strong_log_region)
         self.logs: dict[int, PartitionLog] = {}
         self.decided = 0  #: decisions this instance appended
         #: decisions appended, by outcome (``commit``, ``abort``), and the aborts among
@@ -90,9 +91,9 @@ class Coordinator:
         self.timeouts = 0
         #: strong-write latency (BEGIN to decision), by outcome: ``edgebus bench`` and
         #: the coordinator's /metrics
-        self.write_latency = ApplyDelay()
-        self._writer = SagaLogWriter(config, bootstrap, f"edgebus-{self.name}")
-        self._consumer: AIOKafkaConsumer | None = None
+        self.write_latency = LatencyHistogram()
+        self._writer = CommitLogWriter(config, bootstrap, f"edgebus-{self.name}")
+        self._consumer: Consumer | None = None
         self._hlc = HybridLogicalClock()
         self._deciding: set[str] = set()
         self._catching_up: dict[int, int] = {}  #: partition -> end offset at assignment
@@ -108,16 +109,13 @@ class Coordinator:
 
     async def start(self) -> None:
         """Connect, join the coordinator group and start deciding (in the background)."""
-        await ensure_saga_log(self.config, self.bootstrap)
+        await ensure_commit_log(self.config, self.bootstrap)
         await self._writer.start()
-        options: dict[str, Any] = {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000}
-        if self.instance_id is not None:
-            options["group_instance_id"] = self.instance_id
         try:
             self._consumer = await start_consumer(
-                self.config, self.bootstrap,
-                group_id=coordinator_group(self.config.saga_log_region),
-                client_id=f"edgebus-{self.name}", **options,
+                self.config, self.bootstrap, role="coordinator",
+                group_id=coordinator_group(self.config.strong_log_region),
+                group_instance_id=self.instance_id, client_id=f"edgebus-{self.name}",
             )
         except BaseException:
             await self._writer.stop()
@@ -253,7 +251,7 @@ class Coordinator:
             self._deciding.discard(record.txn_id)
 
     async def _commit(self, *, force: bool = False,
-                      consumer: AIOKafkaConsumer | None = None) -> None:
+                      consumer: Consumer | None = None) -> None:
         """Commit each partition's low water: its oldest undecided begin."""
         now = time.monotonic()
         if not force and now - self._committed_at < _COMMIT_EVERY_S:

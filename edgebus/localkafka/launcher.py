@@ -1,11 +1,11 @@
 """Run real Apache Kafka brokers (KRaft mode) on this machine, without Docker.
 
 Each cluster is one JVM that is both controller and broker, listening on 127.0.0.1
-only, run from the jars :mod:`edgebus.kafka.artifacts` fetches. What runs is written
-to ``$EDGEBUS_STATE_DIR/state.json``, so ``status`` and ``down`` (and
-:func:`recorded_regions`, which other edgebus code uses to find the brokers) work
-from any later process. :mod:`edgebus.kafka.processes` finds, stops and places
-(ports) the broker processes.
+only, run from the jars :mod:`edgebus.localkafka.artifacts` fetches. What runs is
+written to ``$EDGEBUS_STATE_DIR/state.json``, so ``status`` and ``down`` (and
+:func:`edgebus.kafka.clusters.recorded_regions`, which the library uses to find the
+brokers) work from any later process. :mod:`edgebus.localkafka.processes` finds, stops
+and places (ports) the broker processes.
 
 This module is an adapter: together with those two it is the only code that starts
 JVMs, and it turns every failure into an edgebus error whose message says what to do
@@ -43,8 +43,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgebus.config import KafkaConfig, default_state_dir
 from edgebus.errors import BrokerExited, InvalidInput, LauncherError
-from edgebus.kafka.artifacts import (
+from edgebus.kafka.clients import admin_client
+from edgebus.kafka.clusters import STATE_FILE
+from edgebus.localkafka.artifacts import (
     DEFAULT_KAFKA_VERSION,
     HEAP_MAX,
     HEAP_MIN,
@@ -58,7 +61,7 @@ from edgebus.kafka.artifacts import (
     find_java,
     kafka_java_command,
 )
-from edgebus.kafka.processes import (
+from edgebus.localkafka.processes import (
     HOST,
     LOG_TAIL_LINES,
     STOP_GRACE_S,
@@ -90,7 +93,6 @@ __all__ = [
     "kafka_java_command",
     "map_regions",
     "read_state",
-    "recorded_regions",
     "status",
     "up",
 ]
@@ -99,7 +101,6 @@ __all__ = [
 DEFAULT_REGIONS: tuple[str, ...] = ("us-east-1", "eu-west-1", "ap-south-1")
 
 MAX_CLUSTERS = 9
-STATE_FILE = "state.json"
 STATE_SCHEMA = 1
 
 _REGION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -124,16 +125,6 @@ MANAGED_KEYS = frozenset(
 )
 
 T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def default_state_dir() -> Path:
-    """Where launcher state lives: ``$EDGEBUS_STATE_DIR``, else ``~/.local/state/edgebus``."""
-    value = os.environ.get("EDGEBUS_STATE_DIR")
-    directory = Path(value).expanduser() if value else Path.home() / ".local" / "state" / "edgebus"
-    return directory.absolute()
 
 
 # --------------------------------------------------------------------------- value types
@@ -453,19 +444,6 @@ def _write_state(directory: Path, state: LauncherState) -> None:
     os.replace(tmp, path)
 
 
-def recorded_regions(state_dir: Path | None = None) -> dict[str, str] | None:
-    """region -> bootstrap of the brokers ``edgebus kafka up`` runs, or None.
-
-    None when there is no state file in ``state_dir`` (default ``$EDGEBUS_STATE_DIR``
-    or ``~/.local/state/edgebus``), or when ``edgebus kafka down`` stopped them. A
-    broker that crashed is still listed: connecting to it gives the caller's error.
-    """
-    state = read_state(state_dir if state_dir is not None else default_state_dir())
-    if state is None or not state.running:
-        return None
-    return state.regions
-
-
 # --------------------------------------------------------------------------- broker config
 
 
@@ -539,22 +517,15 @@ async def _as_coro(factory: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _describe(bootstrap: str, timeout_s: float) -> dict[str, Any]:
-    """One aiokafka metadata call; raises on any failure."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        request_timeout_ms=max(1000, int(timeout_s * 1000)),
-        client_id="edgebus-launcher",
-    )
-    try:
-        async with asyncio.timeout(timeout_s + 1):
-            await admin.start()
-            info: dict[str, Any] = await admin.describe_cluster()
-            return info
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
+    """One metadata call to a broker of ours (plaintext on loopback); raises on any
+    failure."""
+    async with (
+        asyncio.timeout(timeout_s + 1),
+        admin_client(KafkaConfig(), bootstrap, client_id="edgebus-launcher",
+                     timeout_s=max(1.0, timeout_s)) as admin,
+    ):
+        info: dict[str, Any] = await admin.describe_cluster()
+        return info
 
 
 async def _metadata_ok(rec: ClusterRecord, timeout_s: float = 3.0) -> tuple[bool, str]:

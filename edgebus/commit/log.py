@@ -11,46 +11,45 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from edgebus.config import EdgeConfig
-from edgebus.core.saga_log import LogRecord
+from edgebus.core.commit_log import LogRecord
 from edgebus.errors import DecodeError, InfrastructureUnavailable
+from edgebus.kafka import clients
 from edgebus.kafka.batching import partition_for
-from edgebus.kafka.topics import ensure_topics, saga_log_topic
-from edgebus.wire.saga_log import H_SAGA, decode_saga_record, encode_saga_record, saga_headers
+from edgebus.kafka.clients import Consumer, ConsumerRole, Producer
+from edgebus.kafka.topics import commit_log_topic, ensure_topics
+from edgebus.wire.commit_log import H_SAGA, decode_saga_record, encode_saga_record, saga_headers
 
 __all__ = [
-    "SagaLogWriter",
+    "CommitLogWriter",
+    "commit_partition",
+    "commit_partitions",
     "decode_record",
-    "ensure_saga_log",
-    "saga_partition",
-    "saga_partitions",
+    "ensure_commit_log",
     "start_consumer",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def saga_partition(key: str, partitions: int) -> int:
+def commit_partition(key: str, partitions: int) -> int:
     """The saga-log partition of ``key``."""
     return partition_for(key.encode("utf-8"), partitions)
 
 
-def saga_partitions(config: EdgeConfig) -> list[TopicPartition]:
+def commit_partitions(config: EdgeConfig) -> list[TopicPartition]:
     """Every partition of the saga log."""
-    topic = saga_log_topic(config.saga_log_region)
+    topic = commit_log_topic(config.strong_log_region)
     return [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
 
 
-async def ensure_saga_log(config: EdgeConfig, bootstrap: str) -> None:
+async def ensure_commit_log(config: EdgeConfig, bootstrap: str) -> None:
     """Create the saga log topic (same partition count as the events topics)."""
     kafka = config.kafka
-    await ensure_topics(
-        bootstrap, [saga_log_topic(config.saga_log_region)], kafka.partitions,
-        kafka.topic_replication_factor, timeout_s=kafka.connect_timeout_s,
-    )
+    await ensure_topics(kafka, bootstrap, [commit_log_topic(config.strong_log_region)])
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord | None:
@@ -72,29 +71,23 @@ def kind_of(record: ConsumerRecord[bytes, bytes]) -> bytes | None:
 
 
 async def start_consumer(
-    config: EdgeConfig, bootstrap: str, *, group_id: str | None = None, **options: object
-) -> AIOKafkaConsumer:
-    """A started consumer of the saga log (not subscribed: the caller assigns or
+    config: EdgeConfig,
+    bootstrap: str,
+    *,
+    role: ConsumerRole = "log",
+    group_id: str | None = None,
+    group_instance_id: str | None = None,
+    client_id: str | None = None,
+) -> Consumer:
+    """A started consumer of the commit log (not subscribed: the caller assigns or
     subscribes). Kafka errors become InfrastructureUnavailable."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=500,  # a long poll: answered as soon as a record arrives
-        **options,
+    return await clients.start_consumer(
+        config.kafka, bootstrap, role, group_id=group_id, group_instance_id=group_instance_id,
+        client_id=client_id, what="the commit log's Kafka",
     )
-    try:
-        await asyncio.wait_for(consumer.start(), config.kafka.connect_timeout_s)
-    except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-        await asyncio.gather(consumer.stop(), return_exceptions=True)
-        raise InfrastructureUnavailable(f"cannot reach the saga log's Kafka: {e}",
-                                        [bootstrap]) from e
-    await asyncio.sleep(0)
-    return consumer
 
 
-class SagaLogWriter:
+class CommitLogWriter:
     """Appends saga-log records to the key's partition."""
 
     def __init__(self, config: EdgeConfig, bootstrap: str, client_id: str) -> None:
@@ -102,26 +95,16 @@ class SagaLogWriter:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.partitions = config.kafka.partitions
-        self.topic = saga_log_topic(config.saga_log_region)
-        self._producer: AIOKafkaProducer | None = None
+        self.topic = commit_log_topic(config.strong_log_region)
+        self._producer: Producer | None = None
 
     async def start(self) -> None:
         """Create the topic if needed and connect."""
-        await ensure_saga_log(self.config, self.bootstrap)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self.client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
+        await ensure_commit_log(self.config, self.bootstrap)
+        self._producer = await clients.start_producer(
+            self.config.kafka, self.bootstrap, "log", client_id=self.client_id,
+            what="the commit log's Kafka",
         )
-        try:
-            await asyncio.wait_for(producer.start(), self.config.kafka.connect_timeout_s)
-        except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-            await asyncio.gather(producer.stop(), return_exceptions=True)
-            raise InfrastructureUnavailable(f"cannot reach the saga log's Kafka: {e}",
-                                            [self.bootstrap]) from e
-        self._producer = producer
 
     async def stop(self) -> None:
         """Flush and disconnect."""
@@ -131,7 +114,7 @@ class SagaLogWriter:
 
     def partition(self, key: str) -> int:
         """The partition ``key``'s records go to."""
-        return saga_partition(key, self.partitions)
+        return commit_partition(key, self.partitions)
 
     async def send(self, record: LogRecord) -> asyncio.Future[object]:
         """Queue ``record``; the returned future resolves when Kafka acknowledged it."""

@@ -3,7 +3,7 @@
 A region service announces ``{"region", "url", "pid", "host", "store", "started_ms"}``
 (JSON, key ``query``) on the compacted topic ``edgebus.<R>.service`` of the region's
 cluster. :class:`RegionClient` reads the newest announcement, then talks HTTP to it
-(:mod:`edgebus.region.query`); a service in the same process is called directly.
+(:mod:`edgebus.server.query`); a service in the same process is called directly.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edgebus.errors import RegionUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import service_topic
-from edgebus.region.service import embedded_service
+from edgebus.server.service import embedded_service
 
 __all__ = ["RegionClient"]
 
@@ -71,7 +71,7 @@ class RegionClient:
         max_versions_behind: int | None = None,
         wait_ms: float = 0.0,
     ) -> dict[str, Any]:
-        """:meth:`RegionService.read_at <edgebus.region.service.RegionService.read_at>`
+        """:meth:`RegionService.read_at <edgebus.server.service.RegionService.read_at>`
         in ``region``, in this process or over HTTP; ``served`` false when the region
         could not serve it in time."""
         service = embedded_service(region)
@@ -136,7 +136,9 @@ class RegionClient:
             self._refreshing.pop(region, None)
 
     async def _lookup(self, region: str) -> str:
-        records = await read_to_end(self.clusters[region], service_topic(region))
+        records = await read_to_end(
+            self.config.kafka, self.clusters[region], service_topic(region)
+        )
         url = None
         for record in records:
             if record.key == b"query" and record.value:

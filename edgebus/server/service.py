@@ -9,7 +9,7 @@ On start it creates the region's topics if missing, opens its store (default
 ``sqlite:///$EDGEBUS_STATE_DIR/regions/<R>/store.db``), resumes the materializer from
 the store's positions, starts one replicator per source cluster, writes heartbeat
 watermarks into every partition of its topic (``replication.watermark_interval_ms``),
-serves the HTTP query interface (``edgebus.region.query``) and announces that
+serves the HTTP query interface (``edgebus.server.query``) and announces that
 endpoint on the compacted topic ``edgebus.<R>.service``, where clients in other
 processes find it.
 
@@ -31,24 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import TopicPartition
 
 from connectors import Store, by_url
-from edgebus.config import EdgeConfig, load_config
+from edgebus.commit.participant import Participant
+from edgebus.config import EdgeConfig, default_state_dir, load_config
 from edgebus.core.freshness import key_streams, missing, staleness_ms, versions_behind
 from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion
 from edgebus.kafka.batching import partition_for
+from edgebus.kafka.clients import Consumer, Producer, reader, start_producer
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.launcher import default_state_dir
-from edgebus.kafka.reading import end_offsets, started_consumer
+from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service_topic
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
 from edgebus.region.replicator import Replicator
-from edgebus.saga.participant import Participant
+from edgebus.server.query import serve
 from edgebus.state.host import StateHost, default_state_db
 from edgebus.state.log import hosted_classes
 from edgebus.wire.headers import H_ORIGIN
@@ -122,12 +122,12 @@ class RegionService:
         self.replicators: list[Replicator] = []
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._producers: dict[str, AIOKafkaProducer] = {}
+        self._producers: dict[str, Producer] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._server: Any = None
         self._failure: BaseException | None = None
         self._topic_region = {events_topic(r): r for r in self.config.regions}
-        self._offset_consumers: dict[str, AIOKafkaConsumer] = {}
+        self._offset_consumers: dict[str, Consumer] = {}
         self._exit = contextlib.AsyncExitStack()  # the consumers above
 
     async def __aenter__(self) -> RegionService:
@@ -148,14 +148,8 @@ class RegionService:
             if bootstrap == self.bootstrap:
                 topics += [dlq_topic(self.region)]
             topics += [dlq_topic(r) for r in regions if r != self.region]
-            await ensure_topics(
-                bootstrap, topics, kafka.partitions, kafka.topic_replication_factor,
-                timeout_s=kafka.connect_timeout_s,
-            )
-        await ensure_topics(
-            self.bootstrap, [service_topic(self.region)], 1, kafka.topic_replication_factor,
-            timeout_s=kafka.connect_timeout_s, compacted=True,
-        )
+            await ensure_topics(kafka, bootstrap, topics)
+        await ensure_topics(kafka, self.bootstrap, [service_topic(self.region)], 1, compacted=True)
         await self.store.open()
         try:
             producer = await self._producer(self.bootstrap)
@@ -166,7 +160,7 @@ class RegionService:
             self._spawn(self.materializer.run(), "materializer")
             self._spawn(self._heartbeats(producer), "heartbeats")
             if self.participate:
-                self.participant = Participant(self, self.clusters[self.config.saga_log_region])
+                self.participant = Participant(self, self.clusters[self.config.strong_log_region])
                 await self.participant.start()
                 self._spawn(self.participant.run(), "saga participant")
             if self.host_states and hosted_classes(self.config, self.region):
@@ -188,8 +182,6 @@ class RegionService:
                     self.replicators.append(replicator)
                     self._spawn(replicator.run(), f"replicator from {', '.join(sources)}")
             if self.serve:
-                from edgebus.region.query import serve
-
                 self._server, bound = await serve(self, self.listen)
                 self.url = self.advertise or bound
                 await self._announce()
@@ -412,16 +404,16 @@ class RegionService:
                 heads[(self._topic_region[tp.topic], tp.partition)] = ends.get(tp, 0)
         return heads
 
-    async def _offsets_consumer(self, bootstrap: str) -> AIOKafkaConsumer:
+    async def _offsets_consumer(self, bootstrap: str) -> Consumer:
         consumer = self._offset_consumers.get(bootstrap)
         if consumer is None:
             consumer = await self._exit.enter_async_context(
-                started_consumer(bootstrap, self.config.kafka.connect_timeout_s)
+                reader(self.config.kafka, bootstrap)
             )
             self._offset_consumers[bootstrap] = consumer
         return consumer
 
-    async def _heartbeats(self, producer: AIOKafkaProducer) -> None:
+    async def _heartbeats(self, producer: Producer) -> None:
         """Write a heartbeat watermark into every partition, every interval, forever."""
         topic = events_topic(self.region)
         interval = self.config.replication.watermark_interval_ms / 1000
@@ -464,7 +456,7 @@ class RegionService:
         try:
             ends = {
                 tp.partition: o
-                for tp, o in (await end_offsets(self.bootstrap, [topic])).items()
+                for tp, o in (await end_offsets(self.config.kafka, self.bootstrap, [topic])).items()
             }
             reachable = True
         except InfrastructureUnavailable:
@@ -536,25 +528,32 @@ class RegionService:
         task.add_done_callback(done)
         self._tasks.append(task)
 
-    async def _producer(self, bootstrap: str) -> AIOKafkaProducer:
+    async def _producer(self, bootstrap: str) -> Producer:
         producer = self._producers.get(bootstrap)
         if producer is None:
-            kafka = self.config.kafka
-            producer = AIOKafkaProducer(
-                bootstrap_servers=bootstrap,
-                client_id=f"edgebus-region-{self.region}",
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=1,
-                max_batch_size=kafka.max_batch_bytes,
+            producer = await start_producer(
+                self.config.kafka, bootstrap, "service", client_id=f"edgebus-region-{self.region}"
             )
-            try:
-                await asyncio.wait_for(producer.start(), kafka.connect_timeout_s)
-            except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-                await asyncio.gather(producer.stop(), return_exceptions=True)
-                raise InfrastructureUnavailable(f"cannot reach Kafka: {e}", [bootstrap]) from e
             self._producers[bootstrap] = producer
         return producer
+
+    async def append_event(
+        self, key: bytes, value: bytes, partition: int, headers: list[tuple[str, bytes]]
+    ) -> int:
+        """Append a record to this region's events topic (the strong-commit
+        participant's events); its offset once Kafka acknowledged it."""
+        producer = await self._producer(self.bootstrap)
+        meta = await producer.send_and_wait(
+            events_topic(self.region), value, key=key, partition=partition, headers=headers
+        )
+        return int(meta.offset)
+
+    async def wait_applied(self, partition: int, offset: int, timeout_s: float) -> None:
+        """Until the materializer applied ``offset`` of ``partition`` (TimeoutError after
+        ``timeout_s``)."""
+        if self.materializer is None:
+            raise InvalidInput(f"{self.region}'s service is not started")
+        await self.materializer.wait_for_positions({partition: offset + 1}, timeout_s)
 
     async def _announce(self) -> None:
         producer = self._producers[self.bootstrap]

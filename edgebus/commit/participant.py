@@ -3,7 +3,7 @@
 The participant reads every partition of the saga log in order and, for each
 transaction whose placement names its region:
 
-* on the BEGIN, votes (:func:`edgebus.core.saga_log.participant_vote`: deadline,
+* on the BEGIN, votes (:func:`edgebus.core.commit_log.participant_vote`: deadline,
   compliance, the key's lock, ``expected_version`` against the key's version in this
   region's store). A yes vote locks the key; the vote in the log is the prepared record.
 * on a COMMIT it voted yes for, writes the event to its own region's events topic
@@ -32,14 +32,24 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from edgebus.core.envelope import Operation
-from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
-from edgebus.core.saga_log import (
+from connectors.base import Store
+from edgebus.commit import failpoints
+from edgebus.commit.log import (
+    CommitLogWriter,
+    commit_partition,
+    commit_partitions,
+    decode_record,
+    ensure_commit_log,
+    kind_of,
+    start_consumer,
+)
+from edgebus.config import EdgeConfig
+from edgebus.core.commit_log import (
     AckRecord,
     PartitionLog,
     Txn,
@@ -47,25 +57,15 @@ from edgebus.core.saga_log import (
     lock_holders,
     participant_vote,
 )
+from edgebus.core.envelope import Operation
+from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
 from edgebus.core.vector_clock import VectorClock
-from edgebus.kafka.topics import events_topic, saga_log_topic
-from edgebus.saga import failpoints
-from edgebus.saga.log import (
-    SagaLogWriter,
-    decode_record,
-    ensure_saga_log,
-    kind_of,
-    saga_partition,
-    saga_partitions,
-    start_consumer,
-)
+from edgebus.kafka.clients import Consumer
+from edgebus.kafka.topics import commit_log_topic
 from edgebus.wire.event_codec import encode_fields
 from edgebus.wire.headers import H_TXN
 
-if TYPE_CHECKING:
-    from edgebus.region.service import RegionService
-
-__all__ = ["H_TXN", "Participant", "txn_event_id"]
+__all__ = ["H_TXN", "Participant", "ParticipantHost", "txn_event_id"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,31 @@ def _unpack(packed: int) -> HLCTimestamp:
     return HLCTimestamp(packed >> 16, packed & 0xFFFF)
 
 
+class ParticipantHost(Protocol):
+    """What a participant needs of the region service it runs in (the region service
+    satisfies it; so can a test double)."""
+
+    region: str
+    config: EdgeConfig
+
+    @property
+    def store(self) -> Store:
+        """The region's store: the key's version is what a vote checks."""
+
+    def partition_of(self, key: str) -> int:
+        """The partition of ``key`` in every events topic."""
+
+    async def append_event(
+        self, key: bytes, value: bytes, partition: int, headers: list[tuple[str, bytes]]
+    ) -> int:
+        """Append a record to the region's own events topic; its offset once Kafka
+        acknowledged it."""
+
+    async def wait_applied(self, partition: int, offset: int, timeout_s: float) -> None:
+        """Until the region's materializer applied ``offset`` of ``partition`` (raises
+        TimeoutError after ``timeout_s``)."""
+
+
 def txn_event_id(txn_id: str) -> str:
     """The event id of a transaction's event (the same in every participant)."""
     return str(uuid.uuid5(_TXN_NAMESPACE, txn_id))
@@ -89,18 +114,18 @@ def txn_event_id(txn_id: str) -> str:
 class Participant:
     """Two-phase-commit participant of ``service.region``."""
 
-    def __init__(self, service: RegionService, bootstrap: str) -> None:
+    def __init__(self, service: ParticipantHost, bootstrap: str) -> None:
         self.service = service
         self.region = service.region
         self.config = service.config
         self.bootstrap = bootstrap  #: the saga log's cluster
-        self.topic = saga_log_topic(self.config.saga_log_region)
+        self.topic = commit_log_topic(self.config.strong_log_region)
         self.logs: dict[int, PartitionLog] = {}
         self.processed: dict[int, int] = {}  #: per partition: next offset to process
         self.stats = {"votes_yes": 0, "votes_no": 0, "commits": 0, "aborts": 0}
-        self._writer = SagaLogWriter(self.config, bootstrap, f"edgebus-participant-{self.region}")
-        self._consumer: AIOKafkaConsumer | None = None
-        self._offsets: AIOKafkaConsumer | None = None
+        self._writer = CommitLogWriter(self.config, bootstrap, f"edgebus-participant-{self.region}")
+        self._consumer: Consumer | None = None
+        self._offsets: Consumer | None = None
         self._rules = self.config.compliance.rules()
         self._hlc = HybridLogicalClock()  # only to stamp after a newer local event
         self._voting: dict[str, str] = {}  #: txn_id -> key: votes sent, not read back
@@ -118,7 +143,7 @@ class Participant:
 
     async def start(self) -> None:
         """Connect; the caller runs :meth:`run`."""
-        await ensure_saga_log(self.config, self.bootstrap)
+        await ensure_commit_log(self.config, self.bootstrap)
         await self._writer.start()
         self._consumer = await start_consumer(
             self.config, self.bootstrap, group_id=f"edgebus.{self.region}.participant",
@@ -143,7 +168,7 @@ class Participant:
         """Catch up on the log without acting, then act on every record."""
         consumer = self._consumer
         assert consumer is not None
-        tps = saga_partitions(self.config)
+        tps = commit_partitions(self.config)
         consumer.assign(tps)
         committed = {tp: await consumer.committed(tp) for tp in tps}
         first = await consumer.beginning_offsets(tps)
@@ -254,7 +279,7 @@ class Participant:
         if previous is not None and not previous.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(previous), 10.0)
-        holders = lock_holders(self.logs[saga_partition(key, self.config.kafka.partitions)]
+        holders = lock_holders(self.logs[commit_partition(key, self.config.kafka.partitions)]
                                .txns.values(), self.region)
         holder = self._pending_yes.get(key) or holders.get(key)
         if holder == txn.txn_id:
@@ -326,16 +351,13 @@ class Participant:
             self.region, placement, begin.classification, stamp, VectorClock(),
             begin.writer,
         )
-        producer = await service._producer(service.bootstrap)
-        meta = await producer.send_and_wait(
-            events_topic(self.region), encoded.value, key=encoded.key, partition=partition,
-            headers=[*encoded.headers, (H_TXN, txn.txn_id.encode("ascii"))],
+        offset = await service.append_event(
+            encoded.key, encoded.value, partition,
+            [*encoded.headers, (H_TXN, txn.txn_id.encode("ascii"))],
         )
-        offset = meta.offset
-        assert service.materializer is not None
         while True:
             try:
-                await service.materializer.wait_for_positions({partition: offset + 1}, 30.0)
+                await service.wait_applied(partition, offset, 30.0)
                 break
             except TimeoutError:
                 log.warning("%s: txn %s event %d:%d not applied after 30 s; waiting",
@@ -373,7 +395,7 @@ class Participant:
 
         task.add_done_callback(done)
 
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+    async def _commit(self, consumer: Consumer) -> None:
         now = time.monotonic()
         if now - self._committed_at < _COMMIT_EVERY_S:
             return
@@ -407,7 +429,7 @@ class Participant:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        partition = saga_partition(key, self.config.kafka.partitions)
+        partition = commit_partition(key, self.config.kafka.partitions)
         tp = TopicPartition(self.topic, partition)
         assert self._offsets is not None
         end = (await self._offsets.end_offsets([tp]))[tp]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from edgebus.commit.log import decode_record
 from edgebus.config import EdgeConfig
-from edgebus.core.saga_log import PartitionLog, Txn
-from edgebus.kafka.reading import records_below, started_consumer, topic_partitions
-from edgebus.kafka.topics import saga_log_topic
-from edgebus.saga.log import decode_record
+from edgebus.core.commit_log import PartitionLog, Txn
+from edgebus.kafka.clients import reader
+from edgebus.kafka.reading import records_below, topic_partitions
+from edgebus.kafka.topics import commit_log_topic
 
 __all__ = ["read_transactions", "txn_detail", "txn_summary"]
 
@@ -21,8 +22,8 @@ async def read_transactions(
     (``None``: the whole log), newest begin first. A transaction whose begin is older
     than the window is left out."""
     logs: dict[int, PartitionLog] = {}
-    topic = saga_log_topic(config.saga_log_region)
-    async with started_consumer(bootstrap, config.kafka.connect_timeout_s) as consumer:
+    topic = commit_log_topic(config.strong_log_region)
+    async with reader(config.kafka, bootstrap) as consumer:
         tps = await topic_partitions(consumer, [topic])
         if not tps:
             return []

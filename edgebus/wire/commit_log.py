@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from edgebus.core.saga_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
-from edgebus.core.two_phase_commit import Decision, Refusal, TxnOutcome, VersionConflict, Vote
+from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
+from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote
 from edgebus.errors import DecodeError
 from edgebus.wire.schema_registry import RegisteredSchema, default_registry
 from edgebus.wire.single_object import decode_single_object, encode_single_object

@@ -27,8 +27,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka.client import AIOKafkaClient
-
 from edgebus.config import EdgeConfig
 from edgebus.core.health import (
     HealthThresholds,
@@ -38,6 +36,7 @@ from edgebus.core.health import (
     assess,
     rank_for_reads,
 )
+from edgebus.kafka.clients import MetadataClient, start_metadata_client
 from edgebus.kafka.clusters import resolve_clusters
 
 __all__ = ["Discovery"]
@@ -73,7 +72,7 @@ class Discovery:
         )
         self.clusters = resolve_clusters(config)
         self._regions = {r: _Region() for r in config.regions}
-        self._clients: dict[str, AIOKafkaClient] = {}
+        self._clients: dict[str, MetadataClient] = {}
         self._task: asyncio.Task[None] | None = None
         self._health: dict[str, RegionHealth] = {}
         self._version = 0
@@ -221,17 +220,10 @@ class Discovery:
             async with asyncio.timeout(limit_s):
                 client = self._clients.get(bootstrap)
                 if client is None:
-                    client = AIOKafkaClient(
-                        bootstrap_servers=bootstrap,
-                        client_id="edgebus-discovery",
-                        request_timeout_ms=max(1000, int(limit_s * 1000)),
+                    client = await start_metadata_client(
+                        self.config.kafka, bootstrap, client_id="edgebus-discovery",
+                        timeout_s=limit_s,
                     )
-                    try:
-                        await client.bootstrap()
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            await client.close()
-                        raise
                     self._clients[bootstrap] = client
                 await client.fetch_all_metadata()
         except asyncio.CancelledError:

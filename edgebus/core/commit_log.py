@@ -28,7 +28,7 @@ A participant's vote is the one non-deterministic step (it depends on the key's
 version in the participant's store and on its locks); once in the log it is a fact.
 The log is the participant's prepared record: a yes vote in the log holds the key until
 the decision is in the log too. The validation rules (late, compliance, lock,
-``expected_version``) are those of :func:`edgebus.core.two_phase_commit.decide_participant`.
+``expected_version``) are those of :func:`edgebus.core.commit_vote.decide_participant`.
 
 Pure: no I/O, no clock; ``now_ms`` is passed in.
 """
@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from edgebus.core.two_phase_commit import (
+from edgebus.core.commit_vote import (
     Decision,
     ParticipantState,
     Prepare,

@@ -47,8 +47,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from edgebus.config import EdgeConfig, load_config
 from edgebus.core.saga import (
@@ -88,8 +88,9 @@ from edgebus.errors import (
     TopicLayoutMismatch,
     WriteFailed,
 )
+from edgebus.kafka.clients import Consumer, reader, start_producer
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import seek_to_first, started_consumer, topic_partitions
+from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import ensure_topics, saga_progress_topic
 from edgebus.wire.saga_progress import (
     ProgressEntry,
@@ -238,7 +239,7 @@ class SagaRunner:
 
     ``config``: an :class:`~edgebus.config.EdgeConfig` (or anything
     :func:`~edgebus.config.load_config` takes); the progress topic lives on the
-    cluster of ``config.saga_log_region``. ``actions``: name -> :data:`SagaAction`
+    cluster of ``config.strong_log_region``. ``actions``: name -> :data:`SagaAction`
     (more with :meth:`register`). ``max_attempts``: how many times a failing
     compensation is tried before the saga is STUCK (recorded per saga).
     ``retry_delay_ms``: the pause before each new attempt. ``writer_id``: names this
@@ -266,14 +267,14 @@ class SagaRunner:
         self.writer_id = writer_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         )
-        self.topic = saga_progress_topic(self.config.saga_log_region)
-        self.bootstrap = resolve_clusters(self.config)[self.config.saga_log_region]
+        self.topic = saga_progress_topic(self.config.strong_log_region)
+        self.bootstrap = resolve_clusters(self.config)[self.config.strong_log_region]
         self._actions: dict[str, SagaAction] = {}
         for name, action in (actions or {}).items():
             self.register(name, action)
         self._stack: contextlib.AsyncExitStack | None = None
         self._producer: Any = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: Consumer | None = None
         self._tps: list[TopicPartition] = []
         self._next: dict[TopicPartition, int] = {}
         self._read_lock = asyncio.Lock()
@@ -304,27 +305,17 @@ class SagaRunner:
             return
         stack = contextlib.AsyncExitStack()
         try:
-            timeout = self.config.kafka.connect_timeout_s
-            consumer = await stack.enter_async_context(started_consumer(self.bootstrap, timeout))
+            kafka = self.config.kafka
+            consumer = await stack.enter_async_context(reader(kafka, self.bootstrap))
             self._tps = await self._ensure_topic(consumer)
             consumer.assign(self._tps)
             await seek_to_first(consumer, self._tps)
             firsts = await consumer.beginning_offsets(self._tps)
             self._next = {tp: int(firsts[tp]) for tp in self._tps}
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
-                client_id=f"edgebus-saga-runner-{self.writer_id}",
-                enable_idempotence=True,
-                acks="all",
-                linger_ms=0,
+            producer = await start_producer(
+                kafka, self.bootstrap, "log", client_id=f"edgebus-saga-runner-{self.writer_id}",
+                what="the saga progress log's Kafka",
             )
-            try:
-                await asyncio.wait_for(producer.start(), timeout)
-            except (TimeoutError, KafkaConnectionError, KafkaError, OSError) as e:
-                await asyncio.gather(producer.stop(), return_exceptions=True)
-                raise InfrastructureUnavailable(
-                    f"cannot reach Kafka for the saga log: {e}", [self.bootstrap]
-                ) from e
             stack.push_async_callback(producer.stop)
         except KafkaError as e:
             await stack.aclose()
@@ -355,7 +346,7 @@ class SagaRunner:
     ) -> None:
         await self.stop()
 
-    async def _ensure_topic(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+    async def _ensure_topic(self, consumer: Consumer) -> list[TopicPartition]:
         """The progress topic's partitions, creating it with ``kafka.partitions`` if
         missing. An existing topic is used whatever its partition count: a saga's
         records share one partition (the key), which is all its order needs."""
@@ -364,13 +355,7 @@ class SagaRunner:
             return tps
         kafka = self.config.kafka
         try:
-            await ensure_topics(
-                self.bootstrap,
-                [self.topic],
-                kafka.partitions,
-                kafka.topic_replication_factor,
-                timeout_s=kafka.connect_timeout_s,
-            )
+            await ensure_topics(kafka, self.bootstrap, [self.topic])
         except TopicLayoutMismatch:
             # created meanwhile by another process with another partition count
             if not await topic_partitions(consumer, [self.topic]):

@@ -1,7 +1,7 @@
 """Bus metrics: latency, throughput and errors of an EdgeBus's operations, in memory.
 
 :class:`BusMetrics` is a small recorder without I/O. The bus
-(:class:`~edgebus.bus.EdgeBus`, when ``monitoring.metrics_enabled``) records every
+(:class:`~edgebus.sdk.bus.EdgeBus`, when ``monitoring.metrics_enabled``) records every
 ``write``, ``commit``, ``read`` and ``state`` call as one sample ``(time, latency_ms,
 ok)`` under its *operation kind*:
 
