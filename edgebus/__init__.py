@@ -13,7 +13,7 @@ from edgebus.errors import (
     InfrastructureUnavailable,
     InvalidInput,
 )
-from edgebus.sdk.bus import EdgeBus, EdgeBusSync, WriteReceipt
+from edgebus.sdk import EdgeBus, EdgeBusSync, WriteReceipt
 
 __all__ = [
     "ComplianceViolation",

@@ -48,7 +48,7 @@ from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import end_offsets, seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.materializer import MAX_BATCH_RECORDS, Materializer
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 
 __all__ = [
     "MaterializeResult",

@@ -22,7 +22,7 @@ from typing import Any
 from edgebus.config import EdgeConfig
 from edgebus.kafka.clients import start_producer
 from edgebus.kafka.topics import ensure_topics
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 
 __all__ = ["ProduceResult", "run_produce_bench", "sample_record"]
 

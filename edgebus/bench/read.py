@@ -56,7 +56,7 @@ from edgebus.core.session import SessionToken
 from edgebus.errors import EdgebusError
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.sdk.bus import EdgeBus, ReadResult
+from edgebus.sdk import EdgeBus, ReadResult
 from edgebus.server.service import RegionService
 
 __all__ = [

@@ -50,7 +50,7 @@ from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import end_offsets, seek_to_first, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.region.replay import parse_until_offsets, replay
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 
 __all__ = ["ReplayBenchResult", "ReplaySize", "run_replay_bench"]
 

@@ -39,7 +39,7 @@ from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import ensure_topics
 from edgebus.region.applier import AppliedEvent
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.server.service import RegionService
 
 __all__ = ["ReplicateResult", "percentile", "run_replicate_bench"]

@@ -87,7 +87,7 @@ from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import topic_partitions
 from edgebus.kafka.topics import ensure_topics
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.state.host import default_state_db
 from edgebus.state.log import start_consumer, state_partition, state_topic
 from edgebus.wire.state_log import decode_state_record, encode_state_record

@@ -83,7 +83,7 @@ from edgebus.kafka.clients import (
 from edgebus.kafka.clusters import ENV_BOOTSTRAP, resolve_clusters
 from edgebus.kafka.reading import topic_partitions
 from edgebus.kafka.topics import commit_log_topic, ensure_topics
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.wire.commit_log import H_SAGA, decode_saga_record
 
 __all__ = [

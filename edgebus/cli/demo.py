@@ -31,7 +31,7 @@ from edgebus.errors import ComplianceViolation, EdgebusError
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
 from edgebus.localkafka import launcher
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.server.service import RegionService
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import H_ORIGIN_POS

@@ -12,7 +12,7 @@ from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 
 __all__ = ["import_"]
 

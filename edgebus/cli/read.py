@@ -12,7 +12,7 @@ from rich.table import Table
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.errors import EdgebusError
-from edgebus.sdk.bus import EdgeBus, ReadResult
+from edgebus.sdk import EdgeBus, ReadResult
 
 __all__ = ["read"]
 

@@ -392,7 +392,7 @@ def _ownership(folded: _Folded, now_ms: int) -> dict[str, Any]:
 
 async def _call(config: EdgeConfig, state_id: str, operation: str,
                 options: dict[str, Any]) -> dict[str, Any]:
-    from edgebus.sdk.bus import EdgeBus
+    from edgebus.sdk import EdgeBus
 
     # a one-shot command never hosts states: it would claim one, then exit owning it
     config = config.model_copy(

@@ -13,7 +13,7 @@ from rich.table import Table
 from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
 from edgebus.cli._output import console, emit, fail, json_mode
 from edgebus.errors import EdgebusError, InvalidInput
-from edgebus.sdk.bus import EdgeBus, WriteReceipt
+from edgebus.sdk import EdgeBus, WriteReceipt
 
 __all__ = ["write"]
 

@@ -5,3 +5,21 @@ health-aware placement (:mod:`edgebus.sdk.discovery`) and per-call metrics
 (:mod:`edgebus.sdk.metrics`). It talks to Kafka directly and to region services over
 their query endpoints (:mod:`edgebus.sdk.region_client`).
 """
+
+from edgebus.sdk.bus import (
+    CommitResult,
+    EdgeBus,
+    EdgeBusSync,
+    PreparedWrite,
+    ReadResult,
+    WriteReceipt,
+)
+
+__all__ = [
+    "CommitResult",
+    "EdgeBus",
+    "EdgeBusSync",
+    "PreparedWrite",
+    "ReadResult",
+    "WriteReceipt",
+]

@@ -110,7 +110,7 @@ class Compensation:
 
 
 def outcome_of(node_id: str, undo: UndoWrite, commit: Any) -> Compensation:
-    """The compensation of ``undo`` given its :class:`~edgebus.sdk.bus.CommitResult`."""
+    """The compensation of ``undo`` given its :class:`~edgebus.sdk.CommitResult`."""
     def make(status: Status, **extra: Any) -> Compensation:
         return Compensation(node_id=node_id, key=undo.key, status=status,
                             action=undo.operation, expected_version=undo.expected_version,

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import EdgebusError, InvalidInput
-from edgebus.sdk.bus import EdgeBus, ReadResult
+from edgebus.sdk import EdgeBus, ReadResult
 from edgebus.workflow.node import EdgeNode, NodeParams
 from edgebus.workflow.registry import register_node
 

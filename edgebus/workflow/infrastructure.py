@@ -3,7 +3,7 @@
 One instance per distinct *validated* edge_config and event loop: a dict and the
 equal :class:`~edgebus.config.EdgeConfig` share one, two different configs get two.
 An instance holds the config, its compliance rules and one
-:class:`~edgebus.sdk.bus.EdgeBus`, which owns the Kafka producer (one per cluster) and
+:class:`~edgebus.sdk.EdgeBus`, which owns the Kafka producer (one per cluster) and
 region discovery (health and latency probes) that placement uses.
 
 Creating an instance touches nothing; :meth:`EdgeInfrastructure.start` connects, and
@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from edgebus.config import EdgeConfig, load_config
 from edgebus.core.placement import ComplianceRules
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 
 __all__ = ["EdgeInfrastructure", "config_key"]
 

@@ -208,7 +208,7 @@ def accepted_ops(trace: list[FoldedRecord]) -> list[tuple[LoggedRecord, StateOp]
 
 _LOCK_HOLDER = r"""
 import asyncio, json, sys
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 
 async def main():
     state_id, lock_name, holder, region, lease_ms = sys.argv[1:6]

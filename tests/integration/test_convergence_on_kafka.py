@@ -25,7 +25,7 @@ from edgebus.core.conflict import KeyOp, Stamp, fold
 from edgebus.core.envelope import Operation
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.sdk.region_client import RegionClient
 from edgebus.wire.headers import H_EVENT_ID
 from edgebus.wire.watermark import is_watermark

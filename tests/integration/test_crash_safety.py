@@ -27,7 +27,7 @@ import aiohttp
 
 from edgebus.core.conflict import Stamp
 from edgebus.region.replay import replay
-from edgebus.sdk.bus import EdgeBus, WriteReceipt
+from edgebus.sdk import EdgeBus, WriteReceipt
 from tests.integration.regions import RegionProcess, eventually, make_regions, store_rows
 
 KILLS = 10

@@ -29,7 +29,7 @@ from edgebus.kafka.batching import partition_for
 from edgebus.kafka.dead_letters import dead_letter_headers
 from edgebus.kafka.reading import end_offsets, read_to_end
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.wire.event_codec import EncodedEvent, encode_fields
 from edgebus.wire.fingerprint import crc64_avro
 from edgebus.wire.headers import H_ORIGIN_POS, H_SCHEMA

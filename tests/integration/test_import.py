@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.server.service import RegionService
 from tests.integration.regions import eventually, make_regions
 from tests.kafka_settings import KAFKA

@@ -34,7 +34,7 @@ from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord
 from edgebus.errors import EdgebusError, StrongOutcomeUnknown
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import commit_log_topic, events_topic
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.wire.commit_log import decode_saga_record
 from edgebus.wire.headers import H_TXN
 from tests.checkers.linearizability import Call, check_linearizable

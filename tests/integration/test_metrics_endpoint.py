@@ -22,7 +22,7 @@ from edgebus.commit.metrics import CoordinatorMetrics
 from edgebus.config import load_config
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.prometheus import serve_metrics
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.server.service import RegionService
 from tests.integration.regions import eventually
 

@@ -11,7 +11,7 @@ from edgebus.errors import RegionUnavailable
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
 from edgebus.localkafka import launcher
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.server.service import RegionService
 from tests.integration.regions import RegionProcess, eventually, make_regions
 from tests.kafka_settings import KAFKA

@@ -21,7 +21,7 @@ import pytest
 from connectors import by_url, path_of
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import events_topic
-from edgebus.sdk.bus import EdgeBus, WriteReceipt
+from edgebus.sdk import EdgeBus, WriteReceipt
 from edgebus.server.service import RegionService
 from tests.integration.regions import Regions, eventually, make_regions, store_rows
 from tests.kafka_settings import KAFKA

@@ -22,7 +22,7 @@ from edgebus.config import load_config
 from edgebus.errors import ComplianceViolation
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import dlq_topic, events_topic
-from edgebus.sdk.bus import EdgeBus, WriteReceipt
+from edgebus.sdk import EdgeBus, WriteReceipt
 from edgebus.wire.event_codec import decode_event
 from edgebus.wire.headers import H_CLASS, H_PLACEMENT
 from edgebus.wire.watermark import is_watermark

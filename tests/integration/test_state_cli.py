@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from edgebus.errors import StateOperationTimeout
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.server.service import RegionService
 from tests.integration.regions import Regions, make_regions
 

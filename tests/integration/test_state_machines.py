@@ -50,7 +50,7 @@ from edgebus.core.state_machine import StateOp, StateRequest
 from edgebus.errors import ComplianceViolation, StateOperationTimeout
 from edgebus.kafka.clients import reader
 from edgebus.kafka.reading import read_to_end
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.state.client import StateResult
 from tests.checkers.linearizability import Call, check_linearizable
 from tests.integration.regions import eventually

@@ -42,7 +42,7 @@ import pytest
 
 from edgebus.commit.log import commit_partition
 from edgebus.core.commit_log import DecisionRecord, Txn
-from edgebus.sdk.bus import CommitResult, EdgeBus
+from edgebus.sdk import CommitResult, EdgeBus
 from tests.integration.regions import eventually, store_rows
 from tests.integration.saga_processes import (
     KILLED,

@@ -41,7 +41,7 @@ from edgebus.core.commit_vote import Decision, VersionConflict
 from edgebus.errors import ComplianceViolation, StrongOutcomeUnknown
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import commit_log_topic, events_topic
-from edgebus.sdk.bus import CommitResult, EdgeBus
+from edgebus.sdk import CommitResult, EdgeBus
 from tests.integration.regions import eventually, store_rows
 from tests.integration.saga_processes import Deployment, txn_events, unique_tag
 from tests.kafka_settings import KAFKA

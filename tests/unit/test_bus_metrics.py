@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edgebus.errors import InvalidInput
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.sdk.metrics import BusMetrics, percentile, recorded
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from edgebus.core.envelope import Operation
 from edgebus.errors import InvalidInput
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 
 
 @pytest.fixture

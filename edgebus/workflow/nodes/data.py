@@ -1,6 +1,6 @@
 """``EdgeDataNode``: write, read, replicate or sync one key of the edge data layer.
 
-The node runs one :class:`~edgebus.sdk.bus.EdgeBus` operation on the runtime's shared
+The node runs one :class:`~edgebus.sdk.EdgeBus` operation on the runtime's shared
 edge infrastructure (see docs/nodes.md):
 
 * ``write``: ``bus.write`` (``consistency="strong"``: a two-phase commit across the
@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from edgebus.sdk.bus import CommitResult, EdgeBus
+from edgebus.sdk import CommitResult, EdgeBus
 from edgebus.workflow.compensation import (
     Compensation,
     failed,

@@ -2,7 +2,7 @@
 lag, checked against alert thresholds.
 
 Latency, throughput and error rate come from the shared bus's recorder
-(:attr:`edgebus.sdk.bus.EdgeBus.metrics`, see :mod:`edgebus.sdk.metrics`: every write,
+(:attr:`edgebus.sdk.EdgeBus.metrics`, see :mod:`edgebus.sdk.metrics`: every write,
 commit, read and state call of this infrastructure, over the last ``window_s``
 seconds). Replication lag comes from the running region services' status (what
 ``edgebus status`` shows): per region, the worst staleness of its view of the origins

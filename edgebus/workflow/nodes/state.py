@@ -1,6 +1,6 @@
 """``EdgeStateMachine``: one operation on a globally unique state (a durable object).
 
-The node calls :meth:`edgebus.sdk.bus.EdgeBus.state` on the runtime's shared edge
+The node calls :meth:`edgebus.sdk.EdgeBus.state` on the runtime's shared edge
 infrastructure: the operation runs at the state's single owner (see
 docs/state-machines.md). A connected ``input`` is the operation's ``value`` (it
 overrides the ``value`` param). Output ``result``: the
@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk import EdgeBus
 from edgebus.workflow.node import EdgeNode, NodeParams
 from edgebus.workflow.registry import register_node
 
