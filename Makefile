@@ -11,10 +11,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml hatch_build.py edgebus/_native/speedups.c
+# The find: replacing an earlier (hatchling) editable install leaves an empty
+# site-packages/edgebus/ behind, which would shadow setuptools' editable finder.
+$(STAMP): pyproject.toml setup.py edgebus/_native/speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	find $(VENV)/lib -depth -path '*/site-packages/edgebus*' -type d -empty -delete
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,7 +27,8 @@ demo: setup
 	$(BIN)/edgebus demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check edgebus tests hatch_build.py
+	$(BIN)/ruff check edgebus connectors tests setup.py
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

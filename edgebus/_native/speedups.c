@@ -2,8 +2,8 @@
  *
  * Optional: edgebus works without it (the same functions exist in pure Python, in
  * edgebus/wire/event_codec.py and edgebus/core/envelope.py), and the test suite
- * checks that both give identical results. Built by hatch_build.py when a C compiler
- * is available.
+ * checks that both give identical results. Built by setuptools (setup.py, an optional
+ * Extension) when a C compiler is available. Public C API only, multi-phase init.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -18,6 +18,17 @@ static Py_ssize_t put_long(unsigned char *out, long long n) {
         z >>= 7;
     }
     out[i++] = (unsigned char)z;
+    return i;
+}
+
+/* the length put_long writes for n */
+static Py_ssize_t long_size(long long n) {
+    unsigned long long z = ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
+    Py_ssize_t i = 1;
+    while (z > 0x7F) {
+        i++;
+        z >>= 7;
+    }
     return i;
 }
 
@@ -111,8 +122,11 @@ static PyObject *encode_event(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (key_utf8 == NULL)
         return NULL;
     Py_ssize_t payload_len = payload == Py_None ? 0 : PyBytes_GET_SIZE(payload);
-    Py_ssize_t size = PyBytes_GET_SIZE(prefix) + 10 + id_len + 10 + key_len
-        + PyBytes_GET_SIZE(op_byte) + 1 + 10 + payload_len + PyBytes_GET_SIZE(chunk) + 10 + 10
+    /* the exact size, so the bytes object is allocated once and never resized */
+    Py_ssize_t size = PyBytes_GET_SIZE(prefix) + long_size(id_len) + id_len
+        + long_size(key_len) + key_len + PyBytes_GET_SIZE(op_byte) + 1
+        + (payload == Py_None ? 0 : long_size(payload_len) + payload_len)
+        + PyBytes_GET_SIZE(chunk) + long_size(wall) + long_size(logical)
         + PyBytes_GET_SIZE(deps_avro) + PyBytes_GET_SIZE(tail);
     PyObject *value = PyBytes_FromStringAndSize(NULL, size);
     if (value == NULL)
@@ -142,8 +156,11 @@ static PyObject *encode_event(PyObject *self, PyObject *const *args, Py_ssize_t 
     COPY(deps_avro);
     COPY(tail);
 #undef COPY
-    if (_PyBytes_Resize(&value, at) < 0)
+    if (at != size) { /* cannot happen: size counts what is written above */
+        Py_DECREF(value);
+        PyErr_SetString(PyExc_SystemError, "encode_event: record size miscounted");
         return NULL;
+    }
 
     PyObject *key_bytes = NULL, *id_bytes = NULL, *hlc_bytes = NULL, *headers = NULL;
     PyObject *result = NULL;
@@ -206,10 +223,22 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "edgebus._speedups",
-    "The producer's per-write encoding in C (optional; pure Python otherwise).", -1,
-    methods,
+/* multi-phase initialization (PEP 489); the module keeps no state, so it needs no
+   Py_mod_exec slot and can be loaded in any (sub)interpreter */
+static PyModuleDef_Slot slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "edgebus._speedups",
+    .m_doc = "The producer's per-write encoding in C (optional; pure Python otherwise).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModuleDef_Init(&module); }

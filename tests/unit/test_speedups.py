@@ -36,8 +36,9 @@ except ImportError:
 
 def _built_here() -> bool:
     """Whether installing edgebus here compiled the module (a C compiler exists and
-    EDGEBUS_NO_SPEEDUPS is unset)."""
-    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    EDGEBUS_NO_SPEEDUPS is unset). setup.py's build uses the compiler setuptools picks:
+    ``$CC`` if set, else the one Python was built with."""
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     return not os.environ.get("EDGEBUS_NO_SPEEDUPS") and shutil.which(cc[0]) is not None
 
 
@@ -48,7 +49,7 @@ def native() -> Any:
     if _speedups is None:
         if os.environ.get("CI") == "true" or _built_here():
             pytest.fail("edgebus._speedups is not built: reinstall (`pip install -e .`) "
-                        "and read what hatch_build.py said on stderr")
+                        "and read what setup.py said on stderr (`pip install -v`)")
         pytest.skip("no C compiler here (or EDGEBUS_NO_SPEEDUPS): pure Python is used")
     return _speedups
 
