@@ -1,8 +1,9 @@
-"""The saga log: two-phase commit of strong writes as a fold over one Kafka partition.
+"""The commit log: two-phase commit of strong writes as a fold over one Kafka partition.
 
 A strong write is a transaction on one key. Every message of its two-phase commit is a
-record appended to the saga log topic, keyed by the written key, so all records of all
-transactions on a key sit in one partition, in one order that every reader sees:
+record appended to the commit log (topic ``edgebus.<log region>.saga``), keyed by the
+written key, so all records of all transactions on a key sit in one partition, in one
+order that every reader sees:
 
 * :class:`BeginRecord`: the client asks for the write. It is the PREPARE: every
   participant (every region of the write's placement) reads it from the log.
@@ -27,8 +28,9 @@ since a participant applies only a logged COMMIT).
 A participant's vote is the one non-deterministic step (it depends on the key's
 version in the participant's store and on its locks); once in the log it is a fact.
 The log is the participant's prepared record: a yes vote in the log holds the key until
-the decision is in the log too. The validation rules (late, compliance, lock,
-``expected_version``) are those of :func:`edgebus.core.commit_vote.decide_participant`.
+the decision is in the log too. :func:`participant_vote` applies the vote rule
+(late, compliance, lock, ``expected_version``: :func:`edgebus.core.commit_vote.vote`)
+to a BEGIN record.
 
 Pure: no I/O, no clock; ``now_ms`` is passed in.
 """
@@ -38,17 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from edgebus.core.commit_vote import (
-    Decision,
-    ParticipantState,
-    Prepare,
-    Refusal,
-    SendVote,
-    TxnOutcome,
-    VersionConflict,
-    Vote,
-    decide_participant,
-)
+from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote, vote
 
 __all__ = [
     "RETENTION_MS",
@@ -189,7 +181,7 @@ RETENTION_MS = 120_000
 
 
 class PartitionLog:
-    """The fold of one saga-log partition: transactions by id, in log order.
+    """The fold of one commit-log partition: transactions by id, in log order.
 
     :meth:`fold` takes records in offset order (offsets may skip: compaction, aborted
     Kafka transactions, records of other kinds); a record that changes nothing (a
@@ -336,27 +328,22 @@ def participant_vote(
     holder: str | None,
     now_ms: int,
 ) -> Vote:
-    """The vote of ``region`` on ``begin``: the rules of the two-phase-commit
-    participant (deadline, compliance, the key's lock held by ``holder``, then
-    ``expected_version`` against ``current_version``)."""
-    locks = {begin.key: holder} if holder is not None else {}
-    state = ParticipantState(region, locks=locks)
-    prepare = Prepare(
+    """The vote of ``region`` on ``begin`` (:func:`edgebus.core.commit_vote.vote`):
+    deadline, compliance, the key's lock held by ``holder``, then ``expected_version``
+    against ``current_version``."""
+    return vote(
         begin.txn_id,
-        begin.key,
-        None,
-        begin.expected_version,
-        begin.classification,
-        begin.placement,
-        begin.deadline_ms,
-        current_version,
-        may_hold,
+        region,
+        key=begin.key,
+        placement=begin.placement,
+        classes=begin.classification,
+        expected_version=begin.expected_version,
+        deadline_ms=begin.deadline_ms,
+        current_version=current_version,
+        may_hold=may_hold,
+        holder=holder,
+        now_ms=now_ms,
     )
-    _, outputs = decide_participant(state, prepare, now_ms)
-    for out in outputs:
-        if isinstance(out, SendVote):
-            return out.vote
-    raise AssertionError("a participant always votes on a PREPARE")  # pragma: no cover
 
 
 def lock_holders(txns: Iterable[Txn], region: str) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Properties of the saga log fold over random logs full of duplicates.
+"""Properties of the commit log fold over random logs full of duplicates.
 
 A log is a random interleaving of begin, vote, decision and ack records for a few
 transactions (sometimes on the same key). Any record may be repeated later, and a

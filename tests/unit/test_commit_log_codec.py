@@ -1,5 +1,6 @@
-"""Saga-log records on the wire: every record kind survives encode/decode, the header names
-the kind, and bytes that are not a saga-log record are refused with a DecodeError."""
+"""Commit-log records on the wire (``io.edgebus.SagaLogRecord``): every record kind survives
+encode/decode, the header names the kind, and bytes that are not a commit-log record are
+refused with a DecodeError."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The saga log as a fold: first vote per region and first decision per transaction count,
+"""The commit log as a fold: first vote per region and first decision per transaction count,
 and what coordinators, participants and tools read from it."""
 
 from __future__ import annotations
