@@ -1,10 +1,11 @@
 """The Apache Kafka jars, and the ``java`` and Maven that get and run them.
 
-The jars come from Maven Central (``pom.xml`` beside this module, resolved once by
+The jars come from Maven Central (``pom.xml`` in :mod:`edgebus.kafka`, resolved once by
 ``mvn dependency:copy-dependencies`` into ``$EDGEBUS_CACHE_DIR/kafka/<version>/libs``).
-JVMs started from them use a class-data-sharing archive when there is one: made once
-per Kafka version and JVM build, it lets a broker start with about half the CPU. It is
-only an optimization; without it JVMs start as usual.
+JVMs started from them use a class-data-sharing archive when there is one
+(:mod:`edgebus.localkafka.class_archive` makes it; :func:`jvm_flags` uses it). This
+module knows the cache and the JVM command line; it starts no broker, so the
+modules that do (:mod:`~edgebus.localkafka.broker`) build on it.
 
 Every failure to find Java or get the jars becomes an edgebus error whose message says
 what to do (:class:`JavaMissing`, :class:`MavenMissing`, :class:`ArtifactResolutionFailed`).
@@ -21,7 +22,6 @@ Layout of ``$EDGEBUS_CACHE_DIR/kafka/<version>``::
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -29,22 +29,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgebus.errors import (
-    ArtifactResolutionFailed,
-    InvalidInput,
-    JavaMissing,
-    LauncherError,
-    MavenMissing,
-)
-from edgebus.localkafka.processes import _file_lock, _free_ports
+from edgebus.errors import ArtifactResolutionFailed, InvalidInput, JavaMissing, MavenMissing
+from edgebus.localkafka.processes import file_lock
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -53,16 +45,21 @@ __all__ = [
     "MIN_JAVA",
     "FetchResult",
     "JavaInfo",
+    "check_version",
     "default_cache_dir",
-    "fetch",
+    "ensure_jars",
     "find_java",
-    "kafka_java_command",
+    "jvm_flags",
+    "log4j_config",
 ]
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
 
+#: the JVM heap of brokers and Kafka tools
 HEAP_MAX = "-Xmx512m"
+#: the initial heap of brokers
 HEAP_MIN = "-Xms128m"
+#: the oldest Java that runs Kafka 4
 MIN_JAVA = 17
 
 _MARKER = "COMPLETE"
@@ -133,7 +130,8 @@ class JavaInfo:
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_version(version: str) -> None:
+def check_version(version: str) -> None:
+    """Raise :class:`InvalidInput` unless ``version`` names an Apache Kafka 4.x or newer."""
     match = _VERSION_RE.match(version)
     if match is None or int(match.group(1)) < 4:
         raise InvalidInput(
@@ -200,35 +198,28 @@ def _count_jars(libs: Path) -> int:
     return sum(1 for _ in libs.glob("*.jar")) if libs.is_dir() else 0
 
 
-def fetch(
+def ensure_jars(
     version: str = DEFAULT_KAFKA_VERSION,
     *,
     cache: Path | None = None,
     timeout_s: float = 900.0,
-    class_archive: bool = True,
 ) -> FetchResult:
     """Make sure the jars of Kafka ``version`` are in the cache; download them if not.
 
     A complete download leaves a marker file; while it is there no Maven call is made
-    at all (``downloaded`` is False). Concurrent callers wait for one download.
-
-    With ``class_archive`` (and unless ``EDGEBUS_KAFKA_CDS=0``) it also makes, once per
-    Kafka version and JVM build, a class-data-sharing archive by starting and stopping
-    a throwaway broker (about 20 s). Brokers started with it need about half the CPU
-    to start, which is what lets three clusters start about as fast as one on a small
-    machine. If making it fails, brokers simply start without it.
+    at all (``downloaded`` is False). Concurrent callers wait for one download. The
+    result has no ``class_archive``; :func:`edgebus.localkafka.install.fetch` adds it.
     """
-    _check_version(version)
+    check_version(version)
     root = (cache or default_cache_dir()).absolute() / "kafka" / version
     libs = root / "libs"
     downloaded = False
     if not (root / _MARKER).is_file():
-        with _file_lock(root / ".lock", timeout_s, f"downloading Kafka {version}"):
+        with file_lock(root / ".lock", timeout_s, f"downloading Kafka {version}"):
             if not (root / _MARKER).is_file():  # nobody finished it while we waited
                 _download(version, root, timeout_s)
                 downloaded = True
-    archive = _class_archive(root, libs) if class_archive and _cds_enabled() else None
-    return FetchResult(version, libs, downloaded, _count_jars(libs), archive)
+    return FetchResult(version, libs, downloaded, _count_jars(libs))
 
 
 def _download(version: str, root: Path, timeout_s: float) -> None:
@@ -288,142 +279,18 @@ def _download(version: str, root: Path, timeout_s: float) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-# --------------------------------------------------------------------------- class-data sharing
+# --------------------------------------------------------------------------- JVM command line
 
 
-def _cds_enabled() -> bool:
-    return os.environ.get("EDGEBUS_KAFKA_CDS", "1").strip().lower() not in ("0", "off", "false")
-
-
-def _class_archive(root: Path, libs: Path) -> Path | None:
-    """The class-data archive for these jars and this JVM; made once, None if impossible.
-
-    A failed attempt leaves ``cds/<jvm>.failed`` (with the reason) so it is not retried
-    on every start; delete that file to retry.
-    """
-    try:
-        java = find_java()
-    except JavaMissing:
-        return None  # `up` reports that itself
-    cds = root / "cds"
-    target = cds / f"{java.fingerprint}.jsa"
-    failed = cds / f"{java.fingerprint}.failed"
-    if target.is_file():
-        return target
-    if failed.exists():
-        return None
-    with _file_lock(root / ".cds.lock", 300, "making the class-data archive"):
-        if target.is_file():
-            return target
-        if failed.exists():
-            return None
-        try:
-            _build_class_archive(java.path, libs, _log4j_config(root), target)
-        except Exception as e:  # an optimization only: never fail a start for it
-            failed.write_text(f"{_now()} {type(e).__name__}: {e}\n")
-            return None
-    return target
-
-
-def _build_class_archive(java: str, libs: Path, log4j: Path, target: Path) -> None:
-    """Start a throwaway broker with -XX:ArchiveClassesAtExit, stop it, check the archive.
-
-    The JVM writes the archive while it exits; a truncated archive crashes every JVM
-    that maps it, so it is written under a temporary name, tried by a short JVM run,
-    and only then renamed into place.
-    """
-    # The training run is an ordinary broker start. The launcher imports this module,
-    # so its broker helpers are imported here, when an archive is actually made.
-    from edgebus.localkafka.launcher import (
-        ClusterRecord,
-        _base_properties,
-        _format_storage,
-        _new_cluster_id,
-        _run_sync,
-        _start_broker,
-        _wait_ready,
-        _write_properties,
-    )
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="build.", dir=target.parent))
-    try:
-        port, controller_port = _free_ports(2)
-        rec = ClusterRecord(
-            index=0,
-            cluster_id=_new_cluster_id(),
-            pid=None,
-            port=port,
-            controller_port=controller_port,
-            data_dir=str(work / "data"),
-            log_file=str(work / "broker.log"),
-            config_file=str(work / "server.properties"),
-        )
-        _write_properties(work / "server.properties", _base_properties(rec), "CDS training run")
-        dumped = work / "kafka.jsa"
-
-        async def train() -> None:
-            await _format_storage(java, libs, log4j, rec, Path(rec.config_file), archive=None)
-            proc = _start_broker(
-                java, libs, log4j, rec, archive=None, detach=False,
-                extra=[f"-XX:ArchiveClassesAtExit={dumped}"],
-            )  # fmt: skip
-            try:
-                await _wait_ready(rec, proc, time.monotonic() + 120, 120)
-            finally:
-                proc.terminate()
-                try:
-                    await asyncio.to_thread(proc.wait, 90)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    raise LauncherError("the training broker did not exit") from None
-
-        _run_sync(train)
-        if not dumped.is_file() or dumped.stat().st_size == 0:
-            raise LauncherError(f"the JVM wrote no archive; see {rec.log_file}")
-        check = subprocess.run(
-            [java, f"-XX:SharedArchiveFile={dumped}", "-Xshare:auto", "-cp", f"{libs}/*",
-             f"-Dlog4j2.configurationFile={log4j}", "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True, text=True, timeout=120, check=False, cwd=work,
-        )  # fmt: skip
-        if check.returncode != 0 or "Unable to use shared archive" in check.stdout + check.stderr:
-            raise LauncherError(f"the archive does not load (exit code {check.returncode})")
-        os.replace(dumped, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _jvm_flags(archive: Path | None, *, short_lived: bool = False) -> list[str]:
+def jvm_flags(archive: Path | None, *, short_lived: bool = False) -> list[str]:
+    """JVM options that use the class-data ``archive`` (if any); ``short_lived`` for tools."""
     flags = [f"-XX:SharedArchiveFile={archive}"] if archive is not None else []
     if short_lived:  # a tool that runs for a second: the C2 compiler only costs time
         flags.append("-XX:TieredStopAtLevel=1")
     return flags
 
 
-def kafka_java_command(
-    main_class: str,
-    args: Sequence[str] = (),
-    *,
-    version: str = DEFAULT_KAFKA_VERSION,
-    heap: str = HEAP_MAX,
-) -> list[str]:
-    """A command line running ``main_class`` from the Kafka jars (fetched if needed).
-
-    For example ``kafka_java_command("org.apache.kafka.tools.consumer.ConsoleConsumer",
-    ["--bootstrap-server", bootstrap, "--topic", t, "--from-beginning"])``.
-    """
-    java = find_java()
-    fetched = fetch(version)
-    log4j = _log4j_config(fetched.libs_dir.parent)
-    return [
-        java.path, heap, *_jvm_flags(fetched.class_archive, short_lived=True),
-        "-cp", f"{fetched.libs_dir}/*", f"-Dlog4j2.configurationFile={log4j}",
-        main_class, *args,
-    ]  # fmt: skip
-
-
-def _log4j_config(directory: Path) -> Path:
+def log4j_config(directory: Path) -> Path:
     """Copy log4j2.yaml out of the package (brokers outlive any reinstall of it)."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "log4j2.yaml"

@@ -25,15 +25,26 @@ __all__ = [
     "HOST",
     "LOG_TAIL_LINES",
     "STOP_GRACE_S",
+    "RecordedBroker",
+    "file_lock",
+    "free_ports",
+    "is_our_broker",
+    "log_tail",
+    "port_is_free",
+    "ports_from_base",
+    "stop_pids",
 ]
 
+#: the only interface the brokers listen on
 HOST = "127.0.0.1"
+#: how long ``down`` waits after SIGTERM before it sends SIGKILL
 STOP_GRACE_S = 20.0
+#: how many lines of a broker's log an error message quotes
 LOG_TAIL_LINES = 20
 
 
-class _Recorded(Protocol):
-    """What :func:`_stop_pids` needs of a recorded cluster (a launcher ``ClusterRecord``)."""
+class RecordedBroker(Protocol):
+    """What :func:`stop_pids` needs of a recorded cluster (a ``ClusterRecord``)."""
 
     @property
     def pid(self) -> int | None: ...
@@ -46,7 +57,12 @@ class _Recorded(Protocol):
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout_s: float, what: str) -> Iterator[None]:
+def file_lock(path: Path, timeout_s: float, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` body.
+
+    Waits up to ``timeout_s`` for another edgebus process to release it, then raises
+    :class:`LauncherError` naming ``what`` that process is doing.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         deadline = time.monotonic() + timeout_s
@@ -100,7 +116,7 @@ def _ps_cmdline(pid: int) -> list[str] | None:
     return line.split()[1:]
 
 
-def _is_our_broker(pid: int | None, config_file: str) -> bool:
+def is_our_broker(pid: int | None, config_file: str) -> bool:
     """True when ``pid`` is alive and is a kafka.Kafka started with ``config_file``."""
     if pid is None or pid <= 0:
         return False
@@ -115,11 +131,11 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _stop_pids(
-    records: Sequence[_Recorded], grace_s: float = STOP_GRACE_S
+def stop_pids(
+    records: Sequence[RecordedBroker], grace_s: float = STOP_GRACE_S
 ) -> tuple[list[int], list[int]]:
     """SIGTERM the brokers of ``records`` that are really ours; SIGKILL after ``grace_s``."""
-    targets = [(c.pid, c.config_file) for c in records if _is_our_broker(c.pid, c.config_file)]
+    targets = [(c.pid, c.config_file) for c in records if is_our_broker(c.pid, c.config_file)]
     stopped: list[int] = []
     for pid, _cfg in targets:
         assert pid is not None
@@ -130,22 +146,23 @@ def _stop_pids(
     remaining = list(targets)
     while remaining and time.monotonic() < deadline:
         time.sleep(0.1)
-        remaining = [(p, cfg) for p, cfg in remaining if _is_our_broker(p, cfg)]
+        remaining = [(p, cfg) for p, cfg in remaining if is_our_broker(p, cfg)]
     killed: list[int] = []
     for pid, cfg in remaining:
-        if _is_our_broker(pid, cfg):
+        if is_our_broker(pid, cfg):
             assert pid is not None
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             killed.append(pid)
     deadline = time.monotonic() + 5
     while remaining and time.monotonic() < deadline:
-        remaining = [(p, cfg) for p, cfg in remaining if _is_our_broker(p, cfg)]
+        remaining = [(p, cfg) for p, cfg in remaining if is_our_broker(p, cfg)]
         time.sleep(0.05)
     return stopped, killed
 
 
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` non-blank lines of a broker log, for quoting in an error message."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -157,7 +174,8 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 # --------------------------------------------------------------------------- ports
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on ``port`` of :data:`HOST` (a bind succeeds)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -167,7 +185,8 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports of :data:`HOST` that the system reports free now."""
     socks: list[socket.socket] = []
     try:
         for _ in range(count):
@@ -180,7 +199,7 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _ports_from_base(base: int, clusters: int) -> list[tuple[int, int]]:
+def ports_from_base(base: int, clusters: int) -> list[tuple[int, int]]:
     """Cluster i listens on base + 2i (clients) and base + 2i + 1 (controller)."""
     if base < 1024 or base + 2 * clusters - 1 > 65535:
         raise InvalidInput(
@@ -190,7 +209,7 @@ def _ports_from_base(base: int, clusters: int) -> list[tuple[int, int]]:
     pairs = [(base + 2 * i, base + 2 * i + 1) for i in range(clusters)]
     for i, (port, cport) in enumerate(pairs):
         for p, role in ((port, "client listener"), (cport, "controller listener")):
-            if not _port_is_free(p):
+            if not port_is_free(p):
                 raise PortInUse(
                     f"Port {p} on {HOST} is already in use (needed for cluster {i}'s {role}; "
                     f"with --port {base} cluster i uses ports {base}+2i and {base}+2i+1). "
