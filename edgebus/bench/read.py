@@ -44,7 +44,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_sigterm
 from edgebus.bench.materialize import fresh_region, scratch_config
@@ -90,7 +90,7 @@ class Level(NamedTuple):
     """One measured read level: its name, the consistency asked and its options."""
 
     name: str
-    consistency: str
+    consistency: Literal["eventual", "causal", "bounded_staleness", "strong"]
     staleness_threshold_ms: float | None = None
     max_versions_behind: int | None = None
     #: whether the latency goal (GOAL_RATIO x eventual) applies to it

@@ -6,14 +6,9 @@ health-aware placement (:mod:`edgebus.sdk.discovery`) and per-call metrics
 their query endpoints (:mod:`edgebus.sdk.region_client`).
 """
 
-from edgebus.sdk.bus import (
-    CommitResult,
-    EdgeBus,
-    EdgeBusSync,
-    PreparedWrite,
-    ReadResult,
-    WriteReceipt,
-)
+from edgebus.sdk.bus import EdgeBus
+from edgebus.sdk.results import CommitResult, PreparedWrite, ReadResult, WriteReceipt
+from edgebus.sdk.sync import EdgeBusSync
 
 __all__ = [
     "CommitResult",

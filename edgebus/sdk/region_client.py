@@ -23,7 +23,7 @@ from edgebus.errors import RegionUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import service_topic
-from edgebus.server.service import embedded_service
+from edgebus.server.registry import embedded
 
 __all__ = ["RegionClient"]
 
@@ -55,7 +55,7 @@ class RegionClient:
 
     async def read(self, key: str, region: str) -> dict[str, Any]:
         """The key's state in ``region`` (``exists`` false when it has none)."""
-        service = embedded_service(region)
+        service = embedded(region)
         if service is not None:
             return await service.read(key)
         return await self._get(region, f"/v1/keys/{quote(key, safe='')}")
@@ -74,7 +74,7 @@ class RegionClient:
         """:meth:`RegionService.read_at <edgebus.server.service.RegionService.read_at>`
         in ``region``, in this process or over HTTP; ``served`` false when the region
         could not serve it in time."""
-        service = embedded_service(region)
+        service = embedded(region)
         if service is not None:
             return await service.read_at(
                 key, consistency, session=session,
@@ -96,7 +96,7 @@ class RegionClient:
 
     async def pause_replication(self, region: str, paused: bool = True) -> dict[str, Any]:
         """Pause (or resume) the region service's replication."""
-        service = embedded_service(region)
+        service = embedded(region)
         if service is not None:
             service.pause_replication(paused)
             return {"region": region, "replication_paused": paused}
@@ -106,7 +106,7 @@ class RegionClient:
 
     async def status(self, region: str) -> dict[str, Any]:
         """The region service's status document."""
-        service = embedded_service(region)
+        service = embedded(region)
         if service is not None:
             return await service.status()
         return await self._get(region, "/v1/status")

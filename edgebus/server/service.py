@@ -48,36 +48,20 @@ from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
 from edgebus.region.replicator import Replicator
+from edgebus.server import registry
 from edgebus.server.query import serve
 from edgebus.state.host import StateHost, default_state_db
 from edgebus.state.log import hosted_classes
 from edgebus.wire.headers import H_ORIGIN
 from edgebus.wire.watermark import H_WATERMARK, HEARTBEAT, Watermark, encode_watermark
 
-__all__ = ["CONSISTENCY_LEVELS", "RegionService", "default_store_url", "embedded_service"]
+__all__ = ["CONSISTENCY_LEVELS", "RegionService", "default_store_url"]
 
 #: the read consistency levels a region service serves (strong goes through the
 #: saga coordinator)
 CONSISTENCY_LEVELS = ("eventual", "causal", "bounded_staleness", "strong")
 
 log = logging.getLogger("edgebus.region")
-
-_EMBEDDED: dict[str, RegionService] = {}
-
-
-def embedded_service(region: str) -> RegionService | None:
-    """The running region service for ``region`` in this process, if it runs on the
-    caller's event loop (a service on another loop is reached over HTTP like any
-    other: its objects cannot be awaited from here)."""
-    service = _EMBEDDED.get(region)
-    if service is None:
-        return None
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return service if service.loop is loop else None
-
 
 def default_store_url(region: str) -> str:
     """``sqlite:///<state dir>/regions/<region>/store.db``."""
@@ -189,14 +173,13 @@ class RegionService:
             await self.stop()
             raise
         self.loop = asyncio.get_running_loop()
-        _EMBEDDED[self.region] = self
+        registry.register(self)
         log.info("%s: region service up (store %s, query %s)", self.region, self.store.url,
                  self.url)
 
     async def stop(self) -> None:
         """Stop consuming and serving; committed state stays in the store."""
-        if _EMBEDDED.get(self.region) is self:
-            del _EMBEDDED[self.region]
+        registry.unregister(self)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -92,7 +92,7 @@ async def test_many_concurrent_writes_share_one_producer_and_all_are_acknowledge
         receipts = await asyncio.gather(
             *(bus.write(f"k{i % 37}", {"i": i}, region="ap-south-1") for i in range(500))
         )
-        assert len(bus._producers) == 1
+        assert len(bus._writes._producers) == 1
     positions = {(r.partition, r.offset) for r in receipts}
     assert len(positions) == 500
     per_key_offsets: dict[str, list[int]] = {}

@@ -125,9 +125,9 @@ async def test_public_write_reaches_exactly_the_regions_of_its_placement(
 
 
 async def _status(region: str) -> dict:  # type: ignore[type-arg]
-    from edgebus.server.service import embedded_service
+    from edgebus.server.registry import embedded
 
-    service = embedded_service(region)
+    service = embedded(region)
     assert service is not None
     return await service.status()
 

@@ -1,0 +1,267 @@
+"""Reads at every consistency level, served by the regions' services.
+
+A read asks the region's service (the one in this process if any, else the one
+announced on ``edgebus.<region>.service``, over its HTTP query endpoint), waits when
+the region is not fresh enough, and then routes to another region or raises: nothing
+staler than asked is ever returned. Strong reads pass the commit log's read barrier.
+``docs/consistency.md`` states the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from edgebus.config import EdgeConfig
+from edgebus.core.session import SessionToken
+from edgebus.core.vector_clock import VectorClock
+from edgebus.errors import (
+    EdgebusError,
+    InvalidInput,
+    RegionUnavailable,
+    SessionNotCovered,
+    StalenessBoundExceeded,
+    StrongReadUnavailable,
+    UnknownRegion,
+)
+from edgebus.sdk.discovery import Discovery
+from edgebus.sdk.options import ReadOptions
+from edgebus.sdk.results import ReadResult, WriteReceipt
+from edgebus.sdk.sessions import BusSession
+
+if TYPE_CHECKING:  # imported on first use: the HTTP client is not needed to write
+    from edgebus.sdk.region_client import RegionClient
+
+__all__ = ["Reader", "read_kind"]
+
+log = logging.getLogger("edgebus.edge")
+
+_READ_LEVELS = ("eventual", "causal", "bounded_staleness", "strong")
+
+
+def read_kind(consistency: Any) -> str:
+    """The metrics kind of a read (``read.invalid`` for a level that is not one)."""
+    consistency = consistency or "eventual"
+    return f"read.{consistency}" if consistency in _READ_LEVELS else "read.invalid"
+
+
+class Reader:
+    """The read path of one EdgeBus."""
+
+    def __init__(self, config: EdgeConfig, session: BusSession) -> None:
+        self.config = config
+        self.session = session
+        #: health and latency of the regions (set while the bus runs with discovery)
+        self.discovery: Discovery | None = None
+        self._regions = frozenset(config.regions)
+        self._client: RegionClient | None = None
+
+    @property
+    def client(self) -> RegionClient:
+        """The client of the regions' query endpoints (made on first use)."""
+        if self._client is None:
+            from edgebus.sdk.region_client import RegionClient
+
+            self._client = RegionClient(self.config, self.config.kafka.connect_timeout_s)
+        return self._client
+
+    async def close(self) -> None:
+        """Close the query endpoints' HTTP session."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def read(self, key: str, region: str | None, options: ReadOptions) -> ReadResult:
+        """The key's value as a region holds it, at ``options.consistency``."""
+        if options.consistency == "strong":
+            return await self._read_strong(key, region, options)
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"key must be a non-empty string, got {key!r:.80}")
+        if region is not None and region not in self._regions:
+            raise UnknownRegion(region, self.config.regions)
+        reads = self.config.reads
+        wait = reads.wait_ms if options.wait_ms is None else options.wait_ms
+        mode = options.fallback or reads.fallback
+        token = self.session.current
+        if options.session is not None:
+            token = token.merge(self.session.decode(options.session))
+        order = self._read_order(region, options.exclude_locations, key)
+        first = order[0]
+        verdicts: list[tuple[str, Mapping[str, Any]]] = []
+        unavailable: list[str] = []
+        for i, target in enumerate(order):
+            if i and mode == "raise":
+                break
+            started = time.perf_counter()
+            try:
+                row = await self.client.read_at(
+                    key, target, options.consistency, session=token,
+                    staleness_threshold_ms=options.staleness_threshold_ms,
+                    max_versions_behind=options.max_versions_behind,
+                    wait_ms=wait if i == 0 else 0.0,
+                )
+            except RegionUnavailable as e:
+                unavailable.append(f"{target}: {e}")
+                self._observe(target, None)
+                if mode == "raise" or (region is not None and len(order) == 1):
+                    raise
+                continue
+            self._observe(target, (time.perf_counter() - started) * 1000)
+            if row.get("served", True):
+                return self._served(key, options.consistency, row, target, first)
+            verdicts.append((target, row))
+        raise _not_fresh(key, options.consistency, verdicts, unavailable, wait, mode)
+
+    def _served(
+        self, key: str, consistency: str, row: Mapping[str, Any], target: str, first: str
+    ) -> ReadResult:
+        result = ReadResult.from_row(row, consistency, first if target != first else None)
+        if result.session_token:
+            self.session.merge(result.session)
+        if self.config.debug or log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "read key=%s consistency=%s served by %s%s staleness_ms=%s waited_ms=%s",
+                key, consistency, target,
+                f" (routed from {first})" if target != first else "",
+                result.staleness_ms, result.waited_ms,
+            )
+        return result
+
+    async def _read_strong(
+        self, key: str, region: str | None, options: ReadOptions
+    ) -> ReadResult:
+        """A linearizable read: the first region (``region``, then the best ranked)
+        whose participant passes the commit-log read barrier serves it."""
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"key must be a non-empty string, got {key!r:.80}")
+        if region is not None and region not in self._regions:
+            raise UnknownRegion(region, self.config.regions)
+        wait = self.config.strong.read_wait_ms if options.wait_ms is None else options.wait_ms
+        order = self._read_order(region, options.exclude_locations, key)
+        problems: list[str] = []
+        tried: set[str] = set()
+        while order:
+            target = order.pop(0)
+            if target in tried:
+                continue
+            tried.add(target)
+            started = time.perf_counter()
+            try:
+                row = await self.client.read_at(key, target, "strong", wait_ms=wait)
+            except RegionUnavailable as e:
+                problems.append(f"{target}: {e}")
+                self._observe(target, None)
+                continue
+            self._observe(target, (time.perf_counter() - started) * 1000)
+            if row.get("served", True):
+                result = ReadResult.from_row(row, "strong", None)
+                if result.hlc is not None:
+                    self.session.observe_hlc((result.hlc.wall_ms << 16) | result.hlc.logical)
+                return result
+            if row.get("reason") == "not_placed_here":
+                placed = [r for r in row.get("placement", ()) if r not in tried]
+                order = placed + [r for r in order if r not in placed]
+                problems.append(f"{target}: not placed there")
+            else:
+                problems.append(f"{target}: {row.get('reason')} ({row.get('behind')} behind)")
+        raise StrongReadUnavailable(
+            f"no region could serve a strong read of {key!r:.80} within {wait:.0f} ms: "
+            f"{'; '.join(problems) or 'no region to ask'}. Check `edgebus status` (saga "
+            "participant positions), retry, or read at a weaker consistency."
+        )
+
+    def _read_order(
+        self, region: str | None, excluded: tuple[str, ...], key: str
+    ) -> list[str]:
+        """Regions to ask, best first: ``region`` (if given), then by health/latency."""
+        ranked = [r for r in self._rank(key) if r not in excluded]
+        if region is not None:
+            return [region, *(r for r in ranked if r != region)]
+        if not ranked:
+            raise InvalidInput("exclude_locations removed every configured region")
+        return ranked
+
+    def _rank(self, key: str) -> list[str]:
+        if self.discovery is None:
+            return list(self.config.regions)
+        return list(self.discovery.rank_for_reads(self.config.edge_strategy, key=key))
+
+    def _observe(self, region: str, ms: float | None) -> None:
+        if self.discovery is not None:
+            self.discovery.observe_read(region, ms)
+
+    async def replication_status(
+        self, receipt: WriteReceipt, wait_ms: float
+    ) -> dict[str, str]:
+        """Where a write is now: region -> completed | pending | failed."""
+        token = SessionToken(VectorClock({(receipt.region, receipt.partition): receipt.offset}))
+
+        async def one(region: str) -> str:
+            try:
+                row = await self.client.read_at(
+                    receipt.key, region, "causal", session=token, wait_ms=wait_ms
+                )
+            except RegionUnavailable:
+                return "failed"
+            return "completed" if row.get("served") else "pending"
+
+        states = await asyncio.gather(*(one(r) for r in receipt.placement))
+        out = dict(zip(receipt.placement, states, strict=True))
+        for region in receipt.degraded:
+            out[region] = "failed"
+        return out
+
+
+def _describe_verdict(verdict: Mapping[str, Any]) -> str:
+    if verdict.get("reason") == "session_not_covered":
+        lacking = verdict.get("missing") or {}
+        shown = ", ".join(f"{s}>={o}" for s, o in list(lacking.items())[:4])
+        return f"lacks {shown}"
+    stale = verdict.get("staleness_ms")
+    behind = verdict.get("versions_behind")
+    parts = ["staleness unknown" if stale is None else f"{stale:.0f} ms stale"]
+    if behind is not None:
+        parts.append(f"up to {behind} versions behind")
+    return ", ".join(parts)
+
+
+def _not_fresh(
+    key: str,
+    consistency: str,
+    verdicts: list[tuple[str, Mapping[str, Any]]],
+    unavailable: list[str],
+    wait_ms: float,
+    mode: str,
+) -> EdgebusError:
+    """The error of a read no region could serve fresh enough in time."""
+    if not verdicts:
+        return RegionUnavailable("No region service answered the read: " + " ".join(unavailable))
+    asked = ", ".join(f"{r} ({_describe_verdict(v)})" for r, v in verdicts)
+    down = f"; unavailable: {'; '.join(unavailable)}" if unavailable else ""
+    advice = (
+        "Retry later, raise wait_ms, or read with fallback='route'"
+        if mode == "raise"
+        else "Retry later or raise wait_ms; check `edgebus status` for paused or "
+        "stopped regions"
+    )
+    if consistency == "causal":
+        lacking: dict[str, int] = {}
+        for _, v in verdicts:
+            for stream, offset in (v.get("missing") or {}).items():
+                lacking[stream] = max(lacking.get(stream, -1), offset)
+        return SessionNotCovered(
+            f"No region covers the session for a causal read of {key!r:.80} after "
+            f"waiting {wait_ms:g} ms: asked {asked}{down}. {advice}.",
+            lacking,
+        )
+    known = [v["staleness_ms"] for _, v in verdicts if v.get("staleness_ms") is not None]
+    behind = [v["versions_behind"] for _, v in verdicts if v.get("versions_behind") is not None]
+    return StalenessBoundExceeded(
+        f"No region can prove a fresh enough answer for {key!r:.80} after waiting "
+        f"{wait_ms:g} ms: asked {asked}{down}. {advice}.",
+        min(known) if known else None,
+        min(behind) if behind else None,
+    )

@@ -1,0 +1,73 @@
+"""The region services running in this process, by region.
+
+An SDK in the same process calls such a service directly instead of over HTTP
+(:class:`~edgebus.sdk.region_client.RegionClient`), but only from the service's own
+event loop: a service on another loop is reached over HTTP like any other (its
+objects cannot be awaited from there). This module is all the SDK needs of the
+services: it imports none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from edgebus.core.session import SessionToken
+
+__all__ = ["EmbeddedRegion", "embedded", "register", "unregister"]
+
+
+class EmbeddedRegion(Protocol):
+    """What a region service in this process answers directly."""
+
+    region: str
+    #: the event loop it runs on (None until started)
+    loop: asyncio.AbstractEventLoop | None
+
+    async def read(self, key: str) -> dict[str, Any]:
+        """The key's state in the region (``exists`` false if none)."""
+
+    async def read_at(
+        self,
+        key: str,
+        consistency: str = "eventual",
+        *,
+        session: SessionToken | None = None,
+        staleness_threshold_ms: float | None = None,
+        max_versions_behind: int | None = None,
+        wait_ms: float = 0.0,
+    ) -> dict[str, Any]:
+        """A read at a consistency level (``served`` false when not fresh in time)."""
+
+    async def status(self) -> dict[str, Any]:
+        """The status document."""
+
+    def pause_replication(self, paused: bool = True) -> None:
+        """Stop (or resume) copying from other regions."""
+
+
+_RUNNING: dict[str, EmbeddedRegion] = {}
+
+
+def register(service: EmbeddedRegion) -> None:
+    """A started service of ``service.region`` serves this process from now on."""
+    _RUNNING[service.region] = service
+
+
+def unregister(service: EmbeddedRegion) -> None:
+    """``service`` stopped (another one of its region may have replaced it already)."""
+    if _RUNNING.get(service.region) is service:
+        del _RUNNING[service.region]
+
+
+def embedded(region: str) -> EmbeddedRegion | None:
+    """The running region service for ``region`` in this process, if it runs on the
+    caller's event loop."""
+    service = _RUNNING.get(region)
+    if service is None:
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return service if service.loop is loop else None
