@@ -160,9 +160,9 @@ class ReadsConfig(_Section):
 
 
 class StrongConfig(_Section):
-    """Strong consistency: the saga log, two-phase commit and linearizable reads.
+    """Strong consistency: the commit log, two-phase commit and linearizable reads.
 
-    The saga log (``edgebus.<log_region>.saga``, and ``edgebus.<log_region>.sagas`` for
+    The commit log (``edgebus.<log_region>.saga``, and ``edgebus.<log_region>.sagas`` for
     multi-step sagas) lives on the cluster of ``log_region`` (default: the first configured region);
     every coordinator, participant and strong client uses that cluster.
     """

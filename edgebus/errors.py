@@ -234,8 +234,8 @@ class StalenessBoundExceeded(EdgebusError):
 
 class StrongOutcomeUnknown(EdgebusError):
     """A strong write's decision did not reach the client in time (no coordinator
-    running, or the saga log unreachable). The write may still commit or abort: the
-    saga log decides. ``txn_id`` names it for ``edgebus saga show``; a strong read of
+    running, or the commit log unreachable). The write may still commit or abort: the
+    commit log decides. ``txn_id`` names it for ``edgebus saga show``; a strong read of
     the key tells whether it took effect.
     """
 
@@ -248,7 +248,7 @@ class StrongOutcomeUnknown(EdgebusError):
 
 class StrongReadUnavailable(EdgebusError):
     """No region could serve a linearizable read in time (its participant is behind
-    on the saga log, or down). Retry, or read at a weaker consistency."""
+    on the commit log, or down). Retry, or read at a weaker consistency."""
 
     retriable = True
 

@@ -1,10 +1,10 @@
 """``edgebus bench strong``: strong-commit latency and rate against Kafka's own baselines.
 
 Three fresh regions on one broker, each served by ``edgebus region run`` as a child
-process (a fresh store each; every region service runs a saga participant), and one
+process (a fresh store each; every region service runs a commit participant), and one
 ``edgebus coordinator run`` child process. The benchmark's own :class:`EdgeBus` runs
 with ``strong.embedded_coordinator`` false, so a strong write takes the
-multi-process path: the BEGIN appended to the saga log, each participant's vote, the
+multi-process path: the BEGIN appended to the commit log, each participant's vote, the
 coordinator's decision, the client reading it. A warm-up strong write must commit
 before anything is measured (every participant ready, the coordinator assigned).
 
@@ -13,7 +13,7 @@ Four modes, measured in the same run on the same broker, each at every concurren
 done):
 
 - ``raw_rtt``: raw produce-to-consume round trip: an ``Producer``
-  (idempotent, ``acks=all``, ``linger_ms=0``: the saga log writer's settings) sends
+  (idempotent, ``acks=all``, ``linger_ms=0``: the commit log writer's settings) sends
   a record; an ``Consumer`` assigned to the topic's partitions (no group, the
   saga consumers' ``fetch_max_wait_ms``) receives it. Latency: send to receipt;
 - ``kafka_txn``: a Kafka transactional-producer commit: begin, send one record,
@@ -33,7 +33,7 @@ the medians over the rounds. Per concurrency: strong's p50 over raw_rtt's p50 at
 the same concurrency (goal: at most :data:`GOAL_RATIO`), and strong against
 kafka_txn and eventual.
 
-Afterwards the saga log is read back and each measured commit broken into stages by
+Afterwards the commit log is read back and each measured commit broken into stages by
 its records' ``time_ms`` (when the writer built the record: for a vote and a decision,
 when the batch holding the record it answers was fetched) and Kafka timestamps
 (``CreateTime``: when the record was handed to the producer), see :func:`stages_of`.
@@ -279,7 +279,7 @@ def compare(rows: Sequence[ModeFigures], goal_ratio: float = GOAL_RATIO) -> list
 
 @dataclass
 class LoggedRecord:
-    """One saga-log record as read back: the record and its Kafka timestamp (ms)."""
+    """One commit-log record as read back: the record and its Kafka timestamp (ms)."""
 
     record: LogRecord
     timestamp_ms: int
@@ -289,7 +289,7 @@ def stages_of(
     started_ms: float, ended_ms: float, records: Sequence[LoggedRecord]
 ) -> dict[str, float] | None:
     """The stages (:data:`STAGES`, ms) of one strong commit that committed, from its
-    wall-clock start and end (ms) and its saga-log records; ``None`` when a record is
+    wall-clock start and end (ms) and its commit-log records; ``None`` when a record is
     missing (a BEGIN, a vote of every participant, a decision).
 
     The stages telescope: their sum is ``ended_ms - started_ms``. Vote and decision
@@ -455,7 +455,7 @@ async def _batch(
 
 
 class _AckWatch:
-    """Reads the ACKs of the saga log between batches (paused while one runs): which
+    """Reads the ACKs of the commit log between batches (paused while one runs): which
     participants have applied which transactions."""
 
     def __init__(self, config: EdgeConfig, bootstrap: str) -> None:
@@ -623,8 +623,8 @@ class _Baselines:
         return (time.perf_counter() - started) * 1000
 
 
-async def _read_saga_log(config: EdgeConfig, bootstrap: str) -> dict[str, list[LoggedRecord]]:
-    """Every record of the saga log, by transaction id (in log order)."""
+async def _read_commit_log(config: EdgeConfig, bootstrap: str) -> dict[str, list[LoggedRecord]]:
+    """Every record of the commit log, by transaction id (in log order)."""
     consumer = await start_consumer(config.kafka, bootstrap, "reader")
     out: dict[str, list[LoggedRecord]] = {}
     try:
@@ -682,7 +682,7 @@ def _process_times(
 
 
 def _wall_ms() -> int:
-    """Wall-clock milliseconds, truncated as the saga log's ``time_ms`` are."""
+    """Wall-clock milliseconds, truncated as the commit log's ``time_ms`` are."""
     return time.time_ns() // 1_000_000
 
 
@@ -744,7 +744,7 @@ async def run_strong_bench(
                     result.measure_seconds = round(time.perf_counter() - started, 2)
                     result.processes = _process_times(
                         before, {name: _schedstat(pid) for name, pid in pids.items()})
-                logged = await _read_saga_log(cfg, address)
+                logged = await _read_commit_log(cfg, address)
             finally:
                 await baselines.stop()
                 await asyncio.gather(*(child.stop() for child in children))

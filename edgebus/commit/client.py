@@ -1,6 +1,6 @@
 """The client side of a strong write: append the BEGIN, wait for the first decision.
 
-A :class:`StrongClient` reads every partition of the saga log from where it was when
+A :class:`StrongClient` reads every partition of the commit log from where it was when
 it started (decisions only: it filters on the ``eb-saga`` header before decoding) and
 resolves the future of each transaction it began with the first decision the log
 holds for it.

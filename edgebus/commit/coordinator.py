@@ -1,8 +1,8 @@
-"""The saga coordinator: decides strong writes from the saga log.
+"""The commit coordinator: decides strong writes (two-phase commit) from the commit log.
 
 Coordinators form the Kafka consumer group ``edgebus.<log region>.coordinator`` on the
-saga log, so
-each saga-log partition (and so each key) has one coordinator at a time; more
+commit log, so
+each commit-log partition (and so each key) has one coordinator at a time; more
 instances share the partitions and take over a dead one's on rebalance. An instance
 folds its partitions (:class:`edgebus.core.commit_log.PartitionLog`) and appends a
 decision for each transaction as soon as :func:`coordinator_decision` has one: COMMIT
@@ -171,7 +171,7 @@ class Coordinator:
                 self._catching_up[tp.partition] = end
             else:
                 self._catching_up.pop(tp.partition, None)
-        log.info("%s: coordinating saga-log partitions %s", self.name,
+        log.info("%s: coordinating commit-log partitions %s", self.name,
                  sorted(tp.partition for tp in assigned))
 
     # ------------------------------------------------------------------ deciding
@@ -268,7 +268,7 @@ class Coordinator:
         try:
             await consumer.commit(offsets)
         except KafkaError as e:  # a rebalance in progress: the next owner reads more
-            log.info("%s: saga-log positions not committed (%s)", self.name, e)
+            log.info("%s: commit-log positions not committed (%s)", self.name, e)
 
     def status(self) -> dict[str, Any]:
         """Partitions owned, undecided transactions, decisions appended."""

@@ -1,4 +1,4 @@
-"""What the saga log says about recent strong writes (``edgebus saga list/show``)."""
+"""What the commit log says about recent strong writes (``edgebus saga list/show``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ __all__ = ["read_transactions", "txn_detail", "txn_summary"]
 async def read_transactions(
     config: EdgeConfig, bootstrap: str, window: int | None = 5_000
 ) -> list[Txn]:
-    """The transactions of the last ``window`` records of each saga-log partition
+    """The transactions of the last ``window`` records of each commit-log partition
     (``None``: the whole log), newest begin first. A transaction whose begin is older
     than the window is left out."""
     logs: dict[int, PartitionLog] = {}

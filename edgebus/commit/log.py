@@ -1,4 +1,4 @@
-"""Reading and appending the saga log topic (``edgebus.<log region>.saga``).
+"""Reading and appending the commit log topic (``edgebus.<log region>.saga``).
 
 One key's records all go to one partition (the key's partition, computed like Kafka's
 default partitioner), so every reader folds a key's transactions in the same order.
@@ -36,28 +36,28 @@ log = logging.getLogger(__name__)
 
 
 def commit_partition(key: str, partitions: int) -> int:
-    """The saga-log partition of ``key``."""
+    """The commit-log partition of ``key``."""
     return partition_for(key.encode("utf-8"), partitions)
 
 
 def commit_partitions(config: EdgeConfig) -> list[TopicPartition]:
-    """Every partition of the saga log."""
+    """Every partition of the commit log."""
     topic = commit_log_topic(config.strong_log_region)
     return [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
 
 
 async def ensure_commit_log(config: EdgeConfig, bootstrap: str) -> None:
-    """Create the saga log topic (same partition count as the events topics)."""
+    """Create the commit log topic (same partition count as the events topics)."""
     kafka = config.kafka
     await ensure_topics(kafka, bootstrap, [commit_log_topic(config.strong_log_region)])
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord | None:
-    """The saga-log record in ``record``, or ``None`` (logged) for one that is not."""
+    """The commit-log record in ``record``, or ``None`` (logged) for one that is not."""
     try:
         return decode_saga_record(record.value)
     except DecodeError as e:
-        log.error("saga log %d:%d is not a saga-log record, skipped: %s",
+        log.error("commit log %d:%d is not a commit-log record, skipped: %s",
                   record.partition, record.offset, e)
         return None
 
@@ -88,7 +88,7 @@ async def start_consumer(
 
 
 class CommitLogWriter:
-    """Appends saga-log records to the key's partition."""
+    """Appends commit-log records to the key's partition."""
 
     def __init__(self, config: EdgeConfig, bootstrap: str, client_id: str) -> None:
         self.config = config
@@ -119,7 +119,9 @@ class CommitLogWriter:
     async def send(self, record: LogRecord) -> asyncio.Future[object]:
         """Queue ``record``; the returned future resolves when Kafka acknowledged it."""
         if self._producer is None:
-            raise InfrastructureUnavailable("the saga log writer is not started", [self.bootstrap])
+            raise InfrastructureUnavailable(
+                "the commit log writer is not started", [self.bootstrap]
+            )
         future: asyncio.Future[object] = await self._producer.send(
             self.topic,
             encode_saga_record(record),
@@ -135,7 +137,7 @@ class CommitLogWriter:
             meta = await (await self.send(record))
         except KafkaError as e:
             raise InfrastructureUnavailable(
-                f"the saga log did not acknowledge {type(record).__name__} of txn "
+                f"the commit log did not acknowledge {type(record).__name__} of txn "
                 f"{record.txn_id}: {e}", [self.bootstrap]
             ) from e
         return meta.partition, meta.offset  # type: ignore[attr-defined]

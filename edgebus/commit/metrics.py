@@ -17,7 +17,7 @@ def coordinator_families(coordinator: Any) -> list[Any]:
     name = [coordinator.name]
     decisions = CounterMetricFamily(
         "edgebus_saga_decisions", "Strong-write decisions this coordinator appended to the "
-        "saga log", labels=["coordinator", "outcome"],
+        "commit log", labels=["coordinator", "outcome"],
     )
     for outcome in ("commit", "abort"):
         decisions.add_metric([*name, outcome], float(coordinator.outcomes.get(outcome, 0)))
@@ -27,7 +27,7 @@ def coordinator_families(coordinator: Any) -> list[Any]:
     )
     timeouts.add_metric(name, float(coordinator.timeouts))
     partitions = GaugeMetricFamily(
-        "edgebus_saga_partitions_assigned", "Saga-log partitions this coordinator decides",
+        "edgebus_saga_partitions_assigned", "Commit-log partitions this coordinator decides",
         labels=["coordinator"],
     )
     partitions.add_metric(name, float(len(coordinator.logs)))
@@ -42,7 +42,7 @@ def coordinator_families(coordinator: Any) -> list[Any]:
         families.append(latency.histogram(
             "edgebus_strong_write_latency_ms",
             "Strong writes: time from the client's BEGIN (its clock) to this coordinator's "
-            "decision in the saga log, in ms, by outcome",
+            "decision in the commit log, in ms, by outcome",
             ["coordinator", "outcome"], name,
         ))
     return families

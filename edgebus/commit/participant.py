@@ -1,6 +1,6 @@
 """A region's side of two-phase commit, run by its region service.
 
-The participant reads every partition of the saga log in order and, for each
+The participant reads every partition of the commit log in order and, for each
 transaction whose placement names its region:
 
 * on the BEGIN, votes (:func:`edgebus.core.commit_log.participant_vote`: deadline,
@@ -21,7 +21,7 @@ applier applies an ``eb-txn`` event once), acknowledgements. Its in-doubt
 transactions are those with its yes vote and no decision in the log; the
 coordinator's decision resolves them when it comes.
 
-Strong reads wait on :meth:`Participant.barrier`: every saga-log record before the
+Strong reads wait on :meth:`Participant.barrier`: every commit-log record before the
 read's start is processed and every commit of the key so far is applied here.
 """
 
@@ -118,7 +118,7 @@ class Participant:
         self.service = service
         self.region = service.region
         self.config = service.config
-        self.bootstrap = bootstrap  #: the saga log's cluster
+        self.bootstrap = bootstrap  #: the commit log's cluster
         self.topic = commit_log_topic(self.config.strong_log_region)
         self.logs: dict[int, PartitionLog] = {}
         self.processed: dict[int, int] = {}  #: per partition: next offset to process
@@ -196,7 +196,7 @@ class Participant:
         for tp in tps:
             self.processed[tp.partition] = self.logs[tp.partition].position
         self.ready.set()
-        log.info("%s: participant ready (saga log at %s)", self.region,
+        log.info("%s: participant ready (commit log at %s)", self.region,
                  {p: o for p, o in sorted(self.processed.items())})
         while True:
             batch = await consumer.getmany(timeout_ms=100, max_records=2000)
@@ -420,7 +420,7 @@ class Participant:
     # ------------------------------------------------------------------ strong reads
 
     async def barrier(self, key: str, timeout_s: float) -> dict[str, Any]:
-        """Wait until every saga-log record of ``key``'s partition appended before now
+        """Wait until every commit-log record of ``key``'s partition appended before now
         is processed here and every commit of ``key`` so far is applied here.
 
         Returns ``{"served": True}``, or ``served`` false with ``reason``:

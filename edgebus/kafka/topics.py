@@ -31,7 +31,7 @@ __all__ = [
 
 
 def commit_log_topic(log_region: str) -> str:
-    """The saga log: two-phase-commit records of strong writes (begin, vote, decision,
+    """The commit log: two-phase-commit records of strong writes (begin, vote, decision,
     ack), keyed by the written key; it lives on ``log_region``'s cluster
     (``strong.log_region``, default the first region)."""
     return f"edgebus.{log_region}.saga"
@@ -50,7 +50,7 @@ def state_log_topic(home_region: str, data_class: str) -> str:
 
 
 def coordinator_group(log_region: str) -> str:
-    """The consumer group of the saga coordinators of the saga log of ``log_region``."""
+    """The consumer group of the commit coordinators of the commit log of ``log_region``."""
     return f"edgebus.{log_region}.coordinator"
 
 _TOPIC_ALREADY_EXISTS = 36

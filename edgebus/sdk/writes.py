@@ -313,7 +313,7 @@ class Writer:
                     name = "expected_version" if options.timeout_ms is None else "timeout_ms"
                     raise InvalidInput(
                         f"{name} needs consistency='strong' (a conditional write commits "
-                        "through the saga coordinator): pass consistency='strong'"
+                        "through the commit coordinator): pass consistency='strong'"
                     )
                 if options.session is not None:
                     await self.session.check(options.session)

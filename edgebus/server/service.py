@@ -58,7 +58,7 @@ from edgebus.wire.watermark import H_WATERMARK, HEARTBEAT, Watermark, encode_wat
 __all__ = ["CONSISTENCY_LEVELS", "RegionService", "default_store_url"]
 
 #: the read consistency levels a region service serves (strong goes through the
-#: saga coordinator)
+#: commit coordinator)
 CONSISTENCY_LEVELS = ("eventual", "causal", "bounded_staleness", "strong")
 
 log = logging.getLogger("edgebus.region")
@@ -146,7 +146,7 @@ class RegionService:
             if self.participate:
                 self.participant = Participant(self, self.clusters[self.config.strong_log_region])
                 await self.participant.start()
-                self._spawn(self.participant.run(), "saga participant")
+                self._spawn(self.participant.run(), "commit participant")
             if self.host_states and hosted_classes(self.config, self.region):
                 self.state_host = StateHost(
                     self.config, self.region, db_path=self._state_db_path(),
@@ -341,9 +341,9 @@ class RegionService:
     async def _read_strong(
         self, key: str, session: SessionToken | None, wait_ms: float
     ) -> dict[str, Any]:
-        """A linearizable read: the saga-log read barrier, then the store.
+        """A linearizable read: the commit-log read barrier, then the store.
 
-        The barrier is the saga log's end offset of the key's partition when the read
+        The barrier is the commit log's end offset of the key's partition when the read
         starts: once this region's participant has processed every record before it and
         applied every commit of the key so far, the store holds every strong write of
         the key committed before the read began (see docs/consistency.md).
@@ -352,7 +352,7 @@ class RegionService:
         started = loop.time()
         if self.participant is None:
             raise InvalidInput(
-                f"{self.region}'s service runs without a saga participant: it cannot serve "
+                f"{self.region}'s service runs without a commit participant: it cannot serve "
                 "strong reads (start it with participate=True)"
             )
         timeout_s = max(0.0, wait_ms or self.config.strong.read_wait_ms) / 1000

@@ -1,4 +1,4 @@
-"""Saga-log records on the wire: ``io.edgebus.SagaLogRecord`` (``schemas/saga_log.v1.avsc``)
+"""Commit-log records on the wire: ``io.edgebus.SagaLogRecord`` (``schemas/saga_log.v1.avsc``)
 in Avro single-object encoding, keyed by the written key, in topic ``edgebus.<log region>.saga``.
 
 Records carry the header ``eb-saga`` (``begin``, ``vote``, ``decision`` or ``ack``) so
@@ -36,7 +36,7 @@ def saga_headers(record: LogRecord) -> list[tuple[str, bytes]]:
 
 
 def encode_saga_record(record: LogRecord) -> bytes:
-    """The Avro single-object value of one saga-log record."""
+    """The Avro single-object value of one commit-log record."""
     out: dict[str, Any] = {
         "kind": _KIND[type(record)],
         "txn_id": record.txn_id,
@@ -87,10 +87,10 @@ def encode_saga_record(record: LogRecord) -> bytes:
 def decode_saga_record(value: bytes | None) -> LogRecord:
     """Parse :func:`encode_saga_record`'s bytes; DecodeError for anything else."""
     if not value:
-        raise DecodeError("a saga-log record has no value")
+        raise DecodeError("a commit-log record has no value")
     writer, r = decode_single_object(value, default_registry())
     if writer.full_name != _FULL_NAME:
-        raise DecodeError(f"the saga log holds a {writer.full_name}, not a {_FULL_NAME}")
+        raise DecodeError(f"the commit log holds a {writer.full_name}, not a {_FULL_NAME}")
     kind = r["kind"]
     common = (r["txn_id"], r["key"])
     try:
@@ -121,5 +121,5 @@ def decode_saga_record(value: bytes | None) -> LogRecord:
         a = r["ack"]
         return AckRecord(*common, a["region"], a["position"], r["writer"], r["time_ms"])
     except (TypeError, KeyError, ValueError) as e:
-        raise DecodeError(f"saga-log record of kind {kind} lacks its {kind.lower()} part: {e}") \
+        raise DecodeError(f"commit-log record of kind {kind} lacks its {kind.lower()} part: {e}") \
             from e
