@@ -64,113 +64,138 @@ def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily
     return GaugeMetricFamily(name, doc, labels=["region", *labels])
 
 
+class _Families:
+    """The metric families of one scrape, added section by section."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.out: list[Any] = []
+
+    def gauge(self, name: str, doc: str, value: Any) -> None:
+        if value is not None:
+            g = _gauge(name, doc)
+            g.add_metric([self.region], float(value))
+            self.out.append(g)
+
+    def counter(self, name: str, doc: str, value: Any) -> None:
+        if value is not None:
+            c = _counter(name, doc)
+            c.add_metric([self.region], float(value))
+            self.out.append(c)
+
+
 def region_families(
     region: str, status: Mapping[str, Any], delay: ApplyDelay | None = None
 ) -> list[Any]:
     """The metric families of a region service, from its :meth:`status` dict."""
-    r = [region]
-    out: list[Any] = []
+    families = _Families(region)
+    _health(families, status)
+    _materializer(families, status.get("materializer") or {})
+    replicators = status.get("replicators") or []
+    _replicators(families, replicators)
+    _dead_letters(families, status, replicators)
+    saga = status.get("saga_participant")
+    if saga is not None:
+        _participant(families, saga)
+    state = status.get("state_host")
+    if state is not None:
+        _state_host(families, state)
+    if delay is not None:
+        families.out.append(delay.family(region))
+    return families.out
 
-    def gauge(name: str, doc: str, value: Any) -> None:
-        if value is not None:
-            g = _gauge(name, doc)
-            g.add_metric(r, float(value))
-            out.append(g)
 
-    def counter(name: str, doc: str, value: Any) -> None:
-        if value is not None:
-            c = _counter(name, doc)
-            c.add_metric(r, float(value))
-            out.append(c)
-
-    gauge("edgebus_region_healthy", "1 while the region service is healthy (broker "
-          "reachable, no component failed)", int(bool(status.get("healthy"))))
-    gauge("edgebus_broker_reachable", "1 if the region's Kafka answered this scrape",
-          int(bool(status.get("broker_reachable"))))
+def _health(f: _Families, status: Mapping[str, Any]) -> None:
+    f.gauge("edgebus_region_healthy", "1 while the region service is healthy (broker "
+            "reachable, no component failed)", int(bool(status.get("healthy"))))
+    f.gauge("edgebus_broker_reachable", "1 if the region's Kafka answered this scrape",
+            int(bool(status.get("broker_reachable"))))
     if status.get("broker_reachable"):
-        gauge("edgebus_replication_lag_events", "Records in the region's events topic not "
-              "yet materialized (own writes, copies and heartbeats)", status.get("lag"))
-    staleness = status.get("staleness_ms") or {}
+        f.gauge("edgebus_replication_lag_events", "Records in the region's events topic not "
+                "yet materialized (own writes, copies and heartbeats)", status.get("lag"))
     fresh = _gauge("edgebus_staleness_ms", "Age of the newest heartbeat of an origin "
                    "region passed here (bounded-staleness reads rely on it); absent while "
                    "unknown", ["origin"])
-    for origin, ms in sorted(staleness.items()):
+    for origin, ms in sorted((status.get("staleness_ms") or {}).items()):
         if ms is not None:
-            fresh.add_metric([region, origin], float(ms))
-    out.append(fresh)
-    gauge("edgebus_replication_paused", "1 while an operator paused replication into the "
-          "region", int(bool(status.get("replication_paused"))))
-    gauge("edgebus_store_keys", "Keys in the region's store", status.get("keys"))
-    gauge("edgebus_store_bytes", "Size of the region's store", status.get("store_bytes"))
-    gauge("edgebus_uptime_seconds", "Seconds since the region service started",
-          status.get("uptime_s"))
-
+            fresh.add_metric([f.region, origin], float(ms))
+    f.out.append(fresh)
+    f.gauge("edgebus_replication_paused", "1 while an operator paused replication into the "
+            "region", int(bool(status.get("replication_paused"))))
+    f.gauge("edgebus_store_keys", "Keys in the region's store", status.get("keys"))
+    f.gauge("edgebus_store_bytes", "Size of the region's store", status.get("store_bytes"))
+    f.gauge("edgebus_uptime_seconds", "Seconds since the region service started",
+            status.get("uptime_s"))
     buffer = status.get("causal_buffer") or {}
-    gauge("edgebus_causal_buffer_pending", "Events waiting for their causal dependencies",
-          buffer.get("pending", 0))
-    gauge("edgebus_causal_buffer_bound", "replication.max_causal_buffer", buffer.get("bound"))
-    gauge("edgebus_causal_buffer_full", "1 while the causal buffer is over its bound",
-          int(bool(buffer.get("full"))))
+    f.gauge("edgebus_causal_buffer_pending", "Events waiting for their causal dependencies",
+            buffer.get("pending", 0))
+    f.gauge("edgebus_causal_buffer_bound", "replication.max_causal_buffer", buffer.get("bound"))
+    f.gauge("edgebus_causal_buffer_full", "1 while the causal buffer is over its bound",
+            int(bool(buffer.get("full"))))
 
-    m = status.get("materializer") or {}
-    counter("edgebus_events_applied", "Events applied to the region's store (rate(): the "
-            "apply rate)", m.get("applied", 0))
-    counter("edgebus_records_consumed", "Records the materializer read (events, copies, "
-            "watermarks)", m.get("events", 0))
-    counter("edgebus_duplicates_skipped", "Events skipped as already applied",
-            m.get("duplicates", 0))
-    counter("edgebus_materializer_batches", "Batches committed to the store",
-            m.get("batches", 0))
-    counter("edgebus_causal_buffer_full_episodes", "Times the causal buffer went over its "
-            "bound", m.get("causal_buffer_full", 0))
 
-    replicators = status.get("replicators") or []
+def _materializer(f: _Families, m: Mapping[str, Any]) -> None:
+    f.counter("edgebus_events_applied", "Events applied to the region's store (rate(): the "
+              "apply rate)", m.get("applied", 0))
+    f.counter("edgebus_records_consumed", "Records the materializer read (events, copies, "
+              "watermarks)", m.get("events", 0))
+    f.counter("edgebus_duplicates_skipped", "Events skipped as already applied",
+              m.get("duplicates", 0))
+    f.counter("edgebus_materializer_batches", "Batches committed to the store",
+              m.get("batches", 0))
+    f.counter("edgebus_causal_buffer_full_episodes", "Times the causal buffer went over its "
+              "bound", m.get("causal_buffer_full", 0))
+
+
+def _replicators(f: _Families, replicators: list[Mapping[str, Any]]) -> None:
     copied = _counter("edgebus_replicated_events", "Events copied into this region from "
                       "other regions, per replicator (its source regions)", ["sources"])
     seen = _counter("edgebus_replicator_records_seen", "Records the replicator read from "
                     "source regions' topics", ["sources"])
     for rep in replicators:
         sources = ",".join(rep.get("sources") or ())
-        copied.add_metric([region, sources], float(rep.get("copied", 0)))
-        seen.add_metric([region, sources], float(rep.get("seen", 0)))
-    out += [copied, seen]
+        copied.add_metric([f.region, sources], float(rep.get("copied", 0)))
+        seen.add_metric([f.region, sources], float(rep.get("seen", 0)))
+    f.out += [copied, seen]
 
+
+def _dead_letters(
+    f: _Families, status: Mapping[str, Any], replicators: list[Mapping[str, Any]]
+) -> None:
+    m = status.get("materializer") or {}
     state = status.get("state_host")
     dead = _counter("edgebus_dead_letters", "Records this region's service sent to a "
                     "dead-letter topic, by stage (replicate: to the origin's DLQ)", ["stage"])
-    dead.add_metric([region, "materialize"], float(m.get("dead_letters", 0)))
-    dead.add_metric([region, "replicate"],
+    dead.add_metric([f.region, "materialize"], float(m.get("dead_letters", 0)))
+    dead.add_metric([f.region, "replicate"],
                     float(sum(rep.get("refused", 0) for rep in replicators)))
     if state is not None:
-        dead.add_metric([region, "state"], float(state["counters"].get("dead_letters", 0)))
-    out.append(dead)
+        dead.add_metric([f.region, "state"], float(state["counters"].get("dead_letters", 0)))
+    f.out.append(dead)
 
-    saga = status.get("saga_participant")
-    if saga is not None:
-        votes = _counter("edgebus_saga_votes", "Strong-write votes of this region's "
-                         "participant", ["vote"])
-        votes.add_metric([region, "yes"], float(saga.get("votes_yes", 0)))
-        votes.add_metric([region, "no"], float(saga.get("votes_no", 0)))
-        outcomes = _counter("edgebus_saga_participant_outcomes", "Strong-write decisions "
-                            "this region's participant carried out", ["outcome"])
-        outcomes.add_metric([region, "commit"], float(saga.get("commits", 0)))
-        outcomes.add_metric([region, "abort"], float(saga.get("aborts", 0)))
-        out += [votes, outcomes]
-        gauge("edgebus_saga_in_doubt", "Transactions voted yes here and not decided yet",
-              saga.get("in_doubt", 0))
 
-    if state is not None:
-        counters = state.get("counters") or {}
-        for key, name in _STATE_COUNTERS.items():
-            counter(name, f"State host: {key.replace('_', ' ')}", counters.get(key, 0))
-        gauge("edgebus_states_hosted", "State objects this region's host folds",
-              state.get("states", 0))
-        gauge("edgebus_states_owned", "State objects this region's host owns",
-              len(state.get("owned") or ()))
+def _participant(f: _Families, saga: Mapping[str, Any]) -> None:
+    votes = _counter("edgebus_saga_votes", "Strong-write votes of this region's "
+                     "participant", ["vote"])
+    votes.add_metric([f.region, "yes"], float(saga.get("votes_yes", 0)))
+    votes.add_metric([f.region, "no"], float(saga.get("votes_no", 0)))
+    outcomes = _counter("edgebus_saga_participant_outcomes", "Strong-write decisions "
+                        "this region's participant carried out", ["outcome"])
+    outcomes.add_metric([f.region, "commit"], float(saga.get("commits", 0)))
+    outcomes.add_metric([f.region, "abort"], float(saga.get("aborts", 0)))
+    f.out += [votes, outcomes]
+    f.gauge("edgebus_saga_in_doubt", "Transactions voted yes here and not decided yet",
+            saga.get("in_doubt", 0))
 
-    if delay is not None:
-        out.append(delay.family(region))
-    return out
+
+def _state_host(f: _Families, state: Mapping[str, Any]) -> None:
+    counters = state.get("counters") or {}
+    for key, name in _STATE_COUNTERS.items():
+        f.counter(name, f"State host: {key.replace('_', ' ')}", counters.get(key, 0))
+    f.gauge("edgebus_states_hosted", "State objects this region's host folds",
+            state.get("states", 0))
+    f.gauge("edgebus_states_owned", "State objects this region's host owns",
+            len(state.get("owned") or ()))
 
 
 class RegionMetrics:

@@ -74,14 +74,17 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _app(service: QueryHost) -> web.Application:
-    app = web.Application()
-    registry = RegionMetrics(service)
+class _Endpoints:
+    """The handlers of one region service's endpoint."""
 
-    async def get_key(request: web.Request) -> web.Response:
+    def __init__(self, service: QueryHost) -> None:
+        self.service = service
+        self.metrics = RegionMetrics(service)
+
+    async def get_key(self, request: web.Request) -> web.Response:
         q = request.query
         token = q.get("session")
-        result = await service.read_at(
+        result = await self.service.read_at(
             request.match_info["key"],
             q.get("consistency", "eventual"),
             session=SessionToken.decode(token) if token else None,
@@ -91,14 +94,14 @@ def _app(service: QueryHost) -> web.Application:
         )
         return _json(result, 200 if result["served"] else 409)
 
-    async def replication(request: web.Request) -> web.Response:
+    async def replication(self, request: web.Request) -> web.Response:
         paused = request.query.get("paused", "").lower()
         if paused not in ("true", "false"):
             return _json({"error": "pass paused=true or paused=false"}, 400)
-        service.pause_replication(paused == "true")
-        return _json({"region": service.region, "replication_paused": paused == "true"})
+        self.service.pause_replication(paused == "true")
+        return _json({"region": self.service.region, "replication_paused": paused == "true"})
 
-    async def scan(request: web.Request) -> web.Response:
+    async def scan(self, request: web.Request) -> web.Response:
         start = request.query.get("start") or None
         try:
             limit = min(int(request.query.get("limit", "1000")), MAX_SCAN)
@@ -106,47 +109,52 @@ def _app(service: QueryHost) -> web.Application:
             return _json({"error": "limit must be an integer"}, 400)
         rows: list[dict[str, Any]] = []
         next_key = None
-        async for state in service.store.scan(start):
+        async for state in self.service.store.scan(start):
             if len(rows) >= limit:
                 next_key = state.key
                 break
-            rows.append(state_row(state, service.region))
-        return _json({"region": service.region, "rows": rows, "next": next_key})
+            rows.append(state_row(state, self.service.region))
+        return _json({"region": self.service.region, "rows": rows, "next": next_key})
 
-    async def status(request: web.Request) -> web.Response:
-        return _json(await service.status())
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(await self.service.status())
 
-    async def checksums(request: web.Request) -> web.Response:
-        sums = await service.store.checksums()
+    async def checksums(self, request: web.Request) -> web.Response:
+        sums = await self.service.store.checksums()
         return _json(
             {
-                "region": service.region,
+                "region": self.service.region,
                 "positions": [[t, p, o] for (t, p), o in sorted(sums.positions.items())],
                 "buckets": {str(b): h for b, h in sums.buckets.items()},
                 "keys": sums.keys,
             }
         )
 
-    async def metrics(request: web.Request) -> web.Response:
-        return metrics_response(await registry.render())
+    async def prometheus(self, request: web.Request) -> web.Response:
+        return metrics_response(await self.metrics.render())
 
-    @web.middleware
-    async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-        try:
-            response: web.StreamResponse = await handler(request)
-            return response
-        except web.HTTPException as e:
-            return _json({"error": e.text or e.reason}, e.status)
-        except InvalidInput as e:
-            return _json({"error": str(e)}, 400)
 
-    app.middlewares.append(errors)
-    app.router.add_get("/v1/keys/{key:.+}", get_key)
-    app.router.add_get("/v1/keys", scan)
-    app.router.add_get("/v1/status", status)
-    app.router.add_get("/v1/checksums", checksums)
-    app.router.add_post("/v1/replication", replication)
-    app.router.add_get("/metrics", metrics)
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """HTTP errors and refused input as JSON ``{"error": ...}``."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as e:
+        return _json({"error": e.text or e.reason}, e.status)
+    except InvalidInput as e:
+        return _json({"error": str(e)}, 400)
+
+
+def _app(service: QueryHost) -> web.Application:
+    app = web.Application(middlewares=[_errors])
+    endpoints = _Endpoints(service)
+    app.router.add_get("/v1/keys/{key:.+}", endpoints.get_key)
+    app.router.add_get("/v1/keys", endpoints.scan)
+    app.router.add_get("/v1/status", endpoints.status)
+    app.router.add_get("/v1/checksums", endpoints.checksums)
+    app.router.add_post("/v1/replication", endpoints.replication)
+    app.router.add_get("/metrics", endpoints.prometheus)
     return app
 
 

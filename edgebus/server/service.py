@@ -68,6 +68,28 @@ def default_store_url(region: str) -> str:
     return f"sqlite://{default_state_dir() / 'regions' / region / 'store.db'}"
 
 
+class _Bound:
+    """What a read at ``consistency`` must prove: its staleness threshold and, with
+    ``versions``, how many writes of its partition it may lack (``heads``: the origin
+    topics' end offsets when the read started)."""
+
+    def __init__(
+        self, consistency: str, staleness_ms: float | None, versions: int | None,
+        config: EdgeConfig,
+    ) -> None:
+        if consistency == "bounded_staleness":
+            if staleness_ms is None:
+                staleness_ms = config.reads.staleness_threshold_ms
+            if staleness_ms <= 0:
+                raise InvalidInput("staleness_threshold_ms must be a positive number of ms")
+        if versions is not None and versions < 0:
+            raise InvalidInput("max_versions_behind must be 0 or more")
+        self.consistency = consistency
+        self.staleness_ms = staleness_ms if staleness_ms is not None else 0.0
+        self.versions = versions if consistency == "bounded_staleness" else None
+        self.heads: dict[tuple[str, int], int] | None = None
+
+
 class RegionService:
     """One region's materializer, replicators and query endpoint."""
 
@@ -278,42 +300,17 @@ class RegionService:
             )
         if consistency == "strong":
             return await self._read_strong(key, session, wait_ms)
-        if consistency == "bounded_staleness":
-            if staleness_threshold_ms is None:
-                staleness_threshold_ms = self.config.reads.staleness_threshold_ms
-            if staleness_threshold_ms <= 0:
-                raise InvalidInput("staleness_threshold_ms must be a positive number of ms")
-        if max_versions_behind is not None and max_versions_behind < 0:
-            raise InvalidInput("max_versions_behind must be 0 or more")
+        bound = _Bound(consistency, staleness_threshold_ms, max_versions_behind, self.config)
         streams = key_streams(self.config.regions, self.partition_of(key))
         token = session or SessionToken.empty()
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + max(0.0, wait_ms) / 1000
-        heads: dict[tuple[str, int], int] | None = None
-        if consistency == "bounded_staleness" and max_versions_behind is not None:
-            heads = await self._heads(streams)
+        if bound.versions is not None:
+            bound.heads = await self._heads(streams)
         while True:
-            now_ms = time.time() * 1000
-            stale = staleness_ms(streams, self.fresh_ms(), now_ms)
-            verdict: dict[str, Any] | None = None
-            if consistency == "causal":
-                lacking = missing(token.clock, self.passed)
-                if lacking:
-                    verdict = {
-                        "reason": "session_not_covered",
-                        "missing": {f"{r}:{p}": o for (r, p), o in lacking.items()},
-                    }
-            elif consistency == "bounded_staleness":
-                assert staleness_threshold_ms is not None
-                behind = None if heads is None else versions_behind(heads, self.passed)
-                too_old = stale is None or stale > staleness_threshold_ms
-                too_far = behind is not None and behind > (max_versions_behind or 0)
-                if too_old or too_far:
-                    verdict = {
-                        "reason": "staleness_bound_exceeded",
-                        "versions_behind": behind,
-                    }
+            stale = staleness_ms(streams, self.fresh_ms(), time.time() * 1000)
+            verdict = self._verdict(bound, token, stale)
             remaining = deadline - loop.time()
             if verdict is None or remaining <= 0 or self.materializer is None:
                 break
@@ -334,9 +331,30 @@ class RegionService:
             consistency=consistency, served=True, session_token=out.encode(),
             staleness_ms=stale, waited_ms=waited,
         )
-        if heads is not None:
-            row["versions_behind"] = versions_behind(heads, self.passed)
+        if bound.heads is not None:
+            row["versions_behind"] = versions_behind(bound.heads, self.passed)
         return row
+
+    def _verdict(
+        self, bound: _Bound, token: SessionToken, stale: float | None
+    ) -> dict[str, Any] | None:
+        """Why the region cannot serve the read now (None: it can)."""
+        if bound.consistency == "causal":
+            lacking = missing(token.clock, self.passed)
+            if not lacking:
+                return None
+            return {
+                "reason": "session_not_covered",
+                "missing": {f"{r}:{p}": o for (r, p), o in lacking.items()},
+            }
+        if bound.consistency != "bounded_staleness":
+            return None
+        behind = None if bound.heads is None else versions_behind(bound.heads, self.passed)
+        too_old = stale is None or stale > bound.staleness_ms
+        too_far = behind is not None and behind > (bound.versions or 0)
+        if too_old or too_far:
+            return {"reason": "staleness_bound_exceeded", "versions_behind": behind}
+        return None
 
     async def _read_strong(
         self, key: str, session: SessionToken | None, wait_ms: float
@@ -437,42 +455,18 @@ class RegionService:
         positions = await self.store.positions()
         applied = {p: o for (t, p), o in positions.items() if t == topic}
         try:
-            ends = {
-                tp.partition: o
-                for tp, o in (await end_offsets(self.config.kafka, self.bootstrap, [topic])).items()
-            }
-            reachable = True
+            found = await end_offsets(self.config.kafka, self.bootstrap, [topic])
+            ends, reachable = {tp.partition: o for tp, o in found.items()}, True
         except InfrastructureUnavailable:
             ends, reachable = {}, False
-        lag = sum(max(0, ends.get(p, 0) - applied.get(p, 0)) for p in ends)
         stats = await self.store.stats()
         m = self.materializer
         gate = m.applier.current_gate if m else None
         frontier = dict(m.view.frontier) if m and gate else await self.store.frontier()
-        now_ms = time.time() * 1000
-        staleness: dict[str, float | None] = {}
-        fresh = self.fresh_ms()
-        for origin in self.config.regions:
-            streams = [(origin, p) for p in range(self.config.kafka.partitions)]
-            staleness[origin] = staleness_ms(streams, fresh, now_ms)
-        # the region's own stream: how far its materializer is behind its own topic
-        # (another origin's staleness measures that origin and the replication from
-        # it, shown per pair in "staleness_ms")
-        worst = staleness.get(self.region)
-        buffer: dict[str, Any] = {
-            "pending": gate.pending if gate else 0,
-            "bound": self.config.replication.max_causal_buffer,
-            "full": bool(m and m.buffer_full),
-            "blocked": [
-                {"stream": f"{r}:{p}", "offset": o,
-                 "waits_for": {f"{mr}:{mp}": mo for (mr, mp), mo in lacking.items()}}
-                for (r, p), (o, lacking) in list((gate.blocked() if gate else {}).items())[:10]
-            ],
-        }
-        healthy = reachable and self._failure is None and m is not None
+        staleness = self._staleness_by_origin()
         return {
             "region": self.region,
-            "healthy": healthy,
+            "healthy": reachable and self._failure is None and m is not None,
             "broker": self.bootstrap,
             "broker_reachable": reachable,
             "failure": None if self._failure is None else repr(self._failure),
@@ -483,14 +477,17 @@ class RegionService:
             "keys": stats.keys,
             "tombstones": stats.tombstones,
             "retained_ops": stats.retained_ops,
-            "lag": lag,
+            "lag": sum(max(0, ends.get(p, 0) - applied.get(p, 0)) for p in ends),
             "positions": {str(p): o for p, o in sorted(applied.items())},
             "end_offsets": {str(p): o for p, o in sorted(ends.items())},
             "frontier": {f"{r}:{p}": o for (r, p), o in sorted(frontier.items())},
             "staleness_ms": staleness,
-            "watermark_age_ms": worst,
+            # the region's own stream: how far its materializer is behind its own topic
+            # (another origin's staleness measures that origin and the replication from
+            # it, shown per pair in "staleness_ms")
+            "watermark_age_ms": staleness.get(self.region),
             "replication_paused": self.replication_paused,
-            "causal_buffer": buffer,
+            "causal_buffer": self._causal_buffer_status(),
             "saga_participant": self.participant.status() if self.participant else None,
             "state_host": self.state_host.status() if self.state_host else None,
             "materializer": m.stats.to_dict() if m else None,
@@ -498,6 +495,32 @@ class RegionService:
                 {"sources": list(r.sources), **r.stats.to_dict()} for r in self.replicators
             ],
             "uptime_s": round(time.time() - self.started_at, 1),
+        }
+
+    def _staleness_by_origin(self) -> dict[str, float | None]:
+        """Per origin region: the age of its newest heartbeat passed here (None: none)."""
+        now_ms = time.time() * 1000
+        fresh = self.fresh_ms()
+        partitions = range(self.config.kafka.partitions)
+        return {
+            origin: staleness_ms([(origin, p) for p in partitions], fresh, now_ms)
+            for origin in self.config.regions
+        }
+
+    def _causal_buffer_status(self) -> dict[str, Any]:
+        """The causal gate: events waiting, its bound, and what the first ten wait for."""
+        m = self.materializer
+        gate = m.applier.current_gate if m else None
+        blocked = list((gate.blocked() if gate else {}).items())[:10]
+        return {
+            "pending": gate.pending if gate else 0,
+            "bound": self.config.replication.max_causal_buffer,
+            "full": bool(m and m.buffer_full),
+            "blocked": [
+                {"stream": f"{r}:{p}", "offset": o,
+                 "waits_for": {f"{mr}:{mp}": mo for (mr, mp), mo in lacking.items()}}
+                for (r, p), (o, lacking) in blocked
+            ],
         }
 
     def _spawn(self, coro: Any, name: str) -> None:
