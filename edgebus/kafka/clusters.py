@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from edgebus.config import EdgeConfig, default_state_dir
 from edgebus.errors import LauncherError
@@ -23,8 +24,10 @@ __all__ = [
     "ENV_BOOTSTRAP",
     "FALLBACK_BOOTSTRAP",
     "STATE_FILE",
+    "read_state_file",
     "recorded_regions",
     "resolve_clusters",
+    "state_file_error",
 ]
 
 ENV_BOOTSTRAP = "EDGEBUS_BOOTSTRAP"
@@ -58,6 +61,21 @@ def recorded_regions(state_dir: Path | None = None) -> dict[str, str] | None:
     or ``~/.local/state/edgebus``), or when ``edgebus kafka down`` stopped them. A
     broker that crashed is still listed: connecting to it gives the caller's error.
     """
+    recorded = read_state_file(state_dir)
+    if recorded is None:
+        return None
+    path, data = recorded
+    try:
+        running = any(c.get("pid") is not None for c in data["clusters"])
+        regions = {str(r): str(b) for r, b in data["regions"].items()}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise state_file_error(path, e) from e
+    return regions if running and regions else None
+
+
+def read_state_file(state_dir: Path | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The path and JSON content of the launcher's state file in ``state_dir`` (default
+    :func:`~edgebus.config.default_state_dir`), or None when there is none."""
     path = (state_dir if state_dir is not None else default_state_dir()) / STATE_FILE
     try:
         data = json.loads(path.read_text())
@@ -68,12 +86,14 @@ def recorded_regions(state_dir: Path | None = None) -> dict[str, str] | None:
             f"The launcher state {path} cannot be read ({e}). Stop any broker it started by "
             f"hand (see the pids in it) and remove the file, or run `edgebus kafka down --wipe`."
         ) from e
-    try:
-        running = any(c.get("pid") is not None for c in data["clusters"])
-        regions = {str(r): str(b) for r, b in data["regions"].items()}
-    except (KeyError, TypeError, AttributeError) as e:
-        raise LauncherError(
-            f"The launcher state {path} is not in the expected form ({e!r}). Stop any broker "
-            "it started by hand and remove the file, or run `edgebus kafka down --wipe`."
-        ) from e
-    return regions if running and regions else None
+    if not isinstance(data, dict):
+        raise state_file_error(path, TypeError(f"a JSON {type(data).__name__}, not an object"))
+    return path, data
+
+
+def state_file_error(path: Path, error: BaseException) -> LauncherError:
+    """The error for a state file that parses but does not hold what it should."""
+    return LauncherError(
+        f"The launcher state {path} is not in the expected form ({error!r}). Stop any broker "
+        "it started by hand and remove the file, or run `edgebus kafka down --wipe`."
+    )

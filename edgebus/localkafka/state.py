@@ -17,9 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgebus.config import default_state_dir
-from edgebus.errors import LauncherError
-from edgebus.kafka.clusters import STATE_FILE
+from edgebus.kafka.clusters import STATE_FILE, read_state_file, state_file_error
 from edgebus.localkafka.processes import HOST
 
 __all__ = [
@@ -160,23 +158,14 @@ class LauncherState:
 
 def read_state(directory: Path | None = None) -> LauncherState | None:
     """The launcher state recorded in ``directory`` (default ``$EDGEBUS_STATE_DIR``), or None."""
-    path = (directory or default_state_dir()) / STATE_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    recorded = read_state_file(directory)
+    if recorded is None:
         return None
-    except (OSError, ValueError) as e:
-        raise LauncherError(
-            f"The launcher state {path} cannot be read ({e}). Stop any broker it started by "
-            f"hand (see the pids in it) and remove the file, or run `edgebus kafka down --wipe`."
-        ) from e
+    path, data = recorded
     try:
         return LauncherState.from_json(data)
     except (KeyError, TypeError, ValueError) as e:
-        raise LauncherError(
-            f"The launcher state {path} is not in the expected form ({e!r}). Stop any broker "
-            "it started by hand and remove the file, or run `edgebus kafka down --wipe`."
-        ) from e
+        raise state_file_error(path, e) from e
 
 
 def write_state(directory: Path, state: LauncherState) -> None:

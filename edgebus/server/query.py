@@ -34,38 +34,21 @@ from edgebus.errors import InvalidInput
 from edgebus.prometheus import metrics_response
 from edgebus.region.applier import state_row
 from edgebus.server.metrics import RegionMetrics
+from edgebus.server.registry import EmbeddedRegion
 
 __all__ = ["QueryHost", "serve"]
 
+#: the most states one scan answers
+MAX_SCAN = 10_000
 
-class QueryHost(Protocol):
-    """What the query endpoint serves from: a region service."""
 
-    region: str
+class QueryHost(EmbeddedRegion, Protocol):
+    """What the query endpoint serves from: a region service (what an SDK in its own
+    process calls directly, and its store for scans and checksums)."""
 
     @property
     def store(self) -> Store:
         """The region's store (scans and checksums read it directly)."""
-
-    async def read_at(
-        self,
-        key: str,
-        consistency: str = "eventual",
-        *,
-        session: SessionToken | None = None,
-        staleness_threshold_ms: float | None = None,
-        max_versions_behind: int | None = None,
-        wait_ms: float = 0.0,
-    ) -> dict[str, Any]:
-        """A read at a consistency level (``served`` false when not fresh in time)."""
-
-    async def status(self) -> dict[str, Any]:
-        """The status document."""
-
-    def pause_replication(self, paused: bool = True) -> None:
-        """Stop (or resume) copying from other regions."""
-
-MAX_SCAN = 10_000
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
