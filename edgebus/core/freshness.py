@@ -23,10 +23,65 @@ Pure: time is passed in.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
+from edgebus.errors import InvalidInput
 
-__all__ = ["key_streams", "missing", "staleness_ms", "versions_behind"]
+__all__ = ["ReadRequest", "key_streams", "missing", "staleness_ms", "versions_behind"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """One read as a region service is asked it: the key, the consistency level, what
+    the level must prove (the session to cover; the staleness and versions bounds) and
+    how long the region may wait to prove it. Its query-string form is
+    :meth:`params` / :meth:`from_params` (the region query endpoint's)."""
+
+    key: str
+    consistency: str = "eventual"
+    session: SessionToken | None = None
+    staleness_threshold_ms: float | None = None
+    max_versions_behind: int | None = None
+    wait_ms: float = 0.0
+
+    def params(self) -> dict[str, str]:
+        """The query parameters of ``GET /v1/keys/{key}`` (the key goes in the path)."""
+        out = {"consistency": self.consistency}
+        if self.session is not None and self.session.clock:
+            out["session"] = self.session.encode()
+        if self.staleness_threshold_ms is not None:
+            out["staleness_threshold_ms"] = repr(float(self.staleness_threshold_ms))
+        if self.max_versions_behind is not None:
+            out["max_versions_behind"] = str(int(self.max_versions_behind))
+        if self.wait_ms:
+            out["wait_ms"] = repr(float(self.wait_ms))
+        return out
+
+    @classmethod
+    def from_params(cls, key: str, params: Mapping[str, str]) -> ReadRequest:
+        """The read a query string asks (InvalidInput for a value that is not one)."""
+        token = params.get("session")
+        return cls(
+            key,
+            params.get("consistency", "eventual"),
+            session=SessionToken.decode(token) if token else None,
+            staleness_threshold_ms=_number(params, "staleness_threshold_ms", float),
+            max_versions_behind=_number(params, "max_versions_behind", int),
+            wait_ms=_number(params, "wait_ms", float) or 0.0,
+        )
+
+
+def _number(params: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
 
 Stream = tuple[str, int]
 

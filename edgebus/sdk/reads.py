@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from edgebus.config import EdgeConfig
+from edgebus.core.freshness import ReadRequest
 from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import (
@@ -97,12 +98,12 @@ class Reader:
                 break
             started = time.perf_counter()
             try:
-                row = await self.client.read_at(
-                    key, target, options.consistency, session=token,
+                row = await self.client.read_at(target, ReadRequest(
+                    key, options.consistency, session=token,
                     staleness_threshold_ms=options.staleness_threshold_ms,
                     max_versions_behind=options.max_versions_behind,
                     wait_ms=wait if i == 0 else 0.0,
-                )
+                ))
             except RegionUnavailable as e:
                 unavailable.append(f"{target}: {e}")
                 self._observe(target, None)
@@ -150,7 +151,7 @@ class Reader:
             tried.add(target)
             started = time.perf_counter()
             try:
-                row = await self.client.read_at(key, target, "strong", wait_ms=wait)
+                row = await self.client.read_at(target, ReadRequest(key, "strong", wait_ms=wait))
             except RegionUnavailable as e:
                 problems.append(f"{target}: {e}")
                 self._observe(target, None)
@@ -202,7 +203,7 @@ class Reader:
         async def one(region: str) -> str:
             try:
                 row = await self.client.read_at(
-                    receipt.key, region, "causal", session=token, wait_ms=wait_ms
+                    region, ReadRequest(receipt.key, "causal", session=token, wait_ms=wait_ms)
                 )
             except RegionUnavailable:
                 return "failed"

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from edgebus.config import EdgeConfig
-from edgebus.core.session import SessionToken
+from edgebus.core.freshness import ReadRequest
 from edgebus.errors import RegionUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
@@ -60,38 +60,16 @@ class RegionClient:
             return await service.read(key)
         return await self._get(region, f"/v1/keys/{quote(key, safe='')}")
 
-    async def read_at(
-        self,
-        key: str,
-        region: str,
-        consistency: str = "eventual",
-        *,
-        session: SessionToken | None = None,
-        staleness_threshold_ms: float | None = None,
-        max_versions_behind: int | None = None,
-        wait_ms: float = 0.0,
-    ) -> dict[str, Any]:
+    async def read_at(self, region: str, request: ReadRequest) -> dict[str, Any]:
         """:meth:`RegionService.read_at <edgebus.server.service.RegionService.read_at>`
         in ``region``, in this process or over HTTP; ``served`` false when the region
         could not serve it in time."""
         service = embedded(region)
         if service is not None:
-            return await service.read_at(
-                key, consistency, session=session,
-                staleness_threshold_ms=staleness_threshold_ms,
-                max_versions_behind=max_versions_behind, wait_ms=wait_ms,
-            )
-        params: dict[str, str] = {"consistency": consistency}
-        if session is not None and session.clock:
-            params["session"] = session.encode()
-        if staleness_threshold_ms is not None:
-            params["staleness_threshold_ms"] = repr(float(staleness_threshold_ms))
-        if max_versions_behind is not None:
-            params["max_versions_behind"] = str(int(max_versions_behind))
-        if wait_ms:
-            params["wait_ms"] = repr(float(wait_ms))
+            return await service.read_at(request)
         return await self._get(
-            region, f"/v1/keys/{quote(key, safe='')}", params, extra_s=wait_ms / 1000
+            region, f"/v1/keys/{quote(request.key, safe='')}", request.params(),
+            extra_s=request.wait_ms / 1000,
         )
 
     async def pause_replication(self, region: str, paused: bool = True) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from connectors.base import Store
-from edgebus.core.session import SessionToken
+from edgebus.core.freshness import ReadRequest
 from edgebus.errors import InvalidInput
 from edgebus.prometheus import metrics_response
 from edgebus.region.applier import state_row
@@ -65,16 +65,8 @@ class _Endpoints:
         self.metrics = RegionMetrics(service)
 
     async def get_key(self, request: web.Request) -> web.Response:
-        q = request.query
-        token = q.get("session")
-        result = await self.service.read_at(
-            request.match_info["key"],
-            q.get("consistency", "eventual"),
-            session=SessionToken.decode(token) if token else None,
-            staleness_threshold_ms=_number(q, "staleness_threshold_ms", float),
-            max_versions_behind=_number(q, "max_versions_behind", int),
-            wait_ms=_number(q, "wait_ms", float) or 0.0,
-        )
+        read = ReadRequest.from_params(request.match_info["key"], request.query)
+        result = await self.service.read_at(read)
         return _json(result, 200 if result["served"] else 409)
 
     async def replication(self, request: web.Request) -> web.Response:
@@ -139,16 +131,6 @@ def _app(service: QueryHost) -> web.Application:
     app.router.add_post("/v1/replication", endpoints.replication)
     app.router.add_get("/metrics", endpoints.prometheus)
     return app
-
-
-def _number(query: Any, name: str, kind: type[float] | type[int]) -> Any:
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
 
 
 async def serve(service: QueryHost, listen: str) -> tuple[web.AppRunner, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from edgebus.core.session import SessionToken
+from edgebus.core.freshness import ReadRequest
 
 __all__ = ["EmbeddedRegion", "embedded", "register", "unregister"]
 
@@ -27,16 +27,7 @@ class EmbeddedRegion(Protocol):
     async def read(self, key: str) -> dict[str, Any]:
         """The key's state in the region (``exists`` false if none)."""
 
-    async def read_at(
-        self,
-        key: str,
-        consistency: str = "eventual",
-        *,
-        session: SessionToken | None = None,
-        staleness_threshold_ms: float | None = None,
-        max_versions_behind: int | None = None,
-        wait_ms: float = 0.0,
-    ) -> dict[str, Any]:
+    async def read_at(self, request: ReadRequest) -> dict[str, Any]:
         """A read at a consistency level (``served`` false when not fresh in time)."""
 
     async def status(self) -> dict[str, Any]:

@@ -36,7 +36,13 @@ from aiokafka import TopicPartition
 from connectors import Store, by_url
 from edgebus.commit.participant import Participant
 from edgebus.config import EdgeConfig, default_state_dir, load_config
-from edgebus.core.freshness import key_streams, missing, staleness_ms, versions_behind
+from edgebus.core.freshness import (
+    ReadRequest,
+    key_streams,
+    missing,
+    staleness_ms,
+    versions_behind,
+)
 from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion
@@ -272,18 +278,9 @@ class RegionService:
         """The partition of ``key`` (the same in every region's topic)."""
         return partition_for(key.encode("utf-8"), self.config.kafka.partitions)
 
-    async def read_at(
-        self,
-        key: str,
-        consistency: str = "eventual",
-        *,
-        session: SessionToken | None = None,
-        staleness_threshold_ms: float | None = None,
-        max_versions_behind: int | None = None,
-        wait_ms: float = 0.0,
-    ) -> dict[str, Any]:
-        """Read ``key`` at a consistency level, waiting up to ``wait_ms`` to be fresh
-        enough.
+    async def read_at(self, request: ReadRequest) -> dict[str, Any]:
+        """Read ``request.key`` at its consistency level, waiting up to
+        ``request.wait_ms`` to be fresh enough.
 
         Returns the read result (``state_row`` fields) plus ``consistency``,
         ``session_token`` (the session's token covering what this read saw),
@@ -293,19 +290,22 @@ class RegionService:
         ``staleness_bound_exceeded`` (with ``staleness_ms`` and ``versions_behind``);
         nothing stale is returned.
         """
+        key, consistency, session = request.key, request.consistency, request.session
         if consistency not in CONSISTENCY_LEVELS:
             raise InvalidInput(
                 f"consistency {consistency!r} is not one a region serves: use one of "
                 f"{', '.join(CONSISTENCY_LEVELS)}"
             )
         if consistency == "strong":
-            return await self._read_strong(key, session, wait_ms)
-        bound = _Bound(consistency, staleness_threshold_ms, max_versions_behind, self.config)
+            return await self._read_strong(key, session, request.wait_ms)
+        bound = _Bound(
+            consistency, request.staleness_threshold_ms, request.max_versions_behind, self.config
+        )
         streams = key_streams(self.config.regions, self.partition_of(key))
         token = session or SessionToken.empty()
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + max(0.0, wait_ms) / 1000
+        deadline = started + max(0.0, request.wait_ms) / 1000
         if bound.versions is not None:
             bound.heads = await self._heads(streams)
         while True:
