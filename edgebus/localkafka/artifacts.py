@@ -83,7 +83,7 @@ def default_cache_dir() -> Path:
 
 
 def _package_file(name: str) -> bytes:
-    return resources.files("edgebus.kafka").joinpath(name).read_bytes()
+    return resources.files("edgebus.localkafka").joinpath(name).read_bytes()
 
 
 # --------------------------------------------------------------------------- value types
