@@ -18,14 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from connectors import Store, by_url
 from connectors.base import Checksums
 from edgebus.config import EdgeConfig
 from edgebus.errors import InvalidInput, StoreNotEmpty
 from edgebus.kafka.batching import partition_for
-from edgebus.kafka.clients import reader
+from edgebus.kafka.clients import Consumer, reader
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.dead_letters import list_dead_letters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
@@ -101,70 +101,146 @@ async def replay(
     progress: Callable[[int, int], None] | None = None,
     batch_records: int = 5000,
 ) -> ReplaySummary:
-    """Rebuild ``region`` from ``edgebus.<region>.events`` into a new, empty store."""
+    """Rebuild ``region`` from ``edgebus.<region>.events`` into a new, empty store.
+
+    The steps: refuse a store that already holds state (:func:`_refuse_used_store`),
+    learn what the live region dead-lettered (:func:`dead_lettered_sources`), work out
+    each partition's range to read (:func:`_plan`), read the ranges in batches
+    (:func:`_take`) and fold each into the store (:meth:`_Fold.apply`).
+    """
     if until_time_ms is not None and until_offsets is not None:
         raise InvalidInput("give --until or --until-offsets, not both")
     target = store if isinstance(store, Store) else by_url(store)
     bootstrap = resolve_clusters(config)[region]
-    topic = events_topic(region)
     summary = ReplaySummary(region, target.url)
     started = time.perf_counter()
     async with target:
-        if await target.positions():
-            raise StoreNotEmpty(
-                f"{target.url} already holds replayed state: replay builds a new store. "
-                "Choose a new path, or delete that one first."
-            )
+        await _refuse_used_store(target)
         # one key's events depend on records of other keys, which this replay skips
         applier = BatchApplier(region, config.compliance.rules(), target, causal=key is None)
-        known_dead = await dead_lettered_sources(config, region)
+        fold = _Fold(applier, target, await dead_lettered_sources(config, region), summary)
         async with reader(config.kafka, bootstrap) as consumer:
-            tps = await topic_partitions(consumer, [topic])
-            if key is not None:
-                wanted = partition_for(key.encode("utf-8"), config.kafka.partitions)
-                tps = [tp for tp in tps if tp.partition == wanted]
-            firsts = await consumer.beginning_offsets(tps) if tps else {}
-            ends = dict(await consumer.end_offsets(tps)) if tps else {}
-            stops = await _stops(consumer, tps, ends, until_time_ms, until_offsets)
-            remaining = {tp: stop for tp, stop in stops.items() if stop > firsts[tp]}
-            total = sum(stop - firsts[tp] for tp, stop in remaining.items())
-            done = 0
-            if progress:
-                progress(0, total)
-            if remaining:
-                consumer.assign(list(remaining))
-                await seek_to_first(consumer, remaining)
-            while remaining:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=batch_records)
-                records: list[Any] = []
-                for tp in sorted(batch, key=lambda t: t.partition):
-                    stop = remaining.get(tp)
-                    if stop is None:
-                        continue
-                    part = [r for r in batch[tp] if r.offset < stop]
-                    done += len(part)
-                    if batch[tp] and batch[tp][-1].offset + 1 >= stop:
-                        del remaining[tp]
-                        consumer.pause(tp)
-                    records.extend(
-                        r for r in part if key is None or r.key == key.encode("utf-8")
-                    )
-                    if part:
-                        summary.positions[tp.partition] = part[-1].offset + 1
-                if records:
-                    result = await applier.apply(records, known_dead)
-                    await target.commit(result.changes)
-                    marks = sum(1 for r in records if is_watermark(r))
-                    summary.watermarks += marks
-                    summary.events += len(records) - marks
-                    summary.applied += len(result.applied)
-                    summary.duplicates += result.duplicates
-                    summary.dead_letters += len(result.dead)
-                if progress:
-                    progress(done, total)
+            plan = await _plan(consumer, config, region, key, until_time_ms, until_offsets)
+            await _read(consumer, plan, fold, key, progress, batch_records)
         summary.keys = (await target.stats()).keys
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+async def _refuse_used_store(target: Store) -> None:
+    if await target.positions():
+        raise StoreNotEmpty(
+            f"{target.url} already holds replayed state: replay builds a new store. "
+            "Choose a new path, or delete that one first."
+        )
+
+
+@dataclass
+class _Plan:
+    """What a replay reads: each partition's exclusive stop offset (partitions with
+    nothing to read left out), and how many records that makes."""
+
+    stops: dict[TopicPartition, int]
+    total: int
+
+
+async def _plan(
+    consumer: Consumer,
+    config: EdgeConfig,
+    region: str,
+    key: str | None,
+    until_time_ms: int | None,
+    until_offsets: Mapping[int, int] | None,
+) -> _Plan:
+    """The partitions of the region's events topic (only ``key``'s, given one), from
+    their first offset to the cut-off."""
+    tps = await topic_partitions(consumer, [events_topic(region)])
+    if key is not None:
+        wanted = partition_for(key.encode("utf-8"), config.kafka.partitions)
+        tps = [tp for tp in tps if tp.partition == wanted]
+    firsts = await consumer.beginning_offsets(tps) if tps else {}
+    ends = dict(await consumer.end_offsets(tps)) if tps else {}
+    stops = await _stops(consumer, tps, ends, until_time_ms, until_offsets)
+    remaining = {tp: stop for tp, stop in stops.items() if stop > firsts[tp]}
+    return _Plan(remaining, sum(stop - firsts[tp] for tp, stop in remaining.items()))
+
+
+@dataclass
+class _Fold:
+    """Where replayed records go: the live materializer's applier over the new store,
+    with the live region's dead letters, and the counts of the summary."""
+
+    applier: BatchApplier
+    target: Store
+    known_dead: set[tuple[int, int]]
+    summary: ReplaySummary
+
+    async def apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Fold one batch and commit its changes to the store."""
+        result = await self.applier.apply(records, self.known_dead)
+        await self.target.commit(result.changes)
+        marks = sum(1 for r in records if is_watermark(r))
+        summary = self.summary
+        summary.watermarks += marks
+        summary.events += len(records) - marks
+        summary.applied += len(result.applied)
+        summary.duplicates += result.duplicates
+        summary.dead_letters += len(result.dead)
+
+
+async def _read(
+    consumer: Consumer,
+    plan: _Plan,
+    fold: _Fold,
+    key: str | None,
+    progress: Callable[[int, int], None] | None,
+    batch_records: int,
+) -> None:
+    """Read the planned ranges from their first offsets, batch by batch, into
+    ``fold``, reporting ``progress(done, total)`` in records read."""
+    remaining = plan.stops
+    done = 0
+    if progress:
+        progress(0, plan.total)
+    if remaining:
+        consumer.assign(list(remaining))
+        await seek_to_first(consumer, remaining)
+    while remaining:
+        batch = await consumer.getmany(timeout_ms=1000, max_records=batch_records)
+        records, read = _take(consumer, batch, remaining, key, fold.summary.positions)
+        done += read
+        if records:
+            await fold.apply(records)
+        if progress:
+            progress(done, plan.total)
+
+
+def _take(
+    consumer: Consumer,
+    batch: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    remaining: dict[TopicPartition, int],
+    key: str | None,
+    positions: dict[int, int],
+) -> tuple[list[ConsumerRecord[bytes, bytes]], int]:
+    """The records of ``batch`` before their partition's stop (only ``key``'s, given
+    one), in partition order, and how many were read. A partition read up to its stop
+    leaves ``remaining`` and is paused; ``positions`` get each partition's next offset.
+    """
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    read = 0
+    for tp in sorted(batch, key=lambda t: t.partition):
+        stop = remaining.get(tp)
+        if stop is None:
+            continue
+        part = [r for r in batch[tp] if r.offset < stop]
+        read += len(part)
+        if batch[tp] and batch[tp][-1].offset + 1 >= stop:
+            del remaining[tp]
+            consumer.pause(tp)
+        records.extend(r for r in part if key is None or r.key == key.encode("utf-8"))
+        if part:
+            positions[tp.partition] = part[-1].offset + 1
+    return records, read
 
 
 async def dead_lettered_sources(config: EdgeConfig, region: str) -> set[tuple[int, int]]:

@@ -1,0 +1,176 @@
+"""A state host's serial executor: requests run one at a time, events are pipelined.
+
+One queue serves every state the host owns. Each request runs on the owner's working
+copy (:func:`~edgebus.core.state_machine.execute`, pure); its event is applied to the
+copy and handed to the producer without waiting for the broker, so the next request
+runs meanwhile. A second loop takes the appends as they land and answers a local caller
+only when its event's append time is within the lease the owner knew
+(:func:`~edgebus.core.state_machine.acknowledged`); anything else demotes the host.
+A lock request that must wait is parked on its state and queued again when the lock
+table changes (and every 100 ms, by the ownership loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+from edgebus.config import EdgeConfig
+from edgebus.core.classification import classify
+from edgebus.core.state_machine import StateObject, StateOp, StateRequest, acknowledged, execute
+from edgebus.errors import EdgebusError
+from edgebus.state.functions import resolve
+from edgebus.state.log import Appended, StateLogWriter, allowed_regions
+from edgebus.state.owned import Key, NotOwner, OwnedState, Work, tell_not_owner, wall_ms
+from edgebus.state.ownership_loop import OwnershipLoop
+
+__all__ = ["Executor", "comply"]
+
+#: an event handed to the producer: its state, the event, the append, the local caller
+_Pending = tuple[OwnedState, StateOp, asyncio.Future[Appended], asyncio.Future[Any] | None]
+
+
+def comply(config: EdgeConfig, data_class: str, version: int, op: StateOp) -> StateOp:
+    """``op``, or its refusal when its new values need a stricter class than the
+    state's ``data_class`` (an update_fn may compute anything); ``version`` is the
+    state's version before ``op``."""
+    if op.outcome != "ok" or not op.changes:
+        return op
+    rules = config.compliance.rules()
+    found = classify(dict(op.changes), default=data_class)
+    allowed = set(allowed_regions(config, data_class))
+    if allowed <= set(rules.allowed_regions(config.regions, found.classes)):
+        return op
+    return replace(op, outcome="refused", result=None, changes={}, removed=(),
+                   cleared=False, locks=None, version=version,
+                   message=(f"Compliance violation: cannot place data classified "
+                            f"{found.label} in state {op.state_id!r} of class "
+                            f"{data_class} (it may live in {', '.join(sorted(allowed))}); "
+                            "use a state declared with that classification"))
+
+
+class Executor:
+    """The host's one queue of requests, and the acknowledgement of their events."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        region: str,
+        host_id: str,
+        writer: StateLogWriter,
+        counters: dict[str, int],
+        ownership: OwnershipLoop,
+    ) -> None:
+        self.config = config
+        self.region = region
+        self.host_id = host_id
+        self._writer = writer
+        self._counters = counters
+        self._ownership = ownership
+        self._queue: asyncio.Queue[Work] = asyncio.Queue()
+        self._acks: asyncio.Queue[_Pending] = asyncio.Queue()
+
+    # -- what to run ---------------------------------------------------------------------
+    def enqueue(self, work: Work) -> None:
+        """Queue a request (of a state this host owns)."""
+        self._queue.put_nowait(work)
+
+    def queue_waiting(self, key: Key, obj: StateObject) -> None:
+        """Queue the requests waiting in the log for a state this host just took, in
+        log order."""
+        for request, at in list(obj.pending.values()):
+            self._queue.put_nowait(Work(key, request, at))
+
+    def submit_local(self, data_class: str, request: StateRequest
+                     ) -> asyncio.Future[tuple[StateOp, Appended]]:
+        """Queue a local caller's request; see :meth:`StateHost.submit_local`."""
+        future: asyncio.Future[tuple[StateOp, Appended]] = (
+            asyncio.get_running_loop().create_future())
+        if not self._ownership.owns((data_class, request.state_id)):
+            future.set_exception(NotOwner(f"{self.host_id} does not own {request.state_id}"))
+            return future
+        self._queue.put_nowait(Work((data_class, request.state_id), request, wall_ms(),
+                                    future))
+        return future
+
+    def unpark(self, key: Key, own: OwnedState) -> None:
+        """Queue the lock requests parked on ``own`` again (the lock table changed, or
+        time passed)."""
+        parked, own.parked = own.parked, []
+        for request, sent_ms, local in parked:
+            self._queue.put_nowait(Work(key, request, sent_ms, local))
+
+    # -- running -------------------------------------------------------------------------
+    async def execute(self) -> None:
+        """Run the queued requests one at a time, until cancelled."""
+        while True:
+            work = await self._queue.get()
+            await self._run(work)
+
+    def _serving(self, work: Work) -> OwnedState | None:
+        """The owned state ``work`` runs on, or None (its local caller is told)."""
+        key = work.key
+        own = self._ownership.owned.get(key)
+        if own is None or own.handing_off:
+            tell_not_owner(work.local, f"{self.host_id} does not own {key[1]}")
+            return None
+        if time.monotonic() >= own.valid_until:
+            self._ownership.demote(key, "its lease ran out before a renewal landed")
+            tell_not_owner(work.local, "the lease ran out")
+            return None
+        return own
+
+    async def _run(self, work: Work) -> None:
+        key, request = work.key, work.request
+        own = self._serving(work)
+        if own is None:
+            return
+        fn = resolve(request.update_fn)
+        op = execute(own.work, request, region=self.region, host=self.host_id,
+                     lease_until_ms=own.lease_until_ms, now_ms=wall_ms(),
+                     sent_ms=work.sent_ms, update_fn=fn)
+        if op is None:
+            own.parked.append((request, work.sent_ms, work.local))
+            return
+        op = comply(self.config, own.data_class, own.work.version, op)
+        if op.duplicate:
+            self._counters["duplicates"] += 1
+        else:
+            own.work.apply(op, wall_ms())
+            self._counters["ops"] += 1
+        own.inflight += 1
+        try:
+            appended = await self._writer.send(key[0], key[1], op)
+        except EdgebusError as e:
+            own.inflight -= 1
+            self._ownership.demote(key, f"cannot append: {e}")
+            tell_not_owner(work.local, str(e))
+            return
+        self._acks.put_nowait((own, op, appended, work.local))
+        if op.locks is not None and own.parked:
+            self.unpark(key, own)
+
+    # -- acknowledging -------------------------------------------------------------------
+    async def acknowledge(self) -> None:
+        """Take the events as they land, in order; answer each local caller, or demote
+        the host when an event did not land within its lease."""
+        while True:
+            own, op, appended, local = await self._acks.get()
+            key = (own.data_class, own.state_id)
+            try:
+                where = await appended
+            except Exception as e:
+                own.inflight -= 1
+                self._ownership.demote(key, f"an event was not appended: {e}")
+                tell_not_owner(local, str(e))
+                continue
+            own.inflight -= 1
+            if not acknowledged(where.append_ms, op.lease_until_ms):
+                self._ownership.demote(key, f"an event landed at {where.append_ms}, after "
+                                            f"the lease ({op.lease_until_ms})")
+                tell_not_owner(local, "the event landed after the lease")
+                continue
+            if local is not None and not local.done():
+                local.set_result((op, where))
