@@ -25,17 +25,22 @@ before the node runs.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from edgebus.core.classification import classify
-from edgebus.core.placement import ComplianceRules, Placement, PlacementRequest, place
+from edgebus.core.classification import Classification
+from edgebus.core.placement import ComplianceRules, Placement, place
 from edgebus.errors import InvalidInput
 from edgebus.workflow.errors import NodeNotInitialized
+from edgebus.workflow.placement_options import (
+    PLACEMENT_OPTIONS,
+    check_placement_options,
+    classify_for_placement,
+    placement_request,
+)
 
 if TYPE_CHECKING:
     from edgebus.config import EdgeConfig
@@ -43,20 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["PLACEMENT_OPTIONS", "EdgeNode", "Node", "NodeParams"]
 
 edge_log = logging.getLogger("edgebus.edge")
-
-#: the keyword options :meth:`EdgeNode.ensure_compliance` accepts
-PLACEMENT_OPTIONS: tuple[str, ...] = (
-    "location_id",
-    "classification",
-    "replication_factor",
-    "preferred_locations",
-    "exclude_locations",
-    "compliance_zones",
-    "edge_strategy",
-    "fallback_strategy",
-    "min_replicas",
-    "key",
-)
 
 
 class NodeParams(BaseModel):
@@ -155,42 +146,13 @@ class EdgeNode(Node):
         raises :class:`~edgebus.errors.ComplianceViolation` when the data cannot be
         placed (in strict mode also when ``location_id`` is outside its zones).
         """
-        unknown = [k for k in placement_options if k not in PLACEMENT_OPTIONS]
-        if unknown:
-            near = difflib.get_close_matches(unknown[0], PLACEMENT_OPTIONS, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise InvalidInput(
-                f"ensure_compliance() of node {self.node_id!r} got unknown option(s) "
-                f"{', '.join(map(repr, unknown))}{hint}. Valid options: "
-                f"{', '.join(PLACEMENT_OPTIONS)}."
-            )
+        check_placement_options(self.node_id, placement_options)
         infra = self.infrastructure
         config: EdgeConfig = infra.config
         rules: ComplianceRules = getattr(infra, "rules", None) or config.compliance.rules()
-        known = frozenset({"public", *config.compliance.data_classifications})
-        found = classify(
-            data,
-            placement_options.get("classification"),
-            default=rules.default_classification,
-            known_classes=known,
-        )
+        found = classify_for_placement(data, placement_options.get("classification"), config, rules)
         discovery = getattr(getattr(infra, "bus", None), "discovery", None)
-        opts = placement_options
-        request = PlacementRequest(
-            regions=config.regions,
-            classes=found.classes,
-            home=opts.get("location_id"),
-            preferred=_names(opts.get("preferred_locations")),
-            excluded=_names(opts.get("exclude_locations")),
-            compliance_zones=_names(opts.get("compliance_zones")),
-            replication_factor=opts.get("replication_factor"),
-            strategy=opts.get("edge_strategy") or config.edge_strategy,
-            latencies_ms=discovery.latencies_ms() if discovery is not None else {},
-            unhealthy=discovery.unhealthy() if discovery is not None else frozenset(),
-            key=str(opts.get("key") or ""),
-            fallback=opts.get("fallback_strategy") or "none",
-            min_replicas=opts.get("min_replicas"),
-        )
+        request = placement_request(config, found.classes, placement_options, discovery)
         try:
             placement = place(rules, request)
         except InvalidInput as e:
@@ -198,7 +160,7 @@ class EdgeNode(Node):
                 "node=%s refused classes=%s findings=%s home=%s: %s",
                 self.node_id,
                 sorted(found.classes),
-                [f"{f.path}:{f.rule}" for f in found.findings],
+                _findings(found),
                 request.home,
                 e,
             )
@@ -207,7 +169,7 @@ class EdgeNode(Node):
             "node=%s placed classes=%s findings=%s zones=%s allowed=%s -> %s%s",
             self.node_id,
             sorted(found.classes),
-            [f"{f.path}:{f.rule}" for f in found.findings],
+            _findings(found),
             placement.zones_required,
             placement.allowed,
             placement.regions,
@@ -216,9 +178,6 @@ class EdgeNode(Node):
         return placement
 
 
-def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
+def _findings(found: Classification) -> list[str]:
+    """The findings of a classification as ``path:rule`` (for the debug log)."""
+    return [f"{f.path}:{f.rule}" for f in found.findings]

@@ -93,102 +93,157 @@ class LocalRuntime:
         when edge nodes need a broker and none answers, and WorkflowExecutionError when a
         node fails (its ``results`` hold the nodes that completed).
         """
-        if not isinstance(workflow, Workflow):
-            raise InvalidInput(
-                f"execute() takes a built Workflow, got {type(workflow).__name__}: "
-                "call WorkflowBuilder.build() first"
-            )
+        _require_built(workflow)
         params = _check_parameters(workflow, parameters)
         run_id = uuid.uuid4().hex
-        results: Results = {}
-        nodes: dict[str, Node] = {}
-        for spec in workflow.nodes:
-            try:
-                nodes[spec.node_id] = spec.instantiate()
-            except Exception as e:
-                raise CompensatedExecutionError(
-                    spec.node_id, spec.type_name, e, results, run_id, workflow.node_ids
-                ) from e
+        nodes = _instantiate(workflow, run_id)
         log.debug("run %s: %d node(s) in order %s", run_id, len(nodes), list(nodes))
-
         if workflow.edge_node_ids:
-            infra = self._infrastructure or EdgeInfrastructure.shared(self.edge_config)
-            start = getattr(infra, "start", None)
-            if start is not None:
-                await start()
-            infra_log.debug(
-                "run %s: edge nodes %s use %r", run_id, list(workflow.edge_node_ids), infra
-            )
-            for node_id in workflow.edge_node_ids:
-                node = nodes[node_id]
-                try:
-                    initialize = getattr(node, "initialize", None)
-                    if initialize is not None:
-                        await initialize(infra)
-                    else:  # an edge node by name or attribute only: plain injection
-                        node.infrastructure = infra  # type: ignore[attr-defined]
-                except Exception as e:
-                    spec = workflow.node(node_id)
-                    raise CompensatedExecutionError(
-                        node_id, spec.type_name, e, results, run_id, list(nodes)
-                    ) from e
-                log.debug("run %s: initialized edge node %s", run_id, node_id)
+            infra = await self._started_infrastructure(workflow, run_id)
+            await _initialize_edge_nodes(workflow, nodes, infra, run_id)
+        return await _run_nodes(workflow, nodes, params, run_id), run_id
 
-        needed: dict[str, set[str]] = {}
-        for conn in workflow.connections:
-            needed.setdefault(conn.source, set()).add(conn.source_output)
-        order = workflow.node_ids
-        for position, spec in enumerate(workflow.nodes):
-            node = nodes[spec.node_id]
-            inputs = dict(node.static_inputs())
-            for conn in workflow.incoming(spec.node_id):
-                inputs[conn.target_input] = results[conn.source][conn.source_output]
-            inputs.update(params.get(spec.node_id, {}))
-            log.debug(
-                "run %s: node %s (%s) starts with inputs %s",
-                run_id,
+    async def _started_infrastructure(self, workflow: Workflow, run_id: str) -> Any:
+        """The edge infrastructure of this run (the injected one, else the shared one),
+        started."""
+        infra = self._infrastructure or EdgeInfrastructure.shared(self.edge_config)
+        start = getattr(infra, "start", None)
+        if start is not None:
+            await start()
+        infra_log.debug("run %s: edge nodes %s use %r", run_id, list(workflow.edge_node_ids), infra)
+        return infra
+
+
+def _require_built(workflow: object) -> None:
+    if not isinstance(workflow, Workflow):
+        raise InvalidInput(
+            f"execute() takes a built Workflow, got {type(workflow).__name__}: "
+            "call WorkflowBuilder.build() first"
+        )
+
+
+def _instantiate(workflow: Workflow, run_id: str) -> dict[str, Node]:
+    """Node id -> a new instance of its node, in execution order; a node whose
+    constructor raises fails the run before anything runs."""
+    nodes: dict[str, Node] = {}
+    for spec in workflow.nodes:
+        try:
+            nodes[spec.node_id] = spec.instantiate()
+        except Exception as e:
+            raise CompensatedExecutionError(
+                spec.node_id, spec.type_name, e, {}, run_id, workflow.node_ids
+            ) from e
+    return nodes
+
+
+async def _initialize_edge_nodes(
+    workflow: Workflow, nodes: Mapping[str, Node], infra: Any, run_id: str
+) -> None:
+    """Hand ``infra`` to each edge node (its ``initialize``, else plain injection)."""
+    for node_id in workflow.edge_node_ids:
+        node = nodes[node_id]
+        try:
+            initialize = getattr(node, "initialize", None)
+            if initialize is not None:
+                await initialize(infra)
+            else:  # an edge node by name or attribute only: plain injection
+                node.infrastructure = infra  # type: ignore[attr-defined]
+        except Exception as e:
+            spec = workflow.node(node_id)
+            raise CompensatedExecutionError(
+                node_id, spec.type_name, e, {}, run_id, list(nodes)
+            ) from e
+        log.debug("run %s: initialized edge node %s", run_id, node_id)
+
+
+async def _run_nodes(
+    workflow: Workflow,
+    nodes: Mapping[str, Node],
+    params: Mapping[str, Mapping[str, Any]],
+    run_id: str,
+) -> Results:
+    """Run the nodes one at a time in order; on a failure, compensate the completed
+    steps and raise CompensatedExecutionError."""
+    needed = _needed_outputs(workflow)
+    results: Results = {}
+    order = workflow.node_ids
+    for position, spec in enumerate(workflow.nodes):
+        node = nodes[spec.node_id]
+        inputs = _node_inputs(workflow, spec.node_id, node, results, params)
+        log.debug(
+            "run %s: node %s (%s) starts with inputs %s",
+            run_id,
+            spec.node_id,
+            spec.type_name,
+            sorted(inputs),
+        )
+        began = time.perf_counter()
+        try:
+            output = _checked_output(
+                await node.async_run(**inputs), needed.get(spec.node_id, set())
+            )
+        except Exception as e:
+            log.debug("run %s: node %s (%s) failed: %r", run_id, spec.node_id, spec.type_name, e)
+            compensations = await _compensate(nodes, results, run_id)
+            raise CompensatedExecutionError(
                 spec.node_id,
                 spec.type_name,
-                sorted(inputs),
-            )
-            began = time.perf_counter()
-            try:
-                output = await node.async_run(**inputs)
-                if not isinstance(output, Mapping):
-                    raise TypeError(
-                        f"async_run returned {type(output).__name__}, not a mapping of "
-                        "output port -> value"
-                    )
-                missing = sorted(needed.get(spec.node_id, set()) - set(output))
-                if missing:
-                    raise KeyError(
-                        f"produced no output {', '.join(map(repr, missing))} that a "
-                        f"connection reads (it produced: {', '.join(map(str, output)) or 'none'})"
-                    )
-            except Exception as e:
-                log.debug(
-                    "run %s: node %s (%s) failed: %r", run_id, spec.node_id, spec.type_name, e
-                )
-                compensations = await _compensate(nodes, results, run_id)
-                raise CompensatedExecutionError(
-                    spec.node_id,
-                    spec.type_name,
-                    e,
-                    results,
-                    run_id,
-                    order[position + 1 :],
-                    compensations,
-                ) from e
-            results[spec.node_id] = dict(output)
-            log.debug(
-                "run %s: node %s (%s) finished in %.1f ms, outputs %s",
+                e,
+                results,
                 run_id,
-                spec.node_id,
-                spec.type_name,
-                (time.perf_counter() - began) * 1000,
-                sorted(output),
-            )
-        return results, run_id
+                order[position + 1 :],
+                compensations,
+            ) from e
+        results[spec.node_id] = dict(output)
+        log.debug(
+            "run %s: node %s (%s) finished in %.1f ms, outputs %s",
+            run_id,
+            spec.node_id,
+            spec.type_name,
+            (time.perf_counter() - began) * 1000,
+            sorted(output),
+        )
+    return results
+
+
+def _needed_outputs(workflow: Workflow) -> dict[str, set[str]]:
+    """Node id -> the output ports its outgoing connections read."""
+    needed: dict[str, set[str]] = {}
+    for conn in workflow.connections:
+        needed.setdefault(conn.source, set()).add(conn.source_output)
+    return needed
+
+
+def _node_inputs(
+    workflow: Workflow,
+    node_id: str,
+    node: Node,
+    results: Results,
+    params: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """A node's inputs, lowest precedence first: its static inputs, the outputs
+    connected into it, the run-time parameters."""
+    inputs = dict(node.static_inputs())
+    for conn in workflow.incoming(node_id):
+        inputs[conn.target_input] = results[conn.source][conn.source_output]
+    inputs.update(params.get(node_id, {}))
+    return inputs
+
+
+def _checked_output(output: object, needed: set[str]) -> Mapping[str, Any]:
+    """``output`` if it is a mapping holding every port in ``needed`` (TypeError,
+    KeyError otherwise)."""
+    if not isinstance(output, Mapping):
+        raise TypeError(
+            f"async_run returned {type(output).__name__}, not a mapping of output port -> value"
+        )
+    missing = sorted(needed - set(output))
+    if missing:
+        raise KeyError(
+            f"produced no output {', '.join(map(repr, missing))} that a "
+            f"connection reads (it produced: {', '.join(map(str, output)) or 'none'})"
+        )
+    return output
 
 
 async def _compensate(
