@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config, serve_until_signal
-from edgebus.cli._output import emit, err_console, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption, serve_until_signal
+from edgebus.cli._output import emit, err_console
+from edgebus.cli._runner import UNTIL_CTRL_C, Call, run_command
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
@@ -35,13 +35,11 @@ def run(
     """Join the coordinator group on the saga log and decide the strong writes of the
     partitions Kafka assigns this instance, until Ctrl-C / SIGTERM. Run several for
     fail-over: a dead instance's partitions move to the others."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        asyncio.run(_run(load_cli_config(config), instance_id, as_json, metrics_listen))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+
+    async def body(call: Call) -> None:
+        await _run(call.config, instance_id, call.as_json, metrics_listen)
+
+    run_command(ctx, body, as_json=as_json, config=config, interrupts=UNTIL_CTRL_C)
 
 
 async def _run(

@@ -3,17 +3,16 @@ edge selection would make of it (health, reasons, measured latency, ranking)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, run_command
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError
 
 __all__ = ["discover"]
 
@@ -27,13 +26,11 @@ def discover(
 ) -> None:
     """Probe each region's broker and region service; print health, the reasons for it,
     measured latencies and the order reads and lowest_latency placements would use."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config)
-        result = asyncio.run(_discover(cfg, rounds))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, **result}, _render)
+
+    async def body(call: Call) -> Document:
+        return {"ok": True, **await _discover(call.config, rounds)}
+
+    run_command(ctx, body, as_json=as_json, config=config, render=_render)
 
 
 async def _discover(config: EdgeConfig, rounds: int) -> dict[str, Any]:

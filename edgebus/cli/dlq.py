@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
-from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, run_command
+from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
@@ -30,14 +30,13 @@ def list_(
     """Every dead letter of the region: position, key, stage and reason."""
     from edgebus.kafka.dead_letters import list_dead_letters
 
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, region)
-        letters = asyncio.run(list_dead_letters(cfg, region))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, "region": region, "dead_letters": [d.to_dict() for d in letters]},
-         _render_list)
+
+    async def body(call: Call) -> Document:
+        letters = await list_dead_letters(call.config, region)
+        return {"ok": True, "region": region, "dead_letters": [d.to_dict() for d in letters]}
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+                render=_render_list)
 
 
 @app.command("redrive")
@@ -54,16 +53,17 @@ def redrive(
     """Put dead letters back on edgebus.<region>.events (each applies at most once)."""
     from edgebus.kafka.dead_letters import redrive as do_redrive
 
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, region)
+
+    async def body(call: Call) -> Document:
+        cfg = call.config
         if bool(offset) == all_:
             raise InvalidInput("give --all or one or more --offset PARTITION:OFFSET")
         positions = None if all_ else [_position(o) for o in offset]
-        results = asyncio.run(do_redrive(cfg, region, positions))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, "region": region, "results": results}, _render_redrive)
+        results = await do_redrive(cfg, region, positions)
+        return {"ok": True, "region": region, "results": results}
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+                render=_render_redrive)
 
 
 def _position(text: str) -> tuple[int, int]:

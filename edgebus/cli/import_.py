@@ -8,8 +8,9 @@ from typing import Any
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
 from edgebus.sdk import EdgeBus
@@ -29,22 +30,24 @@ def import_(
     """Write every live key of an exported store as a new event (a set), through the
     compliance filter. All keys are checked first: if any cannot be placed, nothing is
     written and the refusals are listed (exit 2)."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, region)
-        summary = asyncio.run(_import(cfg, source, region, replication_factor))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": summary["refused"] == 0, **summary}, lambda d: console.print(
+
+    async def body(call: Call) -> Reply:
+        summary = await _import(call.config, source, region, replication_factor)
+        return Reply({"ok": summary["refused"] == 0, **summary},
+                     exit_code=2 if summary["refused"] else 0)
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=[region], render=_render)
+
+
+def _render(d: Document) -> None:
+    console.print(
         f"imported {d['written']:,} keys from {d['source']} into {d['region']} "
         f"({d['skipped_deleted']:,} deleted keys skipped, {d['refused']:,} refused)",
-        highlight=False))
-    if summary["refused"]:
-        if not as_json:
-            console.print("nothing was written; fix or leave out these keys:")
-            for problem in summary["problems"]:
-                console.print(problem, highlight=False)
-        raise typer.Exit(2)
+        highlight=False)
+    if d["refused"]:
+        console.print("nothing was written; fix or leave out these keys:")
+        for problem in d["problems"]:
+            console.print(problem, highlight=False)
 
 
 async def _import(

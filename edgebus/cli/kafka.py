@@ -14,10 +14,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.cli._common import ConfigOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.config import ENV_CONFIG
-from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.errors import InvalidInput
 from edgebus.localkafka import launcher
 
 __all__ = ["app"]
@@ -163,13 +164,13 @@ def up(
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Start the brokers (idempotent: the same layout already running is reported as is)."""
-    as_json = json_mode(ctx, json_output)
     _quiet_clients()
-    try:
+
+    def body(call: Call) -> Document:
         region_list = (
             _parse_regions(regions)
             if regions is not None or (config is None and not os.environ.get(ENV_CONFIG))
-            else load_cli_config(config).regions
+            else call.config.regions
         )
         result = launcher.up(
             clusters,
@@ -179,9 +180,9 @@ def up(
             timeout_s=timeout,
             broker_config=_parse_broker_config(broker_config),
         )
-    except EdgebusError as err:
-        raise fail(as_json, err) from None
-    emit(as_json, result.to_json(), _render_up)
+        return result.to_json()
+
+    run_command(ctx, body, as_json=json_output, config=config, render=_render_up)
 
 
 @app.command()
@@ -193,15 +194,13 @@ def status(
 
     Exits 0 when every cluster answers, 1 otherwise (nothing recorded, stopped, broken).
     """
-    as_json = json_mode(ctx, json_output)
     _quiet_clients()
-    try:
+
+    def body(call: Call) -> Reply:
         report = launcher.status()
-    except EdgebusError as err:
-        raise fail(as_json, err) from None
-    emit(as_json, report.to_json(), _render_status)
-    if not report.healthy:
-        raise typer.Exit(1)
+        return Reply(report.to_json(), exit_code=0 if report.healthy else 1)
+
+    run_command(ctx, body, as_json=json_output, render=_render_status)
 
 
 @app.command()
@@ -211,12 +210,11 @@ def down(
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Stop exactly the brokers `up` started (SIGTERM, SIGKILL after about 20 s)."""
-    as_json = json_mode(ctx, json_output)
-    try:
-        result = launcher.down(wipe=wipe)
-    except EdgebusError as err:
-        raise fail(as_json, err) from None
-    emit(as_json, result.to_json(), _render_down)
+
+    def body(call: Call) -> Document:
+        return launcher.down(wipe=wipe).to_json()
+
+    run_command(ctx, body, as_json=json_output, render=_render_down)
 
 
 @app.command()
@@ -228,9 +226,8 @@ def fetch(
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Download the Kafka jars into the cache (once; later calls find them there)."""
-    as_json = json_mode(ctx, json_output)
-    try:
-        result = launcher.fetch(kafka_version)
-    except EdgebusError as err:
-        raise fail(as_json, err) from None
-    emit(as_json, {"ok": True, **result.to_json()}, _render_fetch)
+
+    def body(call: Call) -> Document:
+        return {"ok": True, **launcher.fetch(kafka_version).to_json()}
+
+    run_command(ctx, body, as_json=json_output, render=_render_fetch)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
-from edgebus.errors import EdgebusError
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, run_command
 from edgebus.sdk import EdgeBus, ReadResult
 
 __all__ = ["read"]
@@ -51,16 +50,16 @@ def read(
 ) -> None:
     """Print the key's value, version, origin and HLC as a region holds it, with the
     session token after the read and the measured staleness."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        result = asyncio.run(_read(
-            load_cli_config(config), key, region,
+
+    async def body(call: Call) -> Document:
+        result = await _read(
+            call.config, key, region,
             consistency=consistency, session=session, staleness_threshold_ms=staleness_ms,
             max_versions_behind=max_versions_behind, wait_ms=wait_ms, fallback=fallback,
-        ))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, **result.to_dict()}, _render)
+        )
+        return {"ok": True, **result.to_dict()}
+
+    run_command(ctx, body, as_json=as_json, config=config, render=_render)
 
 
 async def _read(config: Any, key: str, region: str | None, **options: Any) -> ReadResult:

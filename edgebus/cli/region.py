@@ -3,15 +3,14 @@ and ``resume-replication`` for maintenance and fault drills."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config, serve_until_signal
-from edgebus.cli._output import emit, err_console, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption, serve_until_signal
+from edgebus.cli._output import emit, err_console
+from edgebus.cli._runner import UNTIL_CTRL_C, Call, Document, run_command
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError
 
 __all__ = ["app"]
 
@@ -45,14 +44,12 @@ def run(
 ) -> None:
     """Consume edgebus.<region>.events into the region's store, copy in the events
     other regions place here, and answer reads, until Ctrl-C / SIGTERM."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        asyncio.run(_run(load_cli_config(config), region, store, listen, advertise,
-                         not no_replicate, as_json, not no_states))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+
+    async def body(call: Call) -> None:
+        await _run(call.config, region, store, listen, advertise, not no_replicate,
+                   call.as_json, not no_states)
+
+    run_command(ctx, body, as_json=as_json, config=config, interrupts=UNTIL_CTRL_C)
 
 
 async def _run(
@@ -105,15 +102,13 @@ def resume_replication(
 def _set_replication(
     ctx: typer.Context, region: str, paused: bool, config: Path | None, as_json: bool
 ) -> None:
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, region)
-        result = asyncio.run(_pause(cfg, region, paused))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, **result},
-         lambda d: err_console.print(
-             f"{region}: replication {'paused' if paused else 'running'}"))
+
+    async def body(call: Call) -> Document:
+        return {"ok": True, **await _pause(call.config, region, paused)}
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+                render=lambda d: err_console.print(
+                    f"{region}: replication {'paused' if paused else 'running'}"))
 
 
 async def _pause(config: EdgeConfig, region: str, paused: bool) -> dict[str, object]:

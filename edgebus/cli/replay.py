@@ -3,7 +3,6 @@ live store against such a rebuild."""
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,10 +12,11 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, err_console, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console, err_console
+from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.errors import InvalidInput
 
 __all__ = ["replay", "verify"]
 
@@ -41,34 +41,40 @@ def replay(
     from edgebus.region.replay import parse_until_offsets
     from edgebus.region.replay import replay as do_replay
 
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, region)
+    async def body(call: Call) -> Document:
+        cfg = call.config
         until_ms = None if until is None else parse_time(until)
         offsets = None if until_offsets is None else parse_until_offsets(until_offsets)
-        if as_json:
-            summary = asyncio.run(do_replay(cfg, region, to, until_time_ms=until_ms,
-                                            until_offsets=offsets, key=key))
+        if call.as_json:
+            summary = await do_replay(cfg, region, to, until_time_ms=until_ms,
+                                      until_offsets=offsets, key=key)
         else:
-            with Progress(TextColumn("replaying [bold]{task.description}[/]"), BarColumn(),
-                          TextColumn("{task.completed:,}/{task.total:,} records"),
-                          TimeRemainingColumn(), console=err_console) as bar:
+            with _progress_bar() as bar:
                 task = bar.add_task(region, total=0)
 
                 def progress(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                summary = asyncio.run(do_replay(cfg, region, to, until_time_ms=until_ms,
-                                                until_offsets=offsets, key=key,
-                                                progress=progress))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    data = {"ok": True, **summary.to_dict()}
-    emit(as_json, data, lambda d: console.print(
+                summary = await do_replay(cfg, region, to, until_time_ms=until_ms,
+                                          until_offsets=offsets, key=key, progress=progress)
+        return {"ok": True, **summary.to_dict()}
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+                render=_render_replay)
+
+
+def _progress_bar() -> Progress:
+    return Progress(TextColumn("replaying [bold]{task.description}[/]"), BarColumn(),
+                    TextColumn("{task.completed:,}/{task.total:,} records"),
+                    TimeRemainingColumn(), console=err_console)
+
+
+def _render_replay(d: Document) -> None:
+    console.print(
         f"replayed {d['events']:,} events of {d['region']} into {d['store']}: "
         f"{d['applied']:,} applied, {d['duplicates']:,} duplicates skipped, "
         f"{d['dead_letters']:,} dead letters, {d['keys']:,} keys, {d['seconds']} s "
-        f"({d['events_per_s']:,.0f} events/s); positions {d['positions']}", highlight=False))
+        f"({d['events_per_s']:,.0f} events/s); positions {d['positions']}", highlight=False)
 
 
 def parse_time(text: str) -> int:
@@ -99,16 +105,13 @@ def verify(
 ) -> None:
     """Compare a region's live store with a replay of its topic to the same positions
     (checksums per key-hash range); print every difference. Exit 1 if any."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, region)
-        report = asyncio.run(_verify(cfg, region, store))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    data = {**report.to_dict()}
-    emit(as_json, data, _render_verify)
-    if not report.ok:
-        raise typer.Exit(1)
+
+    async def body(call: Call) -> Reply:
+        report = await _verify(call.config, region, store)
+        return Reply({**report.to_dict()}, exit_code=0 if report.ok else 1)
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+                render=_render_verify)
 
 
 async def _verify(config: EdgeConfig, region: str, store: str | None) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -10,10 +9,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, run_command
 from edgebus.config import EdgeConfig
-from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
@@ -40,14 +40,13 @@ def list_(
 ) -> None:
     """Strong-write transactions (newest first) with status, participants, votes and who
     decided; then the multi-step sagas and their status."""
-    as_json = json_mode(ctx, as_json)
-    try:
+
+    async def body(call: Call) -> Document:
         if limit < 1 or window < 0:
             raise InvalidInput("--limit must be at least 1 and --window at least 0")
-        data = asyncio.run(_list(load_cli_config(config), limit, in_flight, key, window))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, **data}, _render_list)
+        return {"ok": True, **await _list(call.config, limit, in_flight, key, window)}
+
+    run_command(ctx, body, as_json=as_json, config=config, render=_render_list)
 
 
 @app.command("show")
@@ -61,12 +60,11 @@ def show(
     """Everything the saga log holds about one transaction: the request, each vote,
     the decision and each participant's acknowledgement, with times from the begin.
     For a saga id: its steps and progress records."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        data = asyncio.run(_show(load_cli_config(config), txn_id, window))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, **data}, _render_show)
+
+    async def body(call: Call) -> Document:
+        return {"ok": True, **await _show(call.config, txn_id, window)}
+
+    run_command(ctx, body, as_json=as_json, config=config, render=_render_show)
 
 
 async def _list(

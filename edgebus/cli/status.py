@@ -10,8 +10,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, run_command
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
 
@@ -25,13 +26,12 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """Per region: health, consumer lag, last applied positions, store size."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, *region)
-        rows = asyncio.run(_status(cfg, region or list(cfg.regions)))
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, "regions": rows}, _render)
+
+    async def body(call: Call) -> Document:
+        rows = await _status(call.config, region or list(call.config.regions))
+        return {"ok": True, "regions": rows}
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=region, render=_render)
 
 
 async def _status(config: EdgeConfig, regions: list[str]) -> list[dict[str, Any]]:
@@ -51,12 +51,24 @@ async def _status(config: EdgeConfig, regions: list[str]) -> list[dict[str, Any]
 
 
 def _render(data: dict[str, Any]) -> None:
+    problems = _render_regions(data["regions"])
+    served = [row for row in data["regions"] if "error" not in row]
+    if served:
+        _render_staleness(served)
+        for row in served:
+            _render_details(row)
+    for problem in problems:
+        console.print(problem, highlight=False, soft_wrap=True)
+
+
+def _render_regions(rows: list[dict[str, Any]]) -> list[str]:
+    """The regions table; returns the problems of the regions that did not answer."""
     table = Table(title="edgebus regions")
     problems: list[str] = []
     for column in ("region", "health", "lag", "applied positions", "keys", "store size",
                    "query endpoint"):
         table.add_column(column)
-    for row in data["regions"]:
+    for row in rows:
         if "error" in row:
             table.add_row(row["region"], "[red]down[/]", "-", "-", "-", "-", "-")
             problems.append(f"{row['region']}: {row['error']}")
@@ -68,50 +80,53 @@ def _render(data: dict[str, Any]) -> None:
             f"{row['store_bytes'] / 1024:.0f} KiB", row["url"] or "-",
         )
     console.print(table)
-    served = [row for row in data["regions"] if "error" not in row]
-    if served:
-        origins = sorted({o for row in served for o in row.get("staleness_ms", {})})
-        matrix = Table(title="staleness: how old each region's view of each origin can be "
-                       "(ms; from heartbeat watermarks)")
-        matrix.add_column("region \\ origin")
+    return problems
+
+
+def _render_staleness(served: list[dict[str, Any]]) -> None:
+    origins = sorted({o for row in served for o in row.get("staleness_ms", {})})
+    matrix = Table(title="staleness: how old each region's view of each origin can be "
+                   "(ms; from heartbeat watermarks)")
+    matrix.add_column("region \\ origin")
+    for origin in origins:
+        matrix.add_column(origin)
+    matrix.add_column("causal buffer")
+    matrix.add_column("replication")
+    for row in served:
+        cells = []
         for origin in origins:
-            matrix.add_column(origin)
-        matrix.add_column("causal buffer")
-        matrix.add_column("replication")
-        for row in served:
-            cells = []
-            for origin in origins:
-                value = row.get("staleness_ms", {}).get(origin)
-                cells.append("[red]unknown[/]" if value is None else f"{value:.0f}")
-            buffer = row.get("causal_buffer", {})
-            pending = buffer.get("pending", 0)
-            cells.append(f"[red]{pending} (full)[/]" if buffer.get("full") else str(pending))
-            cells.append("[yellow]paused[/]" if row.get("replication_paused") else "running")
-            matrix.add_row(row["region"], *cells)
-        console.print(matrix)
-        for row in served:
-            frontier = row.get("frontier", {})
-            shown = " ".join(f"{s}:{o}" for s, o in frontier.items())
-            console.print(f"[bold]{row['region']}[/] frontier: {shown or '-'}",
-                          highlight=False, soft_wrap=True)
-            saga = row.get("saga_participant")
-            if saga:
-                processed = " ".join(f"{p}:{o}" for p, o in saga["processed"].items())
-                console.print(
-                    f"[bold]{row['region']}[/] saga participant: in doubt "
-                    f"{saga['in_doubt']}, votes {saga['votes_yes']} yes / {saga['votes_no']} no, "
-                    f"commits {saga['commits']}, aborts {saga['aborts']}; saga log processed "
-                    f"{processed or '-'}", highlight=False, soft_wrap=True,
-                )
-            states = row.get("state_host")
-            if states:
-                c = states["counters"]
-                console.print(
-                    f"[bold]{row['region']}[/] state host {states['host']}: "
-                    f"{states['states']} states folded ({', '.join(states['classes'])}), "
-                    f"{len(states['owned'])} owned; ops {c['ops']}, takeovers "
-                    f"{c['takeovers']}, hand-offs {c['handoffs']}, demoted {c['demoted']}",
-                    highlight=False, soft_wrap=True,
-                )
-    for problem in problems:
-        console.print(problem, highlight=False, soft_wrap=True)
+            value = row.get("staleness_ms", {}).get(origin)
+            cells.append("[red]unknown[/]" if value is None else f"{value:.0f}")
+        buffer = row.get("causal_buffer", {})
+        pending = buffer.get("pending", 0)
+        cells.append(f"[red]{pending} (full)[/]" if buffer.get("full") else str(pending))
+        cells.append("[yellow]paused[/]" if row.get("replication_paused") else "running")
+        matrix.add_row(row["region"], *cells)
+    console.print(matrix)
+
+
+def _render_details(row: dict[str, Any]) -> None:
+    """A region's frontier, saga participant and state host."""
+    frontier = row.get("frontier", {})
+    shown = " ".join(f"{s}:{o}" for s, o in frontier.items())
+    console.print(f"[bold]{row['region']}[/] frontier: {shown or '-'}",
+                  highlight=False, soft_wrap=True)
+    saga = row.get("saga_participant")
+    if saga:
+        processed = " ".join(f"{p}:{o}" for p, o in saga["processed"].items())
+        console.print(
+            f"[bold]{row['region']}[/] saga participant: in doubt "
+            f"{saga['in_doubt']}, votes {saga['votes_yes']} yes / {saga['votes_no']} no, "
+            f"commits {saga['commits']}, aborts {saga['aborts']}; saga log processed "
+            f"{processed or '-'}", highlight=False, soft_wrap=True,
+        )
+    states = row.get("state_host")
+    if states:
+        c = states["counters"]
+        console.print(
+            f"[bold]{row['region']}[/] state host {states['host']}: "
+            f"{states['states']} states folded ({', '.join(states['classes'])}), "
+            f"{len(states['owned'])} owned; ops {c['ops']}, takeovers "
+            f"{c['takeovers']}, hand-offs {c['handoffs']}, demoted {c['demoted']}",
+            highlight=False, soft_wrap=True,
+        )

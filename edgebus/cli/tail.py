@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -13,8 +12,9 @@ from typing import Any
 import typer
 from aiokafka import ConsumerRecord
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, fail, json_mode
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import UNTIL_CTRL_C, Call, run_command
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError, InfrastructureUnavailable
 from edgebus.kafka.clients import reader
@@ -57,16 +57,13 @@ def tail(
     """Print edgebus.<region>.events decoded, with headers: the last 10 events, all of
     them (--from-beginning), or new ones as they arrive (--follow). With --json, one JSON
     document per line."""
-    as_json = json_mode(ctx, as_json)
-    try:
-        cfg = load_cli_config(config, region)
-        asyncio.run(
-            _tail(cfg, region, from_beginning, follow, limit, idle_timeout, as_json, watermarks)
-        )
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+
+    async def body(call: Call) -> None:
+        await _tail(call.config, region, from_beginning, follow, limit, idle_timeout,
+                    call.as_json, watermarks)
+
+    run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+                interrupts=UNTIL_CTRL_C)
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> dict[str, Any]:

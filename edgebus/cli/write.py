@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption, load_cli_config
-from edgebus.cli._output import console, emit, fail, json_mode
-from edgebus.errors import EdgebusError, InvalidInput
+from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._output import console
+from edgebus.cli._runner import Call, Document, run_command
+from edgebus.errors import InvalidInput
 from edgebus.sdk import EdgeBus, WriteReceipt
 
 __all__ = ["write"]
@@ -41,25 +41,23 @@ def write(
     as_json: bool = JsonOption,
 ) -> None:
     """Write one event to edgebus.<region>.events (classified and placed first)."""
-    as_json = json_mode(ctx, as_json)
-    try:
+
+    async def body(call: Call) -> Document:
         value = _parse_json(data)
-        receipt = asyncio.run(
-            _write(
-                load_cli_config(config),
-                key,
-                value,
-                region=region,
-                classification=classification,
-                operation=operation,
-                conflict_resolution=conflict_resolution,
-                replication_factor=replication_factor,
-                session=session,
-            )
+        receipt = await _write(
+            call.config,
+            key,
+            value,
+            region=region,
+            classification=classification,
+            operation=operation,
+            conflict_resolution=conflict_resolution,
+            replication_factor=replication_factor,
+            session=session,
         )
-    except EdgebusError as e:
-        raise fail(as_json, e) from None
-    emit(as_json, {"ok": True, **receipt.to_dict()}, _render)
+        return {"ok": True, **receipt.to_dict()}
+
+    run_command(ctx, body, as_json=as_json, config=config, render=_render)
 
 
 async def _write(config: Any, key: str, value: Any, **options: Any) -> WriteReceipt:
@@ -71,7 +69,8 @@ async def _write(config: Any, key: str, value: Any, **options: Any) -> WriteRece
             classification=options["classification"],
             replication_factor=options["replication_factor"],
         )
-        return await bus.write(key, value, **options)
+        receipt: WriteReceipt = await bus.write(key, value, **options)
+        return receipt
 
 
 def _parse_json(text: str) -> Any:
