@@ -85,7 +85,7 @@ from edgebus.errors import DecodeError, EdgebusError
 from edgebus.kafka import clients
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import topic_partitions
+from edgebus.kafka.reading import seek_to_last, topic_partitions
 from edgebus.kafka.topics import ensure_topics
 from edgebus.sdk import EdgeBus
 from edgebus.state.host import default_state_db
@@ -488,9 +488,7 @@ class _Raw:
                                                         "edgebus-bench-state-raw")
         tps = await topic_partitions(consumer, [self.rtt_topic])
         consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the end offsets now, not on the first fetch
-            await consumer.position(tp)
+        await seek_to_last(consumer, tps)
         self._reader = asyncio.create_task(self._read(), name="bench state raw consumer")
 
     async def stop(self) -> None:

@@ -81,7 +81,7 @@ from edgebus.kafka.clients import (
     stop_quietly,
 )
 from edgebus.kafka.clusters import ENV_BOOTSTRAP, resolve_clusters
-from edgebus.kafka.reading import topic_partitions
+from edgebus.kafka.reading import seek_to_first, seek_to_last, topic_partitions
 from edgebus.kafka.topics import commit_log_topic, ensure_topics
 from edgebus.sdk import EdgeBus
 from edgebus.wire.commit_log import H_SAGA, decode_saga_record
@@ -474,9 +474,7 @@ class _AckWatch:
         )
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
         self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
-        for tp in tps:
-            await self.consumer.position(tp)
+        await seek_to_last(self.consumer, tps)
         self.consumer.pause(*tps)
 
     @property
@@ -574,9 +572,7 @@ class _Baselines:
         )
         tps = await topic_partitions(self.consumer, [self.rtt_topic])
         self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve the end offsets now, not on the first fetch
-            await self.consumer.position(tp)
+        await seek_to_last(self.consumer, tps)
         self._reader = asyncio.create_task(self._read(), name="bench strong raw consumer")
         self.txn_producers = list(await asyncio.gather(*(
             start_transactional_producer(
@@ -632,7 +628,7 @@ async def _read_commit_log(config: EdgeConfig, bootstrap: str) -> dict[str, list
                for p in range(config.kafka.partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_first(consumer, tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
         deadline = time.monotonic() + READY_TIMEOUT_S
         while remaining and time.monotonic() < deadline:

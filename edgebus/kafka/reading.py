@@ -17,6 +17,7 @@ __all__ = [
     "read_to_end",
     "records_below",
     "seek_to_first",
+    "seek_to_last",
     "topic_partitions",
     "wait_for_leaders",
 ]
@@ -50,6 +51,17 @@ async def seek_to_first(consumer: Consumer, tps: Iterable[TopicPartition]) -> No
     if not tps:
         return
     for tp, offset in (await consumer.beginning_offsets(tps)).items():
+        consumer.seek(tp, offset)
+
+
+async def seek_to_last(consumer: Consumer, tps: Iterable[TopicPartition]) -> None:
+    """Position each partition at its end (the next offset to be written), explicitly,
+    for the same reason as :func:`seek_to_first`: records appended from now on are read,
+    none before."""
+    tps = list(tps)
+    if not tps:
+        return
+    for tp, offset in (await consumer.end_offsets(tps)).items():
         consumer.seek(tp, offset)
 
 
