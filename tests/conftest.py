@@ -9,6 +9,10 @@ Where the broker comes from, first match wins:
 
 A test that needs Kafka and finds none fails with what was tried and how to fix it;
 it is never skipped (STYLE.md, 11).
+
+Hypothesis runs with the profile ``dev`` (few examples: a fast local loop) or, where
+``CI`` is ``true``, ``ci`` (more examples, no deadline); ``HYPOTHESIS_PROFILE`` (or
+pytest's ``--hypothesis-profile``) picks one by name.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from edgebus.errors import EdgebusError
 from edgebus.localkafka import launcher
@@ -40,6 +45,46 @@ BROKER_READY_TIMEOUT_S = 120.0
 
 #: (returncode, parsed JSON or None, stdout, stderr)
 CliResult = tuple[int, Any, str, str]
+
+
+# --------------------------------------------------------------------------- Hypothesis
+
+# Registered here, at import, before any test module builds its @settings (a test's
+# own settings take what they do not set from the profile loaded at that moment). A
+# test that sets max_examples keeps it in every profile: the CI count it needs (above
+# ci's) or a small one because each example is expensive. Both profiles derive from
+# Hypothesis's "default" profile, not from whatever it loaded by itself (it loads its
+# own "ci" profile wherever a CI variable is set, whatever its value).
+_BASE = settings.get_profile("default")
+
+#: a fast local loop: a few examples of each property (the example database, in
+#: .hypothesis/, replays the last failures first)
+settings.register_profile("dev", _BASE, max_examples=25)
+#: thorough, on shared and noisy machines: more examples, a fresh random sample each
+#: run (so runs add up to more coverage; a failure prints the blob that reproduces
+#: it), no deadline and no too-slow health check (a slow example is not a failure),
+#: no example database (a clean clone each time)
+settings.register_profile(
+    "ci",
+    _BASE,
+    max_examples=200,
+    derandomize=False,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+    print_blob=True,
+)
+
+
+def _hypothesis_profile() -> str:
+    """``HYPOTHESIS_PROFILE`` if set, else ``ci`` where ``CI`` is true, else ``dev``."""
+    chosen = os.environ.get("HYPOTHESIS_PROFILE")
+    if chosen:
+        return chosen
+    return "ci" if os.environ.get("CI", "").lower() in ("true", "1") else "dev"
+
+
+settings.load_profile(_hypothesis_profile())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

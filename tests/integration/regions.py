@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 from connectors import by_url
 from edgebus.config import EdgeConfig, load_config
 from edgebus.server.service import RegionService
+from tests.child_process import ChildProcess
 from tests.conftest import edgebus_executable, run_cli
 
 
@@ -99,32 +99,68 @@ def make_regions(
     return Regions(us, eu, ap, config, path, env, tmp_path)
 
 
-class ChildProcess:
-    """kill / stop / alive of a child process held in ``self.proc``."""
+class ServiceProcess:
+    """A restartable child process of a test (a region service, a coordinator, ...):
+    each :meth:`_launch` runs a new :class:`~tests.child_process.ChildProcess` on the
+    same log files; kill / stop / pause / resume / alive act on the current one."""
 
-    proc: subprocess.Popen[str] | None
+    child: ChildProcess | None
+
+    @property
+    def log_path(self) -> Path:
+        """The file its stderr is appended to (stdout: the same name, ``.stdout``)."""
+        raise NotImplementedError
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The current child's process (``returncode``, ``poll()``), if started."""
+        return self.child.popen if self.child is not None else None
+
+    def _launch(
+        self, command: list[str], env: Mapping[str, str], name: str, timeout_s: float
+    ) -> str:
+        """Start ``command`` and wait for its first stdout line that starts with ``{``
+        (its JSON answer), at most ``timeout_s`` even if it prints nothing; returns it.
+        A child that exits first or misses the deadline fails the test (and is
+        killed)."""
+        self.child = ChildProcess(command, log=self.log_path, env=env, name=name)
+        line = self.child.start(ready_line="{", timeout_s=timeout_s)
+        assert line is not None
+        return line
 
     def kill(self) -> None:
         """SIGKILL: no clean-up at all."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        if self.child is not None:
+            self.child.kill()
 
     def stop(self) -> None:
-        """SIGTERM and wait for a clean exit."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM and wait for a clean exit (SIGKILL after 30 s)."""
+        if self.child is not None:
+            self.child.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP (it must be running)."""
+        assert self.child is not None, "not started"
+        self.child.pause()
+
+    def resume(self) -> None:
+        """SIGCONT, if it runs."""
+        if self.child is not None:
+            self.child.resume()
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.alive()
+
+    def log_tail(self, n: int = 40) -> str:
+        """The last ``n`` lines of its log (stderr), earlier runs' included."""
+        if not self.log_path.exists():
+            return ""
+        lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(lines[-n:])
 
 
 @dataclass
-class RegionProcess(ChildProcess):
+class RegionProcess(ServiceProcess):
     """``edgebus region run`` as a child process (kill -9 able)."""
 
     regions: Regions
@@ -132,38 +168,23 @@ class RegionProcess(ChildProcess):
     store: str
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
-    proc: subprocess.Popen[str] | None = None
     url: str | None = None
+    child: ChildProcess | None = field(default=None, init=False, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.regions.tmp / f"{self.region}.log"
 
     def start(self, timeout_s: float = 90.0) -> str:
-        env = {**self.regions.env, **self.extra_env}
-        log = open(self.regions.tmp / f"{self.region}.log", "a", encoding="utf-8")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        line = self._launch(
             [edgebus_executable(), "region", "run", "--region", self.region,
              "--store", self.store, "--json", *self.extra_args],
-            env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+            {**self.regions.env, **self.extra_env}, f"region {self.region}", timeout_s,
         )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("{") or self.proc.poll() is not None:
-                break
-        if not line.startswith("{"):
-            self.kill()
-            raise AssertionError(f"region {self.region} did not start: {self.log_tail()}")
         started = json.loads(line)
         assert started["ok"], started
         self.url = started["url"]
         return str(self.url)
-
-    def log_tail(self, n: int = 40) -> str:
-        path = self.regions.tmp / f"{self.region}.log"
-        if not path.exists():
-            return ""
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(lines[-n:])
 
 
 async def store_rows(url: str) -> dict[str, tuple[bool, Any, int]]:

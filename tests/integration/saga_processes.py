@@ -34,8 +34,9 @@ from edgebus.region.applier import txn_marker
 from edgebus.wire.commit_log import decode_saga_record
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_TXN
+from tests.child_process import ChildProcess
 from tests.conftest import edgebus_executable
-from tests.integration.regions import ChildProcess, RegionProcess, Regions, make_regions
+from tests.integration.regions import RegionProcess, Regions, ServiceProcess, make_regions
 from tests.kafka_settings import KAFKA
 
 __all__ = [
@@ -70,15 +71,15 @@ def strong_regions(bootstrap: str, tmp_path: Path, **strong: Any) -> Regions:
 
 
 @dataclass
-class CoordinatorProcess(ChildProcess):
+class CoordinatorProcess(ServiceProcess):
     """``edgebus coordinator run`` as a child process (kill -9 able)."""
 
     regions: Regions
     instance_id: str | None = None
     #: timestamped INFO logs (partitions assigned, decisions retried) in the log file
     extra_env: dict[str, str] = field(default_factory=lambda: {"EDGEBUS_LOG_LEVEL": "INFO"})
-    proc: subprocess.Popen[str] | None = None
     name: str | None = None  #: the coordinator's name (``decided_by`` of its decisions)
+    child: ChildProcess | None = field(default=None, init=False, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -86,33 +87,16 @@ class CoordinatorProcess(ChildProcess):
 
     def start(self, timeout_s: float = 90.0) -> str:
         """Start and wait for its ``started`` line; returns its name."""
-        env = {**self.regions.env, **self.extra_env}
         args = ["--instance-id", self.instance_id] if self.instance_id else []
-        log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        line = self._launch(
             [edgebus_executable(), "coordinator", "run", "--json", *args],
-            env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+            {**self.regions.env, **self.extra_env},
+            f"coordinator {self.instance_id or '(dynamic)'}", timeout_s,
         )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("{") or self.proc.poll() is not None:
-                break
-        if not line.startswith("{"):
-            self.kill()
-            raise AssertionError(f"coordinator did not start: {self.log_tail()}")
         started = json.loads(line)
         assert started["ok"] and started["event"] == "started", started
         self.name = str(started["coordinator"])
         return self.name
-
-    def log_tail(self, n: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(lines[-n:])
 
 
 async def restart(proc: RegionProcess | CoordinatorProcess, failpoint: str | None = None) -> None:
@@ -134,7 +118,7 @@ async def ensure_running(
         await restart(proc, failpoint)
 
 
-async def wait_exit(proc: subprocess.Popen[str] | None, timeout_s: float = 60.0) -> int:
+async def wait_exit(proc: subprocess.Popen[bytes] | None, timeout_s: float = 60.0) -> int:
     """The return code of ``proc`` once it exits (polling); fails after ``timeout_s``."""
     assert proc is not None
     deadline = time.monotonic() + timeout_s

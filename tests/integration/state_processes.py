@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,8 @@ from edgebus.core.state_machine import StateLogRecord, StateObject, StateOp
 from edgebus.kafka.reading import read_to_end
 from edgebus.state.log import state_topic
 from edgebus.wire.state_log import decode_state_record
-from tests.integration.regions import ChildProcess, RegionProcess, Regions, make_regions
+from tests.child_process import ChildProcess
+from tests.integration.regions import RegionProcess, Regions, ServiceProcess, make_regions
 from tests.kafka_settings import KAFKA
 
 __all__ = [
@@ -123,16 +121,13 @@ class StateDeployment:
     def pause(self, region: str) -> None:
         """SIGSTOP ``region``'s process: it keeps its sockets and its idea of what it
         owns, and does nothing until resumed (a long GC pause, a frozen VM)."""
-        proc = self.procs[region].proc
-        assert proc is not None and proc.poll() is None, f"{region} is not running"
-        proc.send_signal(signal.SIGSTOP)
+        assert self.procs[region].alive(), f"{region} is not running"
+        self.procs[region].pause()
         self.paused.add(region)
 
     def resume(self, region: str) -> None:
         """SIGCONT a paused process."""
-        proc = self.procs[region].proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
+        self.procs[region].resume()
         self.paused.discard(region)
 
     def stop(self) -> None:
@@ -223,32 +218,25 @@ asyncio.run(main())
 
 
 @dataclass
-class LockHolderProcess(ChildProcess):
+class LockHolderProcess(ServiceProcess):
     """A child Python process that takes a lock (through its own EdgeBus, with the
     deployment's config), prints the answer and then holds on until killed."""
 
     regions: Regions
-    proc: subprocess.Popen[str] | None = None
+    holder: str = ""
+    child: ChildProcess | None = field(default=None, init=False, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.regions.tmp / f"lock-{self.holder}.log"
 
     def take(self, state_id: str, lock_name: str, holder: str, region: str,
              lease_ms: int, timeout_s: float = 60.0) -> dict[str, Any]:
         """Start it; returns its lock result (``StateResult.to_dict()``)."""
-        log = open(self.regions.tmp / f"lock-{holder}.log", "a", encoding="utf-8")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        self.holder = holder
+        line = self._launch(
             [sys.executable, "-c", _LOCK_HOLDER, state_id, lock_name, holder, region,
              str(lease_ms)],
-            env=self.regions.env, stdout=subprocess.PIPE, stderr=log, text=True,
+            self.regions.env, f"lock holder {holder}", timeout_s,
         )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("{") or self.proc.poll() is not None:
-                break
-        if not line.startswith("{"):
-            self.kill()
-            path = self.regions.tmp / f"lock-{holder}.log"
-            raise AssertionError(f"lock holder {holder} got no lock: "
-                                 f"{path.read_text(encoding='utf-8')[-3000:]}")
         return dict(json.loads(line))

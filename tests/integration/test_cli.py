@@ -14,6 +14,7 @@ from typing import Any
 
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
+from tests.child_process import ChildProcess
 from tests.kafka_settings import KAFKA
 
 EDGEBUS = str(Path(sys.executable).parent / "edgebus")
@@ -171,22 +172,23 @@ def test_tail_follow_prints_a_record_written_after_it_started(
     region, config = region_config(kafka_bootstrap, tmp_path)
     assert run(["write", "--region", region, "--key", "old", "--data", "0",
                 "--config", str(config)], env)[0] == 0  # fmt: skip
-    follower = subprocess.Popen(
+    follower = ChildProcess(
         [EDGEBUS, "tail", "--region", region, "--config", str(config), "--follow",
          "--limit", "1", "--idle-timeout", "60", "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        log=tmp_path / "follower.log", env=env, name="edgebus tail --follow",
     )  # fmt: skip
     try:
         import time
 
+        follower.start()
         time.sleep(4)  # let it start and reach the end of the topic
         assert run(["write", "--region", region, "--key", "new", "--data", "1",
                     "--config", str(config)], env)[0] == 0  # fmt: skip
-        out, err = follower.communicate(timeout=60)
+        follower.wait(60)
     finally:
         follower.kill()
-    assert follower.returncode == 0, err
-    [record] = [json.loads(line) for line in out.splitlines()]
+    assert follower.returncode == 0, follower.describe()
+    [record] = [json.loads(line) for line in follower.stdout_text().splitlines()]
     assert record["key"] == "new"
 
 

@@ -9,9 +9,9 @@ names (``<tag>.<action>``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable
@@ -27,7 +27,7 @@ from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import saga_progress_topic
 from edgebus.sagas.runner import SagaAction, SagaContext, SagaResult, SagaRunner
 from edgebus.wire.saga_progress import decode_progress
-from tests.integration.regions import eventually
+from tests.child_process import ChildProcess
 from tests.integration.saga_worker import action_names, make_actions, read_lines, saga_config
 from tests.kafka_settings import KAFKA
 
@@ -256,43 +256,36 @@ async def test_a_stuck_compensation_an_operator_did_by_hand_is_logged_and_compen
     ]
 
 
-def _spawn_worker(
+def _worker(
     kafka_bootstrap: str, workdir: Path, tag: str, saga_id: str, mode: str
-) -> subprocess.Popen[str]:
-    with (workdir / "worker.log").open("a", encoding="utf-8") as log:  # the child keeps a copy
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.saga_worker",
-             kafka_bootstrap, str(workdir), tag, saga_id, mode],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+) -> ChildProcess:
+    """The saga worker as a child process (not started); its stdout and stderr go to
+    ``workdir/worker.log``."""
+    log = workdir / "worker.log"
+    return ChildProcess(
+        [sys.executable, "-m", "tests.integration.saga_worker",
+         kafka_bootstrap, str(workdir), tag, saga_id, mode],
+        log=log, stdout=log, cwd=REPO, name="the saga worker",
+    )  # fmt: skip
 
 
-async def _wait_for_line(proc: subprocess.Popen[str], path: Path, line: str, workdir: Path) -> None:
-    async def there() -> bool:
-        if proc.poll() is not None:
-            log = (workdir / "worker.log").read_text(encoding="utf-8", errors="replace")
-            raise AssertionError(f"the saga worker exited ({proc.returncode}):\n{log[-3000:]}")
-        return line in read_lines(path)
-
-    await eventually(there, timeout_s=90, what=f"{line!r} in {path.name}")
-
-
-def _kill(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+async def _start_until_line(worker: ChildProcess, path: Path, line: str) -> None:
+    """Start ``worker`` and wait until ``line`` is in ``path``: at most 90 s, and it
+    fails the test at once if the worker exits first."""
+    await asyncio.to_thread(worker.start, ready=lambda: line in read_lines(path), timeout_s=90)
 
 
 async def test_a_saga_host_killed_during_step_2_is_resumed_by_another_process_and_completes(
     config: EdgeConfig, kafka_bootstrap: str, tag: str, tmp_path: Path
 ) -> None:
     saga_id = f"saga-{tag}"
-    proc = _spawn_worker(kafka_bootstrap, tmp_path, tag, saga_id, "block-step")
+    worker = _worker(kafka_bootstrap, tmp_path, tag, saga_id, "block-step")
     try:
         # step 2 (charge) runs only once step 1's completion is acknowledged by Kafka
-        await _wait_for_line(proc, tmp_path / "journal", "charge run 1", tmp_path)
+        await _start_until_line(worker, tmp_path / "journal", "charge run 1")
     finally:
-        _kill(proc)
-    assert proc.returncode == -signal.SIGKILL
+        worker.kill()
+    assert worker.returncode == -signal.SIGKILL
 
     async with SagaRunner(config, {}) as bystander:
         before = await bystander.show(saga_id)
@@ -339,11 +332,11 @@ async def test_a_saga_host_killed_during_a_compensation_is_resumed_and_compensat
     config: EdgeConfig, kafka_bootstrap: str, tag: str, tmp_path: Path
 ) -> None:
     saga_id = f"saga-{tag}"
-    proc = _spawn_worker(kafka_bootstrap, tmp_path, tag, saga_id, "block-compensation")
+    worker = _worker(kafka_bootstrap, tmp_path, tag, saga_id, "block-compensation")
     try:
-        await _wait_for_line(proc, tmp_path / "journal", "refund attempt 1", tmp_path)
+        await _start_until_line(worker, tmp_path / "journal", "refund attempt 1")
     finally:
-        _kill(proc)
+        worker.kill()
 
     (tmp_path / "release").touch()
     async with SagaRunner(config, make_actions(tmp_path, tag, "block-compensation")) as runner:

@@ -45,7 +45,7 @@ def _p(pos: Pos):  # type: ignore[no-untyped-def]
     return Position(*pos)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(st.integers(0, 2**32), st.integers(1, 40))
 def test_every_event_is_applied_once_after_its_dependencies(seed: int, n_writes: int) -> None:
     rng = random.Random(seed)

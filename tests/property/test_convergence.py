@@ -234,7 +234,7 @@ def one_late(draw: st.DrawFn) -> Schedule:
     return list(zip(events, forgets, strict=True))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(one_late())
 def test_one_late_event_folds_to_the_reference(schedule: Schedule) -> None:
     replica = Replica()
@@ -269,7 +269,7 @@ def late_counters(draw: st.DrawFn) -> Schedule:
     return list(zip([*events[n_late:], *late], forgets, strict=True))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(late_counters())
 def test_late_increments_fold_in_stamp_order_around_appends_and_merges(
     schedule: Schedule,
@@ -279,7 +279,7 @@ def test_late_increments_fold_in_stamp_order_around_appends_and_merges(
         replica.deliver(op, forget)  # checks every step against the reference
 
 
-@settings(max_examples=75, deadline=None)
+@settings(deadline=None)
 @given(event_sets())
 def test_in_order_delivery_never_needs_history(events: list[KeyOp]) -> None:
     """Events arriving in stamp order fold onto the stored value: no retained ops read."""
@@ -289,7 +289,7 @@ def test_in_order_delivery_never_needs_history(events: list[KeyOp]) -> None:
     assert replica.history_loads == 0
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(
     st.lists(
         st.tuples(hlcs, origins, st.integers(min_value=-(2**70), max_value=2**70)),

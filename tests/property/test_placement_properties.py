@@ -144,7 +144,7 @@ def test_placement_is_compliant_or_refused_never_in_between(
         assert placement.rerouted == (request.home is not None and request.home != placement.home)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(rules_st(), request_kwargs_st())
 def test_strict_mode_never_reroutes(rules: ComplianceRules, kwargs: dict[str, Any]) -> None:
     strict = ComplianceRules(
@@ -156,7 +156,7 @@ def test_strict_mode_never_reroutes(rules: ComplianceRules, kwargs: dict[str, An
         assert kwargs["home"] is None or outcome.home == kwargs["home"]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(rules_st(), request_kwargs_st())
 def test_placement_is_deterministic(rules: ComplianceRules, kwargs: dict[str, Any]) -> None:
     _, first = try_place(rules, kwargs)
@@ -174,7 +174,7 @@ def test_placement_is_deterministic(rules: ComplianceRules, kwargs: dict[str, An
         assert second == first
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(rules_st(), request_kwargs_st())
 def test_allowed_regions_do_not_depend_on_preferences_health_or_strategy(
     rules: ComplianceRules, kwargs: dict[str, Any]

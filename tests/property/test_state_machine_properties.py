@@ -225,7 +225,7 @@ def simulate(steps: list[tuple[Any, ...]]) -> Simulation:
 # -- convergence ----------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(actions, st.floats(0, 1))
 def test_readers_of_the_same_records_agree_and_resuming_from_a_snapshot_changes_nothing(
     steps: list[tuple[Any, ...]], where: float
@@ -247,7 +247,7 @@ def test_readers_of_the_same_records_agree_and_resuming_from_a_snapshot_changes_
 # -- fencing --------------------------------------------------------------------------
 
 
-@settings(max_examples=120, deadline=None)
+@settings(deadline=None)
 @given(actions)
 def test_one_owner_per_epoch_has_ops_accepted_and_only_within_its_lease(
     steps: list[tuple[Any, ...]],
@@ -351,7 +351,7 @@ class Cluster:
                               self.owner.host))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(
     st.lists(st.integers(-5, 10), min_size=1, max_size=6),
     st.lists(
@@ -414,7 +414,7 @@ class Hold:
     end: int  # inclusive
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(
     st.lists(
         st.tuples(

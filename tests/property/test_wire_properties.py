@@ -61,7 +61,6 @@ def test_specialized_writer_bytes_equal_fastavro_bytes(event: EventEnvelope) -> 
     assert encode_event(event).value == expected
 
 
-@settings(max_examples=200)
 @given(events())
 def test_every_event_round_trips(event: EventEnvelope) -> None:
     assert decode_event(encode_event(event).value) == event

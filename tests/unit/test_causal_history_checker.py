@@ -532,7 +532,7 @@ def simulations(draw: st.DrawFn) -> CausalSim:
     return sim
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(simulations(), st.randoms(use_true_random=False))
 def test_causally_consistent_simulated_histories_have_no_anomalies(
     sim: CausalSim, rnd: random.Random
@@ -543,7 +543,7 @@ def test_causally_consistent_simulated_histories_have_no_anomalies(
     assert anomalies == [], summarize(anomalies)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(
     simulations(),
     st.sampled_from(SESSIONS),

@@ -58,7 +58,7 @@ def test_fast_reader_equals_the_generic_decoder(value: bytes) -> None:
     assert read_event(value) == generic(value)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(encoded_events(), st.data())
 def test_truncated_or_extended_body_is_a_decode_error_never_a_crash(
     value: bytes, data: st.DataObject

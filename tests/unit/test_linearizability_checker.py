@@ -504,7 +504,7 @@ def replace_a_read(
     return calls, mutated
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(
     rng=st.randoms(use_true_random=False),
     clients=st.integers(min_value=1, max_value=8),
@@ -523,7 +523,7 @@ def test_histories_of_a_simulated_atomic_register_are_linearizable(
     assert result.ok, result.summary()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(
     rng=st.randoms(use_true_random=False),
     clients=st.integers(min_value=1, max_value=8),
