@@ -1,4 +1,5 @@
-"""Benchmark plumbing: ``edgebus`` commands as child processes, SIGTERM handling."""
+"""Benchmark plumbing: ``edgebus`` commands as child processes (a region service, with
+the run's config in a file), SIGTERM handling."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
 
-__all__ = ["READY_TIMEOUT_S", "ChildCommand", "cancelled_on_sigterm"]
+__all__ = [
+    "READY_TIMEOUT_S",
+    "ChildCommand",
+    "cancelled_on_sigterm",
+    "config_file",
+    "region_process",
+]
 
 #: how long a child may take to print its start line
 READY_TIMEOUT_S = 90.0
@@ -87,6 +95,22 @@ class ChildCommand:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def config_file(config: EdgeConfig, path: Path) -> Path:
+    """Write ``config`` to ``path`` as JSON (for the children's ``--config``); ``path``."""
+    path.write_text(json.dumps(config.model_dump(mode="json")), encoding="utf-8")
+    return path
+
+
+def region_process(region: str, store: str, config_path: Path, log_path: Path) -> ChildCommand:
+    """``edgebus region run`` as a child process (its start line carries its URL)."""
+    return ChildCommand(
+        f"region {region}",
+        ["region", "run", "--region", region, "--store", store, "--config", str(config_path),
+         "--json"],
+        log_path,
+    )
 
 
 @contextlib.contextmanager

@@ -36,7 +36,6 @@ The figures are pure functions of the samples (:func:`summarize`, :func:`check_r
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import statistics
 import tempfile
@@ -46,10 +45,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from edgebus.bench.children import READY_TIMEOUT_S, ChildCommand, cancelled_on_sigterm
+from edgebus.bench.children import (
+    READY_TIMEOUT_S,
+    cancelled_on_sigterm,
+    config_file,
+    region_process,
+)
+from edgebus.bench.figures import percentile
 from edgebus.bench.materialize import fresh_region, scratch_config
 from edgebus.bench.produce import sample_record
-from edgebus.bench.replicate import percentile
 from edgebus.config import EdgeConfig
 from edgebus.core.freshness import missing
 from edgebus.core.session import SessionToken
@@ -330,18 +334,6 @@ async def _setup(
     return _Workload(values, token)
 
 
-def _region_process(
-    region: str, config_path: Path, store: str, log_path: Path
-) -> ChildCommand:
-    """``edgebus region run`` as a child process (its start line carries its URL)."""
-    return ChildCommand(
-        f"region {region}",
-        ["region", "run", "--region", region, "--store", store, "--config", str(config_path),
-         "--json"],
-        log_path,
-    )
-
-
 async def run_read_bench(
     config: EdgeConfig,
     reads: int = 2000,
@@ -379,9 +371,8 @@ async def run_read_bench(
                     "local", reader, region, work, reads, warmup, partitions, examples
                 )
         # the same store, now served by a process of its own
-        config_path = Path(tmp) / "config.json"
-        config_path.write_text(json.dumps(config.model_dump(mode="json")), encoding="utf-8")
-        child = _region_process(region, config_path, store, Path(tmp) / "region.log")
+        config_path = config_file(config, Path(tmp) / "config.json")
+        child = region_process(region, store, config_path, Path(tmp) / "region.log")
         try:
             await child.start()
             async with EdgeBus(config, client_id="edgebus-bench-read-remote") as reader:

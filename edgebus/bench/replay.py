@@ -36,6 +36,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from edgebus.bench.children import config_file
 from edgebus.bench.materialize import (
     fill_region,
     fresh_region,
@@ -130,6 +131,53 @@ async def _child(args: Sequence[str]) -> dict[str, Any]:
     return result
 
 
+async def _fill(
+    config: EdgeConfig, region: str, bootstrap: str, events: int, concurrency: int
+) -> tuple[int, float]:
+    """Write what the region's topic lacks of ``events`` events: ``(written, writes/s)``."""
+    topic = events_topic(region)
+    existing = sum((await end_offsets(config.kafka, bootstrap, [topic])).values())
+    if existing >= events:
+        return 0, 0.0
+    async with EdgeBus(config, client_id="edgebus-bench-fill") as bus:
+        fill_rate = await fill_region(bus, region, existing, events, concurrency)
+    return events - existing, fill_rate
+
+
+async def _replay_prefix(
+    config_path: Path, region: str, cuts: dict[int, int], store: Path
+) -> ReplaySize:
+    """Both children on the prefix of the topic ending at ``cuts``; their figures."""
+    common = [
+        "--config",
+        str(config_path),
+        "--region",
+        region,
+        "--until-offsets",
+        ",".join(f"{p}:{o}" for p, o in cuts.items()),
+    ]
+    raw = await _child(["--child", "raw", *common])
+    ours = await _child(["--child", "replay", *common, "--store", f"sqlite://{store}"])
+    store_mb = _store_mb(store)
+    remove_store(store)
+    if ours["events"] != raw["events"]:
+        raise EdgebusError(
+            f"replay read {ours['events']} events, the raw consumer {raw['events']}"
+        )
+    return ReplaySize(
+        events=ours["events"],
+        replay_events_per_s=round(ours["events"] / ours["seconds"], 1),
+        raw_events_per_s=round(raw["events"] / raw["seconds"], 1),
+        ratio=round(raw["seconds"] / ours["seconds"], 3),
+        replay_peak_rss_mb=round(ours["max_rss_kb"] / 1024, 1),
+        raw_peak_rss_mb=round(raw["max_rss_kb"] / 1024, 1),
+        replay_seconds=round(ours["seconds"], 3),
+        raw_seconds=round(raw["seconds"], 3),
+        keys=ours["keys"],
+        store_mb=store_mb,
+    )
+
+
 async def run_replay_bench(
     config: EdgeConfig,
     events: int = 1_000_000,
@@ -143,14 +191,8 @@ async def run_replay_bench(
     region = region or fresh_region("replay")
     config = scratch_config(config, [region])
     bootstrap = resolve_clusters(config)[region]
-    topic = events_topic(region)
-    existing = sum((await end_offsets(config.kafka, bootstrap, [topic])).values())
-    filled, fill_rate = 0, 0.0
-    if existing < events:
-        async with EdgeBus(config, client_id="edgebus-bench-fill") as bus:
-            fill_rate = await fill_region(bus, region, existing, events, concurrency)
-        filled = events - existing
-    ends = await topic_ends(config.kafka, bootstrap, topic)
+    filled, fill_rate = await _fill(config, region, bootstrap, events, concurrency)
+    ends = await topic_ends(config.kafka, bootstrap, events_topic(region))
     result = ReplayBenchResult(
         region=region,
         bootstrap=bootstrap,
@@ -160,41 +202,11 @@ async def run_replay_bench(
         fill_writes_per_s=round(fill_rate, 1),
     )
     with tempfile.TemporaryDirectory(prefix="edgebus-bench-", dir=store_dir) as tmp:
-        config_path = Path(tmp) / "config.json"
-        config_path.write_text(json.dumps(config.model_dump(mode="json")), encoding="utf-8")
+        config_path = config_file(config, Path(tmp) / "config.json")
         for n, fraction in enumerate(sorted(fractions)):
             cuts = _cuts(ends, round(events * fraction))
-            common = [
-                "--config",
-                str(config_path),
-                "--region",
-                region,
-                "--until-offsets",
-                ",".join(f"{p}:{o}" for p, o in cuts.items()),
-            ]
-            raw = await _child(["--child", "raw", *common])
             store = Path(tmp) / f"replay-{n}.db"
-            ours = await _child(["--child", "replay", *common, "--store", f"sqlite://{store}"])
-            store_mb = _store_mb(store)
-            remove_store(store)
-            if ours["events"] != raw["events"]:
-                raise EdgebusError(
-                    f"replay read {ours['events']} events, the raw consumer {raw['events']}"
-                )
-            result.sizes.append(
-                ReplaySize(
-                    events=ours["events"],
-                    replay_events_per_s=round(ours["events"] / ours["seconds"], 1),
-                    raw_events_per_s=round(raw["events"] / raw["seconds"], 1),
-                    ratio=round(raw["seconds"] / ours["seconds"], 3),
-                    replay_peak_rss_mb=round(ours["max_rss_kb"] / 1024, 1),
-                    raw_peak_rss_mb=round(raw["max_rss_kb"] / 1024, 1),
-                    replay_seconds=round(ours["seconds"], 3),
-                    raw_seconds=round(raw["seconds"], 3),
-                    keys=ours["keys"],
-                    store_mb=store_mb,
-                )
-            )
+            result.sizes.append(await _replay_prefix(config_path, region, cuts, store))
     return result
 
 

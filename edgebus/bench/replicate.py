@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import tempfile
 import time
 import uuid
@@ -30,11 +29,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgebus.bench.figures import percentile
 from edgebus.bench.materialize import fresh_region, scratch_config
 from edgebus.bench.produce import sample_record
-from edgebus.config import EdgeConfig
+from edgebus.config import EdgeConfig, KafkaConfig
 from edgebus.errors import EdgebusError
-from edgebus.kafka.clients import Consumer, start_consumer, start_producer
+from edgebus.kafka.clients import Consumer, Producer, start_consumer, start_producer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import ensure_topics
@@ -46,15 +46,6 @@ __all__ = ["ReplicateResult", "percentile", "run_replicate_bench"]
 
 #: how long to wait for the last events of a phase to arrive before giving up
 ARRIVAL_TIMEOUT_S = 120.0
-
-
-def percentile(samples: list[float], p: float) -> float:
-    """Nearest-rank percentile of ``samples`` (``p`` in 0..100)."""
-    ordered = sorted(samples)
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 @dataclass
@@ -117,6 +108,119 @@ def _lags(keys: list[bytes], sent: dict[bytes, float], seen: dict[bytes, float])
     return [(seen[k] - sent[k]) * 1000 for k in keys]
 
 
+async def _phase(
+    tag: str,
+    n: int,
+    pace: float,
+    send: Callable[[str, int], Awaitable[None]],
+    seen: dict[bytes, float],
+) -> list[float]:
+    """``n`` writes ``send(tag, i)`` at ``pace`` per second; their lags (ms) once each
+    key was ``seen``."""
+    sent: dict[bytes, float] = {}
+    await _paced(n, pace, lambda i: send(tag, i), sent, lambda i: f"{tag}:{i}".encode())
+    keys = list(sent)
+    await _arrived(keys, seen, f"{tag} events")
+    return _lags(keys, sent, seen)
+
+
+class _Edgebus:
+    """The measured side: writes in the source region placed in both, and when each
+    key's event was committed to the target's store (its materializer's listener)."""
+
+    def __init__(self, bus: EdgeBus, source: str, target: str) -> None:
+        self.bus = bus
+        self.source = source
+        self.target = target
+        self.applied_at: dict[bytes, float] = {}
+
+    def on_applied(self, events: list[AppliedEvent]) -> None:
+        now = time.perf_counter()
+        for event in events:
+            self.applied_at.setdefault(event.key.encode(), now)
+
+    async def write(self, tag: str, i: int) -> None:
+        receipt = await self.bus.write(
+            f"{tag}:{i}", sample_record(i), region=self.source, replication_factor=2
+        )
+        if receipt.placement != (self.source, self.target):
+            raise EdgebusError(
+                f"placed in {receipt.placement}, not {self.source, self.target}")
+
+
+class _RawHop:
+    """The baseline: a raw producer (the SDK's settings) sending the same record bytes
+    to a scratch topic, and a raw consumer without a group (the materializer's fetch
+    settings) noting when each key arrived."""
+
+    def __init__(self, kafka: KafkaConfig, bootstrap: str, topic: str, value: bytes) -> None:
+        self.kafka = kafka
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.value = value
+        self.arrived_at: dict[bytes, float] = {}
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+        self._reader: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> _RawHop:
+        """Start the clients and the consumer's reader, then assign it to the topic from
+        its first offsets."""
+        self._producer = await start_producer(
+            self.kafka, self.bootstrap, "events", client_id="edgebus-bench-raw"
+        )
+        self._consumer = await start_consumer(
+            self.kafka, self.bootstrap, "region", client_id="edgebus-bench-raw"
+        )
+        self._reader = asyncio.ensure_future(self._consume(self._consumer))
+        try:
+            tps = await topic_partitions(self._consumer, [self.topic])
+            self._consumer.assign(tps)
+            await seek_to_first(self._consumer, tps)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._reader is not None
+        assert self._consumer is not None and self._producer is not None
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    async def _consume(self, consumer: Consumer) -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    if record.value is not None and record.key is not None:
+                        self.arrived_at.setdefault(record.key, now)
+
+    async def send(self, tag: str, i: int) -> None:
+        assert self._producer is not None
+        await (await self._producer.send(self.topic, self.value, key=f"{tag}:{i}".encode()))
+
+
+async def _measure(
+    edgebus: _Edgebus, raw: _RawHop, count: int, rate: float, rounds: int
+) -> tuple[list[float], list[float]]:
+    """A warm-up phase of each side, then ``rounds`` of raw and edgebus phases:
+    ``(raw lags, edgebus lags)`` in ms."""
+    # warm-up: group joins, connections, metadata; not measured
+    await _phase("warm-edgebus", 50, 100, edgebus.write, edgebus.applied_at)
+    await _phase("warm-raw", 50, 100, raw.send, raw.arrived_at)
+    raw_lags: list[float] = []
+    edgebus_lags: list[float] = []
+    for n in range(rounds):
+        raw_lags += await _phase(f"raw{n}", count, rate, raw.send, raw.arrived_at)
+        edgebus_lags += await _phase(f"eb{n}", count, rate, edgebus.write, edgebus.applied_at)
+    return raw_lags, edgebus_lags
+
+
 async def run_replicate_bench(
     config: EdgeConfig,
     rate: float = 500.0,
@@ -128,27 +232,9 @@ async def run_replicate_bench(
     source, target = fresh_region("repa"), fresh_region("repb")
     config = scratch_config(config, [source, target])
     bootstrap = resolve_clusters(config)[source]
-    kafka = config.kafka
     raw_topic = f"edgebus.bench.{uuid.uuid4().hex[:6]}.latency"
-    await ensure_topics(kafka, bootstrap, [raw_topic])
+    await ensure_topics(config.kafka, bootstrap, [raw_topic])
     count = max(1, int(rate * seconds))
-    applied_at: dict[bytes, float] = {}
-    arrived_at: dict[bytes, float] = {}
-
-    def on_applied(events: list[AppliedEvent]) -> None:
-        now = time.perf_counter()
-        for event in events:
-            applied_at.setdefault(event.key.encode(), now)
-
-    async def consume_raw(raw_consumer: Consumer) -> None:
-        while True:
-            batch = await raw_consumer.getmany(timeout_ms=200)
-            now = time.perf_counter()
-            for records in batch.values():
-                for record in records:
-                    if record.value is not None and record.key is not None:
-                        arrived_at.setdefault(record.key, now)
-
     with tempfile.TemporaryDirectory(prefix="edgebus-bench-", dir=store_dir) as tmp:
         store = f"sqlite://{Path(tmp) / 'target.db'}"
         async with (
@@ -156,78 +242,31 @@ async def run_replicate_bench(
             EdgeBus(config, client_id="edgebus-bench-writer") as bus,
         ):
             assert service.materializer is not None
-            service.materializer.on_applied(on_applied)
+            edgebus = _Edgebus(bus, source, target)
+            service.materializer.on_applied(edgebus.on_applied)
+            value = bus.prepare_write(
+                "bench:lag", sample_record(0), region=source, replication_factor=2
+            ).encoded.value
             # the SDK's producer settings and the materializer's fetch settings
-            raw_producer = await start_producer(
-                kafka, bootstrap, "events", client_id="edgebus-bench-raw"
-            )
-            raw_consumer = await start_consumer(
-                kafka, bootstrap, "region", client_id="edgebus-bench-raw"
-            )
-            reader = asyncio.ensure_future(consume_raw(raw_consumer))
-            try:
-                tps = await topic_partitions(raw_consumer, [raw_topic])
-                raw_consumer.assign(tps)
-                await seek_to_first(raw_consumer, tps)
-                value = bus.prepare_write(
-                    "bench:lag", sample_record(0), region=source, replication_factor=2
-                ).encoded.value
+            async with _RawHop(config.kafka, bootstrap, raw_topic, value) as raw:
+                raw_lags, edgebus_lags = await _measure(edgebus, raw, count, rate, rounds)
+    return ReplicateResult(
+        rate=rate, seconds=seconds, rounds=rounds, writes=count, source_region=source,
+        target_region=target, bootstrap=bootstrap, **_lag_figures(edgebus_lags, raw_lags),
+    )
 
-                async def edgebus_write(tag: str, i: int) -> None:
-                    receipt = await bus.write(
-                        f"{tag}:{i}", sample_record(i), region=source, replication_factor=2
-                    )
-                    if receipt.placement != (source, target):
-                        raise EdgebusError(f"placed in {receipt.placement}, not {source, target}")
 
-                async def raw_send(tag: str, i: int) -> None:
-                    await (await raw_producer.send(raw_topic, value, key=f"{tag}:{i}".encode()))
-
-                async def phase(
-                    tag: str,
-                    n: int,
-                    pace: float,
-                    send: Callable[[str, int], Awaitable[None]],
-                    seen: dict[bytes, float],
-                ) -> list[float]:
-                    sent: dict[bytes, float] = {}
-                    await _paced(
-                        n, pace, lambda i: send(tag, i), sent, lambda i: f"{tag}:{i}".encode()
-                    )
-                    keys = list(sent)
-                    await _arrived(keys, seen, f"{tag} events")
-                    return _lags(keys, sent, seen)
-
-                # warm-up: group joins, connections, metadata; not measured
-                await phase("warm-edgebus", 50, 100, edgebus_write, applied_at)
-                await phase("warm-raw", 50, 100, raw_send, arrived_at)
-                raw_lags: list[float] = []
-                edgebus_lags: list[float] = []
-                for n in range(rounds):
-                    raw_lags += await phase(f"raw{n}", count, rate, raw_send, arrived_at)
-                    edgebus_lags += await phase(f"eb{n}", count, rate, edgebus_write, applied_at)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-                await raw_consumer.stop()
-                await raw_producer.stop()
+def _lag_figures(edgebus_lags: list[float], raw_lags: list[float]) -> dict[str, float]:
+    """Both sides' p50, p99 and max (ms), and the ratios of their percentiles."""
     eb50, eb99 = percentile(edgebus_lags, 50), percentile(edgebus_lags, 99)
     raw50, raw99 = percentile(raw_lags, 50), percentile(raw_lags, 99)
-    return ReplicateResult(
-        rate=rate,
-        seconds=seconds,
-        rounds=rounds,
-        writes=count,
-        source_region=source,
-        target_region=target,
-        bootstrap=bootstrap,
-        edgebus_p50_ms=round(eb50, 2),
-        edgebus_p99_ms=round(eb99, 2),
-        edgebus_max_ms=round(max(edgebus_lags), 2),
-        raw_p50_ms=round(raw50, 2),
-        raw_p99_ms=round(raw99, 2),
-        raw_max_ms=round(max(raw_lags), 2),
-        p50_ratio=round(eb50 / raw50, 3),
-        p99_ratio=round(eb99 / raw99, 3),
-    )
+    return {
+        "edgebus_p50_ms": round(eb50, 2),
+        "edgebus_p99_ms": round(eb99, 2),
+        "edgebus_max_ms": round(max(edgebus_lags), 2),
+        "raw_p50_ms": round(raw50, 2),
+        "raw_p99_ms": round(raw99, 2),
+        "raw_max_ms": round(max(raw_lags), 2),
+        "p50_ratio": round(eb50 / raw50, 3),
+        "p99_ratio": round(eb99 / raw99, 3),
+    }

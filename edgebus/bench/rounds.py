@@ -1,32 +1,71 @@
-"""Latency figures over a benchmark's rounds, shared by the latency benchmarks."""
+"""Interleaved rounds of batches, shared by the latency benchmarks: the order of the
+batches, and the batches themselves (N workers, each doing one operation after the
+other, until a count or a duration is done).
+
+The figures over the rounds are :func:`~edgebus.bench.figures.round_figures`."""
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
-from edgebus.bench.replicate import percentile
+from edgebus.bench.figures import round_figures
 
-__all__ = ["round_figures"]
+__all__ = ["counted_batch", "round_figures", "schedule", "timed_batch"]
 
 
-def round_figures(batches: Sequence[tuple[list[float], float]]) -> dict[str, Any]:
-    """The figures of one mode from its batches, one per round: ``(latencies in ms,
-    wall seconds)``. p50, p99 and rate are medians over the batches, mean and max over
-    every sample; the per-round values are kept too."""
-    p50s = [percentile(ms, 50) for ms, _ in batches]
-    p99s = [percentile(ms, 99) for ms, _ in batches]
-    rates = [len(ms) / seconds for ms, seconds in batches]
-    every = [x for ms, _ in batches for x in ms]
-    return {
-        "ops": len(every),
-        "p50_ms": round(statistics.median(p50s), 3),
-        "p99_ms": round(statistics.median(p99s), 3),
-        "mean_ms": round(statistics.fmean(every), 3),
-        "max_ms": round(max(every), 3),
-        "per_s": round(statistics.median(rates), 1),
-        "rounds_p50_ms": [round(x, 3) for x in p50s],
-        "rounds_p99_ms": [round(x, 3) for x in p99s],
-        "rounds_per_s": [round(x, 1) for x in rates],
-    }
+def schedule(
+    concurrencies: Sequence[int], modes: Sequence[str], rounds: int, rng: random.Random
+) -> Iterator[tuple[int, int, str]]:
+    """``(round, concurrency, mode)`` of every batch: each round holds every
+    (concurrency, mode) pair once, in a new random order."""
+    pairs = [(c, m) for c in concurrencies for m in modes]
+    for n in range(rounds):
+        rng.shuffle(pairs)
+        for c, m in pairs:
+            yield n, c, m
+
+
+async def counted_batch(
+    count: int, concurrency: int, one: Callable[[int, int], Awaitable[float]],
+    timeout_s: float,
+) -> tuple[list[float], float]:
+    """``one(worker, i)`` for i < count by ``concurrency`` workers, each one at a time,
+    within ``timeout_s``; ``(latencies in ms, wall seconds)``. ``one`` returns its own
+    latency (ms)."""
+    next_index = 0
+    latencies: list[float] = []
+
+    async def worker(w: int) -> None:
+        nonlocal next_index
+        while next_index < count:
+            i = next_index
+            next_index += 1
+            latencies.append(await one(w, i))
+
+    started = time.perf_counter()
+    await asyncio.wait_for(
+        asyncio.gather(*(worker(w) for w in range(concurrency))), timeout_s
+    )
+    return latencies, time.perf_counter() - started
+
+
+async def timed_batch(
+    seconds: float, concurrency: int, one: Callable[[], Awaitable[float]], grace_s: float
+) -> tuple[list[float], float]:
+    """``concurrency`` workers, each calling ``one()`` one after the other until
+    ``seconds`` have passed (the last calls may overrun by ``grace_s``); ``(latencies
+    in ms, wall seconds)``."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            latencies.append(await one())
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))),
+                           seconds + grace_s)
+    return latencies, time.perf_counter() - started
