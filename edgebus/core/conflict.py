@@ -170,44 +170,68 @@ def apply(state: KeyState | None, key: str, op: KeyOp) -> Applied:
 
     Raises :class:`NeedsHistory` when ``state.ops`` is ``None`` and the retained ops
     are needed; call again with ``state.with_ops(...)``.
+
+    The common cases are folded here in O(1): a set or delete newer than every
+    retained op, an increment, append or merge newer than everything applied. The
+    rare ones have a function each: a key's first event (:func:`_first`), a set or
+    delete under newer retained ops (:func:`_rebase`), a late op (:func:`_late`).
     """
-    stamp, operation = op.stamp, op.operation
     if state is None:
-        if operation in _LWW:
-            return Applied(_based(key, op, stamp, 1))
-        exists, value = _step(False, None, op)
-        return Applied(
-            KeyState(key, exists, value, None, stamp, 1, 1, _int_incr(op, None), (op,)),
-            retain=op,
-        )
+        return _first(key, op)
+    stamp = op.stamp
     version = state.version + 1
     if state.base is not None and stamp < state.base:  # overwritten before it arrived
         return Applied(replace(state, version=version), effective=False)
-    if operation in _LWW:
+    if op.operation in _LWW:
         if state.n_ops == 0 or stamp > state.top:  # every retained op is older: all go
             drop = stamp if state.n_ops else None
             return Applied(_based(key, op, stamp, version), drop_before=drop)
-        later = tuple(o for o in _loaded(state) if o.stamp > stamp)
-        base_exists, base_value = _step(False, None, op)
-        exists, value = fold(base_exists, base_value, later)
-        return Applied(
-            KeyState(
-                key, exists, value, stamp, max(state.top, stamp), version, len(later),
-                _all_int(later, base_value), later, base_exists, base_value,
-            ),
-            drop_before=stamp,
-        )
-    if stamp > state.top:  # in order: fold onto the stored value
-        exists, value = _step(state.exists, state.value, op)
-        ops = None if state.ops is None else (*state.ops, op)
-        return Applied(
-            KeyState(
-                key, exists, value, state.base, stamp, version, state.n_ops + 1,
-                state.int_counter and _int_incr(op, state.value), ops,
-                *_base_pair(state),
-            ),
-            retain=op,
-        )
+        return _rebase(state, key, op, version)
+    if stamp <= state.top:
+        return _late(state, key, op, version)
+    # in order: fold onto the stored value
+    exists, value = _step(state.exists, state.value, op)
+    ops = None if state.ops is None else (*state.ops, op)
+    return Applied(
+        KeyState(
+            key, exists, value, state.base, stamp, version, state.n_ops + 1,
+            state.int_counter and _int_incr(op, state.value), ops,
+            *_base_pair(state),
+        ),
+        retain=op,
+    )
+
+
+def _first(key: str, op: KeyOp) -> Applied:
+    """The first event of a key."""
+    if op.operation in _LWW:
+        return Applied(_based(key, op, op.stamp, 1))
+    exists, value = _step(False, None, op)
+    return Applied(
+        KeyState(key, exists, value, None, op.stamp, 1, 1, _int_incr(op, None), (op,)),
+        retain=op,
+    )
+
+
+def _rebase(state: KeyState, key: str, op: KeyOp, version: int) -> Applied:
+    """A set or delete older than some retained op: the new base, with the retained
+    ops newer than it folded onto it again."""
+    stamp = op.stamp
+    later = tuple(o for o in _loaded(state) if o.stamp > stamp)
+    base_exists, base_value = _step(False, None, op)
+    exists, value = fold(base_exists, base_value, later)
+    return Applied(
+        KeyState(
+            key, exists, value, stamp, max(state.top, stamp), version, len(later),
+            _all_int(later, base_value), later, base_exists, base_value,
+        ),
+        drop_before=stamp,
+    )
+
+
+def _late(state: KeyState, key: str, op: KeyOp, version: int) -> Applied:
+    """An increment, append or merge older than an event already applied: a late
+    integer increment commutes; anything else refolds the retained ops from the base."""
     if state.int_counter and _int_incr(op, state.value):  # late integer increment: commutes
         ops = None if state.ops is None else tuple(sorted((*state.ops, op)))
         return Applied(

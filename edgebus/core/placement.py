@@ -396,32 +396,55 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
     :class:`~edgebus.errors.InfrastructureUnavailable` when every remaining allowed
     region is unhealthy, when fewer than ``min_replicas`` healthy ones remain, or, in
     strict mode without ``fallback="any_available"``, when the home is unhealthy.
+
+    The steps narrow the regions in turn: allowed by compliance, not excluded
+    (:func:`_compliant`), healthy (:func:`_healthy`); then rank and order them.
     """
     regions = request.regions
     home = request.home
     if home is not None and home not in regions:
         raise UnknownRegion(home, regions)
     classes = request.classes or frozenset({rules.default_classification})
-    label = tuple(sorted(classes))
     required, allowed = _compliance(rules, regions, classes, request.compliance_zones)
+    compliant = _compliant(rules, request, classes, required, allowed)
+    candidates = _healthy(rules, request, required, compliant)
+    ordered = _ordered(request, home, _rank(request, allowed, candidates))
+    return Placement(
+        home=ordered[0],
+        regions=ordered,
+        classes=frozenset(classes),
+        zones_required=required,
+        allowed=allowed,
+        rerouted=home is not None and ordered[0] != home,
+        degraded=(
+            _degraded(request, allowed, compliant) if len(candidates) < len(compliant) else ()
+        ),
+    )
+
+
+def _compliant(
+    rules: ComplianceRules,
+    request: PlacementRequest,
+    classes: frozenset[str],
+    required: tuple[str, ...],
+    allowed: tuple[str, ...],
+) -> list[str]:
+    """The allowed regions the request does not exclude. ComplianceViolation when
+    none is allowed or none is left, when (strict) the home is not allowed or is
+    excluded, or when fewer than ``min_replicas`` are left even with every region
+    healthy."""
+    home = request.home
 
     def violation(reason: str) -> ComplianceViolation:
-        return ComplianceViolation(label, required, regions, reason)
+        return ComplianceViolation(tuple(sorted(classes)), required, request.regions, reason)
 
     if not allowed:
-        undefined = [z for z in required if not rules.zones.get(z)]
-        if undefined:
-            reason = f"required zone(s) {', '.join(undefined)} have no regions in compliance.zones"
-        else:
-            detail = "; ".join(f"{z}: {', '.join(rules.zones[z])}" for z in required)
-            reason = f"no configured region lies in every required zone ({detail})"
-        raise violation(reason)
+        raise violation(_why_none_allowed(rules, required))
     if rules.strict_mode and home is not None and home not in allowed:
         raise violation(
             f"the requested location {home!r} is not in the zones required "
             f"(allowed regions: {', '.join(allowed)}); strict_mode refuses to reroute"
         )
-
     excluded = set(request.excluded)
     compliant = [r for r in allowed if r not in excluded]
     if not compliant:
@@ -438,7 +461,28 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
             f"for min_replicas {floor}, even with every region healthy; lower min_replicas "
             "or allow more regions"
         )
+    return compliant
 
+
+def _why_none_allowed(rules: ComplianceRules, required: tuple[str, ...]) -> str:
+    """Why no configured region lies in every required zone."""
+    undefined = [z for z in required if not rules.zones.get(z)]
+    if undefined:
+        return f"required zone(s) {', '.join(undefined)} have no regions in compliance.zones"
+    detail = "; ".join(f"{z}: {', '.join(rules.zones[z])}" for z in required)
+    return f"no configured region lies in every required zone ({detail})"
+
+
+def _healthy(
+    rules: ComplianceRules,
+    request: PlacementRequest,
+    required: tuple[str, ...],
+    compliant: list[str],
+) -> list[str]:
+    """The compliant regions that are healthy (the candidates); refuse, retriably, when
+    none is, when fewer than ``min_replicas`` are, or when (strict, no fallback) the
+    home is not among them."""
+    home = request.home
     unhealthy = request.unhealthy
     candidates = [r for r in compliant if r not in unhealthy]
     if not candidates:
@@ -449,6 +493,7 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
                 "and a write never leaves its zones, whatever the fallback"
             )
         raise InfrastructureUnavailable(detail)
+    floor = request.min_replicas
     if floor is not None and len(candidates) < floor:
         down = [r for r in compliant if r in unhealthy]
         raise InfrastructureUnavailable(
@@ -467,29 +512,26 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
             f"reroute (healthy compliant regions: {', '.join(candidates)}); "
             'fallback="any_available" would move it to one of them'
         )
+    return candidates
 
-    ranked = _rank(request, allowed, candidates)
-    ordered = _ordered(request, home, ranked)
-    degraded: tuple[str, ...] = ()
-    if len(candidates) < len(compliant):
-        ideal = _ordered(request, home, _rank(request, allowed, compliant))
-        degraded = tuple(r for r in ideal if r in unhealthy)
-    return Placement(
-        home=ordered[0],
-        regions=ordered,
-        classes=frozenset(classes),
-        zones_required=required,
-        allowed=allowed,
-        rerouted=home is not None and ordered[0] != home,
-        degraded=degraded,
-    )
+
+def _degraded(
+    request: PlacementRequest, allowed: tuple[str, ...], compliant: list[str]
+) -> tuple[str, ...]:
+    """The regions the placement would have used had every region been healthy, and
+    that were skipped because unhealthy, in rank order (see the module docstring)."""
+    ideal = _ordered(request, request.home, _rank(request, allowed, compliant))
+    return tuple(r for r in ideal if r in request.unhealthy)
 
 
 def _ordered(request: PlacementRequest, home: str | None, ranked: list[str]) -> tuple[str, ...]:
     """Home (when among ``ranked``, else the best-ranked region) first, then the rest of
     ``ranked``, truncated to the replication factor."""
     chosen = home if home is not None and home in ranked else ranked[0]
-    ordered = (chosen, *(r for r in ranked if r != chosen))
+    if chosen == ranked[0]:  # ranked holds each region once
+        ordered = tuple(ranked)
+    else:
+        ordered = (chosen, *[r for r in ranked if r != chosen])
     if request.replication_factor is not None:
         ordered = ordered[: request.replication_factor]
     return ordered

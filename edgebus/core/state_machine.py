@@ -33,7 +33,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from edgebus.core.ownership import (
     Claim,
@@ -353,83 +353,124 @@ def execute(
     when the request waits (a lock held by someone else, before the request's
     deadline ``sent_ms + timeout_ms``). Does not change ``obj``: apply the result.
 
-    A request already answered gets its first answer again (``duplicate``)."""
-    v = obj.view
-
-    def op(outcome: Outcome, result: Any = None, *, message: str = "",
-           changes: Mapping[str, Any] | None = None, removed: tuple[str, ...] = (),
-           cleared: bool = False, locks: tuple[LockHold, ...] | None = None,
-           bump: bool = False) -> StateOp:
-        return StateOp(
-            state_id=obj.state_id, req_id=request.req_id, operation=request.operation,
-            region=region, host=host, epoch=v.epoch, lease_until_ms=lease_until_ms,
-            from_region=request.from_region, outcome=outcome, result=result,
-            version=obj.version + (1 if bump else 0), changes=dict(changes or {}),
-            removed=removed, cleared=cleared, locks=locks, message=message,
-            migratable=request.enable_migration,
-        )
-
+    A request already answered gets its first answer again (``duplicate``); a request
+    no owner could run is refused (:func:`validate_request` says why); any other runs
+    by its operation (:data:`_RUNNERS`)."""
+    run = _Run(obj, request, region, host, lease_until_ms, now_ms, sent_ms, update_fn)
     answer = obj.applied.get(request.req_id)
     if answer is not None:
-        return StateOp(
-            state_id=obj.state_id, req_id=request.req_id, operation=request.operation,
-            region=region, host=host, epoch=v.epoch, lease_until_ms=lease_until_ms,
-            from_region=request.from_region, outcome=answer.outcome, result=answer.result,
-            version=answer.version, message=answer.message, duplicate=True,
-        )
+        return run.again(answer)
     try:
         validate_request(request)
     except InvalidInput as e:
-        return op("refused", message=str(e))
-    name = request.key
-    kind = request.operation
-    if kind == "get":
-        return op("ok", obj.value(name))
-    if kind == "set":
-        if name is None:
-            assert isinstance(request.value, dict)
-            new = {str(k): v for k, v in request.value.items()}
-            gone = tuple(k for k in obj.data if k not in new)
-            return op("ok", request.value, changes=new, removed=gone, bump=True)
-        return op("ok", request.value, changes={name: request.value}, bump=True)
-    if kind == "delete":
-        if name is None:
-            return op("ok", obj.value(), cleared=True, bump=True)
-        return op("ok", obj.value(name), removed=(name,) if name in obj.data else (),
+        return run.op("refused", message=str(e))
+    return _RUNNERS[request.operation](run)
+
+
+class _Run(NamedTuple):
+    """One request being run by the owner: what the operations read, and the records
+    they answer with (every one names the request, the owner and its lease)."""
+
+    obj: StateObject
+    request: StateRequest
+    region: str
+    host: str
+    lease_until_ms: int
+    now_ms: int
+    sent_ms: int
+    update_fn: UpdateFn | None
+
+    def op(
+        self,
+        outcome: Outcome,
+        result: Any = None,
+        *,
+        message: str = "",
+        changes: Mapping[str, Any] | None = None,
+        removed: tuple[str, ...] = (),
+        cleared: bool = False,
+        locks: tuple[LockHold, ...] | None = None,
+        bump: bool = False,
+    ) -> StateOp:
+        """The record of this run: ``bump`` when it changes the state (a new version)."""
+        obj, request = self.obj, self.request
+        return StateOp(
+            state_id=obj.state_id, req_id=request.req_id, operation=request.operation,
+            region=self.region, host=self.host, epoch=obj.view.epoch,
+            lease_until_ms=self.lease_until_ms, from_region=request.from_region,
+            outcome=outcome, result=result, version=obj.version + (1 if bump else 0),
+            changes=dict(changes or {}), removed=removed, cleared=cleared, locks=locks,
+            message=message, migratable=request.enable_migration,
+        )
+
+    def again(self, answer: Answer) -> StateOp:
+        """The first answer to this request, repeated (a duplicate changes nothing)."""
+        obj, request = self.obj, self.request
+        return StateOp(
+            state_id=obj.state_id, req_id=request.req_id, operation=request.operation,
+            region=self.region, host=self.host, epoch=obj.view.epoch,
+            lease_until_ms=self.lease_until_ms, from_region=request.from_region,
+            outcome=answer.outcome, result=answer.result, version=answer.version,
+            message=answer.message, duplicate=True,
+        )
+
+
+# -- the operations: one function each, the request already validated -------------
+
+
+def _get(run: _Run) -> StateOp:
+    return run.op("ok", run.obj.value(run.request.key))
+
+
+def _set(run: _Run) -> StateOp:
+    name, value = run.request.key, run.request.value
+    if name is None:
+        assert isinstance(value, dict)
+        new = {str(k): v for k, v in value.items()}
+        gone = tuple(k for k in run.obj.data if k not in new)
+        return run.op("ok", value, changes=new, removed=gone, bump=True)
+    return run.op("ok", value, changes={name: value}, bump=True)
+
+
+def _delete(run: _Run) -> StateOp:
+    name, obj = run.request.key, run.obj
+    if name is None:
+        return run.op("ok", obj.value(), cleared=True, bump=True)
+    return run.op("ok", obj.value(name), removed=(name,) if name in obj.data else (),
                   bump=name in obj.data)
-    if kind == "increment":
-        target = name or _DEFAULT_FIELD["increment"]
-        current = obj.data.get(target, 0)
-        if isinstance(current, bool) or not isinstance(current, int | float):
-            return op("refused", message=f"cannot increment field {target!r}: it holds "
+
+
+def _increment(run: _Run) -> StateOp:
+    request = run.request
+    target = request.key or _DEFAULT_FIELD["increment"]
+    current = run.obj.data.get(target, 0)
+    if isinstance(current, bool) or not isinstance(current, int | float):
+        return run.op("refused", message=f"cannot increment field {target!r}: it holds "
                       f"{type(current).__name__}, not a number")
-        total = current + request.increment
-        if isinstance(total, float) and not math.isfinite(total):
-            return op("refused", message=f"incrementing field {target!r} ({current}) by "
+    total = current + request.increment
+    if isinstance(total, float) and not math.isfinite(total):
+        return run.op("refused", message=f"incrementing field {target!r} ({current}) by "
                       f"{request.increment} overflows: the total is not a finite number")
-        return op("ok", total, changes={target: total}, bump=True)
-    if kind == "append":
-        target = name or _DEFAULT_FIELD["append"]
-        current = obj.data.get(target, [])
-        if not isinstance(current, list):
-            return op("refused", message=f"cannot append to field {target!r}: it holds "
+    return run.op("ok", total, changes={target: total}, bump=True)
+
+
+def _append(run: _Run) -> StateOp:
+    target = run.request.key or _DEFAULT_FIELD["append"]
+    current = run.obj.data.get(target, [])
+    if not isinstance(current, list):
+        return run.op("refused", message=f"cannot append to field {target!r}: it holds "
                       f"{type(current).__name__}, not a list")
-        items = [*current, request.value]
-        return op("ok", items, changes={target: items}, bump=True)
-    if kind == "update":
-        return _update(obj, request, update_fn, op)
-    if kind == "lock":
-        return _lock(obj, request, now_ms, sent_ms, op)
-    return _unlock(obj, request, now_ms, op)
+    items = [*current, run.request.value]
+    return run.op("ok", items, changes={target: items}, bump=True)
 
 
-def _update(obj: StateObject, request: StateRequest, update_fn: UpdateFn | None,
-            op: Callable[..., StateOp]) -> StateOp:
+def _update(run: _Run) -> StateOp:
+    obj, request, update_fn = run.obj, run.request, run.update_fn
     name = request.key
     current = obj.value(name)
     if request.update_fn is not None:
         if update_fn is None:
-            return op("refused", message=(
+            return run.op("refused", message=(
                 f"update_fn {request.update_fn!r} is not registered at the owner: register "
                 "it with edgebus.state.register_update_fn in the processes that host states "
                 "(region services), under that name"))
@@ -437,26 +478,26 @@ def _update(obj: StateObject, request: StateRequest, update_fn: UpdateFn | None,
             new = update_fn(current)
             json.dumps(new, allow_nan=False)
         except Exception as e:  # the user's function: its error is the answer
-            return op("refused", message=f"update_fn {request.update_fn!r} failed: "
-                      f"{type(e).__name__}: {e}")
+            return run.op("refused", message=f"update_fn {request.update_fn!r} failed: "
+                          f"{type(e).__name__}: {e}")
     else:
         base = current if isinstance(current, dict) else {}
         if name is not None and current is not None and not isinstance(current, dict):
-            return op("refused", message=f"cannot merge an object into field {name!r}: it "
-                      f"holds {type(current).__name__}; use set, or an update_fn")
+            return run.op("refused", message=f"cannot merge an object into field {name!r}: "
+                          f"it holds {type(current).__name__}; use set, or an update_fn")
         new = {**base, **request.value}
     if name is not None:
-        return op("ok", new, changes={name: new}, bump=True)
+        return run.op("ok", new, changes={name: new}, bump=True)
     if not isinstance(new, dict):
-        return op("refused", message="update of the whole state must give an object (a "
-                  f"dict), the update_fn returned {type(new).__name__}")
+        return run.op("refused", message="update of the whole state must give an object (a "
+                      f"dict), the update_fn returned {type(new).__name__}")
     fresh = {str(k): v for k, v in new.items()}
     gone = tuple(k for k in obj.data if k not in fresh)
-    return op("ok", new, changes=fresh, removed=gone, bump=True)
+    return run.op("ok", new, changes=fresh, removed=gone, bump=True)
 
 
-def _lock(obj: StateObject, request: StateRequest, now_ms: int, sent_ms: int,
-          op: Callable[..., StateOp]) -> StateOp | None:
+def _lock(run: _Run) -> StateOp | None:
+    obj, request, now_ms = run.obj, run.request, run.now_ms
     lock_name = request.lock_name
     assert lock_name is not None
     hold = obj.locks.get(lock_name)
@@ -464,28 +505,41 @@ def _lock(obj: StateObject, request: StateRequest, now_ms: int, sent_ms: int,
         granted = LockHold(lock_name, request.holder, now_ms + request.lease_ms)
         others = (h for h in obj.locks.values() if h.name != lock_name and h.until_ms >= now_ms)
         locks = (*others, granted)
-        return op("ok", {"lock": lock_name, "holder": request.holder,
-                         "until_ms": granted.until_ms}, locks=locks)
-    if now_ms >= sent_ms + request.timeout_ms:
-        return op("timeout", {"lock": lock_name, "holder": hold.holder,
-                              "until_ms": hold.until_ms},
-                  message=f"lock {lock_name!r} is held by {hold.holder!r} until "
-                  f"{hold.until_ms} (owner's clock, ms); waited {request.timeout_ms} ms")
+        return run.op("ok", {"lock": lock_name, "holder": request.holder,
+                             "until_ms": granted.until_ms}, locks=locks)
+    if now_ms >= run.sent_ms + request.timeout_ms:
+        return run.op("timeout", {"lock": lock_name, "holder": hold.holder,
+                                  "until_ms": hold.until_ms},
+                      message=f"lock {lock_name!r} is held by {hold.holder!r} until "
+                      f"{hold.until_ms} (owner's clock, ms); waited {request.timeout_ms} ms")
     return None
 
 
-def _unlock(obj: StateObject, request: StateRequest, now_ms: int,
-            op: Callable[..., StateOp]) -> StateOp:
+def _unlock(run: _Run) -> StateOp:
+    obj, request, now_ms = run.obj, run.request, run.now_ms
     lock_name = request.lock_name
     assert lock_name is not None
     hold = obj.locks.get(lock_name)
     if hold is None or hold.until_ms < now_ms or hold.holder != request.holder:
         held_by = "nobody" if hold is None or hold.until_ms < now_ms else repr(hold.holder)
-        return op("refused", {"released": False},
-                  message=f"lock {lock_name!r} is not held by {request.holder!r} (held by "
-                  f"{held_by}): nothing to unlock")
+        return run.op("refused", {"released": False},
+                      message=f"lock {lock_name!r} is not held by {request.holder!r} (held by "
+                      f"{held_by}): nothing to unlock")
     locks = tuple(h for h in obj.locks.values() if h.name != lock_name and h.until_ms >= now_ms)
-    return op("ok", {"released": True, "lock": lock_name}, locks=locks)
+    return run.op("ok", {"released": True, "lock": lock_name}, locks=locks)
+
+
+#: what runs each operation (every one of :data:`OPERATIONS`)
+_RUNNERS: Mapping[Operation, Callable[[_Run], StateOp | None]] = {
+    "get": _get,
+    "set": _set,
+    "delete": _delete,
+    "increment": _increment,
+    "append": _append,
+    "update": _update,
+    "lock": _lock,
+    "unlock": _unlock,
+}
 
 
 def claim_delay_ms(

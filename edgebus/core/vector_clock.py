@@ -12,41 +12,10 @@ Clocks are immutable, hashable and compared by content. Operations that would no
 change a clock return the same object instead of a copy (``advance`` of a covered
 position, ``merge`` with a dominated clock), which keeps the hot paths cheap.
 
-Wire format, version 1
-----------------------
-Every integer below is an unsigned LEB128 varint: seven bits per byte, least
-significant group first, the high bit (0x80) set on every byte except the last.
-Only the shortest form is valid (a multi-byte varint never ends in 0x00) and a
-varint is at most 9 bytes long (values below 2**63)::
-
-    clock        = version region_count region{region_count}
-    version      = 0x01                     one byte
-    region_count = varint                   number of regions that follow
-    region       = name_len name entry_count entry{entry_count}
-    name_len     = varint                   length of name in bytes, at least 1
-    name         = the region name in UTF-8
-    entry_count  = varint                   at least 1
-    entry        = partition offset
-    partition    = varint                   0 .. 2**31 - 1 (a Kafka int32)
-    offset       = varint                   0 .. 2**63 - 1 (a Kafka int64)
-
-Regions appear in strictly increasing order of their UTF-8 bytes (the same as the
-code-point order of the names); within a region, entries appear in strictly
-increasing partition order; a region appears only if it has at least one entry.
-Hence equal clocks encode to equal bytes, and :meth:`VectorClock.decode` accepts
-exactly this canonical form and nothing after it (so ``decode(b).encode() == b``).
-The empty clock is ``01 00``. For example the clock
-``{("eu-west-1", 0): 7, ("us-east-1", 0): 42, ("us-east-1", 3): 300}`` is::
-
-    01                              version 1
-    02                              2 regions
-    09 65 75 2d 77 65 73 74 2d 31   "eu-west-1"
-    01                              1 entry
-    00 07                           partition 0, offset 7
-    09 75 73 2d 65 61 73 74 2d 31   "us-east-1"
-    02                              2 entries
-    00 2a                           partition 0, offset 42
-    03 ac 02                        partition 3, offset 300
+The binary wire format (version 1: LEB128 varints, regions and partitions in
+canonical order, so equal clocks encode to equal bytes) is specified and implemented
+in :mod:`edgebus.core.clock_codec`; :meth:`VectorClock.encode` and
+:meth:`VectorClock.decode` use it, and ``decode(b).encode() == b``.
 
 The JSON form (:meth:`VectorClock.to_json`) is an object mapping
 ``"<region>:<partition>"`` to the offset, e.g. ``{"us-east-1:0": 42}``.
@@ -59,6 +28,14 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple, final
 
+from edgebus.core.clock_codec import (
+    EMPTY_BYTES,
+    MAX_OFFSET,
+    MAX_PARTITION,
+    WIRE_VERSION,
+    decode_entries,
+    encode_entries,
+)
 from edgebus.errors import DecodeError, InvalidInput
 
 __all__ = [
@@ -70,15 +47,7 @@ __all__ = [
     "VectorClock",
 ]
 
-#: The version byte that starts every encoded clock.
-WIRE_VERSION: Final = 1
-#: Largest partition number a clock accepts (Kafka partitions are int32).
-MAX_PARTITION: Final = 2**31 - 1
-#: Largest offset a clock accepts (Kafka offsets are int64).
-MAX_OFFSET: Final = 2**63 - 1
-
 _Key = tuple[str, int]
-_EMPTY_BYTES: Final = b"\x01\x00"
 
 
 class Position(NamedTuple):
@@ -147,7 +116,7 @@ class VectorClock:
     @classmethod
     def _trusted(cls, entries: dict[_Key, int], encoded: bytes | None = None) -> VectorClock:
         """Wrap an already validated dict without copying it; the caller gives it up."""
-        clock: VectorClock = object.__new__(cls)
+        clock: VectorClock = _new(cls)
         _init(clock, entries, encoded)
         return clock
 
@@ -178,7 +147,7 @@ class VectorClock:
         cached = self._hash
         if cached is None:
             cached = hash(frozenset(self._entries.items()))
-            object.__setattr__(self, "_hash", cached)
+            _set_hash(self, cached)
         return cached
 
     def __repr__(self) -> str:
@@ -294,69 +263,16 @@ class VectorClock:
     # -- wire format ---------------------------------------------------------------
 
     def encode(self) -> bytes:
-        """The canonical version-1 bytes of this clock (see the module docstring).
+        """The canonical version-1 bytes of this clock (see
+        :mod:`edgebus.core.clock_codec`).
 
         The result is cached on the clock (a decoded clock starts with its input).
         """
         cached = self._encoded
         if cached is not None:
             return cached
-        entries = self._entries
-        if not entries:
-            return _EMPTY_BYTES
-        # Built as a list of byte values: list.append is the cheapest per-byte step in
-        # CPython. Counts are written into a one-byte slot, widened in the rare case
-        # (>= 128 regions or partitions in a region) that they need more.
-        out: list[int] = [WIRE_VERSION, 0]
-        append = out.append
-        regions = 0
-        region = ""
-        count_at = 0
-        count = 0
-        for key in sorted(entries):
-            if key[0] != region:
-                if count:
-                    _set_count(out, count_at, count)
-                region = key[0]
-                name = region.encode()
-                size = len(name)
-                if size < 0x80:
-                    append(size)
-                else:
-                    _append_varint(append, size)
-                out += name
-                count_at = len(out)
-                append(0)
-                count = 0
-                regions += 1
-            partition = key[1]
-            if partition < 0x80:
-                append(partition)
-            else:
-                _append_varint(append, partition)
-            offset = entries[key]
-            # The offset varint, unrolled up to 4 bytes (the encoder's hot path).
-            if offset < 0x80:
-                append(offset)
-            elif offset < 0x4000:
-                append(offset & 0x7F | 0x80)
-                append(offset >> 7)
-            elif offset < 0x200000:
-                append(offset & 0x7F | 0x80)
-                append(offset >> 7 & 0x7F | 0x80)
-                append(offset >> 14)
-            elif offset < 0x10000000:
-                append(offset & 0x7F | 0x80)
-                append(offset >> 7 & 0x7F | 0x80)
-                append(offset >> 14 & 0x7F | 0x80)
-                append(offset >> 21)
-            else:
-                _append_varint(append, offset)
-            count += 1
-        _set_count(out, count_at, count)
-        _set_count(out, 1, regions)
-        encoded = bytes(out)
-        object.__setattr__(self, "_encoded", encoded)
+        encoded = encode_entries(self._entries)
+        _set_encoded(self, encoded)
         return encoded
 
     @classmethod
@@ -375,103 +291,12 @@ class VectorClock:
                     f"Cannot decode vector clock: expected bytes, got {type(data).__name__}."
                 )
             data = bytes(data)
-        size = len(data)
-        if size < 2:
-            if size == 0:
-                raise DecodeError("Cannot decode vector clock: the input is empty.")
-            if data[0] != WIRE_VERSION:
-                raise _bad_version(data[0])
-            raise _error("truncated input: missing the region count", 1, size)
-        if data[0] != WIRE_VERSION:
-            raise _bad_version(data[0])
-        if data == _EMPTY_BYTES:
+        entries = decode_entries(data)
+        if not entries:
             return _EMPTY
-        entries: dict[_Key, int] = {}
-        pos = 1
-        try:
-            value = data[pos]
-            if value < 0x80:
-                pos += 1
-            else:
-                value, pos = _read_varint(data, pos)
-            previous = b""
-            for _ in range(value):
-                start = pos
-                value = data[pos]
-                if value < 0x80:
-                    pos += 1
-                else:
-                    value, pos = _read_varint(data, pos)
-                if value == 0:
-                    raise _error("empty region name", start, size)
-                end = pos + value
-                if end > size:
-                    raise _error("truncated input inside a region name", size, size)
-                raw = data[pos:end]
-                if raw <= previous:
-                    reason = "repeated region" if raw == previous else "regions out of order"
-                    raise _error(f"{reason} {raw!r}", pos, size)
-                try:
-                    region = raw.decode()
-                except UnicodeDecodeError as exc:
-                    reason = f"region name is not valid UTF-8 ({exc.reason})"
-                    raise _error(reason, pos, size) from None
-                previous = raw
-                pos = end
-                start = pos
-                value = data[pos]
-                if value < 0x80:
-                    pos += 1
-                else:
-                    value, pos = _read_varint(data, pos)
-                if value == 0:
-                    raise _error(f"region {region!r} has no entries", start, size)
-                last_partition = -1
-                for _ in range(value):
-                    start = pos
-                    partition = data[pos]
-                    if partition < 0x80:
-                        pos += 1
-                    else:
-                        partition, pos = _read_varint(data, pos)
-                        if partition > MAX_PARTITION:
-                            raise _error(f"partition {partition} is out of range", start, size)
-                    if partition <= last_partition:
-                        reason = "repeated" if partition == last_partition else "out of order"
-                        raise _error(
-                            f"partition {partition} of region {region!r} is {reason}",
-                            start,
-                            size,
-                        )
-                    # The offset varint, unrolled up to 4 bytes: offsets are the bulk
-                    # of a clock, and this loop is the decoder's hot path.
-                    offset = data[pos]
-                    if offset < 0x80:
-                        pos += 1
-                    else:
-                        byte = data[pos + 1]
-                        if byte < 0x80:
-                            if byte == 0:
-                                raise _error("non-minimal varint", pos, size)
-                            offset = (offset & 0x7F) | byte << 7
-                            pos += 2
-                        else:
-                            offset = (offset & 0x7F) | (byte & 0x7F) << 7
-                            byte = data[pos + 2]
-                            if byte < 0x80:
-                                if byte == 0:
-                                    raise _error("non-minimal varint", pos, size)
-                                offset |= byte << 14
-                                pos += 3
-                            else:
-                                offset, pos = _read_varint(data, pos)
-                    entries[(region, partition)] = offset
-                    last_partition = partition
-        except IndexError:
-            raise _error("truncated input", size, size) from None
-        if pos != size:
-            raise _error(f"{size - pos} trailing byte(s) after the clock", pos, size)
-        return VectorClock._trusted(entries, data)
+        clock: VectorClock = _new(VectorClock)
+        _init(clock, entries, data)
+        return clock
 
     # -- JSON ----------------------------------------------------------------------
 
@@ -513,10 +338,23 @@ class VectorClock:
         return VectorClock._trusted(entries) if entries else _EMPTY
 
 
+def _slot_setter(name: str) -> Callable[[VectorClock, Any], None]:
+    """The setter of one of VectorClock's slots, past its ``__setattr__`` (which
+    refuses): about half the cost of ``object.__setattr__`` on the hot paths."""
+    setter: Callable[[VectorClock, Any], None] = VectorClock.__dict__[name].__set__
+    return setter
+
+
+_new: Final = object.__new__
+_set_entries: Final = _slot_setter("_entries")
+_set_encoded: Final = _slot_setter("_encoded")
+_set_hash: Final = _slot_setter("_hash")
+
+
 def _init(clock: VectorClock, entries: dict[_Key, int], encoded: bytes | None) -> None:
-    object.__setattr__(clock, "_entries", entries)
-    object.__setattr__(clock, "_encoded", encoded)
-    object.__setattr__(clock, "_hash", None)
+    _set_entries(clock, entries)
+    _set_encoded(clock, encoded)
+    _set_hash(clock, None)
 
 
 def _check_entry(region: object, partition: object, offset: object) -> None:
@@ -551,54 +389,4 @@ def _dominated_by(low: dict[_Key, int], high: dict[_Key, int]) -> bool:
     return True
 
 
-def _append_varint(append: Callable[[int], None], value: int) -> None:
-    while value >= 0x80:
-        append((value & 0x7F) | 0x80)
-        value >>= 7
-    append(value)
-
-
-def _set_count(out: list[int], at: int, count: int) -> None:
-    """Write ``count`` into the one-byte slot at ``at``, widening it if needed."""
-    if count < 0x80:
-        out[at] = count
-    else:
-        wide: list[int] = []
-        _append_varint(wide.append, count)
-        out[at : at + 1] = wide
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """Read a varint at ``pos``; return ``(value, next position)``. IndexError if cut."""
-    start = pos
-    result = 0
-    shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if byte == 0 and shift:
-                raise _error("non-minimal varint", start, len(data))
-            return result, pos
-        shift += 7
-        if shift >= 63:
-            raise _error("varint longer than 9 bytes", start, len(data))
-
-
-def _error(reason: str, pos: int, size: int) -> DecodeError:
-    return DecodeError(
-        f"Cannot decode vector clock: {reason} (at byte {pos} of {size}). "
-        "Pass the bytes produced by VectorClock.encode(), whole and unchanged."
-    )
-
-
-def _bad_version(version: int) -> DecodeError:
-    return DecodeError(
-        f"Cannot decode vector clock: unsupported version byte 0x{version:02x} "
-        f"(this edgebus reads version 0x{WIRE_VERSION:02x}). "
-        "The data was written by a newer edgebus or is not a vector clock."
-    )
-
-
-_EMPTY: Final = VectorClock._trusted({}, _EMPTY_BYTES)
+_EMPTY: Final = VectorClock._trusted({}, EMPTY_BYTES)
