@@ -83,7 +83,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "CONSISTENCIES",
@@ -527,6 +527,29 @@ def _returned(h: _History, r: int) -> tuple[str, tuple[Op, ...]]:
     return h.write(got).describe(), (h.write(got),)
 
 
+class _StaleRead(NamedTuple):
+    """A stale read, the write it should have seen, where that write became known and
+    what the read returned instead."""
+
+    read: Op
+    witness: int  #: the write it should have seen (write id)
+    source: int  #: the first of the sources that holds the witness (op index)
+    got: str  #: what the read returned, described ("nothing" if nothing)
+    got_ops: tuple[Op, ...]  #: ... as ops (none if nothing)
+
+
+def _stale_read_witnesses(
+    h: _History,
+    sources: Sequence[int],
+    queries: Iterable[tuple[int, int]],
+    region: str | None,
+) -> Iterator[_StaleRead]:
+    """:func:`_stale_reads`, each with the first of ``sources`` that holds its witness
+    (one of those the read's query knew: they hold every witness) and what it returned."""
+    for r, w in _stale_reads(h, sources, queries, region):
+        yield _StaleRead(h.ops[r], w, _first_source(h, sources, w), *_returned(h, r))
+
+
 def _check_reads(h: _History) -> list[Anomaly]:
     found: list[Anomaly] = []
     for i, op in enumerate(h.ops):
@@ -595,15 +618,12 @@ def _check_sessions(h: _History) -> list[Anomaly]:
         ]
         if not queries:
             continue
-        for r, w in _stale_reads(h, members, queries, None):
-            read, seen = h.ops[r], h.write(w)
-            through = _first_source(h, members[: h.prefix[r]], w)
-            via = h.ops[through]
-            got, got_ops = _returned(h, r)
+        for read, w, through, got, got_ops in _stale_read_witnesses(h, members, queries, None):
+            seen, via = h.write(w), h.ops[through]
             how = "it wrote" if through == h.write_op[w] else f"through {via.describe()}"
             why = (
                 f"placed in {read.region}, so the key cannot be absent there"
-                if h.target[r] == _ABSENT
+                if not got_ops
                 else f"which causally follows the returned {got}"
             )
             message = (
@@ -625,23 +645,17 @@ def _check_regions(h: _History) -> list[Anomaly]:
         sources = sorted((i for i in reads if h.target[i] >= 0), key=lambda i: h.ops[i].completed)
         ends = [h.ops[i].completed for i in sources]
         queries = [(bisect.bisect_left(ends, h.ops[r].invoked), r) for r in reads]
-        for r, w in _stale_reads(h, sources, queries, region):
-            later, dep = h.ops[r], h.write(w)
-            first = _first_source(h, sources, w)
-            earlier = h.ops[first]
-            got, got_ops = _returned(h, r)
+        for later, w, first, got, got_ops in _stale_read_witnesses(h, sources, queries, region):
+            dep, earlier = h.write(w), h.ops[first]
             also = f",\n    and the returned {got} causally precedes it" if got_ops else ""
             if h.target[first] == w:
-                message = (
-                    f"region {region} went back in time: {earlier.describe()}\n"
-                    f"    but the later {later.describe()}{also}"
-                )
+                what = f"region {region} went back in time: {earlier.describe()}"
             else:
-                message = (
+                what = (
                     f"write visible before its dependency: {earlier.describe()}\n"
-                    f"    observed a write that causally depends on {dep.describe()},\n"
-                    f"    but the later {later.describe()}{also}"
+                    f"    observed a write that causally depends on {dep.describe()},"
                 )
+            message = f"{what}\n    but the later {later.describe()}{also}"
             found.append(Anomaly("visibility", message, (later, earlier, dep, *got_ops)))
     return found
 

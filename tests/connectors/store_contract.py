@@ -1,15 +1,16 @@
 """The one contract every store passes (eventsourcing's ``ProcessRecorderTestCase``).
 
-A backend's test module subclasses :class:`StoreContract`, names its URL ``scheme``
-and overrides :meth:`StoreContract.make_store`; it may add tests of its own. States
-are built the way a region service builds them: by folding events with
+A backend's test module subclasses :class:`StoreContract`, names its URL ``scheme``,
+its ``store_class`` and the ``file_name`` it keeps in a directory; it may add tests of
+its own. States are built the way a region service builds them: by folding events with
 :func:`edgebus.core.conflict.apply` (see :class:`Folder`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +24,16 @@ from edgebus.core.conflict import KeyOp, KeyState, Stamp, apply
 from edgebus.core.envelope import Operation
 from edgebus.errors import StoreError
 
-__all__ = ["Event", "Folder", "StoreContract", "as_loaded", "event", "varied_events"]
+__all__ = [
+    "Event",
+    "Folder",
+    "StoreContract",
+    "as_loaded",
+    "assert_committed",
+    "commit_folded",
+    "event",
+    "varied_events",
+]
 
 #: (key, op), what :meth:`Folder.batch` folds
 Event = tuple[str, KeyOp]
@@ -114,15 +124,38 @@ def varied_events() -> list[Event]:
     ]
 
 
+async def commit_folded(store: Store, *events: Event, **changes: Any) -> Folder:
+    """Commit ``events`` folded into one batch (with ``changes``, as for
+    :meth:`Folder.batch`); returns the folder that folded them."""
+    folder = Folder()
+    await store.commit(folder.batch(*events, **changes))
+    return folder
+
+
+async def assert_committed(
+    store: Store,
+    positions: Mapping[tuple[str, int], int],
+    states: Mapping[str, KeyState],
+    keys: Iterable[str] | None = None,
+) -> None:
+    """``store`` holds exactly ``positions``, and loading ``keys`` (by default the keys
+    of ``states``) gives exactly ``states``."""
+    assert await store.positions() == positions
+    assert await store.load(list(states if keys is None else keys)) == states
+
+
 class StoreContract:
     """What every :class:`~connectors.base.Store` does. Subclass as ``Test<Backend>``."""
 
     #: the backend's URL scheme (``sqlite``, ``jsonl``)
     scheme: ClassVar[str]
+    #: the backend's Store class, and the name of its file in a directory
+    store_class: ClassVar[Callable[[Path], Store]]
+    file_name: ClassVar[str]
 
     def make_store(self, directory: Path) -> Store:
         """An unopened store on a fixed file inside ``directory`` (same file every call)."""
-        raise NotImplementedError
+        return self.store_class(directory / self.file_name)
 
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
@@ -130,6 +163,14 @@ class StoreContract:
         store = self.make_store(tmp_path)
         async with store:
             yield store
+
+    @asynccontextmanager
+    async def reopened(self, store: Store, tmp_path: Path) -> AsyncIterator[Store]:
+        """``store`` closed, and this backend's store on the same file open again: what
+        a restarted service reads."""
+        await store.close()
+        async with self.make_store(tmp_path) as again:
+            yield again
 
     @staticmethod
     def other_backends(directory: Path) -> list[Store]:
@@ -141,36 +182,31 @@ class StoreContract:
     async def test_committed_states_survive_reopen(self, store: Store, tmp_path: Path) -> None:
         folder = Folder()
         await store.commit(folder.batch(*varied_events()))
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             assert await again.load(folder.states) == folder.loaded(*folder.states)
 
     async def test_retained_ops_survive_reopen(self, store: Store, tmp_path: Path) -> None:
         folder = Folder()
         await store.commit(folder.batch(*varied_events()))
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             for key, state in folder.states.items():
                 assert await again.load_ops(key) == list(state.ops or ()), key
 
     async def test_positions_survive_reopen(self, store: Store, tmp_path: Path) -> None:
         positions = {("edgebus.eu", 0): 42, ("edgebus.eu", 3): 7, ("edgebus.us", 0): 1}
         await store.commit(Folder().batch(event("k", "set", 1, hlc=1), positions=positions))
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             assert await again.positions() == positions
 
     async def test_frontier_survives_reopen(self, store: Store, tmp_path: Path) -> None:
         frontier = {("eu", 0): 41, ("us", 2): 9}
         await store.commit(Folder().batch(event("k", "set", 1, hlc=1), frontier=frontier))
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             assert await again.frontier() == frontier
 
     async def test_redriven_dead_letters_survive_reopen(self, store: Store, tmp_path: Path) -> None:
         await store.commit(Folder().batch(event("k", "set", 1, hlc=1), redriven={(0, 5)}))
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             assert await again.was_redriven([(0, 5), (0, 6)]) == {(0, 5)}
 
     async def test_a_fresh_store_is_empty(self, store: Store) -> None:
@@ -182,19 +218,16 @@ class StoreContract:
         assert (stats.keys, stats.tombstones, stats.retained_ops) == (0, 0, 0)
 
     async def test_an_empty_batch_changes_nothing(self, store: Store) -> None:
-        folder = Folder()
-        await store.commit(folder.batch(event("k", "set", 1, hlc=1), positions={("t", 0): 3}))
+        folder = await commit_folded(store, event("k", "set", 1, hlc=1), positions={("t", 0): 3})
         await store.commit(BatchChanges())
-        assert await store.positions() == {("t", 0): 3}
-        assert await store.load(["k"]) == folder.loaded("k")
+        await assert_committed(store, {("t", 0): 3}, folder.loaded("k"))
 
     # ---------------------------------------------------------------- atomicity
 
     async def test_a_failed_commit_leaves_no_positions_or_states(
         self, store: Store, tmp_path: Path
     ) -> None:
-        folder = Folder()
-        await store.commit(folder.batch(event("k", "set", 1, hlc=1), positions={("t", 0): 5}))
+        folder = await commit_folded(store, event("k", "set", 1, hlc=1), positions={("t", 0): 5})
         committed = folder.loaded("k")
         unstorable = folder.batch(
             event("k", "set", 2, hlc=2),
@@ -203,10 +236,8 @@ class StoreContract:
         )
         with pytest.raises(StoreError, match="64 bits"):
             await store.commit(unstorable)
-        await store.close()
-        async with self.make_store(tmp_path) as again:
-            assert await again.positions() == {("t", 0): 5}
-            assert await again.load(["k", "huge"]) == committed
+        async with self.reopened(store, tmp_path) as again:
+            await assert_committed(again, {("t", 0): 5}, committed, keys=["k", "huge"])
 
     async def test_a_committed_batch_is_not_changed_through_the_caller_objects(
         self, store: Store
@@ -217,8 +248,7 @@ class StoreContract:
         await store.commit(changes)
         changes.states["k"].value.append("mutated")
         changes.positions[("t", 0)] = 99
-        assert await store.load(["k"]) == expected
-        assert await store.positions() == {("t", 0): 1}
+        await assert_committed(store, {("t", 0): 1}, expected)
 
     # ---------------------------------------------------------------- retained ops
 
@@ -411,8 +441,7 @@ class StoreContract:
             "ключ 鍵 🔑": {"ü": "ß", "nested": [1, [2.5, {"deep": None}], {}], "empty": []},
         }
         await store.commit(Folder().batch(*(event(k, "set", v, hlc=1) for k, v in values.items())))
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             loaded = await again.load(values)
         assert {k: orjson.dumps(s.value) for k, s in loaded.items()} == {
             k: orjson.dumps(v) for k, v in values.items()
@@ -426,8 +455,7 @@ class StoreContract:
         await store.commit(
             folder.batch(*(event("m", "merge", p, hlc=i + 1) for i, p in enumerate(payloads)))
         )
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             ops = await again.load_ops("m")
             state = await again.get("m")
         assert [orjson.dumps(op.payload) for op in ops] == [orjson.dumps(p) for p in payloads]
@@ -485,8 +513,7 @@ class StoreContract:
             await store.positions()
 
     async def test_open_twice_is_harmless(self, store: Store) -> None:
-        folder = Folder()
-        await store.commit(folder.batch(event("k", "set", 1, hlc=1)))
+        folder = await commit_folded(store, event("k", "set", 1, hlc=1))
         await store.open()
         assert await store.load(["k"]) == folder.loaded("k")
 

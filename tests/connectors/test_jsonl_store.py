@@ -13,23 +13,25 @@ import pytest
 from connectors import Store, jsonl, source_by_url
 from connectors.jsonl import JsonlStore
 from edgebus.errors import StoreError
-from tests.connectors.store_contract import Folder, StoreContract, event
+from tests.connectors.store_contract import (
+    Folder,
+    StoreContract,
+    assert_committed,
+    commit_folded,
+    event,
+)
 
 HEADER = b'{"type":"header","format":"edgebus-store","version":1}\n'
 MARKER_1 = b'{"type":"commit","lines":1,"events":1}\n'
 
 
 class TestJsonlStore(StoreContract):
-    scheme = "jsonl"
-
-    def make_store(self, directory: Path) -> Store:
-        return JsonlStore(directory / "export.jsonl")
+    scheme, store_class, file_name = "jsonl", JsonlStore, "export.jsonl"
 
     async def test_a_torn_tail_is_ignored_and_truncated_on_reopen(
         self, store: Store, tmp_path: Path
     ) -> None:
-        folder = Folder()
-        await store.commit(folder.batch(event("k", "set", 1, hlc=1), positions={("t", 0): 1}))
+        folder = await commit_folded(store, event("k", "set", 1, hlc=1), positions={("t", 0): 1})
         committed = folder.loaded("k")
         await store.close()
         path = tmp_path / "export.jsonl"
@@ -37,19 +39,16 @@ class TestJsonlStore(StoreContract):
         with path.open("ab") as f:  # a crash mid-batch: lines, but no commit marker
             f.write(b'{"type":"position","topic":"t","partition":0,"next_offset":2}\n{"type":"st')
         async with self.make_store(tmp_path) as again:
-            assert await again.positions() == {("t", 0): 1}
-            assert await again.load(["k"]) == committed
+            await assert_committed(again, {("t", 0): 1}, committed)
             assert path.read_bytes() == whole
             await again.commit(folder.batch(event("k", "set", 3, hlc=3), positions={("t", 0): 3}))
         async with self.make_store(tmp_path) as again:
-            assert await again.positions() == {("t", 0): 3}
-            assert await again.load(["k"]) == folder.loaded("k")
+            await assert_committed(again, {("t", 0): 3}, folder.loaded("k"))
 
     async def test_the_source_ignores_a_torn_tail_and_leaves_the_file_alone(
         self, store: Store, tmp_path: Path
     ) -> None:
-        folder = Folder()
-        await store.commit(folder.batch(event("k", "set", 1, hlc=1)))
+        folder = await commit_folded(store, event("k", "set", 1, hlc=1))
         expected = dict(folder.states)
         await store.close()
         path = tmp_path / "export.jsonl"
@@ -62,14 +61,12 @@ class TestJsonlStore(StoreContract):
     async def test_each_batch_ends_with_a_marker_counting_its_lines(
         self, store: Store, tmp_path: Path
     ) -> None:
-        folder = Folder()
-        await store.commit(
-            folder.batch(
-                event("a", "set", 1, hlc=1),
-                event("b", "increment", 2, hlc=2),
-                positions={("t", 0): 2},
-                frontier={("eu", 0): 1},
-            )
+        await commit_folded(
+            store,
+            event("a", "set", 1, hlc=1),
+            event("b", "increment", 2, hlc=2),
+            positions={("t", 0): 2},
+            frontier={("eu", 0): 1},
         )
         raw = (tmp_path / "export.jsonl").read_bytes()
         lines = [orjson.loads(line) for line in raw.splitlines()]
@@ -88,8 +85,7 @@ class TestJsonlStore(StoreContract):
     async def test_a_failed_write_leaves_file_and_memory_unchanged(
         self, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        folder = Folder()
-        await store.commit(folder.batch(event("k", "set", 1, hlc=1), positions={("t", 0): 1}))
+        folder = await commit_folded(store, event("k", "set", 1, hlc=1), positions={("t", 0): 1})
         path = tmp_path / "export.jsonl"
         before = path.read_bytes()
 
@@ -104,8 +100,7 @@ class TestJsonlStore(StoreContract):
         assert await store.positions() == {("t", 0): 1}
         monkeypatch.undo()
         await store.commit(folder.batch(event("k", "set", 3, hlc=3), positions={("t", 0): 3}))
-        await store.close()
-        async with self.make_store(tmp_path) as again:
+        async with self.reopened(store, tmp_path) as again:
             assert await again.positions() == {("t", 0): 3}
 
     async def test_a_cancelled_commit_still_lands_whole(self, store: Store, tmp_path: Path) -> None:
@@ -117,10 +112,8 @@ class TestJsonlStore(StoreContract):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await store.close()
-        async with self.make_store(tmp_path) as again:
-            assert await again.positions() == {("t", 0): 1}
-            assert await again.load(["k"]) == folder.loaded("k")
+        async with self.reopened(store, tmp_path) as again:
+            await assert_committed(again, {("t", 0): 1}, folder.loaded("k"))
 
     @pytest.mark.parametrize(
         ("body", "problem"),

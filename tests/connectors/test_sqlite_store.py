@@ -15,25 +15,20 @@ from connectors import BatchChanges, Store, by_url
 from connectors.sqlite import SCHEMA_VERSION, SQLiteStore
 from edgebus.core.conflict import Stamp
 from edgebus.errors import StoreError
-from tests.connectors.store_contract import Folder, StoreContract, event
+from tests.connectors.store_contract import Folder, StoreContract, commit_folded, event
 
 
 class TestSQLiteStore(StoreContract):
-    scheme = "sqlite"
-
-    def make_store(self, directory: Path) -> Store:
-        return SQLiteStore(directory / "region.db")
+    scheme, store_class, file_name = "sqlite", SQLiteStore, "region.db"
 
     async def test_a_commit_failing_midway_leaves_nothing_behind(
         self, store: Store, tmp_path: Path
     ) -> None:
-        folder = Folder()
-        await store.commit(
-            folder.batch(
-                *(event("k", "increment", 1, hlc=h) for h in (1, 2, 3)),
-                positions={("t", 0): 3},
-                frontier={("eu", 0): 3},
-            )
+        folder = await commit_folded(
+            store,
+            *(event("k", "increment", 1, hlc=h) for h in (1, 2, 3)),
+            positions={("t", 0): 3},
+            frontier={("eu", 0): 3},
         )
         before = (await store.load(["k"]), await store.load_ops("k"), await store.positions())
         failing = folder.batch(

@@ -25,12 +25,14 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from connectors import by_url
+from edgebus.commit.log import commit_partition
 from edgebus.commit.participant import txn_event_id
 from edgebus.core.commit_log import PartitionLog, Txn
 from edgebus.errors import DecodeError
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import commit_log_topic, events_topic
 from edgebus.region.applier import txn_marker
+from edgebus.sdk import EdgeBus
 from edgebus.wire.commit_log import decode_saga_record
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_TXN
@@ -42,14 +44,18 @@ from tests.kafka_settings import KAFKA
 __all__ = [
     "FAILPOINTS",
     "KILLED",
+    "PARTITIONS",
     "AtomicityReport",
     "CoordinatorProcess",
     "Deployment",
     "SagaLogView",
     "assert_atomic",
     "ensure_running",
+    "expect_strong_reads",
+    "keys_per_partition",
     "read_saga_log",
     "restart",
+    "strong_reads",
     "strong_regions",
     "txn_events",
     "unique_tag",
@@ -58,6 +64,8 @@ __all__ = [
 
 #: what a process killed by a failpoint (``os.kill(getpid(), SIGKILL)``) exits with
 KILLED = -signal.SIGKILL
+#: saga-log partitions: make_regions' default
+PARTITIONS = 3
 FAILPOINTS = "EDGEBUS_FAILPOINTS"
 
 
@@ -386,4 +394,42 @@ async def assert_atomic(
 def unique_tag() -> str:
     """A prefix for this test's keys."""
     return "k" + uuid.uuid4().hex[:8]
+
+
+def keys_per_partition(tag: str, per_partition: int = 2) -> list[str]:
+    """Keys ``<tag>:k<i>`` covering every saga-log partition, ``per_partition`` each."""
+    keys: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    i = 0
+    while any(len(v) < per_partition for v in keys.values()):
+        key = f"{tag}:k{i}"
+        bucket = keys[commit_partition(key, PARTITIONS)]
+        if len(bucket) < per_partition:
+            bucket.append(key)
+        i += 1
+    return [k for v in keys.values() for k in v]
+
+
+# --------------------------------------------------------------------------- strong reads
+
+
+async def strong_reads(
+    bus: EdgeBus, regions: Iterable[str], key: str
+) -> dict[str, tuple[Any, ...]]:
+    """region -> (exists, value, version) of a strong read of ``key`` in each region
+    (each answered by that region, strongly)."""
+    out = {}
+    for region in regions:
+        r = await bus.read(key, region, consistency="strong")
+        assert (r.region, r.consistency) == (region, "strong"), r
+        out[region] = (r.exists, r.value, r.version)
+    return out
+
+
+async def expect_strong_reads(
+    bus: EdgeBus, regions: Iterable[str], key: str, expected: tuple[Any, ...]
+) -> None:
+    """A strong read of ``key`` in every one of ``regions`` gives ``expected``, the
+    (exists, value, version) of the key."""
+    regions = tuple(regions)
+    assert await strong_reads(bus, regions, key) == dict.fromkeys(regions, expected)
 

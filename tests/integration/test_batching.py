@@ -24,6 +24,17 @@ async def events_by_position(
     return {(r.partition, r.offset): decode_event(r.value) for r in records}
 
 
+async def assert_receipts_point_at_their_events(
+    bootstrap: str, region: str, receipts: list[Any]
+) -> dict[tuple[int, int], EventEnvelope]:
+    """Each receipt names the (partition, offset) of its own event in the region's
+    events topic; returns every event of the topic by position."""
+    records = await events_by_position(bootstrap, region)
+    for receipt in receipts:
+        assert records[(receipt.partition, receipt.offset)].event_id == receipt.event_id
+    return records
+
+
 def small_batches(bootstrap: str, region: str) -> dict[str, Any]:
     return {
         "kafka": {"bootstrap": bootstrap, "max_batch_bytes": 16 * 1024},
@@ -39,10 +50,8 @@ async def test_each_receipt_points_at_its_own_event_across_many_full_batches(
         receipts = await asyncio.gather(
             *(bus.write(f"k{i % 50}", {"i": i, "pad": "x" * 700}) for i in range(1500))
         )
-    records = await events_by_position(kafka_bootstrap, region)
+    records = await assert_receipts_point_at_their_events(kafka_bootstrap, region, receipts)
     assert len(records) == 1500
-    for receipt in receipts:
-        assert records[(receipt.partition, receipt.offset)].event_id == receipt.event_id
 
 
 async def test_a_cancelled_writer_does_not_disturb_the_others_in_its_batch(
@@ -56,9 +65,7 @@ async def test_a_cancelled_writer_does_not_disturb_the_others_in_its_batch(
         done = await asyncio.gather(*tasks, return_exceptions=True)
     receipts = [r for r in done if not isinstance(r, BaseException)]
     assert len(receipts) == 199
-    records = await events_by_position(kafka_bootstrap, region)
-    for receipt in receipts:
-        assert records[(receipt.partition, receipt.offset)].event_id == receipt.event_id
+    await assert_receipts_point_at_their_events(kafka_bootstrap, region, receipts)
 
 
 async def test_an_event_larger_than_a_batch_is_refused_and_nothing_is_written(
@@ -91,7 +98,5 @@ async def test_steady_load_with_a_few_writes_in_flight_keeps_idempotent_sequence
                 receipts.append(await bus.write(f"w{w}-{n % 7}", {"w": w, "n": n}))
 
         await asyncio.gather(*(worker(w) for w in range(64)))
-    records = await events_by_position(kafka_bootstrap, region)
+    records = await assert_receipts_point_at_their_events(kafka_bootstrap, region, receipts)
     assert len(records) == len(receipts) == 64 * 60
-    for receipt in receipts:
-        assert records[(receipt.partition, receipt.offset)].event_id == receipt.event_id

@@ -11,9 +11,9 @@ import contextlib
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -25,6 +25,13 @@ from edgebus.localkafka.launcher import DEFAULT_REGIONS, map_regions
 from tests.kafka_settings import KAFKA
 
 Cli = Callable[..., tuple[int, Any, str, str]]
+
+
+def cli_ok(cli: Cli, args: list[str], env: Mapping[str, str]) -> Any:
+    """``edgebus ARGS`` with ``env``, which must exit 0; its JSON."""
+    code, parsed, out, err = cli(args, env)
+    assert code == 0, out + err
+    return parsed
 
 
 def launcher_env(state: Path) -> dict[str, str]:
@@ -78,25 +85,30 @@ def stop_leftovers(cli: Cli, env: dict[str, str], state: Path) -> None:
 # --------------------------------------------------------------------------- 3 clusters
 
 
+class Launched(NamedTuple):
+    """What `edgebus kafka up` ran with, and the JSON document it printed."""
+
+    env: dict[str, str]
+    doc: dict[str, Any]
+
+
 @pytest.fixture(scope="module")
-def three(
-    cli: Cli, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[dict[str, str], dict[str, Any]]]:
-    """`edgebus kafka up --clusters 3` once for this module: (env, its JSON document)."""
+def three(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+    """`edgebus kafka up --clusters 3` once for this module."""
     state = tmp_path_factory.mktemp("three-clusters")
     env = launcher_env(state)
     try:
         code, doc, out, err = cli(["kafka", "up", "--clusters", "3", "--json"], env)
         assert code == 0, f"up failed: {out}{err}"
-        yield env, doc
+        yield Launched(env, doc)
     finally:
         stop_leftovers(cli, env, state)
 
 
 def test_up_three_clusters_gives_each_region_its_own_cluster(
-    three: tuple[dict[str, str], dict[str, Any]],
+    three: Launched,
 ) -> None:
-    _, doc = three
+    doc = three.doc
     clusters = doc["clusters"]
     assert doc["ok"] is True and doc["started"] is True
     assert [c["index"] for c in clusters] == [0, 1, 2]
@@ -112,9 +124,9 @@ def test_up_three_clusters_gives_each_region_its_own_cluster(
 
 
 async def test_each_cluster_answers_a_metadata_call_with_its_own_cluster_id(
-    three: tuple[dict[str, str], dict[str, Any]],
+    three: Launched,
 ) -> None:
-    _, doc = three
+    doc = three.doc
     for cluster in doc["clusters"]:
         info = await describe(cluster["bootstrap"])
         assert info["cluster_id"] == cluster["cluster_id"]
@@ -122,46 +134,40 @@ async def test_each_cluster_answers_a_metadata_call_with_its_own_cluster_id(
 
 
 def test_status_reports_every_cluster_running(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
-    env, doc = three
-    code, status, out, err = cli(["kafka", "status", "--json"], env)
-    assert code == 0, out + err
+    status = cli_ok(cli, ["kafka", "status", "--json"], three.env)
     assert status["running"] is True
     assert [c["state"] for c in status["clusters"]] == ["running"] * 3
     assert all(c["pid_alive"] and c["metadata_ok"] for c in status["clusters"])
-    assert [c["pid"] for c in status["clusters"]] == [c["pid"] for c in doc["clusters"]]
-    assert status["regions"] == doc["regions"]
+    assert [c["pid"] for c in status["clusters"]] == [c["pid"] for c in three.doc["clusters"]]
+    assert status["regions"] == three.doc["regions"]
 
 
 def test_status_for_people_is_a_table_of_the_clusters(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
-    env, doc = three
-    code, _, out, err = cli(["kafka", "status"], {**env, "COLUMNS": "200"})
+    code, _, out, err = cli(["kafka", "status"], {**three.env, "COLUMNS": "200"})
     assert code == 0, out + err
-    for cluster in doc["clusters"]:
+    for cluster in three.doc["clusters"]:
         assert cluster["bootstrap"] in out and str(cluster["pid"]) in out
     assert "running" in out
 
 
 def test_recorded_regions_maps_each_region_to_its_running_cluster(
-    three: tuple[dict[str, str], dict[str, Any]],
+    three: Launched,
 ) -> None:
-    env, doc = three
-    assert recorded_regions(Path(env["EDGEBUS_STATE_DIR"])) == doc["regions"]
+    assert recorded_regions(Path(three.env["EDGEBUS_STATE_DIR"])) == three.doc["regions"]
 
 
 async def test_writes_find_the_recorded_clusters_and_land_in_their_regions_own_cluster(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
-    env, doc = three
-    env = {k: v for k, v in env.items() if k not in ("EDGEBUS_BOOTSTRAP", "EDGEBUS_CONFIG")}
-    code, receipt, out, err = cli(
-        ["write", "--key", "user:1", "--data", '{"email": "ann@example.com"}', "--json",
-         "--region", "eu-west-1"], env)  # fmt: skip
-    assert code == 0, out + err
-    eu, us = doc["regions"]["eu-west-1"], doc["regions"]["us-east-1"]
+    env = {k: v for k, v in three.env.items() if k not in ("EDGEBUS_BOOTSTRAP", "EDGEBUS_CONFIG")}
+    receipt = cli_ok(
+        cli, ["write", "--key", "user:1", "--data", '{"email": "ann@example.com"}', "--json",
+              "--region", "eu-west-1"], env)  # fmt: skip
+    eu, us = three.doc["regions"]["eu-west-1"], three.doc["regions"]["us-east-1"]
     records = await read_to_end(KAFKA, eu, "edgebus.eu-west-1.events")
     assert [(r.partition, r.offset) for r in records] == [
         (receipt["partition"], receipt["offset"])
@@ -177,45 +183,39 @@ async def test_writes_find_the_recorded_clusters_and_land_in_their_regions_own_c
 
 
 def test_second_up_starts_nothing_and_reports_the_same_pids(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
-    env, doc = three
-    code, again, out, err = cli(["kafka", "up", "--clusters", "3", "--json"], env)
-    assert code == 0, out + err
+    again = cli_ok(cli, ["kafka", "up", "--clusters", "3", "--json"], three.env)
     assert again["started"] is False
-    assert [c["pid"] for c in again["clusters"]] == [c["pid"] for c in doc["clusters"]]
-    assert again["regions"] == doc["regions"]
+    assert [c["pid"] for c in again["clusters"]] == [c["pid"] for c in three.doc["clusters"]]
+    assert again["regions"] == three.doc["regions"]
 
 
 def test_up_with_another_layout_while_running_says_to_run_down_first(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
-    env, doc = three
-    code, refused, _, _ = cli(["kafka", "up", "--clusters", "1", "--json"], env)
+    code, refused, _, _ = cli(["kafka", "up", "--clusters", "1", "--json"], three.env)
     assert code == 1
     assert refused["ok"] is False and refused["error"] == "LauncherError"
     assert "edgebus kafka down" in refused["message"]
-    assert all(pid_running(c["pid"]) for c in doc["clusters"])
+    assert all(pid_running(c["pid"]) for c in three.doc["clusters"])
 
 
 def test_fetch_after_up_downloads_nothing(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
-    env, _ = three
-    code, fetched, out, err = cli(["kafka", "fetch", "--json"], env)
-    assert code == 0, out + err
+    fetched = cli_ok(cli, ["kafka", "fetch", "--json"], three.env)
     assert fetched["downloaded"] is False
     assert fetched["jars"] > 50
     assert Path(fetched["libs_dir"], "kafka_2.13-4.1.1.jar").is_file()
 
 
 def test_down_stops_exactly_the_recorded_pids_and_keeps_the_data(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
     env, doc = three
     pids = [c["pid"] for c in doc["clusters"]]
-    code, down, out, err = cli(["kafka", "down", "--json"], env)
-    assert code == 0, out + err
+    down = cli_ok(cli, ["kafka", "down", "--json"], env)
     assert sorted(down["stopped"]) == sorted(pids)
     assert not any(pid_running(p) for p in pids)
     assert all(Path(c["data_dir"], "meta.properties").is_file() for c in doc["clusters"])
@@ -226,11 +226,10 @@ def test_down_stops_exactly_the_recorded_pids_and_keeps_the_data(
 
 
 def test_down_wipe_removes_the_data_and_the_state(
-    cli: Cli, three: tuple[dict[str, str], dict[str, Any]]
+    cli: Cli, three: Launched
 ) -> None:
     env, doc = three
-    code, down, out, err = cli(["kafka", "down", "--wipe", "--json"], env)
-    assert code == 0, out + err
+    down = cli_ok(cli, ["kafka", "down", "--wipe", "--json"], env)
     assert down["wiped"] is True
     assert not any(Path(c["data_dir"]).exists() for c in doc["clusters"])
     assert not Path(env["EDGEBUS_STATE_DIR"], "state.json").exists()

@@ -3,6 +3,8 @@ process, replication to the placement, one cluster per region, status."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,19 +14,27 @@ from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
 from edgebus.localkafka import launcher
 from edgebus.sdk import EdgeBus
-from edgebus.server.service import RegionService
-from tests.integration.regions import RegionProcess, eventually, make_regions
+from tests.integration.regions import RegionProcess, Regions, eventually, make_regions
 from tests.kafka_settings import KAFKA
+
+
+@contextmanager
+def _region_process(regions: Regions, region: str) -> Iterator[RegionProcess]:
+    """``edgebus region run`` for ``region`` with its own store, started; stopped on
+    exit."""
+    proc = RegionProcess(regions, region, regions.store_url(region))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 async def test_embedded_region_serves_reads_of_its_own_writes(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     regions = make_regions(kafka_bootstrap, tmp_path)
-    async with (
-        RegionService(regions.eu, regions.config, store=regions.store_url(regions.eu)),
-        EdgeBus(regions.config) as bus,
-    ):
+    async with regions.services(regions.config, regions.eu), EdgeBus(regions.config) as bus:
         receipt = await bus.write("user:1", {"name": "Ann"}, region=regions.eu)
         await bus.write("visits", 2, region=regions.eu, operation="increment")
         await bus.write("visits", 3, region=regions.eu, operation="increment")
@@ -47,9 +57,7 @@ async def test_region_process_answers_reads_from_another_process(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     regions = make_regions(kafka_bootstrap, tmp_path)
-    proc = RegionProcess(regions, regions.us, regions.store_url(regions.us))
-    proc.start()
-    try:
+    with _region_process(regions, regions.us):
         async with EdgeBus(regions.config) as bus:
             await bus.write("order:9", {"total": 12.5}, region=regions.us)
 
@@ -70,8 +78,6 @@ async def test_region_process_answers_reads_from_another_process(
         assert row["store_bytes"] > 0
         assert sum(row["positions"].values()) > 1  # the write and heartbeats
         assert row["staleness_ms"][regions.us] is not None
-    finally:
-        proc.stop()
 
 
 async def test_read_of_a_region_without_a_service_says_how_to_start_one(
@@ -90,12 +96,7 @@ async def test_public_write_reaches_exactly_the_regions_of_its_placement(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     regions = make_regions(kafka_bootstrap, tmp_path)
-    async with (
-        RegionService(regions.us, regions.config, store=regions.store_url(regions.us)),
-        RegionService(regions.eu, regions.config, store=regions.store_url(regions.eu)),
-        RegionService(regions.ap, regions.config, store=regions.store_url(regions.ap)),
-        EdgeBus(regions.config) as bus,
-    ):
+    async with regions.services(regions.config), EdgeBus(regions.config) as bus:
         everywhere = await bus.write("news", {"v": 1}, region=regions.ap, replication_factor=3)
         two = await bus.write("pair", {"v": 2}, region=regions.us, replication_factor=2)
         assert set(everywhere.placement) == set(regions.names)
@@ -139,12 +140,7 @@ async def test_replication_across_three_clusters_one_per_region(tmp_path: Path) 
         names = ("us", "eu", "ap")
         clusters = {s: result.state.clusters[i].bootstrap for i, s in enumerate(names)}
         regions = make_regions(clusters, tmp_path)
-        async with (
-            RegionService(regions.us, regions.config, store=regions.store_url(regions.us)),
-            RegionService(regions.eu, regions.config, store=regions.store_url(regions.eu)),
-            RegionService(regions.ap, regions.config, store=regions.store_url(regions.ap)),
-            EdgeBus(regions.config) as bus,
-        ):
+        async with regions.services(regions.config), EdgeBus(regions.config) as bus:
             for region in regions.names:
                 await bus.write(f"from:{region}", region, region=region, replication_factor=3)
             await bus.write("eu-only", {"email": "ann@example.com"}, region=regions.eu)
@@ -202,9 +198,7 @@ async def test_discover_reports_health_latency_and_why_a_region_is_not_readable(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     regions = make_regions(kafka_bootstrap, tmp_path)
-    proc = RegionProcess(regions, regions.us, regions.store_url(regions.us))
-    proc.start()
-    try:
+    with _region_process(regions, regions.us):
         code, out, text = regions.cli("discover", "--rounds", "2")
         assert code == 0, text
         report = out["regions"]
@@ -217,5 +211,3 @@ async def test_discover_reports_health_latency_and_why_a_region_is_not_readable(
         assert eu["healthy"] and not eu["readable"]
         assert any("region service unreachable" in r for r in eu["reasons"])
         assert out["read_order"][0] == regions.us
-    finally:
-        proc.stop()

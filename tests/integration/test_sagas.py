@@ -70,6 +70,38 @@ class Recorder:
     def steps(self, *pairs: tuple[str, str | None]) -> list[tuple[str, str | None]]:
         return [(f"{self.tag}.{a}", f"{self.tag}.{c}" if c else None) for a, c in pairs]
 
+    def checkout(
+        self, refund_fails: Callable[[SagaContext], str | None] = lambda ctx: None
+    ) -> tuple[dict[str, SagaAction], list[tuple[str, str | None]]]:
+        """The actions and steps of the saga ``checkout`` whose third step fails:
+        reserve/release, charge/refund (failing where ``refund_fails`` says), ship
+        ("no courier available")."""
+        actions = dict(
+            [
+                self.action("reserve"),
+                self.action("release"),
+                self.action("charge"),
+                self.action("refund", fail=refund_fails),
+                self.action("ship", fail=lambda ctx: "no courier available"),
+            ]
+        )
+        return actions, self.steps(("reserve", "release"), ("charge", "refund"), ("ship", None))
+
+
+#: the progress log of ``checkout`` up to the failure of its third step
+ABORTED_AT_STEP_3 = [
+    ("SAGA_BEGUN", None),
+    ("STEP_COMPLETED", 0),
+    ("STEP_COMPLETED", 1),
+    ("STEP_ABORTED", 2),
+]
+#: ... and once both compensations completed at the first attempt, in reverse order
+COMPENSATED_AFTER_STEP_3 = [
+    *ABORTED_AT_STEP_3,
+    ("COMPENSATION_COMPLETED", 1),
+    ("COMPENSATION_COMPLETED", 0),
+]
+
 
 def kinds(shown: dict[str, Any]) -> list[tuple[str, int | None]]:
     """(record type, step) of every record of a shown saga, in log order."""
@@ -80,23 +112,10 @@ async def test_a_failed_step_3_compensates_step_2_then_step_1_and_the_log_shows_
     config: EdgeConfig, kafka_bootstrap: str, tag: str
 ) -> None:
     rec = Recorder(tag)
-    actions = dict(
-        [
-            rec.action("reserve"),
-            rec.action("release"),
-            rec.action("charge"),
-            rec.action("refund"),
-            rec.action("ship", fail=lambda ctx: "no courier available"),
-        ]
-    )
+    actions, steps = rec.checkout()
     saga_id = f"saga-{tag}"
     async with SagaRunner(config, actions) as runner:
-        result = await runner.run(
-            saga_id,
-            "checkout",
-            rec.steps(("reserve", "release"), ("charge", "refund"), ("ship", None)),
-            context={"order": 17},
-        )
+        result = await runner.run(saga_id, "checkout", steps, context={"order": 17})
         shown = await runner.show(saga_id)
 
     assert rec.calls == ["reserve", "charge", "ship", "refund", "release"]
@@ -115,14 +134,7 @@ async def test_a_failed_step_3_compensates_step_2_then_step_1_and_the_log_shows_
         {"by": "charge", "step": 1},
     )
 
-    expected = [
-        ("SAGA_BEGUN", None),
-        ("STEP_COMPLETED", 0),
-        ("STEP_COMPLETED", 1),
-        ("STEP_ABORTED", 2),
-        ("COMPENSATION_COMPLETED", 1),
-        ("COMPENSATION_COMPLETED", 0),
-    ]
+    expected = COMPENSATED_AFTER_STEP_3
     assert kinds(shown) == expected
     assert shown["status"] == "compensated"
     assert [s["status"] for s in shown["step_details"]] == ["compensated", "compensated", "failed"]
@@ -143,24 +155,12 @@ async def test_a_compensation_that_fails_twice_then_succeeds_is_retried(
     config: EdgeConfig, tag: str
 ) -> None:
     rec = Recorder(tag)
-    actions = dict(
-        [
-            rec.action("reserve"),
-            rec.action("release"),
-            rec.action("charge"),
-            rec.action(
-                "refund", fail=lambda ctx: f"bank busy ({ctx.attempt})" if ctx.attempt < 3 else None
-            ),
-            rec.action("ship", fail=lambda ctx: "no courier available"),
-        ]
+    actions, steps = rec.checkout(
+        refund_fails=lambda ctx: f"bank busy ({ctx.attempt})" if ctx.attempt < 3 else None
     )
     saga_id = f"saga-{tag}"
     async with SagaRunner(config, actions, max_attempts=3, retry_delay_ms=10) as runner:
-        result = await runner.run(
-            saga_id,
-            "checkout",
-            rec.steps(("reserve", "release"), ("charge", "refund"), ("ship", None)),
-        )
+        result = await runner.run(saga_id, "checkout", steps)
         shown = await runner.show(saga_id)
 
     assert rec.calls == ["reserve", "charge", "ship", "refund", "refund", "refund", "release"]
@@ -173,10 +173,7 @@ async def test_a_compensation_that_fails_twice_then_succeeds_is_retried(
         (1, 2, "RuntimeError: bank busy (2)"),
     )
     assert kinds(shown) == [
-        ("SAGA_BEGUN", None),
-        ("STEP_COMPLETED", 0),
-        ("STEP_COMPLETED", 1),
-        ("STEP_ABORTED", 2),
+        *ABORTED_AT_STEP_3,
         ("COMPENSATION_ATTEMPT_FAILED", 1),
         ("COMPENSATION_ATTEMPT_FAILED", 1),
         ("COMPENSATION_COMPLETED", 1),
@@ -226,17 +223,8 @@ async def test_a_stuck_compensation_an_operator_did_by_hand_is_logged_and_compen
     config: EdgeConfig, tag: str
 ) -> None:
     rec = Recorder(tag)
-    actions = dict(
-        [
-            rec.action("reserve"),
-            rec.action("release"),
-            rec.action("charge"),
-            rec.action("refund", fail=lambda ctx: "bank down"),
-            rec.action("ship", fail=lambda ctx: "no courier available"),
-        ]
-    )
+    actions, steps = rec.checkout(refund_fails=lambda ctx: "bank down")
     saga_id = f"saga-{tag}"
-    steps = rec.steps(("reserve", "release"), ("charge", "refund"), ("ship", None))
     async with SagaRunner(config, actions, max_attempts=1) as runner:
         stuck = await runner.run(saga_id, "checkout", steps)
         assert stuck.status is SagaStatus.STUCK
@@ -269,22 +257,33 @@ def _worker(
     )  # fmt: skip
 
 
-async def _start_until_line(worker: ChildProcess, path: Path, line: str) -> None:
-    """Start ``worker`` and wait until ``line`` is in ``path``: at most 90 s, and it
-    fails the test at once if the worker exits first."""
-    await asyncio.to_thread(worker.start, ready=lambda: line in read_lines(path), timeout_s=90)
+async def _kill_worker_at(
+    kafka_bootstrap: str, workdir: Path, tag: str, saga_id: str, mode: str, line: str
+) -> ChildProcess:
+    """Start the saga worker in ``mode``, wait until ``line`` is in its journal (at
+    most 90 s; it fails the test at once if the worker exits first), then kill it with
+    SIGKILL, and create ``workdir/release`` so that the next host's actions do not
+    block. The killed worker, for its return code."""
+    worker = _worker(kafka_bootstrap, workdir, tag, saga_id, mode)
+    journal = workdir / "journal"
+    try:
+        await asyncio.to_thread(
+            worker.start, ready=lambda: line in read_lines(journal), timeout_s=90
+        )
+    finally:
+        worker.kill()
+    (workdir / "release").touch()
+    return worker
 
 
 async def test_a_saga_host_killed_during_step_2_is_resumed_by_another_process_and_completes(
     config: EdgeConfig, kafka_bootstrap: str, tag: str, tmp_path: Path
 ) -> None:
     saga_id = f"saga-{tag}"
-    worker = _worker(kafka_bootstrap, tmp_path, tag, saga_id, "block-step")
-    try:
-        # step 2 (charge) runs only once step 1's completion is acknowledged by Kafka
-        await _start_until_line(worker, tmp_path / "journal", "charge run 1")
-    finally:
-        worker.kill()
+    # step 2 (charge) runs only once step 1's completion is acknowledged by Kafka
+    worker = await _kill_worker_at(
+        kafka_bootstrap, tmp_path, tag, saga_id, "block-step", "charge run 1"
+    )
     assert worker.returncode == -signal.SIGKILL
 
     async with SagaRunner(config, {}) as bystander:
@@ -300,7 +299,6 @@ async def test_a_saga_host_killed_during_step_2_is_resumed_by_another_process_an
         )
         assert kinds(await bystander.show(saga_id)) == kinds(before)
 
-    (tmp_path / "release").touch()
     async with SagaRunner(config, make_actions(tmp_path, tag, "block-step")) as runner:
         with pytest.raises(InvalidInput, match="unfinished in the log"):
             await runner.run(saga_id, "checkout", action_names(tag), context={"order": 7})
@@ -332,13 +330,9 @@ async def test_a_saga_host_killed_during_a_compensation_is_resumed_and_compensat
     config: EdgeConfig, kafka_bootstrap: str, tag: str, tmp_path: Path
 ) -> None:
     saga_id = f"saga-{tag}"
-    worker = _worker(kafka_bootstrap, tmp_path, tag, saga_id, "block-compensation")
-    try:
-        await _start_until_line(worker, tmp_path / "journal", "refund attempt 1")
-    finally:
-        worker.kill()
-
-    (tmp_path / "release").touch()
+    await _kill_worker_at(
+        kafka_bootstrap, tmp_path, tag, saga_id, "block-compensation", "refund attempt 1"
+    )
     async with SagaRunner(config, make_actions(tmp_path, tag, "block-compensation")) as runner:
         (resumed,) = [r for r in await runner.resume_all() if r.saga_id == saga_id]
         shown = await runner.show(saga_id)
@@ -350,14 +344,7 @@ async def test_a_saga_host_killed_during_a_compensation_is_resumed_and_compensat
         "refund attempt 1", "refund attempt 1", "release attempt 1",
     ]  # fmt: skip
     assert read_lines(tmp_path / "effects") == ["reserve", "charge", "refund", "release"]
-    assert kinds(shown) == [
-        ("SAGA_BEGUN", None),
-        ("STEP_COMPLETED", 0),
-        ("STEP_COMPLETED", 1),
-        ("STEP_ABORTED", 2),
-        ("COMPENSATION_COMPLETED", 1),
-        ("COMPENSATION_COMPLETED", 0),
-    ]
+    assert kinds(shown) == COMPENSATED_AFTER_STEP_3
 
 
 async def test_running_or_resuming_a_finished_saga_again_does_nothing(

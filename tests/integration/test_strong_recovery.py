@@ -35,20 +35,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from edgebus.commit.log import commit_partition
 from edgebus.core.commit_log import DecisionRecord, Txn
 from edgebus.sdk import CommitResult, EdgeBus
-from tests.integration.regions import eventually, store_rows
+from tests.integration.regions import RegionProcess, eventually, store_rows
 from tests.integration.saga_processes import (
     KILLED,
+    PARTITIONS,
     CoordinatorProcess,
     Deployment,
     ensure_running,
+    expect_strong_reads,
+    keys_per_partition,
     restart,
     txn_events,
     unique_tag,
@@ -57,45 +59,27 @@ from tests.integration.saga_processes import (
 
 #: a crash test's write must outlive a process restart before its deadline
 LONG_MS = 60_000
-PARTITIONS = 3  #: make_regions' default: the saga log has as many
 
 
-async def _deployment(
-    bootstrap: str, tmp: Path, coordinator: str, armed: dict[str, str]
+@pytest.fixture(scope="class")
+async def dep(
+    request: pytest.FixtureRequest, kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Deployment]:
-    dep = Deployment.create(bootstrap, tmp, coordinators=[coordinator], armed=armed,
-                            timeout_ms=30_000, read_wait_ms=30_000)
+    """The deployment of the test's class, started once: its one coordinator
+    ``COORDINATOR``, and the failpoints ``ARMED`` at the first start (by region suffix
+    or coordinator instance id); its stores under a directory named ``DIRECTORY``."""
+    cls = request.cls
+    tmp = tmp_path_factory.mktemp(cls.DIRECTORY)
+    deployment = Deployment.create(
+        kafka_bootstrap, tmp, coordinators=[cls.COORDINATOR], armed=cls.ARMED,
+        timeout_ms=30_000, read_wait_ms=30_000,
+    )
     try:
-        await dep.start()
-        yield dep
+        await deployment.start()
+        yield deployment
     finally:
-        dep.stop()
-
-
-@pytest.fixture(scope="class")
-async def crashes(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Deployment]:
-    """Coordinator armed to die before its first decision, ``eu`` after its first vote,
-    ``ap`` after its first apply."""
-    async for dep in _deployment(
-        kafka_bootstrap, tmp_path_factory.mktemp("strong-crashes"), "crash-c1",
-        {"crash-c1": "coordinator.before_decision", "eu": "participant.after_vote",
-         "ap": "participant.after_apply"},
-    ):
-        yield dep
-
-
-@pytest.fixture(scope="class")
-async def after_decision(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Deployment]:
-    """Coordinator armed to die right after its first decision is in the log."""
-    async for dep in _deployment(
-        kafka_bootstrap, tmp_path_factory.mktemp("strong-after-decision"), "after-c1",
-        {"after-c1": "coordinator.after_decision"},
-    ):
-        yield dep
+        deployment.stop()
 
 
 def _bus(dep: Deployment, **strong: Any) -> EdgeBus:
@@ -110,16 +94,6 @@ async def _txns(dep: Deployment, key: str) -> list[Txn]:
     return (await dep.saga_log()).for_key(key)
 
 
-async def _strong_reads(
-    bus: EdgeBus, regions: tuple[str, ...], key: str
-) -> dict[str, tuple[Any, ...]]:
-    out = {}
-    for region in regions:
-        r = await bus.read(key, region, consistency="strong")
-        out[region] = (r.exists, r.value, r.version)
-    return out
-
-
 async def _acked_by(dep: Deployment, key: str, regions: set[str]) -> None:
     async def acked() -> bool:
         return set((await _txns(dep, key))[-1].acks) == regions
@@ -132,16 +106,52 @@ async def _check_atomic(dep: Deployment) -> None:
     assert report.committed >= 1 and report.undecided == 0, report
 
 
+async def _armed_coordinator(dep: Deployment, failpoint: str | None = None) -> CoordinatorProcess:
+    """The deployment's one coordinator, running with ``failpoint`` armed (or none)."""
+    [coordinator] = dep.coordinators
+    await ensure_running(coordinator, failpoint)
+    return coordinator
+
+
+async def _armed_participant(dep: Deployment, region: str, failpoint: str) -> RegionProcess:
+    """The process of ``region``, running with ``failpoint`` armed, and the first
+    coordinator running."""
+    proc = dep.region_procs[region]
+    await ensure_running(dep.coordinators[0])
+    await ensure_running(proc, failpoint)
+    return proc
+
+
+async def _commit_that_kills(
+    bus: EdgeBus, proc: RegionProcess | CoordinatorProcess, key: str, value: Any,
+    placement: tuple[str, ...], **options: Any,
+) -> CommitResult:
+    """Commit ``value`` on ``key`` (``options`` as for ``bus.commit``, a long deadline):
+    it commits with ``placement``, and ``proc``'s armed failpoint kills it on the way."""
+    result = await bus.commit(key, value, timeout_ms=LONG_MS, **options)
+    assert result.committed and result.placement == placement, result
+    assert await wait_exit(proc.proc) == KILLED, proc.log_tail()
+    return result
+
+
 # --------------------------------------------------------------------------- crashes
 
 
 class TestCrashesBeforeTheDecisionAndOfParticipants:
+    #: the coordinator armed to die before its first decision, ``eu`` after its first
+    #: vote, ``ap`` after its first apply
+    DIRECTORY = "strong-crashes"
+    COORDINATOR = "crash-c1"
+    ARMED: ClassVar[dict[str, str]] = {
+        "crash-c1": "coordinator.before_decision",
+        "eu": "participant.after_vote",
+        "ap": "participant.after_apply",
+    }
+
     async def test_coordinator_killed_before_its_decision_its_restart_decides_commit(
-        self, crashes: Deployment
+        self, dep: Deployment
     ) -> None:
-        dep = crashes
-        [coordinator] = dep.coordinators
-        await ensure_running(coordinator, "coordinator.before_decision")
+        coordinator = await _armed_coordinator(dep, "coordinator.before_decision")
         us, eu, ap = dep.names
         key = f"{unique_tag()}:before-decision"
         async with _bus(dep) as bus:
@@ -158,22 +168,20 @@ class TestCrashesBeforeTheDecisionAndOfParticipants:
             await restart(coordinator)
             result = await write
             assert result.committed and result.decided_by == coordinator.name, result
-            assert await _strong_reads(bus, (us,), key) == {us: (True, {"v": 1}, 1)}
+            await expect_strong_reads(bus, (us,), key, (True, {"v": 1}, 1))
         await _check_atomic(dep)
 
     async def test_participant_killed_after_its_vote_applies_and_acks_the_commit_on_restart(
-        self, crashes: Deployment
+        self, dep: Deployment
     ) -> None:
-        dep = crashes
+        """``eu`` dies right after voting yes: the transaction commits without it (``us``
+        applies and acknowledges), and its restart learns the decision from the log."""
         us, eu, ap = dep.names
-        proc = dep.region_procs[eu]
-        await ensure_running(dep.coordinators[0])
-        await ensure_running(proc, "participant.after_vote")
+        proc = await _armed_participant(dep, eu, "participant.after_vote")
         key = f"{unique_tag()}:after-vote"
         async with _bus(dep) as bus:
-            result = await bus.commit(key, {"v": 1}, exclude_locations=[ap], timeout_ms=LONG_MS)
-            assert result.committed and result.placement == (us, eu), result  # eu voted yes
-            assert await wait_exit(proc.proc) == KILLED, proc.log_tail()
+            # committed: eu voted yes
+            await _commit_that_kills(bus, proc, key, {"v": 1}, (us, eu), exclude_locations=[ap])
             await _acked_by(dep, key, {us})
             assert key not in await store_rows(proc.store)  # voted, died: not applied
 
@@ -181,25 +189,21 @@ class TestCrashesBeforeTheDecisionAndOfParticipants:
             read = await bus.read(key, eu, consistency="strong")
             assert (read.exists, read.value, read.version) == (True, {"v": 1}, 1)
             await _acked_by(dep, key, {us, eu})
-            assert await _strong_reads(bus, (us, eu), key) == {
-                r: (True, {"v": 1}, 1) for r in (us, eu)
-            }
+            await expect_strong_reads(bus, (us, eu), key, (True, {"v": 1}, 1))
         await _check_atomic(dep)
 
     async def test_participant_killed_after_applying_before_its_ack_applies_once_on_restart(
-        self, crashes: Deployment
+        self, dep: Deployment
     ) -> None:
-        dep = crashes
+        """``ap`` dies after applying the commit, before acknowledging it: its restart
+        writes the commit's event again, and its store applies it once."""
         us, eu, ap = dep.names
-        proc = dep.region_procs[ap]
-        await ensure_running(dep.coordinators[0])
-        await ensure_running(proc, "participant.after_apply")
+        proc = await _armed_participant(dep, ap, "participant.after_apply")
         key = f"{unique_tag()}:after-apply"
         async with _bus(dep) as bus:
-            result = await bus.commit(key, 3, operation="increment", exclude_locations=[eu],
-                                      timeout_ms=LONG_MS)
-            assert result.committed and result.placement == (us, ap), result
-            assert await wait_exit(proc.proc) == KILLED, proc.log_tail()
+            result = await _commit_that_kills(
+                bus, proc, key, 3, (us, ap), operation="increment", exclude_locations=[eu]
+            )
             # applied, then killed before its ACK
             assert (await store_rows(proc.store))[key] == (True, 3, 1)
             await _acked_by(dep, key, {us})
@@ -209,17 +213,16 @@ class TestCrashesBeforeTheDecisionAndOfParticipants:
             copies = (await txn_events(dep.bootstrap, ap))[result.txn_id]
             print(f"{ap} wrote the commit's event {len(copies)} time(s)")
             # applied once: the increment is not doubled, the version bumped once
-            assert await _strong_reads(bus, (us, ap), key) == {r: (True, 3, 1) for r in (us, ap)}
+            await expect_strong_reads(bus, (us, ap), key, (True, 3, 1))
             assert (await store_rows(proc.store))[key] == (True, 3, 1)
             more = await bus.commit(key, 4, operation="increment", exclude_locations=[eu])
             assert more.committed and more.version == 2, more
-            assert await _strong_reads(bus, (us, ap), key) == {r: (True, 7, 2) for r in (us, ap)}
+            await expect_strong_reads(bus, (us, ap), key, (True, 7, 2))
         await _check_atomic(dep)
 
     async def test_two_coordinators_share_the_partitions_the_survivor_takes_over_a_killed_one(
-        self, crashes: Deployment
+        self, dep: Deployment
     ) -> None:
-        dep = crashes
         [first] = dep.coordinators[:1]
         await ensure_running(first)
         for proc in dep.region_procs.values():
@@ -227,7 +230,7 @@ class TestCrashesBeforeTheDecisionAndOfParticipants:
         second = CoordinatorProcess(dep.regions, "crash-c2")
         dep.coordinators.append(second)
         await asyncio.to_thread(second.start)
-        keys = _keys_per_partition(unique_tag())
+        keys = keys_per_partition(unique_tag())
         owners: dict[int, set[str]] = {}
         async with _bus(dep) as bus:
 
@@ -254,59 +257,41 @@ class TestCrashesBeforeTheDecisionAndOfParticipants:
         await _check_atomic(dep)
 
 
-def _keys_per_partition(tag: str, per_partition: int = 2) -> list[str]:
-    """Keys covering every saga-log partition, ``per_partition`` each."""
-    keys: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
-    i = 0
-    while any(len(v) < per_partition for v in keys.values()):
-        key = f"{tag}:k{i}"
-        bucket = keys[commit_partition(key, PARTITIONS)]
-        if len(bucket) < per_partition:
-            bucket.append(key)
-        i += 1
-    return [k for v in keys.values() for k in v]
-
-
 # --------------------------------------------------------------------------- after decision
 
 
 class TestCoordinatorKilledAfterItsDecision:
+    #: the coordinator armed to die right after its first decision is in the log
+    DIRECTORY = "strong-after-decision"
+    COORDINATOR = "after-c1"
+    ARMED: ClassVar[dict[str, str]] = {"after-c1": "coordinator.after_decision"}
+
     async def test_coordinator_killed_right_after_its_decision_the_participants_apply_it(
-        self, after_decision: Deployment
+        self, dep: Deployment
     ) -> None:
-        dep = after_decision
-        [coordinator] = dep.coordinators
-        await ensure_running(coordinator, "coordinator.after_decision")
+        coordinator = await _armed_coordinator(dep, "coordinator.after_decision")
         key = f"{unique_tag()}:after-decision"
         async with _bus(dep) as bus:
-            result = await bus.commit(key, {"v": 1}, timeout_ms=LONG_MS)
-            assert result.committed and result.placement == dep.names, result
-            assert await wait_exit(coordinator.proc) == KILLED, coordinator.log_tail()
+            await _commit_that_kills(bus, coordinator, key, {"v": 1}, dep.names)
             # no coordinator runs: the decision in the log is enough for every participant
-            assert await _strong_reads(bus, dep.names, key) == {
-                r: (True, {"v": 1}, 1) for r in dep.names
-            }
+            await expect_strong_reads(bus, dep.names, key, (True, {"v": 1}, 1))
             await _acked_by(dep, key, set(dep.names))
 
             await restart(coordinator)
             second = await bus.commit(key, {"v": 2}, expected_version=1, timeout_ms=LONG_MS)
             assert second.committed and second.decided_by == coordinator.name, second
-            assert await _strong_reads(bus, dep.names, key) == {
-                r: (True, {"v": 2}, 2) for r in dep.names
-            }
+            await expect_strong_reads(bus, dep.names, key, (True, {"v": 2}, 2))
         await _check_atomic(dep)
 
     async def test_a_restarted_coordinator_never_decides_again_what_it_had_decided(
-        self, after_decision: Deployment
+        self, dep: Deployment
     ) -> None:
         """A restarted coordinator folds again the records from its resume offset (which
         keeps decided transactions for RETENTION_MS) and decides nothing on a partition
         until it has read it to where it ended at assignment: a transaction it decided
         before (its deadline passed since) gets no second decision, neither a COMMIT
         again nor a timeout ABORT from a half-read view."""
-        dep = after_decision
-        [coordinator] = dep.coordinators
-        await ensure_running(coordinator)
+        coordinator = await _armed_coordinator(dep)
         key = f"{unique_tag()}:decided-once"
         async with _bus(dep) as bus:
             short = await bus.commit(key, 1, timeout_ms=2_000)

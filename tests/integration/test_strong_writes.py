@@ -30,12 +30,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from edgebus.commit.log import commit_partition
 from edgebus.core.commit_log import VoteRecord
 from edgebus.core.commit_vote import Decision, VersionConflict
 from edgebus.errors import ComplianceViolation, StrongOutcomeUnknown
@@ -43,20 +41,27 @@ from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import commit_log_topic, events_topic
 from edgebus.sdk import CommitResult, EdgeBus
 from tests.integration.regions import eventually, store_rows
-from tests.integration.saga_processes import Deployment, txn_events, unique_tag
+from tests.integration.saga_processes import (
+    PARTITIONS,
+    Deployment,
+    expect_strong_reads,
+    keys_per_partition,
+    strong_reads,
+    txn_events,
+    unique_tag,
+)
 from tests.kafka_settings import KAFKA
 
 #: the first transaction waits for the coordinator to join its group and for every
 #: participant to catch up: its deadline is far
 FIRST_TIMEOUT_MS = 60_000
-PARTITIONS = 3  #: make_regions' default: the saga log has as many
 #: deadlines and read barriers that a loaded test machine meets (outcomes are asserted,
 #: never durations)
 PATIENT = {"timeout_ms": 30_000, "read_wait_ms": 30_000}
 
 
 @pytest.fixture(scope="module")
-async def deployment(
+async def dep(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Deployment]:
     """Three regions and a coordinator, as processes, for the whole module; ready once
@@ -76,19 +81,9 @@ async def deployment(
 
 
 @pytest.fixture
-async def bus(deployment: Deployment) -> AsyncIterator[EdgeBus]:
-    async with EdgeBus(deployment.regions.config, discovery=False) as b:
+async def bus(dep: Deployment) -> AsyncIterator[EdgeBus]:
+    async with EdgeBus(dep.regions.config, discovery=False) as b:
         yield b
-
-
-async def _read_everywhere(bus: EdgeBus, dep: Deployment, key: str) -> dict[str, tuple[Any, ...]]:
-    """region -> (exists, value, version) of a strong read in each region."""
-    out = {}
-    for region in dep.names:
-        r = await bus.read(key, region, consistency="strong")
-        assert (r.region, r.consistency) == (region, "strong"), r
-        out[region] = (r.exists, r.value, r.version)
-    return out
 
 
 async def _check_atomic(dep: Deployment) -> None:
@@ -100,9 +95,8 @@ async def _check_atomic(dep: Deployment) -> None:
 
 
 async def test_strong_write_commits_in_all_regions_and_strong_reads_see_it_at_once(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
-    dep = deployment
     key = f"{unique_tag()}:profile"
     result = await bus.commit(key, {"title": "Ann"})
     assert isinstance(result, CommitResult)
@@ -110,25 +104,20 @@ async def test_strong_write_commits_in_all_regions_and_strong_reads_see_it_at_on
     assert (result.reason, result.conflict, result.version) == (None, None, 1)
     assert result.placement == dep.names and result.decided_by == "writes-c1"
     # no sleep, no polling: the read barrier makes the commit visible everywhere
-    assert await _read_everywhere(bus, dep, key) == {
-        r: (True, {"title": "Ann"}, 1) for r in dep.names
-    }
+    await expect_strong_reads(bus, dep.names, key, (True, {"title": "Ann"}, 1))
     again = await bus.write(key, {"title": "Bea"}, consistency="strong")
     assert isinstance(again, CommitResult) and again.committed and again.version == 2
-    assert await _read_everywhere(bus, dep, key) == {
-        r: (True, {"title": "Bea"}, 2) for r in dep.names
-    }
+    await expect_strong_reads(bus, dep.names, key, (True, {"title": "Bea"}, 2))
     await _check_atomic(dep)
 
 
 async def test_compare_and_set_with_a_stale_version_is_a_conflict_and_changes_nothing(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
-    dep = deployment
     key = f"{unique_tag()}:balance"
     assert (await bus.commit(key, 100)).version == 1
     assert (await bus.commit(key, 120, expected_version=1)).version == 2
-    assert await _read_everywhere(bus, dep, key) == {r: (True, 120, 2) for r in dep.names}
+    await expect_strong_reads(bus, dep.names, key, (True, 120, 2))
     before = {r: (await store_rows(u))[key] for r, u in dep.store_urls.items()}
 
     stale = await bus.commit(key, 999, expected_version=1)
@@ -137,19 +126,18 @@ async def test_compare_and_set_with_a_stale_version_is_a_conflict_and_changes_no
     assert stale.conflict.region in dep.names
     assert (stale.conflict.expected, stale.conflict.found) == (1, 2)
     assert stale.version is None and stale.reason and stale.conflict.region in stale.reason
-    assert await _read_everywhere(bus, dep, key) == {r: (True, 120, 2) for r in dep.names}
+    await expect_strong_reads(bus, dep.names, key, (True, 120, 2))
     assert {r: (await store_rows(u))[key] for r, u in dep.store_urls.items()} == before
 
     right = await bus.commit(key, 130, expected_version=2)
     assert right.committed and right.version == 3, right
-    assert await _read_everywhere(bus, dep, key) == {r: (True, 130, 3) for r in dep.names}
+    await expect_strong_reads(bus, dep.names, key, (True, 130, 3))
     await _check_atomic(dep)
 
 
 async def test_expected_version_zero_creates_only_if_absent(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
-    dep = deployment
     key = f"{unique_tag()}:lock"
     created = await bus.commit(key, {"owner": "a"}, expected_version=0)
     assert created.committed and created.version == 1, created
@@ -157,16 +145,13 @@ async def test_expected_version_zero_creates_only_if_absent(
     assert second.outcome == "conflict", second
     assert second.conflict is not None
     assert (second.conflict.expected, second.conflict.found) == (0, 1)
-    assert await _read_everywhere(bus, dep, key) == {
-        r: (True, {"owner": "a"}, 1) for r in dep.names
-    }
+    await expect_strong_reads(bus, dep.names, key, (True, {"owner": "a"}, 1))
     await _check_atomic(dep)
 
 
 async def test_concurrent_strong_increments_from_several_clients_add_up_exactly(
-    deployment: Deployment,
+    dep: Deployment,
 ) -> None:
-    dep = deployment
     key = f"{unique_tag()}:counter"
     clients, per_client = 3, 4
 
@@ -188,22 +173,19 @@ async def test_concurrent_strong_increments_from_several_clients_add_up_exactly(
     assert versions == list(range(1, len(committed) + 1)), versions
     total = sum(amount for amount, _ in committed)
     async with EdgeBus(dep.regions.config, discovery=False) as reader:
-        assert await _read_everywhere(reader, dep, key) == {
-            r: (True, total, len(committed)) for r in dep.names
-        }
+        await expect_strong_reads(reader, dep.names, key, (True, total, len(committed)))
     print(f"{len(committed)} of {len(results)} concurrent increments committed: {total}")
     await _check_atomic(dep)
 
 
 async def test_strong_delete_removes_the_key_in_every_region(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
-    dep = deployment
     key = f"{unique_tag()}:session"
     assert (await bus.commit(key, {"token": "x"})).committed
     deleted = await bus.commit(key, None, operation="delete", expected_version=1)
     assert deleted.committed and deleted.version == 2, deleted
-    assert await _read_everywhere(bus, dep, key) == {r: (False, None, 2) for r in dep.names}
+    await expect_strong_reads(bus, dep.names, key, (False, None, 2))
     await _check_atomic(dep)
 
 
@@ -211,9 +193,8 @@ async def test_strong_delete_removes_the_key_in_every_region(
 
 
 async def test_strong_pii_write_is_placed_voted_and_stored_only_in_the_gdpr_region(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
-    dep = deployment
     eu = dep.regions.eu  # the only region of zone gdpr in this config
     key = f"{unique_tag()}:customer"
     result = await bus.commit(key, {"email": "a@b.eu"})
@@ -237,9 +218,8 @@ async def test_strong_pii_write_is_placed_voted_and_stored_only_in_the_gdpr_regi
 
 
 async def test_strict_mode_refuses_pii_with_no_gdpr_region_and_nothing_is_prepared(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
-    dep = deployment
     key = f"{unique_tag()}:refused"
     with pytest.raises(ComplianceViolation) as refused:
         await bus.commit(key, {"email": "a@b.eu"}, exclude_locations=[dep.regions.eu])
@@ -261,23 +241,9 @@ async def test_strict_mode_refuses_pii_with_no_gdpr_region_and_nothing_is_prepar
 # --------------------------------------------------------------------------- poison
 
 
-def _keys_per_partition(tag: str, per_partition: int = 2) -> list[str]:
-    """Keys covering every saga-log partition, ``per_partition`` each."""
-    keys: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
-    i = 0
-    while any(len(v) < per_partition for v in keys.values()):
-        key = f"{tag}:k{i}"
-        bucket = keys[commit_partition(key, PARTITIONS)]
-        if len(bucket) < per_partition:
-            bucket.append(key)
-        i += 1
-    return [k for v in keys.values() for k in v]
-
-
 async def test_a_poison_record_in_the_saga_log_stops_neither_coordinator_nor_participants(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
-    dep = deployment
     tag = unique_tag()
     topic = commit_log_topic(dep.log_region)
     producer = AIOKafkaProducer(bootstrap_servers=dep.bootstrap)
@@ -290,13 +256,11 @@ async def test_a_poison_record_in_the_saga_log_stops_neither_coordinator_nor_par
                                          partition=p, headers=[("eb-saga", b"decision")])
     finally:
         await producer.stop()
-    keys = _keys_per_partition(tag)
+    keys = keys_per_partition(tag)
     results = await asyncio.gather(*(bus.commit(k, {"after": "poison"}) for k in keys))
     assert [r.committed for r in results] == [True] * len(keys), results
     for key in keys:
-        assert await _read_everywhere(bus, dep, key) == {
-            r: (True, {"after": "poison"}, 1) for r in dep.names
-        }
+        await expect_strong_reads(bus, dep.names, key, (True, {"after": "poison"}, 1))
     assert all(p.alive() for p in dep.region_procs.values()), dep.logs()
     assert all(c.alive() for c in dep.coordinators), dep.logs()
     view = await dep.saga_log()
@@ -308,14 +272,13 @@ async def test_a_poison_record_in_the_saga_log_stops_neither_coordinator_nor_par
 
 
 async def test_outcome_unknown_without_a_coordinator_then_a_late_coordinator_decides_from_the_votes(
-    deployment: Deployment,
+    dep: Deployment,
 ) -> None:
     """No coordinator runs: the client gives up ``decision_grace_ms`` past the deadline
     with StrongOutcomeUnknown naming the transaction (the write may still commit: the
     log decides). Every participant voted yes before the deadline, so a coordinator
     started afterwards commits it (the votes are facts; a timeout abort is only for
     missing votes), and it is applied once in every region."""
-    dep = deployment
     [coordinator] = dep.coordinators
     key = f"{unique_tag()}:unknown"
     config = {**dep.regions.config,
@@ -346,7 +309,7 @@ async def test_outcome_unknown_without_a_coordinator_then_a_late_coordinator_dec
     txn = (await dep.saga_log()).txns[txn_id]
     assert txn.decision is not None and txn.decision.writer == coordinator.name
     async with EdgeBus(dep.regions.config, discovery=False) as reader:
-        state = await _read_everywhere(reader, dep, key)
+        state = await strong_reads(reader, dep.names, key)
     await _check_atomic(dep)
     assert txn.decision.outcome.decision is Decision.COMMIT, (
         f"every participant voted yes on txn {txn_id}, yet the coordinator started after "
@@ -356,12 +319,11 @@ async def test_outcome_unknown_without_a_coordinator_then_a_late_coordinator_dec
 
 
 async def test_saga_list_and_show_report_votes_decisions_and_acks_of_strong_writes(
-    deployment: Deployment, bus: EdgeBus
+    dep: Deployment, bus: EdgeBus
 ) -> None:
     """`edgebus saga list` shows a key's transactions newest first with status, votes
     and who decided; `saga show` the request, each vote, the decision (with a conflict's
     versions) and each participant's acknowledgement; an unknown id is refused."""
-    dep = deployment
     key = f"{unique_tag()}:cli"
     first = await bus.commit(key, {"level": 1000})  # public: placed in all three regions
     lost = await bus.commit(key, {"level": 0}, expected_version=0)

@@ -423,6 +423,28 @@ def cut_of(timeline: Timeline, cut_at: int | None) -> int:
     return timeline.paused_at if cut_at is None else cut_at % (len(timeline.records) + 1)
 
 
+@dataclass(frozen=True)
+class Restart:
+    """A coordinated log whose clients retry late (after ``pause``), and a reader of it
+    that restarts after the first :meth:`cut` records with ``retention_ms``."""
+
+    txns: list[Spec]
+    operations: list[Op]
+    cut_at: int | None
+    retention_ms: int
+    pause: tuple[int, int]
+
+    def timeline(self) -> Timeline:
+        return coordinated_timeline(self.txns, self.operations, finish=False, pause=self.pause)
+
+    def cut(self, timeline: Timeline) -> int:
+        return cut_of(timeline, self.cut_at)
+
+
+#: logs decided by an up-to-date and a stale coordinator, and where their readers restart
+restarts = st.builds(Restart, specs, ops(decisions=False, stale=True), cuts, retentions, pauses)
+
+
 def undecided(txn: Txn) -> bool:
     """What a coordinator needs to read again."""
     return txn.decision is None
@@ -495,24 +517,25 @@ def stranded_begins(
 
 
 @settings(max_examples=300, deadline=None)
-@given(specs, ops(decisions=False, stale=True), cuts, retentions, pauses)
+@given(restarts)
 @example(  # t0 aborts; the coordinator restarts; the client's retried begin, and a yes
-    txns=[Spec("t0", "k0", ("eu",), None, MAX_DEADLINE)],
-    operations=[("vote", 0, 0, False, 0, Refusal.LOCKED), ("begin", 0, None),
-                ("vote", 0, 0, True, 0, Refusal.LOCKED)],
-    cut_at=None, retention_ms=RETENTION_MS, pause=(1, 0),
+    Restart(
+        txns=[Spec("t0", "k0", ("eu",), None, MAX_DEADLINE)],
+        operations=[("vote", 0, 0, False, 0, Refusal.LOCKED), ("begin", 0, None),
+                    ("vote", 0, 0, True, 0, Refusal.LOCKED)],
+        cut_at=None, retention_ms=RETENTION_MS, pause=(1, 0),
+    )
 )
 def test_a_reader_resuming_at_resume_offset_finds_undecided_only_what_the_log_left_undecided(
-    txns: list[Spec], operations: list[Op], cut_at: int | None, retention_ms: int,
-    pause: tuple[int, int],
+    restart: Restart,
 ) -> None:
     """A client's retried begin may land after its transaction's decision. A coordinator
     restarted at ``resume_offset`` must not take it for a transaction still to decide: it
     would log a second decision that it (and every reader resumed there) then believes,
     while the others keep the first. (At ``low_water`` it does.)"""
-    timeline = coordinated_timeline(txns, operations, finish=False, pause=pause)
+    timeline = restart.timeline()
     records = timeline.records
-    cut = cut_of(timeline, cut_at)
+    cut, retention_ms = restart.cut(timeline), restart.retention_ms
     assume(not late_duplicates(timeline, cut, retention_ms))
     assume(not stranded_begins(timeline, cut, undecided, retention_ms))
     start, resumed = resume(timeline, cut, undecided, retention_ms)
@@ -523,24 +546,23 @@ def test_a_reader_resuming_at_resume_offset_finds_undecided_only_what_the_log_le
 
 
 @settings(max_examples=300, deadline=None)
-@given(specs, ops(decisions=False, stale=True), cuts, retentions, pauses)
+@given(restarts)
 @example(  # t0 commits, eu acknowledges and restarts; the client's retried begin, eu's yes
-    txns=[Spec("t0", "k0", ("eu",), None, MAX_DEADLINE)],
-    operations=[("vote", 0, 0, True, 0, Refusal.LOCKED), ("ack", 0, "eu"), ("begin", 0, None),
-                ("vote", 0, 0, True, 0, Refusal.LOCKED)],
-    cut_at=None, retention_ms=RETENTION_MS, pause=(2, 0),
+    Restart(
+        txns=[Spec("t0", "k0", ("eu",), None, MAX_DEADLINE)],
+        operations=[("vote", 0, 0, True, 0, Refusal.LOCKED), ("ack", 0, "eu"),
+                    ("begin", 0, None), ("vote", 0, 0, True, 0, Refusal.LOCKED)],
+        cut_at=None, retention_ms=RETENTION_MS, pause=(2, 0),
+    )
 )
-def test_a_participant_resuming_at_resume_offset_holds_the_same_locks(
-    txns: list[Spec], operations: list[Op], cut_at: int | None, retention_ms: int,
-    pause: tuple[int, int],
-) -> None:
+def test_a_participant_resuming_at_resume_offset_holds_the_same_locks(restart: Restart) -> None:
     """What a participant restarted at ``resume_offset`` of its unacknowledged transactions
     reads as locked is what one that never stopped reads: late duplicates of decided
     transactions (a retried begin, a vote sent again) included. (At ``low_water`` it is
     not.)"""
-    timeline = coordinated_timeline(txns, operations, finish=False, pause=pause)
+    timeline = restart.timeline()
     records = timeline.records
-    cut = cut_of(timeline, cut_at)
+    cut, retention_ms = restart.cut(timeline), restart.retention_ms
     assume(not late_duplicates(timeline, cut, retention_ms))
     full = fold(records)
     for region in REGIONS:
@@ -559,14 +581,11 @@ def test_the_generated_restarts_exercise_the_retention() -> None:
     seen: set[str] = set()
 
     @settings(max_examples=600, deadline=None, database=None, derandomize=True)
-    @given(specs, ops(decisions=False, stale=True), cuts, retentions, pauses)
-    def collect(
-        txns: list[Spec], operations: list[Op], cut_at: int | None, retention_ms: int,
-        pause: tuple[int, int],
-    ) -> None:
-        timeline = coordinated_timeline(txns, operations, finish=False, pause=pause)
+    @given(restarts)
+    def collect(restart: Restart) -> None:
+        timeline = restart.timeline()
         records = timeline.records
-        cut = cut_of(timeline, cut_at)
+        cut, retention_ms = restart.cut(timeline), restart.retention_ms
         if late_duplicates(timeline, cut, retention_ms):
             seen.add("late duplicate out of contract")
             return

@@ -22,6 +22,22 @@ def python(tmp_path: Path, script: str, name: str = "child") -> ChildProcess:
                         name=name)
 
 
+#: SIGTERM handlers of :func:`started_sleeper`
+IGNORES_SIGTERM = "signal.SIG_IGN"
+EXITS_0_ON_SIGTERM = "lambda *_: sys.exit(0)"
+
+
+def started_sleeper(tmp_path: Path, on_sigterm: str) -> ChildProcess:
+    """A child that handles SIGTERM with ``on_sigterm``, prints ``ready`` and sleeps;
+    started, and ready."""
+    child = python(tmp_path, "import signal, sys, time\n"
+                             f"signal.signal(signal.SIGTERM, {on_sigterm})\n"
+                             "print('ready', flush=True)\n"
+                             "time.sleep(600)\n")
+    child.start(ready_line="ready", timeout_s=BOUND_S)
+    return child
+
+
 def test_a_child_that_prints_its_ready_line_is_ready_and_the_line_is_returned(
     tmp_path: Path,
 ) -> None:
@@ -94,11 +110,7 @@ def test_a_child_that_exits_before_it_is_ready_is_reported_with_its_exit_code_an
 def test_stop_kills_a_child_that_ignores_sigterm_once_the_grace_period_is_over(
     tmp_path: Path,
 ) -> None:
-    child = python(tmp_path, "import signal, time\n"
-                             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                             "print('ready', flush=True)\n"
-                             "time.sleep(600)\n")
-    child.start(ready_line="ready", timeout_s=BOUND_S)
+    child = started_sleeper(tmp_path, IGNORES_SIGTERM)
     started = time.monotonic()
     assert child.stop(grace_s=1.0) == -signal.SIGKILL
     assert time.monotonic() - started < BOUND_S
@@ -108,21 +120,13 @@ def test_stop_kills_a_child_that_ignores_sigterm_once_the_grace_period_is_over(
 def test_stop_of_a_child_that_honours_sigterm_reaps_it_with_its_own_exit_code(
     tmp_path: Path,
 ) -> None:
-    child = python(tmp_path, "import signal, sys, time\n"
-                             "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
-                             "print('ready', flush=True)\n"
-                             "time.sleep(600)\n")
-    child.start(ready_line="ready", timeout_s=BOUND_S)
+    child = started_sleeper(tmp_path, EXITS_0_ON_SIGTERM)
     assert child.stop(grace_s=BOUND_S) == 0
     assert child.stop() == 0  # stopping a stopped child changes nothing
 
 
 def test_a_paused_child_is_alive_and_stop_still_ends_it(tmp_path: Path) -> None:
-    child = python(tmp_path, "import signal, sys, time\n"
-                             "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
-                             "print('ready', flush=True)\n"
-                             "time.sleep(600)\n")
-    child.start(ready_line="ready", timeout_s=BOUND_S)
+    child = started_sleeper(tmp_path, EXITS_0_ON_SIGTERM)
     child.pause()
     assert child.alive()
     child.resume()

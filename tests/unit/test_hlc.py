@@ -59,26 +59,26 @@ def test_clock_resumes_from_a_persisted_reading() -> None:
 # -- observe ---------------------------------------------------------------------------
 
 
-def test_observe_remote_ahead_of_local_and_physical_takes_remote_plus_one() -> None:
-    clock = HybridLogicalClock(last=T(1_000, 5))
-    assert clock.observe(T(2_000, 9), physical_ms=1_500) == T(2_000, 10)
-
-
-def test_observe_physical_ahead_of_both_resets_logical() -> None:
-    clock = HybridLogicalClock(last=T(1_000, 5))
-    assert clock.observe(T(1_200, 9), physical_ms=3_000) == T(3_000, 0)
-
-
-def test_observe_local_ahead_of_both_increments_local_logical() -> None:
-    clock = HybridLogicalClock(last=T(5_000, 5))
-    assert clock.observe(T(4_000, 99), physical_ms=4_500) == T(5_000, 6)
-
-
-def test_observe_same_wall_takes_max_logical_plus_one() -> None:
-    clock = HybridLogicalClock(last=T(5_000, 5))
-    assert clock.observe(T(5_000, 9), physical_ms=4_000) == T(5_000, 10)
-    clock = HybridLogicalClock(last=T(5_000, 12))
-    assert clock.observe(T(5_000, 9), physical_ms=5_000) == T(5_000, 13)
+@pytest.mark.parametrize(
+    ("last", "remote", "physical_ms", "expected"),
+    [
+        pytest.param(T(1_000, 5), T(2_000, 9), 1_500, T(2_000, 10),
+                     id="remote-ahead-of-local-and-physical-takes-remote-plus-one"),
+        pytest.param(T(1_000, 5), T(1_200, 9), 3_000, T(3_000, 0),
+                     id="physical-ahead-of-both-resets-logical"),
+        pytest.param(T(5_000, 5), T(4_000, 99), 4_500, T(5_000, 6),
+                     id="local-ahead-of-both-increments-local-logical"),
+        pytest.param(T(5_000, 5), T(5_000, 9), 4_000, T(5_000, 10),
+                     id="same-wall-takes-max-logical-plus-one-remote-higher"),
+        pytest.param(T(5_000, 12), T(5_000, 9), 5_000, T(5_000, 13),
+                     id="same-wall-takes-max-logical-plus-one-local-higher"),
+    ],
+)
+def test_observe_takes_the_latest_wall_time_and_a_logical_count_above_it(
+    last: HLCTimestamp, remote: HLCTimestamp, physical_ms: int, expected: HLCTimestamp
+) -> None:
+    clock = HybridLogicalClock(last=last)
+    assert clock.observe(remote, physical_ms=physical_ms) == expected
 
 
 def test_observe_result_exceeds_both_local_and_remote() -> None:

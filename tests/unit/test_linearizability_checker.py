@@ -482,6 +482,32 @@ def _legal(order: Sequence[Call], value: Any) -> bool:
     return True
 
 
+#: a seeded random source, and the history of a simulated register driven with it
+Run = tuple[random.Random, list[Simulated]]
+
+
+@st.composite
+def simulated_runs(
+    draw: st.DrawFn,
+    *,
+    max_clients: int,
+    calls: tuple[int, int],
+    unknown_rates: Sequence[float],
+    max_keys: int | None = None,
+) -> Run:
+    """A :func:`simulate` run: 1 to ``max_clients`` clients making ``calls`` (min, max)
+    calls, an unknown-outcome rate from ``unknown_rates``, on the one key ``k`` or (with
+    ``max_keys``) on 1 to ``max_keys`` keys ``key0``, ``key1``, ..."""
+    rng = draw(st.randoms(use_true_random=False))
+    clients = draw(st.integers(min_value=1, max_value=max_clients))
+    n_calls = draw(st.integers(min_value=calls[0], max_value=calls[1]))
+    keys: Sequence[str] = ("k",)
+    if max_keys is not None:
+        keys = [f"key{i}" for i in range(draw(st.integers(min_value=1, max_value=max_keys)))]
+    unknown_rate = draw(st.sampled_from(unknown_rates))
+    return rng, simulate(rng, clients=clients, calls=n_calls, keys=keys, unknown_rate=unknown_rate)
+
+
 def replace_a_read(
     rng: random.Random, history: list[Simulated], candidates: Sequence[Any]
 ) -> tuple[list[Call], Call] | None:
@@ -505,18 +531,9 @@ def replace_a_read(
 
 
 @settings(deadline=None)
-@given(
-    rng=st.randoms(use_true_random=False),
-    clients=st.integers(min_value=1, max_value=8),
-    calls=st.integers(min_value=0, max_value=80),
-    keys=st.integers(min_value=1, max_value=3),
-    unknown_rate=st.sampled_from([0.0, 0.1, 0.25]),
-)
-def test_histories_of_a_simulated_atomic_register_are_linearizable(
-    rng: random.Random, clients: int, calls: int, keys: int, unknown_rate: float
-) -> None:
-    key_names = [f"key{i}" for i in range(keys)]
-    history = simulate(rng, clients=clients, calls=calls, keys=key_names, unknown_rate=unknown_rate)
+@given(simulated_runs(max_clients=8, calls=(0, 80), unknown_rates=[0.0, 0.1, 0.25], max_keys=3))
+def test_histories_of_a_simulated_atomic_register_are_linearizable(run: Run) -> None:
+    rng, history = run
     calls_in_any_order = [sim.call for sim in history]
     rng.shuffle(calls_in_any_order)
     result = check_linearizable(calls_in_any_order)
@@ -524,16 +541,11 @@ def test_histories_of_a_simulated_atomic_register_are_linearizable(
 
 
 @settings(deadline=None)
-@given(
-    rng=st.randoms(use_true_random=False),
-    clients=st.integers(min_value=1, max_value=8),
-    calls=st.integers(min_value=1, max_value=80),
-    unknown_rate=st.sampled_from([0.0, 0.1, 0.25]),
-)
+@given(simulated_runs(max_clients=8, calls=(1, 80), unknown_rates=[0.0, 0.1, 0.25]))
 def test_a_read_of_a_value_the_register_never_held_is_not_linearizable_and_is_named(
-    rng: random.Random, clients: int, calls: int, unknown_rate: float
+    run: Run,
 ) -> None:
-    history = simulate(rng, clients=clients, calls=calls, unknown_rate=unknown_rate)
+    rng, history = run
     # values are None or non-negative ints (writes 0..4, increments add 1 or 2): never -1
     mutation = replace_a_read(rng, history, [-1])
     if mutation is None:
@@ -545,20 +557,15 @@ def test_a_read_of_a_value_the_register_never_held_is_not_linearizable_and_is_na
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    rng=st.randoms(use_true_random=False),
-    clients=st.integers(min_value=1, max_value=4),
-    calls=st.integers(min_value=1, max_value=7),
-    unknown_rate=st.sampled_from([0.0, 0.2, 0.4]),
-)
+@given(simulated_runs(max_clients=4, calls=(1, 7), unknown_rates=[0.0, 0.2, 0.4]))
 def test_a_read_of_a_value_not_current_during_its_interval_fails_unless_some_order_allows_it(
-    rng: random.Random, clients: int, calls: int, unknown_rate: float
+    run: Run,
 ) -> None:
     """The value was not the register's at any instant of the read's interval in the
     simulated run; whether another run consistent with real time could have made it
     current is decided by brute force, and the checker must agree.
     """
-    history = simulate(rng, clients=clients, calls=calls, unknown_rate=unknown_rate)
+    rng, history = run
     assert brute_force_linearizable([sim.call for sim in history])
     mutation = replace_a_read(rng, history, [None, 0, 1, 2, 3, 4, 5, 6])
     if mutation is None:

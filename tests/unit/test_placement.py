@@ -36,6 +36,18 @@ def request(classes: Iterable[str] = (), **kw: object) -> PlacementRequest:
     return PlacementRequest(classes=frozenset(classes), **kw)  # type: ignore[arg-type]
 
 
+def fall_back(classes: Iterable[str], **kw: object) -> Placement:
+    """Strict placement over the WIDE regions with ``fallback="any_available"``."""
+    return place(STRICT, request(classes, regions=WIDE, fallback="any_available", **kw))
+
+
+def by_latency(latencies_ms: dict[str, float], classes: Iterable[str], **kw: object) -> Placement:
+    """Strict placement ranked by the ``lowest_latency`` strategy over ``latencies_ms``."""
+    return place(
+        STRICT, request(classes, strategy="lowest_latency", latencies_ms=latencies_ms, **kw)
+    )
+
+
 # ------------------------------------------------------------------ defaults, rules
 
 
@@ -250,16 +262,7 @@ def test_defaults_keep_todays_behaviour() -> None:
 
 
 def test_fallback_moves_an_unhealthy_home_to_a_healthy_compliant_region_in_strict_mode() -> None:
-    placement = place(
-        STRICT,
-        request(
-            {"pii"},
-            regions=WIDE,
-            home="eu-west-1",
-            unhealthy={"eu-west-1"},
-            fallback="any_available",
-        ),
-    )
+    placement = fall_back({"pii"}, home="eu-west-1", unhealthy={"eu-west-1"})
     assert placement.home == "eu-central-1"
     assert placement.regions == ("eu-central-1",)
     assert placement.rerouted is True
@@ -267,25 +270,14 @@ def test_fallback_moves_an_unhealthy_home_to_a_healthy_compliant_region_in_stric
 
 
 def test_fallback_keeps_a_healthy_home() -> None:
-    placement = place(
-        STRICT, request({"pii"}, regions=WIDE, home="eu-central-1", fallback="any_available")
-    )
+    placement = fall_back({"pii"}, home="eu-central-1")
     assert placement.home == "eu-central-1"
     assert placement.rerouted is False
 
 
 def test_fallback_never_leaves_the_compliance_zone() -> None:
     with pytest.raises(InfrastructureUnavailable) as caught:
-        place(
-            STRICT,
-            request(
-                {"pii"},
-                regions=WIDE,
-                home="eu-west-1",
-                unhealthy={"eu-west-1", "eu-central-1"},
-                fallback="any_available",
-            ),
-        )
+        fall_back({"pii"}, home="eu-west-1", unhealthy={"eu-west-1", "eu-central-1"})
     message = str(caught.value)
     assert message.startswith("No edge infrastructure available: every compliant region")
     assert "(eu-west-1, eu-central-1)" in message
@@ -296,33 +288,15 @@ def test_fallback_never_leaves_the_compliance_zone() -> None:
 
 def test_fallback_does_not_override_compliance_for_the_home() -> None:
     with pytest.raises(ComplianceViolation, match="'us-east-1' is not in the zones required"):
-        place(STRICT, request({"pii"}, regions=WIDE, home="us-east-1", fallback="any_available"))
+        fall_back({"pii"}, home="us-east-1")
     with pytest.raises(ComplianceViolation, match="excluded by exclude_locations"):
-        place(
-            STRICT,
-            request(
-                {"pii"},
-                regions=WIDE,
-                home="eu-west-1",
-                excluded=("eu-west-1",),
-                fallback="any_available",
-            ),
-        )
+        fall_back({"pii"}, home="eu-west-1", excluded=("eu-west-1",))
 
 
 def test_fallback_ranks_the_replacement_home_by_the_edge_strategy() -> None:
-    placement = place(
-        STRICT,
-        request(
-            {"public"},
-            regions=WIDE,
-            home="us-east-1",
-            unhealthy={"us-east-1"},
-            strategy="lowest_latency",
-            latencies_ms={"ap-south-1": 4.0, "eu-west-1": 9.0},
-            fallback="any_available",
-            replication_factor=2,
-        ),
+    placement = fall_back(
+        {"public"}, home="us-east-1", unhealthy={"us-east-1"}, replication_factor=2,
+        strategy="lowest_latency", latencies_ms={"ap-south-1": 4.0, "eu-west-1": 9.0},
     )
     assert placement.regions == ("ap-south-1", "eu-west-1")
     assert placement.rerouted is True
@@ -332,12 +306,7 @@ def test_min_replicas_refuses_when_too_few_healthy_compliant_regions_remain() ->
     with pytest.raises(InfrastructureUnavailable) as caught:
         place(
             STRICT,
-            request(
-                {"financial"},
-                replication_factor=2,
-                min_replicas=2,
-                unhealthy={"us-east-1"},
-            ),
+            request({"financial"}, replication_factor=2, min_replicas=2, unhealthy={"us-east-1"}),
         )
     message = str(caught.value)
     assert "only 1 healthy compliant region(s) (eu-west-1) for min_replicas 2" in message
@@ -381,15 +350,11 @@ def test_degraded_lists_the_unhealthy_regions_the_placement_would_have_used() ->
 
 
 def test_degraded_leaves_out_regions_beyond_the_replication_factor_and_excluded_ones() -> None:
+    down = {"us-east-1", "us-west-2", "ap-south-1"}
     placement = place(
         STRICT,
-        request(
-            {"public"},
-            regions=WIDE,
-            replication_factor=2,
-            excluded=("us-west-2",),
-            unhealthy={"us-east-1", "us-west-2", "ap-south-1"},
-        ),
+        request({"public"}, regions=WIDE, replication_factor=2, excluded=("us-west-2",),
+                unhealthy=down),
     )
     # without failures: us-east-1, eu-west-1; ap-south-1 was never in it; us-west-2 excluded
     assert placement.regions == ("eu-west-1", "eu-central-1")
@@ -455,15 +420,8 @@ def test_unknown_strategy_is_invalid_input() -> None:
 
 
 def test_lowest_latency_orders_by_measured_latency_missing_last_ties_by_config() -> None:
-    placement = place(
-        STRICT,
-        request(
-            {"public"},
-            regions=WIDE,
-            strategy="lowest_latency",
-            latencies_ms={"ap-south-1": 5.0, "eu-west-1": 20.0, "us-west-2": 5.0},
-        ),
-    )
+    latencies = {"ap-south-1": 5.0, "eu-west-1": 20.0, "us-west-2": 5.0}
+    placement = by_latency(latencies, {"public"}, regions=WIDE)
     assert placement.regions == (
         "us-west-2",
         "ap-south-1",
@@ -474,15 +432,8 @@ def test_lowest_latency_orders_by_measured_latency_missing_last_ties_by_config()
 
 
 def test_lowest_latency_keeps_preferred_first() -> None:
-    placement = place(
-        STRICT,
-        request(
-            {"public"},
-            strategy="lowest_latency",
-            preferred=("us-east-1",),
-            latencies_ms={"us-east-1": 90.0, "eu-west-1": 10.0},
-        ),
-    )
+    latencies = {"us-east-1": 90.0, "eu-west-1": 10.0}
+    placement = by_latency(latencies, {"public"}, preferred=("us-east-1",))
     assert placement.regions == ("us-east-1", "eu-west-1", "ap-south-1")
 
 
@@ -546,14 +497,7 @@ def test_request_normalizes_lists_and_case() -> None:
 
 
 def test_nan_latency_counts_as_unmeasured() -> None:
-    placement = place(
-        STRICT,
-        request(
-            {"public"},
-            strategy="lowest_latency",
-            latencies_ms={"us-east-1": float("nan"), "ap-south-1": 3.0},
-        ),
-    )
+    placement = by_latency({"us-east-1": float("nan"), "ap-south-1": 3.0}, {"public"})
     assert placement.regions == ("ap-south-1", "us-east-1", "eu-west-1")
 
 

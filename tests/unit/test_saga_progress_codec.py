@@ -32,6 +32,7 @@ from edgebus.wire.saga_progress import (
 from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import MAGIC
 from edgebus.wire.watermark import Watermark, encode_watermark
+from tests.unit.decoder_contract import DecoderContract
 
 SAGA = Saga(
     "order-17",
@@ -105,24 +106,14 @@ def test_a_plain_avro_reader_with_only_the_avsc_file_reads_a_record() -> None:
     assert json.loads(raw["definition"]["context_json"])["order"] == 17
 
 
-@pytest.mark.parametrize(
-    "data, says",
-    [
-        (b"", "no value"),
-        (None, "no value"),
-        (b"not avro at all", "single-object"),
-        (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "Unknown writer schema fingerprint"),
-    ],
-    ids=["empty", "none", "garbage", "unknown-fingerprint"],
-)
-def test_bytes_that_are_not_a_progress_record_raise_decode_error(
-    data: bytes | None, says: str
-) -> None:
-    with pytest.raises(DecodeError, match=says):
-        decode_progress(data)
+class TestProgressRecordDecoder(DecoderContract):
+    decode = staticmethod(decode_progress)
+
+    def valid_record(self) -> bytes:
+        return encode_progress(ENTRIES[0])
 
 
-def test_a_truncated_record_raises_decode_error() -> None:
+def test_a_record_cut_in_half_raises_decode_error() -> None:
     data = encode_progress(ENTRIES[0])
     with pytest.raises(DecodeError, match="Corrupt Avro body"):
         decode_progress(data[: len(data) // 2])

@@ -23,7 +23,7 @@ from edgebus.core.state_machine import (
     StateRequest,
     execute,
 )
-from edgebus.errors import DecodeError, EdgebusError, InvalidInput
+from edgebus.errors import DecodeError, InvalidInput
 from edgebus.wire.commit_log import encode_saga_record
 from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import MAGIC, encode_single_object
@@ -35,6 +35,7 @@ from edgebus.wire.state_log import (
     state_headers,
     state_kind,
 )
+from tests.unit.decoder_contract import DecoderContract
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "state_log.v1.avsc"
 SID = "cart:ünïcödé/42"
@@ -258,22 +259,11 @@ def test_an_object_that_is_not_a_state_log_record_is_refused() -> None:
         state_headers(LockHold("l", "h", 0))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    "data, says",
-    [
-        (b"", "no value"),
-        (None, "no value"),
-        (b"not avro at all", "single-object"),
-        (b"\xc3", "single-object"),
-        (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "Unknown writer schema fingerprint"),
-    ],
-    ids=["empty", "none", "garbage", "short-marker", "unknown-fingerprint"],
-)
-def test_bytes_that_are_not_a_state_record_raise_decode_error(
-    data: bytes | None, says: str
-) -> None:
-    with pytest.raises(DecodeError, match=says):
-        decode_state_record(data)
+class TestStateRecordDecoder(DecoderContract):
+    decode = staticmethod(decode_state_record)
+
+    def valid_record(self) -> bytes:
+        return encode_state_record(SID, op(result=NESTED, locks=(LockHold("l", "h", T),)))
 
 
 def test_a_saga_log_record_raises_decode_error() -> None:
@@ -282,13 +272,6 @@ def test_a_saga_log_record_raises_decode_error() -> None:
         DecodeError, match=r"io\.edgebus\.SagaLogRecord, not a io\.edgebus\.StateLogRecord"
     ):
         decode_state_record(saga)
-
-
-@pytest.mark.parametrize("cut", [10, 11, 20, -1])
-def test_a_truncated_record_raises_decode_error(cut: int) -> None:
-    data = encode_state_record(SID, op(result=NESTED, locks=(LockHold("l", "h", T),)))
-    with pytest.raises(DecodeError, match="Corrupt Avro body"):
-        decode_state_record(data[:cut])
 
 
 PARTS = ("claim", "renew", "handoff", "release", "request", "op")
@@ -355,8 +338,3 @@ def test_a_malformed_part_raises_decode_error(
 ) -> None:
     with pytest.raises(DecodeError, match=f"state {SID!r} of kind {kind} is malformed.*{says}"):
         decode_state_record(raw_record(kind, **part))
-
-
-def test_decode_errors_are_edgebus_errors() -> None:
-    with pytest.raises(EdgebusError):
-        decode_state_record(b"garbage")

@@ -16,6 +16,7 @@ from edgebus.workflow import (
     WorkflowValidationError,
     register_node,
 )
+from tests.unit.workflow_graphs import connect, graph
 
 
 @register_node("BuilderTestStore")
@@ -41,10 +42,8 @@ def build_errors(builder: WorkflowBuilder) -> list[str]:
 
 
 def chain(*ids: str) -> WorkflowBuilder:
-    builder = WorkflowBuilder()
-    for node_id in ids:
-        builder.add_node("Passthrough", node_id, {})
-    return builder
+    """Passthrough nodes ``ids``, not connected."""
+    return graph(dict.fromkeys(ids, "Passthrough"))
 
 
 def test_add_node_returns_the_id_given_or_a_generated_one() -> None:
@@ -73,9 +72,7 @@ def test_a_valid_workflow_builds_with_validated_params_and_edge_nodes() -> None:
 
 
 def test_workflow_is_frozen_and_describes_itself_as_a_dict() -> None:
-    builder = chain("a", "b")
-    builder.add_connection("a", "result", "b", "input")
-    workflow = builder.build()
+    workflow = connect(chain("a", "b"), "a.result -> b.input").build()
     with pytest.raises(AttributeError):
         workflow.nodes = ()  # type: ignore[misc]
     assert workflow.to_dict() == {
@@ -91,13 +88,11 @@ def test_workflow_is_frozen_and_describes_itself_as_a_dict() -> None:
 
 
 def test_nodes_are_in_topological_order_stable_by_insertion() -> None:
-    builder = WorkflowBuilder()
-    for node_id in ("sink", "left", "source", "right"):
-        builder.add_node("Merge", node_id, {})
-    builder.add_connection("source", "result", "left", "x")
-    builder.add_connection("source", "result", "right", "x")
-    builder.add_connection("left", "result", "sink", "a")
-    builder.add_connection("right", "result", "sink", "b")
+    builder = graph(
+        dict.fromkeys(("sink", "left", "source", "right"), "Merge"),
+        "source.result -> left.x", "source.result -> right.x",
+        "left.result -> sink.a", "right.result -> sink.b",
+    )
     assert builder.build().node_ids == ("source", "left", "right", "sink")
 
 
@@ -172,9 +167,7 @@ def test_params_that_are_not_a_mapping_are_reported() -> None:
 
 
 def test_connection_to_unknown_node_suggests_the_nearest_node_id() -> None:
-    builder = chain("reader", "writer")
-    builder.add_connection("reader", "result", "writter", "input")
-    (problem,) = build_errors(builder)
+    (problem,) = build_errors(connect(chain("reader", "writer"), "reader.result -> writter.input"))
     assert problem == (
         "Connection reader.result -> writter.input: unknown target node 'writter' "
         "(did you mean 'writer'?). Nodes: reader, writer."
@@ -182,9 +175,7 @@ def test_connection_to_unknown_node_suggests_the_nearest_node_id() -> None:
 
 
 def test_connection_from_unknown_source_node_is_reported() -> None:
-    builder = chain("a")
-    builder.add_connection("zzz", "result", "a", "input")
-    (problem,) = build_errors(builder)
+    (problem,) = build_errors(connect(chain("a"), "zzz.result -> a.input"))
     assert problem.startswith("Connection zzz.result -> a.input: unknown source node 'zzz'.")
 
 
@@ -192,8 +183,7 @@ def test_connection_to_unknown_ports_names_the_valid_ports() -> None:
     builder = WorkflowBuilder()
     builder.add_node("BuilderTestStore", "store", {"action": "read"})
     builder.add_node("Passthrough", "p", {})
-    builder.add_connection("store", "output", "p", "data")
-    problems = build_errors(builder)
+    problems = build_errors(connect(builder, "store.output -> p.data"))
     assert problems == [
         "Connection store.output -> p.data: node 'store' (BuilderTestStore) has no output "
         "'output'; its outputs: result, receipt.",
@@ -203,17 +193,12 @@ def test_connection_to_unknown_ports_names_the_valid_ports() -> None:
 
 
 def test_a_node_that_accepts_any_input_takes_any_port_name() -> None:
-    builder = WorkflowBuilder()
-    builder.add_node("Passthrough", "p", {})
-    builder.add_node("Merge", "m", {})
-    builder.add_connection("p", "result", "m", "whatever")
+    builder = graph({"p": "Passthrough", "m": "Merge"}, "p.result -> m.whatever")
     assert builder.build().node_ids == ("p", "m")
 
 
 def test_an_input_port_fed_twice_is_reported() -> None:
-    builder = chain("a", "b", "c")
-    builder.add_connection("a", "result", "c", "input")
-    builder.add_connection("b", "result", "c", "input")
+    builder = connect(chain("a", "b", "c"), "a.result -> c.input", "b.result -> c.input")
     (problem,) = build_errors(builder)
     assert problem == (
         "Input c.input is fed twice: by a.result and by b.result. Connect each input once "
@@ -222,44 +207,35 @@ def test_an_input_port_fed_twice_is_reported() -> None:
 
 
 def test_a_cycle_is_reported_with_its_nodes_in_order() -> None:
-    builder = chain("start", "a", "b", "c")
-    builder.add_connection("start", "result", "a", "input")
-    builder.add_connection("a", "result", "b", "input")
-    builder.add_connection("b", "result", "c", "input")
+    builder = connect(
+        chain("start", "a", "b", "c"),
+        "start.result -> a.input", "a.result -> b.input", "b.result -> c.input",
+    )
     builder.add_node("Merge", "m", {})
-    builder.add_connection("c", "result", "m", "x")
-    builder.add_connection("m", "result", "a", "extra")  # Passthrough has no 'extra'
-    problems = build_errors(builder)
+    # Passthrough has no 'extra'
+    problems = build_errors(connect(builder, "c.result -> m.x", "m.result -> a.extra"))
     assert "Cycle: a -> b -> c -> m -> a. A workflow must be acyclic" in problems[-1]
 
 
 def test_a_self_loop_is_a_cycle() -> None:
-    builder = WorkflowBuilder()
-    builder.add_node("Merge", "m", {})
-    builder.add_connection("m", "result", "m", "again")
-    (problem,) = build_errors(builder)
+    (problem,) = build_errors(graph({"m": "Merge"}, "m.result -> m.again"))
     assert problem.startswith("Cycle: m -> m.")
 
 
 def test_each_separate_cycle_is_reported() -> None:
-    builder = WorkflowBuilder()
-    for node_id in ("a", "b", "c", "d"):
-        builder.add_node("Merge", node_id, {})
-    builder.add_connection("a", "result", "b", "x")
-    builder.add_connection("b", "result", "a", "x")
-    builder.add_connection("c", "result", "d", "x")
-    builder.add_connection("d", "result", "c", "x")
+    builder = graph(
+        dict.fromkeys(("a", "b", "c", "d"), "Merge"),
+        "a.result -> b.x", "b.result -> a.x", "c.result -> d.x", "d.result -> c.x",
+    )
     problems = build_errors(builder)
     assert [p.split(".")[0] for p in problems] == ["Cycle: a -> b -> a", "Cycle: c -> d -> c"]
 
 
 def test_all_problems_are_reported_in_one_error_whose_message_lists_them() -> None:
-    builder = WorkflowBuilder()
-    builder.add_node("Pasthrough", "a", {})
-    builder.add_node("BuilderTestStore", "store", {})
-    builder.add_node("Merge", "m", {})
-    builder.add_connection("m", "result", "m", "loop")
-    builder.add_connection("store", "result", "nowhere", "input")
+    builder = graph(
+        {"a": "Pasthrough", "store": "BuilderTestStore", "m": "Merge"},
+        "m.result -> m.loop", "store.result -> nowhere.input",
+    )
     with pytest.raises(WorkflowValidationError) as info:
         builder.build()
     error = info.value
@@ -273,8 +249,7 @@ def test_all_problems_are_reported_in_one_error_whose_message_lists_them() -> No
 
 
 def test_building_twice_gives_equal_independent_workflows() -> None:
-    builder = chain("a", "b")
-    builder.add_connection("a", "result", "b", "input")
+    builder = connect(chain("a", "b"), "a.result -> b.input")
     first, second = builder.build(), builder.build()
     assert first == second
     assert first is not second

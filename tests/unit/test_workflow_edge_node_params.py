@@ -86,6 +86,14 @@ def problems(type_name: str, params: dict[str, Any], node_id: str = "n") -> list
     return list(info.value.problems)
 
 
+def assert_store_refuses(params: dict[str, Any], field: str, words: str) -> None:
+    """An EdgeDataNode ``store`` with ``params`` does not build: its one problem names
+    the node, its type and the invalid ``field``, and says ``words``."""
+    [problem] = problems("EdgeDataNode", params, "store")
+    assert problem.startswith(f"Node 'store' (EdgeDataNode): invalid parameter {field!r}"), problem
+    assert words in problem, problem
+
+
 def test_both_types_are_registered_edge_nodes() -> None:
     assert node_class("EdgeDataNode") is EdgeDataNode
     assert node_class("EdgeStateMachine") is EdgeStateMachine
@@ -146,9 +154,7 @@ def test_optimized_store_defaults_to_write() -> None:
 def test_data_node_refuses_bad_values_naming_node_and_field(
     params: dict[str, Any], field: str, words: str
 ) -> None:
-    [problem] = problems("EdgeDataNode", params, "store")
-    assert problem.startswith(f"Node 'store' (EdgeDataNode): invalid parameter {field!r}"), problem
-    assert words in problem, problem
+    assert_store_refuses(params, field, words)
 
 
 @pytest.mark.parametrize(
@@ -165,9 +171,7 @@ def test_data_node_refuses_bad_values_naming_node_and_field(
 def test_data_node_refuses_contradicting_params(
     params: dict[str, Any], field: str, words: str
 ) -> None:
-    [problem] = problems("EdgeDataNode", params, "store")
-    assert problem.startswith(f"Node 'store' (EdgeDataNode): invalid parameter {field!r}"), problem
-    assert words in problem, problem
+    assert_store_refuses(params, field, words)
 
 
 def test_data_node_unknown_param_gets_a_did_you_mean() -> None:

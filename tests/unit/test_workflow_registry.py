@@ -18,6 +18,7 @@ from edgebus.workflow import (
     register_node,
     registered,
 )
+from tests.unit.workflow_graphs import graph
 
 
 def test_register_node_uses_the_class_name_by_default() -> None:
@@ -105,10 +106,7 @@ def test_a_processing_node_with_kwargs_accepts_any_input_port() -> None:
     def collect(**values: Any) -> dict[str, Any]:
         return values
 
-    builder = WorkflowBuilder()
-    builder.add_node("Passthrough", "p", {})
-    builder.add_node("registry_test_collect", "c", {})
-    builder.add_connection("p", "result", "c", "anything")
+    builder = graph({"p": "Passthrough", "c": "registry_test_collect"}, "p.result -> c.anything")
     assert builder.build().node_ids == ("p", "c")
 
 

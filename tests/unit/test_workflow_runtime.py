@@ -25,6 +25,7 @@ from edgebus.workflow import (
     processing_node,
     register_node,
 )
+from tests.unit.workflow_graphs import graph
 
 
 @processing_node("runtime_test_scale")
@@ -246,13 +247,11 @@ async def test_edge_nodes_are_initialized_once_with_the_infrastructure_before_th
     EdgeProbe.events.clear()
     PlainProbe.initialized.clear()
     infra = FakeInfrastructure()
-    builder = WorkflowBuilder()
-    builder.add_node("RuntimeTestPlainProbe", "plain", {})
-    builder.add_node("RuntimeTestEdgeProbe", "edge1", {})
-    builder.add_node("RuntimeTestEdgeProbe", "edge2", {})
-    builder.add_connection("plain", "result", "edge1", "input")
-    builder.add_connection("edge1", "result", "edge2", "input")
-    workflow = builder.build()
+    workflow = graph(
+        {"plain": "RuntimeTestPlainProbe", "edge1": "RuntimeTestEdgeProbe",
+         "edge2": "RuntimeTestEdgeProbe"},
+        "plain.result -> edge1.input", "edge1.result -> edge2.input",
+    ).build()
     assert workflow.edge_node_ids == ("edge1", "edge2")
 
     results, _ = await LocalRuntime(infrastructure=infra).execute_async(
