@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "RoundFigures",
     "percentile",
     "round_figures",
     "stage_medians",
@@ -27,10 +29,29 @@ def percentile(samples: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+@dataclass
+class RoundFigures:
+    """The figures of one mode over its rounds (:func:`round_figures`; ms, ops/s), for a
+    benchmark's result type to inherit. List it before the dataclass holding the fields
+    that name the mode (``class ModeFigures(RoundFigures, _Mode)``): a dataclass's
+    fields start with those of its last base, so the mode's come first."""
+
+    ops: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    per_s: float
+    rounds_p50_ms: list[float] = field(default_factory=list)
+    rounds_p99_ms: list[float] = field(default_factory=list)
+    rounds_per_s: list[float] = field(default_factory=list)
+
+
 def round_figures(batches: Sequence[tuple[list[float], float]]) -> dict[str, Any]:
     """The figures of one mode from its batches, one per round: ``(latencies in ms,
     wall seconds)``. p50, p99 and rate are medians over the batches, mean and max over
-    every sample; the per-round values are kept too."""
+    every sample; the per-round values are kept too. The keys are the fields of
+    :class:`RoundFigures`."""
     p50s = [percentile(ms, 50) for ms, _ in batches]
     p99s = [percentile(ms, 99) for ms, _ in batches]
     rates = [len(ms) / seconds for ms, seconds in batches]

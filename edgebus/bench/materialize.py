@@ -24,7 +24,6 @@ event mixture, the concurrent fill) live here too.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import statistics
@@ -40,6 +39,7 @@ from aiokafka import TopicPartition
 
 from connectors import by_url
 from edgebus.bench.produce import sample_record
+from edgebus.bench.rounds import drive
 from edgebus.config import EdgeConfig, KafkaConfig
 from edgebus.core.envelope import Operation
 from edgebus.errors import InfrastructureUnavailable
@@ -99,19 +99,12 @@ async def fill_region(
     bus: EdgeBus, region: str, first: int, events: int, concurrency: int = 256
 ) -> float:
     """Write events ``first .. events-1`` of the mixture to ``region``; return writes/s."""
-    next_index = first
 
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < events:
-            i = next_index
-            next_index += 1
-            key, data, op = bench_event(i)
-            await bus.write(key, data, region=region, operation=op)
+    async def write(_worker: int, i: int) -> None:
+        key, data, op = bench_event(i)
+        await bus.write(key, data, region=region, operation=op)
 
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
+    elapsed = await drive(events, concurrency, write, first)
     return (events - first) / elapsed if elapsed > 0 else 0.0
 
 

@@ -11,14 +11,13 @@ machine's speed hits both sides alike.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import statistics
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgebus.bench.rounds import drive
 from edgebus.config import EdgeConfig
 from edgebus.kafka.clients import start_producer
 from edgebus.kafka.topics import ensure_topics
@@ -61,20 +60,9 @@ class ProduceResult:
         return asdict(self)
 
 
-async def _drive(total: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> float:
-    """Run ``one(i)`` for i < total with ``concurrency`` in flight; return events/s."""
-    next_index = 0
-
-    async def worker() -> None:
-        nonlocal next_index
-        while next_index < total:
-            i = next_index
-            next_index += 1
-            await one(i)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - start)
+async def _drive(total: int, concurrency: int, one: Callable[[int, int], Awaitable[Any]]) -> float:
+    """Run ``one(worker, i)`` for i < total with ``concurrency`` in flight; return events/s."""
+    return total / await drive(total, concurrency, one)
 
 
 async def run_produce_bench(
@@ -95,11 +83,11 @@ async def run_produce_bench(
         raw = await start_producer(config.kafka, bootstrap, "events", client_id="edgebus-bench-raw")
         try:
 
-            async def sdk_one(i: int) -> None:
+            async def sdk_one(_worker: int, i: int) -> None:
                 key, data = records[i]
                 await bus.write(key, data, region=region)
 
-            async def raw_one(i: int) -> None:
+            async def raw_one(_worker: int, i: int) -> None:
                 rec = prepared[i]
                 await (await raw.send(RAW_TOPIC, rec.value, key=rec.key, headers=rec.headers))
 

@@ -1,6 +1,7 @@
 """Interleaved rounds of batches, shared by the latency benchmarks: the order of the
 batches, and the batches themselves (N workers, each doing one operation after the
-other, until a count or a duration is done).
+other, until a count or a duration is done). :func:`drive`, the counted workers, also
+drives the throughput benchmarks' rounds and fills.
 
 The figures over the rounds are :func:`~edgebus.bench.figures.round_figures`."""
 
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from edgebus.bench.figures import round_figures
 
-__all__ = ["counted_batch", "round_figures", "schedule", "timed_batch"]
+__all__ = ["counted_batch", "drive", "round_figures", "schedule", "timed_batch"]
 
 
 def schedule(
@@ -35,21 +36,32 @@ async def counted_batch(
     """``one(worker, i)`` for i < count by ``concurrency`` workers, each one at a time,
     within ``timeout_s``; ``(latencies in ms, wall seconds)``. ``one`` returns its own
     latency (ms)."""
-    next_index = 0
     latencies: list[float] = []
+
+    async def timed(w: int, i: int) -> None:
+        latencies.append(await one(w, i))
+
+    seconds = await asyncio.wait_for(drive(count, concurrency, timed), timeout_s)
+    return latencies, seconds
+
+
+async def drive(
+    end: int, concurrency: int, one: Callable[[int, int], Awaitable[object]], first: int = 0
+) -> float:
+    """``one(worker, i)`` for i in ``first .. end - 1`` by ``concurrency`` workers, each
+    doing one after the other; the wall seconds they took."""
+    next_index = first
 
     async def worker(w: int) -> None:
         nonlocal next_index
-        while next_index < count:
+        while next_index < end:
             i = next_index
             next_index += 1
-            latencies.append(await one(w, i))
+            await one(w, i)
 
     started = time.perf_counter()
-    await asyncio.wait_for(
-        asyncio.gather(*(worker(w) for w in range(concurrency))), timeout_s
-    )
-    return latencies, time.perf_counter() - started
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return time.perf_counter() - started
 
 
 async def timed_batch(

@@ -65,6 +65,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgebus.bench import state_figures
 from edgebus.bench.children import (
     ChildCommand,
     cancelled_on_sigterm,
@@ -76,16 +77,13 @@ from edgebus.bench.machine import ProcessClock, load_average
 from edgebus.bench.materialize import fresh_region, scratch_config
 from edgebus.bench.rounds import schedule, timed_batch
 from edgebus.bench.state_baselines import StateBaselines
+from edgebus.bench.state_figures import *  # noqa: F403  (its names are importable from here too)
 from edgebus.bench.state_figures import (
     MODES,
     PHASES,
-    STAGES,
-    Comparison,
     ModeFigures,
-    PhaseCheck,
     StageFigures,
     StateBenchResult,
-    check_phase,
     compare,
     forwarded_vs_local,
     median_stages,
@@ -100,23 +98,8 @@ from edgebus.sdk import EdgeBus
 from edgebus.state.host import default_state_db
 from edgebus.wire.state_log import encode_state_record
 
-__all__ = [
-    "DEFAULT_CONCURRENCY",
-    "MODES",
-    "PHASES",
-    "STAGES",
-    "Comparison",
-    "ModeFigures",
-    "PhaseCheck",
-    "StageFigures",
-    "StateBenchResult",
-    "check_phase",
-    "compare",
-    "median_stages",
-    "run_state_bench",
-    "stages_of",
-    "summarize",
-]
+__all__ = ["DEFAULT_CONCURRENCY", "run_state_bench"]
+__all__ += state_figures.__all__
 
 #: the workers of the second load (the first is one worker)
 DEFAULT_CONCURRENCY = 16

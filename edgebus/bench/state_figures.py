@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgebus.bench.figures import round_figures, stage_medians, stage_spans
+from edgebus.bench.figures import RoundFigures, round_figures, stage_medians, stage_spans
 from edgebus.bench.machine import ProcessTime
 
 __all__ = [
@@ -51,21 +51,15 @@ STAGES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 @dataclass
-class ModeFigures:
-    """One mode of one phase at one concurrency: medians over the rounds (ms, ops/s)."""
-
+class _Mode:
     phase: str
     mode: str
     concurrency: int
-    ops: int
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    max_ms: float
-    per_s: float
-    rounds_p50_ms: list[float] = field(default_factory=list)
-    rounds_p99_ms: list[float] = field(default_factory=list)
-    rounds_per_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ModeFigures(RoundFigures, _Mode):
+    """One mode of one phase at one concurrency: medians over the rounds (ms, ops/s)."""
 
 
 @dataclass

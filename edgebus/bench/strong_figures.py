@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgebus.bench.figures import round_figures, stage_medians, stage_spans
+from edgebus.bench.figures import RoundFigures, round_figures, stage_medians, stage_spans
 from edgebus.bench.machine import ProcessTime
 from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
 
@@ -45,20 +45,14 @@ STAGES: tuple[tuple[str, str], ...] = (
 
 
 @dataclass
-class ModeFigures:
-    """One mode at one concurrency: medians over the rounds (milliseconds, ops/s)."""
-
+class _Mode:
     concurrency: int
     mode: str
-    ops: int
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    max_ms: float
-    per_s: float
-    rounds_p50_ms: list[float] = field(default_factory=list)
-    rounds_p99_ms: list[float] = field(default_factory=list)
-    rounds_per_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ModeFigures(RoundFigures, _Mode):
+    """One mode at one concurrency: medians over the rounds (milliseconds, ops/s)."""
 
 
 @dataclass

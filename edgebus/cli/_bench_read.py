@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from edgebus.bench.read import run_read_bench
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, store_dir_option
 from edgebus.cli._output import console
 from edgebus.cli._runner import UNTIL_CTRL_C_OR_SIGTERM, Call, Document, run_command
 
@@ -21,9 +21,7 @@ def read(
     reads: int = typer.Option(2000, "--reads", min=10, help="Measured reads per level and mode."),
     keys: int = typer.Option(200, "--keys", min=1, help="Keys written, then read at random."),
     warmup: int = typer.Option(100, "--warmup", min=0, help="Unmeasured reads per level first."),
-    store_dir: Path | None = typer.Option(
-        None, "--store-dir", file_okay=False, help="Where the region's store goes (default: temp)."
-    ),
+    store_dir: Path | None = store_dir_option("the region's store goes"),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:

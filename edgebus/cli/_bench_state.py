@@ -11,7 +11,7 @@ from rich.table import Table
 
 from edgebus.bench.state import DEFAULT_CONCURRENCY as STATE_CONCURRENCY
 from edgebus.bench.state import run_state_bench
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, store_dir_option
 from edgebus.cli._output import console
 from edgebus.cli._runner import UNTIL_CTRL_C_OR_SIGTERM, Call, Reply, run_command
 
@@ -35,10 +35,7 @@ def state(
         "service of the config may run meanwhile; default: a fresh region of the run's "
         "own)."
     ),
-    store_dir: Path | None = typer.Option(
-        None, "--store-dir", file_okay=False,
-        help="Where the region service's store and log go (default: temp).",
-    ),
+    store_dir: Path | None = store_dir_option("the region service's store and log go"),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from edgebus.bench.strong import run_strong_bench
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, store_dir_option
 from edgebus.cli._output import console
 from edgebus.cli._runner import (
     UNTIL_CTRL_C_OR_SIGTERM,
@@ -37,10 +37,7 @@ def strong(
         None, "--bootstrap", help="Kafka to use (default: the config's; when none is named "
         "and none answers, a broker of the run's own is started and wiped afterwards)."
     ),
-    store_dir: Path | None = typer.Option(
-        None, "--store-dir", file_okay=False,
-        help="Where the region stores and logs go (default: temp).",
-    ),
+    store_dir: Path | None = store_dir_option("the region stores and logs go"),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:

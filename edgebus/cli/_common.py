@@ -13,7 +13,15 @@ import typer
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import UnknownRegion
 
-__all__ = ["ConfigOption", "JsonOption", "load_cli_config", "serve_until_signal"]
+__all__ = [
+    "ConfigOption",
+    "JsonOption",
+    "command_group",
+    "load_cli_config",
+    "region_option",
+    "serve_until_signal",
+    "store_dir_option",
+]
 
 ConfigOption: Any = typer.Option(
     None,
@@ -22,6 +30,22 @@ ConfigOption: Any = typer.Option(
     dir_okay=False,
 )
 JsonOption: Any = typer.Option(False, "--json", help="Print JSON for programs.")
+
+
+def command_group(help: str) -> typer.Typer:
+    """A command group (``edgebus <group> <command>``): called without a command, it
+    prints its help."""
+    return typer.Typer(help=help, no_args_is_help=True)
+
+
+def region_option(help: str | None = None) -> Any:
+    """``--region``, required: the region a command is about."""
+    return typer.Option(..., "--region", help=help)
+
+
+def store_dir_option(what: str) -> Any:
+    """A benchmark's ``--store-dir``: ``Where <what> (default: temp).``"""
+    return typer.Option(None, "--store-dir", file_okay=False, help=f"Where {what} (default: temp).")
 
 
 def load_cli_config(path: Path | None, *regions: str) -> EdgeConfig:

@@ -20,7 +20,7 @@ from edgebus.bench.replicate import run_replicate_bench
 from edgebus.cli._bench_read import read
 from edgebus.cli._bench_state import state
 from edgebus.cli._bench_strong import strong
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, store_dir_option
 from edgebus.cli._output import console
 from edgebus.cli._runner import Call, Document, OptionError, run_command
 
@@ -77,9 +77,7 @@ def materialize(
     ctx: typer.Context,
     events: int = typer.Option(100_000, "--events", min=100, help="Events to pre-fill."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating rounds per side."),
-    store_dir: Path | None = typer.Option(
-        None, "--store-dir", file_okay=False, help="Where the round stores go (default: temp)."
-    ),
+    store_dir: Path | None = store_dir_option("the round stores go"),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -108,9 +106,7 @@ def replicate(
     rate: float = typer.Option(500.0, "--rate", min=1, help="Writes per second."),
     seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="Length of each phase."),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Alternating phases per side."),
-    store_dir: Path | None = typer.Option(
-        None, "--store-dir", file_okay=False, help="Where region B's store goes (default: temp)."
-    ),
+    store_dir: Path | None = store_dir_option("region B's store goes"),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -152,9 +148,7 @@ def replay(
         "(default: a fresh one; its name is in the output).",
     ),
     concurrency: int = typer.Option(256, "--concurrency", min=1, help="Fill writes in flight."),
-    store_dir: Path | None = typer.Option(
-        None, "--store-dir", file_okay=False, help="Where replay stores go (default: temp)."
-    ),
+    store_dir: Path | None = store_dir_option("replay stores go"),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption, serve_until_signal
+from edgebus.cli._common import ConfigOption, JsonOption, command_group, serve_until_signal
 from edgebus.cli._output import emit, err_console
 from edgebus.cli._runner import UNTIL_CTRL_C, Call, run_command
 from edgebus.config import EdgeConfig
@@ -15,7 +15,7 @@ from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Run a saga coordinator (decides strong writes).", no_args_is_help=True)
+app = command_group("Run a saga coordinator (decides strong writes).")
 
 
 @app.command("run")

@@ -9,21 +9,20 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, command_group, region_option
 from edgebus.cli._output import console
 from edgebus.cli._runner import Call, Document, run_command
 from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
-app = typer.Typer(help="List and redrive dead letters (edgebus.<region>.dlq).",
-                  no_args_is_help=True)
+app = command_group("List and redrive dead letters (edgebus.<region>.dlq).")
 
 
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    region: str = typer.Option(..., "--region"),
+    region: str = region_option(),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -42,7 +41,7 @@ def list_(
 @app.command("redrive")
 def redrive(
     ctx: typer.Context,
-    region: str = typer.Option(..., "--region"),
+    region: str = region_option(),
     offset: list[str] = typer.Option(
         [], "--offset", help="PARTITION:OFFSET of a dead letter (repeatable)."
     ),

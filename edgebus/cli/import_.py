@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, region_option
 from edgebus.cli._output import console
 from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.config import EdgeConfig
@@ -22,7 +22,7 @@ def import_(
     ctx: typer.Context,
     source: str = typer.Option(..., "--from", help="Exported store: jsonl:///path.jsonl "
                                "(or sqlite:///path.db)."),
-    region: str = typer.Option(..., "--region", help="Home region of the writes."),
+    region: str = region_option("Home region of the writes."),
     replication_factor: int | None = typer.Option(None, "--replication-factor", min=1),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption
+from edgebus.cli._common import ConfigOption, command_group
 from edgebus.cli._output import console
 from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.config import ENV_CONFIG
@@ -23,12 +23,9 @@ from edgebus.localkafka import launcher
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    help=(
-        "Run real Apache Kafka 4 brokers (KRaft mode) on this machine: jars from Maven "
-        "Central, Java 17+, no Docker. Brokers keep running after the command exits."
-    ),
-    no_args_is_help=True,
+app = command_group(
+    "Run real Apache Kafka 4 brokers (KRaft mode) on this machine: jars from Maven "
+    "Central, Java 17+, no Docker. Brokers keep running after the command exits."
 )
 
 JSON_HELP = "Print one JSON document."

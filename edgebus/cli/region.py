@@ -3,25 +3,31 @@ and ``resume-replication`` for maintenance and fault drills."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption, serve_until_signal
+from edgebus.cli._common import (
+    ConfigOption,
+    JsonOption,
+    command_group,
+    region_option,
+    serve_until_signal,
+)
 from edgebus.cli._output import emit, err_console
 from edgebus.cli._runner import UNTIL_CTRL_C, Call, Document, run_command
 from edgebus.config import EdgeConfig
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Run a region service (materializer, replicators, query endpoint).",
-                  no_args_is_help=True)
+app = command_group("Run a region service (materializer, replicators, query endpoint).")
 
 
 @app.command("run")
 def run(
     ctx: typer.Context,
-    region: str = typer.Option(..., "--region", help="The region to materialize."),
+    region: str = region_option("The region to materialize."),
     store: str | None = typer.Option(
         None, "--store", help="Store URL (default: sqlite:///$EDGEBUS_STATE_DIR/regions/R/"
         "store.db)."
@@ -75,40 +81,37 @@ async def _run(
     await serve_until_signal(service)
 
 
-@app.command("pause-replication")
-def pause_replication(
-    ctx: typer.Context,
-    region: str = typer.Option(..., "--region", help="The region whose service to pause."),
-    config: Path | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Stop copying other regions' events (and heartbeats) into this region, for
-    maintenance or a fault drill: its frontiers for other origins stop, so causal and
-    bounded-staleness reads there wait, route elsewhere or raise. Writes still work."""
-    _set_replication(ctx, region, True, config, as_json)
+def _replication_switch(paused: bool) -> Callable[..., None]:
+    """The command that pauses (``paused``) or resumes copying into a region."""
+    verb = "pause" if paused else "resume"
+
+    def switch(
+        ctx: typer.Context,
+        region: str = region_option(f"The region whose service to {verb}."),
+        config: Path | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+
+        async def body(call: Call) -> Document:
+            return {"ok": True, **await _pause(call.config, region, paused)}
+
+        run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+                    render=lambda d: err_console.print(
+                        f"{region}: replication {'paused' if paused else 'running'}"))
+
+    return switch
 
 
-@app.command("resume-replication")
-def resume_replication(
-    ctx: typer.Context,
-    region: str = typer.Option(..., "--region", help="The region whose service to resume."),
-    config: Path | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Resume copying after ``pause-replication``; the region catches up."""
-    _set_replication(ctx, region, False, config, as_json)
-
-
-def _set_replication(
-    ctx: typer.Context, region: str, paused: bool, config: Path | None, as_json: bool
-) -> None:
-
-    async def body(call: Call) -> Document:
-        return {"ok": True, **await _pause(call.config, region, paused)}
-
-    run_command(ctx, body, as_json=as_json, config=config, regions=[region],
-                render=lambda d: err_console.print(
-                    f"{region}: replication {'paused' if paused else 'running'}"))
+pause_replication = app.command(
+    "pause-replication",
+    help="Stop copying other regions' events (and heartbeats) into this region, for\n"
+    "maintenance or a fault drill: its frontiers for other origins stop, so causal and\n"
+    "bounded-staleness reads there wait, route elsewhere or raise. Writes still work.",
+)(_replication_switch(True))
+resume_replication = app.command(
+    "resume-replication",
+    help="Resume copying after ``pause-replication``; the region catches up.",
+)(_replication_switch(False))
 
 
 async def _pause(config: EdgeConfig, region: str, paused: bool) -> dict[str, object]:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, region_option
 from edgebus.cli._output import console, err_console
 from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.config import EdgeConfig
@@ -23,7 +23,7 @@ __all__ = ["replay", "verify"]
 
 def replay(
     ctx: typer.Context,
-    region: str = typer.Option(..., "--region", help="Region whose events topic to replay."),
+    region: str = region_option("Region whose events topic to replay."),
     to: str = typer.Option(..., "--to", help="New store URL: sqlite:///path.db or "
                            "jsonl:///path.jsonl."),
     until: str | None = typer.Option(
@@ -95,7 +95,7 @@ def parse_time(text: str) -> int:
 
 def verify(
     ctx: typer.Context,
-    region: str = typer.Option(..., "--region", help="Region to verify."),
+    region: str = region_option("Region to verify."),
     store: str | None = typer.Option(
         None, "--store", help="Verify this store URL directly instead of asking the running "
         "region service."

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, command_group
 from edgebus.cli._output import console
 from edgebus.cli._runner import Call, Document, run_command
 from edgebus.config import EdgeConfig
@@ -17,8 +17,7 @@ from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
-app = typer.Typer(help="In-flight and recent strong writes (two-phase commits) and sagas.",
-                  no_args_is_help=True)
+app = command_group("In-flight and recent strong writes (two-phase commits) and sagas.")
 
 _WINDOW = typer.Option(
     5_000, "--window", help="Saga-log records to read per partition, newest (0: all)."

@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, command_group
 from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.cli._state_fold import (
     classes_to_read,
@@ -37,9 +37,8 @@ from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    help="State machines (durable objects on the log): read their logs, run an operation.",
-    no_args_is_help=True,
+app = command_group(
+    "State machines (durable objects on the log): read their logs, run an operation."
 )
 
 _CLASS = typer.Option(

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgebus.cli._common import ConfigOption, JsonOption
+from edgebus.cli._common import ConfigOption, JsonOption, region_option
 from edgebus.cli._output import console
 from edgebus.cli._runner import Call, Document, run_command
 from edgebus.errors import InvalidInput
@@ -20,7 +20,7 @@ __all__ = ["write"]
 
 def write(
     ctx: typer.Context,
-    region: str = typer.Option(..., "--region", help="Home region (location_id) of the write."),
+    region: str = region_option("Home region (location_id) of the write."),
     key: str = typer.Option(..., "--key", help="Entity key."),
     data: str = typer.Option(..., "--data", help="The value, as JSON."),
     classification: str | None = typer.Option(

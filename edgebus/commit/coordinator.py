@@ -44,6 +44,7 @@ from edgebus.core.commit_log import (
 )
 from edgebus.core.commit_vote import Decision
 from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
+from edgebus.core.lifecycle import Lifecycle
 from edgebus.kafka.clients import Consumer
 from edgebus.kafka.topics import commit_log_topic, coordinator_group
 from edgebus.prometheus import LatencyHistogram
@@ -71,7 +72,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner._assigned(assigned)
 
 
-class Coordinator:
+class Coordinator(Lifecycle):
     """One coordinator instance. ``instance_id`` makes it a static group member (a
     restart with the same id takes its partitions back at once)."""
 
@@ -99,13 +100,6 @@ class Coordinator:
         self._catching_up: dict[int, int] = {}  #: partition -> end offset at assignment
         self._task: asyncio.Task[None] | None = None
         self._committed_at = 0.0
-
-    async def __aenter__(self) -> Coordinator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Connect, join the coordinator group and start deciding (in the background)."""

@@ -330,24 +330,36 @@ def field_rules(name: str) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def _word_concepts(tokens: tuple[str, ...], words: Mapping[str, str]) -> Iterator[str]:
+    """The concepts ``words`` gives the tokens, in the tokens' order."""
+    return (words[t] for t in tokens if t in words)
+
+
+def _qualified_concepts(
+    ts: frozenset[str], rules: tuple[tuple[str, frozenset[str], str], ...]
+) -> Iterator[str]:
+    """Each rule's concept, in order, when the tokens hold its word and one of its
+    qualifiers: ``(word, qualifiers, concept)``."""
+    return (concept for word, qualifiers, concept in rules if word in ts and ts & qualifiers)
+
+
+#: health concepts named by a word and a qualifier (``lab`` + ``result``...)
+_PHI_QUALIFIED = (
+    ("lab", _LAB_QUALIFIERS, "lab-result"),
+    ("condition", _CONDITION_QUALIFIERS, "medical-condition"),
+    ("health", _HEALTH_QUALIFIERS, "health-record"),
+)
+
+
 def _phi_concepts(tokens: tuple[str, ...], ts: frozenset[str]) -> Iterator[str]:
     """The health concepts the tokens name (protected health information)."""
-    for t in tokens:
-        if t in _PHI_WORDS:
-            yield _PHI_WORDS[t]
-    if "lab" in ts and ts & _LAB_QUALIFIERS:
-        yield "lab-result"
-    if "condition" in ts and ts & _CONDITION_QUALIFIERS:
-        yield "medical-condition"
-    if "health" in ts and ts & _HEALTH_QUALIFIERS:
-        yield "health-record"
+    yield from _word_concepts(tokens, _PHI_WORDS)
+    yield from _qualified_concepts(ts, _PHI_QUALIFIED)
 
 
 def _pii_concepts(tokens: tuple[str, ...], ts: frozenset[str]) -> Iterator[str]:
     """The personal concepts the tokens name: contact details, identifiers, names."""
-    for t in tokens:
-        if t in _PII_WORDS:
-            yield _PII_WORDS[t]
+    yield from _word_concepts(tokens, _PII_WORDS)
     alone = sum(1 for t in ts if not t.isdigit()) == 1
     if ("mobile" in ts or "fax" in ts) and (alone or ts & _PHONE_CONTEXT):
         yield "phone"
@@ -383,9 +395,7 @@ def _place_concepts(ts: frozenset[str]) -> Iterator[str]:
 
 def _financial_concepts(tokens: tuple[str, ...], ts: frozenset[str]) -> Iterator[str]:
     """The financial concepts the tokens name: cards, accounts, money, tax."""
-    for t in tokens:
-        if t in _FINANCIAL_WORDS:
-            yield _FINANCIAL_WORDS[t]
+    yield from _word_concepts(tokens, _FINANCIAL_WORDS)
     if "card" in ts and ts & _CARD_QUALIFIERS:
         yield "card"
     if "account" in ts and (ts & _NUMBERISH or "bank" in ts):

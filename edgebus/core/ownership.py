@@ -36,6 +36,7 @@ from edgebus.errors import InvalidInput
 __all__ = [
     "Claim",
     "Handoff",
+    "LeaseRecord",
     "OwnerView",
     "OwnershipRecord",
     "Release",
@@ -48,8 +49,9 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
-    """``region`` asks to own the state at ``epoch`` with a lease of ``lease_ms``."""
+class LeaseRecord:
+    """What a :class:`Claim` and a :class:`Renew` hold: the region (and its ``host``)
+    asking for a lease of ``lease_ms`` at ``epoch``."""
 
     region: str
     epoch: int
@@ -58,13 +60,13 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class Renew:
-    """The owner extends its lease by ``lease_ms`` from this record's append time."""
+class Claim(LeaseRecord):
+    """``region`` asks to own the state at ``epoch`` with a lease of ``lease_ms``."""
 
-    region: str
-    epoch: int
-    lease_ms: int
-    host: str = ""
+
+@dataclass(frozen=True, slots=True)
+class Renew(LeaseRecord):
+    """The owner extends its lease by ``lease_ms`` from this record's append time."""
 
 
 @dataclass(frozen=True, slots=True)

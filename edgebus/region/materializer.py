@@ -34,7 +34,8 @@ from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
-from edgebus.region.membership import start_exclusive_consumer, stop_consumer
+from edgebus.region.counters import Counters
+from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 
 __all__ = ["Materializer", "MaterializerStats"]
@@ -45,8 +46,10 @@ log = logging.getLogger("edgebus.region")
 MAX_BATCH_RECORDS = 5000
 
 
-class MaterializerStats:
-    """Counters for status and benchmarks."""
+class MaterializerStats(Counters):
+    """What the materializer did: batches and events read, events applied, duplicates
+    skipped, dead letters sent; when, and the causal buffer (events held for their
+    dependencies: now, at most, and how often it was full)."""
 
     def __init__(self) -> None:
         self.batches = 0
@@ -60,12 +63,8 @@ class MaterializerStats:
         self.causal_buffer_peak = 0
         self.causal_buffer_full = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counters."""
-        return dict(vars(self))
 
-
-class Materializer:
+class Materializer(ExclusiveMember):
     """Consumes one region's events topic into its store until stopped."""
 
     def __init__(
@@ -86,8 +85,6 @@ class Materializer:
         self.stats = MaterializerStats()
         self.positions: dict[int, int] = {}  # partition -> next offset (committed)
         self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
-        self._consumer: Consumer | None = None
-        self._committer: OffsetCommitter | None = None
         self._position_waiters: list[tuple[dict[int, int], asyncio.Future[None]]] = []
         self._frontier_waiters: list[asyncio.Future[None]] = []
         self.max_buffer = config.replication.max_causal_buffer
@@ -112,15 +109,6 @@ class Materializer:
             f"the {self.region} materializer",
             self._seek,
         )
-
-    async def stop(self) -> None:
-        """Leave the group; the store keeps what was committed."""
-        if self._committer is not None:
-            await self._committer.close()
-            self._committer = None
-        if self._consumer is not None:
-            await stop_consumer(self._consumer)
-            self._consumer = None
 
     async def _seek(self, tps: list[TopicPartition]) -> None:
         assert self._consumer is not None

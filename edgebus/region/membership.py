@@ -21,8 +21,9 @@ from aiokafka import ConsumerRebalanceListener
 from edgebus.config import KafkaConfig
 from edgebus.errors import RegionFenced
 from edgebus.kafka.clients import Consumer, start_consumer
+from edgebus.region.offset_commits import OffsetCommitter
 
-__all__ = ["ExclusiveMembership", "start_exclusive_consumer", "stop_consumer"]
+__all__ = ["ExclusiveMember", "ExclusiveMembership", "start_exclusive_consumer", "stop_consumer"]
 
 
 class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -81,3 +82,22 @@ async def stop_consumer(consumer: Consumer) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(consumer.stop(), 10)
 
+
+class ExclusiveMember:
+    """Base of a service that consumes as the exclusive member of its group (the
+    materializer, a replicator): its consumer and offset committer once started, and
+    :meth:`stop`."""
+
+    _consumer: Consumer | None = None
+    _committer: OffsetCommitter | None = None
+
+    async def stop(self) -> None:
+        """Leave the group: commit the offsets noted so far (best effort), then stop the
+        consumer. What the service applied or copied stays (the materializer's store
+        keeps what it committed)."""
+        if self._committer is not None:
+            await self._committer.close()
+            self._committer = None
+        if self._consumer is not None:
+            await stop_consumer(self._consumer)
+            self._consumer = None

@@ -70,8 +70,13 @@ class ReplaySummary:
             "keys": self.keys,
             "seconds": round(self.seconds, 3),
             "events_per_s": round(self.events_per_s, 1),
-            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+            "positions": _positions_json(self.positions),
         }
+
+
+def _positions_json(positions: dict[int, int]) -> dict[str, int]:
+    """Next offset by partition, JSON-ready (partitions as strings, in order)."""
+    return {str(p): o for p, o in sorted(positions.items())}
 
 
 def parse_until_offsets(text: str) -> dict[int, int]:
@@ -288,18 +293,8 @@ class VerifyReport:
     replay: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "region": self.region,
-            "ok": self.ok,
-            "keys_live": self.keys_live,
-            "keys_replayed": self.keys_replayed,
-            "buckets_compared": self.buckets_compared,
-            "buckets_differing": self.buckets_differing,
-            "differences": self.differences,
-            "positions": {str(p): o for p, o in sorted(self.positions.items())},
-            "replay": self.replay,
-        }
+        """JSON-ready form: the fields, in order."""
+        return {**vars(self), "positions": _positions_json(self.positions)}
 
 
 def compare_checksums(live: Checksums, replayed: Checksums) -> list[int]:

@@ -42,7 +42,8 @@ from edgebus.errors import EdgebusError
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.topics import events_topic
-from edgebus.region.membership import start_exclusive_consumer, stop_consumer
+from edgebus.region.counters import Counters
+from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT, H_TXN
@@ -56,18 +57,14 @@ log = logging.getLogger("edgebus.region")
 MAX_BATCHES_IN_FLIGHT = 4
 
 
-class ReplicatorStats:
-    """Counters for status and benchmarks."""
+class ReplicatorStats(Counters):
+    """What the replicator did: records seen, copied, refused (dead letters), watermarks."""
 
     def __init__(self) -> None:
         self.seen = 0
         self.copied = 0
         self.refused = 0
         self.watermarks = 0
-
-    def to_dict(self) -> dict[str, int]:
-        """JSON-ready counters."""
-        return dict(vars(self))
 
 
 def copy_decision(
@@ -79,21 +76,13 @@ def copy_decision(
     """``(copy, refusal)``: whether to copy a record of ``source_region``'s topic to
     ``target``; ``refusal`` is set when the record names ``target`` but must not go
     there (a dead letter for the origin)."""
-    origin = placement = classes = watermark = None
-    for name, raw in record.headers or ():
-        if name == H_ORIGIN_POS:
-            return False, None  # a copy: only origins are copied from
-        if name == H_TXN:
-            return False, None  # a strong commit: every participant writes its own
-        if name == H_ORIGIN:
-            origin = raw
-        elif name == H_PLACEMENT:
-            placement = raw
-        elif name == H_CLASS:
-            classes = raw
-        elif name == H_WATERMARK:
-            watermark = raw
-    if watermark is not None:  # the origin's heartbeat: every region gets it
+    headers = dict(record.headers or ())
+    if H_ORIGIN_POS in headers:
+        return False, None  # a copy: only origins are copied from
+    if H_TXN in headers:
+        return False, None  # a strong commit: every participant writes its own
+    origin, placement, classes = (headers.get(h) for h in (H_ORIGIN, H_PLACEMENT, H_CLASS))
+    if H_WATERMARK in headers:  # the origin's heartbeat: every region gets it
         return origin is not None and origin.decode("ascii", "replace") == source_region, None
     if origin is None or placement is None or origin.decode("ascii", "replace") != source_region:
         return False, None  # not an edgebus origin event: the origin's materializer judges it
@@ -129,7 +118,7 @@ def _is_origin_event(record: ConsumerRecord[bytes, bytes], source: str) -> bool:
     return origin is not None and origin.decode("ascii", "replace") == source
 
 
-class Replicator:
+class Replicator(ExclusiveMember):
     """Copies events from the regions on one source cluster into ``target``'s topic."""
 
     def __init__(
@@ -151,8 +140,6 @@ class Replicator:
         self.target_topic = events_topic(target)
         self.stats = ReplicatorStats()
         self._topic_region = {events_topic(r): r for r in self.sources}
-        self._consumer: Consumer | None = None
-        self._committer: OffsetCommitter | None = None
         self.paused = False
 
     async def start(self) -> None:
@@ -165,15 +152,6 @@ class Replicator:
             list(self._topic_region),
             f"the {self.target} replicator",
         )
-
-    async def stop(self) -> None:
-        """Leave the group."""
-        if self._committer is not None:
-            await self._committer.close()
-            self._committer = None
-        if self._consumer is not None:
-            await stop_consumer(self._consumer)
-            self._consumer = None
 
     async def run(self) -> None:
         """Copy forever (cancel to stop).

@@ -43,10 +43,10 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from edgebus.config import EdgeConfig, load_config
+from edgebus.core.lifecycle import Lifecycle
 from edgebus.core.saga import (
     DEFAULT_MAX_ATTEMPTS,
     CompensationDone,
@@ -104,7 +104,7 @@ log = logging.getLogger(__name__)
 DEFAULT_RETRY_DELAY_MS = 200.0
 
 
-class SagaRunner:
+class SagaRunner(Lifecycle):
     """Runs multi-step sagas and resumes those a crashed runner left unfinished.
 
     ``config``: an :class:`~edgebus.config.EdgeConfig` (or anything
@@ -170,18 +170,6 @@ class SagaRunner:
     async def stop(self) -> None:
         """Disconnect (a saga being run is left where its log says: resume it later)."""
         await self._log.stop()
-
-    async def __aenter__(self) -> SagaRunner:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # ----------------------------------------------------------------- running
 
@@ -400,16 +388,7 @@ class SagaRunner:
 
     async def _run_step(self, output: RunStep, name: str, context: Any) -> SagaMessage:
         step = output.step
-        ctx = SagaContext(
-            saga_id=output.saga_id,
-            saga_name=name,
-            input=context,
-            phase="step",
-            step_index=output.index,
-            step_name=step.name,
-            results=output.results,
-            run=output.run,
-        )
+        ctx = _context(output, name, context, "step", output.results, run=output.run)
         try:
             value = await _call(self._actions[step.action], ctx)
         except Exception as e:  # the step failed (and, by contract, took no effect)
@@ -433,17 +412,8 @@ class SagaRunner:
     ) -> SagaMessage:
         step = output.step
         assert step.compensation is not None  # the state machine runs only those
-        ctx = SagaContext(
-            saga_id=output.saga_id,
-            saga_name=name,
-            input=context,
-            phase="compensation",
-            step_index=output.index,
-            step_name=step.name,
-            results=state.results,
-            result=output.result,
-            attempt=output.attempt,
-        )
+        ctx = _context(output, name, context, "compensation", state.results,
+                       result=output.result, attempt=output.attempt)
         try:
             await _call(self._actions[step.compensation], ctx)
         except Exception as e:  # this attempt failed: the state machine decides what next
@@ -546,6 +516,32 @@ def _steps(saga_id: str, name: str, steps: Sequence[StepSpec]) -> tuple[Step, ..
             )
         out.append(step)
     return tuple(out)
+
+
+def _context(
+    output: RunStep | RunCompensation,
+    name: str,
+    context: Any,
+    phase: Literal["step", "compensation"],
+    results: tuple[Any, ...],
+    *,
+    result: Any = None,
+    run: int = 1,
+    attempt: int = 1,
+) -> SagaContext:
+    """What the action of ``output`` (a step or a compensation) is handed."""
+    return SagaContext(
+        saga_id=output.saga_id,
+        saga_name=name,
+        input=context,
+        phase=phase,
+        step_index=output.index,
+        step_name=output.step.name,
+        results=results,
+        result=result,
+        run=run,
+        attempt=attempt,
+    )
 
 
 async def _call(action: SagaAction, ctx: SagaContext) -> Any:

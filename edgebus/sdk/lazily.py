@@ -4,12 +4,19 @@ once, by whichever call needs it first; a failed start is tried again by the nex
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["Lazily"]
+__all__ = ["Lazily", "Stoppable"]
 
 T = TypeVar("T")
+
+
+class Stoppable(Protocol):
+    """A part with an async ``stop()``."""
+
+    async def stop(self) -> None: ...
 
 
 class Lazily(Generic[T]):
@@ -41,3 +48,13 @@ class Lazily(Generic[T]):
         self._ready = None
         value, self.value = self.value, None
         return value
+
+    async def stop(self, parts: Callable[[T], Iterable[Stoppable | None]]) -> None:
+        """:meth:`forget` the part, then stop what ``parts`` names of it, in order (the
+        ``None`` ones are left out; a failure to stop is ignored)."""
+        value = self.forget()
+        if value is not None:
+            for part in parts(value):
+                if part is not None:
+                    with contextlib.suppress(Exception):
+                        await part.stop()

@@ -149,6 +149,13 @@ def _positive_int(name: str, value: Any) -> None:
         raise InvalidInput(f"{name} must be a positive int, got {value!r}")
 
 
+def _count(name: str, value: Any) -> Any:
+    """``value``: None or an int >= 0 (InvalidInput naming ``name`` otherwise)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidInput(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOptions:
     """Every option of a write, commit or plan, checked (immutable and hashable).
@@ -239,11 +246,7 @@ class WriteOptions:
             raise InvalidInput(
                 f"fallback_strategy {fallback!r} is not one of {', '.join(FALLBACKS)}"
             )
-        expected = keywords.get("expected_version")
-        if expected is not None and (
-            isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
-        ):
-            raise InvalidInput(f"expected_version must be an int >= 0, got {expected!r}")
+        expected = _count("expected_version", keywords.get("expected_version"))
         _positive_int("timeout_ms", keywords.get("timeout_ms"))
         return cls(
             region=keywords.get("region"),
@@ -310,11 +313,7 @@ class ReadOptions(NamedTuple):
             raise InvalidInput(
                 f"staleness_threshold_ms must be a positive number, got {threshold!r}"
             )
-        behind = keywords.get("max_versions_behind")
-        if behind is not None and (
-            isinstance(behind, bool) or not isinstance(behind, int) or behind < 0
-        ):
-            raise InvalidInput(f"max_versions_behind must be an int >= 0, got {behind!r}")
+        behind = _count("max_versions_behind", keywords.get("max_versions_behind"))
         return cls(
             consistency=consistency,
             session=keywords.get("session"),

@@ -7,7 +7,6 @@ forwarded through the state's log (:mod:`edgebus.state.client`).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -86,12 +85,7 @@ class StateCalls:
 
     async def close(self) -> None:
         """Stop the state client and the embedded host."""
-        parts = self._parts.forget()
-        if parts is not None:
-            for part in (parts.client, parts.host):
-                if part is not None:
-                    with contextlib.suppress(Exception):
-                        await part.stop()
+        await self._parts.stop(lambda parts: (parts.client, parts.host))
 
     async def call(
         self, state_id: str, operation: str, options: Mapping[str, Any]

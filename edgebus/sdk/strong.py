@@ -8,7 +8,6 @@ processes) and the client waits for the decision (:mod:`edgebus.commit.client`).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,12 +76,7 @@ class StrongWrites:
 
     async def close(self) -> None:
         """Stop the client and the embedded coordinator."""
-        parts = self._parts.forget()
-        if parts is not None:
-            for part in (parts.client, parts.coordinator):
-                if part is not None:
-                    with contextlib.suppress(Exception):
-                        await part.stop()
+        await self._parts.stop(lambda parts: (parts.client, parts.coordinator))
 
     async def commit(self, key: str, data: Any, keywords: Mapping[str, Any]) -> CommitResult:
         """Commit a write in every region of its placement, or in none."""

@@ -43,6 +43,7 @@ from edgebus.core.freshness import (
     staleness_ms,
     versions_behind,
 )
+from edgebus.core.lifecycle import Lifecycle
 from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion
@@ -96,7 +97,7 @@ class _Bound:
         self.heads: dict[tuple[str, int], int] | None = None
 
 
-class RegionService:
+class RegionService(Lifecycle):
     """One region's materializer, replicators and query endpoint."""
 
     def __init__(
@@ -141,13 +142,6 @@ class RegionService:
         self._topic_region = {events_topic(r): r for r in self.config.regions}
         self._offset_consumers: dict[str, Consumer] = {}
         self._exit = contextlib.AsyncExitStack()  # the consumers above
-
-    async def __aenter__(self) -> RegionService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Create topics, open the store, start consuming, serve and announce."""

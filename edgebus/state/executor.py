@@ -22,8 +22,17 @@ from edgebus.core.classification import classify
 from edgebus.core.state_machine import StateObject, StateOp, StateRequest, acknowledged, execute
 from edgebus.errors import EdgebusError
 from edgebus.state.functions import resolve
-from edgebus.state.log import Appended, StateLogWriter, allowed_regions
-from edgebus.state.owned import Key, NotOwner, OwnedState, Work, tell_not_owner, wall_ms
+from edgebus.state.log import Appended, allowed_regions
+from edgebus.state.owned import (
+    HostContext,
+    HostPart,
+    Key,
+    NotOwner,
+    OwnedState,
+    Work,
+    tell_not_owner,
+    wall_ms,
+)
 from edgebus.state.ownership_loop import OwnershipLoop
 
 __all__ = ["Executor", "comply"]
@@ -51,23 +60,11 @@ def comply(config: EdgeConfig, data_class: str, version: int, op: StateOp) -> St
                             "use a state declared with that classification"))
 
 
-class Executor:
+class Executor(HostPart):
     """The host's one queue of requests, and the acknowledgement of their events."""
 
-    def __init__(
-        self,
-        config: EdgeConfig,
-        region: str,
-        host_id: str,
-        writer: StateLogWriter,
-        counters: dict[str, int],
-        ownership: OwnershipLoop,
-    ) -> None:
-        self.config = config
-        self.region = region
-        self.host_id = host_id
-        self._writer = writer
-        self._counters = counters
+    def __init__(self, host: HostContext, ownership: OwnershipLoop) -> None:
+        super().__init__(host)
         self._ownership = ownership
         self._queue: asyncio.Queue[Work] = asyncio.Queue()
         self._acks: asyncio.Queue[_Pending] = asyncio.Queue()

@@ -43,8 +43,6 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from edgebus.config import EdgeConfig, default_state_dir
 from edgebus.core.ownership import Claim
 from edgebus.core.state_machine import StateLogRecord, StateObject, StateOp, StateRequest
@@ -58,7 +56,7 @@ from edgebus.state.log import (
     state_topic,
 )
 from edgebus.state.log_reader import LogReader
-from edgebus.state.owned import Key, NotOwner, OwnedState, Work
+from edgebus.state.owned import Folds, HostContext, Key, NotOwner, OwnedState, Work
 from edgebus.state.ownership_loop import OwnershipLoop
 from edgebus.state.snapshots import Snapshots
 
@@ -88,29 +86,22 @@ class StateHost:
         self.host_id = host_id or f"{region}/{uuid.uuid4().hex[:8]}"
         self.classes = hosted_classes(config, region)
         self.db_path = Path(db_path) if db_path is not None else default_state_db(region)
-        self.objects: dict[Key, StateObject] = {}
         self.counters: dict[str, int] = {
             "ops": 0, "forwarded_requests": 0, "claims": 0, "takeovers": 0, "demoted": 0,
             "handoffs": 0, "rejected_records": 0, "dead_letters": 0, "duplicates": 0,
         }
-        self._positions: dict[TopicPartition, int] = {}
-        self._topic_class = {state_topic(config, c): c for c in self.classes}
+        folds = Folds({state_topic(config, c): c for c in self.classes})
+        self.objects: dict[Key, StateObject] = folds.objects
         self._writer = StateLogWriter(config, f"{self.host_id}-state")
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Future[None]] = set()
         self._failure: BaseException | None = None
-        self._snapshots = Snapshots(self.db_path, self._topic_class, self.objects,
-                                    self._positions)
-        self._ownership = OwnershipLoop(config, region, self.host_id, self._writer,
-                                        self.classes, self.counters, self._background)
+        self._snapshots = Snapshots(self.db_path, folds)
+        context = HostContext(config, region, self.host_id, self._writer, self.counters)
+        self._ownership = OwnershipLoop(context, self.classes, self._background)
         self.owned: dict[Key, OwnedState] = self._ownership.owned
-        self._executor = Executor(config, region, self.host_id, self._writer,
-                                  self.counters, self._ownership)
-        self._reader = LogReader(
-            config, region, self.host_id, self._writer, self._topic_class,
-            objects=self.objects, positions=self._positions, dirty=self._snapshots.dirty,
-            counters=self.counters, on_folded=self._on_folded,
-        )
+        self._executor = Executor(context, self._ownership)
+        self._reader = LogReader(context, folds, self._on_folded)
 
     # -- life cycle --------------------------------------------------------------------
     async def start(self) -> None:

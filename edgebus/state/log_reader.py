@@ -17,14 +17,13 @@ from collections.abc import Callable, Mapping
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from edgebus.config import EdgeConfig
 from edgebus.core.state_machine import StateLogRecord, StateObject
 from edgebus.kafka.clients import Consumer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
-from edgebus.state.log import StateLogWriter, decode_record, home_region, start_consumer
-from edgebus.state.owned import Key
+from edgebus.state.log import decode_record, home_region, start_consumer
+from edgebus.state.owned import Folds, HostContext, HostPart, Key
 
 __all__ = ["LogReader", "OnFolded"]
 
@@ -36,33 +35,13 @@ OnFolded = Callable[[Key, StateObject, StateLogRecord, int, bool], None]
 _Letter = tuple[ConsumerRecord[bytes, bytes], str, str]
 
 
-class LogReader:
-    """Reads the state logs of a host's classes and folds them into ``objects``."""
+class LogReader(HostPart):
+    """Reads the state logs of a host's classes and folds them into its ``folds``."""
 
-    def __init__(
-        self,
-        config: EdgeConfig,
-        region: str,
-        host_id: str,
-        writer: StateLogWriter,
-        topic_class: Mapping[str, str],
-        *,
-        objects: dict[Key, StateObject],
-        positions: dict[TopicPartition, int],
-        dirty: set[Key],
-        counters: dict[str, int],
-        on_folded: OnFolded,
-    ) -> None:
-        self.config = config
-        self.region = region
-        self.host_id = host_id
+    def __init__(self, host: HostContext, folds: Folds, on_folded: OnFolded) -> None:
+        super().__init__(host)
         self.consumers: list[Consumer] = []
-        self._writer = writer
-        self._topic_class = topic_class  # topic -> data class
-        self._objects = objects
-        self._positions = positions  # next offset to fold, by partition
-        self._dirty = dirty
-        self._counters = counters
+        self._folds = folds
         self._on_folded = on_folded
 
     # -- opening -------------------------------------------------------------------------
@@ -80,7 +59,7 @@ class LogReader:
     def _topics_by_cluster(self) -> dict[str, list[str]]:
         clusters = resolve_clusters(self.config)
         by_bootstrap: dict[str, list[str]] = {}
-        for topic, data_class in self._topic_class.items():
+        for topic, data_class in self._folds.topic_class.items():
             bootstrap = clusters[home_region(self.config, data_class)]
             by_bootstrap.setdefault(bootstrap, []).append(topic)
         return by_bootstrap
@@ -89,11 +68,11 @@ class LogReader:
                       ) -> dict[TopicPartition, int]:
         tps = await topic_partitions(consumer, topics)
         consumer.assign(tps)
-        fresh = [tp for tp in tps if tp not in self._positions]
+        fresh = [tp for tp in tps if tp not in self._folds.positions]
         await seek_to_first(consumer, fresh)
         for tp in tps:
-            if tp in self._positions:
-                consumer.seek(tp, self._positions[tp])
+            if tp in self._folds.positions:
+                consumer.seek(tp, self._folds.positions[tp])
         return dict(await consumer.end_offsets(tps))
 
     async def close(self) -> None:
@@ -106,7 +85,7 @@ class LogReader:
     # -- reading -------------------------------------------------------------------------
     async def catch_up(self, ends: Mapping[TopicPartition, int]) -> None:
         """Fold every partition up to ``ends`` (before the host serves)."""
-        remaining = {tp: end for tp, end in ends.items() if self._positions.get(tp, 0) < end}
+        remaining = {tp: end for tp, end in ends.items() if self._folds.positions.get(tp, 0) < end}
         while remaining:
             for consumer in self.consumers:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
@@ -114,9 +93,9 @@ class LogReader:
                     for record in records:
                         self.fold(record)
                     if records:
-                        self._positions[tp] = records[-1].offset + 1
+                        self._folds.positions[tp] = records[-1].offset + 1
             remaining = {tp: end for tp, end in remaining.items()
-                         if self._positions.get(tp, 0) < end}
+                         if self._folds.positions.get(tp, 0) < end}
 
     async def read(self, consumer: Consumer) -> None:
         """Fold what ``consumer`` reads, until cancelled; dead-letter what is not a
@@ -129,7 +108,7 @@ class LogReader:
                     if not self.fold(record) and self._home_of(record.topic) == self.region:
                         letters.append((record, "not a state-log record", "state"))
                 if records:
-                    self._positions[tp] = records[-1].offset + 1
+                    self._folds.positions[tp] = records[-1].offset + 1
             if letters:
                 await self._dead_letter(letters)
 
@@ -140,23 +119,23 @@ class LogReader:
             self._counters["rejected_records"] += 1
             return False
         state_id, rec = decoded
-        key = (self._topic_class[record.topic], state_id)
-        obj = self._objects.get(key)
+        key = (self._folds.topic_class[record.topic], state_id)
+        obj = self._folds.objects.get(key)
         if obj is None:
-            obj = self._objects[key] = StateObject(state_id)
+            obj = self._folds.objects[key] = StateObject(state_id)
         append_ms = int(record.timestamp)
         new = obj.fold(rec, append_ms)
-        self._dirty.add(key)
+        self._folds.dirty.add(key)
         self._on_folded(key, obj, rec, append_ms, new)
         return True
 
     # -- dead letters --------------------------------------------------------------------
     def _home_of(self, topic: str) -> str | None:
-        data_class = self._topic_class.get(topic)
+        data_class = self._folds.topic_class.get(topic)
         return None if data_class is None else home_region(self.config, data_class)
 
     async def _dead_letter(self, letters: list[_Letter]) -> None:
-        data_class = self._topic_class[letters[0][0].topic]
+        data_class = self._folds.topic_class[letters[0][0].topic]
         producer = await self._writer.producer(data_class)
         try:
             self._counters["dead_letters"] += await send_dead_letters(

@@ -3,21 +3,38 @@
 :class:`OwnedState` is the owner's side of one state: its epoch, its lease (in append
 time, and by this host's monotonic clock), its working copy and the lock requests
 parked on it. :class:`Work` is one request on the host's serial queue. :class:`NotOwner`
-tells a local caller to send its request through the log instead.
+tells a local caller to send its request through the log instead. :class:`HostPart` is
+the base of the host's parts, which share its :class:`HostContext`; :class:`Folds` is
+what the host folded from its logs, which its log reader updates and its snapshots save.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import TopicPartition
+
+from edgebus.config import EdgeConfig
 from edgebus.core.state_machine import StateObject, StateOp, StateRequest
 from edgebus.errors import EdgebusError
-from edgebus.state.log import Appended
+from edgebus.state.log import Appended, StateLogWriter
 
-__all__ = ["Key", "NotOwner", "OwnedState", "Parked", "Work", "tell_not_owner", "wall_ms"]
+__all__ = [
+    "Folds",
+    "HostContext",
+    "HostPart",
+    "Key",
+    "NotOwner",
+    "OwnedState",
+    "Parked",
+    "Work",
+    "tell_not_owner",
+    "wall_ms",
+]
 
 Key = tuple[str, str]  # (data class, state id)
 #: a lock request waiting at its owner: the request, when it was sent, its local caller
@@ -69,3 +86,39 @@ class Work:
     request: StateRequest
     sent_ms: int
     local: asyncio.Future[tuple[StateOp, Appended]] | None = None
+
+
+@dataclass
+class Folds:
+    """A host's fold of the state logs it reads: each state's
+    :class:`~edgebus.core.state_machine.StateObject` (``objects``), the next offset to
+    fold in each partition (``positions``) and the states folded since the last
+    snapshot (``dirty``); ``topic_class`` names the data class of each log."""
+
+    topic_class: Mapping[str, str]
+    objects: dict[Key, StateObject] = field(default_factory=dict)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    dirty: set[Key] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """What every part of one state host shares: the config, the host's region and id,
+    its state-log writer and its counters (updated in place)."""
+
+    config: EdgeConfig
+    region: str
+    host_id: str
+    writer: StateLogWriter
+    counters: dict[str, int]
+
+
+class HostPart:
+    """Base of a part of a state host (its ownership loop, executor, log reader)."""
+
+    def __init__(self, host: HostContext) -> None:
+        self.config = host.config
+        self.region = host.region
+        self.host_id = host.host_id
+        self._writer = host.writer
+        self._counters = host.counters

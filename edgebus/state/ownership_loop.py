@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from edgebus.config import EdgeConfig
 from edgebus.core.ownership import (
     Claim,
     Handoff,
@@ -35,8 +34,8 @@ from edgebus.core.ownership import (
 )
 from edgebus.core.state_machine import StateObject, claim_delay_ms
 from edgebus.errors import EdgebusError
-from edgebus.state.log import StateLogWriter, allowed_regions
-from edgebus.state.owned import Key, OwnedState, tell_not_owner, wall_ms
+from edgebus.state.log import allowed_regions
+from edgebus.state.owned import HostContext, HostPart, Key, OwnedState, tell_not_owner, wall_ms
 
 __all__ = ["OwnershipLoop"]
 
@@ -48,28 +47,20 @@ CLAIM_RETRY_S = 5
 TICK_S = 0.1
 
 
-class OwnershipLoop:
+class OwnershipLoop(HostPart):
     """Which states this host owns (``owned``), and the records that claim, keep, hand
     off and release them."""
 
     def __init__(
         self,
-        config: EdgeConfig,
-        region: str,
-        host_id: str,
-        writer: StateLogWriter,
+        host: HostContext,
         classes: tuple[str, ...],
-        counters: dict[str, int],
         background: Callable[[Coroutine[Any, Any, None]], None],
     ) -> None:
-        self.config = config
-        self.region = region
-        self.host_id = host_id
+        super().__init__(host)
         self.owned: dict[Key, OwnedState] = {}
-        self._writer = writer
-        self._counters = counters
         self._background = background
-        self._allowed = {c: allowed_regions(config, c) for c in classes}
+        self._allowed = {c: allowed_regions(host.config, c) for c in classes}
         self._claim_times: dict[Key, float] = {}  # when this host sent a claim
         self._claimable: dict[Key, float] = {}
 

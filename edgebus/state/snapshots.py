@@ -11,38 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import aiosqlite
 from aiokafka import TopicPartition
 
 from edgebus.core.state_machine import StateObject
-from edgebus.state.owned import Key
+from edgebus.state.owned import Folds
 
 __all__ = ["Snapshots"]
 
 
 class Snapshots:
-    """The folds (``objects``) and read positions (``positions``) of one host, saved
-    together in ``db_path``; ``dirty`` names the states folded since the last save.
+    """The host's :class:`~edgebus.state.owned.Folds` (its folds and read positions),
+    saved together in ``db_path``: :meth:`open` loads the saved ones into them,
+    :meth:`save` writes the states folded since the last save (``folds.dirty``) and
+    every position."""
 
-    ``objects`` and ``positions`` are the host's own dictionaries: :meth:`open` loads
-    the saved ones into them, :meth:`save` writes them.
-    """
-
-    def __init__(
-        self,
-        db_path: Path,
-        topic_class: Mapping[str, str],
-        objects: dict[Key, StateObject],
-        positions: dict[TopicPartition, int],
-    ) -> None:
+    def __init__(self, db_path: Path, folds: Folds) -> None:
         self.db_path = db_path
-        self.dirty: set[Key] = set()
-        self._topic_class = topic_class  # topic -> data class, of the logs this host reads
-        self._objects = objects
-        self._positions = positions
+        self.folds = folds
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
@@ -61,16 +49,16 @@ class Snapshots:
         await self._load(db)
 
     async def _load(self, db: aiosqlite.Connection) -> None:
-        by_topic = self._topic_class
+        by_topic = self.folds.topic_class
         async with db.execute("SELECT topic, partition, next_offset FROM state_positions"
                               ) as cursor:
             async for topic, partition, offset in cursor:
                 if topic in by_topic:
-                    self._positions[TopicPartition(topic, partition)] = offset
+                    self.folds.positions[TopicPartition(topic, partition)] = offset
         async with db.execute("SELECT topic, state_id, snapshot FROM state_objects") as cursor:
             async for topic, state_id, snap in cursor:
                 if topic in by_topic:
-                    self._objects[(by_topic[topic], state_id)] = StateObject.from_snapshot(
+                    self.folds.objects[(by_topic[topic], state_id)] = StateObject.from_snapshot(
                         json.loads(snap))
 
     async def run(self, interval_s: float) -> None:
@@ -81,15 +69,15 @@ class Snapshots:
 
     async def save(self) -> None:
         """Write the changed folds and every position in one transaction."""
-        db = self._db
-        if db is None or not self.dirty:
+        db, folds = self._db, self.folds
+        if db is None or not folds.dirty:
             return
-        dirty = set(self.dirty)
-        self.dirty.clear()
-        topic_of = {c: t for t, c in self._topic_class.items()}
-        rows = [(topic_of[k[0]], k[1], json.dumps(self._objects[k].snapshot()))
-                for k in dirty if k in self._objects]
-        positions = [(tp.topic, tp.partition, off) for tp, off in self._positions.items()]
+        dirty = set(folds.dirty)
+        folds.dirty.clear()
+        topic_of = {c: t for t, c in folds.topic_class.items()}
+        rows = [(topic_of[k[0]], k[1], json.dumps(folds.objects[k].snapshot()))
+                for k in dirty if k in folds.objects]
+        positions = [(tp.topic, tp.partition, off) for tp, off in folds.positions.items()]
         await db.executemany("INSERT OR REPLACE INTO state_objects VALUES (?, ?, ?)", rows)
         await db.executemany("INSERT OR REPLACE INTO state_positions VALUES (?, ?, ?)",
                              positions)

@@ -228,18 +228,11 @@ def _record(state_id: str, kind: str, p: Mapping[str, Any]) -> StateLogRecord:
             raise ValueError(f"increment_json must be a number, got {p['increment_json']!r}")
         return StateRequest(
             state_id=state_id,
-            req_id=p["req_id"],
             operation=cast(Operation, p["operation"]),
-            from_region=p["from_region"],
-            holder=p["holder"],
-            key=p["key"],
             value=_parse_optional_json(p["value_json"], "value_json"),
             increment=increment,
-            update_fn=p["update_fn"],
-            lock_name=p["lock_name"],
-            lease_ms=p["lease_ms"],
-            timeout_ms=p["timeout_ms"],
-            enable_migration=p["enable_migration"],
+            **_as_written(p, "req_id", "from_region", "holder", "key", "update_fn", "lock_name",
+                          "lease_ms", "timeout_ms", "enable_migration"),
         )
     if kind != "OP":  # the schema's enum holds no other symbol
         raise ValueError(f"unknown kind {kind!r}")
@@ -250,27 +243,23 @@ def _record(state_id: str, kind: str, p: Mapping[str, Any]) -> StateLogRecord:
     locks = p["locks"]
     return StateOp(
         state_id=state_id,
-        req_id=p["req_id"],
         operation=cast(Operation, p["operation"]),
-        region=p["region"],
-        host=p["host"],
-        epoch=p["epoch"],
-        lease_until_ms=p["lease_until_ms"],
-        from_region=p["from_region"],
         outcome=cast(Outcome, p["outcome"]),
         result=_parse_optional_json(p["result_json"], "result_json"),
-        version=p["version"],
         changes={name: _parse_json(text, f"changes_json[{name!r}]")
                  for name, text in p["changes_json"].items()},
         removed=tuple(p["removed"]),
-        cleared=p["cleared"],
         locks=None if locks is None else tuple(
             LockHold(h["name"], h["holder"], h["until_ms"]) for h in locks
         ),
-        message=p["message"],
-        duplicate=p["duplicate"],
-        migratable=p["migratable"],
+        **_as_written(p, "req_id", "region", "host", "epoch", "lease_until_ms", "from_region",
+                      "version", "cleared", "message", "duplicate", "migratable"),
     )
+
+
+def _as_written(part: Mapping[str, Any], *fields: str) -> dict[str, Any]:
+    """The ``fields`` of a decoded part that the record holds as they are."""
+    return {name: part[name] for name in fields}
 
 
 def _parse_json(text: str, field: str) -> Any:

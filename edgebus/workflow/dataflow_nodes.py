@@ -217,9 +217,21 @@ class _ModelNode(EdgeNode):
             )
         return best
 
-    async def _write(self, key: str, data: Any, options: dict[str, Any]) -> tuple[list[str], str]:
+    async def _write(
+        self, key: str, data: Any, options: dict[str, Any], **shown: Any
+    ) -> Mapping[str, Any]:
+        """Write ``data`` under ``key``; the operation's output: its result (``shown``,
+        then the key, where the write was placed and the session token after it)."""
         receipt = await self.bus.write(key, data, **options)
-        return list(receipt.placement), receipt.session_token
+        token = receipt.session_token
+        result = {
+            "success": True,
+            **shown,
+            "key": key,
+            "placement": list(receipt.placement),
+            "session_token": token,
+        }
+        return {"result": result, "session_token": token}
 
     # ------------------------------------------------------------------ operations
 
@@ -233,15 +245,7 @@ class _ModelNode(EdgeNode):
             )
         record = info.validate(data)
         key = info.key(record[info.primary_key])
-        placement, token = await self._write(key, record, self._write_options(record, session))
-        result = {
-            "success": True,
-            "record": record,
-            "key": key,
-            "placement": placement,
-            "session_token": token,
-        }
-        return {"result": result, "session_token": token}
+        return await self._write(key, record, self._write_options(record, session), record=record)
 
     async def read(self, input: Any, session: str | None) -> Mapping[str, Any]:
         key = self.model_info.key(self._pk(input))
@@ -282,16 +286,8 @@ class _ModelNode(EdgeNode):
                 "and create it again"
             )
         token_in = found.session_token or session
-        placement, token = await self._write(key, record, self._write_options(record, token_in))
-        result = {
-            "success": True,
-            "found": True,
-            "record": record,
-            "key": key,
-            "placement": placement,
-            "session_token": token,
-        }
-        return {"result": result, "session_token": token}
+        return await self._write(key, record, self._write_options(record, token_in), found=True,
+                                 record=record)
 
     def _changes(self, input: Any) -> tuple[Mapping[str, Any], str]:
         """An update's fields to set (the 'data' param, else a mapping ``input``) and
@@ -326,15 +322,7 @@ class _ModelNode(EdgeNode):
                 "session_token": session,
             }
         options = self._write_options(found.value, found.session_token or session)
-        placement, token = await self._write(key, None, {**options, "operation": "delete"})
-        result = {
-            "success": True,
-            "found": True,
-            "key": key,
-            "placement": placement,
-            "session_token": token,
-        }
-        return {"result": result, "session_token": token}
+        return await self._write(key, None, {**options, "operation": "delete"}, found=True)
 
     async def list(self, input: Any, session: str | None) -> Mapping[str, Any]:
         limit = int(self._param("limit", 100))
