@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from aiokafka import ConsumerRecord
 
 from connectors.base import BatchChanges, Store
-from edgebus.core.causality import CausalGate, Stream, Unit
+from edgebus.core.causality import CausalGate, Unit
 from edgebus.core.conflict import KeyOp, KeyState, NeedsHistory, Stamp, apply, invalid_reason
 from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import Position, VectorClock
@@ -133,6 +133,23 @@ class BatchApplier:
         changes = BatchChanges(events=len(records))
         result = BatchResult(changes)
         consumed: dict[tuple[str, int], int] = {}
+        released, redrives = self._offer(gate, records, known_dead, consumed, result)
+        done_redrives = await self.store.was_redriven(redrives) if redrives else set()
+        await self._fold(released, done_redrives, result)
+        self._positions(gate, released, consumed, changes)
+        result.released = len(released)
+        return result
+
+    def _offer(
+        self,
+        gate: CausalGate[_Item],
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        known_dead: Container[tuple[int, int]],
+        consumed: dict[tuple[str, int], int],
+        result: BatchResult,
+    ) -> tuple[list[Unit[_Item]], list[tuple[int, int]]]:
+        """Decode each record and offer it to the causal gate: the units released in
+        causal order, and the dead letters redriven among them."""
         released: list[Unit[_Item]] = []
         redrives: list[tuple[int, int]] = []
         for record in records:
@@ -156,14 +173,19 @@ class BatchApplier:
                 result.duplicates += 1  # a replicator retry's second copy
             else:
                 released.extend(out)
-        done_redrives = await self.store.was_redriven(redrives) if redrives else set()
+        return released, redrives
+
+    async def _fold(
+        self, released: list[Unit[_Item]], done_redrives: Container[tuple[int, int]],
+        result: BatchResult,
+    ) -> None:
+        """Fold the released events into the keys' states (conflict resolution)."""
+        changes = result.changes
         states = await self.store.load(
             {u.item.event.key for u in released if u.item.event is not None}
         )
         pending: dict[str, list[KeyOp]] = {}
-        touched: set[Stream] = set()
         for unit in released:
-            touched.add(unit.stream)
             record, event, redrive_of = unit.item
             if event is None:
                 continue  # a watermark: the gate moved the frontier
@@ -191,12 +213,7 @@ class BatchApplier:
                 ))
                 continue
             if applied.drop_before is not None:
-                previous = changes.drop_before.get(key)
-                if previous is None or applied.drop_before > previous:
-                    changes.drop_before[key] = applied.drop_before
-                if key in pending:
-                    cut = applied.drop_before
-                    pending[key] = [o for o in pending[key] if o.stamp >= cut]
+                _drop_before(changes, pending, key, applied.drop_before)
             if applied.retain is not None:
                 pending.setdefault(key, []).append(applied.retain)
             states[key] = applied.state
@@ -206,7 +223,14 @@ class BatchApplier:
             )
         for key, ops in pending.items():
             changes.retain.extend((key, op) for op in ops)
-        for stream in touched:
+
+    @staticmethod
+    def _positions(
+        gate: CausalGate[_Item], released: list[Unit[_Item]],
+        consumed: dict[tuple[str, int], int], changes: BatchChanges,
+    ) -> None:
+        """The frontier of the streams the batch touched, and the positions to commit."""
+        for stream in {unit.stream for unit in released}:
             offset = gate.frontier.get(stream)
             if offset is not None:
                 changes.frontier[stream] = offset
@@ -219,8 +243,6 @@ class BatchApplier:
                 if tp in consumed and r.offset < consumed[tp]:
                     consumed[tp] = r.offset
         changes.positions.update(consumed)
-        result.released = len(released)
-        return result
 
     def forget(self) -> None:
         """Drop the gate (frontier and buffered records): after a failed commit or a
@@ -370,3 +392,15 @@ def state_row(state: KeyState, region: str) -> dict[str, Any]:
         "hlc": {"wall_ms": top.hlc >> 16, "logical": top.hlc & 0xFFFF},
         "event_id": top.event_id,
     }
+
+
+def _drop_before(
+    changes: BatchChanges, pending: dict[str, list[KeyOp]], key: str, cut: Stamp
+) -> None:
+    """The key's ops older than ``cut`` are no longer needed: in the store (on commit)
+    nor among the ops this batch would retain."""
+    previous = changes.drop_before.get(key)
+    if previous is None or cut > previous:
+        changes.drop_before[key] = cut
+    if key in pending:
+        pending[key] = [o for o in pending[key] if o.stamp >= cut]
