@@ -94,7 +94,7 @@ def _render_strong(data: dict[str, Any]) -> None:
     console.print(ratios)
     if data["stages"]:
         names = list(data["stage_names"])
-        stages = Table(title="a strong commit's stages: median ms (from the saga log)")
+        stages = Table(title="a strong commit's stages: median ms (from the commit log)")
         for name in ("workers", *names, "total", "applied"):
             stages.add_column(name.replace("_", " "), justify="right")
         for s in data["stages"]:

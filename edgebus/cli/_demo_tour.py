@@ -213,5 +213,5 @@ async def _topics(bus: EdgeBus, run: str, regions: tuple[str, ...]) -> None:
     console.print(
         "An event is written to its origin region's topic; the replicators copy it to "
         "the other regions of its placement (with an eb-origin-pos header), and no other. "
-        "Strong writes are decided on the saga log (`edgebus saga list`)."
+        "Strong writes are decided on the commit log (`edgebus saga list`)."
     )

@@ -1,4 +1,4 @@
-"""``edgebus coordinator run``: a saga coordinator as its own process."""
+"""``edgebus coordinator run``: a commit coordinator as its own process."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from edgebus.errors import InvalidInput
 
 __all__ = ["app"]
 
-app = command_group("Run a saga coordinator (decides strong writes).")
+app = command_group("Run a commit coordinator (decides strong writes).")
 
 
 @app.command("run")
@@ -23,7 +23,7 @@ def run(
     ctx: typer.Context,
     instance_id: str | None = typer.Option(
         None, "--instance-id", help="A stable name for this instance: a restart with the "
-        "same id takes its saga-log partitions back at once (Kafka static membership)."
+        "same id takes its commit-log partitions back at once (Kafka static membership)."
     ),
     metrics_listen: str | None = typer.Option(
         None, "--metrics-listen", help="Serve Prometheus metrics at http://HOST:PORT/metrics "
@@ -32,7 +32,7 @@ def run(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Join the coordinator group on the saga log and decide the strong writes of the
+    """Join the coordinator group on the commit log and decide the strong writes of the
     partitions Kafka assigns this instance, until Ctrl-C / SIGTERM. Run several for
     fail-over: a dead instance's partitions move to the others."""
 
@@ -69,7 +69,7 @@ async def _run(
         emit(as_json, {"ok": True, "event": "started", "coordinator": coordinator.name,
                        "saga_log": bootstrap, "metrics": metrics_url},
              lambda d: err_console.print(
-                 f"coordinator [bold]{d['coordinator']}[/] up on the saga log at "
+                 f"coordinator [bold]{d['coordinator']}[/] up on the commit log at "
                  f"{d['saga_log']}"
                  + (f", metrics at {d['metrics']}" if d["metrics"] else "")
                  + " (Ctrl-C to stop)", highlight=False))

@@ -20,7 +20,7 @@ __all__ = ["app"]
 app = command_group("In-flight and recent strong writes (two-phase commits) and sagas.")
 
 _WINDOW = typer.Option(
-    5_000, "--window", help="Saga-log records to read per partition, newest (0: all)."
+    5_000, "--window", help="Commit-log records to read per partition, newest (0: all)."
 )
 
 
@@ -56,7 +56,7 @@ def show(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Everything the saga log holds about one transaction: the request, each vote,
+    """Everything the commit log holds about one transaction: the request, each vote,
     the decision and each participant's acknowledgement, with times from the begin.
     For a saga id: its steps and progress records."""
 
@@ -103,7 +103,7 @@ async def _show(config: EdgeConfig, txn_id: str, window: int) -> dict[str, Any]:
         if txn_id in known:
             return {"saga": await runner.show(txn_id)}
     raise InvalidInput(
-        f"no transaction or saga {txn_id!r} in the saga log"
+        f"no transaction or saga {txn_id!r} in the commit log or the saga progress log"
         + (f" (last {window} records per partition; pass --window 0 to read it all)"
            if window else "")
     )

@@ -106,7 +106,7 @@ def _render_staleness(served: list[dict[str, Any]]) -> None:
 
 
 def _render_details(row: dict[str, Any]) -> None:
-    """A region's frontier, saga participant and state host."""
+    """A region's frontier, commit participant and state host."""
     frontier = row.get("frontier", {})
     shown = " ".join(f"{s}:{o}" for s, o in frontier.items())
     console.print(f"[bold]{row['region']}[/] frontier: {shown or '-'}",
@@ -115,9 +115,9 @@ def _render_details(row: dict[str, Any]) -> None:
     if saga:
         processed = " ".join(f"{p}:{o}" for p, o in saga["processed"].items())
         console.print(
-            f"[bold]{row['region']}[/] saga participant: in doubt "
+            f"[bold]{row['region']}[/] commit participant: in doubt "
             f"{saga['in_doubt']}, votes {saga['votes_yes']} yes / {saga['votes_no']} no, "
-            f"commits {saga['commits']}, aborts {saga['aborts']}; saga log processed "
+            f"commits {saga['commits']}, aborts {saga['aborts']}; commit log processed "
             f"{processed or '-'}", highlight=False, soft_wrap=True,
         )
     states = row.get("state_host")

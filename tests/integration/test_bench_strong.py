@@ -49,7 +49,7 @@ def test_bench_strong_reports_every_mode_and_the_ratios(
             assert c[name] > 0
         assert c["goal_met"] == (c["p50_vs_raw_rtt"] <= result["goal_ratio"])
     assert isinstance(result["goal_met"], bool)
-    # every measured commit is found in the saga log and broken into its stages
+    # every measured commit is found in the commit log and broken into its stages
     assert {s["concurrency"]: s["commits"] for s in result["stages"]} == {1: 6, 3: 6}
     # what each process got from the machine meanwhile (Linux schedstat)
     assert {p["process"] for p in result["processes"]} == {

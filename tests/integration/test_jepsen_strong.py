@@ -135,7 +135,7 @@ async def _client(
             rec.calls.append(Call(name, key, op, arg, invoked, None, None))
             continue
         except EdgebusError:
-            # refused before anything was logged (e.g. the saga log unreachable): no
+            # refused before anything was logged (e.g. the commit log unreachable): no
             # effect; a cas recorded as not executed constrains nothing
             continue
         rec.txns.add(result.txn_id)

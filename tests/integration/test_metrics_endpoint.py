@@ -2,8 +2,8 @@
 endpoint and a coordinator's metrics server, scraped over HTTP and parsed with
 prometheus_client's parser.
 
-One region (its own name, so its topics, saga log and coordinator group are new) runs
-in this process with a saga participant, and one coordinator with its metrics server;
+One region (its own name, so its topics, commit log and coordinator group are new) runs
+in this process with a commit participant, and one coordinator with its metrics server;
 a strong write commits in that region alone. No durations are asserted.
 """
 

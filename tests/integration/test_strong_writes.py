@@ -1,8 +1,8 @@
-"""Strong writes on real Kafka (issue 5): two-phase commit through the saga log, with
+"""Strong writes on real Kafka (issue 5): two-phase commit through the commit log, with
 the three regions and the coordinator each in its own process.
 
 One deployment serves the whole module (three ``edgebus region run`` processes and one
-``edgebus coordinator run``, on region names, a saga log and a coordinator group of
+``edgebus coordinator run``, on region names, a commit log and a coordinator group of
 its own); each test writes keys of its own (``<tag>:...``) and ends with
 :func:`assert_atomic` over everything written so far: each committed transaction
 applied exactly once in every region of its placement, nothing of an aborted one
@@ -15,8 +15,8 @@ anywhere.
   increments from concurrent clients add up exactly; a strong delete.
 * Compliance: PII commits only among the GDPR regions (the BEGIN's placement, the
   votes, the topics and the stores say so); strict mode with no compliant region left
-  refuses the write before anything reaches the saga log.
-* A poison record in the saga log stops nobody.
+  refuses the write before anything reaches the commit log.
+* A poison record in the commit log stops nobody.
 * No coordinator: the client reports StrongOutcomeUnknown with the transaction id
   (last: it stops the module's coordinator, then starts it again).
 
@@ -229,9 +229,9 @@ async def test_strict_mode_refuses_pii_with_no_gdpr_region_and_nothing_is_prepar
     with pytest.raises(ComplianceViolation):
         await bus.write(key, {"note": "x"}, classification="pii", consistency="strong",
                         exclude_locations=[dep.regions.eu])
-    # nothing prepared: not one record of the key in the saga log, in no store
+    # nothing prepared: not one record of the key in the commit log, in no store
     saga_log = await read_to_end(KAFKA, dep.bootstrap, commit_log_topic(dep.log_region))
-    assert saga_log, "the saga log holds the earlier tests' transactions"
+    assert saga_log, "the commit log holds the earlier tests' transactions"
     assert [r.offset for r in saga_log if r.key == key.encode("utf-8")] == []
     for region in dep.names:
         assert key not in await store_rows(dep.store_urls[region])
