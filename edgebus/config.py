@@ -28,6 +28,7 @@ from edgebus.core.placement import (
     DEFAULT_REGIONS,
     DEFAULT_ZONES,
     ComplianceRules,
+    Strategy,
 )
 from edgebus.errors import ConfigError
 
@@ -44,7 +45,6 @@ __all__ = [
 
 ENV_CONFIG = "EDGEBUS_CONFIG"
 ENV_STATE_DIR = "EDGEBUS_STATE_DIR"
-Strategy = Literal["lowest_latency", "balanced", "compliance_first"]
 
 
 class _Section(BaseModel):

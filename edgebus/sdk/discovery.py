@@ -36,6 +36,7 @@ from edgebus.core.health import (
     assess,
     rank_for_reads,
 )
+from edgebus.core.placement import Strategy
 from edgebus.kafka.clients import MetadataClient, start_metadata_client
 from edgebus.kafka.clusters import resolve_clusters
 
@@ -145,14 +146,14 @@ class Discovery:
 
     def rank_for_reads(
         self,
-        strategy: str,
+        strategy: Strategy,
         preferred: Sequence[str] = (),
         excluded: Sequence[str] = (),
         key: str = "",
     ) -> tuple[str, ...]:
         """Regions to try for a read, best first."""
         return rank_for_reads(
-            self.config.regions, self.health(), strategy,  # type: ignore[arg-type]
+            self.config.regions, self.health(), strategy,
             preferred, excluded, key,
         )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Required, TypedDict
 
 from edgebus.core.envelope import Operation
-from edgebus.core.placement import FALLBACKS
+from edgebus.core.placement import FALLBACKS, Fallback, Strategy
 from edgebus.core.session import SessionToken
 from edgebus.errors import InvalidInput, UnsupportedConsistency
 
@@ -36,7 +36,7 @@ __all__ = [
     "names",
 ]
 
-EdgeStrategy = Literal["lowest_latency", "balanced", "compliance_first"]
+EdgeStrategy = Strategy
 EDGE_STRATEGIES: tuple[str, ...] = ("lowest_latency", "balanced", "compliance_first")
 WRITE_LEVELS: tuple[str, ...] = ("eventual", "causal", "strong")
 READ_LEVELS: tuple[str, ...] = ("eventual", "causal", "bounded_staleness", "strong")
@@ -175,9 +175,9 @@ class WriteOptions:
     preferred_locations: tuple[str, ...] = ()
     exclude_locations: tuple[str, ...] = ()
     compliance_zones: tuple[str, ...] = ()
-    edge_strategy: str | None = None
+    edge_strategy: EdgeStrategy | None = None
     session: SessionToken | str | None = None
-    fallback_strategy: str | None = None
+    fallback_strategy: Fallback | None = None
     min_replicas: int | None = None
     expected_version: int | None = None
     timeout_ms: int | None = None

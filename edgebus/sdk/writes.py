@@ -27,7 +27,7 @@ from edgebus.core.classification import Classification, classify
 from edgebus.core.conflict import operation_for
 from edgebus.core.envelope import MAX_KEY_BYTES, Operation, new_event_id
 from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
-from edgebus.core.placement import Placement, PlacementRequest, place
+from edgebus.core.placement import Fallback, Placement, PlacementRequest, Strategy, place
 from edgebus.core.vector_clock import Position
 from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion, WriteFailed
 from edgebus.kafka.batching import BatchingProducer
@@ -191,7 +191,7 @@ class Writer:
         cache_key = (classes, options.region, options.placement, strategy, balanced_key, version)
         route = self._routes.get(cache_key)
         if route is None:
-            fallback = options.fallback_strategy or "none"
+            fallback: Fallback = options.fallback_strategy or "none"
             route = self._new_route(classes, options, strategy, fallback, balanced_key)
             if len(self._routes) >= _ROUTES_MAX:
                 self._routes.clear()
@@ -201,7 +201,8 @@ class Writer:
         return route
 
     def _new_route(
-        self, classes: frozenset[str], options: WriteOptions, strategy: str, fallback: str,
+        self, classes: frozenset[str], options: WriteOptions, strategy: Strategy,
+        fallback: Fallback,
         key: str,
     ) -> Route:
         discovery = self.discovery
@@ -215,11 +216,11 @@ class Writer:
                 excluded=options.exclude_locations,
                 compliance_zones=options.compliance_zones,
                 replication_factor=options.replication_factor,
-                strategy=strategy,  # type: ignore[arg-type]
+                strategy=strategy,
                 key=key,
                 latencies_ms=discovery.latencies_ms() if discovery is not None else {},
                 unhealthy=discovery.unhealthy() if discovery is not None else frozenset(),
-                fallback=fallback,  # type: ignore[arg-type]
+                fallback=fallback,
                 min_replicas=options.min_replicas,
             ),
         )
