@@ -82,10 +82,13 @@ class SchemaRegistry:
         return self._latest[full_name]
 
 
-def schemas_dir() -> Path:
-    """``schemas/`` of a source checkout, or the copy shipped inside the wheel."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here.parent / "schemas", here / "_schemas"):
+def schemas_dir(package: Path | None = None) -> Path:
+    """The copy shipped inside the wheel (``edgebus/_schemas``), else ``schemas/`` of
+    the source checkout (an editable install). The wheel's copy comes first: installed,
+    ``schemas/`` beside the package is site-packages' and may be another package's.
+    ``package``: the ``edgebus`` package directory (default: this one's)."""
+    here = package if package is not None else Path(__file__).resolve().parent.parent
+    for candidate in (here / "_schemas", here.parent / "schemas"):
         if candidate.is_dir() and any(candidate.glob("*.avsc")):
             return candidate
     raise DecodeError("edgebus's Avro schemas are missing: reinstall edgebus")
