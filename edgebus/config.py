@@ -238,6 +238,10 @@ class KafkaConfig(_Section):
     #: message.max.bytes is about 1 MiB
     max_batch_bytes: int = Field(512 * 1024, ge=1024, le=64 * 1024 * 1024)
     connect_timeout_s: float = Field(10.0, gt=0)
+    #: how long a producer keeps an unacknowledged record through a broker's absence
+    #: (a restart, a leader election) before the write fails; retries never duplicate
+    #: (every producer is idempotent). Kafka's ``delivery.timeout.ms``.
+    delivery_timeout_ms: int = Field(120_000, ge=1000, le=3_600_000)
 
 
 class EdgeConfig(_Section):

@@ -68,18 +68,29 @@ PRODUCER_ROLES: Mapping[ProducerRole, _Settings] = {
     # the SDK's writes (and the produce benchmark's raw baseline): batched
     "events": lambda kafka: {
         "enable_idempotence": True, "acks": "all", "linger_ms": kafka.linger_ms,
-        "max_batch_size": kafka.max_batch_bytes,
+        "max_batch_size": kafka.max_batch_bytes, **_delivery(kafka),
     },
     # a region service's appends: heartbeats, replicated copies, strong commits'
     # events, dead letters, redrives
     "service": lambda kafka: {
         "enable_idempotence": True, "acks": "all", "linger_ms": 1,
-        "max_batch_size": kafka.max_batch_bytes,
+        "max_batch_size": kafka.max_batch_bytes, **_delivery(kafka),
     },
     # one record at a time on a log someone waits on: commit log, state logs, saga
     # progress
-    "log": lambda kafka: {"enable_idempotence": True, "acks": "all", "linger_ms": 0},
+    "log": lambda kafka: {
+        "enable_idempotence": True, "acks": "all", "linger_ms": 0, **_delivery(kafka),
+    },
 }
+
+
+def _delivery(kafka: KafkaConfig) -> dict[str, Any]:
+    """aiokafka's one producer timeout bounds the metadata wait of a send, the life of
+    a batch whose partition has no leader, and each produce request; set to the
+    delivery timeout, a record rides out a broker restart shorter than it (an
+    idempotent producer retries a sent batch until it is acknowledged)."""
+    return {"request_timeout_ms": kafka.delivery_timeout_ms}
+
 
 #: consumer defaults per role; no consumer auto-commits (positions are committed
 #: explicitly, or kept with the state they produced)

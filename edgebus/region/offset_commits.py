@@ -61,7 +61,8 @@ class OffsetCommitter:
         try:
             await self.consumer.commit(offsets)
         except KafkaError as e:  # the next commit carries newer offsets anyway
-            log.warning("offset commit failed (will retry with newer offsets): %s", e)
+            log.info("offset commit failed (will retry with newer offsets): %s",
+                     str(e).splitlines()[0][:200])
             for tp, offset in offsets.items():
                 self._pending.setdefault(tp, offset)
 

@@ -178,8 +178,7 @@ class Replicator(ExclusiveMember):
         try:
             while True:
                 self._apply_pause(consumer)
-                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-                self._membership.check()
+                batch = await self._membership.fetch(consumer, timeout_ms=200, max_records=5000)
                 if acker.done():
                     acker.result()  # a failed acknowledgement stops the replicator
                 if batch and self.paused:  # paused while fetching: read it again later
