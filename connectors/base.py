@@ -9,6 +9,10 @@ drop, the next offset of each consumed partition, the origin frontier and the
 redriven dead letters. :meth:`Store.commit` writes all of it atomically, so a crash
 never loses or doubles an effect, and a restart resumes from :meth:`Store.positions`.
 
+A store also records its lineage, what it was built from (:mod:`edgebus.core.lineage`):
+a service that finds the Kafka layout changed under its store empties it
+(:meth:`Store.reset`) and rebuilds it from the topic.
+
 Every store passes the one shared suite in ``tests/connectors/store_contract.py``.
 """
 
@@ -164,6 +168,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def checksums(self) -> Checksums:
         """Positions and per-bucket digests of one consistent snapshot."""
+
+    @abc.abstractmethod
+    async def lineage(self) -> str | None:
+        """The recorded lineage (what the store was built from: the JSON text of an
+        :class:`edgebus.core.lineage.StoreLineage`), ``None`` when none is recorded (a
+        new store, or one from an edgebus before lineage)."""
+
+    @abc.abstractmethod
+    async def set_lineage(self, lineage: str) -> None:
+        """Record ``lineage`` in place of any recorded one, keeping everything else: a
+        new store's first start, or the adoption of a store from before lineage.
+        Committed (as durably as :meth:`commit`) when it returns."""
+
+    @abc.abstractmethod
+    async def reset(self, lineage: str) -> None:
+        """Remove everything the store holds (key states, retained ops, positions,
+        frontier, redriven dead letters) and record ``lineage``, atomically: after a
+        crash the store is either as it was or empty with the new lineage."""
 
     @staticmethod
     def digest_rows(rows: Iterable[KeyState]) -> tuple[dict[int, str], int]:

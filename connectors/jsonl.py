@@ -20,6 +20,12 @@ the key retains ops). A batch is written with one ``write()`` and an ``fsync``. 
 last line per key wins. Lines after the last commit marker are a batch torn by a
 crash: readers ignore them and :meth:`JsonlStore.open` truncates them away.
 
+The store's lineage (what it was built from, :meth:`JsonlStore.lineage`) is a string in
+the header, ``{"type": "header", ..., "lineage": "..."}``; a header without one (a file
+from an edgebus before lineage) means none is recorded, and an edgebus before lineage
+reads a header with one as before. Recording a lineage, or a reset, writes a new file
+beside the old one (fsynced) and renames it into place: a crash leaves one or the other.
+
 The store holds every key in memory and never compacts its file: it is meant for
 export and import (``edgebus replay``), not for a live region (use SQLite there).
 One :class:`JsonlStore` at a time may write a file (an advisory ``flock``); any
@@ -57,6 +63,8 @@ FORMAT: Final = "edgebus-store"
 FORMAT_VERSION: Final = 1
 
 _HEADER: Final = orjson.dumps({"type": "header", "format": FORMAT, "version": FORMAT_VERSION})
+#: bytes copied at a time when the file is rewritten with a new header
+_COPY_CHUNK: Final = 1 << 20
 
 
 class JsonlStore(Store):
@@ -127,15 +135,19 @@ class JsonlStore(Store):
 
     async def close(self) -> None:
         """Wait for a commit in flight, then release the file and the memory."""
+        await self._settle_pending()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        self._contents = _Contents()
+
+    async def _settle_pending(self) -> None:
+        """Wait for a write in flight (a commit whose caller was cancelled)."""
         pending, self._pending = self._pending, None
         if pending is not None:
             await asyncio.wait([pending])
             if not pending.cancelled():
                 pending.exception()  # reported to the committer already (if it waited)
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-        self._contents = _Contents()
 
     def _open_contents(self) -> _Contents:
         if self._fd is None:
@@ -232,6 +244,77 @@ class JsonlStore(Store):
             ) from e
         self._size += len(data)
 
+    async def set_lineage(self, lineage: str) -> None:
+        """Rewrite the file with ``lineage`` in its header and every committed batch
+        (the whole file is copied: meant for a store's first start or adoption)."""
+        await self._rewrite(lineage, keep=True)
+
+    async def reset(self, lineage: str) -> None:
+        """Replace the file by one holding only a header with ``lineage``."""
+        await self._rewrite(lineage, keep=False)
+
+    async def _rewrite(self, lineage: str, *, keep: bool) -> None:
+        """A new file with ``lineage`` in its header (and the committed batches if
+        ``keep``) renamed into place; then memory follows. Like :meth:`commit`, not
+        cancelled by a cancelled caller."""
+        self._open_contents()
+        await self._settle_pending()
+        header = _header(lineage)
+        self._pending = asyncio.ensure_future(self._swap(header, lineage, keep))
+        await asyncio.shield(self._pending)
+
+    async def _swap(self, header: bytes, lineage: str, keep: bool) -> None:
+        self._size = await asyncio.to_thread(self._replace_file, header, keep)
+        self._broken = None  # only committed batches were copied
+        if keep:
+            self._contents.lineage = lineage
+        else:
+            self._contents = _Contents(lineage=lineage)
+
+    def _replace_file(self, header: bytes, keep: bool) -> int:
+        """Write ``header`` (and, if ``keep``, the committed batches) to a new file,
+        locked and fsynced, rename it over the store's file and fsync the directory;
+        returns the new file's size. The old file stays whole until the rename."""
+        old = self._fd
+        assert old is not None
+        temporary = self.path.with_name(f".{self.path.name}.rewrite")
+        try:
+            fd = os.open(
+                temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644
+            )
+        except OSError as e:
+            raise self._rewrite_error(e) from e
+        try:
+            if fcntl is not None:  # the lock holds across the rename: one writer throughout
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_all(fd, header + b"\n")
+            if keep:
+                _copy_range(old, fd, _header_length(old), self._size)
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            os.replace(temporary, self.path)
+        except BaseException as e:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            if isinstance(e, OSError):
+                raise self._rewrite_error(e) from e
+            raise
+        _fsync_dir(self.path.parent)
+        self._fd = fd
+        os.close(old)
+        return size
+
+    def _rewrite_error(self, e: OSError) -> StoreError:
+        return StoreError(
+            f"Store {self.url}: cannot write a new {self.path} ({e}); the store is unchanged. "
+            "Check free disk space and the directory's permissions, then retry."
+        )
+
+    async def lineage(self) -> str | None:
+        """The lineage in the file's header, ``None`` when it has none."""
+        return self._open_contents().lineage
+
     # ------------------------------------------------------------------ reads
 
     async def load(self, keys: Iterable[str]) -> dict[str, KeyState]:
@@ -310,6 +393,8 @@ class _Contents:
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     frontier: dict[tuple[str, int], int] = field(default_factory=dict)
     redriven: set[tuple[int, int]] = field(default_factory=set)
+    #: the header's lineage, ``None`` when it has none
+    lineage: str | None = None
 
     def apply(self, record: Mapping[str, Any]) -> None:
         """Apply one (non-header, non-commit) line; raises KeyError, TypeError or
@@ -408,7 +493,7 @@ def _read_log(path: Path, url: str) -> tuple[_Contents, int]:
             if not line.endswith(b"\n"):
                 break  # the torn end of the last write
             if lineno == 1:
-                _check_header(line, url)
+                contents.lineage = _check_header(line, url)
                 committed = offset
                 continue
             try:
@@ -438,7 +523,8 @@ def _read_log(path: Path, url: str) -> tuple[_Contents, int]:
     return contents, committed
 
 
-def _check_header(line: bytes, url: str) -> None:
+def _check_header(line: bytes, url: str) -> str | None:
+    """Check the header line; returns its lineage (``None`` when it has none)."""
     with contextlib.suppress(orjson.JSONDecodeError):
         header = orjson.loads(line)
         if isinstance(header, dict) and header.get("format") == FORMAT:
@@ -449,8 +535,21 @@ def _check_header(line: bytes, url: str) -> None:
                     f"edgebus; this one reads up to version {FORMAT_VERSION}. "
                     "Upgrade edgebus to open it."
                 )
-            return
+            lineage = header.get("lineage")
+            if lineage is not None and not isinstance(lineage, str):
+                raise StoreError(
+                    f"Store {url} is corrupt: its header's lineage is not a string. "
+                    "Restore the file from a copy or export the store again."
+                )
+            return lineage
     raise _not_a_store(url)
+
+
+def _header(lineage: str) -> bytes:
+    """A header line (without its newline) recording ``lineage``."""
+    return orjson.dumps(
+        {"type": "header", "format": FORMAT, "version": FORMAT_VERSION, "lineage": lineage}
+    )
 
 
 def _not_a_store(url: str) -> StoreError:
@@ -464,6 +563,27 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _header_length(fd: int) -> int:
+    """Bytes of the file's first line, its newline included."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.pread(fd, 4096, len(data))
+        if not chunk:
+            raise OSError(f"the header line has no end after {len(data)} bytes")
+        data += chunk
+    return data.index(b"\n") + 1
+
+
+def _copy_range(source: int, target: int, start: int, end: int) -> None:
+    """Append bytes ``start`` to ``end`` of ``source`` to ``target``."""
+    while start < end:
+        chunk = os.pread(source, min(_COPY_CHUNK, end - start), start)
+        if not chunk:
+            raise OSError(f"the file ended at byte {start}, before {end}")
+        _write_all(target, chunk)
+        start += len(chunk)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -13,7 +13,9 @@ survives power loss, at the price of an fsync per commit.
 
 Schema (version :data:`SCHEMA_VERSION`, kept in ``meta``; a newer one is refused):
 
-- ``meta(name, value)``: ``schema_version``;
+- ``meta(name, value)``: ``schema_version`` and, once recorded, ``lineage`` (what the
+  store was built from, :meth:`SQLiteStore.lineage`; a store without it is one from
+  an edgebus before lineage, or a new one: no schema change);
 - ``key_states``: one row per key (``present`` is ``KeyState.exists``, 0 for a
   tombstone; ``value`` and ``base_value`` are JSON text; ``base_present`` /
   ``base_value`` only when ``n_ops > 0``);
@@ -146,6 +148,12 @@ _UPSERT_FRONTIER: Final = (
 _INSERT_REDRIVEN: Final = (
     "INSERT OR IGNORE INTO redriven (dlq_partition, dlq_offset) VALUES (?, ?)"
 )
+_SET_LINEAGE: Final = (
+    "INSERT INTO meta (name, value) VALUES ('lineage', ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
+#: what :meth:`SQLiteStore.reset` empties: every table but ``meta``
+_DATA_TABLES: Final = ("key_states", "retained_ops", "positions", "frontier", "redriven")
 
 
 class SQLiteStore(Store):
@@ -253,7 +261,7 @@ class SQLiteStore(Store):
 
     async def commit(self, changes: BatchChanges) -> None:
         """Write one batch in one transaction (a few thread hops, whatever its size)."""
-        db = self._conn()
+        self._conn()
         try:
             steps = (
                 (_DROP, [(key, *stamp) for key, stamp in changes.drop_before.items()]),
@@ -268,6 +276,25 @@ class SQLiteStore(Store):
                 f"Store {self.url}: the batch holds a value that is not storable JSON ({e}); "
                 "nothing was written. Values must be JSON with integers within 64 bits."
             ) from e
+        await self._transact(steps, "commit")
+
+    async def set_lineage(self, lineage: str) -> None:
+        """Record ``lineage`` in ``meta``, in one transaction."""
+        self._conn()
+        await self._transact(((_SET_LINEAGE, [(lineage,)]),), "recording the lineage")
+
+    async def reset(self, lineage: str) -> None:
+        """Empty every table but ``meta`` and record ``lineage``, in one transaction."""
+        self._conn()
+        steps: list[tuple[str, list[Any]]] = [
+            (f"DELETE FROM {table}", [()]) for table in _DATA_TABLES
+        ]
+        steps.append((_SET_LINEAGE, [(lineage,)]))
+        await self._transact(steps, "reset")
+
+    async def _transact(self, steps: Sequence[tuple[str, list[Any]]], what: str) -> None:
+        """Run ``steps`` (statement, parameter rows) in one transaction."""
+        db = self._conn()
         run_in_thread = getattr(db, "_execute", None)
         if run_in_thread is not None:
             # one hop to the database thread for the whole transaction: on a busy event
@@ -275,12 +302,12 @@ class SQLiteStore(Store):
             try:
                 await run_in_thread(_commit_in_thread, db._conn, steps)
             except (sqlite3.Error, OverflowError) as e:
-                raise self._write_error(e) from e
+                raise self._write_error(e, what) from e
             return
         try:
             await db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
-            raise self._write_error(e) from e
+            raise self._write_error(e, what) from e
         try:
             for sql, rows in steps:
                 if rows:
@@ -290,18 +317,19 @@ class SQLiteStore(Store):
             with suppress(Exception):
                 await db.rollback()
             if isinstance(e, sqlite3.Error | OverflowError):
-                raise self._write_error(e) from e
+                raise self._write_error(e, what) from e
             raise
 
-    def _write_error(self, e: BaseException) -> StoreError:
+    def _write_error(self, e: BaseException, what: str = "commit") -> StoreError:
         hint = (
             "another process is writing to this store: run one region service per store"
             if "locked" in str(e) or "busy" in str(e)
             else "check free disk space and the file's permissions"
         )
+        done = "nothing of the batch was written" if what == "commit" else "nothing changed"
         return StoreError(
-            f"Store {self.url}: commit failed and was rolled back ({type(e).__name__}: {e}); "
-            f"nothing of the batch was written. Fix the cause ({hint}) and restart: "
+            f"Store {self.url}: {what} failed and was rolled back ({type(e).__name__}: {e}); "
+            f"{done}. Fix the cause ({hint}) and restart: "
             "consumption resumes from the last committed positions."
         )
 
@@ -357,6 +385,13 @@ class SQLiteStore(Store):
     async def get(self, key: str) -> KeyState | None:
         """A key's state as :meth:`load` returns it, or ``None``."""
         return (await self.load([key])).get(key)
+
+    async def lineage(self) -> str | None:
+        """The lineage recorded in ``meta``, ``None`` when none is."""
+        rows = list(
+            await self._conn().execute_fetchall("SELECT value FROM meta WHERE name = 'lineage'")
+        )
+        return str(rows[0][0]) if rows else None
 
     async def positions(self) -> dict[tuple[str, int], int]:
         """(topic, partition) -> next offset to consume, as last committed."""

@@ -276,3 +276,11 @@ class StateOperationTimeout(EdgebusError):
         super().__init__(message)
         self.state_id = state_id
         self.req_id = req_id
+
+
+class StoreMismatch(EdgebusError):
+    """A region's store was built from another Kafka (another cluster, a recreated
+    topic, another partition count) and the service was told not to rebuild it
+    (``--on-store-mismatch refuse``). The message says what differs and what to do."""
+
+    exit_code = 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -18,6 +19,7 @@ from edgebus.cli._common import (
 from edgebus.cli._output import emit, err_console
 from edgebus.cli._runner import UNTIL_CTRL_C, Call, Document, run_command
 from edgebus.config import EdgeConfig
+from edgebus.region.store_check import OnStoreMismatch
 
 __all__ = ["app"]
 
@@ -45,6 +47,11 @@ def run(
     no_states: bool = typer.Option(
         False, "--no-states", help="Host no state machines here (no owner, no standby)."
     ),
+    on_store_mismatch: str = typer.Option(
+        "rebuild", "--on-store-mismatch", help="A store built from another Kafka (another "
+        "cluster, a recreated topic, positions past the topic's end): rebuild it from the "
+        "topic, or refuse to start.", metavar="rebuild|refuse",
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -53,7 +60,7 @@ def run(
 
     async def body(call: Call) -> None:
         await _run(call.config, region, store, listen, advertise, not no_replicate,
-                   call.as_json, not no_states)
+                   call.as_json, not no_states, on_store_mismatch)
 
     run_command(ctx, body, as_json=as_json, config=config, interrupts=UNTIL_CTRL_C)
 
@@ -67,11 +74,13 @@ async def _run(
     replicate: bool,
     as_json: bool,
     host_states: bool = True,
+    on_store_mismatch: str = "rebuild",
 ) -> None:
     from edgebus.server.service import RegionService
 
     service = RegionService(region, config, store=store, listen=listen, advertise=advertise,
-                            replicate=replicate, host_states=host_states)
+                            replicate=replicate, host_states=host_states,
+                            on_store_mismatch=cast(OnStoreMismatch, on_store_mismatch))
     await service.start()
     emit(as_json, {"ok": True, "event": "started", "region": region, "url": service.url,
                    "store": service.store.url},

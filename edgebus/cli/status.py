@@ -74,6 +74,17 @@ def _render_regions(rows: list[dict[str, Any]]) -> list[str]:
             problems.append(f"{row['region']}: {row['error']}")
             continue
         health = "[green]healthy[/]" if row["healthy"] else "[red]unhealthy[/]"
+        if row.get("rebuilding"):
+            done, target = row["rebuilding"]["applied"], row["rebuilding"]["target"]
+            health = f"[yellow]rebuilding {done}/{target}[/]"
+            problems.append(f"{row['region']}: its store is being rebuilt from its topic "
+                            f"({done} of {target} events); reads there may be behind")
+        if row.get("positions_past_end"):
+            problems.append(
+                f"{row['region']}: stored positions past the topic's end "
+                f"({row['positions_past_end']} vs {row['end_offsets']}): the store was built "
+                "from another Kafka"
+            )
         positions = " ".join(f"{p}:{o}" for p, o in row["positions"].items()) or "-"
         table.add_row(
             row["region"], health, str(row["lag"]), positions, str(row["keys"]),

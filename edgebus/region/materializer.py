@@ -5,8 +5,11 @@ is folded by :class:`~edgebus.region.applier.BatchApplier`, its dead letters are
 to ``edgebus.R.dlq`` and acknowledged, then the new states *and* the next offsets are
 committed in one store transaction. The store's positions are the truth: on start
 (and on every partition assignment) the consumer seeks to them, so a crash at any
-point neither loses nor doubles an effect. Offsets are also committed to the Kafka
-group afterwards, only so that standard tools (``kafka-consumer-groups``) show lag.
+point neither loses nor doubles an effect. Before that, the store is checked against
+the broker (:mod:`edgebus.region.store_check`): a store built from another Kafka is
+rebuilt from the topic (or, with ``on_store_mismatch="refuse"``, the service stops).
+Offsets are also committed to the Kafka group afterwards, only so that standard tools
+(``kafka-consumer-groups``) show lag.
 
 Causal delivery: an event whose dependencies are not applied here yet waits in the
 applier's causal gate (with the rest of its stream). The gate is bounded
@@ -37,6 +40,7 @@ from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
+from edgebus.region.store_check import OnStoreMismatch, check_store, settle
 
 __all__ = ["Materializer", "MaterializerStats"]
 
@@ -74,8 +78,14 @@ class Materializer(ExclusiveMember):
         bootstrap: str,
         store: Store,
         producer: Producer,
+        on_store_mismatch: OnStoreMismatch = "rebuild",
     ) -> None:
         self.region = region
+        self.on_store_mismatch = on_store_mismatch
+        #: partition -> end offset to reach while the store is rebuilt (None: not)
+        self.rebuilding: dict[int, int] | None = None
+        self._mismatch: BaseException | None = None
+        self._progress_logged = 0.0
         self.config = config
         self.bootstrap = bootstrap
         self.store = store
@@ -97,9 +107,9 @@ class Materializer(ExclusiveMember):
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        """Connect and join the region's consumer group (positions from the store)."""
-        stored = await self.store.positions()
-        self.positions = {p: o for (t, p), o in stored.items() if t == self.topic}
+        """Check the store against the broker, then connect and join the region's
+        consumer group (positions from the store)."""
+        await self._checked_positions()
         self._consumer, self._membership = await start_exclusive_consumer(
             self.config.kafka,
             self.bootstrap,
@@ -110,10 +120,27 @@ class Materializer(ExclusiveMember):
             self._seek,
         )
 
+    async def _checked_positions(self) -> None:
+        """The store's positions, once the store is known to be built from this Kafka
+        (or wiped for a rebuild)."""
+        check = await check_store(self.store, self.config.kafka, self.bootstrap, self.topic)
+        if await settle(self.store, check, self.on_store_mismatch, self.region):
+            self.rebuilding = {p: o for p, o in check.ends.items() if o > 0} or None
+            self.view = FrontierView.empty()
+            self.positions = {}
+            return
+        self.positions = check.positions
+
     async def _seek(self, tps: list[TopicPartition]) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            return
         # buffered records lie at or after the stored positions: they are read again
         self.applier.forget()
+        try:
+            await self._checked_positions()
+        except Exception as e:  # raised by run(), not into aiokafka's listener
+            self._mismatch = e
+            return
         await seek_to_first(self._consumer, [tp for tp in tps if tp.partition not in
                                              self.positions])
         for tp in tps:
@@ -128,8 +155,11 @@ class Materializer(ExclusiveMember):
         consumer = self._consumer
         committer = self._committer = OffsetCommitter(consumer)
         while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
-            self._membership.check()
+            batch = await self._membership.fetch(
+                consumer, timeout_ms=200, max_records=MAX_BATCH_RECORDS
+            )
+            if self._mismatch is not None:
+                raise self._mismatch
             if not batch:
                 self._backpressure(consumer)
                 continue
@@ -178,6 +208,8 @@ class Materializer(ExclusiveMember):
         stats.duplicates += result.duplicates
         stats.dead_letters += len(result.dead)
         stats.last_batch_at = time.time()
+        if self.rebuilding is not None:
+            self._rebuild_progress()
         gate = self.applier.current_gate
         if gate is not None:  # reads rely on what is committed now
             self.view = gate.view()
@@ -191,6 +223,27 @@ class Materializer(ExclusiveMember):
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
+
+    def rebuild_progress(self) -> dict[str, int] | None:
+        """While the store is rebuilt: events applied so far and to reach."""
+        if self.rebuilding is None:
+            return None
+        done = sum(min(self.positions.get(p, 0), end) for p, end in self.rebuilding.items())
+        return {"applied": done, "target": sum(self.rebuilding.values())}
+
+    def _rebuild_progress(self) -> None:
+        progress = self.rebuild_progress()
+        if progress is None:
+            return
+        if progress["applied"] >= progress["target"]:
+            self.rebuilding = None
+            log.warning("%s: store rebuilt from %s (%d events)", self.region, self.topic,
+                        progress["target"])
+        elif time.monotonic() - self._progress_logged >= 2.0:
+            self._progress_logged = time.monotonic()
+            log.warning("%s: rebuilding the store: %d of %d events (%.0f%%)", self.region,
+                        progress["applied"], progress["target"],
+                        100 * progress["applied"] / max(1, progress["target"]))
 
     async def frontier_moved(self, timeout_s: float) -> None:
         """Wait until the next batch moves the frontier (or ``timeout_s`` passes)."""

@@ -55,6 +55,7 @@ from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
 from edgebus.region.replicator import Replicator
+from edgebus.region.store_check import ON_STORE_MISMATCH, OnStoreMismatch
 from edgebus.server import registry
 from edgebus.server.query import serve
 from edgebus.state.host import StateHost, default_state_db
@@ -112,6 +113,7 @@ class RegionService(Lifecycle):
         serve: bool = True,
         participate: bool = True,
         host_states: bool = True,
+        on_store_mismatch: OnStoreMismatch = "rebuild",
     ) -> None:
         self.config = config if isinstance(config, EdgeConfig) else load_config(config)
         if region not in self.config.regions:
@@ -129,6 +131,12 @@ class RegionService(Lifecycle):
         self.participate = participate
         self.participant: Participant | None = None
         self.host_states = host_states
+        if on_store_mismatch not in ON_STORE_MISMATCH:
+            raise InvalidInput(
+                f"on_store_mismatch={on_store_mismatch!r}: choose one of "
+                f"{', '.join(ON_STORE_MISMATCH)}"
+            )
+        self.on_store_mismatch: OnStoreMismatch = on_store_mismatch
         self.state_host: StateHost | None = None
         self.url: str | None = None
         self.materializer: Materializer | None = None
@@ -160,7 +168,8 @@ class RegionService(Lifecycle):
         try:
             producer = await self._producer(self.bootstrap)
             self.materializer = Materializer(
-                self.region, self.config, self.bootstrap, self.store, producer
+                self.region, self.config, self.bootstrap, self.store, producer,
+                self.on_store_mismatch,
             )
             await self.materializer.start()
             self._spawn(self.materializer.run(), "materializer")
@@ -458,9 +467,16 @@ class RegionService(Lifecycle):
         gate = m.applier.current_gate if m else None
         frontier = dict(m.view.frontier) if m and gate else await self.store.frontier()
         staleness = self._staleness_by_origin()
+        past_end = {p: o for p, o in applied.items() if p in ends and o > ends[p]}
+        rebuild = m.rebuild_progress() if m else None
         return {
             "region": self.region,
-            "healthy": reachable and self._failure is None and m is not None,
+            "healthy": (reachable and self._failure is None and m is not None
+                        and not past_end and rebuild is None),
+            # a store whose positions lie past the topic's end was built from another
+            # Kafka: never healthy (the materializer rebuilds it, or the service stops)
+            "positions_past_end": {str(p): o for p, o in sorted(past_end.items())},
+            "rebuilding": rebuild,
             "broker": self.bootstrap,
             "broker_reachable": reachable,
             "failure": None if self._failure is None else repr(self._failure),

@@ -9,6 +9,7 @@ its own. States are built the way a region service builds them: by folding event
 from __future__ import annotations
 
 import copy
+import errno
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -18,10 +19,11 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
-from connectors import BatchChanges, Store, by_url, path_of, source_by_url
+from connectors import BatchChanges, Store, by_url, jsonl, path_of, source_by_url, sqlite
 from connectors.base import bucket_of
 from edgebus.core.conflict import KeyOp, KeyState, Stamp, apply
 from edgebus.core.envelope import Operation
+from edgebus.core.lineage import StoreLineage
 from edgebus.errors import StoreError
 
 __all__ = [
@@ -130,6 +132,42 @@ async def commit_folded(store: Store, *events: Event, **changes: Any) -> Folder:
     folder = Folder()
     await store.commit(folder.batch(*events, **changes))
     return folder
+
+
+#: what a region service records: a store built from a topic of a cluster
+LINEAGE = StoreLineage(
+    "127.0.0.1:9092", "zn82EB7uSWWhpPM8k_nrBA", "edgebus.eu.events", "rgDieAU6SOqTK3VtLh-oAQ", 3
+).to_json()
+#: the same topic recreated
+RECREATED = StoreLineage(
+    "127.0.0.1:9092", "zn82EB7uSWWhpPM8k_nrBA", "edgebus.eu.events", "x8KQ9W1bS2eYk3rZp0aF3w", 6
+).to_json()
+
+
+async def commit_everything(store: Store) -> Folder:
+    """Commit a batch holding something of every kind a store keeps: key states,
+    retained ops, tombstones, positions, frontier and redriven dead letters."""
+    return await commit_folded(
+        store,
+        *varied_events(),
+        positions={("edgebus.eu.events", 0): 42, ("edgebus.eu.events", 2): 7},
+        frontier={("eu", 0): 41, ("us", 1): 9},
+        redriven={(0, 5)},
+    )
+
+
+async def assert_empty(store: Store, keys: Iterable[str]) -> None:
+    """``store`` holds no key state, retained op, position, frontier or redriven."""
+    keys = list(keys)
+    assert await store.positions() == {}
+    assert await store.frontier() == {}
+    assert await store.was_redriven([(0, 5)]) == set()
+    assert await store.load(keys) == {}
+    assert [s async for s in store.scan()] == []
+    for key in keys:
+        assert await store.load_ops(key) == [], key
+    stats = await store.stats()
+    assert (stats.keys, stats.tombstones, stats.retained_ops) == (0, 0, 0)
 
 
 async def assert_committed(
@@ -461,6 +499,107 @@ class StoreContract:
         assert [orjson.dumps(op.payload) for op in ops] == [orjson.dumps(p) for p in payloads]
         assert state is not None
         assert orjson.dumps(state.value) == orjson.dumps(folder.states["m"].value)
+
+    # ---------------------------------------------------------------- lineage
+
+    def break_the_next_rewrite(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make the next :meth:`Store.reset` fail midway. Backends other than the two
+        known here override this."""
+        if self.scheme == "sqlite":  # the deletes run, then the transaction fails
+            monkeypatch.setattr(sqlite, "_SET_LINEAGE", "INSERT INTO no_such_table VALUES (?)")
+        elif self.scheme == "jsonl":  # the disk fills while the new file is written
+
+            def disk_full(fd: int, data: bytes) -> None:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(jsonl, "_write_all", disk_full)
+        else:
+            pytest.fail(f"override break_the_next_rewrite for {self.scheme}")
+
+    async def test_a_new_store_has_no_lineage(self, store: Store, tmp_path: Path) -> None:
+        assert await store.lineage() is None
+        await commit_everything(store)  # a store from an edgebus before lineage
+        async with self.reopened(store, tmp_path) as again:
+            assert await again.lineage() is None
+
+    async def test_a_recorded_lineage_survives_reopen(self, store: Store, tmp_path: Path) -> None:
+        await store.set_lineage(LINEAGE)
+        assert await store.lineage() == LINEAGE
+        async with self.reopened(store, tmp_path) as again:
+            assert await again.lineage() == LINEAGE
+            await again.set_lineage(RECREATED)
+            assert await again.lineage() == RECREATED
+        async with self.make_store(tmp_path) as again:
+            assert await again.lineage() == RECREATED
+
+    async def test_recording_a_lineage_keeps_everything_else(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        await commit_everything(store)
+        before = (await store.checksums(), await store.frontier(), (await store.stats())[:3])
+        await store.set_lineage(LINEAGE)  # the adoption of a store from before lineage
+        after = (await store.checksums(), await store.frontier(), (await store.stats())[:3])
+        assert after == before
+        folder = await commit_folded(store, event("later", "set", 1, hlc=99))
+        async with self.reopened(store, tmp_path) as again:
+            assert await again.lineage() == LINEAGE
+            assert await again.frontier() == before[1]
+            assert await again.was_redriven([(0, 5)]) == {(0, 5)}
+            assert await again.load(["later"]) == folder.loaded("later")
+            assert (await again.checksums()).keys == before[0].keys + 1
+
+    async def test_reset_removes_everything_and_records_the_lineage(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        folder = await commit_everything(store)
+        await store.set_lineage(LINEAGE)
+        await store.reset(RECREATED)
+        assert await store.lineage() == RECREATED
+        await assert_empty(store, folder.states)
+        async with self.reopened(store, tmp_path) as again:
+            assert await again.lineage() == RECREATED
+            await assert_empty(again, folder.states)
+
+    async def test_a_reset_store_takes_new_batches(self, store: Store, tmp_path: Path) -> None:
+        await commit_everything(store)
+        await store.reset(LINEAGE)
+        folder = await commit_folded(store, event("k", "set", 1, hlc=1), positions={("t", 0): 1})
+        async with self.reopened(store, tmp_path) as again:
+            await assert_committed(again, {("t", 0): 1}, folder.loaded("k"))
+            assert [s.key async for s in again.scan()] == ["k"]
+            assert await again.lineage() == LINEAGE
+
+    async def test_reset_of_an_empty_store(self, store: Store, tmp_path: Path) -> None:
+        await store.reset(LINEAGE)
+        assert await store.lineage() == LINEAGE
+        await assert_empty(store, ["k"])
+        async with self.reopened(store, tmp_path) as again:
+            assert await again.lineage() == LINEAGE
+            await assert_empty(again, ["k"])
+
+    async def test_a_failed_reset_leaves_the_store_as_it_was(
+        self, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        await commit_everything(store)
+        await store.set_lineage(LINEAGE)
+        before = await store.checksums()
+        with monkeypatch.context() as patched:
+            self.break_the_next_rewrite(patched)
+            with pytest.raises(StoreError, match=r"unchanged|rolled back"):
+                await store.reset(RECREATED)
+        assert await store.lineage() == LINEAGE
+        assert await store.checksums() == before
+        async with self.reopened(store, tmp_path) as again:
+            assert await again.lineage() == LINEAGE
+            assert await again.checksums() == before
+            assert await again.frontier() == {("eu", 0): 41, ("us", 1): 9}
+            assert await again.was_redriven([(0, 5)]) == {(0, 5)}
+
+    async def test_a_closed_store_refuses_lineage_calls(self, tmp_path: Path) -> None:
+        store = self.make_store(tmp_path)
+        for call in (store.lineage(), store.set_lineage(LINEAGE), store.reset(LINEAGE)):
+            with pytest.raises(StoreError, match="not open"):
+                await call
 
     # ---------------------------------------------------------------- URLs and files
 
