@@ -111,11 +111,32 @@ def _render_down(doc: dict[str, Any]) -> None:
             killed = ", ".join(str(p) for p in doc["killed"])
             console.print(f"Needed SIGKILL: {killed}.", highlight=False)
     if doc["wiped"]:
-        console.print("Data and state removed.")
+        _render_wipe(doc)
     elif doc["had_state"]:
         console.print(
             "Data kept: `edgebus kafka up` restarts on it; `edgebus kafka down --wipe` deletes it."
         )
+
+
+def _render_wipe(doc: dict[str, Any]) -> None:
+    """What ``down --wipe`` removed and kept, as it happened (never more)."""
+    removed: list[str] = doc["removed"]
+    stores = [p for p in removed if p.startswith("regions/")]
+    parts = [
+        *(["the brokers' data (kafka/)"] if "kafka" in removed else []),
+        *(["state.json"] if "state.json" in removed else []),
+        *([f"{len(stores)} region store file(s) under regions/"] if stores else []),
+    ]
+    where = doc["state_dir"]
+    console.print(
+        f"Removed from {where}: {', '.join(parts)}." if parts
+        else f"Nothing to remove in {where}.",
+        highlight=False,
+    )
+    kept = [f"{p} (the launcher's lock file)" if p == "kafka.lock" else p
+            for p in doc["kept"]]
+    console.print(f"Kept there: {', '.join(kept) or 'nothing'}.", highlight=False)
+    console.print("Region stores at other paths (`region run --store URL`) were not touched.")
 
 
 def _render_fetch(doc: dict[str, Any]) -> None:
@@ -203,7 +224,11 @@ def status(
 @app.command()
 def down(
     ctx: typer.Context,
-    wipe: bool = typer.Option(False, "--wipe", help="Also delete the clusters' data and state."),
+    wipe: bool = typer.Option(
+        False, "--wipe", help="Also delete the clusters' data, the state file and the "
+        "region stores kept in the state dir (regions/*/store.db, states-*.db); says what "
+        "it removed and kept. Stop region services first.",
+    ),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Stop exactly the brokers `up` started (SIGTERM, SIGKILL after about 20 s)."""

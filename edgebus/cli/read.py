@@ -19,8 +19,12 @@ __all__ = ["read"]
 def read(
     ctx: typer.Context,
     key: str = typer.Argument(..., help="Entity key."),
-    region: str | None = typer.Option(None, "--region", help="Region to read (default: the "
-                                      "first configured)."),
+    region: str | None = typer.Option(
+        None, "--region", help="Region to read (default: the first configured). When its "
+        "service does not answer, another region answers only with a value: a \"not "
+        "found\" from a region that may not hold the key fails the read (RegionUnavailable, "
+        "exit 1) naming the regions tried."
+    ),
     consistency: str = typer.Option(
         "eventual", "--consistency",
         help="eventual | causal (with --session) | bounded_staleness (with --staleness-ms)",

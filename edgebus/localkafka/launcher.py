@@ -17,6 +17,8 @@ modules it builds on, each importing only those listed before it:
     class_archive   the class-data archive, made by a training broker
     install         :func:`fetch` (jars, then archive) and :func:`kafka_java_command`
     results         what up, status and down report
+    region_files    the region stores under the state directory, which ``--wipe``
+                    removes too
 
 Together they are the only code that starts JVMs, and they turn every failure into an
 edgebus error whose message says what to do (:class:`BrokerExited`,
@@ -32,6 +34,11 @@ Layout of the state directory::
     kafka/cluster-<i>/server.properties   base config + --broker-config overrides
     kafka/cluster-<i>/data/      the cluster's log.dirs
     kafka/cluster-<i>/broker.log the broker's stdout and stderr
+
+Beside them, region services keep their stores there by default
+(``regions/<R>/store.db``, ``regions/<R>/states-<R>.db``; see
+:mod:`edgebus.localkafka.region_files`): ``down --wipe`` removes those as well, since
+they describe the topics it deletes, and reports what it removed and what it kept.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from pathlib import Path
 
 from edgebus.config import default_state_dir
 from edgebus.errors import InvalidInput, LauncherError
+from edgebus.kafka.clusters import STATE_FILE
 from edgebus.localkafka.artifacts import (
     DEFAULT_KAFKA_VERSION,
     FetchResult,
@@ -78,6 +86,7 @@ from edgebus.localkafka.processes import (
     ports_from_base,
     stop_pids,
 )
+from edgebus.localkafka.region_files import leftovers, wipe_region_files
 from edgebus.localkafka.results import ClusterStatus, DownResult, StatusReport, UpResult
 from edgebus.localkafka.state import (
     ClusterRecord,
@@ -426,7 +435,9 @@ def status(state: Path | None = None) -> StatusReport:
 
 
 def down(wipe: bool = False, *, state: Path | None = None) -> DownResult:
-    """Stop exactly the recorded brokers; with ``wipe`` also delete their data and the state.
+    """Stop exactly the recorded brokers; with ``wipe`` also delete their data, the
+    state file and the region stores kept in the state directory (``removed`` and
+    ``kept`` say which paths went and which stayed).
 
     A pid is signalled only if ``/proc/PID/cmdline`` shows it is the ``kafka.Kafka``
     started with this state's ``server.properties``, so a recycled pid is never killed.
@@ -441,7 +452,26 @@ def down(wipe: bool = False, *, state: Path | None = None) -> DownResult:
             stopped, killed = stop_pids(recorded.clusters)
             if not wipe:
                 write_state(directory, recorded.stopped())
+        removed: tuple[str, ...] = ()
+        kept: tuple[str, ...] = ()
         if wipe:
-            shutil.rmtree(directory / "kafka", ignore_errors=True)
-            remove_state(directory)
-    return DownResult(directory, tuple(stopped), tuple(killed), wipe, recorded is not None)
+            removed, kept = _wipe(directory)
+    return DownResult(
+        directory, tuple(stopped), tuple(killed), wipe, recorded is not None, removed, kept
+    )
+
+
+def _wipe(directory: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Delete the brokers' data, the state file and the region stores in ``directory``:
+    (what was removed, what is left there), as paths relative to it."""
+    removed: list[str] = []
+    kafka = directory / "kafka"
+    if kafka.is_dir() and not kafka.is_symlink():  # a link stays (and is reported kept)
+        shutil.rmtree(kafka, ignore_errors=True)
+        if not kafka.exists():
+            removed.append("kafka")
+    if (directory / STATE_FILE).exists():
+        remove_state(directory)
+        removed.append(STATE_FILE)
+    wiped = wipe_region_files(directory)
+    return (*removed, *wiped.removed), leftovers(directory, wiped)

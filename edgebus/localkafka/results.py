@@ -116,13 +116,17 @@ class StatusReport:
 
 @dataclass(frozen=True)
 class DownResult:
-    """The pids ``down`` stopped (``killed``: the ones that needed SIGKILL)."""
+    """The pids ``down`` stopped (``killed``: the ones that needed SIGKILL); with
+    ``wiped``, the paths it deleted (``removed``) and those left in the state directory
+    (``kept``), relative to it."""
 
     state_dir: Path
     stopped: tuple[int, ...]
     killed: tuple[int, ...]
     wiped: bool
     had_state: bool
+    removed: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -133,4 +137,6 @@ class DownResult:
             "stopped": list(self.stopped),
             "killed": list(self.killed),
             "wiped": self.wiped,
+            "removed": list(self.removed),
+            "kept": list(self.kept),
         }

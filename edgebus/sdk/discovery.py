@@ -150,11 +150,14 @@ class Discovery:
         preferred: Sequence[str] = (),
         excluded: Sequence[str] = (),
         key: str = "",
+        candidates: Sequence[str] | None = None,
     ) -> tuple[str, ...]:
-        """Regions to try for a read, best first."""
+        """Regions to try for a read, best first: of ``candidates`` (default every
+        configured region; a read passes the key's placement when it knows it), the
+        readable ones, or all of them when none is readable."""
         return rank_for_reads(
-            self.config.regions, self.health(), strategy,
-            preferred, excluded, key,
+            self.config.regions if candidates is None else candidates, self.health(),
+            strategy, preferred, excluded, key,
         )
 
     def report(self) -> dict[str, Any]:

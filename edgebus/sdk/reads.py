@@ -4,7 +4,12 @@ A read asks the region's service (the one in this process if any, else the one
 announced on ``edgebus.<region>.service``, over its HTTP query endpoint), waits when
 the region is not fresh enough, and then routes to another region or raises: nothing
 staler than asked is ever returned. Strong reads pass the commit log's read barrier.
-``docs/consistency.md`` states the guarantees.
+
+Where a read may go is decided by the pure :func:`route_read`: it falls back only to
+regions of the key's placement when the bus knows it (its own writes), and a "not
+found" counts only from a region that may hold the key (:meth:`ReadRoute.settles`);
+otherwise the read raises :class:`~edgebus.errors.RegionUnavailable` naming the
+regions tried. ``docs/consistency.md`` states the guarantees.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edgebus.config import EdgeConfig
 from edgebus.core.freshness import ReadRequest
@@ -36,7 +41,7 @@ from edgebus.sdk.sessions import BusSession
 if TYPE_CHECKING:  # imported on first use: the HTTP client is not needed to write
     from edgebus.sdk.region_client import RegionClient
 
-__all__ = ["Reader", "read_kind"]
+__all__ = ["ReadRoute", "Reader", "read_kind", "route_read"]
 
 log = logging.getLogger("edgebus.edge")
 
@@ -47,6 +52,66 @@ def read_kind(consistency: Any) -> str:
     """The metrics kind of a read (``read.invalid`` for a level that is not one)."""
     consistency = consistency or "eventual"
     return f"read.{consistency}" if consistency in _READ_LEVELS else "read.invalid"
+
+
+class ReadRoute(NamedTuple):
+    """Where one read goes, and whose "not found" is its answer (immutable)."""
+
+    #: the regions to ask, in order: the one asked (or the bus's choice) first
+    order: tuple[str, ...]
+    #: regions whose "not found" is the answer: the region asked, the key's known
+    #: placement, or (no region asked, every region readable) the bus's choice
+    conclusive: frozenset[str]
+    #: the regions that may hold the key: once every one said "not found", it is so
+    holders: frozenset[str]
+    #: the key's placement as the bus knows it (None: unknown)
+    placement: frozenset[str] | None = None
+
+    def settles(self, target: str, row: Mapping[str, Any], absent: Collection[str]) -> bool:
+        """Whether ``target``'s served answer ``row`` is the read's answer: a value, or
+        a tombstone (``target`` holds the key's events), or a "not found" from a
+        conclusive region, or one that completes the holders' "not found"
+        (``absent``: the regions that said so before)."""
+        if row.get("exists") or row.get("version"):
+            return True
+        if target in self.conclusive:
+            return True
+        return all(r == target or r in absent for r in self.holders)
+
+
+def route_read(
+    region: str | None,
+    ranked: Sequence[str],
+    candidates: Sequence[str],
+    placement: Collection[str] | None,
+) -> ReadRoute:
+    """The route of a read (pure).
+
+    ``region``: the region asked (None: the bus chooses); ``candidates``: the regions
+    the read may fall back to (the configured ones not excluded, within ``placement``
+    when the key's placement is known); ``ranked``: discovery's order of them (the
+    readable ones, or all when none is; other names are ignored). The candidates left
+    out of ``ranked`` come last: when the others cannot answer, asking them is the only
+    way to an answer, and a failure names them. A "not found" from a region other than
+    the one asked counts only if the region is in the known placement, or if every
+    candidate said so; with no region asked, the bus's first choice counts as asked
+    only while no region was left out for its health (it may be the only one holding
+    the key).
+    """
+    asked = (region,) if region is not None else ()
+    holders = frozenset(candidates)
+    usable = [r for r in ranked if r in holders]
+    order = tuple(dict.fromkeys((*asked, *usable, *candidates)))
+    known = None if placement is None else frozenset(placement)
+    if region is not None:
+        conclusive = frozenset(asked) | (known or frozenset())
+    elif known is not None:
+        conclusive = known
+    elif order and holders <= set(usable):
+        conclusive = frozenset(order[:1])
+    else:
+        conclusive = frozenset()
+    return ReadRoute(order, conclusive, holders, known)
 
 
 class Reader:
@@ -89,12 +154,13 @@ class Reader:
         token = self.session.current
         if options.session is not None:
             token = token.merge(self.session.decode(options.session))
-        order = self._read_order(region, options.exclude_locations, key)
-        first = order[0]
+        route = self.route(key, region, options.exclude_locations)
+        first = route.order[0]
         verdicts: list[tuple[str, Mapping[str, Any]]] = []
-        unavailable: list[str] = []
-        for i, target in enumerate(order):
-            if i and mode == "raise":
+        unavailable: list[tuple[str, str]] = []
+        absent: list[str] = []
+        for i, target in enumerate(route.order):
+            if verdicts and mode == "raise":
                 break
             started = time.perf_counter()
             try:
@@ -105,16 +171,24 @@ class Reader:
                     wait_ms=wait if i == 0 else 0.0,
                 ))
             except RegionUnavailable as e:
-                unavailable.append(f"{target}: {e}")
                 self._observe(target, None)
-                if mode == "raise" or (region is not None and len(order) == 1):
+                if mode == "raise" and i == 0:
                     raise
+                unavailable.append((target, str(e)))
                 continue
             self._observe(target, (time.perf_counter() - started) * 1000)
-            if row.get("served", True):
+            if not row.get("served", True):
+                verdicts.append((target, row))
+            elif route.settles(target, row, absent):
                 return self._served(key, options.consistency, row, target, first)
-            verdicts.append((target, row))
-        raise _not_fresh(key, options.consistency, verdicts, unavailable, wait, mode)
+            else:
+                absent.append(target)
+        if verdicts:
+            others = [f"{r} unavailable: {why.rstrip('.')}" for r, why in unavailable]
+            raise _not_fresh(
+                key, options.consistency, verdicts, others + _absent_note(absent), wait, mode
+            )
+        raise _unavailable(key, route, unavailable, absent)
 
     def _served(
         self, key: str, consistency: str, row: Mapping[str, Any], target: str, first: str
@@ -141,7 +215,7 @@ class Reader:
         if region is not None and region not in self._regions:
             raise UnknownRegion(region, self.config.regions)
         wait = self.config.strong.read_wait_ms if options.wait_ms is None else options.wait_ms
-        order = self._read_order(region, options.exclude_locations, key)
+        order = list(self.route(key, region, options.exclude_locations).order)
         problems: list[str] = []
         tried: set[str] = set()
         while order:
@@ -174,21 +248,29 @@ class Reader:
             "participant positions), retry, or read at a weaker consistency."
         )
 
-    def _read_order(
-        self, region: str | None, excluded: tuple[str, ...], key: str
-    ) -> list[str]:
-        """Regions to ask, best first: ``region`` (if given), then by health/latency."""
-        ranked = [r for r in self._rank(key) if r not in excluded]
-        if region is not None:
-            return [region, *(r for r in ranked if r != region)]
-        if not ranked:
-            raise InvalidInput("exclude_locations removed every configured region")
-        return ranked
+    def route(self, key: str, region: str | None, excluded: Sequence[str] = ()) -> ReadRoute:
+        """Where a read of ``key`` goes (:func:`route_read`): ``region`` first, then the
+        regions of the key's placement if this bus knows it (it wrote the key), else
+        every region, by health and latency, leaving out ``excluded``."""
+        regions = self.config.regions
+        placement = self.session.placement_of(key)
+        if placement is not None:
+            regions = tuple(r for r in regions if r in placement)
+        candidates = [r for r in regions if r not in excluded]
+        if not candidates and region is None:
+            what = "every configured region" if placement is None else (
+                f"every region of the key's placement ({', '.join(placement)})"
+            )
+            raise InvalidInput(f"exclude_locations removed {what}: nothing is left to read")
+        return route_read(region, self._rank(key, candidates), candidates, placement)
 
-    def _rank(self, key: str) -> list[str]:
+    def _rank(self, key: str, candidates: Sequence[str]) -> Sequence[str]:
+        """``candidates`` best first by discovery (as given when it does not run)."""
         if self.discovery is None:
-            return list(self.config.regions)
-        return list(self.discovery.rank_for_reads(self.config.edge_strategy, key=key))
+            return candidates
+        return self.discovery.rank_for_reads(
+            self.config.edge_strategy, key=key, candidates=candidates
+        )
 
     def _observe(self, region: str, ms: float | None) -> None:
         if self.discovery is not None:
@@ -233,15 +315,14 @@ def _not_fresh(
     key: str,
     consistency: str,
     verdicts: list[tuple[str, Mapping[str, Any]]],
-    unavailable: list[str],
+    others: list[str],
     wait_ms: float,
     mode: str,
 ) -> EdgebusError:
-    """The error of a read no region could serve fresh enough in time."""
-    if not verdicts:
-        return RegionUnavailable("No region service answered the read: " + " ".join(unavailable))
+    """The error of a read no region could serve fresh enough in time (``others``:
+    what the regions that did not give a verdict said)."""
     asked = ", ".join(f"{r} ({_describe_verdict(v)})" for r, v in verdicts)
-    down = f"; unavailable: {'; '.join(unavailable)}" if unavailable else ""
+    down = f"; {'; '.join(others)}" if others else ""
     advice = (
         "Retry later, raise wait_ms, or read with fallback='route'"
         if mode == "raise"
@@ -265,4 +346,35 @@ def _not_fresh(
         f"{wait_ms:g} ms: asked {asked}{down}. {advice}.",
         min(known) if known else None,
         min(behind) if behind else None,
+    )
+
+
+def _absent_note(absent: Sequence[str]) -> list[str]:
+    """What the "not found" answers that settle nothing say (empty: there were none)."""
+    if not absent:
+        return []
+    return [
+        f"{', '.join(absent)} answered \"not found\", which does not count: the key "
+        "may be placed elsewhere"
+    ]
+
+
+def _unavailable(
+    key: str, route: ReadRoute, unavailable: Sequence[tuple[str, str]], absent: Sequence[str]
+) -> RegionUnavailable:
+    """The error of a read that no region able to answer for the key answered: it names
+    the regions tried and what each said, and says what to do."""
+    down = [r for r, _ in unavailable]
+    tried = [r for r in route.order if r in down or r in absent]
+    if route.placement is not None:
+        head = f"no region of its placement ({', '.join(sorted(route.placement))}) answered"
+    else:
+        head = f"{', '.join(down) or 'no region'} did not answer"
+    said = [f"{r}: {why.rstrip('.')}" for r, why in unavailable] + _absent_note(absent)
+    start = " and ".join(f"`edgebus region run --region {r}`" for r in down)
+    todo = f"Start {start} (or check that it runs and answers), then retry" if down else "Retry"
+    return RegionUnavailable(
+        f"Cannot read {key!r:.80}: {head} (tried {', '.join(tried) or 'none'}). "
+        f"{'; '.join(said)}. {todo}: a region outside the key's placement cannot say "
+        "that the key does not exist."
     )

@@ -1,7 +1,10 @@
 """The session of one EdgeBus: everything it has written or read, as a session token,
-and the checks of the tokens callers pass in (from any process)."""
+the placements of the keys it wrote (so that reads fall back only to regions that may
+hold them), and the checks of the tokens callers pass in (from any process)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aiokafka import TopicPartition
 
@@ -12,10 +15,12 @@ from edgebus.errors import InvalidInput
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
 
-__all__ = ["BusSession"]
+__all__ = ["PLACEMENTS_MAX", "BusSession"]
 
 #: how many checked tokens are remembered (a token is checked against Kafka once)
 _CHECKED_MAX = 1024
+#: how many keys' placements are remembered (the least recently written is forgotten)
+PLACEMENTS_MAX = 10_000
 
 
 class BusSession:
@@ -23,7 +28,8 @@ class BusSession:
 
     ``token`` covers every acknowledged write of the bus and every read's answer;
     ``own_hlc`` is the newest HLC of the bus's own writes, kept apart so that a write
-    need not build a new token (:attr:`current` joins them).
+    need not build a new token (:attr:`current` joins them). :meth:`placement_of` is
+    the placement of the newest write of a key the bus knows of (bounded memory).
     """
 
     def __init__(self, config: EdgeConfig, clusters: dict[str, str]) -> None:
@@ -34,6 +40,7 @@ class BusSession:
         self._regions = frozenset(config.regions)
         self._topic_regions = {events_topic(r): r for r in config.regions}
         self._checked: set[SessionToken] = set()
+        self._placements: dict[str, tuple[int, tuple[str, ...]]] = {}
 
     @property
     def current(self) -> SessionToken:
@@ -56,6 +63,25 @@ class BusSession:
         if region is not None:
             self.token = self.token.after_write(Position(region, partition, last_offset))
         return region
+
+    def remember_placement(self, key: str, regions: Sequence[str], hlc: int = 0) -> None:
+        """A write of ``key`` stamped ``hlc`` (packed HLC) was placed in ``regions`` (a
+        receipt's ``placement``): reads of the key fall back only there. An older write
+        than the one remembered changes nothing; past :data:`PLACEMENTS_MAX` keys the
+        least recently written is forgotten (its reads fall back as for any unknown key).
+        """
+        known = self._placements.pop(key, None)
+        if known is not None and known[0] > hlc:
+            self._placements[key] = known
+            return
+        if known is None and len(self._placements) >= PLACEMENTS_MAX:
+            del self._placements[next(iter(self._placements))]
+        self._placements[key] = (hlc, tuple(regions))
+
+    def placement_of(self, key: str) -> tuple[str, ...] | None:
+        """The regions of the newest remembered write of ``key`` (None: unknown)."""
+        known = self._placements.get(key)
+        return None if known is None else known[1]
 
     def decode(self, session: SessionToken | str) -> SessionToken:
         """A token passed in, decoded, naming only configured regions."""

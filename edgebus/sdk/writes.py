@@ -349,8 +349,11 @@ class Writer:
                                         encoded.headers)
         except KafkaError as e:
             raise WriteFailed(
-                f"Kafka did not acknowledge event {prepared.event_id} on {topic}: {e}. "
-                "The event may or may not be stored; retrying writes a new event."
+                f"Kafka did not acknowledge event {prepared.event_id} on {topic} "
+                f"({type(e).__name__}: {e}); the producer retried for up to "
+                f"kafka.delivery_timeout_ms={self.config.kafka.delivery_timeout_ms}. Check "
+                f"that {home}'s brokers run (`edgebus kafka status`). The event may or may "
+                "not be stored; retrying writes a new event."
             ) from e
         hlc = prepared.hlc
         packed = (hlc.wall_ms << 16) | hlc.logical
@@ -365,6 +368,8 @@ class Writer:
             # usually covered already: _acknowledged() advanced the clock
             session.token = session.token.after_write(Position(home, partition, offset))
         placement = prepared.placement
+        # reads of the key fall back only to where it was placed (sdk/reads.py)
+        session.remember_placement(key, placement.regions, packed)
         receipt: WriteReceipt = _tuple_new(
             WriteReceipt,
             (

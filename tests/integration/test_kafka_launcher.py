@@ -229,10 +229,17 @@ def test_down_wipe_removes_the_data_and_the_state(
     cli: Cli, three: Launched
 ) -> None:
     env, doc = three
+    # a region service's default store (as `region run` leaves it) goes too
+    store = Path(env["EDGEBUS_STATE_DIR"], "regions", "us-east-1", "store.db")
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_bytes(b"old values")
     down = cli_ok(cli, ["kafka", "down", "--wipe", "--json"], env)
     assert down["wiped"] is True
     assert not any(Path(c["data_dir"]).exists() for c in doc["clusters"])
     assert not Path(env["EDGEBUS_STATE_DIR"], "state.json").exists()
+    assert not store.exists()
+    assert sorted(down["removed"]) == ["kafka", "regions/us-east-1/store.db", "state.json"]
+    assert down["kept"] == ["kafka.lock"]
     code, status, _, _ = cli(["kafka", "status", "--json"], env)
     assert code == 1 and status["clusters"] == []
     assert "edgebus kafka up" in status["message"]
@@ -407,6 +414,8 @@ def test_down_with_nothing_recorded_is_a_no_op(cli: Cli, tmp_path: Path) -> None
         "stopped": [],
         "killed": [],
         "wiped": False,
+        "removed": [],
+        "kept": [],
     }
 
 
