@@ -47,6 +47,7 @@ from edgebus.core.lifecycle import Lifecycle
 from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion
+from edgebus.kafka import log_noise
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clients import Consumer, Producer, reader, start_producer
 from edgebus.kafka.clusters import resolve_clusters
@@ -153,6 +154,7 @@ class RegionService(Lifecycle):
 
     async def start(self) -> None:
         """Create topics, open the store, start consuming, serve and announce."""
+        log_noise.install()  # a broker restart is an episode in the log, not a stream
         kafka = self.config.kafka
         by_cluster: dict[str, list[str]] = {}
         for r in self.config.regions:
