@@ -3,7 +3,7 @@
 Three fresh regions on one broker, each served by ``edgebus region run`` as a child
 process (a fresh store each; every region service runs a commit participant), and one
 ``edgebus coordinator run`` child process. The benchmark's own :class:`EdgeBus` runs
-with ``strong.embedded_coordinator`` false, so a strong write takes the
+with ``strong.coordinator`` ``"service"``, so a strong write takes the
 multi-process path: the BEGIN appended to the commit log, each participant's vote, the
 coordinator's decision, the client reading it. A warm-up strong write must commit
 before anything is measured (every participant ready, the coordinator assigned).
@@ -127,7 +127,7 @@ def _bench_config(config: EdgeConfig, bootstrap: str, regions: Sequence[str]) ->
     data = config.model_dump(mode="json")
     data["kafka"]["bootstrap"] = bootstrap
     data["kafka"]["clusters"] = {}
-    data["strong"]["embedded_coordinator"] = False
+    data["strong"]["coordinator"] = "service"
     return scratch_config(EdgeConfig.from_mapping(data), regions)
 
 

@@ -34,7 +34,8 @@ def run(
 ) -> None:
     """Join the coordinator group on the commit log and decide the strong writes of the
     partitions Kafka assigns this instance, until Ctrl-C / SIGTERM. Run several for
-    fail-over: a dead instance's partitions move to the others."""
+    fail-over: a dead instance's partitions move to the others. While one runs, SDK
+    clients (strong.coordinator "auto", the default) run no coordinator of their own."""
 
     async def body(call: Call) -> None:
         await _run(call.config, instance_id, call.as_json, metrics_listen)
@@ -51,7 +52,7 @@ async def _run(
     from edgebus.prometheus import serve_metrics
 
     bootstrap = resolve_clusters(config)[config.strong_log_region]
-    coordinator = Coordinator(config, bootstrap, instance_id=instance_id)
+    coordinator = Coordinator(config, bootstrap, instance_id=instance_id, kind="service")
     runner: Any = None
     metrics_url: str | None = None
     if metrics_listen is not None:

@@ -3,7 +3,9 @@
 A :class:`StrongClient` reads every partition of the commit log from where it was when
 it started (decisions only: it filters on the ``eb-saga`` header before decoding) and
 resolves the future of each transaction it began with the first decision the log
-holds for it.
+holds for it. While a write waits longer than :data:`SLOW_S`, it calls ``on_slow``
+every :data:`SLOW_S` (the SDK's ``auto`` coordinator then looks whether any
+coordinator runs); it never waits past the deadline plus ``strong.decision_grace_ms``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from edgebus.commit.log import (
     CommitLogWriter,
@@ -25,16 +28,24 @@ from edgebus.core.commit_log import BeginRecord, DecisionRecord
 from edgebus.errors import StrongOutcomeUnknown
 from edgebus.kafka.clients import Consumer
 
-__all__ = ["StrongClient"]
+__all__ = ["SLOW_S", "StrongClient"]
 
 log = logging.getLogger(__name__)
+
+#: a write waiting this long for its decision is slow: ``on_slow`` is called, and again
+#: after each further SLOW_S
+SLOW_S = 1.0
 
 
 class StrongClient:
     """Begins strong writes and learns their decisions."""
 
-    def __init__(self, config: EdgeConfig, bootstrap: str, client_id: str) -> None:
+    def __init__(
+        self, config: EdgeConfig, bootstrap: str, client_id: str, *,
+        on_slow: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
+        self.on_slow = on_slow
         self.bootstrap = bootstrap
         self.client_id = client_id
         self._writer = CommitLogWriter(config, bootstrap, f"{client_id}-saga")
@@ -89,23 +100,53 @@ class StrongClient:
             wait_s = (begin.deadline_ms - time.time() * 1000
                       + self.config.strong.decision_grace_ms) / 1000
             try:
-                return await asyncio.wait_for(asyncio.shield(future), max(0.0, wait_s))
+                return await self._decision(future, wait_s)
             except TimeoutError:
-                raise StrongOutcomeUnknown(
-                    f"txn {begin.txn_id} on key {begin.key!r} has no decision "
-                    f"{self.config.strong.decision_grace_ms} ms past its deadline: is a "
-                    "coordinator running (`edgebus coordinator run`, or "
-                    "strong.embedded_coordinator)? A coordinator that starts decides it "
-                    "(commit if every participant voted yes, else abort); `edgebus saga "
-                    "show` tells its outcome, a strong read of the key its effect",
-                    begin.txn_id,
-                ) from None
+                raise StrongOutcomeUnknown(self._no_decision(begin), begin.txn_id) from None
         finally:
             self._waiting.pop(begin.txn_id, None)
 
+    async def _decision(
+        self, future: asyncio.Future[DecisionRecord], wait_s: float
+    ) -> DecisionRecord:
+        """The decision, within ``wait_s`` (TimeoutError after), calling ``on_slow``
+        every SLOW_S while it waits."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + max(0.0, wait_s)
+        while True:
+            left = end - loop.time()
+            step = left if self.on_slow is None else min(SLOW_S, left)
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), max(0.0, step))
+            except TimeoutError:
+                if step >= left:
+                    raise
+                if self.on_slow is not None:
+                    self.on_slow()
+
+    def _no_decision(self, begin: BeginRecord) -> str:
+        """What StrongOutcomeUnknown says: why there may be no decision, what to do."""
+        strong = self.config.strong
+        if strong.coordinator == "service":
+            where = ("is a coordinator running? Start one with `edgebus coordinator run`, "
+                     'or set strong.coordinator to "auto" to have clients run one while '
+                     "none runs")
+        else:
+            runs = "while no other runs" if strong.coordinator == "auto" else "always"
+            where = (f'strong.coordinator = "{strong.coordinator}" runs a coordinator in '
+                     f"this client {runs}: is the commit log's Kafka reachable? "
+                     "`edgebus coordinator run` starts one of its own")
+        return (
+            f"txn {begin.txn_id} on key {begin.key!r} has no decision "
+            f"{strong.decision_grace_ms} ms past its deadline: {where}. A coordinator "
+            "that starts decides it (commit if every participant voted yes, else abort); "
+            "`edgebus saga show` tells its outcome, a strong read of the key its effect"
+        )
+
     async def _read(self) -> None:
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            return  # stopped before it ran
         while True:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             if not self._waiting:

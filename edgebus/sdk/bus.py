@@ -22,6 +22,7 @@ from edgebus.core.envelope import new_event_id
 from edgebus.core.placement import Placement
 from edgebus.core.session import SessionToken
 from edgebus.errors import EdgebusError, InfrastructureUnavailable
+from edgebus.kafka import log_noise
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.sdk.discovery import Discovery
 from edgebus.sdk.metrics import BusMetrics, recorded
@@ -115,6 +116,9 @@ class EdgeBus:
     async def start(self) -> None:
         """Connect to every region's cluster (fail only if none answers) and start
         discovery's health probes in the background."""
+        # a broker restart or a rebalance is one line per episode on the user's
+        # terminal, not a stream of aiokafka's retries
+        log_noise.install()
         if self._discover and self._discovery is None:
             discovery = Discovery(self.config, self._reads.client)
             discovery.start()

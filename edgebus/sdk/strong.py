@@ -1,13 +1,18 @@
 """Strong writes from the SDK: two-phase commit across the write's placement.
 
 The write is placed and encoded like any other (:class:`~edgebus.sdk.writes.Writer`),
-then submitted to the commit log as a BEGIN; a coordinator decides (one embedded in
-the bus by default, ``strong.embedded_coordinator``, or ``edgebus coordinator run``
-processes) and the client waits for the decision (:mod:`edgebus.commit.client`).
+then submitted to the commit log as a BEGIN; a coordinator decides and the client
+waits for the decision (:mod:`edgebus.commit.client`). Which coordinator is
+``strong.coordinator``'s choice: ``auto`` (default) the ``edgebus coordinator run``
+processes when one runs, else one bus among those writing strongly
+(:class:`~edgebus.commit.coordinator.AutoCoordinator`: this bus looks again whenever a
+write of its own waits for its decision, and takes over when nobody coordinates);
+``embedded`` a coordinator in this bus; ``service`` only the processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +31,7 @@ from edgebus.wire.event_codec import encode_payload
 
 if TYPE_CHECKING:  # imported when the first strong write starts them
     from edgebus.commit.client import StrongClient
-    from edgebus.commit.coordinator import Coordinator
+    from edgebus.commit.coordinator import AutoCoordinator, Coordinator
 
 __all__ = ["StrongWrites"]
 
@@ -34,12 +39,14 @@ __all__ = ["StrongWrites"]
 @dataclass(frozen=True)
 class _Started:
     client: StrongClient
-    coordinator: Coordinator | None
+    embedded: Coordinator | None  #: strong.coordinator = "embedded"
+    auto: AutoCoordinator | None  #: strong.coordinator = "auto"
 
 
 class StrongWrites:
-    """The strong writes of one EdgeBus: its commit-log client and, with
-    ``strong.embedded_coordinator``, a coordinator in the coordinators' group."""
+    """The strong writes of one EdgeBus: its commit-log client and, by
+    ``strong.coordinator``, a coordinator in the coordinators' group (``embedded``) or
+    one that joins it only while no other coordinator runs (``auto``)."""
 
     def __init__(
         self, config: EdgeConfig, client_id: str, clusters: dict[str, str], writer: Writer,
@@ -54,29 +61,40 @@ class StrongWrites:
 
     @property
     def coordinator(self) -> Coordinator | None:
-        """The embedded coordinator, once started."""
+        """The coordinator running in this bus now, if any."""
         parts = self._parts.value
-        return parts.coordinator if parts is not None else None
+        if parts is None:
+            return None
+        return parts.auto.coordinator if parts.auto is not None else parts.embedded
 
     async def _start(self) -> _Started:
         from edgebus.commit.client import StrongClient
-        from edgebus.commit.coordinator import Coordinator
+        from edgebus.commit.coordinator import AutoCoordinator, Coordinator
+        from edgebus.kafka import log_noise
 
-        client = StrongClient(self.config, self._bootstrap, self.client_id)
+        log_noise.install()  # the group's rebalances never stream to a user's terminal
+        mode = self.config.strong.coordinator
+        embedded = (Coordinator(self.config, self._bootstrap, kind="embedded")
+                    if mode == "embedded" else None)
+        auto = AutoCoordinator(self.config, self._bootstrap) if mode == "auto" else None
+        client = StrongClient(self.config, self._bootstrap, self.client_id,
+                              on_slow=auto.nudge if auto is not None else None)
         await client.start()
-        coordinator = None
-        if self.config.strong.embedded_coordinator:
-            coordinator = Coordinator(self.config, self._bootstrap)
-            try:
-                await coordinator.start()
-            except BaseException:
-                await client.stop()
-                raise
-        return _Started(client, coordinator)
+        try:
+            for coordinator in (embedded, auto):
+                if coordinator is not None:
+                    await coordinator.start()
+        except BaseException:
+            for part in (client, embedded, auto):
+                if part is not None:
+                    with contextlib.suppress(Exception):
+                        await part.stop()
+            raise
+        return _Started(client, embedded, auto)
 
     async def close(self) -> None:
-        """Stop the client and the embedded coordinator."""
-        await self._parts.stop(lambda parts: (parts.client, parts.coordinator))
+        """Stop the client and the coordinator in this bus."""
+        await self._parts.stop(lambda parts: (parts.client, parts.embedded, parts.auto))
 
     async def commit(self, key: str, data: Any, keywords: Mapping[str, Any]) -> CommitResult:
         """Commit a write in every region of its placement, or in none."""

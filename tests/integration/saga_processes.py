@@ -73,7 +73,7 @@ def strong_regions(bootstrap: str, tmp_path: Path, **strong: Any) -> Regions:
     """Fresh regions (``make_regions``) whose config has a ``strong`` section: no
     embedded coordinator (coordinators run as processes), plus ``strong``."""
     regions = make_regions(bootstrap, tmp_path)
-    regions.config["strong"] = {"embedded_coordinator": False, **strong}
+    regions.config["strong"] = {"coordinator": "service", **strong}
     regions.config_path.write_text(json.dumps(regions.config), encoding="utf-8")
     return regions
 

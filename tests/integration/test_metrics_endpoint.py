@@ -34,7 +34,7 @@ def _config(bootstrap: str, region: str) -> dict[str, Any]:
         "discovery": {"locations": [region]},
         "compliance": {"zones": {"gdpr": [region], "hipaa": [region], "sox": [region]}},
         "kafka": {"bootstrap": bootstrap, "partitions": 2, "connect_timeout_s": 20},
-        "strong": {"embedded_coordinator": False, "timeout_ms": 15_000,
+        "strong": {"coordinator": "service", "timeout_ms": 15_000,
                    "read_wait_ms": 15_000},
     }
 
