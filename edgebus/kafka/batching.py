@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 
@@ -72,13 +73,20 @@ class BatchingProducer:
         producer: Producer,
         partitions: int,
         on_ack: Callable[[str, int, int, float], None] | None = None,
+        delivery_timeout_s: float | None = None,
     ) -> None:
         """``partitions`` is the partition count of every topic written through this
         producer (edgebus gives all regional topics one count). ``on_ack(topic,
         partition, last_offset, latency_ms)`` runs once per acknowledged batch, before
         any of its writers resumes; ``latency_ms`` runs from the batch's first record
-        to its acknowledgement (the wait its first writer saw)."""
+        to its acknowledgement (the wait its first writer saw).
+
+        ``delivery_timeout_s`` bounds a batch's wait for its acknowledgement once
+        aiokafka took it: its idempotent producer retries a sent batch for ever, so
+        past the bound the batch's writers get KafkaTimeoutError (the records may still
+        be stored: Kafka's ``delivery.timeout.ms`` semantics)."""
         self.producer = producer
+        self._delivery_timeout_s = delivery_timeout_s
         self.partitions = partitions
         self._on_ack = on_ack
         self._loop = asyncio.get_running_loop()
@@ -146,6 +154,11 @@ class BatchingProducer:
                     raise
                 continue
             future.add_done_callback(_resolver(batch, tp, self._on_ack))
+            if self._delivery_timeout_s is not None and not future.done():
+                timer = self._loop.call_later(
+                    self._delivery_timeout_s, _expire, batch, self._delivery_timeout_s
+                )
+                future.add_done_callback(lambda _, timer=timer: timer.cancel())
 
     async def flush(self) -> None:
         """Wait until every appended record has been acknowledged (or has failed)."""
@@ -159,6 +172,13 @@ class BatchingProducer:
         """Flush, then refuse further sends (the producer itself is stopped by its owner)."""
         self._closed = True
         await self.flush()
+
+
+def _expire(batch: _Batch, timeout_s: float) -> None:
+    """The batch's writers stop waiting: Kafka did not acknowledge it in time."""
+    batch.fail(KafkaTimeoutError(
+        f"no acknowledgement within the delivery timeout ({timeout_s * 1000:.0f} ms)"
+    ))
 
 
 def _resolver(

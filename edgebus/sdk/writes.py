@@ -31,7 +31,7 @@ from edgebus.core.placement import Fallback, Placement, PlacementRequest, Strate
 from edgebus.core.vector_clock import Position
 from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion, WriteFailed
 from edgebus.kafka.batching import BatchingProducer
-from edgebus.kafka.clients import start_producer
+from edgebus.kafka.clients import start_producer, stop_quietly
 from edgebus.kafka.topics import ensure_topics, events_topic
 from edgebus.sdk.discovery import Discovery
 from edgebus.sdk.metrics import BusMetrics
@@ -134,8 +134,13 @@ class Writer:
                 task.cancel()
         batchers, self._producers = list(self._producers.values()), {}
         self._ready.clear()
-        await asyncio.gather(*(b.close() for b in batchers), return_exceptions=True)
-        await asyncio.gather(*(b.producer.stop() for b in batchers), return_exceptions=True)
+        # a write Kafka does not acknowledge fails after the delivery timeout, but
+        # aiokafka's own flush and stop wait for it for ever (a broker that is gone)
+        timeout_s = self.config.kafka.delivery_timeout_ms / 1000
+        await asyncio.gather(
+            *(asyncio.wait_for(b.close(), timeout_s) for b in batchers), return_exceptions=True
+        )
+        await asyncio.gather(*(stop_quietly(b.producer) for b in batchers))
 
     # ------------------------------------------------------------------ placement
 
@@ -348,9 +353,10 @@ class Writer:
             offset = await batcher.send(topic, partition, encoded.key, encoded.value,
                                         encoded.headers)
         except KafkaError as e:
+            why = str(e) if str(e).startswith(type(e).__name__) else f"{type(e).__name__}: {e}"
             raise WriteFailed(
                 f"Kafka did not acknowledge event {prepared.event_id} on {topic} "
-                f"({type(e).__name__}: {e}); the producer retried for up to "
+                f"({why}); the producer retried for up to "
                 f"kafka.delivery_timeout_ms={self.config.kafka.delivery_timeout_ms}. Check "
                 f"that {home}'s brokers run (`edgebus kafka status`). The event may or may "
                 "not be stored; retrying writes a new event."
@@ -422,7 +428,8 @@ class Writer:
         regions = [r for r, b in self.clusters.items() if b == bootstrap]
         await ensure_topics(kafka, bootstrap, [events_topic(r) for r in regions])
         producer = await start_producer(kafka, bootstrap, "events", client_id=self.client_id)
-        return BatchingProducer(producer, kafka.partitions, on_ack=self._acknowledged)
+        return BatchingProducer(producer, kafka.partitions, on_ack=self._acknowledged,
+                                delivery_timeout_s=kafka.delivery_timeout_ms / 1000)
 
     def _acknowledged(
         self, topic: str, partition: int, last_offset: int, latency_ms: float

@@ -15,6 +15,9 @@ What must hold afterwards:
 * every region service is still running (nobody restarted one by hand);
 * in every region, every key's list is exactly its acknowledged writes, in order:
   nothing lost, nothing applied twice.
+
+And an outage longer than the delivery timeout fails a write with a message naming
+the setting, after about that long.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from edgebus.errors import WriteFailed
 from edgebus.localkafka import launcher
 from edgebus.sdk import EdgeBus
 from tests.integration.regions import RegionProcess, eventually, make_regions
@@ -132,4 +138,25 @@ async def test_a_broker_killed_and_restarted_under_load_loses_and_fails_nothing(
     finally:
         for proc in procs:
             proc.stop()
+        launcher.down(wipe=True, state=state)
+
+
+async def test_a_write_through_an_outage_longer_than_the_delivery_timeout_fails_saying_so(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "kafka"
+    try:
+        up = launcher.up(1, state=state)
+        regions = make_regions(up.state.clusters[0].bootstrap, tmp_path)
+        regions.config["kafka"]["delivery_timeout_ms"] = 3000
+        async with EdgeBus(regions.config) as bus:
+            await bus.write("before", 1, region=regions.us, replication_factor=1)
+            os.kill(up.state.clusters[0].pid, signal.SIGKILL)
+            started = time.monotonic()
+            with pytest.raises(WriteFailed, match="delivery_timeout_ms=3000") as failed:
+                await bus.write("during", 2, region=regions.us, replication_factor=1)
+            waited = time.monotonic() - started
+        assert 2.5 <= waited <= 30, waited
+        assert "may or may not be stored" in str(failed.value)
+    finally:
         launcher.down(wipe=True, state=state)
