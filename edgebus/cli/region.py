@@ -3,9 +3,10 @@ and ``resume-replication`` for maintenance and fault drills."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import typer
 
@@ -87,7 +88,29 @@ async def _run(
          lambda d: err_console.print(
              f"region [bold]{region}[/] up: store {d['store']}, query {d['url']} "
              "(Ctrl-C to stop)", highlight=False))
-    await serve_until_signal(service)
+    shown = None
+    if not as_json and err_console.is_terminal and service.materializer is not None:
+        shown = asyncio.ensure_future(_show_rebuild(service.materializer))
+    try:
+        await serve_until_signal(service)
+    finally:
+        if shown is not None:
+            shown.cancel()
+
+
+async def _show_rebuild(materializer: Any) -> None:
+    """A progress bar on the terminal while the store is rebuilt from its topic."""
+    from rich.progress import Progress
+
+    progress = materializer.rebuild_progress()
+    if progress is None:
+        return
+    with Progress(console=err_console, transient=False) as bar:
+        task = bar.add_task("rebuilding the store from its topic", total=progress["target"])
+        while (progress := materializer.rebuild_progress()) is not None:
+            bar.update(task, completed=progress["applied"])
+            await asyncio.sleep(0.2)
+        bar.update(task, completed=bar.tasks[0].total)
 
 
 def _replication_switch(paused: bool) -> Callable[..., None]:

@@ -125,6 +125,8 @@ class StrongWrites:
         outcome = decision.outcome
         if decision.committed:
             self.session.observe_hlc(decision.hlc)
+            # reads of the key fall back only to where it was committed
+            self.session.remember_placement(key, begin.placement, decision.hlc)
         return CommitResult(
             txn_id=begin.txn_id,
             key=key,
