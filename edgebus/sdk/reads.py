@@ -94,9 +94,9 @@ def route_read(
     out of ``ranked`` come last: when the others cannot answer, asking them is the only
     way to an answer, and a failure names them. A "not found" from a region other than
     the one asked counts only if the region is in the known placement, or if every
-    candidate said so; with no region asked, the bus's first choice counts as asked
-    only while no region was left out for its health (it may be the only one holding
-    the key).
+    candidate said so. With no region asked and the placement unknown, no single "not
+    found" counts: the bus's first choice may be a region the key was never placed in,
+    so a miss there asks the others (a hit is one request, as before).
     """
     asked = (region,) if region is not None else ()
     holders = frozenset(candidates)
@@ -107,8 +107,6 @@ def route_read(
         conclusive = frozenset(asked) | (known or frozenset())
     elif known is not None:
         conclusive = known
-    elif order and holders <= set(usable):
-        conclusive = frozenset(order[:1])
     else:
         conclusive = frozenset()
     return ReadRoute(order, conclusive, holders, known)

@@ -64,14 +64,17 @@ def test_not_found_from_every_region_that_may_hold_the_key_is_the_answer() -> No
     assert route.settles(EU, NOT_FOUND, [US, AP])
 
 
-def test_the_bus_choice_counts_as_asked_only_while_every_region_is_readable() -> None:
+def test_with_no_region_asked_and_no_placement_a_miss_asks_every_region() -> None:
     healthy = route_read(None, [AP, US, EU], list(REGIONS), placement=None)
-    assert healthy.order == (AP, US, EU) and healthy.conclusive == {AP}
-    # discovery left eu-west-1 out: it may be the only region holding the key
+    assert healthy.order == (AP, US, EU) and healthy.conclusive == frozenset()
+    # the bus's first choice may be a region the key was never placed in
+    assert not healthy.settles(AP, NOT_FOUND, ())
+    assert not healthy.settles(US, NOT_FOUND, (AP,))
+    assert healthy.settles(EU, NOT_FOUND, (AP, US))  # every region said so
+    # discovery left eu-west-1 out: it is tried last, and may be the one holding the key
     degraded = route_read(None, [US, AP], list(REGIONS), placement=None)
-    assert degraded.order == (US, AP, EU)  # the region left out is tried last
-    assert degraded.conclusive == frozenset()
-    assert not degraded.settles(US, NOT_FOUND, ())
+    assert degraded.order == (US, AP, EU)
+    assert not degraded.settles(AP, NOT_FOUND, (US,))
 
 
 regions = st.sampled_from(REGIONS)
