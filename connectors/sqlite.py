@@ -33,6 +33,7 @@ code point order, the order Python compares ``str`` in. Stamps and offsets are S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -291,6 +292,10 @@ class SQLiteStore(Store):
         ]
         steps.append((_SET_LINEAGE, [(lineage,)]))
         await self._transact(steps, "reset")
+        # give the emptied pages back (a rebuilt store's size is then its data's);
+        # best effort: a reader holding the file open makes VACUUM wait or fail
+        with contextlib.suppress(sqlite3.Error):
+            await self._conn().execute("VACUUM")
 
     async def _transact(self, steps: Sequence[tuple[str, list[Any]]], what: str) -> None:
         """Run ``steps`` (statement, parameter rows) in one transaction."""
