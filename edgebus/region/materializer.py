@@ -32,6 +32,7 @@ from aiokafka import TopicPartition
 from connectors.base import Store
 from edgebus.config import EdgeConfig
 from edgebus.core.causality import FrontierView
+from edgebus.errors import InfrastructureUnavailable
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first
@@ -138,6 +139,13 @@ class Materializer(ExclusiveMember):
         self.applier.forget()
         try:
             await self._checked_positions()
+        except InfrastructureUnavailable as e:
+            # the broker is back but not all there yet (a restart): the store was
+            # checked at start; resume from its positions and check again next time
+            log.warning("%s: could not check the store against the broker now (%s); "
+                        "resuming from its positions", self.region, e)
+            stored = await self.store.positions()
+            self.positions = {p: o for (t, p), o in stored.items() if t == self.topic}
         except Exception as e:  # raised by run(), not into aiokafka's listener
             self._mismatch = e
             return
