@@ -133,7 +133,10 @@ class BatchApplier:
         changes = BatchChanges(events=len(records))
         result = BatchResult(changes)
         consumed: dict[tuple[str, int], int] = {}
-        released, redrives = self._offer(gate, records, known_dead, consumed, result)
+        released = self._offer(gate, records, known_dead, consumed, result)
+        # the applied-once markers of every unit released now, wherever it was offered:
+        # a unit buffered in an earlier batch (waiting for a dependency) is checked too
+        redrives = [u.item.redrive_of for u in released if u.item.redrive_of is not None]
         done_redrives = await self.store.was_redriven(redrives) if redrives else set()
         await self._fold(released, done_redrives, result)
         self._positions(gate, released, consumed, changes)
@@ -147,11 +150,10 @@ class BatchApplier:
         known_dead: Container[tuple[int, int]],
         consumed: dict[tuple[str, int], int],
         result: BatchResult,
-    ) -> tuple[list[Unit[_Item]], list[tuple[int, int]]]:
-        """Decode each record and offer it to the causal gate: the units released in
-        causal order, and the dead letters redriven among them."""
+    ) -> list[Unit[_Item]]:
+        """Decode each record and offer it to the causal gate: the units released, in
+        causal order."""
         released: list[Unit[_Item]] = []
-        redrives: list[tuple[int, int]] = []
         for record in records:
             consumed[(record.topic, record.partition)] = record.offset + 1
             if (record.partition, record.offset) in known_dead:
@@ -162,18 +164,15 @@ class BatchApplier:
             except _Dead as e:
                 result.dead.append(DeadLetter(record, str(e)))
                 continue
-            redrive_of = unit.item.redrive_of
-            if redrive_of is not None:
-                redrives.append(redrive_of)
-                if gate.is_duplicate(unit.stream, unit.offset):
-                    released.append(unit)  # an old event again: outside the stream order
-                    continue
+            if unit.item.redrive_of is not None and gate.is_duplicate(unit.stream, unit.offset):
+                released.append(unit)  # an old event again: outside the stream order
+                continue
             out = gate.offer(unit)
             if out is None:
                 result.duplicates += 1  # a replicator retry's second copy
             else:
                 released.extend(out)
-        return released, redrives
+        return released
 
     async def _fold(
         self, released: list[Unit[_Item]], done_redrives: Container[tuple[int, int]],

@@ -22,7 +22,7 @@ from edgebus.kafka.dead_letters import H_REDRIVE_OF
 from edgebus.region.applier import BatchApplier
 from edgebus.region.replicator import copy_decision
 from edgebus.wire.event_codec import encode_fields, encode_payload
-from edgebus.wire.headers import H_ORIGIN_POS
+from edgebus.wire.headers import H_ORIGIN_POS, H_TXN
 
 EU, US, AP = "eu-west-1", "us-east-1", "ap-south-1"
 RULES = ComplianceRules.from_mappings()
@@ -147,6 +147,37 @@ async def test_redriven_record_applies_once_however_often_it_is_redriven(store: 
     assert result.duplicates == 1
     assert (await store.get("k")).value == 1  # type: ignore[union-attr]
     assert await store.was_redriven([(2, 9), (2, 8)]) == {(2, 9)}
+
+
+def _strong_event(
+    offset: int, key: str, event_id: str, deps: VectorClock, txn: bytes = b"txn-1"
+) -> ConsumerRecord:
+    """A strong commit's event in EU's topic (a participant's append, marked by its txn)."""
+    encoded = encode_fields(
+        event_id, key, Operation.INCREMENT, encode_payload(1), EU, (EU,), ("public",),
+        HLCTimestamp(1_000 + offset, 0), deps, "test",
+    )
+    headers = [*encoded.headers, (H_TXN, txn)]
+    return ConsumerRecord(f"edgebus.{EU}.events", 0, offset, 0, 0, encoded.key,
+                          encoded.value, None, len(encoded.key), len(encoded.value), headers)
+
+
+async def test_a_strong_commit_written_twice_applies_once_even_when_its_copy_waited_in_the_buffer(
+    store: Store,
+) -> None:
+    # a participant killed before its ACK appends the same commit's event again; the
+    # second copy waits in the causal buffer behind an event of another stream
+    event_id = new_event_id()
+    first = _strong_event(1, "strong", event_id, VectorClock.empty())
+    blocked = _strong_event(2, "other", new_event_id(), VectorClock({(US, 0): 5}), b"txn-2")
+    again = _strong_event(3, "strong", event_id, VectorClock.empty())
+    dependency = copy_of(record(US, 5, "dep", 1), EU, 4)
+    applier = BatchApplier(EU, RULES, store)
+    for batch in ([first], [blocked, again], [dependency]):
+        await apply_and_commit(applier, store, batch)
+    state = await store.get("strong")
+    assert state is not None and (state.value, state.version) == (1, 1)
+    assert (await store.get("other")) is not None  # released once its dependency came
 
 
 async def test_late_append_is_folded_in_stamp_order_across_batches(store: Store) -> None:
