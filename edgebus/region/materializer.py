@@ -86,6 +86,9 @@ class Materializer(ExclusiveMember):
         #: partition -> end offset to reach while the store is rebuilt (None: not)
         self.rebuilding: dict[int, int] | None = None
         self._mismatch: BaseException | None = None
+        #: held while a batch is applied and while an assignment seeks
+        self._seeking = asyncio.Lock()
+        self._seeks = 0  #: assignments seen: a batch fetched before one is dropped
         self._progress_logged = 0.0
         self.config = config
         self.bootstrap = bootstrap
@@ -133,6 +136,13 @@ class Materializer(ExclusiveMember):
         self.positions = check.positions
 
     async def _seek(self, tps: list[TopicPartition]) -> None:
+        # never beside a batch being applied: the check reads the store's positions, and
+        # a rebuild wipes the store; a batch fetched before this seek is dropped
+        async with self._seeking:
+            self._seeks += 1
+            await self._seek_now(tps)
+
+    async def _seek_now(self, tps: list[TopicPartition]) -> None:
         if self._consumer is None:
             return
         # buffered records lie at or after the stored positions: they are read again
@@ -163,6 +173,7 @@ class Materializer(ExclusiveMember):
         consumer = self._consumer
         committer = self._committer = OffsetCommitter(consumer)
         while True:
+            seeks = self._seeks
             batch = await self._membership.fetch(
                 consumer, timeout_ms=200, max_records=MAX_BATCH_RECORDS
             )
@@ -171,16 +182,19 @@ class Materializer(ExclusiveMember):
             if not batch:
                 self._backpressure(consumer)
                 continue
-            positions = self.positions
-            # a record below the committed position was applied (or dead-lettered)
-            # already: aiokafka may hand it over twice around a (re)assignment's seek
-            records = [
-                r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]
-                if r.offset >= positions.get(tp.partition, 0)
-            ]
-            if not records:
-                continue
-            await self.apply_batch(records)
+            async with self._seeking:
+                if seeks != self._seeks:
+                    continue  # fetched before a (re)assignment's seek: read again from there
+                positions = self.positions
+                # a record below the committed position was applied (or dead-lettered)
+                # already: aiokafka may hand it over twice around a (re)assignment's seek
+                records = [
+                    r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]
+                    if r.offset >= positions.get(tp.partition, 0)
+                ]
+                if not records:
+                    continue
+                await self.apply_batch(records)
             # informational only (the store is the truth), so off the data path
             committer.note({tp: self.positions[tp.partition] for tp in batch})
             self._backpressure(consumer)

@@ -57,8 +57,11 @@ async def check_store(
             f"topic {topic} does not exist on the cluster at {bootstrap} (deleted while "
             "the service started?): start the service again to create it", [bootstrap]
         )
-    ends = {tp.partition: o for tp, o in (await end_offsets(kafka, bootstrap, [topic])).items()}
+    # positions first: they only grow, and never past the end, so the ends read after
+    # them cover them (read the other way round, a batch committed in between would
+    # look like a position past the end)
     positions = {p: o for (t, p), o in (await store.positions()).items() if t == topic}
+    ends = {tp.partition: o for tp, o in (await end_offsets(kafka, bootstrap, [topic])).items()}
     text = await store.lineage()
     recorded = StoreLineage.from_json(text) if text else None
     actual = StoreLineage(
