@@ -277,10 +277,12 @@ class Coordinator(Lifecycle):
             # decide after the whole batch is folded (a begin and its votes may arrive
             # in one batch), only on partitions read to their end at assignment, and
             # time out only on partitions read to their last known end
+            assigned = consumer.assignment()
             for p, plog in list(self.logs.items()):
-                if p in self._catching_up:
-                    continue
-                highwater = consumer.highwater(TopicPartition(self.topic, p))
+                tp = TopicPartition(self.topic, p)
+                if p in self._catching_up or tp not in assigned:
+                    continue  # a partition moving away in a rebalance is not decided here
+                highwater = consumer.highwater(tp)
                 current = highwater is None or plog.position >= highwater
                 for txn in plog.undecided():
                     self._consider(txn, now_ms, may_time_out=current)
@@ -351,9 +353,14 @@ class Coordinator(Lifecycle):
         if consumer is None or not self.logs:
             return
         offsets = {}
+        assigned = consumer.assignment()
         for p, plog in self.logs.items():
+            if TopicPartition(self.topic, p) not in assigned:
+                continue  # revoked meanwhile: its next owner reads it from its offset
             plog.compact(now_ms, _undecided)  # keep what a restart would fold again
             offsets[TopicPartition(self.topic, p)] = plog.resume_offset(now_ms, _undecided)
+        if not offsets:
+            return  # (an empty commit would commit every consumed position)
         try:
             await consumer.commit(offsets)
         except KafkaError as e:  # a rebalance in progress: the next owner reads more
