@@ -84,15 +84,32 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
     return data[pos:end].decode("utf-8"), end
 
 
+# Every length, count and block size is checked against the bytes that remain, so each
+# step moves forward and a corrupt or hostile record is a DecodeError in time linear in
+# its size (a negative block size once sent the reader backwards for ever).
+
+
+def _block_count(data: bytes, pos: int) -> tuple[int, int, int]:
+    """An array block's header: ``(count, block size or -1, position after it)``; a
+    count of 0 ends the array. Each item takes at least one byte."""
+    count, pos = _long(data, pos)
+    size = -1
+    if count < 0:
+        count = -count
+        size, pos = _long(data, pos)
+        if size < 0 or pos + size > len(data):
+            raise _Corrupt("array block size runs past the end")
+    if count > len(data) - pos:
+        raise _Corrupt("array block count is larger than the bytes left")
+    return count, size, pos
+
+
 def _string_array(data: bytes, pos: int) -> tuple[tuple[str, ...], int]:
     items: list[str] = []
     while True:
-        count, pos = _long(data, pos)
+        count, _, pos = _block_count(data, pos)
         if count == 0:
             return tuple(items), pos
-        if count < 0:
-            count = -count
-            _, pos = _long(data, pos)  # block size in bytes
         for _ in range(count):
             item, pos = _string(data, pos)
             items.append(item)
@@ -100,17 +117,19 @@ def _string_array(data: bytes, pos: int) -> tuple[tuple[str, ...], int]:
 
 def _skip_dependencies(data: bytes, pos: int) -> int:
     while True:
-        count, pos = _long(data, pos)
+        count, size, pos = _block_count(data, pos)
         if count == 0:
             return pos
-        if count < 0:
-            count = -count
-            size, pos = _long(data, pos)
-            pos += size
+        if size >= 0:
+            pos += size  # checked against the end above
             continue
         for _ in range(count):
             length, pos = _long(data, pos)
-            pos += length
+            end = pos + length
+            if length < 0 or end > len(data):
+                raise _Corrupt("dependency region runs past the end")
+            data[pos:end].decode("utf-8")  # refused as the generic decoder refuses it
+            pos = end
             _, pos = _long(data, pos)
             _, pos = _long(data, pos)
 
@@ -150,6 +169,8 @@ def read_event(value: bytes | None) -> ReadEvent:
             writer, pos = _string(value, pos)
         elif branch != 0:
             raise _Corrupt(f"writer union branch {branch}")
+        if not 0 <= op_index < len(_OPERATIONS):
+            raise _Corrupt(f"operation index {op_index}")
         operation = _OPERATIONS[op_index]
     except (_Corrupt, IndexError, UnicodeDecodeError, orjson.JSONDecodeError) as e:
         raise DecodeError(f"Corrupt Avro body for schema io.edgebus.Event v2: {e}") from None
