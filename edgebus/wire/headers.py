@@ -47,13 +47,23 @@ def format_position(position: Position) -> bytes:
     return f"{position.region}:{position.partition}:{position.offset}".encode("ascii")
 
 
+#: the longest ``eb-origin-pos`` header read (a region name, a partition, an offset)
+_MAX_POSITION_BYTES = 300
+
+
 def parse_position(raw: bytes) -> Position:
-    """Inverse of :func:`format_position`."""
+    """Inverse of :func:`format_position`; a partition outside 0..2**31-1 or an offset
+    outside Kafka's 0..2**63-1 is a DecodeError (stored, it would fail every commit)."""
     try:
-        region, partition, offset = raw.decode("ascii").rsplit(":", 2)
-        return Position(region, int(partition), int(offset))
+        if len(raw) > _MAX_POSITION_BYTES:
+            raise ValueError(f"longer than {_MAX_POSITION_BYTES} bytes")
+        region, partition_text, offset_text = raw.decode("ascii").rsplit(":", 2)
+        partition, offset = int(partition_text), int(offset_text)
+        if not region or not 0 <= partition < 2**31 or not 0 <= offset < 2**63:
+            raise ValueError("region empty, or partition or offset out of Kafka's range")
+        return Position(region, partition, offset)
     except (UnicodeDecodeError, ValueError) as e:
-        raise DecodeError(f"Bad {H_ORIGIN_POS} header {raw!r}: {e}") from e
+        raise DecodeError(f"Bad {H_ORIGIN_POS} header {raw[:80]!r}: {e}") from e
 
 
 def decode_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, Any]:

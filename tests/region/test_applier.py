@@ -180,6 +180,26 @@ async def test_a_strong_commit_written_twice_applies_once_even_when_its_copy_wai
     assert (await store.get("other")) is not None  # released once its dependency came
 
 
+async def test_a_forged_origin_position_past_64_bits_is_a_dead_letter_and_the_batch_commits(
+    store: Store,
+) -> None:
+    # stored, an offset of 2**70 failed the SQLite commit: the service exited and read
+    # the same record again on restart, for ever
+    forged = record(US, 7, "k", 1)
+    forged = ConsumerRecord(
+        f"edgebus.{EU}.events", 0, 3, 0, 0, forged.key, forged.value, None,
+        forged.serialized_key_size, forged.serialized_value_size,
+        [*forged.headers, (H_ORIGIN_POS, f"{US}:0:{2**70}".encode())],
+    )
+    good = record(EU, 4, "good", 1)
+    applier = BatchApplier(EU, RULES, store)
+    result = await apply_and_commit(applier, store, [forged, good])
+    assert [d.record.offset for d in result.dead] == [3]
+    assert "eb-origin-pos" in result.dead[0].reason
+    assert (await store.get("good")) is not None
+    assert all(o < 2**63 for o in (await store.frontier()).values())
+
+
 async def test_late_append_is_folded_in_stamp_order_across_batches(store: Store) -> None:
     applier = BatchApplier(EU, RULES, store)
     await apply_and_commit(applier, store, [record(EU, 0, "l", "b", op=Operation.APPEND,

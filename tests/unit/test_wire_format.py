@@ -165,3 +165,16 @@ def test_origin_position_header_round_trips_and_rejects_garbage() -> None:
     assert decode_headers([("eb-origin-pos", raw)])["eb-origin-pos"] == position._asdict()
     with pytest.raises(DecodeError):
         parse_position(b"eu-west-1:x:1")
+
+
+@pytest.mark.parametrize("raw", [
+    b"eu-west-1:0:" + str(2**70).encode(),  # past Kafka's (and SQLite's) 64-bit offsets
+    b"eu-west-1:0:-1",
+    b"eu-west-1:-3:5",
+    b"eu-west-1:" + str(2**31).encode() + b":5",
+    b":0:5",
+    b"eu-west-1:0:" + b"9" * 5000,  # a huge number text is refused by its length
+])
+def test_an_origin_position_outside_kafkas_ranges_is_a_decode_error(raw: bytes) -> None:
+    with pytest.raises(DecodeError, match="eb-origin-pos"):
+        parse_position(raw)
