@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from edgebus.core.clock_codec import MAX_OFFSET, MAX_PARTITION
 from edgebus.core.envelope import MAX_KEY_BYTES, Operation
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.errors import DecodeError
@@ -124,14 +125,16 @@ def _skip_dependencies(data: bytes, pos: int) -> int:
             pos += size  # checked against the end above
             continue
         for _ in range(count):
+            # checked as the generic decoder's vector clock checks each entry
             length, pos = _long(data, pos)
             end = pos + length
-            if length < 0 or end > len(data):
-                raise _Corrupt("dependency region runs past the end")
-            data[pos:end].decode("utf-8")  # refused as the generic decoder refuses it
-            pos = end
-            _, pos = _long(data, pos)
-            _, pos = _long(data, pos)
+            if length <= 0 or end > len(data):
+                raise _Corrupt("dependency region is empty or runs past the end")
+            data[pos:end].decode("utf-8")
+            partition, pos = _long(data, end)
+            offset, pos = _long(data, pos)
+            if not (0 <= partition <= MAX_PARTITION and 0 <= offset <= MAX_OFFSET):
+                raise _Corrupt(f"dependency position {partition}:{offset} is out of range")
 
 
 def read_event(value: bytes | None) -> ReadEvent:
@@ -182,6 +185,14 @@ def read_event(value: bytes | None) -> ReadEvent:
     if _UUID.fullmatch(event_id) is None:
         event_id = _normalized_uuid(event_id)
     _check(key, origin, placement, wall_ms, logical)
+    if operation is Operation.DELETE and payload is not None:
+        raise DecodeError("Record decodes as Avro but is not a valid edgebus event: "
+                          "a delete carries no payload")
+    if operation is Operation.INCREMENT and (
+        type(payload) is bool or not isinstance(payload, int | float)
+    ):
+        raise DecodeError("Record decodes as Avro but is not a valid edgebus event: "
+                          f"an increment's payload must be a number, got {payload!r:.80}")
     return ReadEvent(
         event_id, key, operation, payload, origin, placement, classification,
         HLCTimestamp(wall_ms, logical), schema_version, writer,

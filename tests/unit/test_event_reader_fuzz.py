@@ -15,10 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgebus.core.envelope import Operation
+from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import DecodeError
+from edgebus.wire.event_codec import encode_fields, encode_payload
 from edgebus.wire.event_reader import read_event
 from tests.unit.test_event_reader import encoded_events, generic
 
@@ -126,11 +131,6 @@ def encoded_events_header() -> bytes:
 
 def test_a_negative_dependency_block_size_is_a_decode_error_not_a_hang() -> None:
     # the example: a dependency count of -1 with a block size of -2
-    from edgebus.core.envelope import Operation
-    from edgebus.core.hlc import HLCTimestamp
-    from edgebus.core.vector_clock import VectorClock
-    from edgebus.wire.event_codec import encode_fields, encode_payload
-
     value = encode_fields(
         "0b7e4f2e-5b8f-4b0e-9d55-0c1c7a1c2f3a", "k", Operation.SET, encode_payload(1),
         "eu-west-1", ("eu-west-1",), ("public",), HLCTimestamp(1, 0), VectorClock.empty(),
@@ -144,11 +144,6 @@ def test_a_negative_dependency_block_size_is_a_decode_error_not_a_hang() -> None
 
 
 def test_an_operation_index_out_of_range_is_a_decode_error() -> None:
-    from edgebus.core.envelope import Operation
-    from edgebus.core.hlc import HLCTimestamp
-    from edgebus.core.vector_clock import VectorClock
-    from edgebus.wire.event_codec import encode_fields, encode_payload
-
     value = encode_fields(
         "0b7e4f2e-5b8f-4b0e-9d55-0c1c7a1c2f3a", "k", Operation.SET, encode_payload(1),
         "eu-west-1", ("eu-west-1",), ("public",), HLCTimestamp(1, 0), VectorClock.empty(),
@@ -162,3 +157,19 @@ def test_an_operation_index_out_of_range_is_a_decode_error() -> None:
     # (fastavro's generic reader indexes the enum's symbols with it, so -1 is the last
     # one, MERGE; the fast reader, which reads every Event v2 record, refuses it)
     assert isinstance(fast, DecodeError) and "operation index -1" in str(fast)
+
+
+@pytest.mark.parametrize("forged_operation", [Operation.DELETE, Operation.INCREMENT])
+def test_an_operation_its_payload_cannot_have_is_refused_by_both_readers(
+    forged_operation: Operation,
+) -> None:
+    value = encode_fields(
+        "0b7e4f2e-5b8f-4b0e-9d55-0c1c7a1c2f3a", "k", Operation.SET,
+        encode_payload({"note": "x"}), "eu-west-1", ("eu-west-1",), ("public",),
+        HLCTimestamp(1, 0), VectorClock.empty(), None,
+    ).value
+    at = 10 + 37 + 2
+    index = list(Operation).index(forged_operation)
+    forged = value[:at] + zigzag(index) + value[at + 1:]
+    fast, slow = decode_both(forged)
+    assert isinstance(fast, DecodeError) and isinstance(slow, DecodeError)
