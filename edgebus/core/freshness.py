@@ -22,6 +22,7 @@ Pure: time is passed in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,9 @@ from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import InvalidInput
 
-__all__ = ["ReadRequest", "key_streams", "missing", "staleness_ms", "versions_behind"]
+__all__ = [
+    "MAX_WAIT_MS", "ReadRequest", "key_streams", "missing", "staleness_ms", "versions_behind"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +73,34 @@ class ReadRequest:
             session=SessionToken.decode(token) if token else None,
             staleness_threshold_ms=_number(params, "staleness_threshold_ms", float),
             max_versions_behind=_number(params, "max_versions_behind", int),
-            wait_ms=_number(params, "wait_ms", float) or 0.0,
+            wait_ms=_wait_ms(params),
         )
+
+
+#: the longest a read may ask a region to wait (a request is a task held that long)
+MAX_WAIT_MS = 600_000
+
+
+def _wait_ms(params: Mapping[str, str]) -> float:
+    wait = _number(params, "wait_ms", float) or 0.0
+    if not 0 <= wait <= MAX_WAIT_MS:
+        raise InvalidInput(f"wait_ms must be from 0 to {MAX_WAIT_MS} ms, got {wait!r}")
+    return float(wait)
 
 
 def _number(params: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
+    if len(raw) > 40:
+        raise InvalidInput(f"{name} must be a number, got {raw[:40]!r}... ({len(raw)} chars)")
     try:
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
         raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise InvalidInput(f"{name} must be a finite number, got {raw!r}")
+    return value
 
 Stream = tuple[str, int]
 

@@ -31,12 +31,16 @@ from typing import Final
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import DecodeError, InvalidInput
 
-__all__ = ["TOKEN_PREFIX", "TOKEN_PREFIX_V2", "SessionToken"]
+__all__ = ["MAX_TOKEN_CHARS", "TOKEN_PREFIX", "TOKEN_PREFIX_V2", "SessionToken"]
 
 #: A token string without an HLC reading starts with this (format version 1).
 TOKEN_PREFIX: Final = "eb1."
 #: A token string with an HLC reading starts with this (format version 2).
 TOKEN_PREFIX_V2: Final = "eb2."
+#: the longest token decoded: a clock of every stream of 20 regions with 1,000
+#: partitions each fits; a longer one is refused before any work (a hostile 6 MB token
+#: took a second to decode)
+MAX_TOKEN_CHARS: Final = 512 * 1024
 
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _PREVIEW_CHARS: Final = 48
@@ -83,6 +87,9 @@ class SessionToken:
         """
         if not isinstance(token, str):
             raise _invalid(token, f"expected a string, got {type(token).__name__}")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise _invalid(token[:40], f"it is {len(token)} characters long, over the "
+                           f"{MAX_TOKEN_CHARS} a session token may have")
         if token.startswith(TOKEN_PREFIX_V2):
             version = 2
         elif token.startswith(TOKEN_PREFIX):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Required, TypedDict
 
 from edgebus.core.envelope import Operation
+from edgebus.core.freshness import MAX_WAIT_MS
 from edgebus.core.placement import FALLBACKS, Fallback, Strategy
 from edgebus.core.session import SessionToken
 from edgebus.errors import InvalidInput, UnsupportedConsistency
@@ -300,8 +301,11 @@ class ReadOptions(NamedTuple):
         if wait is not None:
             if isinstance(wait, bool) or not isinstance(wait, int | float):
                 raise InvalidInput(f"wait_ms must be a number of ms, got {wait!r}")
-            if wait < 0:
-                raise InvalidInput("wait_ms must be 0 or more")
+            if not 0 <= wait <= MAX_WAIT_MS:
+                raise InvalidInput(
+                    f"wait_ms must be from 0 to {MAX_WAIT_MS} ms (a region holds the read "
+                    f"that long), got {wait!r}"
+                )
         fallback = keywords.get("fallback")
         if fallback is not None and fallback not in READ_FALLBACKS:
             raise InvalidInput(f"fallback {fallback!r} is not one of route, raise")

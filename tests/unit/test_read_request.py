@@ -47,3 +47,13 @@ def test_an_empty_session_and_no_wait_are_left_out_of_the_query_string() -> None
 def test_a_number_that_is_not_one_is_refused_naming_the_parameter(name: str) -> None:
     with pytest.raises(InvalidInput, match=f"{name} must be a number"):
         ReadRequest.from_params("k", {name: "soon"})
+
+
+@pytest.mark.parametrize("wait", ["600001", "-1", "inf", "nan", "1e400", "9" * 100])
+def test_a_wait_outside_zero_to_ten_minutes_is_refused(wait: str) -> None:
+    with pytest.raises(InvalidInput, match="wait_ms"):
+        ReadRequest.from_params("k", {"wait_ms": wait})
+
+
+def test_a_wait_of_ten_minutes_is_accepted() -> None:
+    assert ReadRequest.from_params("k", {"wait_ms": "600000"}).wait_ms == 600_000

@@ -165,3 +165,12 @@ def test_eb2_token_with_a_zero_hlc_is_not_canonical() -> None:
     text = "eb2." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
     with pytest.raises(InvalidInput, match="never 0"):
         SessionToken.decode(text)
+
+
+def test_a_token_over_the_size_cap_is_refused_before_it_is_decoded() -> None:
+    from edgebus.core.session import MAX_TOKEN_CHARS
+
+    hostile = "eb2." + "A" * (6 * 1024 * 1024)  # 6 MB took a second to decode
+    with pytest.raises(InvalidInput, match=f"over the {MAX_TOKEN_CHARS}"):
+        SessionToken.decode(hostile)
+    assert SessionToken.decode("eb1.AQA") == SessionToken.empty()  # short ones as before
