@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from connectors import by_url
 from edgebus.config import EdgeConfig, load_config
 from edgebus.server.service import RegionService
@@ -206,3 +208,17 @@ async def eventually(
             return
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+async def service_status(http: aiohttp.ClientSession, url: str | None) -> dict[str, Any] | None:
+    """A region service's ``/v1/status``, or None when it does not answer (yet)."""
+    if url is None:
+        return None
+    try:
+        async with http.get(url.rstrip("/") + "/v1/status") as response:
+            if response.status != 200:
+                return None
+            data: dict[str, Any] = await response.json()
+            return data
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return None

@@ -57,7 +57,7 @@ from edgebus.sdk import EdgeBus
 from tests.checkers.causal_history import check_causal, summarize
 from tests.checkers.linearizability import Call, check_linearizable
 from tests.integration.chaos_load import Load, state_count
-from tests.integration.regions import ServiceProcess, eventually, store_rows
+from tests.integration.regions import ServiceProcess, eventually, service_status, store_rows
 from tests.integration.saga_processes import Deployment, txn_events
 from tests.integration.state_processes import STATE_CONFIG
 
@@ -117,19 +117,6 @@ async def _deployment(bootstrap: str, tmp_path: Path) -> AsyncIterator[Deploymen
         await asyncio.to_thread(dep.stop)
 
 
-async def _status(http: aiohttp.ClientSession, url: str | None) -> dict[str, Any] | None:
-    if url is None:
-        return None
-    try:
-        async with http.get(url.rstrip("/") + "/v1/status") as response:
-            if response.status != 200:
-                return None
-            data: dict[str, Any] = await response.json()
-            return data
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return None
-
-
 async def _state_owner(dep: Deployment, load: Load, http: aiohttp.ClientSession) -> str:
     """The region whose service owns the state now, as the services' status says (the
     region of the newest answer if none says so, between two owners)."""
@@ -137,7 +124,7 @@ async def _state_owner(dep: Deployment, load: Load, http: aiohttp.ClientSession)
     for region, proc in dep.region_procs.items():
         if not proc.alive():
             continue
-        status = await _status(http, proc.url)
+        status = await service_status(http, proc.url)
         host = (status or {}).get("state_host") or {}
         if f"public/{load.state_id}" in host.get("owned", ()):
             owners.append(region)

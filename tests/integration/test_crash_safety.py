@@ -28,7 +28,13 @@ import aiohttp
 from edgebus.core.conflict import Stamp
 from edgebus.region.replay import replay
 from edgebus.sdk import EdgeBus, WriteReceipt
-from tests.integration.regions import RegionProcess, eventually, make_regions, store_rows
+from tests.integration.regions import (
+    RegionProcess,
+    eventually,
+    make_regions,
+    service_status,
+    store_rows,
+)
 
 KILLS = 10
 COUNTERS = tuple(f"crash:counter:{i}" for i in range(4))
@@ -96,22 +102,9 @@ async def _write_stream(
         await asyncio.sleep(PAUSE_S)
 
 
-async def _status(http: aiohttp.ClientSession, url: str | None) -> dict[str, Any] | None:
-    if url is None:
-        return None
-    try:
-        async with http.get(url + "/v1/status") as response:
-            if response.status != 200:
-                return None
-            data: dict[str, Any] = await response.json()
-            return data
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return None
-
-
 def _applying(http: aiohttp.ClientSession, proc: RegionProcess) -> Callable[[], Any]:
     async def check() -> bool:
-        status = await _status(http, proc.url)
+        status = await service_status(http, proc.url)
         return bool(status and status["materializer"] and status["materializer"]["batches"])
 
     return check
@@ -128,7 +121,7 @@ def _caught_up(
             last[receipt.partition] = max(last.get(receipt.partition, -1), receipt.offset)
 
     async def check() -> bool:
-        status = await _status(http, proc.url)
+        status = await service_status(http, proc.url)
         if not status:
             return False
         positions = {int(p): o for p, o in status["positions"].items()}
@@ -162,7 +155,7 @@ async def test_region_process_killed_mid_apply_neither_loses_nor_doubles_events(
                 for _ in range(KILLS):
                     await eventually(_applying(http, proc), 60, "the region process applying")
                     await asyncio.sleep(rng.uniform(0.05, 1.5))
-                    status = await _status(http, proc.url)
+                    status = await service_status(http, proc.url)
                     if status and status["lag"]:
                         kills_with_backlog += 1
                     assert proc.alive(), f"the region process died on its own: {proc.log_tail()}"
