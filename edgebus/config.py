@@ -93,6 +93,10 @@ class ComplianceConfig(_Section):
         default_factory=lambda: {k: tuple(v) for k, v in DEFAULT_DATA_CLASSIFICATIONS.items()}
     )
     default_classification: str = "public"
+    #: longest field name a write may carry (longer: refused before classification)
+    max_field_name_chars: int = Field(1_024, ge=16, le=1_048_576)
+    #: bytes the classifier's memo caches (field names, values) may hold together
+    classifier_cache_bytes: int = Field(16 * 1024 * 1024, ge=0, le=1024 * 1024 * 1024)
 
     @model_validator(mode="after")
     def _zones_defined(self) -> ComplianceConfig:
@@ -145,6 +149,16 @@ class ReplicationConfig(_Section):
     #: events a region holds back until their dependencies are applied, before it stops
     #: fetching partitions that cannot help (see docs/consistency.md)
     max_causal_buffer: int = Field(100_000, ge=1)
+    #: bytes (record keys, values and headers) the causal buffer may hold before it
+    #: stops fetching, as ``max_causal_buffer`` does for events
+    max_causal_buffer_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    #: how long an event may wait for a dependency that is not applied here; past it
+    #: the event goes to the dead-letter topic (reason ``dependency-timeout``) instead
+    #: of blocking its stream forever (redrive it once the dependency is there)
+    dependency_timeout_ms: int = Field(600_000, ge=1_000, le=7 * 24 * 3_600_000)
+    #: how far a heartbeat's origin time may lie ahead of this region's clock; a later
+    #: heartbeat is dead-lettered (reason ``clock-drift``), never taken as fresh
+    max_clock_drift_ms: int = Field(60_000, ge=100, le=24 * 3_600_000)
 
 
 class ReadsConfig(_Section):
@@ -157,6 +171,9 @@ class ReadsConfig(_Section):
     fallback: Literal["route", "raise"] = "route"
     #: bounded-staleness threshold when a read names none (the spec's example: 5 s)
     staleness_threshold_ms: float = Field(5_000.0, gt=0)
+    #: query requests one region service handles at once; more get HTTP 503 with
+    #: ``Retry-After`` (the SDK retries elsewhere)
+    max_concurrent_requests: int = Field(256, ge=1, le=100_000)
 
 
 class StrongConfig(_Section):
