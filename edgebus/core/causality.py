@@ -27,15 +27,21 @@ A unit at or below its stream's frontier, or at or below the last unit buffered 
 its stream, is a duplicate (replication is at-least-once): :meth:`CausalGate.offer`
 refuses it.
 
+A buffered unit whose dependency never arrives (a forged or corrupt clock) would hold
+its stream forever: :meth:`CausalGate.expire` takes out the heads that have waited
+since before a cutoff (the caller dead-letters them) and releases what follows them.
+The gate counts what it buffers in units and in bytes (``Unit.size``), so that the
+caller can bound both.
+
 Pure: no I/O, no clock. ``origin_ms`` of a watermark is the origin's clock reading it
 carries; the gate keeps the newest per stream (:attr:`CausalGate.fresh_ms`) for
-bounded-staleness reads.
+bounded-staleness reads. ``arrived_ms`` is the caller's clock when it offered the unit.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -52,7 +58,8 @@ T = TypeVar("T")
 class Unit(Generic[T]):
     """One event or watermark of a stream, with what the caller needs to apply it.
 
-    ``deps`` is ``None`` for a watermark; ``origin_ms`` is a heartbeat's origin time.
+    ``deps`` is ``None`` for a watermark; ``origin_ms`` is a heartbeat's origin time;
+    ``size`` the bytes it holds while buffered; ``arrived_ms`` when it was offered.
     """
 
     stream: Stream
@@ -60,6 +67,8 @@ class Unit(Generic[T]):
     deps: VectorClock | None
     item: T
     origin_ms: int | None = None
+    size: int = 0
+    arrived_ms: int = 0
 
     @property
     def is_watermark(self) -> bool:
@@ -86,6 +95,10 @@ class FrontierView:
         return _passed(self.frontier.get(stream, -1), self.heads.get(stream))
 
 
+def _unit_size(unit: Unit[T]) -> int:
+    return unit.size
+
+
 def _passed(level: int, head: int | None) -> int:
     """A stream's frontier, or the position before its first buffered unit if later."""
     return level if head is None or head - 1 <= level else head - 1
@@ -97,18 +110,34 @@ class CausalGate(Generic[T]):
     Mutable, single-threaded. ``frontier`` starts from what the region's store holds.
     """
 
-    def __init__(self, frontier: Mapping[Stream, int] | None = None) -> None:
+    def __init__(
+        self, frontier: Mapping[Stream, int] | None = None,
+        size: Callable[[Unit[T]], int] | None = None,
+    ) -> None:
+        """``size(unit)``: the bytes a buffered unit holds (default: ``unit.size``),
+        asked only of units that are buffered."""
+        self._size: Callable[[Unit[T]], int] = size or _unit_size
         self.frontier: dict[Stream, int] = dict(frontier or {})
         #: newest heartbeat origin time passed, per stream
         self.fresh_ms: dict[Stream, int] = {}
         self._queues: dict[Stream, deque[Unit[T]]] = {}
         self._waiting: dict[Stream, set[Stream]] = {}  # stream -> blocked streams on it
         self._pending = 0
+        self._pending_bytes = 0
 
     @property
     def pending(self) -> int:
         """Units buffered until their dependencies are applied."""
         return self._pending
+
+    @property
+    def pending_bytes(self) -> int:
+        """The sizes of the units buffered, summed."""
+        return self._pending_bytes
+
+    def oldest_head_ms(self) -> int | None:
+        """When the longest-waiting head of a blocked stream arrived (None: none)."""
+        return min((q[0].arrived_ms for q in self._queues.values()), default=None)
 
     def heads(self) -> Iterator[Unit[T]]:
         """The first buffered unit of each blocked stream (the earliest of its stream)."""
@@ -149,12 +178,14 @@ class CausalGate(Generic[T]):
         if queue is not None:  # its stream is blocked: keep FIFO
             queue.append(unit)
             self._pending += 1
+            self._pending_bytes += self._size(unit)
             return []
         blocker = self._first_missing(unit)
         if blocker is not None:
             self._queues[stream] = deque((unit,))
             self._waiting.setdefault(blocker, set()).add(stream)
             self._pending += 1
+            self._pending_bytes += self._size(unit)
             released: list[Unit[T]] = []
             # the positions before this head are passed now: others may wait on them
             self._cascade([stream], released)
@@ -179,23 +210,76 @@ class CausalGate(Generic[T]):
             if not waiting:
                 continue
             for blocked in waiting:
-                queue = self._queues[blocked]
-                moved = False
-                while queue:
-                    head = queue[0]
-                    blocker = self._first_missing(head)
-                    if blocker is not None:
-                        self._waiting.setdefault(blocker, set()).add(blocked)
-                        break
-                    queue.popleft()
-                    self._pending -= 1
-                    self._pass(head)
-                    released.append(head)
-                    moved = True
-                if not queue:
-                    del self._queues[blocked]
-                if moved:
+                if self._drain(blocked, released):
                     work.append(blocked)
+
+    def _drain(self, stream: Stream, released: list[Unit[T]]) -> bool:
+        """Release the units of a blocked stream whose dependencies are passed now, up
+        to the next one still waiting; True when any was released."""
+        queue = self._queues.get(stream)
+        if queue is None:
+            return False  # expired or drained since it was registered
+        moved = False
+        while queue:
+            head = queue[0]
+            blocker = self._first_missing(head)
+            if blocker is not None:
+                self._waiting.setdefault(blocker, set()).add(stream)
+                break
+            queue.popleft()
+            self._pending -= 1
+            self._pending_bytes -= self._size(head)
+            self._pass(head)
+            released.append(head)
+            moved = True
+        if not queue:
+            del self._queues[stream]
+        return moved
+
+    def expire(self, cutoff_ms: int) -> tuple[list[Unit[T]], list[Unit[T]]]:
+        """Take out every head that arrived at or before ``cutoff_ms`` and still waits
+        for a dependency, with the heads behind it that arrived by then too.
+
+        Returns ``(expired, released)``: the units taken out (the caller dead-letters
+        them; the frontier does not pass them) and the units their removal released, in
+        order. A stream with no unit left waiting is no longer blocked.
+        """
+        expired: list[Unit[T]] = []
+        released: list[Unit[T]] = []
+        advanced: list[Stream] = []
+        for stream in [s for s, q in self._queues.items() if q[0].arrived_ms <= cutoff_ms]:
+            queue = self._queues.get(stream)
+            took = False
+            while queue and queue[0].arrived_ms <= cutoff_ms and self._first_missing(queue[0]):
+                unit = queue.popleft()
+                self._pending -= 1
+                self._pending_bytes -= self._size(unit)
+                expired.append(unit)
+                took = True
+            if not took or queue is None:
+                continue  # released meanwhile by an earlier stream's cascade
+            if not queue:
+                del self._queues[stream]
+            else:
+                self._drain(stream, released)
+            advanced.append(stream)  # what waits on it may pass its new head now
+        self._cascade(advanced, released)
+        return expired, released
+
+    def snapshot(self) -> object:
+        """The gate's state, to :meth:`restore` if the batch offered since fails."""
+        return (
+            dict(self.frontier), dict(self.fresh_ms),
+            {s: deque(q) for s, q in self._queues.items()},
+            {s: set(w) for s, w in self._waiting.items()},
+            self._pending, self._pending_bytes,
+        )
+
+    def restore(self, snapshot: object) -> None:
+        """Back to the state :meth:`snapshot` took."""
+        (self.frontier, self.fresh_ms, self._queues, self._waiting, self._pending,
+         self._pending_bytes) = snapshot  # type: ignore[misc]
+        # a snapshot is restored at most once: nothing else holds its containers
 
     def view(self) -> FrontierView:
         """A copy of the frontier as it is now (take it once the effects are stored)."""

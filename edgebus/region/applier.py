@@ -26,7 +26,8 @@ crash the buffered records are read again (the frontier drops what was applied).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Container, Sequence
+import time
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -39,11 +40,12 @@ from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
 from edgebus.kafka.dead_letters import H_REDRIVE_OF
+from edgebus.region.record_checks import RecordChecks
 from edgebus.wire.event_reader import ReadEvent, read_event
 from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN, parse_position
 from edgebus.wire.watermark import H_WATERMARK, decode_watermark
 
-__all__ = ["AppliedEvent", "BatchApplier", "BatchResult", "DeadLetter"]
+__all__ = ["AppliedEvent", "BatchApplier", "BatchResult", "Checkpoint", "DeadLetter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,13 @@ class BatchResult:
     released: int = 0
 
 
+class Checkpoint(NamedTuple):
+    """The applier's state before a batch: its gate's snapshot and read positions."""
+
+    gate: object | None
+    read: dict[tuple[str, int], int]
+
+
 class _Item(NamedTuple):
     """What the gate carries for one record: the record, its event (None for a
     watermark) and the dead letter it redrives, if any."""
@@ -89,23 +98,29 @@ class BatchApplier:
     """Folds batches of a region's events onto its store (one instance per store)."""
 
     def __init__(
-        self, region: str, rules: ComplianceRules, store: Store, *, causal: bool = True
+        self, region: str, rules: ComplianceRules, store: Store, *, causal: bool = True,
+        checks: RecordChecks | None = None,
     ) -> None:
         """``causal=False`` ignores dependencies (every event is released at once): for
         rebuilding a subset of keys, whose dependencies lie in records not read; the
-        final state is the same, as folds converge in any order."""
+        final state is the same, as folds converge in any order. ``checks``: what the
+        control data of each record is checked against (None: nothing)."""
         self.region = region
         self.rules = rules
         self.store = store
         self.causal = causal
+        self.checks = checks
         self._gate: CausalGate[_Item] | None = None
+        #: (topic, partition) -> next offset read since the gate was loaded
+        self._read: dict[tuple[str, int], int] = {}
+        self._now_ms = 0
         self._allowed: dict[tuple[str, ...], bool] = {}
         self._deps_cache: dict[bytes, VectorClock] = {}
 
     async def gate(self) -> CausalGate[_Item]:
         """The region's causal gate: frontier from the store, then kept in memory."""
         if self._gate is None:
-            self._gate = CausalGate(await self.store.frontier())
+            self._gate = CausalGate(await self.store.frontier(), _size)
         return self._gate
 
     @property
@@ -121,19 +136,27 @@ class BatchApplier:
         self,
         records: Sequence[ConsumerRecord[bytes, bytes]],
         known_dead: Container[tuple[int, int]] = (),
+        *,
+        poison: Mapping[tuple[int, int], str] | None = None,
+        now_ms: int | None = None,
     ) -> BatchResult:
         """Fold ``records`` (topic order) into changes; the caller commits them.
 
         ``known_dead``: (partition, offset) of records the live region already sent to
         its dead-letter topic; replay treats them as dead letters too, whatever it
         could decode now, so that it folds exactly what the live region folded (a
-        redriven copy of such a record is applied instead, once).
+        redriven copy of such a record is applied instead, once). ``poison``:
+        (partition, offset) -> reason of records to dead-letter unread (a record the
+        store refused). Buffered events that waited for a dependency longer than
+        ``checks.dependency_timeout_ms`` are dead-lettered first.
         """
         gate = await self.gate()
+        self._now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         changes = BatchChanges(events=len(records))
         result = BatchResult(changes)
-        consumed: dict[tuple[str, int], int] = {}
-        released = self._offer(gate, records, known_dead, consumed, result)
+        consumed = self._read
+        released = self._expire(gate, result)
+        released += self._offer(gate, records, known_dead, poison, consumed, result)
         # the applied-once markers of every unit released now, wherever it was offered:
         # a unit buffered in an earlier batch (waiting for a dependency) is checked too
         redrives = [u.item.redrive_of for u in released if u.item.redrive_of is not None]
@@ -148,6 +171,7 @@ class BatchApplier:
         gate: CausalGate[_Item],
         records: Sequence[ConsumerRecord[bytes, bytes]],
         known_dead: Container[tuple[int, int]],
+        poison: Mapping[tuple[int, int], str] | None,
         consumed: dict[tuple[str, int], int],
         result: BatchResult,
     ) -> list[Unit[_Item]]:
@@ -158,6 +182,9 @@ class BatchApplier:
             consumed[(record.topic, record.partition)] = record.offset + 1
             if (record.partition, record.offset) in known_dead:
                 result.dead.append(DeadLetter(record, "dead-lettered by the live region"))
+                continue
+            if poison and (record.partition, record.offset) in poison:
+                result.dead.append(DeadLetter(record, poison[(record.partition, record.offset)]))
                 continue
             try:
                 unit = self._unit(record)
@@ -198,11 +225,17 @@ class BatchApplier:
             key = event.key
             state = states.get(key)
             try:
-                applied = apply(state, key, op)
-            except NeedsHistory:
-                assert state is not None
-                state = state.with_ops(await self._retained(key, changes, pending))
-                applied = apply(state, key, op)
+                try:
+                    applied = apply(state, key, op)
+                except NeedsHistory:
+                    assert state is not None
+                    state = state.with_ops(await self._retained(key, changes, pending))
+                    applied = apply(state, key, op)
+            except Exception as e:  # a poison pill: the record, not the region, is at fault
+                result.dead.append(DeadLetter(
+                    record, f"cannot apply to {key!r:.80}: {type(e).__name__}: {e!s:.300}"
+                ))
+                continue
             value = applied.state.value
             if type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
                 result.dead.append(DeadLetter(
@@ -235,19 +268,65 @@ class BatchApplier:
                 changes.frontier[stream] = offset
         # never commit a position past a record still buffered: a stream arrives in one
         # partition in record order, so its first buffered unit is its earliest record
+        positions = changes.positions
+        positions.update(consumed)
         if gate.pending:
             for unit in gate.heads():
                 r = unit.item.record
                 tp = (r.topic, r.partition)
-                if tp in consumed and r.offset < consumed[tp]:
-                    consumed[tp] = r.offset
-        changes.positions.update(consumed)
+                if tp in positions and r.offset < positions[tp]:
+                    positions[tp] = r.offset
+
+    def _expire(self, gate: CausalGate[_Item], result: BatchResult) -> list[Unit[_Item]]:
+        """Dead-letter the buffered events that waited too long for a dependency; the
+        units their removal released."""
+        timeout = self.checks.dependency_timeout_ms if self.checks else None
+        oldest = gate.oldest_head_ms()
+        if timeout is None or oldest is None or oldest > self._now_ms - timeout:
+            return []
+        expired, released = gate.expire(self._now_ms - timeout)
+        for unit in expired:
+            deps = unit.deps.entries() if unit.deps is not None else {}
+            lacking = ", ".join(
+                f"{r}:{p}>={o}" for (r, p), o in deps.items()
+                if (r, p) != unit.stream and gate.passed((r, p)) < o
+            )
+            result.dead.append(DeadLetter(
+                unit.item.record,
+                f"dependency timeout: waited over replication.dependency_timeout_ms="
+                f"{timeout} for {lacking[:300] or 'its stream'}; redrive it once that "
+                "position is applied here (edgebus dlq redrive)",
+            ))
+        return released
+
+    def ready_to_expire(self) -> bool:
+        """True when a buffered event has waited past the dependency timeout (the
+        caller then applies an empty batch, so that it is dead-lettered)."""
+        gate = self._gate
+        timeout = self.checks.dependency_timeout_ms if self.checks else None
+        oldest = gate.oldest_head_ms() if gate is not None else None
+        return (timeout is not None and oldest is not None
+                and oldest <= int(time.time() * 1000) - timeout)
+
+    def checkpoint(self) -> Checkpoint:
+        """What :meth:`rollback` needs to undo the next :meth:`apply` (its commit failed)."""
+        gate = self._gate
+        return Checkpoint(gate.snapshot() if gate is not None else None, dict(self._read))
+
+    def rollback(self, checkpoint: Checkpoint) -> None:
+        """Back to :meth:`checkpoint` (the gate as it was, the records since unread)."""
+        if checkpoint.gate is None or self._gate is None:
+            self._gate = None
+        else:
+            self._gate.restore(checkpoint.gate)
+        self._read = checkpoint.read
 
     def forget(self) -> None:
         """Drop the gate (frontier and buffered records): after a failed commit or a
         new partition assignment the store is the truth and buffered records are
         read again from the store's positions."""
         self._gate = None
+        self._read = {}
 
     async def _retained(
         self, key: str, changes: BatchChanges, pending: dict[str, list[KeyOp]]
@@ -278,7 +357,7 @@ class BatchApplier:
                 else Position(self.region, record.partition, record.offset)
             )
             if watermark is not None:
-                return self._watermark(record, origin)
+                return self._watermark(record, origin, origin_raw is not None)
             event = read_event(record.value)
             redrive_of = _parse_redrive(redrive_raw) if redrive_raw is not None else None
             if txn_raw is not None:  # a strong commit: applied once, however often written
@@ -312,26 +391,45 @@ class BatchApplier:
         reason = invalid_reason(event.operation, event.payload)
         if reason is not None:
             raise _Dead(reason)
+        checks = self.checks
+        if checks is not None and origin_raw is not None:
+            problem = checks.origin_problem(origin, record.partition)
+            if problem is not None:
+                raise _Dead(problem)
         return Unit(
             (origin.region, origin.partition),
             origin.offset,
             deps,
             _Item(record, event, redrive_of),
+            None,
+            0,
+            self._now_ms,
         )
 
-    def _watermark(self, record: ConsumerRecord[bytes, bytes], origin: Position) -> Unit[_Item]:
+    def _watermark(
+        self, record: ConsumerRecord[bytes, bytes], origin: Position, copied: bool
+    ) -> Unit[_Item]:
         mark = decode_watermark(record.value)
         if mark.origin_region != origin.region or mark.partition != origin.partition:
             raise _Dead(
                 f"watermark of {mark.origin_region}:{mark.partition} sits in the stream of "
                 f"{origin.region}:{origin.partition}"
             )
+        checks = self.checks
+        if checks is not None:
+            problem = checks.origin_problem(origin, record.partition) if copied else None
+            if problem is None and mark.origin_time_ms is not None:
+                problem = checks.heartbeat_problem(mark.origin_time_ms, self._now_ms)
+            if problem is not None:
+                raise _Dead(problem)
         return Unit(
             (origin.region, origin.partition),
             origin.offset,
             None,
             _Item(record, None, None),
             mark.origin_time_ms,
+            0,
+            self._now_ms,
         )
 
     def _deps(self, raw: bytes | None) -> VectorClock:
@@ -341,6 +439,9 @@ class BatchApplier:
         deps = cache.get(raw)
         if deps is None:
             deps = VectorClock.decode(raw)
+            problem = self.checks.deps_problem(deps) if self.checks is not None else None
+            if problem is not None:
+                raise EdgebusError(problem)
             if len(cache) >= 4096:
                 cache.clear()
             cache[raw] = deps
@@ -361,6 +462,13 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 class _Dead(Exception):
     pass
+
+
+def _size(unit: Unit[_Item]) -> int:
+    """The bytes a buffered record holds: key, value and headers."""
+    record = unit.item.record
+    return (len(record.key or b"") + len(record.value or b"")
+            + sum(len(name) + len(value or b"") for name, value in record.headers or ()))
 
 
 def txn_marker(txn_id: bytes) -> tuple[int, int]:

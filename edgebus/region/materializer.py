@@ -12,10 +12,19 @@ Offsets are also committed to the Kafka group afterwards, only so that standard 
 (``kafka-consumer-groups``) show lag.
 
 Causal delivery: an event whose dependencies are not applied here yet waits in the
-applier's causal gate (with the rest of its stream). The gate is bounded
-(``replication.max_causal_buffer``): past the bound the materializer stops fetching
-every partition except those the blocked streams wait for, logs an error naming what
-they wait for, and resumes once the buffer has drained to half.
+applier's causal gate (with the rest of its stream). The gate is bounded in events
+(``replication.max_causal_buffer``) and in bytes (``replication.max_causal_buffer_bytes``):
+past a bound the materializer stops fetching every partition except those the blocked
+streams wait for, logs an error naming what they wait for, and resumes once the buffer
+has drained to half. An event that waits longer than
+``replication.dependency_timeout_ms`` is dead-lettered, and its stream flows again.
+
+Poison pills: a record that cannot be decoded, checked or folded is dead-lettered by
+the applier. When the store refuses a batch as a whole (a value SQLite cannot hold),
+the batch is applied again in halves until the one record at fault is found; it is
+dead-lettered with the store's reason and the rest is applied. Only a failure of Kafka
+or of the store itself (it refuses even that record's dead-letter commit) stops the
+service.
 """
 
 from __future__ import annotations
@@ -28,11 +37,12 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from connectors.base import Store
 from edgebus.config import EdgeConfig
 from edgebus.core.causality import FrontierView
-from edgebus.errors import InfrastructureUnavailable
+from edgebus.errors import InfrastructureUnavailable, WriteFailed
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first
@@ -41,6 +51,7 @@ from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
+from edgebus.region.record_checks import RecordChecks, SourceEnds
 from edgebus.region.store_check import OnStoreMismatch, check_store, settle
 
 __all__ = ["Materializer", "MaterializerStats"]
@@ -65,8 +76,11 @@ class MaterializerStats(Counters):
         self.last_batch_at = 0.0
         self.started_at = time.time()
         self.causal_buffered = 0
+        self.causal_buffered_bytes = 0
         self.causal_buffer_peak = 0
         self.causal_buffer_full = 0
+        #: batches the store refused as a whole, split in halves to find the record
+        self.poison_batches = 0
 
 
 class Materializer(ExclusiveMember):
@@ -80,6 +94,7 @@ class Materializer(ExclusiveMember):
         store: Store,
         producer: Producer,
         on_store_mismatch: OnStoreMismatch = "rebuild",
+        source_ends: SourceEnds | None = None,
     ) -> None:
         self.region = region
         self.on_store_mismatch = on_store_mismatch
@@ -95,13 +110,18 @@ class Materializer(ExclusiveMember):
         self.store = store
         self.producer = producer
         self.topic = events_topic(region)
-        self.applier = BatchApplier(region, config.compliance.rules(), store)
+        self.source_ends = source_ends if source_ends is not None else SourceEnds()
+        self.applier = BatchApplier(
+            region, config.compliance.rules(), store,
+            checks=RecordChecks.live(config, region, self.source_ends),
+        )
         self.stats = MaterializerStats()
         self.positions: dict[int, int] = {}  # partition -> next offset (committed)
         self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
         self._position_waiters: list[tuple[dict[int, int], asyncio.Future[None]]] = []
         self._frontier_waiters: list[asyncio.Future[None]] = []
         self.max_buffer = config.replication.max_causal_buffer
+        self.max_buffer_bytes = config.replication.max_causal_buffer_bytes
         self.buffer_full = False
         #: the frontier as of the last committed batch: what reads rely on
         self.view = FrontierView.empty()
@@ -180,6 +200,10 @@ class Materializer(ExclusiveMember):
             if self._mismatch is not None:
                 raise self._mismatch
             if not batch:
+                if self.applier.ready_to_expire():  # a buffered event waited too long
+                    async with self._seeking:
+                        if seeks == self._seeks:
+                            await self.apply_batch([])
                 self._backpressure(consumer)
                 continue
             async with self._seeking:
@@ -199,27 +223,60 @@ class Materializer(ExclusiveMember):
             committer.note({tp: self.positions[tp.partition] for tp in batch})
             self._backpressure(consumer)
 
-    async def apply_batch(self, records: list[Any]) -> None:
-        """Fold, dead-letter, commit one batch."""
+    async def apply_batch(
+        self, records: list[Any], poison: dict[tuple[int, int], str] | None = None
+    ) -> None:
+        """Fold, dead-letter, commit one batch; a batch the store refuses is applied
+        again in halves until the record at fault is found and dead-lettered."""
+        applier = self.applier
+        checkpoint = applier.checkpoint()
         try:
-            result = await self.applier.apply(records)
+            result = await applier.apply(records, poison=poison)
             if result.dead:
-                await send_dead_letters(
-                    self.producer,
-                    self.region,
-                    ((d.record, d.reason, d.stage) for d in result.dead),
-                    self.region,
-                )
-                for d in result.dead:
-                    log.warning(
-                        "%s: dead letter %s:%d:%d: %s",
-                        self.region, d.record.topic, d.record.partition, d.record.offset,
-                        d.reason,
-                    )
+                await self._dead_letters(result.dead)
             await self.store.commit(result.changes)
-        except BaseException:
-            self.applier.forget()
+        except (asyncio.CancelledError, InfrastructureUnavailable, WriteFailed, KafkaError):
+            applier.forget()
             raise
+        except Exception as e:
+            if poison is not None or not records:  # the store refuses even the letter
+                applier.forget()
+                raise
+            applier.rollback(checkpoint)
+            await self._halve(records, e)
+            return
+        self._committed(records, result)
+
+    async def _halve(self, records: list[Any], error: Exception) -> None:
+        """The store refused ``records`` as one batch: apply each half on its own, down
+        to the one record at fault, which is dead-lettered with the store's reason."""
+        if len(records) == 1:
+            r = records[0]
+            reason = f"the store refused it: {type(error).__name__}: {error!s:.400}"
+            log.error("%s: %s:%d:%d: %s", self.region, r.topic, r.partition, r.offset, reason)
+            await self.apply_batch(records, poison={(r.partition, r.offset): reason})
+            return
+        log.warning("%s: the store refused a batch of %d records (%s); applying it in "
+                    "halves to find the record at fault", self.region, len(records), error)
+        self.stats.poison_batches += 1
+        middle = len(records) // 2
+        await self.apply_batch(records[:middle])
+        await self.apply_batch(records[middle:])
+
+    async def _dead_letters(self, dead: list[Any]) -> None:
+        await send_dead_letters(
+            self.producer, self.region, ((d.record, d.reason, d.stage) for d in dead),
+            self.region,
+        )
+        for d in dead[:20]:
+            log.warning("%s: dead letter %s:%d:%d: %s", self.region, d.record.topic,
+                        d.record.partition, d.record.offset, d.reason)
+        if len(dead) > 20:
+            log.warning("%s: %d more dead letters in this batch (edgebus dlq list)",
+                        self.region, len(dead) - 20)
+
+    def _committed(self, records: list[Any], result: Any) -> None:
+        """Account for a committed batch: positions, counters, waiters."""
         for (topic, partition), offset in result.changes.positions.items():
             if topic == self.topic:
                 self.positions[partition] = offset
@@ -236,6 +293,7 @@ class Materializer(ExclusiveMember):
         if gate is not None:  # reads rely on what is committed now
             self.view = gate.view()
             stats.causal_buffered = gate.pending
+            stats.causal_buffered_bytes = gate.pending_bytes
             stats.causal_buffer_peak = max(stats.causal_buffer_peak, gate.pending)
         for listener in self._listeners:
             listener(result.applied)
@@ -278,7 +336,7 @@ class Materializer(ExclusiveMember):
         gate = self.applier.current_gate
         if gate is None:
             return
-        if gate.pending > self.max_buffer:
+        if gate.pending > self.max_buffer or gate.pending_bytes > self.max_buffer_bytes:
             blocked = gate.blocked()
             needed = {stream[1] for _, missing in blocked.values() for stream in missing}
             assigned = consumer.assignment()
@@ -293,13 +351,16 @@ class Materializer(ExclusiveMember):
                     for (r, p), (o, missing) in list(blocked.items())[:5]
                 )
                 log.error(
-                    "%s: causal buffer full (%d events wait for their dependencies, bound "
-                    "replication.max_causal_buffer=%d): fetching only partitions %s until it "
-                    "drains. Waiting: %s. Check that the regions named are running and "
-                    "replicating (edgebus status).",
-                    self.region, gate.pending, self.max_buffer, sorted(needed), waits,
+                    "%s: causal buffer full (%d events, %d bytes wait for their "
+                    "dependencies; bounds replication.max_causal_buffer=%d, "
+                    "replication.max_causal_buffer_bytes=%d): fetching only partitions %s "
+                    "until it drains. Waiting: %s. Check that the regions named are running "
+                    "and replicating (edgebus status).",
+                    self.region, gate.pending, gate.pending_bytes, self.max_buffer,
+                    self.max_buffer_bytes, sorted(needed), waits,
                 )
-        elif self.buffer_full and gate.pending <= self.max_buffer // 2:
+        elif (self.buffer_full and gate.pending <= self.max_buffer // 2
+              and gate.pending_bytes <= self.max_buffer_bytes // 2):
             self.buffer_full = False
             consumer.resume(*consumer.paused())
             log.warning("%s: causal buffer drained (%d events): fetching every partition",

@@ -31,6 +31,7 @@ from edgebus.kafka.dead_letters import list_dead_letters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import BatchApplier
+from edgebus.region.record_checks import RecordChecks
 from edgebus.wire.watermark import is_watermark
 
 __all__ = ["ReplaySummary", "VerifyReport", "compare_checksums", "replay", "verify_store"]
@@ -122,7 +123,10 @@ async def replay(
     async with target:
         await _refuse_used_store(target)
         # one key's events depend on records of other keys, which this replay skips
-        applier = BatchApplier(region, config.compliance.rules(), target, causal=key is None)
+        applier = BatchApplier(
+            region, config.compliance.rules(), target, causal=key is None,
+            checks=RecordChecks.static(config, region),
+        )
         fold = _Fold(applier, target, await dead_lettered_sources(config, region), summary)
         async with reader(config.kafka, bootstrap) as consumer:
             plan = await _plan(consumer, config, region, key, until_time_ms, until_offsets)

@@ -21,6 +21,12 @@ topic never cause one (that would bounce between replicators); the origin's next
 heartbeat passes them. An event the filter refuses although its placement
 names B goes to the *origin's* dead-letter topic (the origin may hold it; B may not).
 
+Each batch fetched raises this region's known end offsets of the source partitions
+(:class:`~edgebus.region.record_checks.SourceEnds`), which the materializer checks
+every origin position against. A record that cannot be copied on its own (too large
+once the origin position is added) goes to the origin's dead-letter topic, and
+copying goes on.
+
 Order: records are copied in origin order by an idempotent producer, so per
 (origin, partition) order holds in B. Delivery is at-least-once: source offsets are
 committed after B acknowledged the copies; after a crash some copies are made twice,
@@ -35,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 
 from edgebus.config import EdgeConfig
 from edgebus.core.placement import ComplianceRules
@@ -45,6 +52,7 @@ from edgebus.kafka.topics import events_topic
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
+from edgebus.region.record_checks import SourceEnds
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT, H_TXN
 from edgebus.wire.watermark import H_WATERMARK, REPLICATOR, Watermark, encode_watermark
@@ -129,8 +137,10 @@ class Replicator(ExclusiveMember):
         config: EdgeConfig,
         target_producer: Producer,
         source_producer: Producer,
+        source_ends: SourceEnds | None = None,
     ) -> None:
         self.target = target
+        self.source_ends = source_ends if source_ends is not None else SourceEnds()
         self.sources = tuple(sources)
         self.source_bootstrap = source_bootstrap
         self.config = config
@@ -210,10 +220,17 @@ class Replicator(ExclusiveMember):
         copied = 0
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
             source = self._topic_region[tp.topic]
+            self.source_ends.note(source, tp.partition, batch[tp][-1].offset + 1)
             hole = None  # the last origin event not copied, if no copy follows it
             for record in batch[tp]:
                 self.stats.seen += 1
                 copy, refusal = copy_decision(record, source, self.target, self.rules)
+                if copy:
+                    future, refusal = await self._copy(record, source, tp.partition)
+                    if future is not None:
+                        futures.append(future)
+                        copied += 1
+                    copy = refusal is None
                 if copy:
                     hole = None
                 elif _is_origin_event(record, source):
@@ -224,20 +241,6 @@ class Replicator(ExclusiveMember):
                         "refused to copy %s:%d:%d to %s: %s",
                         tp.topic, tp.partition, record.offset, self.target, refusal,
                     )
-                if not copy:
-                    continue
-                origin_pos = f"{source}:{tp.partition}:{record.offset}".encode("ascii")
-                headers = [*(record.headers or ()), (H_ORIGIN_POS, origin_pos)]
-                futures.append(
-                    await self.target_producer.send(
-                        self.target_topic,
-                        value=record.value,
-                        key=record.key,
-                        partition=tp.partition,
-                        headers=headers,
-                    )
-                )
-                copied += 1
             if hole is not None:  # origin events placed elsewhere: let the frontier pass
                 futures.append(await self._send_watermark(source, tp.partition, hole))
         self.stats.copied += copied
@@ -247,6 +250,22 @@ class Replicator(ExclusiveMember):
             ))
             self.stats.refused += len(letters)
         return futures
+
+    async def _copy(
+        self, record: ConsumerRecord[bytes, bytes], source: str, partition: int
+    ) -> tuple[asyncio.Future[Any] | None, str | None]:
+        """Send the copy of ``record``: its acknowledgement, or why it cannot be sent."""
+        origin_pos = f"{source}:{partition}:{record.offset}".encode("ascii")
+        headers = [*(record.headers or ()), (H_ORIGIN_POS, origin_pos)]
+        try:
+            future: asyncio.Future[Any] = await self.target_producer.send(
+                self.target_topic, value=record.value, key=record.key, partition=partition,
+                headers=headers,
+            )
+        except MessageSizeTooLargeError as e:
+            return None, (f"the copy is too large for {self.target_topic} ({e}); raise the "
+                          "producers' and brokers' size limits, or write smaller values")
+        return future, None
 
     async def _send_watermark(
         self, source: str, partition: int, offset: int

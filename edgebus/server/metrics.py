@@ -130,6 +130,10 @@ def _health(f: _Families, status: Mapping[str, Any]) -> None:
     f.gauge("edgebus_causal_buffer_pending", "Events waiting for their causal dependencies",
             buffer.get("pending", 0))
     f.gauge("edgebus_causal_buffer_bound", "replication.max_causal_buffer", buffer.get("bound"))
+    f.gauge("edgebus_causal_buffer_pending_bytes", "Bytes (keys, values, headers) of the "
+            "events waiting for their causal dependencies", buffer.get("pending_bytes", 0))
+    f.gauge("edgebus_causal_buffer_bound_bytes", "replication.max_causal_buffer_bytes",
+            buffer.get("bound_bytes"))
     f.gauge("edgebus_causal_buffer_full", "1 while the causal buffer is over its bound",
             int(bool(buffer.get("full"))))
 
@@ -145,6 +149,8 @@ def _materializer(f: _Families, m: Mapping[str, Any]) -> None:
               m.get("batches", 0))
     f.counter("edgebus_causal_buffer_full_episodes", "Times the causal buffer went over its "
               "bound", m.get("causal_buffer_full", 0))
+    f.counter("edgebus_poison_batches", "Batches the store refused as a whole, applied "
+              "again in halves to find the record at fault", m.get("poison_batches", 0))
 
 
 def _replicators(f: _Families, replicators: list[Mapping[str, Any]]) -> None:

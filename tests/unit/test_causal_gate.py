@@ -120,3 +120,74 @@ def test_heads_are_the_first_buffered_unit_of_each_blocked_stream() -> None:
     gate.offer(ev("eu", 0, 2))
     gate.offer(ev("ap", 1, 7, {("us", 0): 1}))
     assert sorted(u.item for u in gate.heads()) == ["ap:1:7", "eu:0:1"]
+
+
+def timed(
+    region: str, partition: int, offset: int, deps: dict[tuple[str, int], int] | None,
+    arrived_ms: int, size: int = 10,
+) -> Unit[str]:
+    return Unit((region, partition), offset, VectorClock(deps or {}),
+                f"{region}:{partition}:{offset}", None, size, arrived_ms)
+
+
+def test_the_buffer_counts_the_bytes_it_holds_and_gives_them_back_on_release() -> None:
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(timed("eu", 1, 0, {("us", 2): 7}, 0, size=100))
+    gate.offer(timed("eu", 1, 1, None, 0, size=50))
+    assert (gate.pending, gate.pending_bytes) == (2, 150)
+    gate.offer(timed("us", 2, 7, None, 0, size=1))
+    assert (gate.pending, gate.pending_bytes) == (0, 0)
+
+
+def test_a_head_waiting_past_the_cutoff_expires_and_its_stream_flows_again() -> None:
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(timed("eu", 1, 0, {("ap", 3): 2**62}, 1_000))  # a dependency never met
+    gate.offer(timed("eu", 1, 1, None, 1_500))
+    gate.offer(timed("eu", 1, 2, None, 9_000))
+    assert gate.oldest_head_ms() == 1_000
+    assert gate.expire(999) == ([], [])
+    expired, released = gate.expire(2_000)
+    assert items(expired) == ["eu:1:0"]
+    assert items(released) == ["eu:1:1", "eu:1:2"]
+    assert gate.pending == gate.pending_bytes == 0
+    assert gate.frontier == {("eu", 1): 2}
+    assert gate.oldest_head_ms() is None
+
+
+def test_expiry_takes_every_head_waiting_since_before_the_cutoff_and_no_later_one() -> None:
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(timed("eu", 1, 0, {("ap", 3): 9}, 1_000))
+    gate.offer(timed("eu", 1, 1, {("ap", 3): 9}, 1_100))
+    gate.offer(timed("eu", 1, 2, {("ap", 3): 9}, 5_000))
+    expired, released = gate.expire(2_000)
+    assert items(expired) == ["eu:1:0", "eu:1:1"]
+    assert released == []
+    assert gate.blocked() == {("eu", 1): (2, {("ap", 3): 9})}
+    assert gate.pending_bytes == 10
+
+
+def test_an_expired_head_releases_the_streams_that_waited_on_the_positions_before_it() -> None:
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(timed("eu", 1, 5, {("ap", 3): 2**62}, 0))  # eu:1 blocked at 5 ...
+    gate.offer(timed("eu", 1, 9, None, 0))
+    # ... and us:0 waits for eu:1 at 8: passed once the head moves to 9
+    gate.offer(timed("us", 0, 0, {("eu", 1): 8}, 10_000))
+    assert gate.pending == 3
+    expired, released = gate.expire(0)
+    assert items(expired) == ["eu:1:5"]
+    assert items(released) == ["eu:1:9", "us:0:0"]
+    assert gate.pending == 0
+
+
+def test_restoring_a_snapshot_undoes_what_was_offered_since() -> None:
+    gate: CausalGate[str] = CausalGate({("us", 0): 3})
+    gate.offer(timed("eu", 1, 0, {("us", 0): 9}, 0))
+    snap = gate.snapshot()
+    gate.offer(timed("us", 0, 9, None, 0))
+    gate.offer(timed("ap", 2, 4, {("us", 0): 20}, 0))
+    assert gate.frontier[("us", 0)] == 9
+    gate.restore(snap)
+    assert gate.frontier == {("us", 0): 3}
+    assert gate.blocked() == {("eu", 1): (0, {("us", 0): 9})}
+    assert (gate.pending, gate.pending_bytes) == (1, 10)
+    assert items(gate.offer(timed("us", 0, 9, None, 0))) == ["us:0:9", "eu:1:0"]

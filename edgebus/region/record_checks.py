@@ -1,0 +1,184 @@
+"""What a region checks in the control data of each record it reads from its topic.
+
+A region's topic is written by its own SDK writers, its replicators and its
+participants, but a buggy writer, an old client or a compromised host can append
+anything. The body is checked by the decoders; the control data that steers the
+causal gate and the frontier is checked here, where it is read (``docs/operations.md``,
+"Dead letters"):
+
+- an origin position (``eb-origin-pos``) names another configured region, the
+  record's own partition (copies keep their partition), and an offset below that
+  region's topic end as this region knows it (:class:`SourceEnds`): a forged position
+  would move the frontier past real events, which would then be dropped as duplicates;
+- dependencies (``eb-deps``) name configured regions and partitions that exist;
+- a heartbeat's origin time is not ahead of this region's clock by more than
+  ``replication.max_clock_drift_ms`` (a heartbeat from the future would make every
+  bounded-staleness read of its origin look fresh).
+
+A record that fails a check is a dead letter with the reason; nothing of it applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiokafka.errors import KafkaError
+
+from edgebus.config import EdgeConfig
+from edgebus.core.vector_clock import Position, VectorClock
+from edgebus.errors import EdgebusError
+from edgebus.kafka.reading import end_offsets
+from edgebus.kafka.topics import events_topic
+
+__all__ = ["RecordChecks", "SourceEnds", "load_source_ends"]
+
+log = logging.getLogger("edgebus.region")
+
+
+@dataclass(slots=True)
+class SourceEnds:
+    """The end offset of other regions' topic partitions, as this region knows it:
+    read from their clusters when the region service starts, and raised by its
+    replicators as they fetch (a copy is made only of a record fetched, so every real
+    copy lies below). A region whose ends could not be read is not checked."""
+
+    ends: dict[tuple[str, int], int] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)
+
+    def note(self, region: str, partition: int, end: int) -> None:
+        """``end`` (an offset one past a record seen) of ``region``'s partition."""
+        key = (region, partition)
+        if end > self.ends.get(key, 0):
+            self.ends[key] = end
+
+    def load(self, region: str, ends: Mapping[int, int]) -> None:
+        """Every partition's end offset of ``region``'s topic, just read: from now on
+        the region's positions are checked."""
+        for partition, end in ends.items():
+            self.note(region, partition, end)
+        self.known.add(region)
+
+    def past_end(self, position: Position) -> int | None:
+        """The known end when ``position`` lies at or past it, else None (also None
+        when the region's ends are not known)."""
+        if position.region not in self.known:
+            return None
+        end = self.ends.get((position.region, position.partition), 0)
+        return end if position.offset >= end else None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChecks:
+    """The checks of one region's reader; ``None`` limits are not checked (replay
+    checks what does not depend on when it runs)."""
+
+    region: str
+    regions: frozenset[str]
+    partitions: int
+    max_clock_drift_ms: int | None = None
+    dependency_timeout_ms: int | None = None
+    source_ends: SourceEnds | None = None
+
+    @classmethod
+    def live(cls, config: EdgeConfig, region: str, ends: SourceEnds | None) -> RecordChecks:
+        """Every check, with the configured limits (a running region service)."""
+        replication = config.replication
+        return cls(
+            region, frozenset(config.regions), config.kafka.partitions,
+            replication.max_clock_drift_ms, replication.dependency_timeout_ms, ends,
+        )
+
+    @classmethod
+    def static(cls, config: EdgeConfig, region: str) -> RecordChecks:
+        """The checks whose answer does not depend on the clock nor on the brokers."""
+        return cls(region, frozenset(config.regions), config.kafka.partitions)
+
+    def origin_problem(self, origin: Position, partition: int) -> str | None:
+        """Why an ``eb-origin-pos`` read on a record of ``partition`` cannot be true."""
+        if origin.region == self.region:
+            return (f"forged origin position {_pos(origin)}: it names this region, and "
+                    "only the replicator writes origin positions, for other regions' events")
+        if origin.region not in self.regions:
+            return (f"forged origin position {_pos(origin)}: {origin.region!r:.40} is not "
+                    f"a configured region ({', '.join(sorted(self.regions))})")
+        if origin.partition != partition:
+            return (f"forged origin position {_pos(origin)}: a copy keeps its partition, "
+                    f"and this record is in partition {partition}")
+        ends = self.source_ends
+        end = ends.past_end(origin) if ends is not None else None
+        if end is not None:
+            return (f"forged origin position {_pos(origin)}: {origin.region}'s partition "
+                    f"{origin.partition} ends at offset {end}, so no copy of offset "
+                    f"{origin.offset} can exist")
+        return None
+
+    def deps_problem(self, deps: VectorClock) -> str | None:
+        """Why dependencies cannot be real (an unknown region, a missing partition)."""
+        for (region, partition), offset in deps.entries().items():
+            if region not in self.regions:
+                return (f"dependency on {region!r:.40}:{partition} names no configured "
+                        f"region ({', '.join(sorted(self.regions))})")
+            if not 0 <= partition < self.partitions:
+                return (f"dependency on {region}:{partition}: the topics have "
+                        f"{self.partitions} partitions")
+            if offset < 0:
+                return f"dependency on {region}:{partition} at negative offset {offset}"
+        return None
+
+    def heartbeat_problem(self, origin_ms: int, now_ms: int) -> str | None:
+        """Why a heartbeat's origin time cannot be taken (too far in the future)."""
+        drift = self.max_clock_drift_ms
+        if drift is None or origin_ms <= now_ms + drift:
+            return None
+        return (f"clock drift: the heartbeat's time is {origin_ms - now_ms} ms ahead of "
+                f"{self.region}'s clock, over replication.max_clock_drift_ms={drift}; "
+                "taken, it would make reads of its origin look fresh. Synchronise the "
+                "clocks (NTP) of the origin's service and this one")
+
+
+def _pos(origin: Position) -> str:
+    return f"{origin.region:.40}:{origin.partition}:{origin.offset}"
+
+
+async def load_source_ends(
+    ends: SourceEnds, config: EdgeConfig, clusters: Mapping[str, str], region: str,
+    *, retry_s: float | None = None,
+) -> None:
+    """Read the end offsets of every other region's topic into ``ends``, cluster by
+    cluster, each bounded by ``kafka.connect_timeout_s``; a cluster that cannot be read
+    is logged and its regions stay unchecked. With ``retry_s``, try those again every
+    ``retry_s`` seconds until every region is loaded (run it as a background task)."""
+    while True:
+        by_cluster: dict[str, list[str]] = {}
+        for other in config.regions:
+            if other != region and other not in ends.known:
+                by_cluster.setdefault(clusters[other], []).append(other)
+        if not by_cluster:
+            return
+        await asyncio.gather(*(
+            _load_cluster(ends, config, bootstrap, regions)
+            for bootstrap, regions in by_cluster.items()
+        ))
+        if retry_s is None:
+            return
+        await asyncio.sleep(retry_s)
+
+
+async def _load_cluster(
+    ends: SourceEnds, config: EdgeConfig, bootstrap: str, regions: list[str]
+) -> None:
+    topics = {events_topic(r): r for r in regions}
+    try:
+        got = await asyncio.wait_for(
+            end_offsets(config.kafka, bootstrap, list(topics)), config.kafka.connect_timeout_s
+        )
+    except (EdgebusError, KafkaError, OSError, TimeoutError) as e:
+        log.warning("could not read the end offsets of %s at %s (%s): their origin "
+                    "positions are not checked against them until they are read",
+                    ", ".join(regions), bootstrap, e)
+        return
+    for topic, other in topics.items():
+        ends.load(other, {tp.partition: o for tp, o in got.items() if tp.topic == topic})
