@@ -237,8 +237,11 @@ class CausalGate(Generic[T]):
         return moved
 
     def expire(self, cutoff_ms: int) -> tuple[list[Unit[T]], list[Unit[T]]]:
-        """Take out every head that arrived at or before ``cutoff_ms`` and still waits
-        for a dependency, with the heads behind it that arrived by then too.
+        """Take out the heads that arrived at or before ``cutoff_ms`` and still wait for
+        a dependency, in rounds: each round takes one head per such stream whose wait is
+        for no other blocked stream, and releases what that lets through (an event that
+        waits for a position behind another stream's stuck head is let through once that
+        head goes); the next round looks again.
 
         Returns ``(expired, released)``: the units taken out (the caller dead-letters
         them; the frontier does not pass them) and the units their removal released, in
@@ -246,25 +249,29 @@ class CausalGate(Generic[T]):
         """
         expired: list[Unit[T]] = []
         released: list[Unit[T]] = []
-        advanced: list[Stream] = []
-        for stream in [s for s, q in self._queues.items() if q[0].arrived_ms <= cutoff_ms]:
-            queue = self._queues.get(stream)
-            took = False
-            while queue and queue[0].arrived_ms <= cutoff_ms and self._first_missing(queue[0]):
+        queues = self._queues
+        while True:
+            old = [s for s, q in queues.items() if q[0].arrived_ms <= cutoff_ms]
+            if not old:
+                return expired, released
+            # a head that waits for another blocked stream may be let through when that
+            # stream's stuck head goes: take only heads that wait for no blocked stream
+            # (when every one does, the waits form a cycle: take the oldest)
+            stuck = [s for s in old if not any(w in queues for w in self._missing(queues[s][0]))]
+            if not stuck:
+                stuck = [min(old, key=lambda s: queues[s][0].arrived_ms)]
+            for stream in stuck:
+                queue = self._queues[stream]
                 unit = queue.popleft()
                 self._pending -= 1
                 self._pending_bytes -= self._size(unit)
                 expired.append(unit)
-                took = True
-            if not took or queue is None:
-                continue  # released meanwhile by an earlier stream's cascade
-            if not queue:
-                del self._queues[stream]
-            else:
+                if not queue:
+                    del self._queues[stream]
+            for stream in stuck:
                 self._drain(stream, released)
-            advanced.append(stream)  # what waits on it may pass its new head now
-        self._cascade(advanced, released)
-        return expired, released
+            # what waits on these streams may pass their new heads now
+            self._cascade(list(stuck), released)
 
     def snapshot(self) -> object:
         """The gate's state, to :meth:`restore` if the batch offered since fails."""

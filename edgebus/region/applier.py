@@ -26,6 +26,7 @@ crash the buffered records are read again (the frontier drops what was applied).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,13 @@ class BatchApplier:
                     record,
                     f"increment would take {key!r:.80} beyond 64-bit integers; counters are "
                     "limited to -2**63 .. 2**63-1 (reset it with a set, or use a float)",
+                ))
+                continue
+            if type(value) is float and not math.isfinite(value):
+                result.dead.append(DeadLetter(
+                    record,
+                    f"increment would take {key!r:.80} to {value}, which JSON cannot hold; "
+                    "counters stay finite (reset it with a set)",
                 ))
                 continue
             if applied.drop_before is not None:

@@ -33,6 +33,7 @@ from edgebus.wire.headers import (
     H_PLACEMENT,
     H_SCHEMA,
 )
+from edgebus.wire.payload_depth import MAX_PAYLOAD_DEPTH, too_deep
 from edgebus.wire.schema_registry import RegisteredSchema, default_registry
 from edgebus.wire.single_object import MAGIC, decode_single_object, encode_single_object
 
@@ -78,6 +79,11 @@ def encode_payload(payload: Any) -> bytes | None:
             f"data is not JSON: {e}. Pass dicts with string keys, lists, strings, finite "
             "numbers (integers within 64 bits), booleans and None only."
         ) from e
+    if too_deep(payload, len(encoded)):
+        raise InvalidInput(
+            f"data nests deeper than {MAX_PAYLOAD_DEPTH} levels (lists and objects within "
+            "each other): flatten it"
+        )
     # orjson writes NaN and infinities as null: look for them only when a null appears
     if b"null" in encoded and _has_non_finite(payload):
         raise InvalidInput(
@@ -354,11 +360,14 @@ def decode_event(value: bytes | None) -> EventEnvelope:
     _, record = decode_single_object(value, registry, registry.latest(EVENT_SCHEMA))
     try:
         payload_json = record["payload_json"]
+        payload = None if payload_json is None else orjson.loads(payload_json)
+        if too_deep(payload, len(payload_json or "")):
+            raise ValueError(f"payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")
         return EventEnvelope(
             event_id=record["event_id"],
             key=record["key"],
             operation=Operation[record["operation"]],
-            payload=None if payload_json is None else orjson.loads(payload_json),
+            payload=payload,
             origin_region=record["origin_region"],
             placement=tuple(record["placement"]),
             classification=tuple(record["classification"]),

@@ -26,6 +26,7 @@ from edgebus.core.envelope import MAX_KEY_BYTES, Operation
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.errors import DecodeError
 from edgebus.wire.event_writer import IMPLEMENTED_FINGERPRINT
+from edgebus.wire.payload_depth import MAX_PAYLOAD_DEPTH, too_deep
 
 __all__ = ["ReadEvent", "read_event"]
 
@@ -156,6 +157,8 @@ def read_event(value: bytes | None) -> ReadEvent:
             if length < 0 or end > len(value):
                 raise _Corrupt("payload runs past the end")
             payload = orjson.loads(value[pos:end])
+            if too_deep(payload, length):
+                raise _Corrupt(f"payload nests deeper than {MAX_PAYLOAD_DEPTH} levels")
             pos = end
         elif branch != 0:
             raise _Corrupt(f"payload_json union branch {branch}")

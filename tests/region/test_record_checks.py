@@ -182,3 +182,15 @@ async def test_the_causal_buffer_counts_the_bytes_of_what_it_holds(store: Store)
     gate = a.current_gate
     assert gate is not None and gate.pending == 1
     assert gate.pending_bytes >= 5000
+
+
+async def test_an_increment_that_overflows_a_float_is_a_dead_letter_and_the_value_stays(
+    store: Store,
+) -> None:
+    result = await apply_and_commit(BatchApplier(EU, RULES, store), store, [
+        record(EU, 0, "f", 1.7e308, op=Operation.INCREMENT),
+        record(EU, 1, "f", 1.7e308, op=Operation.INCREMENT),
+    ])
+    [dead] = result.dead
+    assert dead.record.offset == 1 and "which JSON cannot hold" in dead.reason
+    assert (await store.get("f")).value == 1.7e308  # type: ignore[union-attr]

@@ -191,3 +191,27 @@ def test_restoring_a_snapshot_undoes_what_was_offered_since() -> None:
     assert gate.blocked() == {("eu", 1): (0, {("us", 0): 9})}
     assert (gate.pending, gate.pending_bytes) == (1, 10)
     assert items(gate.offer(timed("us", 0, 9, None, 0))) == ["us:0:9", "eu:1:0"]
+
+
+def test_an_event_behind_a_stuck_head_that_waits_for_another_stuck_stream_is_not_expired() -> (
+    None
+):
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(timed("us", 0, 0, {("eu", 0): 2**40}, 0))  # forged, stuck
+    gate.offer(timed("us", 1, 0, {("eu", 0): 2**40}, 0))  # forged, stuck
+    gate.offer(timed("us", 1, 1, None, 1))  # a real write ...
+    gate.offer(timed("us", 0, 1, {("us", 1): 1}, 2))  # ... and one that read it
+    expired, released = gate.expire(10)
+    assert sorted(items(expired)) == ["us:0:0", "us:1:0"]
+    assert sorted(items(released)) == ["us:0:1", "us:1:1"]
+    assert gate.pending == 0
+
+
+def test_a_head_that_waits_for_a_position_behind_another_stuck_head_is_not_expired() -> None:
+    gate: CausalGate[str] = CausalGate()
+    gate.offer(timed("us", 2, 30, {("eu", 2): 2**40}, 0))  # forged, stuck
+    gate.offer(timed("us", 2, 31, None, 1))  # a real write behind it ...
+    gate.offer(timed("us", 0, 25, {("us", 2): 31}, 2))  # ... and one that read it
+    expired, released = gate.expire(10)
+    assert items(expired) == ["us:2:30"]
+    assert items(released) == ["us:2:31", "us:0:25"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -92,3 +93,40 @@ def test_invalid_envelope_is_a_decode_error_naming_the_problem(
                           HLCTimestamp(1, 0), VectorClock.empty(), None).value
     with pytest.raises(DecodeError, match=problem):
         read_event(value)
+
+
+@pytest.mark.parametrize("depth", [251, 300, 1000])
+def test_a_payload_nested_deeper_than_the_stores_can_write_is_refused_by_both_readers(
+    depth: int,
+) -> None:
+    from edgebus.wire.event_codec import decode_event
+
+    value = _event_with_payload(b"[" * depth + b"]" * depth)
+    with pytest.raises(DecodeError, match="deeper than 250 levels"):
+        read_event(value)
+    with pytest.raises(DecodeError, match="deeper than 250 levels"):
+        decode_event(value)
+
+
+def test_a_payload_250_levels_deep_is_read_and_a_deeper_one_cannot_be_written() -> None:
+    from edgebus.errors import InvalidInput
+    from edgebus.wire.event_codec import encode_payload
+
+    assert read_event(_event_with_payload(b"[" * 250 + b"]" * 250)).payload is not None
+    nested: Any = []
+    for _ in range(251):
+        nested = [nested]
+    with pytest.raises(InvalidInput, match="deeper than 250 levels"):
+        encode_payload(nested)
+
+
+def _event_with_payload(payload_json: bytes) -> bytes:
+    from edgebus.core.envelope import Operation, new_event_id
+    from edgebus.core.hlc import HLCTimestamp
+    from edgebus.core.vector_clock import VectorClock
+    from edgebus.wire.event_codec import encode_fields
+
+    return encode_fields(
+        new_event_id(), "k", Operation.SET, payload_json, "us-east-1", ("us-east-1",),
+        ("public",), HLCTimestamp(1, 0), VectorClock(), "test",
+    ).value
