@@ -326,10 +326,23 @@ class EdgeConfig(_Section):
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> EdgeConfig:
-        """Validate a plain dict; unknown keys and bad values raise ConfigError."""
+        """Validate a plain dict; unknown keys, bad values and structures nested deeper
+        than MAX_CONFIG_DEPTH raise ConfigError."""
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(
+                "edge_config must be a mapping (a JSON object, a TOML table), got "
+                f"{type(data).__name__}"
+            )
+        _check_depth(data or {})
         data = dict(data or {})
         if "edge_config" in data and len(data) == 1:
-            data = dict(data["edge_config"])
+            inner = data["edge_config"]
+            if not isinstance(inner, Mapping):
+                raise ConfigError(
+                    "edge_config must be a mapping (a JSON object, a TOML table), got "
+                    f"{type(inner).__name__}"
+                )
+            data = dict(inner)
         _check_keys(data, cls, "")
         try:
             return cls.model_validate(data)
@@ -340,6 +353,32 @@ class EdgeConfig(_Section):
                 for err in e.errors()
             )
             raise ConfigError(f"Invalid edge_config: {problems}. Fix these values.") from e
+
+
+#: the deepest nesting of objects and arrays a config may hold (a real one needs 4)
+MAX_CONFIG_DEPTH = 64
+#: the largest config file read
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+def _check_depth(data: Any, where: str = "edge_config") -> None:
+    """ConfigError if ``data`` nests mappings and lists deeper than MAX_CONFIG_DEPTH
+    (walked iteratively: no recursion, and a self-referencing dict ends the walk)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children: Any = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                f"{where} is nested deeper than {MAX_CONFIG_DEPTH} levels (objects and "
+                "arrays within each other): an edge_config needs a few; fix the file"
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 def load_config(source: EdgeConfig | Mapping[str, Any] | str | Path | None = None) -> EdgeConfig:
@@ -356,21 +395,35 @@ def load_config(source: EdgeConfig | Mapping[str, Any] | str | Path | None = Non
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(
-            f"Cannot read config file {path}: {e.strerror}. Pass --config with an existing "
-            f"JSON or TOML file, or unset {ENV_CONFIG}."
+            f"Cannot read config file {path}: {e.strerror or e}. Pass --config with an "
+            f"existing JSON or TOML file, or unset {ENV_CONFIG}."
         ) from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"Config file {path} is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB: "
+            "not an edge_config; pass the right file"
+        )
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
     try:
-        if path.suffix.lower() == ".toml":
-            data: Any = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"Config file {path} is not valid {path.suffix or 'JSON'}: {e}") from e
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Config file {path} is not UTF-8 text: {e}") from None
+    try:
+        data: Any = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except RecursionError:
+        raise ConfigError(
+            f"Config file {path} is nested deeper than {MAX_CONFIG_DEPTH} levels (objects "
+            "and arrays within each other): an edge_config needs a few; fix the file"
+        ) from None
+    except ValueError as e:  # JSONDecodeError, TOMLDecodeError, an over-long number
+        raise ConfigError(f"Config file {path} is not valid {kind}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold an object (the edge_config)")
+    _check_depth(data, f"Config file {path}")
     return data
 
 

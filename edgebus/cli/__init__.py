@@ -1,13 +1,29 @@
-"""The ``edgebus`` command line: one module per command group, a global ``--json``."""
+"""The ``edgebus`` command line: one module per command group, a global ``--json``.
+
+Whatever fails, the command prints one line and exits non-zero, never a traceback: a
+command's own errors are reported by :func:`~edgebus.cli._runner.run_command`; what
+fails around it (a usage error, an option typer cannot parse, an error outside a
+command's body) by the root group :class:`_Edgebus`: ``error: <message>`` on stderr
+(one JSON document on stdout with ``--json``), exit 2 for usage errors, the error's
+exit code for an :class:`~edgebus.errors.EdgebusError`, 1 for anything unexpected
+(``EDGEBUS_DEBUG=1`` shows its traceback instead).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from edgebus.cli import bench, coordinator, dlq, kafka, region, saga, state
+from edgebus.cli._output import debugging, fail, internal_error
 from edgebus.cli.demo import demo
 from edgebus.cli.discover import discover
 from edgebus.cli.import_ import import_
@@ -16,11 +32,53 @@ from edgebus.cli.replay import replay, verify
 from edgebus.cli.status import status
 from edgebus.cli.tail import tail
 from edgebus.cli.write import write
+from edgebus.errors import EdgebusError
 
 __all__ = ["app", "main"]
 
+
+class _Edgebus(TyperGroup):
+    """The root group: every failure that reaches it becomes one line and an exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        extra["windows_expand_args"] = windows_expand_args
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        as_json = "--json" in argv
+        try:
+            code = super().main(argv, prog_name, complete_var, False, **extra)
+        except TyperException as e:  # typer's (click's) usage errors and the like
+            if type(e).__name__ == "NoArgsIsHelpError":
+                sys.exit(e.exit_code)  # typer printed the help already
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            exit_code = fail(as_json, e.format_message() + hint, e.exit_code).exit_code
+            raise SystemExit(exit_code) from None
+        except typer.Abort:
+            raise SystemExit(fail(as_json, "aborted", 1).exit_code) from None
+        except EdgebusError as e:
+            raise SystemExit(fail(as_json, e).exit_code) from None
+        except BrokenPipeError:
+            sys.exit(1)  # stdout closed (`edgebus ... | head`): nothing more to say
+        except (Exception, asyncio.CancelledError) as e:
+            if debugging():
+                raise
+            raise SystemExit(fail(as_json, internal_error(e), 1).exit_code) from None
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="edgebus",
+    cls=_Edgebus,
     help="Geo-distributed, compliance-aware data on Apache Kafka.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -59,7 +117,14 @@ def main() -> None:
     turns on timestamped logs on stderr; by default only warnings are printed."""
     level = os.environ.get("EDGEBUS_LOG_LEVEL")
     if level:
-        logging.basicConfig(
-            level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
+        try:
+            logging.basicConfig(
+                level=level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+            )
+        except ValueError:
+            raise SystemExit(fail(
+                "--json" in sys.argv[1:],
+                f"EDGEBUS_LOG_LEVEL={level[:40]!r} is not a log level: use DEBUG, INFO, "
+                "WARNING or ERROR (or unset it)", 2,
+            ).exit_code) from None
     app()

@@ -19,8 +19,11 @@ printed as it went (``tail``, ``region run``).
 
 An :class:`~edgebus.errors.EdgebusError` is reported by :func:`~edgebus.cli._output.fail`
 (one JSON document on stdout in JSON mode, red text on stderr otherwise) with its exit
-code; an :class:`OptionError` the same way, with exit code 1. Commands that run until
-stopped pass ``interrupts=UNTIL_CTRL_C``: Ctrl-C ends them with exit 130, no traceback.
+code; an :class:`OptionError` the same way, with exit code 1; any other exception (one
+edgebus did not expect, the renderer's included) as one line ``internal error: <type>:
+<message>`` with exit code 1 (``EDGEBUS_DEBUG=1`` lets it through, traceback and all).
+Commands that run until stopped pass ``interrupts=UNTIL_CTRL_C``: Ctrl-C ends them with
+exit 130, no traceback.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ from types import MappingProxyType
 from typing import Any
 
 import typer
+from typer.exceptions import TyperException
 
 from edgebus.cli._common import load_cli_config
-from edgebus.cli._output import emit, fail, json_mode
+from edgebus.cli._output import debugging, emit, fail, internal_error, json_mode
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
 
@@ -117,19 +121,23 @@ def run_command(
     call = Call(json_mode(ctx, as_json), config, tuple(r for r in regions if r is not None))
     try:
         outcome = _outcome(body, call)
+        if outcome is None:
+            return
+        reply = outcome if isinstance(outcome, Reply) else Reply(outcome)
+        emit(call.as_json, reply.document, render)
     except EdgebusError as e:
         raise fail(call.as_json, e) from None
     except OptionError as e:
         raise fail(call.as_json, str(e)) from None
+    except (typer.Exit, typer.Abort, TyperException, BrokenPipeError):
+        raise  # typer's own ways out, and a closed stdout: the app's entry point reports
     except BaseException as e:
         for kind, code in interrupts.items():
             if isinstance(e, kind):
                 raise typer.Exit(code) from None
-        raise
-    if outcome is None:
-        return
-    reply = outcome if isinstance(outcome, Reply) else Reply(outcome)
-    emit(call.as_json, reply.document, render)
+        if not isinstance(e, Exception) or debugging():
+            raise
+        raise fail(call.as_json, internal_error(e), 1) from None
     if reply.exit_code:
         raise typer.Exit(reply.exit_code)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgebus.cli._common import ConfigOption, JsonOption, command_group, region_option
@@ -26,9 +27,8 @@ def list_(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Every dead letter of the region: position, key, stage and reason."""
+    """Every dead letter of the region: position, key, stage, reason (unreadable: invalid)."""
     from edgebus.kafka.dead_letters import list_dead_letters
-
 
     async def body(call: Call) -> Document:
         letters = await list_dead_letters(call.config, region)
@@ -49,9 +49,8 @@ def redrive(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Put dead letters back on edgebus.<region>.events (each applies at most once)."""
+    """Put dead letters back on edgebus.<region>.events (each record applies at most once)."""
     from edgebus.kafka.dead_letters import redrive as do_redrive
-
 
     async def body(call: Call) -> Document:
         cfg = call.config
@@ -66,28 +65,47 @@ def redrive(
 
 
 def _position(text: str) -> tuple[int, int]:
-    try:
-        partition, offset = text.split(":")
+    partition, _, offset = text.partition(":")
+    if (partition.isascii() and partition.isdigit() and offset.isascii() and offset.isdigit()
+            and len(partition) <= 10 and len(offset) <= 19):
         return int(partition), int(offset)
-    except ValueError:
-        raise InvalidInput(f"--offset {text!r} is not PARTITION:OFFSET (e.g. 0:12)") from None
+    raise InvalidInput(f"--offset {text[:40]!r} is not PARTITION:OFFSET (e.g. 0:12)")
 
 
 def _render_list(data: dict[str, Any]) -> None:
-    table = Table(title=f"dead letters of {data['region']}")
+    table = Table(title=f"dead letters of {escape(str(data['region']))}")
     for column in ("position", "key", "stage", "refused by", "when", "reason"):
         table.add_column(column)
     for d in data["dead_letters"]:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["time_ms"] / 1000))
-        table.add_row(f"{d['partition']}:{d['offset']}", str(d["key"]), d["stage"],
-                      d["refused_by"], when, d["reason"])
+        reason = d["reason"]
+        if d.get("reference"):
+            reason = f"[reference: {d.get('original_bytes')} bytes at {d.get('source')}] {reason}"
+        if d.get("invalid"):
+            reason += " (invalid: " + ", ".join(sorted(d["invalid"])) + ")"
+        table.add_row(
+            f"{d['partition']}:{d['offset']}", escape(str(d["key"])), _or_invalid(d["stage"]),
+            _or_invalid(d["refused_by"]), _when(d["time_ms"]), escape(reason),
+        )
     console.print(table)
+
+
+def _or_invalid(value: str | None) -> str:
+    return "(invalid)" if value is None else escape(value)
+
+
+def _when(time_ms: int | None) -> str:
+    if time_ms is None:
+        return "(invalid)"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time_ms / 1000))
+    except (OverflowError, OSError, ValueError):
+        return f"{time_ms} ms"
 
 
 def _render_redrive(data: dict[str, Any]) -> None:
     for r in data["results"]:
         where = f"{r['partition']}:{r['offset']}"
         if r["redriven"]:
-            console.print(f"redriven {where} -> {r['to']}")
+            console.print(f"redriven {where} -> {r['to']}", highlight=False)
         else:
-            console.print(f"[yellow]not redriven[/] {where}: {r['why']}")
+            console.print(f"[yellow]not redriven[/] {where}: {escape(r['why'])}", highlight=False)

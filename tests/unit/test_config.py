@@ -86,3 +86,63 @@ def test_missing_or_malformed_file_says_what_to_do(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid"):
         load_config(bad)
+
+
+def test_a_config_nested_deeper_than_64_levels_is_refused_without_recursion(
+    tmp_path: Path,
+) -> None:
+    deep = 100_000
+    cases = {
+        "deep.json": '{"discovery": ' + "[" * deep + "]" * deep + "}",
+        "deep-objects.json": '{"a": ' * deep + "1" + "}" * deep,
+        "just-past.json": '{"discovery": ' + "[" * 64 + "]" * 64 + "}",
+        "deep.toml": "a = " + "[" * deep + "]" * deep + "\n",
+        "dotted.toml": ".".join(["a"] * 5_000) + " = 1\n",
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match="nested deeper than 64 levels"):
+            load_config(path)
+    # 64 levels are fine as far as nesting goes (the key is refused for what it is)
+    fine = tmp_path / "fine.json"
+    fine.write_text('{"discovery": ' + "[" * 63 + "]" * 63 + "}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="discovery") as refused:
+        load_config(fine)
+    assert "nested deeper" not in str(refused.value)
+
+
+def test_a_mapping_nested_too_deep_or_cyclic_is_refused() -> None:
+    cyclic: dict[str, object] = {}
+    cyclic["discovery"] = cyclic
+    with pytest.raises(ConfigError, match="nested deeper than 64 levels"):
+        EdgeConfig.from_mapping(cyclic)
+    nested: object = []
+    for _ in range(1_000):
+        nested = [nested]
+    with pytest.raises(ConfigError, match="nested deeper than 64 levels"):
+        EdgeConfig.from_mapping({"discovery": {"locations": nested}})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        EdgeConfig.from_mapping({"edge_config": 5})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        EdgeConfig.from_mapping([1, 2])  # type: ignore[arg-type]
+
+
+def test_config_files_too_large_not_utf8_or_with_huge_numbers_are_refused(
+    tmp_path: Path,
+) -> None:
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:
+        f.write(b'{"debug": false' + b" " * (16 * 1024 * 1024) + b"}")
+    with pytest.raises(ConfigError, match="larger than 16 MiB"):
+        load_config(big)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(binary)
+    huge = tmp_path / "huge.json"
+    huge.write_text('{"kafka": {"partitions": ' + "9" * 10_000 + "}}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(huge)
+    with pytest.raises(ConfigError, match="Cannot read config file"):
+        load_config(tmp_path)  # a directory
