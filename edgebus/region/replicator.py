@@ -6,7 +6,9 @@ topics and copies to ``edgebus.B.events`` every event that
 
 - was *written* in that region (no ``eb-origin-pos`` header and ``eb-origin`` equal to
   the topic's region): copies of copies are never made, so an event is copied only
-  from its origin, once per placement region, and never back (no loops);
+  from its origin, once per placement region, and never back (no loops); a redriven
+  dead letter (``eb-redrive-of``) is not copied either: the other regions decided on
+  the original;
 - names B in its placement, in the headers and in the body alike;
 - compliance (B's rules, re-checked here) still allows in B.
 
@@ -47,7 +49,7 @@ from edgebus.config import EdgeConfig
 from edgebus.core.placement import ComplianceRules
 from edgebus.errors import EdgebusError
 from edgebus.kafka.clients import Consumer, Producer
-from edgebus.kafka.dead_letters import send_dead_letters
+from edgebus.kafka.dead_letters import H_REDRIVE_OF, send_dead_letters
 from edgebus.kafka.topics import events_topic
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
@@ -89,6 +91,10 @@ def copy_decision(
         return False, None  # a copy: only origins are copied from
     if H_TXN in headers:
         return False, None  # a strong commit: every participant writes its own
+    if H_REDRIVE_OF in headers:
+        # a dead letter put back into its own region: every other region decided on
+        # the original when it was copied (or refused), so a copy could apply it twice
+        return False, None
     origin, placement, classes = (headers.get(h) for h in (H_ORIGIN, H_PLACEMENT, H_CLASS))
     if H_WATERMARK in headers:  # the origin's heartbeat: every region gets it
         return origin is not None and origin.decode("ascii", "replace") == source_region, None

@@ -307,3 +307,9 @@ async def test_the_replicator_sends_no_watermark_for_copies_of_third_regions() -
     headers = await _copy([record(US, 0, "a", 1), third])
     assert [H_WATERMARK in h for h in headers] == [False]  # the copy, and nothing after
     assert await _copy([third]) == []
+
+
+def test_replicator_does_not_copy_a_redriven_dead_letter() -> None:
+    redriven = record(US, 5, "k", 1, op=Operation.INCREMENT, placement=(US, EU),
+                      extra_headers=[(H_REDRIVE_OF, b"0:3")])
+    assert copy_decision(redriven, US, EU, RULES) == (False, None)
