@@ -28,7 +28,7 @@ def list_(
     as_json: bool = JsonOption,
 ) -> None:
     """Every dead letter of the region: position, key, stage, reason (unreadable: invalid)."""
-    from edgebus.kafka.dead_letters import list_dead_letters
+    from edgebus.kafka.dead_letter_view import list_dead_letters
 
     async def body(call: Call) -> Document:
         letters = await list_dead_letters(call.config, region)
@@ -50,7 +50,7 @@ def redrive(
     as_json: bool = JsonOption,
 ) -> None:
     """Put dead letters back on edgebus.<region>.events (each record applies at most once)."""
-    from edgebus.kafka.dead_letters import redrive as do_redrive
+    from edgebus.kafka.redrive import redrive as do_redrive
 
     async def body(call: Call) -> Document:
         cfg = call.config

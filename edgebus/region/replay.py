@@ -27,7 +27,7 @@ from edgebus.errors import InvalidInput, StoreNotEmpty
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clients import Consumer, reader
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.dead_letters import list_dead_letters
+from edgebus.kafka.dead_letter_view import list_dead_letters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import BatchApplier

@@ -19,7 +19,7 @@ from aiokafka import ConsumerRecord
 from typer.testing import CliRunner
 
 from edgebus.cli import app
-from edgebus.kafka import dead_letters
+from edgebus.kafka import dead_letter_view
 from tests.conftest import run_cli
 
 DEEP = 100_000
@@ -120,7 +120,7 @@ def test_an_unexpected_error_is_one_line_unless_edgebus_debug(
     async def broken(config: Any, region: str) -> Any:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(dead_letters, "list_dead_letters", broken)
+    monkeypatch.setattr(dead_letter_view, "list_dead_letters", broken)
     line = assert_one_line(invoke("dlq", "list", "--region", "us-east-1"), 1,
                            "internal error: RuntimeError: boom second line",
                            "EDGEBUS_DEBUG=1")
@@ -151,9 +151,9 @@ def test_a_listing_of_forged_letters_prints_invalid_fields(
     ]
 
     async def listing(config: Any, region: str) -> Any:
-        return [dead_letters.decode_dead_letter(r) for r in letters]
+        return [dead_letter_view.decode_dead_letter(r) for r in letters]
 
-    monkeypatch.setattr(dead_letters, "list_dead_letters", listing)
+    monkeypatch.setattr(dead_letter_view, "list_dead_letters", listing)
     result = invoke("dlq", "list", "--region", "us-east-1")
     assert result.exit_code == 0, (result.output, result.exception)
     assert "(invalid)" in result.stdout and "\x1b" not in result.stdout

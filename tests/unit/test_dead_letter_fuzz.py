@@ -28,6 +28,8 @@ from hypothesis import strategies as st
 
 from edgebus.errors import DecodeError
 from edgebus.kafka import dead_letters as dl
+from edgebus.kafka import redrive as rd
+from edgebus.kafka.dead_letter_view import DeadLetterView, decode_dead_letter
 from edgebus.kafka.dead_letters import (
     DLQ_HEADERS,
     H_DLQ_DIGEST,
@@ -40,11 +42,9 @@ from edgebus.kafka.dead_letters import (
     H_REDRIVE_OF,
     MAX_KEPT_HEADER_BYTES,
     MAX_LETTER_BYTES,
-    DeadLetterView,
     build_letter,
-    decode_dead_letter,
-    plan_redrive,
 )
+from edgebus.kafka.redrive import RedrivePlan, plan_redrive
 from edgebus.wire.commit_log import H_SAGA
 from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN
 from edgebus.wire.state_log import H_STATE
@@ -84,10 +84,10 @@ def record(
 
 
 def test_the_control_header_names_are_those_of_edgebus_wire() -> None:
-    """dead_letters may not import edgebus.wire (a sibling layer): the names it strips
-    on redrive must still be the wire's."""
-    assert (dl._H_ORIGIN_POS, dl._H_TXN, dl._H_WATERMARK) == (H_ORIGIN_POS, H_TXN, H_WATERMARK)
-    assert {H_SAGA, H_STATE} == dl._NOT_EVENT_HEADERS
+    """edgebus.kafka.redrive may not import edgebus.wire (a sibling layer): the names it
+    strips on redrive must still be the wire's."""
+    assert (rd._H_ORIGIN_POS, rd._H_TXN, rd._H_WATERMARK) == (H_ORIGIN_POS, H_TXN, H_WATERMARK)
+    assert {H_SAGA, H_STATE} == rd._NOT_EVENT_HEADERS
     assert all(h.startswith("eb-dlq-") for h in DLQ_HEADERS)
 
 
@@ -227,7 +227,7 @@ def letter_of(
                                      value=value))
 
 
-def plan(*letters: DeadLetterView, selected: Any = None) -> list[dl.RedrivePlan]:
+def plan(*letters: DeadLetterView, selected: Any = None) -> list[RedrivePlan]:
     return plan_redrive(list(letters), REGION, REGIONS, 6, selected)
 
 
