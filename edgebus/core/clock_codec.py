@@ -170,6 +170,9 @@ def _set_count(out: list[int], at: int, count: int) -> None:
 #: clock then holds the same str (its hash computed once)
 _NAMES: dict[bytes, str] = {}
 _NAMES_LIMIT = 1024
+#: the longest name remembered (a region name is part of topic names, at most 249
+#: characters): hostile clocks full of long names cannot make the cache hold much
+_NAME_BYTES_LIMIT = 255
 
 
 def decode_entries(data: bytes) -> dict[_Key, int]:
@@ -236,9 +239,10 @@ def _region_name(raw: bytes, pos: int, size: int) -> str:
     except UnicodeDecodeError as exc:
         reason = f"region name is not valid UTF-8 ({exc.reason})"
         raise _error(reason, pos, size) from None
-    if len(_NAMES) >= _NAMES_LIMIT:
-        _NAMES.clear()
-    _NAMES[raw] = region
+    if len(raw) <= _NAME_BYTES_LIMIT:
+        if len(_NAMES) >= _NAMES_LIMIT:
+            _NAMES.clear()
+        _NAMES[raw] = region
     return region
 
 

@@ -99,11 +99,14 @@ class HLCTimestamp(NamedTuple):
 
     @classmethod
     def decode(cls, data: bytes | bytearray | memoryview) -> HLCTimestamp:
-        """Parse :meth:`encode`'s 8 bytes; :class:`~edgebus.errors.DecodeError` otherwise."""
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise DecodeError(
-                f"Cannot decode HLC timestamp: expected 8 bytes, got {type(data).__name__}."
-            )
+        """Parse :meth:`encode`'s 8 bytes; :class:`~edgebus.errors.DecodeError` otherwise
+        (any 8 bytes are a timestamp: ``wall_ms`` below ``2**48``, ``logical`` 16 bits)."""
+        if type(data) is not bytes:
+            if not isinstance(data, bytes | bytearray | memoryview):
+                raise DecodeError(
+                    f"Cannot decode HLC timestamp: expected 8 bytes, got {type(data).__name__}."
+                )
+            data = bytes(data)  # (the length of a memoryview counts its items, not bytes)
         if len(data) != 8:
             raise DecodeError(
                 f"Cannot decode HLC timestamp: expected exactly 8 bytes, got {len(data)}. "

@@ -1,15 +1,18 @@
 """Reading a region from any process: find its service, ask its query endpoint.
 
 A region service announces ``{"region", "url", "pid", "host", "store", "started_ms"}``
-(JSON, key ``query``) on the compacted topic ``edgebus.<R>.service`` of the region's
-cluster. :class:`RegionClient` reads the newest announcement, then talks HTTP to it
-(:mod:`edgebus.server.query`); a service in the same process is called directly.
+(JSON, key ``query``; :mod:`edgebus.wire.announcement`) on the compacted topic
+``edgebus.<R>.service`` of the region's cluster. :class:`RegionClient` reads the newest
+announcement of that region, then talks HTTP to it (:mod:`edgebus.server.query`); a
+service in the same process is called directly. An announcement that does not decode,
+or names another region, is skipped with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 from urllib.parse import quote
@@ -19,13 +22,16 @@ import orjson
 
 from edgebus.config import EdgeConfig
 from edgebus.core.freshness import ReadRequest
-from edgebus.errors import RegionUnavailable, UnknownRegion
+from edgebus.errors import DecodeError, RegionUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import service_topic
 from edgebus.server.registry import embedded
+from edgebus.wire.announcement import ANNOUNCEMENT_KEY, decode_announcement
 
 __all__ = ["RegionClient"]
+
+log = logging.getLogger("edgebus.edge")
 
 #: how long a found endpoint is trusted before the announcement topic is read again (in
 #: the background: reads keep using the known endpoint meanwhile)
@@ -119,8 +125,24 @@ class RegionClient:
         )
         url = None
         for record in records:
-            if record.key == b"query" and record.value:
-                url = orjson.loads(record.value).get("url")
+            if record.key != ANNOUNCEMENT_KEY or not record.value:
+                continue  # another record, or a tombstone (nothing announced)
+            try:
+                announcement = decode_announcement(record.value)
+            except DecodeError as e:
+                log.warning(
+                    "%s: skipped the service announcement at partition %s offset %s of %s: %s",
+                    region, record.partition, record.offset, service_topic(region), e,
+                )
+                continue
+            if announcement.region != region:
+                log.warning(
+                    "%s: skipped the service announcement at partition %s offset %s of %s: "
+                    "it announces region %r", region, record.partition, record.offset,
+                    service_topic(region), announcement.region[:80],
+                )
+                continue
+            url = announcement.url
         if not url:
             raise RegionUnavailable(
                 f"No region service has announced itself for {region} (topic "
@@ -149,7 +171,12 @@ class RegionClient:
                     method, url + path, params=params, timeout=timeout
                 ) as response:
                     body = await response.read()
-                    data: dict[str, Any] = orjson.loads(body)
+                    data = _json_object(body)
+                    if data is None:  # not an edgebus query endpoint
+                        raise RegionUnavailable(
+                            f"{region} service at {url} answered {response.status} with "
+                            f"something other than a JSON object: {body[:200]!r}"
+                        )
                     if response.status == 409 and data.get("served") is False:
                         return data  # not fresh enough in time: the caller decides
                     if response.status >= 400:
@@ -166,3 +193,12 @@ class RegionClient:
                         "still running? Start it again."
                     ) from e
         raise AssertionError("unreachable")
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` as a JSON object, or None if it is not one."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None

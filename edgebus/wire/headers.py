@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from edgebus.core.hlc import HLCTimestamp
-from edgebus.core.vector_clock import Position, VectorClock
+from edgebus.core.vector_clock import MAX_OFFSET, MAX_PARTITION, Position, VectorClock
 from edgebus.errors import DecodeError
 
 __all__ = [
@@ -47,43 +47,73 @@ def format_position(position: Position) -> bytes:
     return f"{position.region}:{position.partition}:{position.offset}".encode("ascii")
 
 
+#: the headers edgebus writes, each always with a value
+_OWN = frozenset(
+    (H_SCHEMA, H_EVENT_ID, H_ORIGIN, H_OP, H_PLACEMENT, H_CLASS, H_HLC, H_DEPS, H_ORIGIN_POS,
+     H_TXN)
+)
+
+
 #: the longest ``eb-origin-pos`` header read (a region name, a partition, an offset)
 _MAX_POSITION_BYTES = 300
 
 
 def parse_position(raw: bytes) -> Position:
-    """Inverse of :func:`format_position`; a partition outside 0..2**31-1 or an offset
-    outside Kafka's 0..2**63-1 is a DecodeError (stored, it would fail every commit)."""
+    """Inverse of :func:`format_position`; DecodeError for anything else: a partition
+    or offset that is not plain decimal digits, a partition outside 0..2**31-1 or an
+    offset outside Kafka's 0..2**63-1 (stored, it would fail every commit), an empty or
+    non-ASCII region, over 300 bytes, or no bytes at all."""
     try:
         if len(raw) > _MAX_POSITION_BYTES:
             raise ValueError(f"longer than {_MAX_POSITION_BYTES} bytes")
-        region, partition_text, offset_text = raw.decode("ascii").rsplit(":", 2)
+        region, partition_text, offset_text = raw.rsplit(b":", 2)
+        # int() alone would also take signs, spaces and underscores
+        if not (partition_text.isdigit() and offset_text.isdigit()):
+            raise ValueError("partition and offset must be decimal digits")
         partition, offset = int(partition_text), int(offset_text)
-        if not region or not 0 <= partition < 2**31 or not 0 <= offset < 2**63:
+        if not region or partition > MAX_PARTITION or offset > MAX_OFFSET:
             raise ValueError("region empty, or partition or offset out of Kafka's range")
-        return Position(region, partition, offset)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise DecodeError(f"Bad {H_ORIGIN_POS} header {raw[:80]!r}: {e}") from e
+        return Position(region.decode("ascii"), partition, offset)
+    except (TypeError, AttributeError, UnicodeDecodeError, ValueError) as e:
+        raise DecodeError(f"Bad {H_ORIGIN_POS} header {_preview(raw)}: {e}") from e
 
 
-def decode_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, Any]:
-    """Headers as plain values: lists for sets, dicts for clocks, ints for fingerprints."""
+def decode_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, Any]:
+    """Headers as plain values: lists for sets, dicts for clocks, ints for fingerprints.
+
+    DecodeError naming the header if one of edgebus's own does not hold what edgebus
+    writes there; any other header's value is shown as text (``None`` if it has none).
+    """
     out: dict[str, Any] = {}
     for name, raw in headers or ():
         value: Any
-        if name == H_SCHEMA:
-            value = raw[::-1].hex()
-        elif name == H_HLC:
-            ts = HLCTimestamp.decode(raw)
-            value = {"wall_ms": ts.wall_ms, "logical": ts.logical}
-        elif name == H_DEPS:
-            value = VectorClock.decode(raw).to_json()
-        elif name in (H_PLACEMENT, H_CLASS):
-            value = _split(raw)
-        elif name == H_ORIGIN_POS:
-            value = parse_position(raw)._asdict()
-        else:
-            value = raw.decode("utf-8", "backslashreplace")
+        if type(raw) is not bytes:
+            if raw is not None and not isinstance(raw, bytes | bytearray | memoryview):
+                raise DecodeError(f"Bad {name!r:.80} header: its value is a "
+                                  f"{type(raw).__name__}, not bytes")
+            if raw is None and name in _OWN:
+                raise DecodeError(f"Bad {name} header: it has no value")
+            raw = None if raw is None else bytes(raw)
+        try:
+            if raw is None:
+                value = None
+            elif name == H_SCHEMA:
+                value = raw[::-1].hex()
+            elif name == H_HLC:
+                ts = HLCTimestamp.decode(raw)
+                value = {"wall_ms": ts.wall_ms, "logical": ts.logical}
+            elif name == H_DEPS:
+                value = VectorClock.decode(raw).to_json()
+            elif name in (H_PLACEMENT, H_CLASS):
+                value = _split(raw)
+            elif name == H_ORIGIN_POS:
+                value = parse_position(raw)._asdict()
+            else:
+                value = raw.decode("utf-8", "backslashreplace")
+        except DecodeError as e:
+            if name == H_ORIGIN_POS:
+                raise
+            raise DecodeError(f"Bad {name} header: {e}") from None
         out[name] = value
     return out
 
@@ -91,3 +121,10 @@ def decode_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, Any
 def _split(raw: bytes) -> Sequence[str]:
     text = raw.decode("ascii", "backslashreplace")
     return text.split(",") if text else []
+
+
+def _preview(raw: object) -> str:
+    """The start of a header value, for an error message."""
+    if isinstance(raw, bytes | bytearray):
+        return repr(bytes(raw[:80]))
+    return f"of type {type(raw).__name__}"

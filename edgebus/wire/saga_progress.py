@@ -14,6 +14,7 @@ Step results and the saga's input travel as JSON text: they must be JSON-able.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -225,9 +226,22 @@ def _required(raw: dict[str, Any], field: str) -> Any:
 
 
 def _json(text: str, field: str, saga_id: str) -> Any:
+    """JSON as :func:`to_json_text` writes it: finite numbers only."""
     try:
-        return json.loads(text)
-    except ValueError as e:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as e:
+        reason = "it nests too deeply" if isinstance(e, RecursionError) else str(e)
         raise DecodeError(
-            f"saga progress record of saga {saga_id!r}: {field} is not valid JSON ({e})"
-        ) from e
+            f"saga progress record of saga {saga_id!r}: {field} is not valid JSON ({reason})"
+        ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is out of a double's range")
+    return number

@@ -11,6 +11,7 @@ keys, so equal values encode to equal bytes and an integer stays an integer.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from functools import cache
 from typing import Any, cast
@@ -263,14 +264,25 @@ def _as_written(part: Mapping[str, Any], *fields: str) -> dict[str, Any]:
 
 
 def _parse_json(text: str, field: str) -> Any:
+    """JSON as the encoder writes it: finite numbers only (the encoder refuses NaN and
+    the infinities, so ``NaN`` or ``1e400`` in a record is no value it wrote)."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except ValueError as e:
         raise ValueError(f"{field} is not valid JSON ({e})") from e
+    except RecursionError:
+        raise ValueError(f"{field} nests too deeply") from None
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is out of a double's range")
+    return number
 
 
 def _parse_optional_json(text: str | None, field: str) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, NamedTuple
 
+from edgebus.core.clock_codec import MAX_PARTITION
 from edgebus.errors import DecodeError
 from edgebus.wire.schema_registry import RegisteredSchema, default_registry
 from edgebus.wire.single_object import decode_single_object, encode_single_object
@@ -68,18 +69,23 @@ def encode_watermark(mark: Watermark) -> bytes:
 
 
 def decode_watermark(value: bytes | None) -> Watermark:
-    """Parse :func:`encode_watermark`'s bytes; DecodeError for anything else."""
+    """Parse :func:`encode_watermark`'s bytes; DecodeError for anything else (including
+    an unnamed region, a partition outside Kafka's 0..2**31-1 or a negative time)."""
     if not value:
         raise DecodeError("a watermark record has no value")
     writer, record = decode_single_object(value, default_registry())
     if writer.full_name != "io.edgebus.Watermark":
         raise DecodeError(f"an {H_WATERMARK} record holds a {writer.full_name}, not a Watermark")
-    return Watermark(
-        record["origin_region"],
-        record["partition"],
-        record["origin_time_ms"],
-        record["source"].lower(),
-    )
+    region = record["origin_region"]
+    partition = record["partition"]
+    time_ms = record["origin_time_ms"]
+    if not region or not 0 <= partition <= MAX_PARTITION or (time_ms is not None and time_ms < 0):
+        raise DecodeError(
+            f"a watermark of region {region!r:.80}, partition {partition}, origin time "
+            f"{time_ms} ms: the region must be named, the partition in 0..{MAX_PARTITION} "
+            "and the time 0 or more"
+        )
+    return Watermark(region, partition, time_ms, record["source"].lower())
 
 
 def is_watermark(record: Any) -> bool:

@@ -10,9 +10,6 @@ suite.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -25,45 +22,8 @@ from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import DecodeError
 from edgebus.wire.event_codec import encode_fields, encode_payload
 from edgebus.wire.event_reader import read_event
+from tests.unit.fuzzing import LIMIT_S, hostile_longs, time_limit, zigzag
 from tests.unit.test_event_reader import encoded_events, generic
-
-#: seconds one decode may take (a valid event takes microseconds)
-LIMIT_S = 2.0
-
-
-class Hang(Exception):
-    """A decode did not return within LIMIT_S."""
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise Hang(f"decode did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def zigzag(n: int) -> bytes:
-    """Avro's long encoding of ``n``."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while True:
-        byte = z & 0x7F
-        z >>= 7
-        if z:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-hostile_longs = st.sampled_from([-1, -2, -(2**62), 2**62, 2**63 - 1, -(2**63), 0, 1, 127, 10**9])
 
 
 @st.composite
