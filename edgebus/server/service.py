@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import TopicPartition
 
 from connectors import Store, by_url
@@ -55,12 +54,14 @@ from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service_topic
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
+from edgebus.region.record_checks import SourceEnds, load_source_ends
 from edgebus.region.replicator import Replicator
 from edgebus.region.store_check import ON_STORE_MISMATCH, OnStoreMismatch
 from edgebus.server import registry
 from edgebus.server.query import serve
 from edgebus.state.host import StateHost, default_state_db
 from edgebus.state.log import hosted_classes
+from edgebus.wire.announcement import ANNOUNCEMENT_KEY, Announcement, encode_announcement
 from edgebus.wire.headers import H_ORIGIN
 from edgebus.wire.watermark import H_WATERMARK, HEARTBEAT, Watermark, encode_watermark
 
@@ -151,6 +152,8 @@ class RegionService(Lifecycle):
         self._topic_region = {events_topic(r): r for r in self.config.regions}
         self._offset_consumers: dict[str, Consumer] = {}
         self._exit = contextlib.AsyncExitStack()  # the consumers above
+        #: other regions' topic ends: what origin positions are checked against
+        self.source_ends = SourceEnds()
 
     async def start(self) -> None:
         """Create topics, open the store, start consuming, serve and announce."""
@@ -169,9 +172,13 @@ class RegionService(Lifecycle):
         await self.store.open()
         try:
             producer = await self._producer(self.bootstrap)
+            # origin positions are checked against these from the first batch on
+            await load_source_ends(self.source_ends, self.config, self.clusters, self.region)
+            self._spawn(load_source_ends(self.source_ends, self.config, self.clusters,
+                                         self.region, retry_s=30.0), "source end offsets")
             self.materializer = Materializer(
                 self.region, self.config, self.bootstrap, self.store, producer,
-                self.on_store_mismatch,
+                self.on_store_mismatch, self.source_ends,
             )
             await self.materializer.start()
             self._spawn(self.materializer.run(), "materializer")
@@ -193,7 +200,7 @@ class RegionService(Lifecycle):
                         continue
                     replicator = Replicator(
                         self.region, sources, bootstrap, self.config, producer,
-                        await self._producer(bootstrap),
+                        await self._producer(bootstrap), self.source_ends,
                     )
                     await replicator.start()
                     self.replicators.append(replicator)
@@ -526,7 +533,9 @@ class RegionService(Lifecycle):
         blocked = list((gate.blocked() if gate else {}).items())[:10]
         return {
             "pending": gate.pending if gate else 0,
+            "pending_bytes": gate.pending_bytes if gate else 0,
             "bound": self.config.replication.max_causal_buffer,
+            "bound_bytes": self.config.replication.max_causal_buffer_bytes,
             "full": bool(m and m.buffer_full),
             "blocked": [
                 {"stream": f"{r}:{p}", "offset": o,
@@ -575,15 +584,15 @@ class RegionService(Lifecycle):
 
     async def _announce(self) -> None:
         producer = self._producers[self.bootstrap]
-        record = {
-            "region": self.region,
-            "url": self.url,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "store": self.store.url,
-            "started_ms": int(self.started_at * 1000),
-        }
+        announcement = Announcement(
+            region=self.region,
+            url=self.url or "",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            store=self.store.url,
+            started_ms=int(self.started_at * 1000),
+        )
         await producer.send_and_wait(
-            service_topic(self.region), orjson.dumps(record), key=b"query"
+            service_topic(self.region), encode_announcement(announcement), key=ANNOUNCEMENT_KEY
         )
 
