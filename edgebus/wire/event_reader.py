@@ -69,6 +69,8 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if shift > 70:
             raise _Corrupt("varint too long")
+    if n >> 64:
+        raise _Corrupt("varint beyond 64 bits")
     return (n >> 1) ^ -(n & 1), pos
 
 
@@ -169,6 +171,8 @@ def read_event(value: bytes | None) -> ReadEvent:
         logical, pos = _long(value, pos)
         pos = _skip_dependencies(value, pos)
         schema_version, pos = _long(value, pos)
+        if not -(2**31) <= schema_version < 2**31:
+            raise _Corrupt(f"schema_version {schema_version} is not a 32-bit int")
         branch, pos = _long(value, pos)
         writer = None
         if branch == 1:

@@ -133,3 +133,18 @@ def test_an_operation_its_payload_cannot_have_is_refused_by_both_readers(
     forged = value[:at] + zigzag(index) + value[at + 1:]
     fast, slow = decode_both(forged)
     assert isinstance(fast, DecodeError) and isinstance(slow, DecodeError)
+
+
+def test_a_varint_beyond_64_bits_and_a_schema_version_beyond_32_are_decode_errors() -> None:
+    value = encode_fields(
+        "0b7e4f2e-5b8f-4b0e-9d55-0c1c7a1c2f3a", "k", Operation.SET, encode_payload(1),
+        "eu-west-1", ("eu-west-1",), ("public",), HLCTimestamp(1, 0), VectorClock.empty(),
+        None,
+    ).value
+    # the tail is: dependencies (0), schema_version (2 -> 0x04), writer (0)
+    assert value[-3:] == b"\x00\x04\x00"
+    seventy_bits = b"\xff" * 9 + b"\x7f"
+    for forged_version in (zigzag(2**31), seventy_bits):
+        forged = value[:-2] + forged_version + value[-1:]
+        with pytest.raises(DecodeError):
+            read_event(forged)
