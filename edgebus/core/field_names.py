@@ -32,12 +32,16 @@ Decisions (conservative where a person may be identified):
   pseudonymous keys. Write such records with an explicit class or compliance zone.
 * Field names are tokenized as ASCII; other letters split tokens.
 
-Pure: no I/O, no clock, no logging. Tokens and rules are cached per name.
+Linear time in the length of a name (compounds are split by dynamic programming
+over at most ``_LONGEST_WORD`` characters ahead of each position). Nothing here is
+cached: :mod:`edgebus.core.classification` keeps a memo bounded in bytes, and refuses
+names over its length limit before they reach this module.
+
+Pure: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator, Mapping
 
@@ -242,24 +246,39 @@ def _singular(token: str) -> str | None:
 
 
 def _segment(word: str) -> tuple[str, ...] | None:
-    """Split an all-lower-case compound into known words (fewest pieces), or None."""
+    """Split an all-lower-case compound into known words (fewest pieces, preferring a
+    longer first piece), or None.
+
+    Linear in ``len(word)``: each position looks at most ``_LONGEST_WORD`` characters
+    ahead and keeps only a count and where its first piece ends; the pieces are read
+    back once at the end (keeping each position's whole split, as tuples, made a
+    220 KB name take half a minute).
+    """
     n = len(word)
-    # best[i] = fewest-piece split of word[i:], preferring a longer first piece
-    best: list[tuple[str, ...] | None] = [None] * (n + 1)
-    best[n] = ()
+    words, longest = _SEGMENT_WORDS, _LONGEST_WORD
+    # pieces[i]: fewest pieces word[i:] splits into (-1: it does not split);
+    # ends[i]: where the first of those pieces ends
+    pieces = [-1] * (n + 1)
+    ends = [0] * (n + 1)
+    pieces[n] = 0
     for i in range(n - 1, -1, -1):
-        for j in range(min(n, i + _LONGEST_WORD), i + 1, -1):
-            rest = best[j]
-            if rest is not None and word[i:j] in _SEGMENT_WORDS:
-                cand = (word[i:j], *rest)
-                current = best[i]
-                if current is None or len(cand) < len(current):
-                    best[i] = cand
-    found = best[0]
-    return found if found is not None and len(found) >= 2 else None
+        best = -1
+        for j in range(min(n, i + longest), i + 1, -1):
+            rest = pieces[j]
+            if rest >= 0 and (best < 0 or rest + 1 < best) and word[i:j] in words:
+                best = rest + 1
+                ends[i] = j
+        pieces[i] = best
+    if pieces[0] < 2:
+        return None
+    found: list[str] = []
+    i = 0
+    while i < n:
+        found.append(word[i : ends[i]])
+        i = ends[i]
+    return tuple(found)
 
 
-@functools.lru_cache(maxsize=4096)
 def field_tokens(name: str) -> tuple[str, ...]:
     """The lower-case tokens of a field name, compounds split and aliases applied."""
     raw = [t.lower() for t in _TOKEN_RE.findall(name)]
@@ -308,7 +327,6 @@ def _name_is_personal(tokens: tuple[str, ...]) -> bool:
 # ------------------------------------------------------------------------- rules
 
 
-@functools.lru_cache(maxsize=4096)
 def field_rules(name: str) -> tuple[tuple[str, str], ...]:
     """``(class, rule)`` pairs the field name alone triggers, in a fixed order: PHI
     rules, then PII, then financial, each rule once (``rule`` is

@@ -1,10 +1,12 @@
 """Eventual and causal writes: classify, place, stamp, encode, append.
 
-A write is classified (explicit class, field names, values), placed (compliance zones,
-preferred and excluded locations, replication factor, edge strategy), stamped (event
-id, hybrid logical clock, the session's causal dependencies), encoded (Avro
-single-object value plus routing headers) and appended to ``edgebus.<home>.events``
-with an idempotent producer and ``acks=all``. Nothing touches Kafka before the write is
+A write is checked for size (its JSON within ``kafka.max_batch_bytes``, before it is
+classified: a huge record costs one encoding, never a walk), classified (explicit
+class, field names, values), placed (compliance zones, preferred and excluded
+locations, replication factor, edge strategy), stamped (event id, hybrid logical
+clock, the session's causal dependencies), encoded (Avro single-object value plus
+routing headers) and appended to ``edgebus.<home>.events`` with an idempotent producer
+and ``acks=all``. Nothing touches Kafka before the write is
 known to be valid and compliant: a refused write changes nothing.
 
 Many concurrent writes share one producer per Kafka cluster and are batched by it
@@ -115,6 +117,8 @@ class Writer:
         self._routes: dict[tuple[Any, ...], Route] = {}
         # headers and record framing take the rest of a batch
         self._max_event_bytes = config.kafka.max_batch_bytes - 1024
+        self._max_field_name_chars = config.compliance.max_field_name_chars
+        self._classifier_cache_bytes = config.compliance.classifier_cache_bytes
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,17 +149,39 @@ class Writer:
     # ------------------------------------------------------------------ placement
 
     def plan(self, key: str, data: Any, options: WriteOptions) -> Route:
-        """Classify and place without writing."""
+        """Classify and place without writing (data a write would refuse for its size
+        is refused here too, before classification)."""
+        self._check_target(key, options)
+        payload_json = encode_payload(data)
+        if payload_json is not None and len(payload_json) > self._max_event_bytes:
+            raise self._too_large(key, len(payload_json), "data")
+        return self._place(key, data, options)
+
+    def _check_target(self, key: str, options: WriteOptions) -> None:
         if not isinstance(key, str) or not key:
             raise InvalidInput("key must be a non-empty string")
         region = options.region
         if region is not None and region not in self._regions:
             raise UnknownRegion(region, self.config.regions)
+
+    def _too_large(self, key: str, size: int, what: str) -> InvalidInput:
+        return InvalidInput(
+            f"{what} for key {key[:80]!r} is {size} bytes, over kafka.max_batch_bytes "
+            f"({self.config.kafka.max_batch_bytes}): store large blobs elsewhere and "
+            "write a reference, or raise kafka.max_batch_bytes (and the topics' "
+            "max.message.bytes)"
+        )
+
+    def _place(self, key: str, data: Any, options: WriteOptions) -> Route:
+        """Classify (field names over compliance.max_field_name_chars refused) and
+        place; the caller has checked the key, the region and the data's size."""
         found = classify(
             data,
             options.classification,
             default=self._rules.default_classification,
             known_classes=self._known_classes,
+            max_field_name_chars=self._max_field_name_chars,
+            cache_bytes=self._classifier_cache_bytes,
         )
         route = self._route(key, found.classes, options)
         if self._debug:
@@ -266,8 +292,12 @@ class Writer:
             (options.operation or _OP_SET) if options.conflict_resolution is None
             else self._operation(data, options)
         )
-        placement, classes, topic, encoding = self.plan(key, data, options)
+        self._check_target(key, options)
+        # the size first: a huge record is refused for one encoding, never walked
         payload_json = encode_payload(data)
+        if payload_json is not None and len(payload_json) > self._max_event_bytes:
+            raise self._too_large(key, len(payload_json), "data")
+        placement, classes, topic, encoding = self._place(key, data, options)
         deps = self.session.token
         if options.session is not None:
             deps = deps.merge(self.session.decode(options.session))
@@ -293,12 +323,7 @@ class Writer:
             )
         size = len(encoded.value) + len(encoded.key)
         if size > self._max_event_bytes:
-            raise InvalidInput(
-                f"event for key {key[:80]!r} is {size} bytes, over kafka.max_batch_bytes "
-                f"({self.config.kafka.max_batch_bytes}): store large blobs elsewhere and "
-                "write a reference, or raise kafka.max_batch_bytes (and the topics' "
-                "max.message.bytes)"
-            )
+            raise self._too_large(key, size, "event")
         return PreparedWrite(
             event_id, key, op, data, classes, hlc, encoded, topic, placement, deps, self.client_id
         )

@@ -23,7 +23,6 @@ import uuid
 from typing import Any, NamedTuple
 
 from edgebus.config import EdgeConfig
-from edgebus.core.classification import classify
 from edgebus.core.state_machine import StateOp, StateRequest, acknowledged, validate_request
 from edgebus.errors import (
     ComplianceViolation,
@@ -34,6 +33,7 @@ from edgebus.errors import (
 from edgebus.kafka.clients import Consumer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import topic_partitions
+from edgebus.state.executor import classify_values
 from edgebus.state.host import NotOwner, StateHost
 from edgebus.state.log import (
     StateLogWriter,
@@ -142,7 +142,8 @@ class StateClient:
             return
         rules = self.config.compliance.rules()
         value = request.value if request.key is None else {request.key: request.value}
-        found = classify(value, default=data_class)  # as the owner will: field and value
+        # as the owner will: size and field names first, then field and value rules
+        found = classify_values(self.config, value, data_class)
         value_allowed = rules.allowed_regions(self.config.regions, found.classes)
         if not set(allowed) <= set(value_allowed):
             raise ComplianceViolation(

@@ -13,14 +13,17 @@ table changes (and every 100 ms, by the ownership loop).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from edgebus.config import EdgeConfig
-from edgebus.core.classification import classify
+from edgebus.core.classification import Classification, classify
 from edgebus.core.state_machine import StateObject, StateOp, StateRequest, acknowledged, execute
-from edgebus.errors import EdgebusError
+from edgebus.errors import EdgebusError, InvalidInput
 from edgebus.state.functions import resolve
 from edgebus.state.log import Appended, allowed_regions
 from edgebus.state.owned import (
@@ -35,20 +38,59 @@ from edgebus.state.owned import (
 )
 from edgebus.state.ownership_loop import OwnershipLoop
 
-__all__ = ["Executor", "comply"]
+__all__ = ["Executor", "classify_values", "comply"]
 
 #: an event handed to the producer: its state, the event, the append, the local caller
 _Pending = tuple[OwnedState, StateOp, asyncio.Future[Appended], asyncio.Future[Any] | None]
 
 
+def _json_size(value: object) -> int:
+    """The bytes of ``value`` as compact JSON (0 when it is not JSON: classification
+    then walks it, in linear time, and the log's encoder refuses it)."""
+    try:
+        return len(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except TypeError:  # an integer beyond 64 bits, a type orjson does not know
+        try:
+            return len(json.dumps(value, separators=(",", ":")))
+        except (TypeError, ValueError):
+            return 0
+
+
+def classify_values(config: EdgeConfig, values: object, data_class: str) -> Classification:
+    """Classify a state's new ``values`` as its owner does. Refused with InvalidInput,
+    before any classification, when their JSON is over ``kafka.max_batch_bytes`` (no
+    state-log record could carry them) or, by :func:`classify`, when a field name is
+    over ``compliance.max_field_name_chars``."""
+    size, limit = _json_size(values), config.kafka.max_batch_bytes - 1024
+    if size > limit:
+        raise InvalidInput(
+            f"the new values are {size} bytes of JSON, over kafka.max_batch_bytes "
+            f"({config.kafka.max_batch_bytes}) less 1024 for the record: store large "
+            "blobs elsewhere and keep a reference in the state, or raise "
+            "kafka.max_batch_bytes"
+        )
+    compliance = config.compliance
+    return classify(
+        values, default=data_class,
+        max_field_name_chars=compliance.max_field_name_chars,
+        cache_bytes=compliance.classifier_cache_bytes,
+    )
+
+
 def comply(config: EdgeConfig, data_class: str, version: int, op: StateOp) -> StateOp:
     """``op``, or its refusal when its new values need a stricter class than the
     state's ``data_class`` (an update_fn may compute anything); ``version`` is the
-    state's version before ``op``."""
+    state's version before ``op``.
+
+    Raises InvalidInput, quickly, for new values that cannot be classified (over
+    ``kafka.max_batch_bytes``, a field name over ``compliance.max_field_name_chars``,
+    nested too deep): a request written straight to the state log is checked here, not
+    by a client, and the host refuses a request whose run raises (a dead letter, and
+    StateOperationRefused for its caller)."""
     if op.outcome != "ok" or not op.changes:
         return op
     rules = config.compliance.rules()
-    found = classify(dict(op.changes), default=data_class)
+    found = classify_values(config, dict(op.changes), data_class)
     allowed = set(allowed_regions(config, data_class))
     if allowed <= set(rules.allowed_regions(config.regions, found.classes)):
         return op

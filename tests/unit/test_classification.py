@@ -305,12 +305,15 @@ def test_nested_paths_name_where_a_rule_fired() -> None:
         ("contact.email", "pii", "field:email"),
         ("contact.email", "pii", "value:email"),
         ("items[1].card", "financial", "value:card-luhn"),
+        ("tags[1]", "pii", "value:phone"),
     ]
     assert classes(data) == {"pii", "financial"}
 
 
-def test_phone_inside_free_text_is_not_flagged_because_it_must_be_the_whole_value() -> None:
-    assert classes({"note": "call +442079460958"}) == {"public"}
+def test_a_phone_number_inside_free_text_is_pii_like_a_whole_value() -> None:
+    assert rules({"note": "call +442079460958"}) == [("note", "pii", "value:phone")]
+    # a bare run of digits in text is not a phone number, whatever its length
+    assert classes({"note": "call 4420794609 back"}) == {"public"}
 
 
 def test_list_of_values_gets_indexed_paths() -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from edgebus.core import classification, data_classes
 from edgebus.core.classification import classify
 from edgebus.core.detectors import (
+    free_text_hits,
     has_email,
     is_card,
     is_iban,
@@ -110,3 +111,71 @@ def test_scan_value_finds_nothing_in_ordinary_values(value: str) -> None:
 def test_scan_value_is_what_classify_reports_for_a_string_field(value: str) -> None:
     field_findings = {(f.cls, f.rule) for f in classify({"x": value}).findings}
     assert set(scan_value(value)) == field_findings - {("public", "default")}
+
+
+# ------------------------------------------------------------------------ free text
+
+
+@pytest.mark.parametrize(
+    ("text", "hits"),
+    [("please charge 4111 1111 1111 1111 tomorrow", (("financial", "value:card-luhn"),)),
+     ("card 4111111111111111, exp 12/25", (("financial", "value:card-luhn"),)),
+     ("amex 3782 822463 10005 ok", (("financial", "value:card-luhn"),)),
+     ("pay GB82 WEST 1234 5698 7654 32 please", (("financial", "value:iban"),)),
+     ("to DE89370400440532013000.", (("financial", "value:iban"),)),
+     ("call +44 20 7946 0958 today", (("pii", "value:phone"),)),
+     ("ring (415) 555-2671 or 1-800-555-0199", (("pii", "value:phone"),)),
+     ("card 4111111111111111, iban DE89370400440532013000, tel +14155552671",
+      (("financial", "value:card-luhn"), ("financial", "value:iban"), ("pii", "value:phone"))),
+     ("naïve café 4111 1111 1111 1111 ok", (("financial", "value:card-luhn"),))],
+)  # fmt: skip
+def test_free_text_finds_cards_ibans_and_phones_among_other_words(
+    text: str, hits: tuple[tuple[str, str], ...]
+) -> None:
+    assert free_text_hits(text) == hits
+    assert scan_value(text) == hits
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["order 4111111111111111 shipped", "Order no. 4111 1111 1111 1111", "ref: 4111111111111111",
+     "invoice #4111111111111111", "ticket=4111111111111111", "tracking number 4111111111111111"],
+)  # fmt: skip
+def test_a_number_the_words_before_it_call_an_identifier_is_not_a_card(text: str) -> None:
+    assert free_text_hits(text) == ()
+
+
+def test_a_word_containing_an_identifier_word_does_not_make_an_identifier() -> None:
+    assert free_text_hits("the border 4111111111111111 here") == (
+        ("financial", "value:card-luhn"),
+    )
+
+
+def test_a_card_followed_by_three_more_digits_is_read_without_them() -> None:
+    # 4-4-4-4-3: a 19-digit card, or a 16-digit card and a CVV
+    assert free_text_hits("card 4111 1111 1111 1111 123") == (("financial", "value:card-luhn"),)
+    # a fifth group of 4: a longer number, not a card
+    assert free_text_hits("no 4111 1111 1111 1111 2222") == ()
+
+
+def test_free_text_needs_capitals_for_an_iban_and_ten_digits_for_anything() -> None:
+    assert is_iban("gb82west12345698765432")  # a whole value may be in any case
+    assert free_text_hits("iban gb82west12345698765432 ok") == ()
+    assert free_text_hits("short 411111111") == ()  # nine digits
+
+
+def test_characters_beyond_ascii_keep_offsets_and_join_words() -> None:
+    assert free_text_hits("€€ 4111111111111111 €") == (("financial", "value:card-luhn"),)
+    assert free_text_hits("€4111111111111111") == ()  # an amount
+    assert free_text_hits("é4111111111111111") == ()  # inside a word
+
+
+def test_a_phone_number_longer_than_e164_keeps_its_first_fifteen_digits() -> None:
+    assert free_text_hits("call +44 20 7946 0958 2024 1234") == (("pii", "value:phone"),)
+    assert free_text_hits("n +1234567890123456789") == ()  # one group past 15 digits
+
+
+def test_an_iban_must_be_printed_compact_or_in_groups_of_4() -> None:
+    assert is_iban("GB82 WEST 1234 5698 7654 32")
+    assert not is_iban("GB82 WEST12345698765432")
+    assert not is_iban("id 12345678901234567890 ZAWSGMDTKY")  # mod-97 holds, spaces do not
