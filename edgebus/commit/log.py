@@ -29,6 +29,8 @@ __all__ = [
     "commit_partitions",
     "decode_record",
     "ensure_commit_log",
+    "kind_of",
+    "read_record",
     "start_consumer",
 ]
 
@@ -52,10 +54,22 @@ async def ensure_commit_log(config: EdgeConfig, bootstrap: str) -> None:
     await ensure_topics(kafka, bootstrap, [commit_log_topic(config.strong_log_region)])
 
 
+def read_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord:
+    """The commit-log record in ``record``; DecodeError saying why for one that is not
+    (whatever the bytes: a reader never fails otherwise on a record)."""
+    try:
+        return decode_saga_record(record.value)
+    except DecodeError:
+        raise
+    except Exception as e:  # the decoder's own checks missed it: still not a record
+        raise DecodeError(f"a commit-log record that does not decode: {type(e).__name__}: "
+                          f"{e}") from e
+
+
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord | None:
     """The commit-log record in ``record``, or ``None`` (logged) for one that is not."""
     try:
-        return decode_saga_record(record.value)
+        return read_record(record)
     except DecodeError as e:
         log.error("commit log %d:%d is not a commit-log record, skipped: %s",
                   record.partition, record.offset, e)

@@ -23,6 +23,12 @@ coordinator's decision resolves them when it comes.
 
 Strong reads wait on :meth:`Participant.barrier`: every commit-log record before the
 read's start is processed and every commit of the key so far is applied here.
+
+Poison records (:mod:`edgebus.commit.poison`): a record that fails on its own (no
+commit-log record, a BEGIN this region cannot apply, a COMMIT the log's votes do not
+back) goes to ``edgebus.<region>.dlq`` with the reason and the participant goes on: it
+votes no on such a BEGIN and applies nothing of such a COMMIT (acknowledging it without
+an event position). Kafka, store and timeout trouble is retried, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from connectors.base import Store
@@ -43,23 +49,36 @@ from edgebus.commit.log import (
     CommitLogWriter,
     commit_partition,
     commit_partitions,
-    decode_record,
     ensure_commit_log,
     kind_of,
+    read_record,
     start_consumer,
+)
+from edgebus.commit.poison import (
+    MAX_TXN_ID_CHARS,
+    DeadLetters,
+    begin_refusal,
+    commit_refusal,
+    letter_of,
+    transient,
+    unsupported_commit,
 )
 from edgebus.config import EdgeConfig
 from edgebus.core.commit_log import (
     AckRecord,
+    BeginRecord,
+    LogRecord,
     PartitionLog,
     Txn,
     VoteRecord,
     lock_holders,
     participant_vote,
 )
+from edgebus.core.commit_vote import Vote
 from edgebus.core.envelope import Operation
 from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
 from edgebus.core.vector_clock import VectorClock
+from edgebus.errors import DecodeError
 from edgebus.kafka.clients import Consumer
 from edgebus.kafka.topics import commit_log_topic
 from edgebus.wire.event_codec import encode_fields
@@ -124,6 +143,8 @@ class Participant:
         self.processed: dict[int, int] = {}  #: per partition: next offset to process
         self.stats = {"votes_yes": 0, "votes_no": 0, "commits": 0, "aborts": 0}
         self._writer = CommitLogWriter(self.config, bootstrap, f"edgebus-participant-{self.region}")
+        self._letters = DeadLetters(self.config, self.region)
+        self._max_drift_ms = self.config.replication.max_clock_drift_ms
         self._consumer: Consumer | None = None
         self._offsets: Consumer | None = None
         self._rules = self.config.compliance.rules()
@@ -161,6 +182,8 @@ class Participant:
                     await consumer.stop()
         self._consumer = self._offsets = None
         await self._writer.stop()
+        with contextlib.suppress(Exception):
+            await self._letters.stop()
 
     # ------------------------------------------------------------------ the loop
 
@@ -169,6 +192,26 @@ class Participant:
         consumer = self._consumer
         assert consumer is not None
         tps = commit_partitions(self.config)
+        await self._catch_up(consumer, tps)
+        self.ready.set()
+        log.info("%s: participant ready (commit log at %s)", self.region,
+                 {p: o for p, o in sorted(self.processed.items())})
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+            now_ms = time.time_ns() // 1_000_000
+            await self._load_versions(batch)
+            for tp, records in batch.items():
+                for record in records:
+                    await self._take(tp.partition, record, now_ms)
+                    self.processed[tp.partition] = record.offset + 1
+            if batch:
+                self._moved.set()
+                self._moved = asyncio.Event()
+            await self._commit(consumer)
+
+    async def _catch_up(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        """Fold every partition from its committed resume offset to its end without
+        acting, then finish what is left (votes, applies, acknowledgements)."""
         consumer.assign(tps)
         committed = {tp: await consumer.committed(tp) for tp in tps}
         first = await consumer.beginning_offsets(tps)
@@ -185,38 +228,58 @@ class Participant:
             for tp, records in batch.items():
                 plog = self.logs[tp.partition]
                 for record in records:
-                    decoded = decode_record(record)
+                    decoded = await self._decoded(record)
                     if decoded is not None:
                         plog.fold(record.offset, decoded)
                     plog.position = record.offset + 1
-        for plog in self.logs.values():
+        for partition, plog in self.logs.items():
             for txn in list(plog.txns.values()):
                 if txn.begin is not None and self.region in txn.participants:
-                    await self._act(txn, time.time_ns() // 1_000_000)
+                    await self._act_guarded(txn, time.time_ns() // 1_000_000, partition, None)
         for tp in tps:
             self.processed[tp.partition] = self.logs[tp.partition].position
-        self.ready.set()
-        log.info("%s: participant ready (commit log at %s)", self.region,
-                 {p: o for p, o in sorted(self.processed.items())})
-        while True:
-            batch = await consumer.getmany(timeout_ms=100, max_records=2000)
-            now_ms = time.time_ns() // 1_000_000
-            await self._load_versions(batch)
-            for tp, records in batch.items():
-                plog = self.logs[tp.partition]
-                for record in records:
-                    decoded = decode_record(record)
-                    if decoded is not None:
-                        changed = plog.fold(record.offset, decoded)
-                        if changed is not None and changed.begin is not None:
-                            self._placement_seen(changed)
-                            if self.region in changed.participants:
-                                await self._act(changed, now_ms)
-                    self.processed[tp.partition] = record.offset + 1
-            if batch:
-                self._moved.set()
-                self._moved = asyncio.Event()
-            await self._commit(consumer)
+
+    async def _decoded(self, record: ConsumerRecord[bytes, bytes]) -> LogRecord | None:
+        """The commit-log record in ``record``; ``None`` for one that is none (then
+        dead-lettered)."""
+        try:
+            return read_record(record)
+        except DecodeError as e:
+            await self._letters.send(record, f"not a commit-log record: {e}")
+            return None
+
+    async def _take(self, partition: int, record: ConsumerRecord[bytes, bytes],
+                    now_ms: int) -> None:
+        """Fold one record and act on the transaction it changed."""
+        decoded = await self._decoded(record)
+        if decoded is None:
+            return
+        changed = self.logs[partition].fold(record.offset, decoded)
+        if changed is not None and changed.begin is not None:
+            self._placement_seen(changed)
+            if self.region in changed.participants:
+                await self._act_guarded(changed, now_ms, partition, record)
+
+    async def _act_guarded(self, txn: Txn, now_ms: int, partition: int,
+                           record: ConsumerRecord[bytes, bytes] | None) -> None:
+        """:meth:`_act` on ``txn`` (``record``: the record that changed it, if read
+        now): transient trouble is retried; any other failure dead-letters the record
+        and the participant goes on."""
+        for attempt in range(1, 1_000_000):
+            try:
+                await self._act(txn, now_ms, partition, record)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not transient(e):
+                    await self._letters.send(letter_of(self.topic, partition, txn, record),
+                                             f"acting on it failed: {type(e).__name__}: {e}")
+                    return
+                log.warning("%s: txn %s not handled (%s), attempt %d; retrying", self.region,
+                            txn.txn_id, e, attempt)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+                now_ms = time.time_ns() // 1_000_000
 
     async def _load_versions(self, batch: dict[Any, list[Any]]) -> None:
         """One store read for the keys of every BEGIN in ``batch`` naming this region
@@ -226,25 +289,32 @@ class Participant:
         region = self.region.encode("ascii")
         for records in batch.values():
             for record in records:
-                if record.key is not None and kind_of(record) == b"begin" and (
-                    region in record.value
+                if record.key is not None and record.value is not None and (
+                    kind_of(record) == b"begin" and region in record.value
                 ):
                     keys.add(record.key.decode("utf-8", "replace"))
         self._changed_since_load.clear()
-        self._versions = (
-            {k: s.version for k, s in (await self.service.store.load(keys)).items()}
-            if keys else {}
-        )
+        self._versions = {}
+        if not keys:
+            return
+        try:
+            loaded = await self.service.store.load(keys)
+        except Exception as e:  # each vote reads its key then
+            log.warning("%s: versions of %d keys not read (%r)", self.region, len(keys), e)
+            return
+        self._versions = {k: s.version for k, s in loaded.items()}
         for key in keys:
             self._versions.setdefault(key, 0)
 
     def _placement_seen(self, txn: Txn) -> None:
-        if txn.decision is not None and txn.decision.committed and txn.begin is not None:
+        if (txn.decision is not None and txn.decision.committed and txn.begin is not None
+                and unsupported_commit(txn) is None):
             if len(self._placement) > 100_000:
                 self._placement.clear()
             self._placement[txn.key] = txn.begin.placement
 
-    async def _act(self, txn: Txn, now_ms: int) -> None:
+    async def _act(self, txn: Txn, now_ms: int, partition: int,
+                   record: ConsumerRecord[bytes, bytes] | None) -> None:
         begin = txn.begin
         assert begin is not None
         mine = txn.votes.get(self.region)
@@ -254,7 +324,7 @@ class Participant:
                 del self._pending_yes[txn.key]
         if txn.decision is None:
             if mine is None and txn.txn_id not in self._voting:
-                await self._vote(txn, now_ms)
+                await self._vote(txn, now_ms, partition, record)
             return
         self._voting.pop(txn.txn_id, None)
         if self._pending_yes.get(txn.key) == txn.txn_id:
@@ -263,17 +333,74 @@ class Participant:
             return
         self._finishing.add(txn.txn_id)
         if txn.decision.committed and mine is not None and mine.yes:
+            refusal = self._refusal(txn, partition)
+            if refusal is not None:
+                self._spawn(self._refuse_commit(txn, partition, record, refusal))
+                return
             self._placement[txn.key] = begin.placement
             applied = asyncio.get_running_loop().create_future()
             previous = self._applying.get(txn.key)
             self._applying[txn.key] = applied
-            self._spawn(self._commit_txn(txn, previous, applied))
+            self._spawn(self._commit_txn(txn, previous, applied, partition))
         else:
             self._spawn(self._ack(txn, None))
 
-    async def _vote(self, txn: Txn, now_ms: int) -> None:
+    def _may_hold(self, begin: BeginRecord) -> bool:
+        return bool(self._rules.allowed_regions((self.region,), begin.classification))
+
+    def _refusal(self, txn: Txn, partition: int) -> str | None:
+        """Why this region must not vote yes on ``txn``'s BEGIN or, once committed, apply
+        it (its BEGIN checked again: a yes vote of this region may be forged); or None."""
+        begin, now_ms = txn.begin, time.time_ns() // 1_000_000
+        assert begin is not None
+        reason = begin_refusal(begin, self.region, partition=partition, now_ms=now_ms,
+                               partitions=self.config.kafka.partitions,
+                               max_drift_ms=self._max_drift_ms)
+        if reason is not None or txn.decision is None:
+            return reason
+        return commit_refusal(txn, now_ms=now_ms, max_drift_ms=self._max_drift_ms,
+                              may_hold=self._may_hold(begin))
+
+    async def _refuse_begin(self, txn: Txn, partition: int,
+                            record: ConsumerRecord[bytes, bytes] | None, reason: str,
+                            now_ms: int) -> None:
+        """Dead-letter a BEGIN this region cannot apply and vote no, with the reason
+        (not for an overlong transaction id: its vote would be as large)."""
         begin = txn.begin
         assert begin is not None
+        self._voting[txn.txn_id] = begin.key
+        await self._letters.send(letter_of(self.topic, partition, txn, record), reason)
+        if len(txn.txn_id) > MAX_TXN_ID_CHARS:
+            return  # the coordinator aborts it at its deadline
+        self.stats["votes_no"] += 1
+        vote = Vote(txn.txn_id, self.region, False, reason, self._versions.get(begin.key, 0))
+        try:
+            future = await self._writer.send(
+                VoteRecord(txn.txn_id, begin.key, vote, self.region, now_ms))
+        except KafkaError as e:
+            log.warning("%s: vote on txn %s not sent (%s): it times out", self.region,
+                        txn.txn_id, e)
+            return
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
+    async def _refuse_commit(self, txn: Txn, partition: int,
+                             record: ConsumerRecord[bytes, bytes] | None, reason: str,
+                             applied: asyncio.Future[None] | None = None) -> None:
+        """Apply nothing of a COMMIT this region must not apply: dead-letter it and
+        acknowledge it without an event position."""
+        await self._letters.send(letter_of(self.topic, partition, txn, record), reason)
+        if applied is not None and not applied.done():
+            applied.set_result(None)  # nothing to wait for: this region holds none of it
+        await self._ack(txn, None, refused=True)
+
+    async def _vote(self, txn: Txn, now_ms: int, partition: int,
+                    record: ConsumerRecord[bytes, bytes] | None) -> None:
+        begin = txn.begin
+        assert begin is not None
+        refusal = self._refusal(txn, partition)
+        if refusal is not None:
+            await self._refuse_begin(txn, partition, record, refusal, now_ms)
+            return
         key = begin.key
         previous = self._applying.get(key)
         if previous is not None and not previous.done():
@@ -288,7 +415,7 @@ class Participant:
         if version is None or key in self._changed_since_load:
             state = await self.service.store.get(key)
             version = state.version if state is not None else 0
-        may_hold = bool(self._rules.allowed_regions((self.region,), begin.classification))
+        may_hold = self._may_hold(begin)
         vote = participant_vote(
             begin, self.region, current_version=version, may_hold=may_hold, holder=holder,
             now_ms=now_ms,
@@ -313,10 +440,11 @@ class Participant:
         future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
 
     async def _commit_txn(
-        self, txn: Txn, previous: asyncio.Future[None] | None, applied: asyncio.Future[None]
+        self, txn: Txn, previous: asyncio.Future[None] | None, applied: asyncio.Future[None],
+        partition: int,
     ) -> None:
-        begin, decision = txn.begin, txn.decision
-        assert begin is not None and decision is not None
+        """Apply ``txn``'s commit here: transient trouble is retried; any other failure
+        dead-letters the decision and applies nothing."""
         for attempt in range(1, 1_000_000):
             try:
                 await self._apply(txn, previous, applied)
@@ -324,6 +452,10 @@ class Participant:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                if not transient(e):
+                    await self._refuse_commit(txn, partition, None, "applying it failed: "
+                                              f"{type(e).__name__}: {e}", applied)
+                    return
                 log.warning("%s: applying txn %s failed (%s), attempt %d; retrying",
                             self.region, txn.txn_id, e, attempt)
                 await asyncio.sleep(min(5.0, 0.2 * attempt))
@@ -369,8 +501,8 @@ class Participant:
             applied.set_result(None)
         await self._ack(txn, f"{self.region}:{partition}:{offset}")
 
-    async def _ack(self, txn: Txn, position: str | None) -> None:
-        if position is None:
+    async def _ack(self, txn: Txn, position: str | None, *, refused: bool = False) -> None:
+        if position is None and not refused:
             self.stats["aborts"] += 1
         record = AckRecord(txn.txn_id, txn.key, self.region, position, self.region,
                            time.time_ns() // 1_000_000)
@@ -462,4 +594,5 @@ class Participant:
         )
         return {"processed": {str(p): o for p, o in sorted(self.processed.items())},
                 "in_doubt": in_doubt,
-                **self.stats}
+                **self.stats,
+                "dead_letters": self._letters.sent}

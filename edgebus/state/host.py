@@ -32,6 +32,11 @@ state next runs them; a re-sent request already answered gets its first answer.
 :mod:`~edgebus.state.executor` (serial execution, pipelined appends, acknowledgement)
 and :mod:`~edgebus.state.snapshots` (the SQLite snapshot of folds and positions), around
 the records of :mod:`~edgebus.state.owned`.
+
+Poison records (:mod:`~edgebus.state.poison`): a state-log record that fails on its own
+(not a record, values no host could carry, a fold or a run that raises) is not folded or
+not run, goes to the dead-letter topic with the reason (``dead_letters`` in
+:meth:`StateHost.status`), and the host goes on; a restart reads past it the same way.
 """
 
 from __future__ import annotations
@@ -46,18 +51,21 @@ from typing import Any
 from edgebus.config import EdgeConfig, default_state_dir
 from edgebus.core.ownership import Claim
 from edgebus.core.state_machine import StateLogRecord, StateObject, StateOp, StateRequest
-from edgebus.state.executor import Executor
 from edgebus.state.functions import import_function_modules
+from edgebus.state.guarded_executor import GuardedExecutor
 from edgebus.state.log import (
     Appended,
     StateLogWriter,
     ensure_state_log,
+    home_region,
     hosted_classes,
+    state_partition,
     state_topic,
 )
 from edgebus.state.log_reader import LogReader
 from edgebus.state.owned import Folds, HostContext, Key, NotOwner, OwnedState, Work
 from edgebus.state.ownership_loop import OwnershipLoop
+from edgebus.state.poison import STAGE, letter_of
 from edgebus.state.snapshots import Snapshots
 
 __all__ = ["NotOwner", "StateHost", "default_state_db"]
@@ -89,6 +97,7 @@ class StateHost:
         self.counters: dict[str, int] = {
             "ops": 0, "forwarded_requests": 0, "claims": 0, "takeovers": 0, "demoted": 0,
             "handoffs": 0, "rejected_records": 0, "dead_letters": 0, "duplicates": 0,
+            "refused_requests": 0,
         }
         folds = Folds({state_topic(config, c): c for c in self.classes})
         self.objects: dict[Key, StateObject] = folds.objects
@@ -100,7 +109,7 @@ class StateHost:
         context = HostContext(config, region, self.host_id, self._writer, self.counters)
         self._ownership = OwnershipLoop(context, self.classes, self._background)
         self.owned: dict[Key, OwnedState] = self._ownership.owned
-        self._executor = Executor(context, self._ownership)
+        self._executor = GuardedExecutor(context, self._ownership, self._refused_request)
         self._reader = LogReader(context, folds, self._on_folded)
 
     # -- life cycle --------------------------------------------------------------------
@@ -186,6 +195,16 @@ class StateHost:
                 obj.view.epoch != own.epoch or obj.view.holder != self.host_id):
             self._ownership.demote(key, f"the log shows epoch {obj.view.epoch} owned by "
                                         f"{obj.view.owner} ({obj.view.holder})")
+
+    def _refused_request(self, work: Work, reason: str) -> None:
+        """Dead-letter a request the owner failed to run (in the log's home region)."""
+        data_class, state_id = work.key
+        if home_region(self.config, data_class) != self.region:
+            return  # the home region's hosts keep the log's dead letters
+        letter = letter_of(state_topic(self.config, data_class),
+                           state_partition(state_id, self.config.kafka.partitions), state_id,
+                           work.request)
+        self._background(self._reader.dead_letter([(letter, reason, STAGE)]))
 
     # -- serving local callers -----------------------------------------------------------
     def owns(self, data_class: str, state_id: str) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "ensure_state_log",
     "home_region",
     "hosted_classes",
+    "read_record",
     "start_consumer",
     "state_classes",
     "state_partition",
@@ -106,10 +107,22 @@ async def ensure_state_log(config: EdgeConfig, data_class: str) -> None:
                         configs=TOPIC_CONFIGS)
 
 
+def read_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogRecord]:
+    """``(state_id, record)``; DecodeError saying why for a record that is not one,
+    whatever its bytes (a JSON text nested too deep for the decoder's stack included)."""
+    try:
+        return decode_state_record(record.value)
+    except DecodeError:
+        raise
+    except Exception as e:  # a RecursionError, say: still not a record
+        raise DecodeError(f"a state-log record that does not decode: {type(e).__name__}: "
+                          f"{str(e)[:200]}") from None
+
+
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogRecord] | None:
     """``(state_id, record)``, or ``None`` (logged) for a record that is not one."""
     try:
-        return decode_state_record(record.value)
+        return read_record(record)
     except DecodeError as e:
         log.error("state log %s %d:%d is not a state-log record, skipped: %s",
                   record.topic, record.partition, record.offset, e)

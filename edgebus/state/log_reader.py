@@ -5,12 +5,17 @@ from its saved positions (or the first offset), and folds every record into the
 :class:`~edgebus.core.state_machine.StateObject` of its state, so each is a warm
 standby. What a folded record means for this host (a request to run, its claim read
 back, another owner) is the host's to act on: :class:`LogReader` hands every folded
-record to its ``on_folded`` callback. A record that is not a state-log record goes to
-the dead-letter topic of the log's home region (by the home region's hosts only).
+record to its ``on_folded`` callback. A record that is not a state-log record, or one no
+host may fold (:func:`edgebus.state.poison.refusal`), or one whose fold or handling
+fails, is not folded and goes to the dead-letter topic of the log's home region (by the
+home region's hosts only; every host counts it in ``rejected_records``), and the host
+reads on. Letters are sent before the positions move past their records, while catching
+up as well, so a restarted host may send a letter again (at least once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
@@ -18,12 +23,14 @@ from collections.abc import Callable, Mapping
 from aiokafka import ConsumerRecord, TopicPartition
 
 from edgebus.core.state_machine import StateLogRecord, StateObject
+from edgebus.errors import DecodeError
 from edgebus.kafka.clients import Consumer
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
-from edgebus.state.log import decode_record, home_region, start_consumer
+from edgebus.state.log import home_region, read_record, start_consumer
 from edgebus.state.owned import Folds, HostContext, HostPart, Key
+from edgebus.state.poison import STAGE, refusal, transient
 
 __all__ = ["LogReader", "OnFolded"]
 
@@ -89,57 +96,86 @@ class LogReader(HostPart):
         while remaining:
             for consumer in self.consumers:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        self.fold(record)
-                    if records:
-                        self._folds.positions[tp] = records[-1].offset + 1
+                await self._fold_batch(batch)
             remaining = {tp: end for tp, end in remaining.items()
                          if self._folds.positions.get(tp, 0) < end}
 
     async def read(self, consumer: Consumer) -> None:
-        """Fold what ``consumer`` reads, until cancelled; dead-letter what is not a
-        state-log record (in the logs whose home is this region)."""
+        """Fold what ``consumer`` reads, until cancelled."""
         while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
-            letters: list[_Letter] = []
-            for tp, records in batch.items():
-                for record in records:
-                    if not self.fold(record) and self._home_of(record.topic) == self.region:
-                        letters.append((record, "not a state-log record", "state"))
-                if records:
-                    self._folds.positions[tp] = records[-1].offset + 1
-            if letters:
-                await self._dead_letter(letters)
+            await self._fold_batch(await consumer.getmany(timeout_ms=500, max_records=2000))
 
-    def fold(self, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Fold one record; False for a record that is not a state-log record."""
-        decoded = decode_record(record)
-        if decoded is None:
-            self._counters["rejected_records"] += 1
-            return False
-        state_id, rec = decoded
+    async def _fold_batch(self, batch: Mapping[TopicPartition,
+                                               list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Fold every record of ``batch`` and move past it; dead-letter the refused ones
+        (those of the logs whose home is this region) before the positions are saved."""
+        letters: list[_Letter] = []
+        for records in batch.values():
+            for record in records:
+                reason = self.fold(record)
+                if reason is not None and self._home_of(record.topic) == self.region:
+                    letters.append((record, reason, STAGE))
+        if letters:
+            await self.dead_letter(letters)
+        for tp, records in batch.items():
+            if records:
+                self._folds.positions[tp] = records[-1].offset + 1
+
+    def fold(self, record: ConsumerRecord[bytes, bytes]) -> str | None:
+        """Fold one record; why it was refused (then it is not folded), or ``None``."""
+        try:
+            state_id, rec = read_record(record)
+        except DecodeError as e:
+            return self._refused(record, f"not a state-log record: {e}")
+        reason = refusal(state_id, rec)
+        if reason is not None:
+            return self._refused(record, f"a state-log record no host may fold: {reason}")
         key = (self._folds.topic_class[record.topic], state_id)
         obj = self._folds.objects.get(key)
         if obj is None:
             obj = self._folds.objects[key] = StateObject(state_id)
         append_ms = int(record.timestamp)
-        new = obj.fold(rec, append_ms)
+        try:
+            new = obj.fold(rec, append_ms)
+        except Exception as e:  # no check foresaw it; the fold may be partial
+            self._folds.dirty.add(key)
+            return self._refused(record, f"folding it failed: {type(e).__name__}: {e}")
         self._folds.dirty.add(key)
-        self._on_folded(key, obj, rec, append_ms, new)
-        return True
+        try:
+            self._on_folded(key, obj, rec, append_ms, new)
+        except Exception as e:
+            return self._refused(record, f"folded, but the host failed to act on it: "
+                                         f"{type(e).__name__}: {e}")
+        return None
+
+    def _refused(self, record: ConsumerRecord[bytes, bytes], reason: str) -> str:
+        self._counters["rejected_records"] += 1
+        log.error("%s: state log %s %d:%d refused: %s", self.region, record.topic,
+                  record.partition, record.offset, reason[:500])
+        return reason
 
     # -- dead letters --------------------------------------------------------------------
     def _home_of(self, topic: str) -> str | None:
         data_class = self._folds.topic_class.get(topic)
         return None if data_class is None else home_region(self.config, data_class)
 
-    async def _dead_letter(self, letters: list[_Letter]) -> None:
+    async def dead_letter(self, letters: list[_Letter]) -> None:
+        """Send ``letters`` (records of one state log) to this region's dead-letter
+        topic; transient trouble is retried, anything else logged."""
         data_class = self._folds.topic_class[letters[0][0].topic]
-        producer = await self._writer.producer(data_class)
-        try:
-            self._counters["dead_letters"] += await send_dead_letters(
-                producer, self.region, letters, self.region)
-        except Exception as e:
-            log.error("%s: could not dead-letter %d state-log records: %r", self.region,
-                      len(letters), e)
+        for attempt in range(1, 1_000_000):
+            try:
+                producer = await self._writer.producer(data_class)
+                self._counters["dead_letters"] += await send_dead_letters(
+                    producer, self.region, letters, self.region)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not transient(e):
+                    log.error("%s: could not dead-letter %d state-log records: %r",
+                              self.region, len(letters), e)
+                    return
+                log.warning("%s: %d dead letters not sent (%s), attempt %d; retrying",
+                            self.region, len(letters), e, attempt)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))

@@ -33,7 +33,6 @@ from edgebus.core.ownership import (
     migration_target,
 )
 from edgebus.core.state_machine import StateObject, claim_delay_ms
-from edgebus.errors import EdgebusError
 from edgebus.state.log import allowed_regions
 from edgebus.state.owned import HostContext, HostPart, Key, OwnedState, tell_not_owner, wall_ms
 
@@ -45,6 +44,9 @@ log = logging.getLogger("edgebus.state")
 CLAIM_RETRY_S = 5
 #: seconds between two rounds of the loop
 TICK_S = 0.1
+#: the longest lease a host claims (``state.lease_ms`` at most): a request's lock lease
+#: may lengthen the owner's lease up to this, never to years
+MAX_OWNER_LEASE_MS = 3_600_000
 
 
 class OwnershipLoop(HostPart):
@@ -82,9 +84,14 @@ class OwnershipLoop(HostPart):
             now = time.monotonic()
             wall = wall_ms()
             for key, own in list(self.owned.items()):
-                if own.parked:
-                    unpark(key, own)
-                self._keep(key, own, now, wall)
+                try:
+                    if own.parked:
+                        unpark(key, own)
+                    self._keep(key, own, now, wall)
+                except Exception as e:  # one state's trouble stops no other's
+                    log.error("%s: keeping state %s/%s failed: %r", self.region, key[0],
+                              key[1], e)
+                    self.demote(key, f"keeping it failed: {e!r}")
             self._claim_wanted(objects, now, wall)
 
     def _keep(self, key: Key, own: OwnedState, now: float, wall: int) -> None:
@@ -122,6 +129,7 @@ class OwnershipLoop(HostPart):
         lease = self.config.state.lease_ms
         if obj.pending:
             lease = max(lease, next(iter(obj.pending.values()))[0].lease_ms)
+        lease = min(lease, max(self.config.state.lease_ms, MAX_OWNER_LEASE_MS))
         self._claim_times[key] = time.monotonic()
         self._counters["claims"] += 1
         claim = Claim(self.region, obj.view.epoch + 1, lease, self.host_id)
@@ -129,8 +137,8 @@ class OwnershipLoop(HostPart):
         async def send() -> None:
             try:
                 await self._writer.append(key[0], key[1], claim)
-            except EdgebusError as e:
-                log.warning("%s: claim of %s failed: %s", self.region, key[1], e)
+            except Exception as e:  # Kafka's own errors too: claimed again later
+                log.warning("%s: claim of %s failed: %r", self.region, key[1], e)
                 self._claim_times.pop(key, None)
 
         self._background(send())
@@ -166,8 +174,8 @@ class OwnershipLoop(HostPart):
             where = await self._writer.append(
                 own.data_class, own.state_id,
                 Renew(self.region, own.epoch, own.lease_ms, self.host_id))
-        except EdgebusError as e:
-            log.warning("%s: renewal of %s failed: %s", self.region, own.state_id, e)
+        except Exception as e:  # Kafka's own errors too: renewed again at the next tick
+            log.warning("%s: renewal of %s failed: %r", self.region, own.state_id, e)
             own.renewing = False
             return
         own.renewing = False
@@ -203,8 +211,8 @@ class OwnershipLoop(HostPart):
         try:
             await self._writer.append(own.data_class, own.state_id,
                                       Handoff(self.region, own.epoch, target, self.host_id))
-        except EdgebusError as e:
-            log.warning("%s: hand-off of %s failed: %s", self.region, own.state_id, e)
+        except Exception as e:
+            log.warning("%s: hand-off of %s failed: %r", self.region, own.state_id, e)
         self._counters["handoffs"] += 1
         self.demote(key, f"migrating to {target} (accesses over the window: {counts})")
 
