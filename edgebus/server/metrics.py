@@ -177,6 +177,9 @@ def _dead_letters(
                     float(sum(rep.get("refused", 0) for rep in replicators)))
     if state is not None:
         dead.add_metric([f.region, "state"], float(state["counters"].get("dead_letters", 0)))
+    saga = status.get("saga_participant")
+    if saga is not None:
+        dead.add_metric([f.region, "participant"], float(saga.get("dead_letters", 0)))
     f.out.append(dead)
 
 
