@@ -1,11 +1,17 @@
 """The client side of a strong write: append the BEGIN, wait for the first decision.
 
 A :class:`StrongClient` reads every partition of the commit log from where it was when
-it started (decisions only: it filters on the ``eb-saga`` header before decoding) and
-resolves the future of each transaction it began with the first decision the log
-holds for it. While a write waits longer than :data:`SLOW_S`, it calls ``on_slow``
-every :data:`SLOW_S` (the SDK's ``auto`` coordinator then looks whether any
-coordinator runs); it never waits past the deadline plus ``strong.decision_grace_ms``.
+it started and folds the records of the transactions it began (BEGIN, votes,
+decisions: it skips other keys' records and acknowledgements without decoding them),
+as every reader does (:class:`edgebus.core.commit_log.PartitionLog`): it resolves the
+future of each transaction with the first decision the fold takes. A COMMIT without a
+yes vote of every participant before it (forged: no coordinator wrote it) is refused
+and logged; the write goes on waiting for the coordinator's decision. Its BEGIN is
+appended after the client started reading, and votes and decisions follow it in its
+key's partition, so the fold sees them all. While a write waits longer than
+:data:`SLOW_S`, it calls ``on_slow`` every :data:`SLOW_S` (the SDK's ``auto``
+coordinator then looks whether any coordinator runs); it never waits past the
+deadline plus ``strong.decision_grace_ms``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from aiokafka import ConsumerRecord
+
 from edgebus.commit.log import (
     CommitLogWriter,
     commit_partitions,
@@ -24,13 +32,15 @@ from edgebus.commit.log import (
     start_consumer,
 )
 from edgebus.config import EdgeConfig
-from edgebus.core.commit_log import BeginRecord, DecisionRecord
+from edgebus.core.commit_log import BeginRecord, DecisionRecord, PartitionLog
 from edgebus.errors import StrongOutcomeUnknown
 from edgebus.kafka.clients import Consumer
 
 __all__ = ["SLOW_S", "StrongClient"]
 
 log = logging.getLogger(__name__)
+
+_FOLDED = (b"begin", b"vote", b"decision")  #: what tells a write's decision
 
 #: a write waiting this long for its decision is slow: ``on_slow`` is called, and again
 #: after each further SLOW_S
@@ -51,6 +61,8 @@ class StrongClient:
         self._writer = CommitLogWriter(config, bootstrap, f"{client_id}-saga")
         self._consumer: Consumer | None = None
         self._waiting: dict[str, asyncio.Future[DecisionRecord]] = {}
+        self._keys: dict[bytes, int] = {}  #: key -> how many of its writes wait
+        self._logs: dict[int, PartitionLog] = {}  #: the fold of the waiting writes' records
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -95,6 +107,8 @@ class StrongClient:
         """
         future: asyncio.Future[DecisionRecord] = asyncio.get_running_loop().create_future()
         self._waiting[begin.txn_id] = future
+        key = begin.key.encode("utf-8", "surrogatepass")
+        self._keys[key] = self._keys.get(key, 0) + 1
         try:
             await self._writer.append(begin)
             wait_s = (begin.deadline_ms - time.time() * 1000
@@ -105,6 +119,12 @@ class StrongClient:
                 raise StrongOutcomeUnknown(self._no_decision(begin), begin.txn_id) from None
         finally:
             self._waiting.pop(begin.txn_id, None)
+            if self._keys.get(key, 0) > 1:
+                self._keys[key] -= 1
+            else:
+                self._keys.pop(key, None)
+            for plog in self._logs.values():
+                plog.txns.pop(begin.txn_id, None)
 
     async def _decision(
         self, future: asyncio.Future[DecisionRecord], wait_s: float
@@ -153,11 +173,22 @@ class StrongClient:
                 continue
             for records in batch.values():
                 for record in records:
-                    if kind_of(record) != b"decision":
-                        continue
-                    decoded = decode_record(record)
-                    if not isinstance(decoded, DecisionRecord):
-                        continue
-                    future = self._waiting.get(decoded.txn_id)
-                    if future is not None and not future.done():
-                        future.set_result(decoded)
+                    self._take(record)
+
+    def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Fold ``record`` if it belongs to a waiting write; resolve the write once the
+        fold holds its decision."""
+        if record.key not in self._keys or kind_of(record) not in _FOLDED:
+            return
+        decoded = decode_record(record)
+        if decoded is None or decoded.txn_id not in self._waiting:
+            return
+        plog = self._logs.setdefault(record.partition, PartitionLog())
+        txn = plog.fold(record.offset, decoded)
+        if (refused := plog.last_refused) is not None:
+            log.warning("commit log %d:%d: COMMIT of txn %s by %r refused, the write waits "
+                        "for its coordinator's decision: %s", record.partition, record.offset,
+                        decoded.txn_id, decoded.writer, refused.reason)
+        future = self._waiting[decoded.txn_id]
+        if txn is not None and txn.decision is not None and not future.done():
+            future.set_result(txn.decision)

@@ -1,9 +1,8 @@
 """The commit coordinator: decides strong writes (two-phase commit) from the commit log.
 
 Coordinators form the Kafka consumer group ``edgebus.<log region>.coordinator`` on the
-commit log, so
-each commit-log partition (and so each key) has one coordinator at a time; more
-instances share the partitions and take over a dead one's on rebalance. An instance
+commit log, so each commit-log partition (and so each key) has one coordinator at a time;
+more instances share the partitions and take over a dead one's on rebalance. An instance
 folds its partitions (:class:`edgebus.core.commit_log.PartitionLog`) and appends a
 decision for each transaction as soon as :func:`coordinator_decision` has one: COMMIT
 when every participant voted yes, ABORT on a no vote or once the deadline passed.
@@ -13,7 +12,8 @@ of its oldest undecided transaction, so a restarted instance (or the one that ta
 the partition over) folds every undecided transaction again and decides it (presumed
 abort: one past its deadline is aborted). Two instances deciding one transaction (a
 rebalance in progress) cannot disagree in effect: the first decision in the log is the
-decision, for every reader.
+decision, for every reader; a forged COMMIT (no yes vote of every participant before
+it) is none: the fold refuses it, the coordinator logs and counts it (``refused``).
 
 Run it as its own process (``edgebus coordinator run``: kind ``service``) or inside an
 ``EdgeBus`` (``strong.coordinator``): ``embedded`` joins the group from every bus;
@@ -143,6 +143,7 @@ class Coordinator(Lifecycle):
         #: them decided because a participant did not vote before the deadline
         self.outcomes = {"commit": 0, "abort": 0}
         self.timeouts = 0
+        self.refused = 0  #: COMMITs the fold refused (forged: no coordinator wrote them)
         self.assignments = 0  #: partition assignments received (one per rebalance)
         #: strong-write latency (BEGIN to decision), by outcome: ``edgebus bench`` and
         #: the coordinator's /metrics
@@ -297,6 +298,11 @@ class Coordinator(Lifecycle):
             txn = plog.fold(record.offset, decoded)
             if txn is not None and txn.decision is not None:
                 self._deciding.discard(txn.txn_id)
+            if (refused := plog.last_refused) is not None:
+                self.refused += 1
+                log.warning("%s: commit log %d:%d, COMMIT of txn %s by %r refused: %s",
+                            self.name, partition, record.offset, refused.record.txn_id,
+                            refused.record.writer, refused.reason)
         end = self._catching_up.get(partition)
         if end is not None and plog.position >= end:
             del self._catching_up[partition]
@@ -376,6 +382,7 @@ class Coordinator(Lifecycle):
             "decided": self.decided,
             "outcomes": dict(self.outcomes),
             "timeouts": self.timeouts,
+            "refused": self.refused,
             "assignments": self.assignments,
         }
 

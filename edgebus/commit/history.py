@@ -1,4 +1,9 @@
-"""What the commit log says about recent strong writes (``edgebus saga list/show``)."""
+"""What the commit log says about recent strong writes (``edgebus saga list/show``).
+
+The log is folded as every reader folds it (:class:`edgebus.core.commit_log.PartitionLog`):
+a COMMIT without a yes vote of every participant before it (forged: no coordinator
+wrote it) is not the transaction's decision; it is listed under ``refused``.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,7 @@ def txn_summary(txn: Txn, now_ms: int | None = None) -> dict[str, Any]:
         "age_ms": now_ms - begin.time_ms,
         "decided_after_ms": (decision.time_ms - begin.time_ms) if decision else None,
         "writer": begin.writer,
+        "refused_commits": len(txn.refused),
     }
 
 
@@ -96,5 +102,7 @@ def txn_detail(txn: Txn) -> dict[str, Any]:
         },
         acks=[{"region": a.region, "event": a.position, "at_ms": a.time_ms - t0}
               for a in txn.acks.values()],
+        refused=[{"by": r.record.writer, "reason": r.reason, "offset": r.offset,
+                  "at_ms": r.record.time_ms - t0} for r in txn.refused],
     )
     return out

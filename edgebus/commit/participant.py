@@ -24,11 +24,11 @@ coordinator's decision resolves them when it comes.
 Strong reads wait on :meth:`Participant.barrier`: every commit-log record before the
 read's start is processed and every commit of the key so far is applied here.
 
-Poison records (:mod:`edgebus.commit.poison`): a record that fails on its own (no
-commit-log record, a BEGIN this region cannot apply, a COMMIT the log's votes do not
-back) goes to ``edgebus.<region>.dlq`` with the reason and the participant goes on: it
-votes no on such a BEGIN and applies nothing of such a COMMIT (acknowledging it without
-an event position). Kafka, store and timeout trouble is retried, never dead-lettered.
+Poison records (:mod:`edgebus.commit.poison`) go to ``edgebus.<region>.dlq`` with the
+reason and the participant goes on: no commit-log record; a BEGIN this region cannot
+apply (voted no); a COMMIT the log's votes do not back (the fold refuses it: the write
+waits for its real decision) or this region must not apply (acknowledged without an
+event position). Kafka, store and timeout trouble is retried, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ from edgebus.commit.poison import (
     commit_refusal,
     letter_of,
     transient,
-    unsupported_commit,
 )
 from edgebus.config import EdgeConfig
 from edgebus.core.commit_log import (
@@ -240,8 +239,7 @@ class Participant:
             self.processed[tp.partition] = self.logs[tp.partition].position
 
     async def _decoded(self, record: ConsumerRecord[bytes, bytes]) -> LogRecord | None:
-        """The commit-log record in ``record``; ``None`` for one that is none (then
-        dead-lettered)."""
+        """The commit-log record in ``record``; ``None`` (dead-lettered) for one that is none."""
         try:
             return read_record(record)
         except DecodeError as e:
@@ -254,7 +252,10 @@ class Participant:
         decoded = await self._decoded(record)
         if decoded is None:
             return
-        changed = self.logs[partition].fold(record.offset, decoded)
+        plog = self.logs[partition]
+        changed = plog.fold(record.offset, decoded)
+        if (refused := plog.last_refused) is not None and self.region in refused.participants:
+            await self._letters.send(record, refused.reason)  # forged: nothing to act on
         if changed is not None and changed.begin is not None:
             self._placement_seen(changed)
             if self.region in changed.participants:
@@ -307,8 +308,7 @@ class Participant:
             self._versions.setdefault(key, 0)
 
     def _placement_seen(self, txn: Txn) -> None:
-        if (txn.decision is not None and txn.decision.committed and txn.begin is not None
-                and unsupported_commit(txn) is None):
+        if txn.decision is not None and txn.decision.committed and txn.begin is not None:
             if len(self._placement) > 100_000:
                 self._placement.clear()
             self._placement[txn.key] = txn.begin.placement

@@ -25,6 +25,16 @@ recovery is reading the log again: a transaction with a decision is carried forw
 coordinator once its deadline has passed (presumed abort: nobody can have applied it,
 since a participant applies only a logged COMMIT).
 
+A COMMIT counts only if the log backs it: a coordinator appends one only after it read
+a yes vote of every participant, from this same partition (votes and decisions are
+keyed by the written key), so every reader folds those votes before it. A COMMIT
+without them (written by someone else: forged, or corrupt) is refused, for every
+reader alike: the transaction stays undecided, as if it had never come, and is
+decided as any other (a coordinator commits on every yes vote, aborts on a no or at
+the deadline). The refusal is kept (:attr:`Txn.refused`) and reported
+(:attr:`PartitionLog.last_refused`) for the caller to log or count. An ABORT counts
+whenever it comes: any participant or coordinator may abort, and nothing is applied.
+
 A participant's vote is the one non-deterministic step (it depends on the key's
 version in the participant's store and on its locks); once in the log it is a fact.
 The log is the participant's prepared record: a yes vote in the log holds the key until
@@ -43,12 +53,14 @@ from dataclasses import dataclass, field
 from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote, vote
 
 __all__ = [
+    "MAX_REFUSED_KEPT",
     "RETENTION_MS",
     "AckRecord",
     "BeginRecord",
     "DecisionRecord",
     "LogRecord",
     "PartitionLog",
+    "RefusedDecision",
     "Txn",
     "TxnStatus",
     "committed_version",
@@ -56,6 +68,7 @@ __all__ = [
     "lock_holders",
     "participant_vote",
     "recent",
+    "unbacked_commit",
 ]
 
 
@@ -127,6 +140,18 @@ class AckRecord:
 LogRecord = BeginRecord | VoteRecord | DecisionRecord | AckRecord
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedDecision:
+    """A COMMIT the fold did not take as the decision: the log does not back it (no yes
+    vote of every participant before it). ``offset``: where it sits; ``reason``: why;
+    ``participants``: its transaction's, as folded (none when its BEGIN was not read)."""
+
+    offset: int
+    record: DecisionRecord
+    reason: str
+    participants: tuple[str, ...] = ()
+
+
 class TxnStatus:
     """Where a transaction is, as the log tells it."""
 
@@ -140,7 +165,9 @@ class TxnStatus:
 @dataclass(slots=True)
 class Txn:
     """What the log says about one transaction so far (first vote per region, first
-    decision; later duplicates are ignored). ``*_offset``: where the record sits."""
+    decision the log backs; later duplicates are ignored). ``*_offset``: where the
+    record sits. ``refused``: the first :data:`MAX_REFUSED_KEPT` COMMITs refused while
+    it was undecided (:func:`unbacked_commit`), a record sent again kept once."""
 
     txn_id: str
     key: str
@@ -150,6 +177,7 @@ class Txn:
     decision: DecisionRecord | None = None
     decision_offset: int = -1
     acks: dict[str, AckRecord] = field(default_factory=dict)
+    refused: list[RefusedDecision] = field(default_factory=list)
     last_offset: int = -1  #: of its latest record folded, duplicates included
 
     @property
@@ -178,6 +206,9 @@ class Txn:
 #: recognised. edgebus's client never sends a BEGIN twice; Kafka's idempotent producer
 #: drops its own retries.
 RETENTION_MS = 120_000
+#: how many refused COMMITs a transaction keeps (:attr:`Txn.refused`); later ones are
+#: reported by :attr:`PartitionLog.last_refused` all the same
+MAX_REFUSED_KEPT = 10
 
 
 class PartitionLog:
@@ -185,17 +216,35 @@ class PartitionLog:
 
     :meth:`fold` takes records in offset order (offsets may skip: compaction, aborted
     Kafka transactions, records of other kinds); a record that changes nothing (a
-    duplicate) returns ``None``.
+    duplicate, a refused COMMIT) returns ``None``.
     """
 
     def __init__(self) -> None:
         self.txns: dict[str, Txn] = {}
         self.position = 0  #: the offset after the last record folded
+        #: the record last folded, when it was a COMMIT refused (:func:`unbacked_commit`):
+        #: the caller logs or counts it; ``None`` after any other record
+        self.last_refused: RefusedDecision | None = None
 
     def fold(self, offset: int, record: LogRecord) -> Txn | None:
         """Fold one record; returns the transaction it changed, if any."""
         self.position = max(self.position, offset + 1)
+        self.last_refused = None
         txn = self.txns.get(record.txn_id)
+        if isinstance(record, DecisionRecord) and record.committed and (
+            txn is None or txn.decision is None
+        ):
+            reason = _NO_BEGIN if txn is None else unbacked_commit(txn)
+            if reason is not None:
+                placement = txn.participants if txn is not None else ()
+                self.last_refused = refused = RefusedDecision(offset, record, reason, placement)
+                if txn is not None:  # (one of a transaction never seen is not remembered)
+                    txn.last_offset = max(txn.last_offset, offset)
+                    if len(txn.refused) < MAX_REFUSED_KEPT and all(
+                        r.record != record for r in txn.refused
+                    ):
+                        txn.refused.append(refused)
+                return None
         if txn is None:
             txn = self.txns[record.txn_id] = Txn(record.txn_id, record.key)
         txn.last_offset = max(txn.last_offset, offset)
@@ -265,6 +314,27 @@ class PartitionLog:
         for k in drop:
             del self.txns[k]
         return len(drop)
+
+
+_NO_BEGIN = ("a COMMIT of a transaction whose BEGIN is not in the log before it: no "
+             "coordinator decided it")
+
+
+def unbacked_commit(txn: Txn) -> str | None:
+    """Why a COMMIT of the undecided ``txn`` folded now would not be backed by the log
+    (then refused), or ``None``: the fold must have read ``txn``'s BEGIN and a yes vote
+    (its first vote) of every region of its placement, as every coordinator did before
+    it appended a COMMIT."""
+    begin = txn.begin
+    if begin is None:
+        return _NO_BEGIN
+    if not begin.placement:
+        return "a COMMIT of a write without participant regions: no coordinator decided it"
+    missing = [r for r in begin.placement if r not in txn.votes or not txn.votes[r].yes]
+    if missing:
+        return (f"a COMMIT without a yes vote of {', '.join(missing)} before it in the log: "
+                "no coordinator decided it")
+    return None
 
 
 def recent(txn: Txn, now_ms: int, retention_ms: int = RETENTION_MS) -> bool:

@@ -8,14 +8,17 @@ cannot apply (unknown operation, a transaction id that is not ASCII or is 900 KB
 an increment of a string, a payload that is not JSON, an empty or 5,000-byte key, a
 deadline ten years away, a BEGIN on another key's partition) and forged decisions (for
 a transaction nobody began, a COMMIT without every participant's yes vote, a COMMIT
-stamped in the year 3000).
+stamped in the year 3000, a COMMIT of a client's own write that no coordinator can
+commit).
 
 Each test asserts: the region service runs on (its tasks alive, its status answers),
 the good writes commit and read back strongly, every hostile record is in
 ``edgebus.<region>.dlq`` with stage ``participant`` and a reason, a BEGIN the region
 cannot apply gets a no vote (so its writer learns at once, and nothing is applied), a
 forged decision applies nothing, and a restarted service reads the same records again
-without failing.
+without failing. A COMMIT without every participant's yes vote before it is no decision
+for any reader: the client that began the write does not report it committed, and
+``edgebus saga show`` does not show it committed.
 
 One region (its own name, so its saga log, dead-letter topic and participant group are
 new) runs in this process with a coordinator.
@@ -24,6 +27,8 @@ new) runs in this process with a coordinator.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -36,9 +41,17 @@ from aiokafka import AIOKafkaProducer
 
 from connectors import by_url
 from edgebus.commit.coordinator import Coordinator
+from edgebus.commit.history import read_transactions, txn_detail
 from edgebus.commit.log import commit_partition
 from edgebus.config import EdgeConfig, load_config
-from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
+from edgebus.core.commit_log import (
+    AckRecord,
+    BeginRecord,
+    DecisionRecord,
+    LogRecord,
+    TxnStatus,
+    VoteRecord,
+)
 from edgebus.core.commit_vote import Decision, TxnOutcome, Vote
 from edgebus.errors import DecodeError
 from edgebus.kafka.dead_letter_view import DeadLetterView, list_dead_letters
@@ -49,6 +62,7 @@ from edgebus.server.service import RegionService
 from edgebus.wire.commit_log import decode_saga_record, encode_saga_record, saga_headers
 from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import encode_single_object
+from tests.conftest import run_cli
 from tests.integration.regions import eventually
 from tests.kafka_settings import KAFKA
 
@@ -56,6 +70,19 @@ PARTITIONS = 3
 GHOST = "ghost-region"  #: a region no service runs: it never votes
 TEN_YEARS_MS = 10 * 365 * 24 * 3_600_000
 YEAR_3000_MS = 32_503_680_000_000
+
+
+def settings(region: str, bootstrap: str, *others: str) -> dict[str, Any]:
+    """The configuration of a test's region (``others``: regions it also knows of, where
+    writes may be placed, though no service runs there)."""
+    regions = [region, *others]
+    return {
+        "discovery": {"locations": regions},
+        "compliance": {"zones": {"gdpr": regions, "hipaa": regions, "sox": regions}},
+        "kafka": {"bootstrap": bootstrap, "partitions": PARTITIONS, "connect_timeout_s": 20},
+        "strong": {"coordinator": "service", "timeout_ms": 10_000,
+                   "read_wait_ms": 10_000, "decision_grace_ms": 5_000},
+    }
 
 
 @dataclass
@@ -67,18 +94,12 @@ class Strong:
     config: EdgeConfig
     bootstrap: str
     store: str
+    coordinator: Coordinator | None = None  #: while running
 
     @classmethod
     def create(cls, bootstrap: str, tmp_path: Path) -> Strong:
         region = "p" + uuid.uuid4().hex[:8]
-        config = load_config({
-            "discovery": {"locations": [region]},
-            "compliance": {"zones": {"gdpr": [region], "hipaa": [region], "sox": [region]}},
-            "kafka": {"bootstrap": bootstrap, "partitions": PARTITIONS,
-                      "connect_timeout_s": 20},
-            "strong": {"coordinator": "service", "timeout_ms": 10_000,
-                       "read_wait_ms": 10_000, "decision_grace_ms": 5_000},
-        })
+        config = load_config(settings(region, bootstrap))
         return cls(region, config, bootstrap, f"sqlite://{tmp_path / 'store.db'}")
 
     @property
@@ -92,7 +113,8 @@ class Strong:
             service = await stack.enter_async_context(RegionService(
                 self.region, self.config, store=self.store, host_states=False,
                 replicate=False, serve=False))
-            await stack.enter_async_context(Coordinator(self.config, self.bootstrap))
+            self.coordinator = await stack.enter_async_context(
+                Coordinator(self.config, self.bootstrap))
             bus = await stack.enter_async_context(EdgeBus(self.config, discovery=False))
             yield service, bus
 
@@ -200,7 +222,7 @@ async def letters_for(env: Strong, sent: Iterable[Sent]) -> dict[str, DeadLetter
                 found[d.source] = d
         return set(found) == wanted
 
-    await eventually(all_there, 20, f"dead letters of {sorted(wanted)}")
+    await eventually(all_there, 60, f"dead letters of {sorted(wanted)}")
     return found
 
 
@@ -351,7 +373,10 @@ async def test_forged_decisions_apply_nothing_and_are_dead_lettered(
         await send_raw(env, [saga(commit(str(uuid.uuid4()), unknown, now << 16),
                                   "decision of an unknown txn")])
         # two transactions the region votes yes on, whose second participant never votes
-        held = {key: env.begin(key, placement=(env.region, GHOST), deadline_ms=now + 15_000)
+        # the deadline from now on (not from the test's start: a loaded machine may take
+        # seconds to get here), long enough for the forged decisions to come before it
+        deadline = int(time.time() * 1000) + 25_000
+        held = {key: env.begin(key, placement=(env.region, GHOST), deadline_ms=deadline)
                 for key in (unvoted, future)}
         await send_raw(env, [saga(b, "begin") for b in held.values()])
 
@@ -374,7 +399,7 @@ async def test_forged_decisions_apply_nothing_and_are_dead_lettered(
             async def acked(txn_id: str = b.txn_id) -> bool:
                 return await ack_of(env, txn_id) is not None
 
-            await eventually(acked, 15, f"the ack of {b.key}")
+            await eventually(acked, 60, f"the ack of {b.key}")
             ack = await ack_of(env, b.txn_id)
             assert ack is not None and ack.position is None, ack  # applied nothing
         for key in (unknown, unvoted, future):
@@ -387,4 +412,83 @@ async def test_forged_decisions_apply_nothing_and_are_dead_lettered(
         await assert_running(service)
     async with env.running() as (service, bus):
         await good_writes(bus, env, [unvoted, future], {"restarted": True})
+        await assert_running(service)
+
+
+async def test_a_forged_commit_of_a_clients_write_is_neither_its_outcome_nor_what_saga_show_says(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A client commits a write placed in this region and in one where no service runs:
+    this region votes yes, the other never votes, so no coordinator can commit it. A
+    forger then writes a COMMIT of it straight to the saga log (after the yes vote, so
+    that only the missing vote gives it away). Every reader refuses it: the client
+    waits on and reports the coordinator's abort at the deadline, ``edgebus saga show``
+    shows the write aborted (the forged COMMIT under ``refused``), the region applies
+    nothing (the forged record is dead-lettered, the write acknowledged as aborted), and
+    the key is free for the next write."""
+    env = Strong.create(kafka_bootstrap, tmp_path)
+    key = f"{uuid.uuid4().hex[:6]}:forged"
+    # the client knows of the ghost region too: it places the write there as well
+    client_config = load_config(settings(env.region, kafka_bootstrap, GHOST))
+    async with env.running() as (service, bus), EdgeBus(client_config, discovery=False) as client:
+        write = asyncio.ensure_future(
+            client.commit(key, {"forged": False}, replication_factor=2, timeout_ms=8_000))
+        begins: list[BeginRecord] = []
+
+        async def begun_and_voted_yes() -> bool:
+            begins[:] = [r for r in await saga_records(env)
+                         if isinstance(r, BeginRecord) and r.key == key]
+            vote = await vote_of(env, begins[0].txn_id) if begins else None
+            return vote is not None and vote.yes
+
+        await eventually(begun_and_voted_yes, 15, "the write's BEGIN and the region's yes")
+        begin = begins[0]
+        assert begin.placement == (env.region, GHOST), begin
+        assert not write.done()  # the ghost's vote is missing: undecided
+        now = int(time.time() * 1000)
+        forged = await send_raw(env, [saga(DecisionRecord(
+            begin.txn_id, key, TxnOutcome(Decision.COMMIT), now << 16, 1, "forger", now,
+        ), "COMMIT of the client's write without the ghost's vote")])
+
+        result = await write
+        assert result.txn_id == begin.txn_id
+        assert not result.committed, result
+        assert result.decided_by != "forger"
+        assert result.reason is not None and result.reason.startswith(
+            f"timed out: {GHOST} did not vote"), result
+
+        txn = next(t for t in await read_transactions(env.config, env.bootstrap, None)
+                   if t.txn_id == begin.txn_id)
+        assert txn.status in (TxnStatus.ABORTED, TxnStatus.DONE_ABORTED), txn.status
+        detail = txn_detail(txn)
+        assert detail["decision"]["commit"] is False and detail["decided_by"] != "forger"
+        assert [(r["by"], r["offset"]) for r in detail["refused"]] == [
+            ("forger", forged[0].offset)]
+        assert detail["refused_commits"] == 1
+        assert env.coordinator is not None and env.coordinator.status()["refused"] == 1
+
+        path = tmp_path / "edgebus.json"  # what the command line says
+        path.write_text(json.dumps(settings(env.region, env.bootstrap)), encoding="utf-8")
+        cli_env = {**os.environ, "EDGEBUS_CONFIG": str(path),
+                   "EDGEBUS_STATE_DIR": str(tmp_path / "state")}
+        code, shown, out, err = await asyncio.to_thread(
+            run_cli, ["saga", "show", begin.txn_id, "--window", "0", "--json"], cli_env)
+        assert code == 0, out + err
+        shown_txn = shown["transaction"]
+        assert shown_txn["status"] in (TxnStatus.ABORTED, TxnStatus.DONE_ABORTED), shown_txn
+        assert shown_txn["decision"]["commit"] is False
+        assert [r["by"] for r in shown_txn["refused"]] == ["forger"]
+
+        letters = await letters_for(env, forged)
+        assert {stage_of(d) for d in letters.values()} == {"participant"}
+        assert f"without a yes vote of {GHOST} " in next(iter(letters.values())).reason
+
+        async def acked() -> bool:
+            return await ack_of(env, begin.txn_id) is not None
+
+        await eventually(acked, 15, "the region's ack of the aborted write")
+        ack = await ack_of(env, begin.txn_id)
+        assert ack is not None and ack.position is None, ack  # applied nothing
+        assert await store_row(env, key) is None
+        await good_writes(bus, env, [key], {"good": True})  # the key is free
         await assert_running(service)

@@ -23,6 +23,11 @@ decision. Votes come from participants and from regions outside the placement.
   participant's first vote is no; once the deadlines passed, every transaction is
   decided. Each decision's reason is the one its coordinator's view (the records it had
   read) gives.
+* Forged decisions: whatever decisions a forger interleaves (written straight to the
+  log, without the votes), the fold's decision is a COMMIT only if every placement
+  region's first vote before it was a yes; a COMMIT refused changes nothing else (the
+  transaction is decided as if it had never come: aborted at its deadline at the
+  latest); no coordinator's COMMIT is ever refused.
 
 "Causal" logs are those a real partition holds: participants and coordinators react to
 a begin they read, so a transaction's first record is its begin.
@@ -39,6 +44,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from edgebus.core.commit_log import (
+    MAX_REFUSED_KEPT,
     RETENTION_MS,
     AckRecord,
     BeginRecord,
@@ -107,16 +113,26 @@ decision_ops = st.tuples(st.just("decision"), txn_index, st.booleans(), st.integ
 ack_ops = st.tuples(st.just("ack"), txn_index, st.sampled_from(REGIONS))
 repeat_ops = st.tuples(st.just("repeat"), st.integers(0, 60))  # an earlier record, again
 stale_ops = st.tuples(st.just("stale"), st.integers(0, 6))  # the stale coordinator acts
+#: a forger appends a decision (mostly a COMMIT) of a transaction (index 3: one nobody
+#: began), straight to the log
+forge_ops = st.tuples(
+    st.just("forge"), st.integers(0, 3), st.sampled_from((True, True, True, False)),
+    st.integers(0, 3),
+)
 
 Op = tuple[Any, ...]
 
 
-def ops(*, decisions: bool, stale: bool = False) -> st.SearchStrategy[list[Op]]:
+def ops(
+    *, decisions: bool, stale: bool = False, forged: bool = False
+) -> st.SearchStrategy[list[Op]]:
     kinds = [begin_ops, *[vote_ops] * 4, ack_ops, repeat_ops, repeat_ops]
     if decisions:
         kinds.append(decision_ops)
     if stale:
         kinds.append(stale_ops)
+    if forged:
+        kinds.extend([forge_ops, forge_ops])
     return st.lists(st.one_of(*kinds), max_size=40)
 
 
@@ -192,13 +208,44 @@ def fold(records: Sequence[LogRecord], start: int = 0) -> PartitionLog:
 
 
 def snapshot(txn: Txn, offset_of: dict[int, int] | None = None) -> tuple[Any, ...]:
-    """Everything the log says about ``txn`` (offsets mapped back to record indexes)."""
+    """Everything the log says about ``txn`` (offsets mapped back to record indexes),
+    but the COMMITs it refused (:func:`refusals`)."""
     back = offset_of or {}
     return (
         txn.txn_id, txn.key, txn.begin, back.get(txn.begin_offset, txn.begin_offset),
         dict(txn.votes), txn.decision, back.get(txn.decision_offset, txn.decision_offset),
         dict(txn.acks), txn.status, txn.participants,
     )
+
+
+def refusals(txn: Txn, offset_of: dict[int, int] | None = None) -> list[tuple[Any, ...]]:
+    """The COMMITs ``txn`` refused (offsets mapped back to record indexes)."""
+    back = offset_of or {}
+    return [(back.get(r.offset, r.offset), r.record, r.reason) for r in txn.refused]
+
+
+def backed(records: Sequence[LogRecord], index: int) -> bool:
+    """Whether the log before ``index`` holds the (first) BEGIN of the transaction of
+    ``records[index]`` and, for every region of its placement, a first vote that is a
+    yes: what a COMMIT at ``index`` needs to count (told from the records alone)."""
+    txn_id = records[index].txn_id
+    earlier = records[:index]
+    begin = next((r for r in earlier if isinstance(r, BeginRecord) and r.txn_id == txn_id),
+                 None)
+    if begin is None or not begin.placement:
+        return False
+    for region in begin.placement:
+        first = next((r for r in earlier if isinstance(r, VoteRecord) and r.txn_id == txn_id
+                      and r.vote.region == region), None)
+        if first is None or not first.vote.yes:
+            return False
+    return True
+
+
+def counts(records: Sequence[LogRecord], index: int) -> bool:
+    """Whether the decision at ``index`` may count: an ABORT, or a backed COMMIT."""
+    record = records[index]
+    return isinstance(record, DecisionRecord) and (not record.committed or backed(records, index))
 
 
 def decisions_over_time(txn: Txn) -> list[TxnOutcome | None]:
@@ -231,9 +278,12 @@ def test_readers_folding_the_same_records_agree_on_every_transaction(
         offset_of[offset] = index
         before = copy.deepcopy(other.txns.get(record.txn_id))
         changed = other.fold(offset, record)
-        after = other.txns[record.txn_id]
+        after = other.txns.get(record.txn_id)
         if changed is None:  # "a record that changes nothing returns None"
-            assert before is not None and snapshot(before) == snapshot(after)
+            if before is None:  # a COMMIT of a transaction never seen: not remembered
+                assert after is None and other.last_refused is not None
+            else:
+                assert after is not None and snapshot(before) == snapshot(after)
         else:
             assert changed is after
             assert before is None or snapshot(before) != snapshot(after)
@@ -246,6 +296,7 @@ def test_readers_folding_the_same_records_agree_on_every_transaction(
     for txn_id, txn in one.txns.items():
         theirs = other.txns[txn_id]
         assert snapshot(txn) == snapshot(theirs, offset_of)
+        assert refusals(txn) == refusals(theirs, offset_of)
         assert decisions_over_time(txn) == decisions_over_time(theirs)
         assert committed_version(txn) == committed_version(theirs)
     assert [t.txn_id for t in one.undecided()] == [t.txn_id for t in other.undecided()]
@@ -266,9 +317,19 @@ def test_the_first_vote_of_a_participant_and_the_first_decision_are_the_ones_tha
         mine = [(i, r) for i, r in enumerate(records) if r.txn_id == txn_id]
         begins = [(i, r) for i, r in mine if isinstance(r, BeginRecord)]
         decisions = [(i, r) for i, r in mine if isinstance(r, DecisionRecord)]
+        valid = [(i, r) for i, r in decisions if counts(records, i)]
         assert (txn.begin_offset, txn.begin) == (begins[0] if begins else (-1, None))
-        assert (txn.decision_offset, txn.decision) == (decisions[0] if decisions else (-1, None))
-        decided_at = decisions[0][0] if decisions else len(records)
+        assert (txn.decision_offset, txn.decision) == (valid[0] if valid else (-1, None))
+        decided_at = valid[0][0] if valid else len(records)
+        known_at = next(i for i, r in mine if not isinstance(r, DecisionRecord)
+                        or counts(records, i))  # its first record that is not refused
+        refused: list[tuple[int, DecisionRecord]] = []
+        for i, r in decisions:  # each refused once, however often it comes
+            if known_at < i < decided_at and not counts(records, i) and all(
+                r != seen for _, seen in refused
+            ):
+                refused.append((i, r))
+        assert [(r.offset, r.record) for r in txn.refused] == refused[:MAX_REFUSED_KEPT]
         for region, vote in txn.votes.items():
             # the first vote of the region before the decision that is not from a region
             # outside the placement (when the begin came before it)
@@ -350,6 +411,8 @@ def coordinated_timeline(
             log.append(record)
             arrivals.append(now)
             coordinate(now)
+        if op[0] == "idle":  # time passes: a forged record that did not come
+            coordinate(now)
     if finish:
         coordinate(max([MAX_DEADLINE + 1, *arrivals]))  # every deadline has passed
     return Timeline(log, arrivals, read, len(log) if paused_at < 0 else paused_at)
@@ -359,7 +422,11 @@ def _records_of_step(
     txns: Sequence[Spec], op: Op, time_ms: int, log: list[LogRecord]
 ) -> list[LogRecord]:
     """The records one operation appends to a causal log (decisions excluded: the
-    coordinators make them)."""
+    coordinators make them; but a forger's)."""
+    if op[0] == "forge":
+        return [forged_decision(txns, op, time_ms)]
+    if op[0] == "idle":
+        return []
     if op[0] == "repeat":
         candidates = [r for r in log if not isinstance(r, DecisionRecord)]
         return [candidates[op[1] % len(candidates)]] if candidates else []
@@ -369,6 +436,16 @@ def _records_of_step(
     if op[0] != "begin" or begun:
         out.append(make_record(spec, op, time_ms))
     return out
+
+
+def forged_decision(txns: Sequence[Spec], op: Op, time_ms: int) -> DecisionRecord:
+    """The decision a ``forge`` op writes straight to the log (no begin before it)."""
+    _, index, commit, version = op
+    txn_id, key = ("nobody", "k0") if index >= 3 else (
+        txns[index % len(txns)].txn_id, txns[index % len(txns)].key)
+    outcome = TxnOutcome(Decision.COMMIT) if commit else TxnOutcome(Decision.ABORT, "forged")
+    return DecisionRecord(txn_id, key, outcome, time_ms << 16, version if commit else None,
+                          "forger", time_ms)
 
 
 @settings(max_examples=300, deadline=None)
@@ -726,6 +803,131 @@ def test_the_generated_logs_exercise_every_outcome() -> None:
 
     collect()
     assert seen >= {"commit", "conflict", "timeout", "no", "ignored votes", "ignored decisions"}
+
+
+# --------------------------------------------------------------------------- forged decisions
+
+
+def refused_offsets(records: Sequence[LogRecord]) -> list[int]:
+    """The offsets of the COMMITs a reader folding ``records`` refuses."""
+    reader, refused = PartitionLog(), []
+    for offset, record in enumerate(records):
+        reader.fold(offset, record)
+        if reader.last_refused is not None:
+            assert reader.last_refused.offset == offset and reader.last_refused.record == record
+            refused.append(offset)
+    return refused
+
+
+@settings(max_examples=500, deadline=None)
+@given(specs, ops(decisions=False, stale=True, forged=True))
+@example(  # a forged COMMIT right after the begin; eu votes yes, us never votes
+    txns=[Spec("t0", "k0", ("eu", "us"), None, 100)],
+    operations=[("forge", 0, True, 1), ("vote", 0, 0, True, 0, Refusal.LOCKED)],
+)
+@example(  # a forged COMMIT of a transaction nobody began, and one after a no vote
+    txns=[Spec("t0", "k0", ("eu",), None, 300)],
+    operations=[("forge", 3, True, 1), ("vote", 0, 0, False, 0, Refusal.LOCKED),
+                ("forge", 0, True, 1)],
+)
+def test_whatever_forged_decisions_are_interleaved_the_decision_is_commit_only_after_every_yes(
+    txns: list[Spec], operations: list[Op]
+) -> None:
+    """A forger appends decisions (mostly COMMITs) anywhere in the log, of the
+    transactions and of one nobody began, while an up-to-date and a stale coordinator
+    decide. The fold's decision is a COMMIT only when the log before it holds a yes of
+    every placement region (whoever wrote it); the COMMITs refused are the forger's,
+    none backed, never a coordinator's; refused, they change nothing (the fold without
+    them is the same); and every transaction is decided once the deadlines passed (one
+    whose forged COMMIT was refused is aborted at its deadline, or committed on every
+    yes, as if the forged COMMIT had never come)."""
+    records = coordinated_log(txns, operations)
+    final = fold(records)
+    refused = refused_offsets(records)
+    for offset in refused:
+        record = records[offset]
+        assert isinstance(record, DecisionRecord) and record.committed
+        assert record.writer == "forger", f"a coordinator's COMMIT refused: {record}"
+        assert not backed(records, offset)
+    for txn_id, txn in final.txns.items():
+        if txn.begin is not None:
+            assert txn.decision is not None, f"{txn_id} undecided after every deadline passed"
+        if txn.decision is not None and txn.decision.committed:
+            assert backed(records, txn.decision_offset), f"{txn_id}: {records}"
+            first_votes = [txn.votes.get(r) for r in txn.participants]
+            assert first_votes and all(v is not None and v.yes for v in first_votes)
+    without = PartitionLog()  # the same log, the refused COMMITs taken out
+    for offset, record in enumerate(records):
+        if offset not in refused:
+            without.fold(offset, record)
+    assert list(without.txns) == list(final.txns)
+    for txn_id, txn in final.txns.items():
+        assert snapshot(without.txns[txn_id]) == snapshot(txn)
+        # kept: those that came once the transaction was known (not before its begin)
+        known_at = next(o for o, r in enumerate(records)
+                        if r.txn_id == txn_id and o not in refused)
+        kept = [o for o in refused if records[o].txn_id == txn_id and o > known_at]
+        assert [r.offset for r in txn.refused] == kept[:MAX_REFUSED_KEPT]
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, ops(decisions=False, forged=True))
+def test_a_transaction_whose_forged_commit_is_refused_is_decided_as_if_it_had_never_come(
+    txns: list[Spec], operations: list[Op]
+) -> None:
+    """The coordinated log with the forger's records is the log without them (the
+    forger idle at those times), record for record, up to the first forged decision
+    that counts (an ABORT, or a COMMIT after every yes): the coordinator votes and
+    decides, times out and commits, exactly as if no refused COMMIT had come."""
+    forged = coordinated_log(txns, operations)
+    idle = coordinated_log(txns, [("idle",) if op[0] == "forge" else op for op in operations])
+    refused = set(refused_offsets(forged))
+    kept: list[LogRecord] = []
+    for offset, record in enumerate(forged):
+        if isinstance(record, DecisionRecord) and record.writer == "forger":
+            if offset not in refused:
+                break  # it counts: from here on the logs differ
+            continue
+        kept.append(record)
+    else:
+        assert kept == idle
+    assert kept == idle[:len(kept)]
+
+
+def test_the_generated_forgeries_exercise_every_case() -> None:
+    """The forged logs above are not vacuous: forged COMMITs are refused and the
+    transaction then aborted at its deadline, or committed on every yes; forged COMMITs
+    of a transaction nobody began are refused; forged ABORTs count. (A forged COMMIT
+    after every yes, which counts, never comes here: the up-to-date coordinator commits
+    at the last yes. The unit tests have it.)"""
+    seen: set[str] = set()
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(specs, ops(decisions=False, stale=True, forged=True))
+    def collect(txns: list[Spec], operations: list[Op]) -> None:
+        records = coordinated_log(txns, operations)
+        refused = refused_offsets(records)
+        final = fold(records)
+        for offset in refused:
+            txn = final.txns.get(records[offset].txn_id)
+            if txn is None:
+                seen.add("refused, nobody began it")
+                continue
+            decision = txn.decision
+            if decision is not None and decision.writer != "forger":
+                if decision.committed:
+                    seen.add("refused, then committed")
+                elif decision.outcome.reason and decision.outcome.reason.startswith("timed out"):
+                    seen.add("refused, then timed out")
+        for txn in final.txns.values():
+            if txn.decision is not None and txn.decision.writer == "forger":
+                seen.add("forged abort")
+
+    collect()
+    assert seen >= {
+        "refused, nobody began it", "refused, then committed", "refused, then timed out",
+        "forged abort",
+    }
 
 
 # --------------------------------------------------------------------------- wire

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import pytest
 
 from edgebus.core.commit_log import (
+    MAX_REFUSED_KEPT,
     RETENTION_MS,
     AckRecord,
     BeginRecord,
@@ -22,6 +23,7 @@ from edgebus.core.commit_log import (
     lock_holders,
     participant_vote,
     recent,
+    unbacked_commit,
 )
 from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote
 
@@ -184,7 +186,7 @@ def test_a_second_ack_of_a_region_is_ignored() -> None:
 
 def test_records_of_different_transactions_are_folded_apart() -> None:
     log = fold_all([
-        begin("t1"), begin("t2", key="acct:2", placement=("eu",)),
+        begin("t1", placement=("eu",)), begin("t2", key="acct:2", placement=("eu",)),
         vote("eu", "t1"), no("eu", "t2"), decision("t1"), abort("t2"),
     ])
     assert log.txns["t1"].votes["eu"].yes and not log.txns["t2"].votes["eu"].yes
@@ -214,10 +216,163 @@ def test_folding_a_record_twice_in_a_row_changes_nothing_the_second_time() -> No
 
 def test_undecided_lists_begun_transactions_without_a_decision_in_log_order() -> None:
     log = fold_all([
-        begin("t3"), begin("t1"), begin("t2"), decision("t1"),
+        begin("t3"), begin("t1"), begin("t2"), abort("t1"),
         ack("eu", "t9"),  # never begun (its begin was not read): not listed
     ])
     assert [t.txn_id for t in log.undecided()] == ["t3", "t2"]
+
+
+# --------------------------------------------------------------------------- forged decisions
+
+
+def forged(txn: str = "t1", key: str = "acct:1") -> DecisionRecord:
+    """A COMMIT written straight to the log by someone who is no coordinator."""
+    return decision(txn, writer="forger", key=key)
+
+
+def test_a_commit_without_a_yes_vote_of_every_participant_is_refused_and_changes_nothing() -> None:
+    log = fold_all([begin(), vote("eu"), vote("us")])  # ap has not voted
+    assert log.fold(3, forged()) is None
+    txn = log.txns["t1"]
+    assert txn.decision is None and txn.decision_offset == -1
+    assert txn.status == TxnStatus.PREPARING
+    assert log.undecided() == [txn]
+    assert log.position == 4  # read all the same
+
+
+def test_a_refused_commit_is_reported_with_its_reason_and_kept_on_the_transaction() -> None:
+    log = fold_all([begin(), vote("eu")])
+    log.fold(2, forged())
+    refused = log.last_refused
+    assert refused is not None
+    assert (refused.offset, refused.record) == (2, forged())
+    assert refused.reason == ("a COMMIT without a yes vote of us, ap before it in the log: "
+                              "no coordinator decided it")
+    assert log.txns["t1"].refused == [refused]
+    log.fold(3, vote("us"))  # the next record, refused or not, says so
+    assert log.last_refused is None
+
+
+def test_a_commit_after_a_no_vote_of_a_participant_is_refused() -> None:
+    log = fold_all([begin(), vote("eu"), no("us"), vote("ap")])
+    assert log.fold(4, forged()) is None
+    assert log.last_refused is not None and "us" in log.last_refused.reason
+    assert "eu" not in log.last_refused.reason and "ap" not in log.last_refused.reason
+    assert log.txns["t1"].decision is None
+
+
+def test_yes_votes_of_regions_outside_the_placement_do_not_back_a_commit() -> None:
+    log = fold_all([begin(placement=("eu", "us")), vote("eu"), vote("ap")])
+    assert log.fold(3, forged()) is None
+    assert log.last_refused is not None and log.txns["t1"].decision is None
+
+
+def test_a_commit_of_a_transaction_whose_begin_was_never_seen_is_refused() -> None:
+    log = PartitionLog()
+    assert log.fold(0, forged("t9")) is None
+    assert log.last_refused is not None and "BEGIN" in log.last_refused.reason
+    assert log.txns == {} and log.position == 1  # not remembered: nothing to remember it by
+    # one whose other records (not its begin) were read: refused all the same
+    fold_all([vote("eu", "t8"), vote("us", "t8"), vote("ap", "t8")], log)
+    assert log.fold(log.position, forged("t8")) is None
+    assert log.last_refused is not None and log.txns["t8"].decision is None
+    assert log.txns["t8"].refused == [log.last_refused]
+
+
+def test_a_commit_of_a_write_without_participants_is_refused() -> None:
+    log = fold_all([begin(placement=())])
+    assert log.fold(1, forged()) is None
+    assert log.last_refused is not None and "without participant" in log.last_refused.reason
+
+
+def test_a_commit_after_every_yes_vote_counts_whoever_wrote_it() -> None:
+    """The rule is the log's: a COMMIT with a yes vote of every participant before it is
+    what any coordinator would decide, so it counts (its writer is not checked)."""
+    log = fold_all([begin(), *(vote(r) for r in REGIONS)])
+    assert log.fold(4, forged()) is log.txns["t1"]
+    assert log.last_refused is None
+    assert log.txns["t1"].decision == forged()
+
+
+def test_an_abort_counts_whenever_it_comes() -> None:
+    before_any_vote = txn_of([begin(), abort(reason="eu gave up")])
+    assert before_any_vote.decision == abort(reason="eu gave up")
+    after_every_yes = txn_of([begin(), *(vote(r) for r in REGIONS), abort()])
+    assert after_every_yes.decision == abort()
+    log = PartitionLog()
+    assert log.fold(0, abort("t9")) is not None  # even of a transaction never begun here
+    assert log.last_refused is None and log.txns["t9"].decision == abort("t9")
+
+
+def test_votes_after_a_refused_commit_are_folded_and_the_coordinator_commits_on_them() -> None:
+    log = fold_all([begin(), vote("eu"), forged()])
+    fold_all([vote("us"), vote("ap")], log)
+    txn = log.txns["t1"]
+    assert set(txn.votes) == set(REGIONS)  # not "after the decision": there was none
+    outcome = coordinator_decision(txn, 0)
+    assert outcome == TxnOutcome(Decision.COMMIT)
+    assert log.fold(log.position, decision()) is txn  # the coordinator's: it counts
+    assert txn.decision == decision() and txn.decision_offset == 5
+    assert txn.refused[0].offset == 2
+
+
+def test_a_transaction_whose_forged_commit_was_refused_is_aborted_at_its_deadline() -> None:
+    """As if no decision had come: the key stays locked, the coordinator waits for the
+    silent participants until the deadline, then aborts naming them."""
+    log = fold_all([begin(), vote("eu"), forged()])
+    txn = log.txns["t1"]
+    assert lock_holders(log.txns.values(), "eu") == {"acct:1": "t1"}
+    assert coordinator_decision(txn, DEADLINE) is None
+    outcome = coordinator_decision(txn, DEADLINE + 1)
+    assert outcome is not None and outcome.decision is Decision.ABORT
+    assert outcome.reason is not None and outcome.reason.startswith("timed out: us, ap")
+    fold_all([abort(reason=outcome.reason)], log)
+    assert txn.status == TxnStatus.ABORTED
+    assert lock_holders(log.txns.values(), "eu") == {}
+
+
+def test_a_duplicate_commit_after_a_valid_one_is_ignored_and_not_reported() -> None:
+    log = fold_all([begin(), *(vote(r) for r in REGIONS), decision()])
+    assert log.fold(5, decision(writer="coordinator-b")) is None
+    assert log.last_refused is None
+    assert log.txns["t1"].decision == decision() and log.txns["t1"].refused == []
+
+
+def test_a_forged_commit_after_a_valid_abort_is_ignored_as_a_duplicate() -> None:
+    log = fold_all([begin(), vote("eu"), abort()])
+    assert log.fold(3, forged()) is None
+    assert log.txns["t1"].decision == abort()
+    assert log.last_refused is None  # decided: any later decision is a duplicate
+
+
+def test_a_refused_commit_sent_again_is_kept_once_and_at_most_a_few_are_kept() -> None:
+    log = fold_all([begin(), forged(), forged()])
+    assert [r.offset for r in log.txns["t1"].refused] == [1]
+    assert log.last_refused is not None and log.last_refused.offset == 2  # reported again
+    for i in range(2 * MAX_REFUSED_KEPT):
+        log.fold(log.position, DecisionRecord("t1", "acct:1", TxnOutcome(Decision.COMMIT),
+                                              i, 1, f"forger-{i}", i))
+        assert log.last_refused is not None
+    assert len(log.txns["t1"].refused) == MAX_REFUSED_KEPT
+
+
+def test_unbacked_commit_says_why_a_commit_would_be_refused_now() -> None:
+    assert unbacked_commit(Txn("t1", "acct:1")) is not None
+    assert unbacked_commit(txn_of([begin(), vote("eu")])) is not None
+    assert unbacked_commit(txn_of([begin(), *(vote(r) for r in REGIONS)])) is None
+
+
+def test_a_reader_resuming_at_resume_offset_refuses_the_same_forged_commit() -> None:
+    records: list[LogRecord] = [
+        begin("t0", key="k0", placement=("eu",)), vote("eu", "t0", key="k0"),
+        decision("t0", key="k0"),
+        begin("t1", placement=("eu", "us")), vote("eu", "t1"), forged("t1"),
+    ]
+    full = fold_all(records)
+    start = fold_all(records[:5]).resume_offset(0, undecided)
+    resumed = fold_from(records, start)
+    assert resumed.last_refused is not None and full.last_refused is not None
+    assert resumed.txns["t1"].decision is None and full.txns["t1"].decision is None
 
 
 # --------------------------------------------------------------------------- status
@@ -495,7 +650,8 @@ def test_lock_holders_lists_the_keys_of_undecided_transactions_the_region_voted_
         begin("t2", key="b"), vote("eu", "t2"),
         begin("t3", key="c"), no("eu", "t3"),  # refused: holds nothing
         begin("t4", key="d"), vote("us", "t4"),  # another region's lock
-        begin("t5", key="e"), vote("eu", "t5"), decision("t5", key="e"),  # decided: released
+        begin("t5", key="e", placement=("eu",)), vote("eu", "t5"),
+        decision("t5", key="e"),  # decided: released
         begin("t6", key="f"), vote("eu", "t6"), abort("t6"),
         begin("t7", key="g"),  # not voted yet
     ])
@@ -510,7 +666,7 @@ def test_a_participant_folding_the_log_refuses_a_second_write_on_a_key_it_holds(
     assert holder == "t1"
     v = participant(log.txns["t2"].begin or begin(), holder=holder)
     assert v.refusal is Refusal.LOCKED
-    fold_all([decision("t1")], log)  # t1 decided: the key is free again
+    fold_all([abort("t1")], log)  # t1 decided: the key is free again
     assert lock_holders(log.txns.values(), "eu") == {}
 
 
@@ -520,7 +676,8 @@ def test_a_late_duplicate_vote_read_after_a_restart_at_low_water_holds_no_lock()
     the decided transaction's begin and decision) folds that vote alone: it must not
     take it for a lock on the key, which no decision would ever release."""
     records: list[LogRecord] = [
-        begin("t0", key="k0"), vote("eu", "t0", key="k0"), decision("t0", key="k0"),
+        begin("t0", key="k0", placement=("eu",)), vote("eu", "t0", key="k0"),
+        decision("t0", key="k0"),
         begin("t1", key="k1"), vote("eu", "t0", key="k0"),  # the duplicate, after t1's begin
     ]
     full = fold_all(records)
@@ -699,7 +856,7 @@ def test_resume_offset_keeps_needed_and_recent_transactions_else_falls_back_to_p
     log.fold(2, begin("t1", deadline=1_000))
     log.fold(3, abort("t1"))
     log.fold(5, begin("t2", deadline=5_000))
-    log.fold(6, decision("t2"))
+    log.fold(6, abort("t2"))
     log.fold(8, begin("t3", deadline=2_000))  # undecided, its deadline long passed
     log.fold(9, vote("eu", "t0"))  # its begin was before where this reader started
     assert log.low_water(undecided) == 8
@@ -712,7 +869,7 @@ def test_resume_offset_keeps_needed_and_recent_transactions_else_falls_back_to_p
     assert log.resume_offset(10**9, lambda t: False) == 10  # nothing: the position
     assert log.resume_offset(10**9, lambda t: t.txn_id == "t0") == 10  # no begin read
     assert log.resume_offset(10**9, lambda t: t.txn_id == "t2") == 5
-    log.fold(10, decision("t3"))
+    log.fold(10, abort("t3"))
     assert log.resume_offset(2_000 + RETENTION_MS, undecided) == 5
     assert log.resume_offset(10**9, undecided) == 11
 
@@ -725,7 +882,7 @@ def test_low_water_is_the_smallest_begin_offset_among_the_needed_transactions() 
     log.fold(3, begin("t1"))
     log.fold(5, begin("t2"))
     log.fold(8, begin("t3"))
-    log.fold(9, decision("t1"))
+    log.fold(9, abort("t1"))
     assert log.low_water(lambda t: t.decision is None) == 5
     assert log.low_water(lambda t: True) == 3
     assert log.low_water(lambda t: t.txn_id == "t3") == 8
@@ -735,7 +892,7 @@ def test_low_water_is_the_position_when_no_transaction_is_needed() -> None:
     log = PartitionLog()
     assert log.low_water(lambda t: True) == 0
     log.fold(3, begin("t1"))
-    log.fold(7, decision("t1"))
+    log.fold(7, abort("t1"))
     assert log.low_water(lambda t: t.decision is None) == 8
 
 
@@ -770,7 +927,7 @@ def test_resuming_at_low_water_folds_every_needed_transaction_whole() -> None:
 def test_prune_forgets_the_transactions_keep_rejects_and_counts_them() -> None:
     log = fold_all([
         begin("t1", placement=("eu",)), abort("t1"), ack("eu", "t1"),
-        begin("t2"), decision("t2"),
+        begin("t2"), abort("t2"),
         begin("t3"),
     ])
     assert log.prune(lambda t: not t.finished) == 1
@@ -801,7 +958,7 @@ def test_compact_forgets_only_transactions_entirely_before_the_resume_offset() -
     now = 1_000 + RETENTION_MS + 1  # t0 and t2 no longer recent; t1 still needed
     assert log.resume_offset(now, undecided) == 0  # back to t0's begin: it has a record at 3
     assert log.compact(now, undecided) == 0
-    log.fold(6, decision("t1", key="acct:2"))
+    log.fold(6, decision("t1", Decision.ABORT, "timed out", None, key="acct:2"))
     assert log.resume_offset(now, undecided) == 0  # t1 decided but recent: kept, so t0 too
     later = 11 * RETENTION_MS + 1  # nothing needed or recent any more
     assert log.resume_offset(later, undecided) == 7  # the position
