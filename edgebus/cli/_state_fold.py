@@ -1,7 +1,8 @@
 """Reading the state logs for ``edgebus state``: every record of a class's log, on its
 home cluster, folded with :class:`~edgebus.core.state_machine.StateObject` exactly as
-the hosts fold it, with the ownership history and counts the CLI shows beside it; and
-the views of a fold the commands print.
+the hosts fold it (a record the decoder refuses, which no host folds, is skipped and
+logged), with the ownership history and counts the CLI shows beside it; and the views of
+a fold the commands print.
 
 "Now" (is a lease running, is a lock held) is the caller's clock, compared with the
 broker's append times the leases are measured in.

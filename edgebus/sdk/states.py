@@ -3,6 +3,10 @@
 A call becomes a :class:`~edgebus.core.state_machine.StateRequest` and runs at the
 state's owner: directly when this process hosts it (``state.embedded_host``), else
 forwarded through the state's log (:mod:`edgebus.state.client`).
+
+Options are checked here against the state hosts' own limits (a state id of at most
+64 KiB of UTF-8, a ``timeout_ms`` or ``lease_duration_ms`` of at most 2^48 ms), so a
+caller gets InvalidInput saying what to pass instead of a request every host refuses.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from edgebus.core.state_machine import OPERATIONS, StateRequest
 from edgebus.errors import InvalidInput, UnknownRegion
 from edgebus.sdk.lazily import Lazily
 from edgebus.state.functions import register_update_fn, update_fn_name
+from edgebus.wire.state_log import MAX_MS, MAX_STATE_ID_BYTES
 
 if TYPE_CHECKING:  # imported when the first state call starts them
     from edgebus.state.client import StateClient, StateResult
@@ -103,8 +108,7 @@ class StateCalls:
             near = difflib.get_close_matches(unknown[0], sorted(_NAMES), n=1)
             hint = f"; did you mean {near[0]!r}?" if near else "."
             raise InvalidInput(f"state() got unknown option(s) {', '.join(unknown)}{hint}")
-        if not isinstance(state_id, str) or not state_id:
-            raise InvalidInput(f"state_id must be a non-empty string, got {state_id!r}")
+        _check_state_id(state_id)
         if operation not in OPERATIONS:
             near = difflib.get_close_matches(str(operation), OPERATIONS, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else "."
@@ -129,11 +133,8 @@ class StateCalls:
             register_update_fn(fn_name)(update_fn)
         else:
             fn_name = update_fn
-        timeout_ms, lease_ms = options.get("timeout_ms"), options.get("lease_duration_ms")
-        for name, number in (("timeout_ms", timeout_ms), ("lease_duration_ms", lease_ms)):
-            if number is not None and (isinstance(number, bool) or not isinstance(number, int)
-                                       or number <= 0):
-                raise InvalidInput(f"{name} must be a positive int (ms), got {number!r}")
+        timeout_ms = _milliseconds("timeout_ms", options.get("timeout_ms"))
+        lease_ms = _milliseconds("lease_duration_ms", options.get("lease_duration_ms"))
         request = StateRequest(
             state_id=state_id, req_id=options.get("req_id") or new_event_id(),
             operation=operation, from_region=origin,
@@ -145,3 +146,38 @@ class StateCalls:
             enable_migration=options.get("enable_migration", False),
         )
         return request, options.get("classification")
+
+
+def _check_state_id(state_id: object) -> None:
+    """InvalidInput unless ``state_id`` is text a state log can carry: not empty,
+    Unicode (no lone surrogate), at most :data:`MAX_STATE_ID_BYTES` of UTF-8."""
+    if not isinstance(state_id, str) or not state_id:
+        raise InvalidInput(f"state_id must be a non-empty string, got {state_id!r}")
+    try:
+        size = len(state_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"state_id {state_id[:80]!r} is not Unicode text (it holds a lone surrogate): "
+            "decode it properly, or name the state with a hash of it"
+        ) from None
+    if size > MAX_STATE_ID_BYTES:
+        raise InvalidInput(
+            f"state_id is {size} bytes of UTF-8, over the {MAX_STATE_ID_BYTES} bytes a "
+            "state log takes: name the state with something shorter (a hash of it, say)"
+        )
+
+
+def _milliseconds(name: str, number: object) -> int | None:
+    """An optional ``timeout_ms`` or ``lease_duration_ms``: a positive int of at most
+    :data:`MAX_MS` (2^48 ms, about 8,900 years: the state hosts refuse more), else
+    InvalidInput."""
+    if number is None:
+        return None
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        raise InvalidInput(f"{name} must be a positive int (ms), got {number!r}")
+    if number > MAX_MS:
+        raise InvalidInput(
+            f"{name} of {number} ms is over the {MAX_MS} ms (2^48, about 8,900 years) state "
+            f"hosts take: pass at most {MAX_MS}"
+        )
+    return number

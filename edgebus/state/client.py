@@ -4,7 +4,8 @@ A call goes straight to this process's state host when that host owns the state
 (``local``); otherwise it is *forwarded*: appended to the state's log as a request,
 which the owner reads, runs and answers in the same log. The caller takes the first
 answer to its request whose append time is within the lease its owner knew
-(:func:`~edgebus.core.state_machine.acknowledged`). No answer within
+(:func:`~edgebus.core.state_machine.acknowledged`), read with the decoder the hosts fold
+with (an answer no host may fold is no answer here either). No answer within
 ``state.resend_ms``: it appends the request again (same id: an owner runs it at most
 once and answers a re-send with the first answer), until ``timeout_ms``.
 

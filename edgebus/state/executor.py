@@ -8,12 +8,22 @@ only when its event's append time is within the lease the owner knew
 (:func:`~edgebus.core.state_machine.acknowledged`); anything else demotes the host.
 A lock request that must wait is parked on its state and queued again when the lock
 table changes (and every 100 ms, by the ownership loop).
+
+An answer is checked before it touches the working copy: its new values classified
+(:func:`comply`) and its record encoded, within Kafka's size. An answer no record can
+carry (values that cannot be classified, text that is not Unicode, a record too large)
+is replaced by a refusal of its request (state unchanged, the reason in its message),
+which is written instead, so the caller gets an answer and the host goes on serving the
+state; the request is counted in ``refused_requests`` and reported
+(:meth:`Executor._report_refused`: the host dead-letters it). Trouble appending (Kafka,
+the network) demotes the host, whose working copy goes with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from dataclasses import replace
 from typing import Any
@@ -37,8 +47,11 @@ from edgebus.state.owned import (
     wall_ms,
 )
 from edgebus.state.ownership_loop import OwnershipLoop
+from edgebus.state.poison import transient
 
-__all__ = ["Executor", "classify_values", "comply"]
+__all__ = ["Executor", "classify_values", "comply", "failure_reason"]
+
+log = logging.getLogger("edgebus.state")
 
 #: an event handed to the producer: its state, the event, the append, the local caller
 _Pending = tuple[OwnedState, StateOp, asyncio.Future[Appended], asyncio.Future[Any] | None]
@@ -102,6 +115,21 @@ def comply(config: EdgeConfig, data_class: str, version: int, op: StateOp) -> St
                             "use a state declared with that classification"))
 
 
+def failure_reason(request: StateRequest, error: BaseException) -> str:
+    """Why running ``request`` failed at the owner, with ``error`` (valid UTF-8 text,
+    whatever the error holds: it goes in a refusal's message and a dead letter)."""
+    reason = (f"running {request.operation} failed at the owner: "
+              f"{type(error).__name__}: {str(error)[:500]}")
+    return reason.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _refusal(op: StateOp, version: int, reason: str) -> StateOp:
+    """``op`` turned into the refusal of its request: the state (at ``version``) as it
+    was, ``reason`` in its message."""
+    return replace(op, outcome="refused", result=None, changes={}, removed=(),
+                   cleared=False, locks=None, version=version, message=reason)
+
+
 class Executor(HostPart):
     """The host's one queue of requests, and the acknowledgement of their events."""
 
@@ -162,7 +190,7 @@ class Executor(HostPart):
         return own
 
     async def _run(self, work: Work) -> None:
-        key, request = work.key, work.request
+        request = work.request
         own = self._serving(work)
         if own is None:
             return
@@ -173,17 +201,52 @@ class Executor(HostPart):
         if op is None:
             own.parked.append((request, work.sent_ms, work.local))
             return
-        op = comply(self.config, own.data_class, own.work.version, op)
+        op, value = self._writable(work, own, op)
         if op.duplicate:
             self._counters["duplicates"] += 1
         else:
             own.work.apply(op, wall_ms())
             self._counters["ops"] += 1
+        await self._append(work, own, op, value)
+
+    def _writable(self, work: Work, own: OwnedState, op: StateOp) -> tuple[StateOp, bytes]:
+        """``op`` checked (:func:`comply`) and its record's value; when no record can
+        carry it, the refusal of its request and the refusal's value instead (reported:
+        :meth:`_report_refused`). Pure: the working copy is not touched. A duplicate
+        answer, or a refusal that cannot be written either, raises."""
+        try:
+            op = comply(self.config, own.data_class, own.work.version, op)
+            return op, self._writer.encode(own.state_id, op)
+        except Exception as e:  # pure work: no transient trouble here
+            if op.duplicate:
+                raise
+            reason = failure_reason(work.request, e)
+            refusal = _refusal(op, own.work.version, reason)
+            try:
+                value = self._writer.encode(own.state_id, refusal)
+            except Exception:
+                raise e from None
+        self._report_refused(work, reason)
+        return refusal, value
+
+    def _report_refused(self, work: Work, reason: str) -> None:
+        """Told of a request this host refused because it failed to run it: counted and
+        logged (the host's executor also dead-letters it)."""
+        self._counters["refused_requests"] += 1
+        log.error("%s: state %s/%s: %s", self.region, work.key[0], work.key[1], reason)
+
+    async def _append(self, work: Work, own: OwnedState, op: StateOp, value: bytes) -> None:
+        """Hand ``op`` (applied to the working copy already, its record's ``value``
+        encoded) to the producer, and its append to the acknowledgement loop; demote the
+        host when it cannot append (its working copy goes with it)."""
+        key = work.key
         own.inflight += 1
         try:
-            appended = await self._writer.send(key[0], key[1], op)
-        except EdgebusError as e:
+            appended = await self._writer.send(key[0], key[1], op, value=value)
+        except BaseException as e:
             own.inflight -= 1
+            if not (isinstance(e, EdgebusError) or transient(e)):
+                raise
             self._ownership.demote(key, f"cannot append: {e}")
             tell_not_owner(work.local, str(e))
             return

@@ -1,16 +1,17 @@
 """A state host's executor with a guard around each request it runs.
 
 :class:`~edgebus.state.executor.Executor` runs the requests of the states a host owns,
-one at a time. A request whose run raises (an ``update_fn`` whose result no state can
-hold: nested past what the classifier reads, a field name that is not text, a record
-too large for Kafka) would stop it, and with it every state of the host; after a
-restart the request, still waiting in the log, would stop it again. The guard refuses
-such a request instead: it is dead-lettered (``on_refused``), its local caller gets
-:class:`~edgebus.errors.StateOperationRefused` with the error, and the owner's working
-copy is dropped (it may hold part of the failed run): the host takes the state again
-from its fold of the log once the lease it holds runs out, and then answers the request,
-still waiting in the log, with a refusal record instead of running it again (so a
-caller waiting on the log gets its answer, re-sending the same request id if its
+one at a time, and answers with a refusal a request whose answer no state-log record can
+carry (values that cannot be classified, text that is not Unicode, a record too large
+for Kafka): the guard dead-letters that request (``on_refused``). A request whose run
+raises otherwise (a case no check foresaw) would stop the executor, and with it every
+state of the host; after a restart the request, still waiting in the log, would stop it
+again. The guard refuses such a request instead: it is dead-lettered, its local caller
+gets :class:`~edgebus.errors.StateOperationRefused` with the error, and the owner's
+working copy is dropped (it may hold part of the failed run): the host takes the state
+again from its fold of the log once the lease it holds runs out, and then answers the
+request, still waiting in the log, with a refusal record instead of running it again
+(so a caller waiting on the log gets its answer, re-sending the same request id if its
 timeout was shorter). Transient trouble (Kafka, a timeout) only drops the working copy:
 the request runs again at the next owner.
 """
@@ -18,19 +19,16 @@ the request runs again at the next owner.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 
 from edgebus.core.state_machine import StateOp
 from edgebus.errors import StateOperationRefused
-from edgebus.state.executor import Executor
+from edgebus.state.executor import Executor, failure_reason
 from edgebus.state.owned import HostContext, Work, tell_not_owner, wall_ms
 from edgebus.state.ownership_loop import OwnershipLoop
 from edgebus.state.poison import transient
 
 __all__ = ["GuardedExecutor", "OnRefused"]
-
-log = logging.getLogger("edgebus.state")
 
 #: told of a request the owner failed to run: (the work, why)
 OnRefused = Callable[[Work, str], None]
@@ -61,11 +59,13 @@ class GuardedExecutor(Executor):
         except Exception as e:
             self._refuse(work, e)
 
+    def _report_refused(self, work: Work, reason: str) -> None:
+        super()._report_refused(work, reason)
+        self._on_refused(work, reason)
+
     def _refuse(self, work: Work, error: Exception) -> None:
         key, request = work.key, work.request
-        reason = (f"running {request.operation} failed at the owner: "
-                  f"{type(error).__name__}: {str(error)[:500]}")
-        reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+        reason = failure_reason(request, error)
         # the working copy may hold part of the failed run: the host takes the state
         # again (from its fold of the log) when the lease it holds runs out
         self._ownership.demote(key, reason)
@@ -76,9 +76,7 @@ class GuardedExecutor(Executor):
             self._refused[request.req_id] = reason
             while len(self._refused) > MAX_REFUSED:
                 del self._refused[next(iter(self._refused))]
-            self._counters["refused_requests"] += 1
-            log.error("%s: state %s/%s: %s", self.region, key[0], key[1], reason)
-            self._on_refused(work, reason)
+            self._report_refused(work, reason)
         local = work.local
         if local is not None and not local.done():
             local.set_exception(StateOperationRefused(reason, request.state_id, request.req_id))
@@ -98,11 +96,6 @@ class GuardedExecutor(Executor):
             lease_until_ms=own.lease_until_ms, from_region=request.from_region,
             outcome="refused", version=own.work.version, message=reason,
         )
+        value = self._writer.encode(request.state_id, op)  # raises before any change
         own.work.apply(op, wall_ms())
-        own.inflight += 1
-        try:
-            appended = await self._writer.send(key[0], key[1], op)
-        except BaseException:
-            own.inflight -= 1
-            raise
-        self._acks.put_nowait((own, op, appended, work.local))
+        await self._append(work, own, op, value)

@@ -37,6 +37,9 @@ Poison records (:mod:`~edgebus.state.poison`): a state-log record that fails on 
 (not a record, values no host could carry, a fold or a run that raises) is not folded or
 not run, goes to the dead-letter topic with the reason (``dead_letters`` in
 :meth:`StateHost.status`), and the host goes on; a restart reads past it the same way.
+The decoder refuses the records no host may fold
+(:func:`~edgebus.wire.state_log.record_refusal`), so every reader skips the same ones. A
+request whose answer cannot be written is answered with a refusal, and dead-lettered.
 """
 
 from __future__ import annotations

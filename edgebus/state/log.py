@@ -21,7 +21,12 @@ from aiokafka import ConsumerRecord
 
 from edgebus.config import EdgeConfig
 from edgebus.core.state_machine import StateLogRecord
-from edgebus.errors import ComplianceViolation, DecodeError, InfrastructureUnavailable
+from edgebus.errors import (
+    ComplianceViolation,
+    DecodeError,
+    InfrastructureUnavailable,
+    InvalidInput,
+)
 from edgebus.kafka import clients
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clients import Consumer, Producer
@@ -30,6 +35,7 @@ from edgebus.kafka.topics import ensure_topics, state_log_topic
 from edgebus.wire.state_log import decode_state_record, encode_state_record, state_headers
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "Appended",
     "StateLogWriter",
     "allowed_regions",
@@ -48,6 +54,10 @@ log = logging.getLogger(__name__)
 #: append times for leases; no retention limit: a state lives until deleted, and a host
 #: that starts without a snapshot must find every record of its log
 TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime", "retention.ms": "-1"}
+#: a state-log record's key, value and headers at most: below Kafka's default
+#: ``message.max.bytes`` (1,048,588) and aiokafka's ``max_request_size`` (1,048,576),
+#: which the log's producers and topics keep, with room for the record's own overhead
+MAX_RECORD_BYTES = 1_000_000
 
 
 class Appended(NamedTuple):
@@ -109,7 +119,8 @@ async def ensure_state_log(config: EdgeConfig, data_class: str) -> None:
 
 def read_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogRecord]:
     """``(state_id, record)``; DecodeError saying why for a record that is not one,
-    whatever its bytes (a JSON text nested too deep for the decoder's stack included)."""
+    whatever its bytes (a JSON text nested too deep for the decoder's stack included), or
+    one no host may fold (:func:`~edgebus.wire.state_log.record_refusal`)."""
     try:
         return decode_state_record(record.value)
     except DecodeError:
@@ -120,7 +131,8 @@ def read_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogReco
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> tuple[str, StateLogRecord] | None:
-    """``(state_id, record)``, or ``None`` (logged) for a record that is not one."""
+    """``(state_id, record)``, or ``None`` (logged) for a record that is not one or that
+    no host may fold (the hosts skip it too)."""
     try:
         return read_record(record)
     except DecodeError as e:
@@ -181,15 +193,35 @@ class StateLogWriter:
         for producer in producers:
             await asyncio.gather(producer.stop(), return_exceptions=True)
 
+    @staticmethod
+    def encode(state_id: str, record: StateLogRecord) -> bytes:
+        """The value of ``record`` in the state log. InvalidInput when it cannot be one
+        (:func:`~edgebus.wire.state_log.encode_state_record` says why) or when the record
+        would be over :data:`MAX_RECORD_BYTES`, too large for Kafka. Pure."""
+        value = encode_state_record(state_id, record)
+        size = (len(value) + len(state_id.encode("utf-8"))
+                + sum(len(k) + len(v) for k, v in state_headers(record)))
+        if size > MAX_RECORD_BYTES:
+            raise InvalidInput(
+                f"a {type(record).__name__} record of state {state_id[:100]!r} would be "
+                f"{size} bytes, over the {MAX_RECORD_BYTES} a state-log record may take: "
+                "keep large blobs elsewhere and a reference in the state"
+            )
+        return value
+
     async def send(
-        self, data_class: str, state_id: str, record: StateLogRecord
+        self, data_class: str, state_id: str, record: StateLogRecord,
+        *, value: bytes | None = None,
     ) -> asyncio.Future[Appended]:
-        """Queue ``record``; the future resolves to where and when it was appended."""
+        """Queue ``record`` (``value``: its :meth:`encode`, when the caller has it
+        already); the future resolves to where and when it was appended."""
+        if value is None:
+            value = self.encode(state_id, record)
         producer = await self.producer(data_class)
         topic, bootstrap = self._layout(data_class)
         sent = await producer.send(
             topic,
-            encode_state_record(state_id, record),
+            value,
             key=state_id.encode("utf-8"),
             partition=state_partition(state_id, self.config.kafka.partitions),
             headers=state_headers(record),

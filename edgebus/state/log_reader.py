@@ -6,8 +6,9 @@ from its saved positions (or the first offset), and folds every record into the
 standby. What a folded record means for this host (a request to run, its claim read
 back, another owner) is the host's to act on: :class:`LogReader` hands every folded
 record to its ``on_folded`` callback. A record that is not a state-log record, or one no
-host may fold (:func:`edgebus.state.poison.refusal`), or one whose fold or handling
-fails, is not folded and goes to the dead-letter topic of the log's home region (by the
+host may fold (both refused by the decoder, as every reader refuses them:
+:func:`edgebus.wire.state_log.record_refusal`), or one whose fold or handling fails, is
+not folded and goes to the dead-letter topic of the log's home region (by the
 home region's hosts only; every host counts it in ``rejected_records``), and the host
 reads on. Letters are sent before the positions move past their records, while catching
 up as well, so a restarted host may send a letter again (at least once).
@@ -30,7 +31,7 @@ from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.state.log import home_region, read_record, start_consumer
 from edgebus.state.owned import Folds, HostContext, HostPart, Key
-from edgebus.state.poison import STAGE, refusal, transient
+from edgebus.state.poison import STAGE, transient
 
 __all__ = ["LogReader", "OnFolded"]
 
@@ -125,11 +126,8 @@ class LogReader(HostPart):
         """Fold one record; why it was refused (then it is not folded), or ``None``."""
         try:
             state_id, rec = read_record(record)
-        except DecodeError as e:
-            return self._refused(record, f"not a state-log record: {e}")
-        reason = refusal(state_id, rec)
-        if reason is not None:
-            return self._refused(record, f"a state-log record no host may fold: {reason}")
+        except DecodeError as e:  # no record, or one no host may fold
+            return self._refused(record, f"refused when read: {e}")
         key = (self._folds.topic_class[record.topic], state_id)
         obj = self._folds.objects.get(key)
         if obj is None:

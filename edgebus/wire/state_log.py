@@ -6,6 +6,13 @@ Records carry the header ``eb-state`` (``claim``, ``renew``, ``handoff``, ``rele
 value and increment, an operation's result and changes) travel as JSON text with sorted
 keys, so equal values encode to equal bytes and an integer stays an integer.
 ``schemas/README.md`` documents the fields.
+
+Records no state host may fold (:func:`record_refusal`: values no host could carry, such
+as an endless lease, a count past 2^53 or JSON nested too deep) are refused by both
+sides: :func:`decode_state_record` raises DecodeError, so every reader (the hosts, the
+CLI's fold, a client waiting for its answer) folds a log the same, and
+:func:`encode_state_record` raises InvalidInput, so nothing edgebus writes is refused
+when read.
 """
 
 from __future__ import annotations
@@ -33,9 +40,17 @@ from edgebus.wire.single_object import decode_single_object, encode_single_objec
 
 __all__ = [
     "H_STATE",
+    "MAX_CLAIM_LEASE_MS",
+    "MAX_COUNT",
+    "MAX_MS",
+    "MAX_OP_DEPTH",
+    "MAX_REQUEST_DEPTH",
+    "MAX_STATE_ID_BYTES",
     "STATE_LOG_SCHEMA",
     "decode_state_record",
     "encode_state_record",
+    "json_problem",
+    "record_refusal",
     "state_headers",
     "state_kind",
 ]
@@ -44,6 +59,21 @@ __all__ = [
 H_STATE = "eb-state"
 #: the full name of the schema in ``schemas/state_log.v1.avsc``
 STATE_LOG_SCHEMA = "io.edgebus.StateLogRecord"
+#: a state id's UTF-8 length at most (a claim carries it twice: key and body)
+MAX_STATE_ID_BYTES = 65_536
+#: epochs and versions at most (2^53: exact as a JSON number anywhere, and +1 fits)
+MAX_COUNT = 2**53
+#: milliseconds a request's lock lease or timeout may span (2^48 ms: about 8,900 years;
+#: added to a clock, still far inside an Avro long)
+MAX_MS = 2**48
+#: a claim's or renewal's lease at most: one day (hosts claim for at most an hour)
+MAX_CLAIM_LEASE_MS = 86_400_000
+#: how deep a request's value may nest (the owner classifies its changes, 100 levels,
+#: with the field and an append's list around the value)
+MAX_REQUEST_DEPTH = 96
+#: how deep an operation's changes and result may nest (owners write at most 101
+#: levels; folding copies them recursively)
+MAX_OP_DEPTH = 128
 _KIND: dict[type[Any], str] = {
     Claim: "CLAIM",
     Renew: "RENEW",
@@ -91,6 +121,8 @@ def _json_text(value: Any, what: str) -> str:
             f"{what} must be JSON (objects with string keys, lists, strings, finite numbers, "
             f"booleans, None), got {type(value).__name__}: {e}"
         ) from e
+    except RecursionError:
+        raise InvalidInput(f"{what} nests too deeply to be written as JSON") from None
 
 
 def _optional_json_text(value: Any, what: str) -> str | None:
@@ -100,15 +132,17 @@ def _optional_json_text(value: Any, what: str) -> str | None:
 def encode_state_record(state_id: str, record: StateLogRecord) -> bytes:
     """The Avro single-object value of one record of state ``state_id``'s log.
 
-    InvalidInput when a request or operation names another state, or carries a value
-    that is not JSON (a non-finite number, a set, a dict with non-string keys...)."""
+    InvalidInput when a request or operation names another state, carries a value that
+    is not JSON (a non-finite number, a set, a dict with non-string keys...), is a record
+    no host may fold (:func:`record_refusal`) or holds what Avro cannot write (text that
+    is not Unicode, a number beyond a long)."""
     kind = _kind(record)
     out: dict[str, Any] = {"kind": kind, "state_id": state_id}
     out.update(dict.fromkeys(_PARTS))
     if isinstance(record, StateRequest | StateOp) and record.state_id != state_id:
         raise InvalidInput(
-            f"a {kind} record about state {record.state_id!r} cannot go in the log of state "
-            f"{state_id!r}: pass its own state_id"
+            f"a {kind} record about state {_named(record.state_id)} cannot go in the log of "
+            f"state {_named(state_id)}: pass its own state_id"
         )
     if isinstance(record, Claim | Renew):
         out[kind.lower()] = {"region": record.region, "epoch": record.epoch,
@@ -119,7 +153,7 @@ def encode_state_record(state_id: str, record: StateLogRecord) -> bytes:
     elif isinstance(record, Release):
         out["release"] = {"region": record.region, "epoch": record.epoch, "host": record.host}
     elif isinstance(record, StateRequest):
-        what = f"request {record.req_id!r} of state {state_id!r}"
+        what = f"request {record.req_id!r} of state {_named(state_id)}"
         out["request"] = {
             "req_id": record.req_id,
             "operation": record.operation,
@@ -136,7 +170,15 @@ def encode_state_record(state_id: str, record: StateLogRecord) -> bytes:
         }
     else:
         out["op"] = _op_part(state_id, record)
-    return encode_single_object(_schema(), out)
+    try:
+        problem = record_refusal(state_id, record)
+        if problem is None:
+            return encode_single_object(_schema(), out)
+    except (ValueError, TypeError, OverflowError) as e:  # UnicodeEncodeError included
+        raise InvalidInput(f"the {kind.lower()} record of state {_named(state_id)} cannot be "
+                           f"written: {type(e).__name__}: {str(e)[:300]}") from None
+    raise InvalidInput(f"no state host would take this {kind.lower()} record of state "
+                       f"{_named(state_id)}: {problem}")
 
 
 def _increment_text(increment: float, what: str) -> str:
@@ -148,7 +190,10 @@ def _increment_text(increment: float, what: str) -> str:
 
 
 def _op_part(state_id: str, op: StateOp) -> dict[str, Any]:
-    what = f"the answer to request {op.req_id!r} of state {state_id!r}"
+    what = f"the answer to request {op.req_id!r} of state {_named(state_id)}"
+    problem = _answer_problem(op)
+    if problem is not None:
+        raise InvalidInput(f"{what} is no answer an owner writes: {problem}")
     changes: dict[str, str] = {}
     for name, value in sorted(op.changes.items(), key=lambda item: str(item[0])):
         if not isinstance(name, str):
@@ -182,10 +227,13 @@ def _op_part(state_id: str, op: StateOp) -> dict[str, Any]:
 def decode_state_record(raw: bytes | None) -> tuple[str, StateLogRecord]:
     """Parse :func:`encode_state_record`'s bytes into ``(state_id, record)``; DecodeError
     for anything else (not single-object Avro, another schema, a kind without its part,
-    JSON text that does not parse, an unknown outcome, a claim without a positive lease).
+    JSON text that does not parse, an unknown outcome, a claim without a positive lease)
+    and for a record no host may fold (:func:`record_refusal` says why).
 
     A request's operation is kept as written even if this version does not know it, so
-    the owner refuses it with an answer (``validate_request``) instead of dropping it."""
+    the owner refuses it with an answer (``validate_request``) instead of dropping it;
+    that refusal decodes too (an answer of an unknown operation must be a refusal that
+    changes nothing), so every reader sees the request answered."""
     if not raw:
         raise DecodeError(f"a state-log record has no value (expected a {STATE_LOG_SCHEMA})")
     writer = default_registry().by_fingerprint(read_fingerprint(raw))
@@ -200,16 +248,21 @@ def decode_state_record(raw: bytes | None) -> tuple[str, StateLogRecord]:
     part = r.get(str(kind).lower())
     if part is None:
         raise DecodeError(
-            f"state-log record of state {state_id!r} of kind {kind} lacks its "
+            f"state-log record of state {_named(state_id)} of kind {kind} lacks its "
             f"{str(kind).lower()} part"
         )
     try:
-        return state_id, _record(state_id, kind, part)
+        record = _record(state_id, kind, part)
     except (KeyError, TypeError, ValueError) as e:
         raise DecodeError(
-            f"state-log record of state {state_id!r} of kind {kind} is malformed: "
+            f"state-log record of state {_named(state_id)} of kind {kind} is malformed: "
             f"{type(e).__name__}: {e}"
         ) from e
+    problem = record_refusal(state_id, record)
+    if problem is not None:
+        raise DecodeError(f"a state-log record no host may fold (state {_named(state_id)}, "
+                          f"kind {kind}): {problem}")
+    return state_id, record
 
 
 def _record(state_id: str, kind: str, p: Mapping[str, Any]) -> StateLogRecord:
@@ -237,12 +290,8 @@ def _record(state_id: str, kind: str, p: Mapping[str, Any]) -> StateLogRecord:
         )
     if kind != "OP":  # the schema's enum holds no other symbol
         raise ValueError(f"unknown kind {kind!r}")
-    if p["operation"] not in OPERATIONS:
-        raise ValueError(f"unknown operation {p['operation']!r} (known: {', '.join(OPERATIONS)})")
-    if p["outcome"] not in OUTCOMES:
-        raise ValueError(f"unknown outcome {p['outcome']!r} (known: {', '.join(OUTCOMES)})")
     locks = p["locks"]
-    return StateOp(
+    op = StateOp(
         state_id=state_id,
         operation=cast(Operation, p["operation"]),
         outcome=cast(Outcome, p["outcome"]),
@@ -256,6 +305,113 @@ def _record(state_id: str, kind: str, p: Mapping[str, Any]) -> StateLogRecord:
         **_as_written(p, "req_id", "region", "host", "epoch", "lease_until_ms", "from_region",
                       "version", "cleared", "message", "duplicate", "migratable"),
     )
+    problem = _answer_problem(op)
+    if problem is not None:
+        raise ValueError(problem)
+    return op
+
+
+def _answer_problem(op: StateOp) -> str | None:
+    """Why ``op`` is no answer an owner writes, or ``None``: its outcome is unknown, or
+    its operation is, and it is not a refusal that changes nothing (what an owner
+    answers to a request of an operation it does not know)."""
+    if op.outcome not in OUTCOMES:
+        return f"unknown outcome {op.outcome!r} (known: {', '.join(OUTCOMES)})"
+    if op.operation in OPERATIONS:
+        return None
+    if op.outcome != "refused":
+        return (f"unknown operation {op.operation!r} (known: {', '.join(OPERATIONS)}) "
+                f"in an answer that is no refusal (outcome {op.outcome})")
+    if op.changes or op.removed or op.cleared or op.locks is not None:
+        return (f"a refusal of the unknown operation {op.operation!r} changes the state (a "
+                "refusal leaves it as it is)")
+    return None
+
+
+# -- records no host may fold ------------------------------------------------------------
+
+
+def record_refusal(state_id: str, record: StateLogRecord) -> str | None:
+    """Why no state host may fold ``record`` (of state ``state_id``), or ``None``. Pure.
+
+    Values no host could carry: a state id longer than :data:`MAX_STATE_ID_BYTES`, an
+    epoch or version outside 0 .. :data:`MAX_COUNT`, a claim or renewal of a lease
+    outside 0 .. :data:`MAX_CLAIM_LEASE_MS`, a request whose lease or timeout is outside
+    0 .. :data:`MAX_MS`, a request value nested deeper than :data:`MAX_REQUEST_DEPTH` or
+    holding text that is not Unicode (a lone surrogate), an operation whose changes or
+    result nest deeper than :data:`MAX_OP_DEPTH` (:func:`json_problem`)."""
+    if len(state_id.encode("utf-8", "surrogatepass")) > MAX_STATE_ID_BYTES:
+        return f"its state id is longer than {MAX_STATE_ID_BYTES} bytes"
+    if isinstance(record, Claim | Renew):
+        if not 0 <= record.lease_ms <= MAX_CLAIM_LEASE_MS:
+            return (f"its lease of {record.lease_ms} ms is outside 0 .. "
+                    f"{MAX_CLAIM_LEASE_MS} ms")
+        return _count("epoch", record.epoch)
+    if isinstance(record, Handoff | Release):
+        return _count("epoch", record.epoch)
+    if isinstance(record, StateRequest):
+        return _request_refusal(record)
+    problem = _count("epoch", record.epoch) or _count("version", record.version)
+    if problem is not None:
+        return problem
+    for name, value in (("result", record.result), ("changes", dict(record.changes))):
+        problem = json_problem(value, MAX_OP_DEPTH, text=False)
+        if problem is not None:
+            return f"its {name}: {problem}"
+    return None
+
+
+def _count(what: str, value: int) -> str | None:
+    if not 0 <= value <= MAX_COUNT:
+        return f"its {what} {value} is outside 0 .. 2^53"
+    return None
+
+
+def _request_refusal(request: StateRequest) -> str | None:
+    for name, ms in (("lease", request.lease_ms), ("timeout", request.timeout_ms)):
+        if not 0 <= ms <= MAX_MS:
+            return f"its {name} of {ms} ms is outside 0 .. 2^48 ms"
+    problem = json_problem(request.value, MAX_REQUEST_DEPTH, text=True)
+    if problem is not None:
+        return f"its value: {problem}"
+    return None
+
+
+def json_problem(value: Any, max_depth: int, *, text: bool) -> str | None:
+    """What is wrong with a JSON ``value`` for a host, or ``None``: nesting deeper than
+    ``max_depth`` containers (dicts, lists, tuples), a number that is not finite, and
+    with ``text`` a string or key that is not Unicode text (a lone surrogate).
+    Iterative: any depth."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth >= max_depth:
+                return f"it nests deeper than {max_depth} levels"
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+            if text and isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"it holds the number {item}, which JSON cannot carry"
+        elif text and isinstance(item, str) and not _unicode(item):
+            return "it holds text that is not Unicode (a lone surrogate)"
+    return None
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _named(state_id: str) -> str:
+    """``state_id`` for a message: its repr, cut after 100 characters."""
+    if len(state_id) <= 100:
+        return repr(state_id)
+    return f"{state_id[:100]!r}... ({len(state_id)} characters)"
 
 
 def _as_written(part: Mapping[str, Any], *fields: str) -> dict[str, Any]:

@@ -9,7 +9,10 @@ what the classifier reads, a field name that is not Unicode text, a lock lease o
 ms), a claim of a lease of 2^62 ms by a host that does not exist (the state would be
 frozen for ages), and operations written as if by the owner that the fold cannot take
 (changes nested 700 levels deep, a number JSON cannot carry back). And one that is no
-record at all: an ``update_fn`` at the owner returning a field name that is not text.
+record at all: an ``update_fn`` at the owner returning a field name that is not text
+(answered with a refusal at once, the host keeping the state). A request of an operation
+no host knows is no poison: its owner's refusal answers it for every reader (the hosts,
+``edgebus state``'s fold, the client).
 
 Each test asserts: the region service and its state host run on (their tasks alive,
 their status answers), the good operations on the same states complete, every hostile
@@ -35,6 +38,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from edgebus.cli._state_fold import fold_logs
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import StateOperationRefused
 from edgebus.kafka.dead_letter_view import DeadLetterView, list_dead_letters
@@ -335,9 +339,11 @@ async def test_an_update_whose_result_no_state_can_hold_is_refused_and_the_host_
     state_id = f"{uuid.uuid4().hex[:6]}-updated"
     async with env.running() as (service, bus):
         await good_ops(bus, [state_id], 1)
+        owner = await owner_of(service, state_id)
         with pytest.raises(StateOperationRefused, match="failed at the owner"):
             await bus.state(state_id, "update", update_fn=name_not_text)
         await good_ops(bus, [state_id], 2)
+        assert await owner_of(service, state_id) == owner  # refused, not demoted
         status = await assert_running(service)
         assert status["counters"]["refused_requests"] == 1, status
 
@@ -350,3 +356,41 @@ async def test_an_update_whose_result_no_state_can_hold_is_refused_and_the_host_
     async with env.running() as (service, bus):
         await good_ops(bus, [state_id], 3)
         await assert_running(service)
+
+
+async def test_the_refusal_of_an_unknown_operation_answers_it_for_every_reader(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = States.create(kafka_bootstrap, tmp_path)
+    state_id = f"{uuid.uuid4().hex[:6]}-unknown"
+    req_id = str(uuid.uuid4())
+    async with env.running() as (service, bus):
+        await good_ops(bus, [state_id], 1)
+        await send_raw(env, [("an unknown operation", state_id,
+                              request(state_id, "frobnicate", req_id=req_id), "request")])
+        host = service.state_host
+        assert host is not None
+
+        async def answered() -> bool:
+            obj = host.objects.get(("public", state_id))
+            return obj is not None and req_id in obj.applied and not obj.pending
+
+        await eventually(answered, 20, "the owner's refusal folded by its host")
+        assert host.objects[("public", state_id)].applied[req_id].outcome == "refused"
+        # the client reads the same answer (a re-send gets the first one)
+        with pytest.raises(StateOperationRefused, match="unknown state operation 'frobnicate'"):
+            await bus.state(state_id, "get", req_id=req_id)
+        folded = (await fold_logs(env.config, ["public"], state_id))[("public", state_id)]
+        assert folded.obj.pending == {} and folded.obj.applied[req_id].outcome == "refused"
+        await good_ops(bus, [state_id], 2)
+        status = await assert_running(service)
+        assert status["counters"]["rejected_records"] == 0, status
+        assert status["counters"]["dead_letters"] == 0, status
+    env.forget_snapshot()  # a fresh host folds the whole log, the refusal included
+    async with env.running() as (service, bus):
+        await good_ops(bus, [state_id], 3)
+        status = await assert_running(service)
+        assert status["counters"]["rejected_records"] == 0, status
+        assert service.state_host is not None
+        seen = service.state_host.describe("public", state_id)
+        assert seen is not None and seen["pending"] == 0, seen

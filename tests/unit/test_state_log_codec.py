@@ -1,7 +1,10 @@
 """State-log records on the wire: every record kind survives encode/decode (JSON values,
 integers that stay integers, no locks vs unchanged locks), the header names the kind,
 plain fastavro reads a record with only the .avsc file, and bytes that are not a
-state-log record are refused with a DecodeError."""
+state-log record are refused with a DecodeError. Records no host may fold (absurd
+leases and counts, JSON nested too deep, text that is not Unicode) are refused by the
+decoder, with the reason, and by the encoder; an owner's refusal of an operation it does
+not know decodes, and takes the request out of every fold's pending requests."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from typing import Any
 
 import pytest
 from fastavro import parse_schema, schemaless_reader
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgebus.core.commit_log import AckRecord
 from edgebus.core.ownership import Claim, Handoff, Release, Renew
@@ -29,13 +34,21 @@ from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import MAGIC, encode_single_object
 from edgebus.wire.state_log import (
     H_STATE,
+    MAX_CLAIM_LEASE_MS,
+    MAX_COUNT,
+    MAX_MS,
+    MAX_OP_DEPTH,
+    MAX_REQUEST_DEPTH,
+    MAX_STATE_ID_BYTES,
     STATE_LOG_SCHEMA,
     decode_state_record,
     encode_state_record,
+    record_refusal,
     state_headers,
     state_kind,
 )
 from tests.unit.decoder_contract import DecoderContract
+from tests.unit.fuzzing import decoded, mutated
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "state_log.v1.avsc"
 SID = "cart:ünïcödé/42"
@@ -63,7 +76,7 @@ def op(**fields: Any) -> StateOp:
 
 RECORDS: list[tuple[str, StateLogRecord]] = [
     ("claim", Claim("eu-west-1", 1, 10_000, "host-a:1234")),
-    ("claim-no-host", Claim("eu-west-1", MAX_LONG, MAX_LONG)),
+    ("claim-no-host", Claim("eu-west-1", MAX_COUNT, MAX_CLAIM_LEASE_MS)),
     ("renew", Renew("eu-west-1", 1, 10_000, "host-a:1234")),
     ("renew-zero", Renew("", 0, 0, "")),
     ("handoff", Handoff("eu-west-1", 4, "ap-south-1", "host-a:1234")),
@@ -79,14 +92,14 @@ RECORDS: list[tuple[str, StateLogRecord]] = [
     ("request-update-fn", request(operation="update", update_fn="add_item", value=None)),
     ("request-append-string", request(operation="append", value="élément")),
     ("request-lock", request(operation="lock", lock_name="checkout", holder="worker-7",
-                             lease_ms=MAX_LONG, timeout_ms=0, enable_migration=True)),
+                             lease_ms=MAX_MS, timeout_ms=0, enable_migration=True)),
     ("request-unknown-op", request(operation="frobnicate")),  # the owner refuses it
     ("op-set", op(result=NESTED, version=7, changes={"ключ": NESTED, "n": None, "f": 0.5})),
     ("op-none-result", op(operation="get", result=None)),
     ("op-scalar-result", op(operation="increment", result=6, changes={"value": 6}, version=2)),
     ("op-float-result", op(operation="increment", result=6.0, changes={"value": 6.0})),
     ("op-delete-whole", op(operation="delete", result={"a": 1}, cleared=True, version=9)),
-    ("op-set-whole", op(changes={"a": 1}, removed=("b", "ç"), version=MAX_LONG)),
+    ("op-set-whole", op(changes={"a": 1}, removed=("b", "ç"), version=MAX_COUNT)),
     ("op-no-locks", op(operation="unlock", result={"released": True}, locks=())),
     ("op-locks", op(operation="lock", locks=(LockHold("checkout", "worker-7", T + 30_000),
                                               LockHold("ünï", "", 0)))),
@@ -96,6 +109,9 @@ RECORDS: list[tuple[str, StateLogRecord]] = [
                       result={"lock": "l", "holder": "w", "until_ms": T}, message="waited")),
     ("op-duplicate", op(result="first answer", version=4, duplicate=True)),
     ("op-migratable", op(migratable=True, epoch=0, lease_until_ms=0, version=0)),
+    ("op-refused-unknown-op", op(operation="frobnicate", outcome="refused",
+                                 message="unknown state operation 'frobnicate'")),
+    ("op-long-lease-until", op(lease_until_ms=MAX_LONG, locks=(LockHold("l", "h", MAX_LONG),))),
 ]
 
 
@@ -322,6 +338,16 @@ def test_the_raw_helpers_write_valid_records() -> None:
         ("OP", {"op": raw_op(changes_json={"a": "NaN"})}, r"changes_json\['a'\]"),
         ("OP", {"op": raw_op(outcome="maybe")}, "unknown outcome 'maybe'"),
         ("OP", {"op": raw_op(operation="frob")}, "unknown operation 'frob'"),
+        ("OP", {"op": raw_op(operation="frob", outcome="timeout")},
+         "unknown operation 'frob' .* no refusal"),
+        ("OP", {"op": raw_op(operation="frob", outcome="refused", changes_json={"a": "1"})},
+         "refusal of the unknown operation 'frob' changes the state"),
+        ("OP", {"op": raw_op(operation="frob", outcome="refused", removed=["a"])},
+         "changes the state"),
+        ("OP", {"op": raw_op(operation="frob", outcome="refused", cleared=True)},
+         "changes the state"),
+        ("OP", {"op": raw_op(operation="frob", outcome="refused", locks=[])},
+         "changes the state"),
         ("REQUEST", {"request": raw_request(increment_json='"5"')},
          "increment_json must be a number"),
         ("REQUEST", {"request": raw_request(increment_json="true")},
@@ -330,7 +356,9 @@ def test_the_raw_helpers_write_valid_records() -> None:
         ("CLAIM", {"claim": {"region": "eu", "epoch": 1, "lease_ms": 0, "host": ""}},
          "a claim's lease must be positive"),
     ],
-    ids=["bad-result", "nan-change", "outcome", "op-operation", "string-increment",
+    ids=["bad-result", "nan-change", "outcome", "op-operation", "unknown-op-timeout",
+         "unknown-op-refusal-changes", "unknown-op-refusal-removes",
+         "unknown-op-refusal-clears", "unknown-op-refusal-locks", "string-increment",
          "bool-increment", "empty-value", "zero-lease-claim"],
 )
 def test_a_malformed_part_raises_decode_error(
@@ -338,3 +366,183 @@ def test_a_malformed_part_raises_decode_error(
 ) -> None:
     with pytest.raises(DecodeError, match=f"state {SID!r} of kind {kind} is malformed.*{says}"):
         decode_state_record(raw_record(kind, **part))
+
+
+# ------------------------------------------------------------------ records no host may fold
+
+
+def nested(depth: int) -> Any:
+    """A JSON value of ``depth`` nested lists (0: a number)."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+LONG_ID = "é" * (MAX_STATE_ID_BYTES // 2 + 1)  # 65,538 bytes of UTF-8
+#: (id, the state id, a record no host may fold, what the refusal says)
+UNFOLDABLE: list[tuple[str, str, StateLogRecord, str]] = [
+    ("long-state-id", LONG_ID, Release("eu", 1),
+     f"its state id is longer than {MAX_STATE_ID_BYTES} bytes"),
+    ("endless-claim", SID, Claim("eu", 1, 2**62, "ghost"),
+     rf"its lease of {2**62} ms is outside 0 \.\. {MAX_CLAIM_LEASE_MS} ms"),
+    ("claim-past-a-day", SID, Claim("eu", 1, MAX_CLAIM_LEASE_MS + 1), "its lease of"),
+    ("negative-renewal", SID, Renew("eu", 1, -1), "its lease of -1 ms"),
+    ("long-renewal", SID, Renew("eu", 1, MAX_CLAIM_LEASE_MS + 1), "its lease of"),
+    ("claim-epoch", SID, Claim("eu", MAX_COUNT + 1, 1_000),
+     rf"its epoch {MAX_COUNT + 1} is outside 0 \.\. 2\^53"),
+    ("renew-epoch", SID, Renew("eu", -1, 1_000), "its epoch -1 is outside"),
+    ("handoff-epoch", SID, Handoff("eu", MAX_LONG, "us"), "its epoch"),
+    ("release-epoch", SID, Release("eu", -5), "its epoch -5"),
+    ("request-lease", SID, request(operation="lock", lock_name="l", holder="h",
+                                   lease_ms=MAX_MS + 1),
+     rf"its lease of {MAX_MS + 1} ms is outside 0 \.\. 2\^48 ms"),
+    ("request-negative-lease", SID, request(lease_ms=-1), "its lease of -1 ms"),
+    ("request-timeout", SID, request(timeout_ms=MAX_LONG), "its timeout of"),
+    ("request-negative-timeout", SID, request(timeout_ms=-1), "its timeout of -1 ms"),
+    ("request-deep-value", SID, request(operation="set", key="k",
+                                        value=nested(MAX_REQUEST_DEPTH + 1)),
+     f"its value: it nests deeper than {MAX_REQUEST_DEPTH} levels"),
+    ("request-surrogate-key", SID, request(operation="set", value={"\ud800": 1}),
+     r"its value: it holds text that is not Unicode \(a lone surrogate\)"),
+    ("request-surrogate-text", SID, request(operation="append", value=["a", "b\udfff"]),
+     "its value: it holds text that is not Unicode"),
+    ("op-epoch", SID, op(epoch=MAX_COUNT + 1), "its epoch"),
+    ("op-version", SID, op(version=-1), "its version -1 is outside"),
+    ("op-deep-result", SID, op(result=nested(MAX_OP_DEPTH + 1)),
+     f"its result: it nests deeper than {MAX_OP_DEPTH} levels"),
+    ("op-deep-changes", SID, op(changes={"n": nested(MAX_OP_DEPTH)}),
+     f"its changes: it nests deeper than {MAX_OP_DEPTH} levels"),
+]
+
+
+def unchecked(state_id: str, record: StateLogRecord) -> bytes:
+    """``record``'s bytes as a writer that skips the checks would write them."""
+    from edgebus.wire import state_log
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(state_log, "record_refusal", lambda *_: None)
+        return encode_state_record(state_id, record)
+
+
+@pytest.mark.parametrize("state_id, record, says", [u[1:] for u in UNFOLDABLE],
+                         ids=[u[0] for u in UNFOLDABLE])
+def test_a_record_no_host_may_fold_is_a_decode_error_with_the_reason(
+    state_id: str, record: StateLogRecord, says: str
+) -> None:
+    data = unchecked(state_id, record)
+    kind = state_kind(record).upper()
+    with pytest.raises(DecodeError, match=rf"no host may fold \(state .*, kind {kind}\): {says}"):
+        decode_state_record(data)
+
+
+@pytest.mark.parametrize("state_id, record, says", [u[1:] for u in UNFOLDABLE],
+                         ids=[u[0] for u in UNFOLDABLE])
+def test_the_encoder_refuses_what_the_decoder_refuses(
+    state_id: str, record: StateLogRecord, says: str
+) -> None:
+    assert record_refusal(state_id, record) is not None
+    with pytest.raises(InvalidInput, match=f"no state host would take this .*: {says}"):
+        encode_state_record(state_id, record)
+
+
+@pytest.mark.parametrize(
+    "state_id, record",
+    [
+        ("é" * (MAX_STATE_ID_BYTES // 2), Release("eu", 0)),
+        (SID, Claim("eu", MAX_COUNT, MAX_CLAIM_LEASE_MS)),
+        (SID, Renew("eu", 0, 0)),
+        (SID, request(lease_ms=0, timeout_ms=MAX_MS)),
+        (SID, request(operation="set", key="k", value=nested(MAX_REQUEST_DEPTH - 1))),
+        (SID, request(operation="set", key="k", value={"k": nested(MAX_REQUEST_DEPTH - 2)})),
+        (SID, op(result=nested(MAX_OP_DEPTH - 1), version=MAX_COUNT, epoch=MAX_COUNT)),
+        (SID, op(changes={"n": nested(MAX_OP_DEPTH - 2)})),
+        (SID, op(result="\ud800 kept as written: an owner's answer is not checked for it")),
+    ],
+    ids=["64-kib-id", "longest-claim", "zero-renewal", "request-limits", "request-depth",
+         "request-depth-in-object", "op-limits", "op-changes-depth", "op-surrogate"],
+)
+def test_records_at_the_limits_survive_encode_and_decode(
+    state_id: str, record: StateLogRecord
+) -> None:
+    assert record_refusal(state_id, record) is None
+    assert decode_state_record(encode_state_record(state_id, record)) == (state_id, record)
+
+
+WRITTEN = st.sampled_from(
+    [encode_state_record(getattr(r, "state_id", SID), r) for _, r in RECORDS]
+    + [unchecked(state_id, r) for _, state_id, r, _ in UNFOLDABLE if state_id == SID]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated(WRITTEN, 10))
+def test_what_decodes_passes_the_checks_and_the_encoder_writes_it_back(value: bytes) -> None:
+    """Good records and ones no host may fold, mutated: what the decoder accepts, every
+    host may fold, and the encoder writes (so an owner can answer it)."""
+    result = decoded(decode_state_record, value)
+    if isinstance(result, DecodeError):
+        return
+    state_id, record = result
+    assert record_refusal(state_id, record) is None
+    assert decode_state_record(encode_state_record(state_id, record)) == result
+
+
+def test_a_refusal_names_a_long_state_id_by_its_first_characters() -> None:
+    with pytest.raises(DecodeError) as refused:
+        decode_state_record(unchecked(LONG_ID, Release("eu", 1)))
+    assert f"({len(LONG_ID)} characters)" in str(refused.value)
+    assert len(str(refused.value)) < 400
+
+
+def test_what_avro_cannot_write_is_invalid_input_not_a_codec_error() -> None:
+    with pytest.raises(InvalidInput, match="cannot be written: UnicodeEncodeError"):
+        encode_state_record(SID, Claim("eu-\ud800", 1, 1_000))
+    with pytest.raises(InvalidInput, match="cannot be written: ValueError"):
+        encode_state_record(SID, op(locks=(LockHold("l", "h", 2**64),)))
+    with pytest.raises(InvalidInput, match="cannot be written"):
+        encode_state_record("\udc80", Release("eu", 1))
+
+
+def test_a_value_too_deep_for_json_is_invalid_input_not_a_recursion_error() -> None:
+    with pytest.raises(InvalidInput, match="nests too deeply to be written as JSON"):
+        encode_state_record(SID, request(operation="set", key="k", value=nested(100_000)))
+
+
+# ------------------------------------------------------------------ an unknown operation
+
+
+def test_the_owners_refusal_of_an_unknown_operation_decodes_and_answers_the_request() -> None:
+    """Every reader folds the refusal: the request leaves the pending requests, and a
+    re-sent request gets the same refusal (a duplicate), which decodes too."""
+    claim = Claim("eu-west-1", 1, 10_000, "h")
+    call = request(req_id="r-unknown", operation="frobnicate")
+    owner, reader = StateObject(SID), StateObject(SID)
+    log: list[tuple[StateLogRecord, int]] = [(claim, T), (call, T + 1)]
+    for record, at in log:
+        owner.fold(record, at)
+    answer = execute(owner, call, region="eu-west-1", host="h", lease_until_ms=T + 10_000,
+                     now_ms=T + 2, sent_ms=T + 1)
+    assert answer is not None and answer.outcome == "refused"
+    assert "unknown state operation 'frobnicate'" in answer.message
+    owner.fold(answer, T + 2)
+    again = execute(owner, call, region="eu-west-1", host="h", lease_until_ms=T + 10_000,
+                    now_ms=T + 3, sent_ms=T + 3)
+    assert again is not None and again.duplicate and again.outcome == "refused"
+    owner.fold(again, T + 3)
+    log += [(answer, T + 2), (call, T + 3), (again, T + 3)]
+    for record, at in log:
+        state_id, decoded = decode_state_record(encode_state_record(SID, record))
+        assert (state_id, decoded) == (SID, record)
+        reader.fold(decoded, at)
+    assert reader.pending == {} and reader.snapshot() == owner.snapshot()
+    assert reader.applied["r-unknown"].outcome == "refused"
+
+
+def test_an_answer_of_an_unknown_operation_that_is_no_plain_refusal_is_not_written() -> None:
+    with pytest.raises(InvalidInput, match=r"unknown operation 'frob' .* no refusal"):
+        encode_state_record(SID, op(operation="frob"))
+    with pytest.raises(InvalidInput, match="changes the state"):
+        encode_state_record(SID, op(operation="frob", outcome="refused", changes={"a": 1}))
+    with pytest.raises(InvalidInput, match="unknown outcome 'maybe'"):
+        encode_state_record(SID, op(outcome="maybe"))
