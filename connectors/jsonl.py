@@ -46,6 +46,7 @@ from typing import Any, Final
 import orjson
 
 from connectors.base import BatchChanges, Checksums, Store, StoreStats
+from connectors.files import make_private_dirs
 from edgebus.core.conflict import KeyOp, KeyState, Stamp
 from edgebus.core.envelope import Operation
 from edgebus.errors import StoreError
@@ -92,8 +93,8 @@ class JsonlStore(Store):
 
     def _open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            make_private_dirs(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise StoreError(
                 f"Store {self.url}: cannot open or create {self.path} ({e}). "
@@ -280,8 +281,9 @@ class JsonlStore(Store):
         temporary = self.path.with_name(f".{self.path.name}.rewrite")
         try:
             fd = os.open(
-                temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644
+                temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600
             )
+            os.fchmod(fd, os.fstat(old).st_mode & 0o777)  # the store file's mode, as before
         except OSError as e:
             raise self._rewrite_error(e) from e
         try:

@@ -46,6 +46,7 @@ import aiosqlite
 import orjson
 
 from connectors.base import BatchChanges, Checksums, Store, StoreStats
+from connectors.files import create_private_file, make_private_dirs
 from edgebus.core.conflict import KeyOp, KeyState, Stamp
 from edgebus.core.envelope import Operation
 from edgebus.errors import StoreError
@@ -184,10 +185,11 @@ class SQLiteStore(Store):
         if self._db is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
+            create_private_file(self.path)
         except OSError as e:
             raise StoreError(
-                f"Store {self.url}: cannot create the directory {self.path.parent} ({e}). "
+                f"Store {self.url}: cannot create {self.path} or its directory ({e}). "
                 "Create it, or choose a path you may write to."
             ) from e
         try:

@@ -25,6 +25,7 @@ from pathlib import Path
 import aiosqlite
 from aiokafka import TopicPartition
 
+from connectors.files import create_private_file, make_private_dirs
 from edgebus.core.state_machine import StateObject
 from edgebus.state.owned import Folds, Key
 
@@ -48,8 +49,9 @@ class Snapshots:
 
     async def open(self) -> None:
         """Open (create) the database and load what it saved for this host's logs."""
-        if str(self.db_path) != ":memory:":
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        if str(self.db_path) != ":memory:":  # it holds states' values: private
+            make_private_dirs(self.db_path.parent)
+            create_private_file(self.db_path)
         db = await aiosqlite.connect(self.db_path)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("CREATE TABLE IF NOT EXISTS state_objects (topic TEXT, state_id "
