@@ -24,6 +24,7 @@ __all__ = [
     "InfrastructureUnavailable",
     "InvalidInput",
     "JavaMissing",
+    "KafkaAuthFailed",
     "LauncherError",
     "MavenMissing",
     "PortInUse",
@@ -284,3 +285,26 @@ class StoreMismatch(EdgebusError):
     (``--on-store-mismatch refuse``). The message says what differs and what to do."""
 
     exit_code = 3
+
+
+class KafkaAuthFailed(InfrastructureUnavailable):
+    """A Kafka cluster refused edgebus's TLS handshake or SASL authentication (a
+    certificate that does not verify, a host name the certificate does not name, a
+    wrong password, an unknown user, a mechanism the broker does not enable).
+
+    An :class:`InfrastructureUnavailable` (the cluster cannot be used), but not
+    retriable: the same settings fail again. ``check`` says what to look at; the
+    message never holds a secret.
+    """
+
+    retriable = False
+    exit_code = 2
+
+    def __init__(self, detail: str, check: str, addresses: Sequence[str] = ()) -> None:
+        self.addresses = tuple(addresses)
+        self.check = check
+        tried = f" (tried {', '.join(self.addresses)})" if self.addresses else ""
+        EdgebusError.__init__(
+            self,
+            f"No edge infrastructure available: {detail}{tried}. Check {check}.",
+        )

@@ -29,6 +29,12 @@ app = command_group(
 )
 
 JSON_HELP = "Print one JSON document."
+SECURE_HELP = (
+    "SASL_SSL listeners (a local CA, made at first use), SCRAM-SHA-512 users admin, "
+    "region-<R>, coordinator and writer (passwords in the state dir, 0600), the "
+    "StandardAuthorizer with permissive default ACLs; later commands use the recorded "
+    "settings."
+)
 
 
 def _quiet_clients() -> None:
@@ -57,7 +63,7 @@ def _parse_broker_config(items: list[str]) -> dict[str, str]:
 
 def _table(title: str, clusters: list[dict[str, Any]]) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("cluster", "bootstrap", "pid", "regions", "state"):
+    for column in ("cluster", "bootstrap", "pid", "regions", "security", "state"):
         table.add_column(column)
     for c in clusters:
         state = c["state"]
@@ -67,6 +73,7 @@ def _table(title: str, clusters: list[dict[str, Any]]) -> Table:
             c["bootstrap"],
             str(c["pid"]) if c["pid"] is not None else "-",
             ", ".join(c["regions"]),
+            c.get("security_label", "plaintext"),
             f"[{color}]{state}[/]",
         )
     return table
@@ -84,11 +91,29 @@ def _render_up(doc: dict[str, Any]) -> None:
     console.print(_table(title, doc["clusters"]))
     if doc["discarded_previous"]:
         console.print("The stopped clusters of the previous layout and their data were removed.")
+    if doc["secure"]:
+        _render_secure(doc)
     console.print(
         f"State: {doc['state_dir']}. Check with `edgebus kafka status`, stop with "
         "`edgebus kafka down`.",
         highlight=False,
     )
+
+
+def _render_secure(doc: dict[str, Any]) -> None:
+    """Where a secure layout's credentials are (never the secrets themselves)."""
+    first = doc["clusters"][0]["security"]
+    console.print(
+        f"SASL_SSL with SCRAM-SHA-512; CA {first['ca_file']}. The client settings (as "
+        f"{first['username']}) are recorded in state.json; edgebus clients use them where "
+        "the config sets no kafka.security. Passwords "
+        f"(0600): {', '.join(sorted(doc['principals']))} in "
+        f"{Path(first['password_file']).parent}. Kafka's own tools: --command-config "
+        f"{doc['admin_client_properties']}.",
+        highlight=False,
+    )
+    if doc["default_acls_applied"]:
+        console.print(doc["acls_note"], highlight=False)
 
 
 def _render_status(doc: dict[str, Any]) -> None:
@@ -124,6 +149,8 @@ def _render_wipe(doc: dict[str, Any]) -> None:
     stores = [p for p in removed if p.startswith("regions/")]
     parts = [
         *(["the brokers' data (kafka/)"] if "kafka" in removed else []),
+        *(["the TLS material (tls/)"] if "tls" in removed else []),
+        *(["the passwords (secrets/)"] if "secrets" in removed else []),
         *(["state.json"] if "state.json" in removed else []),
         *([f"{len(stores)} region store file(s) under regions/"] if stores else []),
     ]
@@ -178,6 +205,7 @@ def up(
         "--broker-config",
         help="Extra broker setting KEY=VALUE (repeatable), e.g. log.retention.ms=3600000.",
     ),
+    secure: bool = typer.Option(False, "--secure", help=SECURE_HELP),
     config: Path | None = ConfigOption,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -197,6 +225,7 @@ def up(
             port=port,
             timeout_s=timeout,
             broker_config=_parse_broker_config(broker_config),
+            secure=secure,
         )
         return result.to_json()
 
@@ -225,9 +254,10 @@ def status(
 def down(
     ctx: typer.Context,
     wipe: bool = typer.Option(
-        False, "--wipe", help="Also delete the clusters' data, the state file and the "
-        "region stores kept in the state dir (regions/*/store.db, states-*.db); says what "
-        "it removed and kept. Stop region services first.",
+        False, "--wipe", help="Also delete the clusters' data, the state file, --secure's "
+        "TLS material and passwords, and the region stores kept in the state dir "
+        "(regions/*/store.db, states-*.db); says what it removed and kept. Stop region "
+        "services first.",
     ),
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

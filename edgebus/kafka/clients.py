@@ -5,13 +5,15 @@ services, the tooling, and the benchmarks' raw baselines, which must run with th
 settings as what they are compared with) is built here, so that:
 
 * every connection to a cluster gets the same connection settings from the config's
-  ``kafka`` section (:func:`_connection`: the bootstrap addresses today; TLS and SASL
-  settings go there, once, for every client);
+  ``kafka`` section (:func:`_connection`: the bootstrap addresses, and the cluster's TLS
+  and SASL settings from :mod:`edgebus.kafka.security`, once, for every client);
 * each role gets its defaults in one table (:data:`PRODUCER_ROLES`,
   :data:`CONSUMER_ROLES`) instead of each call site choosing its own;
 * a client is started with a deadline (``kafka.connect_timeout_s``), stopped again
   when its start fails, and the failure becomes
-  :class:`~edgebus.errors.InfrastructureUnavailable` naming the addresses tried.
+  :class:`~edgebus.errors.InfrastructureUnavailable` naming the addresses tried
+  (:class:`~edgebus.errors.KafkaAuthFailed`, saying what to check, when the cluster
+  refused its TLS handshake or SASL authentication).
 
 The classes themselves are exported as types (:data:`Producer`, :data:`Consumer`,
 :data:`Admin`, :data:`MetadataClient`) for annotations; ruff's banned-api rule refuses
@@ -33,6 +35,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from edgebus.config import KafkaConfig
 from edgebus.errors import InfrastructureUnavailable
+from edgebus.kafka.security import auth_failure, client_security
 
 __all__ = [
     "CONSUMER_ROLES",
@@ -123,9 +126,10 @@ CONSUMER_ROLES: Mapping[ConsumerRole, _Settings] = {
 
 
 def _connection(kafka: KafkaConfig, bootstrap: str) -> dict[str, Any]:
-    """What every client of a cluster shares: where it is (and, with security
-    settings, how to reach it safely)."""
-    return {"bootstrap_servers": bootstrap}
+    """What every client of a cluster shares: where it is and how to reach it safely
+    (TLS and SASL: ``kafka.cluster_security[bootstrap]``, else ``kafka.security``; its
+    secrets are read now)."""
+    return {"bootstrap_servers": bootstrap, **client_security(kafka, bootstrap)}
 
 
 def _unreachable(bootstrap: str, what: str, error: BaseException) -> InfrastructureUnavailable:
@@ -134,18 +138,21 @@ def _unreachable(bootstrap: str, what: str, error: BaseException) -> Infrastruct
 
 
 _START_ERRORS = (TimeoutError, KafkaConnectionError, KafkaError, OSError)
+#: the longest the connection that finds out why a secured client failed may take
+_DIAGNOSE_S = 5.0
 
 
 async def _start(
-    client: Any, bootstrap: str, what: str, timeout_s: float
+    client: Any, kafka: KafkaConfig, bootstrap: str, what: str, timeout_s: float
 ) -> None:
     """Start ``client`` within ``timeout_s``; stop it and raise InfrastructureUnavailable
-    if that fails."""
+    (KafkaAuthFailed for a TLS or SASL refusal) if that fails."""
     try:
         await asyncio.wait_for(client.start(), timeout_s)
     except _START_ERRORS as e:
         await stop_quietly(client)
-        raise _unreachable(bootstrap, what, e) from e
+        refused = await auth_failure(kafka, bootstrap, min(timeout_s, _DIAGNOSE_S), what)
+        raise (refused or _unreachable(bootstrap, what, e)) from e
     except BaseException:
         await stop_quietly(client)
         raise
@@ -164,7 +171,7 @@ async def start_producer(
     if client_id is not None:
         options["client_id"] = client_id
     producer = AIOKafkaProducer(**options)
-    await _start(producer, bootstrap, what, kafka.connect_timeout_s)
+    await _start(producer, kafka, bootstrap, what, kafka.connect_timeout_s)
     return producer
 
 
@@ -177,7 +184,7 @@ async def start_transactional_producer(
         **_connection(kafka, bootstrap), **PRODUCER_ROLES["log"](kafka),
         transactional_id=transactional_id,
     )
-    await _start(producer, bootstrap, what, kafka.connect_timeout_s)
+    await _start(producer, kafka, bootstrap, what, kafka.connect_timeout_s)
     return producer
 
 
@@ -201,7 +208,7 @@ async def start_consumer(
     if client_id is not None:
         options["client_id"] = client_id
     consumer = AIOKafkaConsumer(**options)
-    await _start(consumer, bootstrap, what, kafka.connect_timeout_s)
+    await _start(consumer, kafka, bootstrap, what, kafka.connect_timeout_s)
     # let the consumer's background task start: aiokafka's stop() right after start()
     # otherwise re-raises that task's cancellation
     await asyncio.sleep(0)
@@ -232,7 +239,7 @@ async def admin_client(
         **_connection(kafka, bootstrap), client_id=client_id,
         request_timeout_ms=max(1, int(timeout * 1000)),
     )
-    await _start(admin, bootstrap, "Kafka", timeout)
+    await _start(admin, kafka, bootstrap, "Kafka", timeout)
     try:
         yield admin
     finally:
@@ -243,13 +250,20 @@ async def start_metadata_client(
     kafka: KafkaConfig, bootstrap: str, *, client_id: str, timeout_s: float
 ) -> MetadataClient:
     """A bootstrapped low-level client for metadata requests (health probes), with
-    requests timing out after ``timeout_s``."""
+    requests timing out after ``timeout_s``. A failed bootstrap raises aiokafka's
+    error, or KafkaAuthFailed when the cluster refused TLS or SASL."""
     client = AIOKafkaClient(
         **_connection(kafka, bootstrap), client_id=client_id,
         request_timeout_ms=max(1000, int(timeout_s * 1000)),
     )
     try:
         await client.bootstrap()
+    except _START_ERRORS as e:
+        await stop_quietly(client)
+        refused = await auth_failure(kafka, bootstrap, min(timeout_s, _DIAGNOSE_S))
+        if refused is not None:
+            raise refused from e
+        raise
     except BaseException:
         await stop_quietly(client)
         raise

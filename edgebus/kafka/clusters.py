@@ -5,9 +5,15 @@ Resolution, first match wins: ``kafka.clusters[region]`` in the edge_config, the
 ``edgebus kafka up`` recorded, then ``127.0.0.1:9092``.
 
 What ``edgebus kafka up`` recorded is read from ``<state dir>/state.json`` (the local
-launcher, :mod:`edgebus.localkafka`, writes it; this module only reads the two fields
-it needs, ``regions`` and each cluster's ``pid``), so the library never imports the
-launcher.
+launcher, :mod:`edgebus.localkafka`, writes it; this module only reads the fields it
+needs: ``regions``, each cluster's ``pid``, ``bootstrap`` and ``security``, and
+``principals``), so the library never imports the launcher.
+
+A cluster started by ``edgebus kafka up --secure`` takes SASL_SSL clients only; the
+launcher records the client settings of each (in the shape of the config's
+``kafka.security`` section, as the ``admin`` super user), and
+:func:`recorded_security` hands them to the client module for a cluster the config
+gives no explicit security settings for.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ __all__ = [
     "STATE_FILE",
     "read_state_file",
     "recorded_regions",
+    "recorded_security",
     "resolve_clusters",
     "state_file_error",
 ]
@@ -71,6 +78,63 @@ def recorded_regions(state_dir: Path | None = None) -> dict[str, str] | None:
     except (KeyError, TypeError, AttributeError) as e:
         raise state_file_error(path, e) from e
     return regions if running and regions else None
+
+
+def recorded_security(
+    bootstrap: str, state_dir: Path | None = None, *, principal: str | None = None
+) -> dict[str, str] | None:
+    """The client security settings ``edgebus kafka up --secure`` recorded for the
+    cluster at ``bootstrap``, or None (not a running secure cluster of the launcher).
+
+    A dict in the shape of the config's ``kafka.security`` section, with paths and no
+    secret: ``{"protocol": "SASL_SSL", "ca_file": ".../tls/ca.pem", "sasl_mechanism":
+    "SCRAM-SHA-512", "username": "admin", "password_file": ".../secrets/admin.password"}``.
+    ``bootstrap`` is matched by port on a loopback address (``127.0.0.1`` or
+    ``localhost``); in a comma-separated list the first match counts. ``principal``
+    (e.g. ``region-eu-west-1``, ``coordinator``, ``writer``) asks for that SCRAM user
+    instead of ``admin``; one the launcher did not make is a :class:`LauncherError`.
+    Like :func:`recorded_regions`, None once ``edgebus kafka down`` stopped the clusters.
+    """
+    recorded = read_state_file(state_dir)
+    if recorded is None:
+        return None
+    path, data = recorded
+    wanted = [a for a in (_loopback_port(b) for b in bootstrap.split(",")) if a is not None]
+    try:
+        for cluster in data["clusters"]:
+            security = cluster.get("security")
+            if not security or cluster.get("pid") is None:
+                continue
+            if _loopback_port(str(cluster["bootstrap"])) in wanted:
+                settings = {str(k): str(v) for k, v in security.items()}
+                return _as_principal(settings, data, principal, path)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise state_file_error(path, e) from e
+    return None
+
+
+def _as_principal(
+    settings: dict[str, str], data: dict[str, Any], principal: str | None, path: Path
+) -> dict[str, str]:
+    """``settings`` for the SCRAM user ``principal`` (None: as recorded)."""
+    if principal is None:
+        return settings
+    principals = {str(k): str(v) for k, v in (data.get("principals") or {}).items()}
+    if principal not in principals:
+        raise LauncherError(
+            f"The local Kafka recorded in {path} has no principal {principal!r}; it has "
+            f"{', '.join(sorted(principals)) or 'none'}. Run `edgebus kafka up --secure` "
+            "with the regions you use (after `edgebus kafka down --wipe`)."
+        )
+    return {**settings, "username": principal, "password_file": principals[principal]}
+
+
+def _loopback_port(address: str) -> int | None:
+    """The port of ``host:port`` when host is a loopback name the launcher listens on."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return None
+    return int(port)
 
 
 def read_state_file(state_dir: Path | None = None) -> tuple[Path, dict[str, Any]] | None:

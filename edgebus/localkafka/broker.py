@@ -22,11 +22,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgebus.config import KafkaConfig
+from edgebus.config import KafkaConfig, KafkaSecurityConfig
 from edgebus.errors import BrokerExited, InvalidInput, LauncherError
 from edgebus.kafka.clients import admin_client
 from edgebus.localkafka.artifacts import HEAP_MAX, HEAP_MIN, jvm_flags
+from edgebus.localkafka.credentials import write_private
 from edgebus.localkafka.processes import HOST, LOG_TAIL_LINES, log_tail
+from edgebus.localkafka.security import SECURE_MANAGED_PREFIXES
 from edgebus.localkafka.state import ClusterRecord, timestamp
 
 __all__ = [
@@ -69,10 +71,12 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- broker config
 
 
-def check_broker_config(overrides: Mapping[str, str]) -> dict[str, str]:
+def check_broker_config(overrides: Mapping[str, str], *, secure: bool = False) -> dict[str, str]:
     """The ``--broker-config`` overrides, checked; :class:`InvalidInput` if one is bad.
 
-    Keys must be setting names, none of :data:`MANAGED_KEYS`; values one line each.
+    Keys must be setting names, none of :data:`MANAGED_KEYS` (nor, with ``secure``,
+    a TLS, SASL or authorizer setting: :data:`~.security.SECURE_MANAGED_PREFIXES`);
+    values one line each.
     """
     checked: dict[str, str] = {}
     for key, value in overrides.items():
@@ -84,6 +88,11 @@ def check_broker_config(overrides: Mapping[str, str]) -> dict[str, str]:
             raise InvalidInput(
                 f"{key} is set by the launcher and cannot be overridden; use --port to choose "
                 "ports and EDGEBUS_STATE_DIR to choose where data lives."
+            )
+        if secure and key.startswith(SECURE_MANAGED_PREFIXES):
+            raise InvalidInput(
+                f"{key} is part of the security --secure sets up (TLS, SASL, authorizer) and "
+                "cannot be overridden; start without --secure to run a plaintext cluster."
             )
         if "\n" in value or "\r" in value:
             raise InvalidInput(f"The value of {key} must be on one line.")
@@ -127,9 +136,10 @@ def base_properties(rec: ClusterRecord) -> dict[str, str]:
 
 
 def write_properties(path: Path, props: Mapping[str, str], note: str) -> None:
-    """Write ``props`` as a Java properties file headed by the comment ``note``."""
+    """Write ``props`` as a Java properties file headed by the comment ``note``; 0600,
+    since a secure broker's settings hold its keystore and inter-broker passwords."""
     lines = [f"# {note}"] + [f"{k}={v}" for k, v in props.items()]
-    path.write_text("\n".join(lines) + "\n")
+    write_private(path, "\n".join(lines) + "\n")
 
 
 # --------------------------------------------------------------------------- async plumbing
@@ -165,13 +175,20 @@ async def _as_coro(factory: Callable[[], Awaitable[T]]) -> T:
 # --------------------------------------------------------------------------- readiness
 
 
-async def _describe(bootstrap: str, timeout_s: float) -> dict[str, Any]:
-    """One metadata call to a broker of ours (plaintext on loopback); raises on any
-    failure."""
+async def _describe(
+    bootstrap: str, timeout_s: float, security: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One metadata call to a broker of ours (plaintext on loopback, or with the
+    client settings recorded for a secure one); raises on any failure."""
+    kafka = (
+        KafkaConfig()
+        if security is None
+        else KafkaConfig(security=KafkaSecurityConfig.model_validate(dict(security)))
+    )
     async with (
         asyncio.timeout(timeout_s + 1),
         admin_client(
-            KafkaConfig(), bootstrap, client_id="edgebus-launcher", timeout_s=max(1.0, timeout_s)
+            kafka, bootstrap, client_id="edgebus-launcher", timeout_s=max(1.0, timeout_s)
         ) as admin,
     ):
         info: dict[str, Any] = await admin.describe_cluster()
@@ -184,7 +201,7 @@ async def metadata_ok(rec: ClusterRecord, timeout_s: float = 3.0) -> tuple[bool,
     It must answer as the recorded cluster (same cluster id) with a live broker.
     """
     try:
-        info = await _describe(rec.bootstrap, timeout_s)
+        info = await _describe(rec.bootstrap, timeout_s, rec.security)
     except Exception as e:  # any failure means "does not answer"
         return False, f"metadata call failed: {type(e).__name__}: {e}".strip()
     if info.get("cluster_id") != rec.cluster_id:
@@ -269,20 +286,35 @@ async def format_storage(
     rec: ClusterRecord,
     format_config: Path,
     archive: Path | None,
+    scram: Sequence[str] = (),
 ) -> None:
     """Format the storage of ``rec`` with ``format_config`` (kept data stays as it is).
 
-    Raises :class:`LauncherError` with what the storage tool said when it fails.
+    ``scram``: the storage tool's ``--add-scram`` arguments (SCRAM users written into
+    the new metadata). They hold passwords, so the tool's arguments then go through a
+    private argument file (``java @file``), never onto a command line other users can
+    read in ``ps``. Raises :class:`LauncherError` with what the storage tool said when
+    it fails.
     """
-    proc = await asyncio.create_subprocess_exec(
-        java, HEAP_MAX, *jvm_flags(archive, short_lived=True),
-        "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={log4j}",
+    tool = [
         "kafka.tools.StorageTool", "format", "--ignore-formatted",
-        "-t", rec.cluster_id, "-c", str(format_config),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        cwd=Path(rec.data_dir).parent,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
+        "-t", rec.cluster_id, "-c", str(format_config), *scram,
+    ]  # fmt: skip
+    home = Path(rec.data_dir).parent
+    argfile = home / "format.args"
+    if scram:  # java expands @file only before the main class: the whole tail goes in
+        write_private(argfile, "".join(f"{_argfile_quote(a)}\n" for a in tool))
+        tool = [f"@{argfile}"]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            java, HEAP_MAX, *jvm_flags(archive, short_lived=True),
+            "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={log4j}", *tool,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=home,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+    finally:
+        argfile.unlink(missing_ok=True)
     if proc.returncode != 0:
         said = out.decode(errors="replace").strip().splitlines()
         raise LauncherError(
@@ -291,6 +323,11 @@ async def format_storage(
             + "\n".join(said[-LOG_TAIL_LINES:])
             + "\nRun `edgebus kafka down --wipe` to start from empty storage, then `up` again."
         )
+
+
+def _argfile_quote(arg: str) -> str:
+    """``arg`` as one argument of a ``java @file`` (double-quoted, escapes doubled)."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def start_broker(

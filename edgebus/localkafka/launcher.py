@@ -13,7 +13,12 @@ modules it builds on, each importing only those listed before it:
     processes       finds, stops and places (ports) the broker processes; the lock
     artifacts       ``java``, Maven, the jars in the cache, the JVM command line
     state           ``state.json`` and its value types
+    credentials     ``--secure``: the SCRAM principals, their passwords, private files
+    tls             ``--secure``: the local CA and the brokers' certificate
+    security        ``--secure``: listeners, TLS, SASL and authorizer settings, and
+                    the client settings recorded for later commands
     broker          one broker: properties, storage format, JVM start, readiness
+    default_acls    ``--secure``: the permissive default ACLs, applied once
     class_archive   the class-data archive, made by a training broker
     install         :func:`fetch` (jars, then archive) and :func:`kafka_java_command`
     results         what up, status and down report
@@ -34,6 +39,12 @@ Layout of the state directory::
     kafka/cluster-<i>/server.properties   base config + --broker-config overrides
     kafka/cluster-<i>/data/      the cluster's log.dirs
     kafka/cluster-<i>/broker.log the broker's stdout and stderr
+    tls/                         --secure: ca.pem, broker.p12 (see :mod:`.tls`)
+    secrets/                     --secure: <user>.password, admin-client.properties
+                                 (see :mod:`.credentials`)
+
+Files holding a secret (passwords, keys, the brokers' properties) are 0600, their
+directories 0700.
 
 Beside them, region services keep their stores there by default
 (``regions/<R>/store.db``, ``regions/<R>/states-<R>.db``; see
@@ -76,6 +87,8 @@ from edgebus.localkafka.broker import (
     wait_all_ready,
     write_properties,
 )
+from edgebus.localkafka.credentials import SECRETS_DIR, passwords_intact
+from edgebus.localkafka.default_acls import apply_default_acls
 from edgebus.localkafka.install import fetch, kafka_java_command
 from edgebus.localkafka.processes import (
     STOP_GRACE_S,
@@ -88,6 +101,13 @@ from edgebus.localkafka.processes import (
 )
 from edgebus.localkafka.region_files import leftovers, wipe_region_files
 from edgebus.localkafka.results import ClusterStatus, DownResult, StatusReport, UpResult
+from edgebus.localkafka.security import (
+    SecureSetup,
+    client_security,
+    prepare_security,
+    scram_arguments,
+    secure_listener_properties,
+)
 from edgebus.localkafka.state import (
     ClusterRecord,
     LauncherState,
@@ -96,6 +116,7 @@ from edgebus.localkafka.state import (
     timestamp,
     write_state,
 )
+from edgebus.localkafka.tls import TLS_DIR
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -167,6 +188,8 @@ class _Layout:
     #: None: any ports (free ones are picked)
     port_base: int | None
     broker_config: dict[str, str]
+    #: SASL_SSL, TLS, SCRAM users and the authorizer
+    secure: bool = False
 
     def is_recorded_in(self, state: LauncherState) -> bool:
         """True when ``state`` records this layout (on any ports, unless a port base is asked)."""
@@ -175,6 +198,7 @@ class _Layout:
             and len(state.clusters) == self.clusters
             and dict(state.region_clusters) == self.region_clusters
             and dict(state.broker_config) == self.broker_config
+            and state.secure == self.secure
             and (self.port_base is None or self.port_base == state.port_base)
         )
 
@@ -185,7 +209,8 @@ def _describe_layout(state: LauncherState) -> str:
         for c in state.clusters
     )
     extra = f", broker config {dict(state.broker_config)}" if state.broker_config else ""
-    return f"Kafka {state.kafka_version}: {clusters}{extra}"
+    security = ", secure (SASL_SSL)" if state.secure else ", plaintext"
+    return f"Kafka {state.kafka_version}: {clusters}{security}{extra}"
 
 
 # --------------------------------------------------------------------------- up
@@ -200,12 +225,19 @@ def up(
     timeout_s: float = 90.0,
     broker_config: Mapping[str, str] | None = None,
     state: Path | None = None,
+    secure: bool = False,
 ) -> UpResult:
     """Start ``clusters`` single-node KRaft clusters and map ``regions`` onto them.
 
     Region i goes to cluster ``i % clusters``. With ``port`` cluster i listens on
     ``port + 2i`` (clients) and ``port + 2i + 1`` (controller); otherwise free ports
     are picked. ``broker_config`` adds broker settings (``{"log.retention.ms": "..."}``).
+
+    ``secure``: SASL_SSL client listeners with a local CA's certificate, SCRAM-SHA-512
+    users (``admin``, ``region-<R>``, ``coordinator``, ``writer``) and the KRaft
+    ``StandardAuthorizer`` with permissive default ACLs (:mod:`.security`,
+    :mod:`.default_acls`); the client settings (as ``admin``) are recorded per cluster
+    in ``state.json`` for later commands.
 
     Idempotent: when the same layout already runs and answers, nothing is started
     (``started`` is False). A different running layout is an error (run ``down``
@@ -217,10 +249,10 @@ def up(
     began = time.monotonic()
     check_version(kafka_version)
     region_clusters = map_regions(regions, clusters)
-    overrides = check_broker_config(broker_config or {})
+    overrides = check_broker_config(broker_config or {}, secure=secure)
     if timeout_s <= 0:
         raise InvalidInput(f"--timeout must be positive, got {timeout_s}.")
-    layout = _Layout(kafka_version, clusters, region_clusters, port, overrides)
+    layout = _Layout(kafka_version, clusters, region_clusters, port, overrides, secure)
     directory = (state or default_state_dir()).absolute()
     with file_lock(directory / "kafka.lock", timeout_s + 60, "edgebus kafka up/down"):
         return _up_locked(directory, layout, timeout_s, began)
@@ -237,13 +269,20 @@ def _up_locked(directory: Path, layout: _Layout, timeout_s: float, began: float)
     # (crash, reboot), restarts on its data as a real broker restart would (`down
     # --wipe` is the way to start empty); another layout gets a clean start, its old
     # data removed.
-    reuse = previous if previous is not None and layout.is_recorded_in(previous) else None
+    # A secure restart also needs the passwords its SCRAM users were made from.
+    reuse = (
+        previous
+        if previous is not None and layout.is_recorded_in(previous)
+        and (not layout.secure or passwords_intact(directory, list(previous.principals)))
+        else None
+    )
 
     java = find_java().path
     fetched = fetch(layout.version)
     kafka_home = directory / "kafka"
     log4j = log4j_config(kafka_home)
-    records = _prepare_clusters(kafka_home, _choose_ports(layout, reuse), reuse, layout)
+    setup = prepare_security(directory, list(layout.region_clusters)) if layout.secure else None
+    records = _prepare_clusters(kafka_home, _choose_ports(layout, reuse), reuse, layout, setup)
     new_state = LauncherState(
         kafka_version=layout.version,
         clusters=records,
@@ -251,12 +290,17 @@ def _up_locked(directory: Path, layout: _Layout, timeout_s: float, began: float)
         broker_config=layout.broker_config,
         port_base=layout.port_base,
         started_at=timestamp(),
+        secure=layout.secure,
+        principals={u: str(p) for u, p in setup.passwords.items()} if setup else {},
     )
-    running = _start_clusters(directory, new_state, reuse, java, fetched, log4j, timeout_s)
+    running = _start_clusters(
+        directory, new_state, reuse, java, fetched, log4j, timeout_s, setup
+    )
     return UpResult(
         running, directory, started=True, downloaded=fetched.downloaded,
         reused_data=reuse is not None, elapsed_s=time.monotonic() - began,
         discarded_previous=previous is not None and reuse is None,
+        default_acls_applied=setup is not None and reuse is None,
     )  # fmt: skip
 
 
@@ -312,11 +356,14 @@ def _prepare_clusters(
     ports: Sequence[tuple[int, int]],
     reuse: LauncherState | None,
     layout: _Layout,
+    setup: SecureSetup | None,
 ) -> tuple[ClusterRecord, ...]:
     """The directories, records and properties files of the clusters to start.
 
     A restart (``reuse``) keeps each cluster's id and data; otherwise the directories
-    of earlier clusters are deleted first and every cluster gets a new id.
+    of earlier clusters are deleted first and every cluster gets a new id. With
+    ``setup`` (``--secure``) the listeners are secure and each record carries the
+    client settings.
     """
     if reuse is None and kafka_home.exists():
         for old in kafka_home.glob("cluster-*"):
@@ -335,10 +382,13 @@ def _prepare_clusters(
                 data_dir=str((home / "data").resolve()),
                 log_file=str((home / "broker.log").resolve()),
                 config_file=str((home / "server.properties").resolve()),
+                security=client_security(setup) if setup is not None else None,
             )
         )
     for rec in records:
         base = base_properties(rec)
+        if setup is not None:
+            base.update(secure_listener_properties(rec.port, rec.controller_port, setup))
         home = Path(rec.config_file).parent
         write_properties(
             home / "format.properties", base, "written by edgebus kafka up; formats storage"
@@ -358,8 +408,12 @@ def _start_clusters(
     fetched: FetchResult,
     log4j: Path,
     timeout_s: float,
+    setup: SecureSetup | None = None,
 ) -> LauncherState:
     """Format, start and wait for the clusters of ``new_state``; returns it with their pids.
+
+    With ``setup`` (``--secure``) a new storage gets the SCRAM users, and a new cluster
+    the default ACLs once it answers (a restart keeps the ACLs it had).
 
     ``state.json`` is written as soon as the JVMs run, so ``down`` finds them even if
     this process is killed while it waits. On any failure (Ctrl-C too) the brokers are
@@ -367,13 +421,15 @@ def _start_clusters(
     """
     records = new_state.clusters
     procs: list[subprocess.Popen[bytes]] = []
+    fresh_setup = setup if reuse is None else None
+    scram = scram_arguments(fresh_setup) if fresh_setup is not None else []
     try:
         run_sync(
             lambda: asyncio.gather(
                 *(
                     format_storage(java, fetched.libs_dir, log4j, r,
                                    Path(r.config_file).parent / "format.properties",
-                                   fetched.class_archive)
+                                   fetched.class_archive, scram)
                     for r in records
                 )
             )
@@ -387,6 +443,10 @@ def _start_clusters(
         write_state(directory, new_state)  # so `down` finds them even if we are killed now
         deadline = time.monotonic() + timeout_s
         run_sync(lambda: wait_all_ready(new_state.clusters, procs, deadline, timeout_s))
+        if fresh_setup is not None:
+            run_sync(lambda: apply_default_acls(
+                java, fetched.libs_dir, log4j, fetched.class_archive, records, fresh_setup
+            ))  # fmt: skip
     except BaseException:
         stop_pids(new_state.clusters, grace_s=5.0)
         for p in procs:
@@ -436,6 +496,7 @@ def status(state: Path | None = None) -> StatusReport:
 
 def down(wipe: bool = False, *, state: Path | None = None) -> DownResult:
     """Stop exactly the recorded brokers; with ``wipe`` also delete their data, the
+    TLS material and passwords of a secure layout (``tls/``, ``secrets/``), the
     state file and the region stores kept in the state directory (``removed`` and
     ``kept`` say which paths went and which stayed).
 
@@ -462,14 +523,17 @@ def down(wipe: bool = False, *, state: Path | None = None) -> DownResult:
 
 
 def _wipe(directory: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Delete the brokers' data, the state file and the region stores in ``directory``:
+    """Delete the brokers' data, the TLS material and passwords of ``--secure``, the
+    state file and the region stores in ``directory``:
     (what was removed, what is left there), as paths relative to it."""
     removed: list[str] = []
-    kafka = directory / "kafka"
-    if kafka.is_dir() and not kafka.is_symlink():  # a link stays (and is reported kept)
-        shutil.rmtree(kafka, ignore_errors=True)
-        if not kafka.exists():
-            removed.append("kafka")
+    # the brokers' data; --secure's TLS material and passwords (they belong to it)
+    for name in ("kafka", TLS_DIR, SECRETS_DIR):
+        path = directory / name
+        if path.is_dir() and not path.is_symlink():  # a link stays (and is reported kept)
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(name)
     if (directory / STATE_FILE).exists():
         remove_state(directory)
         removed.append(STATE_FILE)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgebus.localkafka.credentials import SECRETS_DIR
+from edgebus.localkafka.default_acls import PERMISSIVE_NOTE
+from edgebus.localkafka.security import ADMIN_CLIENT_PROPERTIES, describe_security
 from edgebus.localkafka.state import ClusterRecord, LauncherState
 
 __all__ = ["ClusterStatus", "DownResult", "StatusReport", "UpResult"]
@@ -23,9 +26,11 @@ class UpResult:
     elapsed_s: float
     #: stopped clusters of another layout whose data this start deleted
     discarded_previous: bool = False
+    #: a new secure layout got the permissive default ACLs
+    default_acls_applied: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict (with ``--secure``: where the credentials are, never them)."""
         return {
             "ok": True,
             "started": self.started,
@@ -36,10 +41,25 @@ class UpResult:
             "kafka_version": self.state.kafka_version,
             "state_dir": str(self.state_dir),
             "clusters": [
-                {**c.to_json(), "regions": self.state.regions_of(c.index), "state": "running"}
+                {**c.to_json(), "regions": self.state.regions_of(c.index), "state": "running",
+                 "security_label": describe_security(c.security)}
                 for c in self.state.clusters
             ],
             "regions": self.state.regions,
+            **self._security_json(),
+        }
+
+    def _security_json(self) -> dict[str, Any]:
+        if not self.state.secure:
+            return {"secure": False}
+        return {
+            "secure": True,
+            "principals": dict(self.state.principals),
+            "admin_client_properties": str(
+                self.state_dir / SECRETS_DIR / ADMIN_CLIENT_PROPERTIES
+            ),
+            "default_acls_applied": self.default_acls_applied,
+            "acls_note": PERMISSIVE_NOTE,
         }
 
 
@@ -68,6 +88,7 @@ class ClusterStatus:
             "pid_alive": self.pid_alive,
             "metadata_ok": self.metadata_ok,
             "state": self.state,
+            "security_label": describe_security(self.record.security),
         }
         if self.detail:
             out["detail"] = self.detail
@@ -109,6 +130,7 @@ class StatusReport:
             "message": self.message,
             "state_dir": str(self.state_dir),
             "kafka_version": self.state.kafka_version if self.state else None,
+            "secure": bool(self.state and self.state.secure),
             "clusters": [c.to_json() for c in self.clusters],
             "regions": self.state.regions if self.state else {},
         }

@@ -2,9 +2,21 @@
 
 ``up`` writes it, ``status`` and ``down`` read it, and so does the library
 (:func:`edgebus.kafka.clusters.recorded_regions` reads its ``regions`` and each
-cluster's ``pid``), so its form is an interface: :meth:`LauncherState.to_json` is
-the file, and :meth:`LauncherState.from_json` still reads files without
-``region_clusters`` (it derives them from ``regions``).
+cluster's ``pid``, and :func:`edgebus.kafka.clusters.recorded_security` each
+cluster's ``security``), so its form is an interface: :meth:`LauncherState.to_json`
+is the file, and :meth:`LauncherState.from_json` still reads files without
+``region_clusters`` (it derives them from ``regions``) or without the security
+fields (a plaintext layout).
+
+A secure layout (``up --secure``) records, per cluster, the client settings in the
+shape of the config's ``kafka.security`` section (paths, never a secret)::
+
+    "security": {"protocol": "SASL_SSL", "ca_file": "<state>/tls/ca.pem",
+                 "sasl_mechanism": "SCRAM-SHA-512", "username": "admin",
+                 "password_file": "<state>/secrets/admin.password"}
+
+and, at the top, ``"secure": true`` and ``"principals"``: every SCRAM user and its
+password file (``region-<R>``, ``coordinator``, ``writer``, ``admin``).
 """
 
 from __future__ import annotations
@@ -54,6 +66,8 @@ class ClusterRecord:
     data_dir: str
     log_file: str
     config_file: str
+    #: client settings of a secure cluster (the ``kafka.security`` shape); None: plaintext
+    security: Mapping[str, str] | None = field(default=None, hash=False)
 
     @property
     def bootstrap(self) -> str:
@@ -72,12 +86,14 @@ class ClusterRecord:
             "log_file": self.log_file,
             "config_file": self.config_file,
             "bootstrap": self.bootstrap,
+            "security": dict(self.security) if self.security is not None else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClusterRecord:
         """Read the ``state.json`` form."""
         pid = data.get("pid")
+        security = data.get("security")
         return cls(
             index=int(data["index"]),
             cluster_id=str(data["cluster_id"]),
@@ -87,6 +103,9 @@ class ClusterRecord:
             data_dir=str(data["data_dir"]),
             log_file=str(data["log_file"]),
             config_file=str(data["config_file"]),
+            security=(
+                {str(k): str(v) for k, v in security.items()} if security is not None else None
+            ),
         )
 
 
@@ -101,6 +120,10 @@ class LauncherState:
     broker_config: Mapping[str, str] = field(default_factory=dict)
     port_base: int | None = None
     started_at: str = ""
+    #: SASL_SSL listeners, TLS, SCRAM users and the authorizer (``up --secure``)
+    secure: bool = False
+    #: a secure layout's SCRAM users -> their password files
+    principals: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def regions(self) -> dict[str, str]:
@@ -132,6 +155,8 @@ class LauncherState:
             "clusters": [c.to_json() for c in self.clusters],
             "region_clusters": dict(self.region_clusters),
             "regions": self.regions,
+            "secure": self.secure,
+            "principals": dict(self.principals),
         }
 
     @classmethod
@@ -150,6 +175,8 @@ class LauncherState:
             broker_config={str(k): str(v) for k, v in (data.get("broker_config") or {}).items()},
             port_base=int(port_base) if port_base is not None else None,
             started_at=str(data.get("started_at", "")),
+            secure=bool(data.get("secure", False)),
+            principals={str(k): str(v) for k, v in (data.get("principals") or {}).items()},
         )
 
 
