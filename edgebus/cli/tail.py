@@ -1,4 +1,8 @@
-"""``edgebus tail``: print a region's events, decoded, with their headers."""
+"""``edgebus tail``: print a region's events, decoded, with their headers.
+
+A declassified event (header ``eb-declassified``) shows its record under
+``headers["eb-declassified"]`` with ``--json`` (``by``, ``at_ms``, ``reason``,
+``detected``, ``written_as``), and "declassified by X: reason" in the plain listing."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 import typer
 from aiokafka import ConsumerRecord
+from rich.markup import escape
 
 from edgebus.cli._common import ConfigOption, JsonOption
 from edgebus.cli._output import console
@@ -22,7 +27,7 @@ from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.wire.event_codec import decode_event
-from edgebus.wire.headers import decode_headers
+from edgebus.wire.headers import H_DECLASSIFIED, decode_headers
 from edgebus.wire.watermark import decode_watermark, is_watermark
 
 __all__ = ["DEFAULT_LAST", "decode_record", "tail"]
@@ -213,10 +218,16 @@ def _render(item: dict[str, Any]) -> None:
         )
         return
     event = item["event"]
+    declassified = item["headers"].get(H_DECLASSIFIED)
+    mark = ""
+    if declassified is not None:
+        mark = (f" [yellow]declassified by {escape(declassified['by'])}: "
+                f"{escape(declassified['reason'])} (detected "
+                f"{','.join(declassified['detected']) or 'nothing'})[/]")
     console.print(
         f"{where} [bold]{event['key']}[/] {event['operation']} "
         f"{json.dumps(event['payload'])} [cyan]class={','.join(event['classification'])}[/] "
-        f"[green]placement={','.join(event['placement'])}[/]",
+        f"[green]placement={','.join(event['placement'])}[/]{mark}",
         highlight=False,
         soft_wrap=True,
     )

@@ -1,8 +1,13 @@
 """Compliance classification of a record: which data classes it holds, and why.
 
-Order of precedence (DESIGN.md, "Compliance and placement"): an explicit class given
-by the writer wins; otherwise field-name rules and value detectors run over the whole
-record; when nothing fires the record gets the configured default class.
+Field-name rules and value detectors run over the whole record, always; an explicit
+class given by the writer can only *add* to what they find (DESIGN.md, "Trust
+boundaries": labels are claims, not proof). The record's classes are the union of the
+explicit classes and the detected ones (:func:`combine`); when nothing fires, the
+explicit classes stand, and without them the record gets the configured default class.
+Lowering what detection found is a declassification: the caller's explicit, recorded
+choice (the SDK's ``declassify`` option writes the ``eb-declassified`` header), never
+this module's; :attr:`Classification.uncovered` says what a label leaves out.
 
 Classes detected here are ``"pii"``, ``"phi"`` and ``"financial"``
 (:mod:`edgebus.core.data_classes`). PHI subsumes PII: a record with both holds
@@ -63,6 +68,8 @@ __all__ = [
     "Classification",
     "Finding",
     "classify",
+    "combine",
+    "covers",
 ]
 
 #: deeper nesting than this is refused (and stops a self-referencing record)
@@ -90,16 +97,50 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Classification:
-    """The classes a record holds and the findings that put them there."""
+    """The classes a record holds and the findings that put them there.
+
+    ``classes`` is what placement uses: the union of ``labelled`` (the explicit
+    classes, empty when none was given) and ``detected`` (what field-name rules and
+    value detectors found, empty when nothing fired), by :func:`combine`; or the
+    default class when both are empty.
+    """
 
     classes: frozenset[str]
     findings: tuple[Finding, ...]
     explicit: bool
+    detected: frozenset[str] = frozenset()
+    labelled: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
         """The classes sorted and joined with ``","`` (the header value)."""
         return ",".join(sorted(self.classes))
+
+    @property
+    def uncovered(self) -> frozenset[str]:
+        """The detected classes the explicit label does not cover: what the label
+        alone would have lowered (empty without a label, or when it covers them)."""
+        if not self.explicit:
+            return frozenset()
+        return frozenset(c for c in self.detected if not covers(self.labelled, (c,)))
+
+
+def combine(labelled: Iterable[str], detected: Iterable[str]) -> frozenset[str]:
+    """The classes of a record labelled ``labelled`` in which detection found
+    ``detected``: their union, where PHI subsumes PII (as in detection) and
+    ``public``, which requires nothing, is dropped beside any other class."""
+    classes = {*labelled, *detected}
+    if PHI in classes:
+        classes.discard(PII)
+    if len(classes) > 1:
+        classes.discard(PUBLIC)
+    return frozenset(classes)
+
+
+def covers(classes: Collection[str], detected: Iterable[str]) -> bool:
+    """Whether data of ``classes`` may hold what detection found (``detected``): each
+    detected class is among them (PII also under PHI, which subsumes it)."""
+    return all(c in classes or (c == PII and PHI in classes) for c in detected)
 
 
 # ----------------------------------------------------------------------------- walking
@@ -351,29 +392,27 @@ def classify(
 ) -> Classification:
     """Classify ``data`` (a record: dicts, lists, tuples, strings, nested).
 
-    ``explicit`` (a class, a comma-separated list of classes, or a sequence) wins
-    over detection and is returned lower-cased; with ``known_classes`` each explicit
-    class must be known (or be ``"public"`` or ``default``), else
-    :class:`~edgebus.errors.InvalidInput` names it and suggests the nearest. An
-    empty explicit value counts as none.
+    Field-name rules and value detectors run over the whole record. ``explicit`` (a
+    class, a comma-separated list of classes, or a sequence; lower-cased) can only add
+    to what they find: the classes are their union (:func:`combine`: a record labelled
+    ``public`` holding an e-mail address is ``pii``). When nothing fires the explicit
+    classes stand, and without them the classes are ``{default}``. With
+    ``known_classes`` each explicit class must be known (or be ``"public"`` or
+    ``default``), else :class:`~edgebus.errors.InvalidInput` names it and suggests the
+    nearest. An empty explicit value counts as none.
 
-    Without an explicit class, field-name rules and value detectors run over the
-    whole record; when nothing fires, the classes are ``{default}``. A field name
-    longer than ``max_field_name_chars`` is refused with
+    A field name longer than ``max_field_name_chars`` is refused with
     :class:`~edgebus.errors.InvalidInput` before any work on it. ``cache_bytes`` bounds
     what the classifier's memos hold together (shared by every call in the process:
     the last value given wins).
     """
     if cache_bytes != _cache_bytes:
         _set_cache_bytes(cache_bytes)
+    labelled: tuple[str, ...] = ()
     if explicit is not None:
-        classes = _explicit_classes(explicit)
-        if classes:
-            if known_classes is not None:
-                _check_known(classes, known_classes, default.strip().lower() or PUBLIC)
-            return Classification(
-                frozenset(classes), tuple(Finding("", c, "explicit") for c in classes), True
-            )
+        labelled = _explicit_classes(explicit)
+        if labelled and known_classes is not None:
+            _check_known(labelled, known_classes, default.strip().lower() or PUBLIC)
     if max_field_name_chars < _longest_top_name:
         _forget_top_level_names()  # it may hold names this call must refuse
     findings: list[Finding] = []
@@ -381,9 +420,24 @@ def classify(
         _walk_mapping(data, "", findings, 0, max_field_name_chars)
     else:
         _walk(data, "", findings, 0, max_field_name_chars)
+    if labelled:
+        return _labelled(labelled, findings)
     if not findings:
         return _default_classification(default.strip().lower() or PUBLIC)
     found = set(map(_CLS_OF, findings))
     if PHI in found:
         found.discard(PII)
-    return Classification(frozenset(found), tuple(findings), False)
+    detected = frozenset(found)
+    return Classification(detected, tuple(findings), False, detected)
+
+
+def _labelled(labelled: tuple[str, ...], findings: list[Finding]) -> Classification:
+    """The classification of a record labelled ``labelled`` with ``findings``."""
+    detected = combine((), map(_CLS_OF, findings)) if findings else frozenset()
+    return Classification(
+        combine(labelled, detected),
+        (*findings, *(Finding("", c, "explicit") for c in labelled)),
+        True,
+        detected,
+        frozenset(labelled),
+    )

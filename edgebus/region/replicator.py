@@ -10,7 +10,12 @@ topics and copies to ``edgebus.B.events`` every event that
   dead letter (``eb-redrive-of``) is not copied either: the other regions decided on
   the original;
 - names B in its placement, in the headers and in the body alike;
-- compliance (B's rules, re-checked here) still allows in B.
+- compliance (B's rules, re-checked here) allows in B: by its label, and by its
+  content, classified again here (a label only adds to what detection finds: an
+  e-mail address labelled ``public`` is ``pii`` at this hop too), unless its writer
+  declassified it (a valid ``eb-declassified`` record whose ``detected`` covers what
+  this hop finds and whose ``written_as`` is the label; then the label stands, and the
+  record travels with the copy).
 
 A copy keeps the key, value and headers byte for byte, goes to the same partition
 number (all events topics have one partition count), and gains ``eb-origin-pos``
@@ -40,14 +45,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 
 from edgebus.config import EdgeConfig
+from edgebus.core.classification import (
+    CLASSIFIER_CACHE_BYTES,
+    MAX_FIELD_NAME_CHARS,
+    PUBLIC,
+    classify,
+    combine,
+    covers,
+)
 from edgebus.core.placement import ComplianceRules
-from edgebus.errors import EdgebusError
+from edgebus.errors import DecodeError, EdgebusError, InvalidInput
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.dead_letters import H_REDRIVE_OF, send_dead_letters
 from edgebus.kafka.topics import events_topic
@@ -55,11 +68,19 @@ from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.region.record_checks import SourceEnds
-from edgebus.wire.event_reader import read_event
-from edgebus.wire.headers import H_CLASS, H_ORIGIN, H_ORIGIN_POS, H_PLACEMENT, H_TXN
+from edgebus.wire.event_reader import ReadEvent, read_event
+from edgebus.wire.headers import (
+    H_CLASS,
+    H_DECLASSIFIED,
+    H_ORIGIN,
+    H_ORIGIN_POS,
+    H_PLACEMENT,
+    H_TXN,
+    parse_declassified,
+)
 from edgebus.wire.watermark import H_WATERMARK, REPLICATOR, Watermark, encode_watermark
 
-__all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
+__all__ = ["ContentCheck", "Replicator", "ReplicatorStats", "copy_decision"]
 
 log = logging.getLogger("edgebus.region")
 
@@ -77,15 +98,31 @@ class ReplicatorStats(Counters):
         self.watermarks = 0
 
 
+class ContentCheck(NamedTuple):
+    """The classifier's limits at the hop: the config's (the classifier's memos are
+    shared by the process, so every caller passes the same figures)."""
+
+    max_field_name_chars: int = MAX_FIELD_NAME_CHARS
+    cache_bytes: int = CLASSIFIER_CACHE_BYTES
+
+    @classmethod
+    def of(cls, config: EdgeConfig) -> ContentCheck:
+        """The limits ``config`` sets."""
+        compliance = config.compliance
+        return cls(compliance.max_field_name_chars, compliance.classifier_cache_bytes)
+
+
 def copy_decision(
     record: ConsumerRecord[bytes, bytes],
     source_region: str,
     target: str,
     rules: ComplianceRules,
+    content: ContentCheck = ContentCheck(),
 ) -> tuple[bool, str | None]:
     """``(copy, refusal)``: whether to copy a record of ``source_region``'s topic to
     ``target``; ``refusal`` is set when the record names ``target`` but must not go
-    there (a dead letter for the origin)."""
+    there (a dead letter for the origin). Compliance is checked by the label, then by
+    the payload's content (:func:`content_refusal`)."""
     headers = dict(record.headers or ())
     if H_ORIGIN_POS in headers:
         return False, None  # a copy: only origins are copied from
@@ -118,7 +155,61 @@ def copy_decision(
             f"in {target} (zones required: "
             f"{', '.join(rules.zones_required(event.classification)) or 'none'})"
         )
-    return True, None
+    refusal = content_refusal(event, headers.get(H_DECLASSIFIED), target, rules, content)
+    return refusal is None, refusal
+
+
+def content_refusal(
+    event: ReadEvent,
+    declassified: bytes | None,
+    target: str,
+    rules: ComplianceRules,
+    content: ContentCheck,
+) -> str | None:
+    """Why ``target`` may not hold ``event`` by its content (None: it may).
+
+    The payload is classified again; its classes are the label plus what detection
+    finds, unless ``declassified`` (the ``eb-declassified`` header) is a valid record
+    of this label whose ``detected`` covers what detection finds here (the writer's
+    recorded choice: the label stands). A malformed record, or one that holds data
+    ``target`` may not hold itself, is a refusal."""
+    label = event.classification
+    try:
+        found = classify(event.payload, default=PUBLIC,
+                         max_field_name_chars=content.max_field_name_chars,
+                         cache_bytes=content.cache_bytes)
+    except InvalidInput as e:
+        return f"cannot classify its payload at the hop: {e}"
+    detected = found.detected
+    if declassified is None and covers(label, detected):
+        return None  # the label (allowed in target: checked) holds what detection found
+    if declassified is not None:
+        try:
+            record = parse_declassified(declassified)
+        except DecodeError as e:
+            return str(e)
+        if record.written_as != tuple(sorted(label)):
+            return (f"its {H_DECLASSIFIED} record was written as "
+                    f"{','.join(record.written_as)}, not as its label {','.join(label)}")
+        in_record = classify((record.by, record.reason), default=PUBLIC,
+                             max_field_name_chars=content.max_field_name_chars,
+                             cache_bytes=content.cache_bytes).detected
+        if in_record and not rules.allowed_regions((target,), in_record):
+            return (f"its {H_DECLASSIFIED} record holds {','.join(sorted(in_record))} "
+                    f"data, which compliance does not allow in {target}")
+        if covers(record.detected, detected):
+            return None  # declassified by its writer: the label stands
+    classes = combine(label, detected)
+    if rules.allowed_regions((target,), classes):
+        return None
+    where = sorted({f.path or "the value" for f in found.findings})
+    return (
+        f"its content holds {','.join(sorted(detected))} data (in {', '.join(where[:5])}) "
+        f"although labelled {','.join(label) or 'public'}"
+        f"{'; its declassification does not cover it' if declassified is not None else ''}"
+        f": compliance does not allow {','.join(sorted(classes))} data in {target} "
+        f"(zones required: {', '.join(rules.zones_required(classes)) or 'none'})"
+    )
 
 
 def _is_origin_event(record: ConsumerRecord[bytes, bytes], source: str) -> bool:
@@ -151,6 +242,7 @@ class Replicator(ExclusiveMember):
         self.source_bootstrap = source_bootstrap
         self.config = config
         self.rules = config.compliance.rules()
+        self.content = ContentCheck.of(config)
         self.target_producer = target_producer
         self.source_producer = source_producer
         self.target_topic = events_topic(target)
@@ -230,7 +322,8 @@ class Replicator(ExclusiveMember):
             hole = None  # the last origin event not copied, if no copy follows it
             for record in batch[tp]:
                 self.stats.seen += 1
-                copy, refusal = copy_decision(record, source, self.target, self.rules)
+                copy, refusal = copy_decision(record, source, self.target, self.rules,
+                                              self.content)
                 if copy:
                     future, refusal = await self._copy(record, source, tp.partition)
                     if future is not None:

@@ -174,6 +174,12 @@ class EdgeBus:
         (``receipt.rerouted``). ``session`` makes this write causally follow everything
         that token covers.
 
+        ``classification`` only adds to what detection finds in ``data`` (a record
+        labelled ``public`` that holds an e-mail address is placed as ``pii``). To
+        write it as labelled anyway, pass ``declassify`` (a reason, or a
+        :class:`~edgebus.sdk.options.Declassification` naming who): the event records
+        who, when and why in its ``eb-declassified`` header (``edgebus tail`` shows it).
+
         ``consistency="strong"`` is :meth:`commit` (two-phase commit across the
         placement; ``expected_version`` and ``timeout_ms`` allowed) and returns its
         :class:`CommitResult` instead of a receipt.

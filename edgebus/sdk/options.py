@@ -22,12 +22,14 @@ from edgebus.core.freshness import MAX_WAIT_MS
 from edgebus.core.placement import FALLBACKS, Fallback, Strategy
 from edgebus.core.session import SessionToken
 from edgebus.errors import InvalidInput, UnsupportedConsistency
+from edgebus.wire.headers import MAX_DECLASSIFIED_BY_CHARS, MAX_DECLASSIFIED_REASON_CHARS
 
 __all__ = [
     "NO_READ_OPTIONS",
     "NO_WRITE_OPTIONS",
     "AnyWriteKeywords",
     "CommitKeywords",
+    "Declassification",
     "PlacementKeywords",
     "ReadKeywords",
     "ReadOptions",
@@ -61,10 +63,25 @@ class PlacementKeywords(TypedDict, total=False):
     min_replicas: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Declassification:
+    """The ``declassify`` option of a write: write the data with its explicit
+    ``classification`` although detection found more, and record who, when and why in
+    the event (header ``eb-declassified``). ``by`` defaults to the writer (the bus's
+    ``client_id``); neither ``by`` nor ``reason`` may hold data detection classifies
+    (the record travels with every copy of the event)."""
+
+    reason: str
+    by: str | None = None
+
+
 class WriteKeywords(PlacementKeywords, total=False):
     """The options of an eventual or causal write (:meth:`EdgeBus.write
     <edgebus.sdk.EdgeBus.write>`)."""
 
+    #: lower what detection found to ``classification`` (a reason, or who and why),
+    #: recorded in the event; without it a label only adds to detection
+    declassify: str | Declassification | None
     operation: str | Operation | None
     #: the spec's parameter: picks the operation (a counter adds, append appends, ...)
     conflict_resolution: str | None
@@ -95,6 +112,8 @@ class AnyWriteKeywords(CommitKeywords, total=False):
     """Every option a write may be given (its level decides which apply)."""
 
     consistency: Literal["eventual", "causal", "strong"]
+    #: eventual and causal writes only (a strong write refuses it)
+    declassify: str | Declassification | None
 
 
 class ReadKeywords(TypedDict, total=False):
@@ -182,6 +201,8 @@ class WriteOptions:
     min_replicas: int | None = None
     expected_version: int | None = None
     timeout_ms: int | None = None
+    #: write with the explicit classification although detection found more (recorded)
+    declassify: Declassification | None = None
     #: the placement options as one hashable value, None when none is given (then the
     #: route depends only on the data's classes, the caller's region and what
     #: discovery knows); derived once, when the value is made
@@ -208,6 +229,8 @@ class WriteOptions:
         except TypeError:  # a list among the values: check it every time
             return cls._checked(keywords, call)
         if remembered is not None:
+            if remembered.declassify is not None and call == "commit":
+                raise _not_for_commits()  # checked for a write: remembered for any call
             return remembered
         checked = cls._checked(keywords, call)
         if len(_CHECKED) >= _CHECKED_MAX:
@@ -249,6 +272,8 @@ class WriteOptions:
             )
         expected = _count("expected_version", keywords.get("expected_version"))
         _positive_int("timeout_ms", keywords.get("timeout_ms"))
+        declassify = _declassification(keywords.get("declassify"), classification,
+                                       "commit" if consistency == "strong" else call)
         return cls(
             region=keywords.get("region"),
             classification=classification,
@@ -266,7 +291,42 @@ class WriteOptions:
             min_replicas=keywords.get("min_replicas"),
             expected_version=expected,
             timeout_ms=keywords.get("timeout_ms"),
+            declassify=declassify,
         )
+
+
+def _declassification(value: Any, classification: Any, call: str) -> Declassification | None:
+    """The ``declassify`` option, checked: a reason (text) or a Declassification, given
+    with the classification to write as, on an eventual or causal write."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = Declassification(value)
+    if not isinstance(value, Declassification):
+        raise InvalidInput(
+            f"declassify must be a reason (text) or a Declassification, got {value!r:.80}")
+    if call == "commit":
+        raise _not_for_commits()
+    if not classification:
+        raise InvalidInput(
+            "declassify needs classification=, the classes to write the data as (e.g. "
+            "classification='public', declassify='...why...')")
+    for name, text, limit in (("reason", value.reason, MAX_DECLASSIFIED_REASON_CHARS),
+                              ("by", value.by, MAX_DECLASSIFIED_BY_CHARS)):
+        if text is None and name == "by":
+            continue
+        if not isinstance(text, str) or not text.strip() or len(text) > limit:
+            raise InvalidInput(
+                f"declassify's {name} must be text of 1 to {limit} characters, got "
+                f"{text!r:.80}: say {'who declassifies' if name == 'by' else 'why'}")
+    return value
+
+
+def _not_for_commits() -> InvalidInput:
+    return InvalidInput(
+        "declassify applies to eventual and causal writes only: a strong commit does "
+        "not carry the declassification record. Write the data eventually (or "
+        "causally), or commit it with the classes detection finds")
 
 
 #: a call without options

@@ -1,13 +1,14 @@
 """Eventual and causal writes: classify, place, stamp, encode, append.
 
 A write is checked for size (its JSON within ``kafka.max_batch_bytes``, before it is
-classified: a huge record costs one encoding, never a walk), classified (explicit
-class, field names, values), placed (compliance zones, preferred and excluded
-locations, replication factor, edge strategy), stamped (event id, hybrid logical
-clock, the session's causal dependencies), encoded (Avro single-object value plus
-routing headers) and appended to ``edgebus.<home>.events`` with an idempotent producer
-and ``acks=all``. Nothing touches Kafka before the write is
-known to be valid and compliant: a refused write changes nothing.
+classified: a huge record costs one encoding, never a walk), classified (field names
+and values; an explicit class only adds to what they find, unless the write
+``declassify``-es, which the ``eb-declassified`` header records), placed (compliance
+zones, preferred and excluded locations, replication factor, edge strategy), stamped
+(event id, hybrid logical clock, the session's causal dependencies), encoded (Avro
+single-object value plus routing headers) and appended to ``edgebus.<home>.events``
+with an idempotent producer and ``acks=all``. Nothing touches Kafka before the write
+is known to be valid and compliant: a refused write changes nothing.
 
 Many concurrent writes share one producer per Kafka cluster and are batched by it
 (:class:`~edgebus.kafka.batching.BatchingProducer`). This is the SDK's hot path:
@@ -25,13 +26,19 @@ from typing import Any, NamedTuple
 from aiokafka.errors import KafkaError
 
 from edgebus.config import EdgeConfig
-from edgebus.core.classification import Classification, classify
+from edgebus.core.classification import Classification, classify, combine
 from edgebus.core.conflict import operation_for
 from edgebus.core.envelope import MAX_KEY_BYTES, Operation, new_event_id
 from edgebus.core.hlc import HLCTimestamp, HybridLogicalClock
 from edgebus.core.placement import Fallback, Placement, PlacementRequest, Strategy, place
 from edgebus.core.vector_clock import Position
-from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion, WriteFailed
+from edgebus.errors import (
+    ComplianceViolation,
+    InfrastructureUnavailable,
+    InvalidInput,
+    UnknownRegion,
+    WriteFailed,
+)
 from edgebus.kafka.batching import BatchingProducer
 from edgebus.kafka.clients import start_producer, stop_quietly
 from edgebus.kafka.topics import ensure_topics, events_topic
@@ -41,12 +48,14 @@ from edgebus.sdk.options import NO_WRITE_OPTIONS, WriteOptions
 from edgebus.sdk.results import PreparedWrite, WriteReceipt
 from edgebus.sdk.sessions import BusSession
 from edgebus.wire.event_codec import (
+    EncodedEvent,
     RouteEncoding,
     encode_fields,
     encode_payload,
     fast_path_available,
     route_encoding,
 )
+from edgebus.wire.headers import H_DECLASSIFIED, Declassified, encode_declassified
 
 __all__ = ["Writer", "write_kind"]
 
@@ -155,7 +164,7 @@ class Writer:
         payload_json = encode_payload(data)
         if payload_json is not None and len(payload_json) > self._max_event_bytes:
             raise self._too_large(key, len(payload_json), "data")
-        return self._place(key, data, options)
+        return self._place(key, data, options)[0]
 
     def _check_target(self, key: str, options: WriteOptions) -> None:
         if not isinstance(key, str) or not key:
@@ -172,9 +181,13 @@ class Writer:
             "max.message.bytes)"
         )
 
-    def _place(self, key: str, data: Any, options: WriteOptions) -> Route:
+    def _place(self, key: str, data: Any, options: WriteOptions) -> tuple[Route, Classification]:
         """Classify (field names over compliance.max_field_name_chars refused) and
-        place; the caller has checked the key, the region and the data's size."""
+        place; the caller has checked the key, the region and the data's size.
+
+        The classes placed are the explicit ones plus what detection found; with
+        ``declassify`` (and a label that leaves out some of what detection found) the
+        explicit ones alone."""
         found = classify(
             data,
             options.classification,
@@ -183,10 +196,19 @@ class Writer:
             max_field_name_chars=self._max_field_name_chars,
             cache_bytes=self._classifier_cache_bytes,
         )
-        route = self._route(key, found.classes, options)
+        classes = found.classes
+        lowered = options.declassify is not None and bool(found.uncovered)
+        if lowered:
+            classes = combine(found.labelled, ())
+        try:
+            route = self._route(key, classes, options)
+        except ComplianceViolation as e:
+            if found.uncovered and not lowered:
+                raise _raised_by_detection(e, found) from None
+            raise
         if self._debug:
             self._log_placement(key, found, route.placement)
-        return route
+        return route, found
 
     @property
     def _debug(self) -> bool:
@@ -196,7 +218,7 @@ class Writer:
         log.debug(
             "placed key=%s classes=%s findings=%s zones=%s allowed=%s -> %s%s",
             key,
-            sorted(found.classes),
+            sorted(placement.classes),
             [f"{f.path}:{f.rule}" for f in found.findings],
             placement.zones_required,
             placement.allowed,
@@ -297,7 +319,7 @@ class Writer:
         payload_json = encode_payload(data)
         if payload_json is not None and len(payload_json) > self._max_event_bytes:
             raise self._too_large(key, len(payload_json), "data")
-        placement, classes, topic, encoding = self._place(key, data, options)
+        (placement, classes, topic, encoding), found = self._place(key, data, options)
         deps = self.session.token
         if options.session is not None:
             deps = deps.merge(self.session.decode(options.session))
@@ -321,12 +343,45 @@ class Writer:
                 event_id, key, op, payload_json, placement.home, placement.regions, classes,
                 hlc, deps.clock, self.client_id,
             )
+        if options.declassify is not None and found.uncovered:
+            encoded = self._declassified(encoded, options, found, classes, now_ms)
         size = len(encoded.value) + len(encoded.key)
         if size > self._max_event_bytes:
             raise self._too_large(key, size, "event")
         return PreparedWrite(
             event_id, key, op, data, classes, hlc, encoded, topic, placement, deps, self.client_id
         )
+
+    def _declassified(
+        self, encoded: EncodedEvent, options: WriteOptions, found: Classification,
+        classes: tuple[str, ...], now_ms: int,
+    ) -> EncodedEvent:
+        """``encoded`` with the ``eb-declassified`` header: who lowered what detection
+        found to ``classes``, when, why. Refused (InvalidInput) when ``by`` or
+        ``reason`` holds data detection classifies: the record goes wherever the event
+        goes."""
+        declassify = options.declassify
+        assert declassify is not None
+        record = Declassified(declassify.by or self.client_id, now_ms, declassify.reason,
+                              tuple(sorted(found.detected)), classes)
+        compliance = self.config.compliance
+        in_record = classify(
+            (record.by, record.reason), default="public",
+            max_field_name_chars=compliance.max_field_name_chars,
+            cache_bytes=compliance.classifier_cache_bytes,
+        ).detected
+        if in_record:
+            raise InvalidInput(
+                f"declassify's by or reason holds {', '.join(sorted(in_record))} data "
+                "(the record travels with the event to every region it is placed in): "
+                "name the person by an id, not an e-mail address, and keep personal "
+                "data out of the reason"
+            )
+        log.info("declassified %s: detection found %s, written as %s, by %s: %s",
+                 encoded.key[:80], ",".join(record.detected), ",".join(classes),
+                 record.by, record.reason)
+        return encoded._replace(
+            headers=[*encoded.headers, (H_DECLASSIFIED, encode_declassified(record))])
 
     # ------------------------------------------------------------------ writing
 
@@ -465,6 +520,19 @@ class Writer:
         region = self.session.acknowledged(topic, partition, last_offset)
         if region is not None and self.discovery is not None:
             self.discovery.observe_produce(region, latency_ms)
+
+
+def _raised_by_detection(error: ComplianceViolation, found: Classification) -> ComplianceViolation:
+    """``error`` saying that detection, not the label, made the classes."""
+    where = sorted({f.path or "the value" for f in found.findings if f.rule != "explicit"})
+    raised = ComplianceViolation(
+        error.classification, error.zones_required, error.regions_considered,
+        f"{error.reason}. The write was labelled {','.join(sorted(found.labelled))}, but "
+        f"detection found {','.join(sorted(found.uncovered))} (in {', '.join(where[:5])}) "
+        "and an explicit classification only adds to what detection finds; to write it "
+        "as labelled, pass declassify='<why>' (recorded in the event)",
+    )
+    return raised
 
 
 def _check_data(op: Operation, data: Any) -> None:

@@ -1,4 +1,5 @@
-"""Classification: explicit class > field-name rules > value detectors > default."""
+"""Classification: field-name rules and value detectors; an explicit class only adds to
+what they find; the default when nothing fires and no class is given."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgebus.core import classification as classification_module
-from edgebus.core.classification import Classification, Finding, classify
+from edgebus.core.classification import Classification, Finding, classify, combine, covers
 from edgebus.errors import InvalidInput
 
 VALID_VISA = "4111111111111111"
@@ -356,15 +357,51 @@ def test_a_self_referencing_record_is_refused_with_a_clear_error() -> None:
 # ------------------------------------------------------------------------ explicit
 
 
-def test_explicit_class_wins_over_detection() -> None:
+def test_explicit_class_adds_to_detection() -> None:
     result = classify({"email": "a@example.com"}, "Financial")
-    assert result.classes == {"financial"}
+    assert result.classes == {"financial", "pii"}
     assert result.explicit is True
-    assert result.findings == (Finding("", "financial", "explicit"),)
+    assert result.labelled == {"financial"} and result.detected == {"pii"}
+    assert Finding("", "financial", "explicit") in result.findings
+    assert any(f.path == "email" and f.cls == "pii" for f in result.findings)
+    assert result.uncovered == {"pii"}
 
 
-def test_explicit_public_wins_even_over_an_email() -> None:
-    assert classify({"email": "a@example.com"}, "public").classes == {"public"}
+def test_explicit_public_never_lowers_an_email() -> None:
+    result = classify({"email": "a@example.com"}, "public")
+    assert result.classes == {"pii"}  # public requires nothing: dropped beside pii
+    assert result.uncovered == {"pii"}
+    free_text = classify({"note": "write to ann@example.com"}, "public")
+    assert free_text.classes == {"pii"}
+
+
+def test_explicit_classes_stand_when_detection_finds_nothing() -> None:
+    result = classify({"page": "/home"}, "public", default="pii")
+    assert result.classes == {"public"} and result.detected == frozenset()
+    assert classify({"page": "/home"}, "financial").classes == {"financial"}
+    assert classify({"page": "/home"}, "financial").uncovered == frozenset()
+
+
+def test_explicit_and_detected_classes_follow_phi_subsuming_pii() -> None:
+    assert classify({"email": "a@example.com"}, "phi").classes == {"phi"}
+    assert classify({"email": "a@example.com"}, "phi").uncovered == frozenset()
+    labelled_pii = classify({"diagnosis": "flu"}, "pii")
+    assert labelled_pii.classes == {"phi"} and labelled_pii.uncovered == {"phi"}
+
+
+def test_a_label_covering_detection_leaves_nothing_uncovered() -> None:
+    result = classify({"email": "a@example.com", "iban": VALID_IBAN}, "pii,financial")
+    assert result.classes == {"pii", "financial"} and result.uncovered == frozenset()
+    assert classify({"email": "a@example.com"}).uncovered == frozenset()  # no label
+
+
+def test_combine_and_covers() -> None:
+    assert combine(["public"], ["pii"]) == {"pii"}
+    assert combine(["public"], []) == {"public"}
+    assert combine(["pii"], ["phi", "financial"]) == {"phi", "financial"}
+    assert combine(["internal"], ["pii"]) == {"internal", "pii"}
+    assert covers(["phi"], ["pii"]) and covers(["pii"], [])
+    assert not covers(["public"], ["pii"]) and not covers(["pii"], ["phi"])
 
 
 def test_explicit_classes_accept_a_list_or_a_comma_separated_label() -> None:
