@@ -36,11 +36,15 @@ def run(
         "store.db)."
     ),
     listen: str = typer.Option(
-        "127.0.0.1:0", "--listen", help="HOST:PORT of the query endpoint (port 0: any free)."
+        "127.0.0.1:0", "--listen", help="HOST:PORT of the query endpoint (port 0: any free). "
+        "A non-loopback HOST (0.0.0.0, a LAN address) needs query tokens in the config "
+        "(query.read_token_env / admin_token_env or their _file keys; docs/security.md)."
     ),
     advertise: str | None = typer.Option(
         None, "--advertise", help="URL other processes should use to reach the query "
-        "endpoint (default: the address it listens on), e.g. http://edgebus-eu:8700."
+        "endpoint (default: the address it listens on), e.g. http://edgebus-eu:8700 (https "
+        "with query.tls_cert_file; clients call only hosts in query.allowed_hosts, by "
+        "default loopback and the Kafka bootstrap hosts)."
     ),
     no_replicate: bool = typer.Option(
         False, "--no-replicate", help="Materialize only; copy nothing from other regions."

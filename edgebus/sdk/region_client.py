@@ -5,7 +5,16 @@ A region service announces ``{"region", "url", "pid", "host", "store", "started_
 ``edgebus.<R>.service`` of the region's cluster. :class:`RegionClient` reads the newest
 announcement of that region, then talks HTTP to it (:mod:`edgebus.server.query`); a
 service in the same process is called directly. An announcement that does not decode,
-or names another region, is skipped with a warning.
+names another region, or names an endpoint :class:`~edgebus.wire.announcement.EndpointPolicy`
+refuses (a host not in ``query.allowed_hosts``, by default not loopback nor a Kafka
+bootstrap host; ``http`` where TLS is expected) is skipped with a warning, and the
+newest valid one is used.
+
+Every request carries the configured token (``Authorization: Bearer``; the admin token
+if one is configured, else the read token; see ``docs/security.md``) and verifies an
+https endpoint with ``query.ca_file`` (else the system's CAs). A refusal (401, 403) is a
+:class:`~edgebus.errors.ConfigError` naming the setting to fix, not an unavailable
+region to route around.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from typing import Any
 from urllib.parse import quote
@@ -22,12 +32,17 @@ import orjson
 
 from edgebus.config import EdgeConfig
 from edgebus.core.freshness import ReadRequest
-from edgebus.errors import DecodeError, RegionUnavailable, UnknownRegion
+from edgebus.errors import ConfigError, DecodeError, RegionUnavailable, UnknownRegion
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import service_topic
 from edgebus.server.registry import embedded
-from edgebus.wire.announcement import ANNOUNCEMENT_KEY, decode_announcement
+from edgebus.wire.announcement import (
+    ANNOUNCEMENT_KEY,
+    EndpointPolicy,
+    bootstrap_hosts,
+    decode_announcement,
+)
 
 __all__ = ["RegionClient"]
 
@@ -36,6 +51,8 @@ log = logging.getLogger("edgebus.edge")
 #: how long a found endpoint is trusted before the announcement topic is read again (in
 #: the background: reads keep using the known endpoint meanwhile)
 ENDPOINT_TTL_S = 30.0
+#: what a client with only the read token asks for status: the health part of it
+HEALTH_PATH = "/v1/health"
 
 
 class RegionClient:
@@ -48,6 +65,15 @@ class RegionClient:
         self._endpoints: dict[str, tuple[str, float]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
+        query = config.query
+        self.policy = EndpointPolicy(
+            allowed_hosts=query.allowed_hosts,
+            bootstrap_hosts=bootstrap_hosts(self.clusters.values()),
+            https_only=bool(query.ca_file or query.tls_cert_file),
+        )
+        #: headers every request carries (the token: read on first use)
+        self._headers: dict[str, str] | None = None
+        self._ssl: ssl.SSLContext | bool = True
 
     async def close(self) -> None:
         """Close the HTTP session (and stop endpoint refreshes)."""
@@ -84,16 +110,18 @@ class RegionClient:
         if service is not None:
             service.pause_replication(paused)
             return {"region": region, "replication_paused": paused}
-        return await self._get(
-            region, "/v1/replication", {"paused": "true" if paused else "false"}, method="POST"
-        )
+        return await self._get(region, "/v1/replication", method="POST",
+                               body={"paused": paused})
 
     async def status(self, region: str) -> dict[str, Any]:
-        """The region service's status document."""
+        """The region service's status document (with only a read token configured,
+        its health part, ``GET /v1/health``: what discovery and ``edgebus status``
+        show, without broker addresses, store path, pid and internals)."""
         service = embedded(region)
         if service is not None:
             return await service.status()
-        return await self._get(region, "/v1/status")
+        path = HEALTH_PATH if self.config.query.client_role() == "read" else "/v1/status"
+        return await self._get(region, path)
 
     async def get(self, region: str, path: str) -> dict[str, Any]:
         """GET any query path of the region's endpoint."""
@@ -120,9 +148,8 @@ class RegionClient:
             self._refreshing.pop(region, None)
 
     async def _lookup(self, region: str) -> str:
-        records = await read_to_end(
-            self.config.kafka, self.clusters[region], service_topic(region)
-        )
+        topic = service_topic(region)
+        records = await read_to_end(self.config.kafka, self.clusters[region], topic)
         url = None
         for record in records:
             if record.key != ANNOUNCEMENT_KEY or not record.value:
@@ -130,27 +157,46 @@ class RegionClient:
             try:
                 announcement = decode_announcement(record.value)
             except DecodeError as e:
+                problem: str | None = str(e)
+            else:
+                problem = (
+                    f"it announces region {announcement.region[:80]!r}"
+                    if announcement.region != region
+                    else self.policy.problem(announcement.url)
+                )
+            if problem is not None:
                 log.warning(
                     "%s: skipped the service announcement at partition %s offset %s of %s: %s",
-                    region, record.partition, record.offset, service_topic(region), e,
-                )
-                continue
-            if announcement.region != region:
-                log.warning(
-                    "%s: skipped the service announcement at partition %s offset %s of %s: "
-                    "it announces region %r", region, record.partition, record.offset,
-                    service_topic(region), announcement.region[:80],
+                    region, record.partition, record.offset, topic, problem,
                 )
                 continue
             url = announcement.url
         if not url:
             raise RegionUnavailable(
                 f"No region service has announced itself for {region} (topic "
-                f"{service_topic(region)} on {self.clusters[region]}). Start one with "
+                f"{topic} on {self.clusters[region]}). Start one with "
                 f"`edgebus region run --region {region}`."
             )
         self._endpoints[region] = (url, time.monotonic())
         return str(url)
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The HTTP session; the token and the TLS settings are read on first use."""
+        if self._session is None:
+            query = self.config.query
+            role = query.client_role()
+            token = query.token(role) if role is not None else None
+            self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+            if query.ca_file:
+                try:
+                    self._ssl = ssl.create_default_context(cafile=query.ca_file)
+                except (OSError, ssl.SSLError) as e:
+                    raise ConfigError(
+                        f"Cannot load query.ca_file ({query.ca_file}): {e}. Give the PEM "
+                        "certificate of the CA that signed the region services' certificates."
+                    ) from None
+            self._session = aiohttp.ClientSession()
+        return self._session
 
     async def _get(
         self,
@@ -159,32 +205,20 @@ class RegionClient:
         params: dict[str, str] | None = None,
         *,
         method: str = "GET",
+        body: dict[str, Any] | None = None,
         extra_s: float = 0.0,
     ) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+        session = self._http()
         timeout = aiohttp.ClientTimeout(total=self.timeout_s + extra_s)
         for attempt in (0, 1):
             url = await self.endpoint(region, refresh=attempt > 0)
             try:
-                async with self._session.request(
-                    method, url + path, params=params, timeout=timeout
+                async with session.request(
+                    method, url + path, params=params, timeout=timeout, json=body,
+                    headers=self._headers, ssl=self._ssl, allow_redirects=False,
                 ) as response:
-                    body = await response.read()
-                    data = _json_object(body)
-                    if data is None:  # not an edgebus query endpoint
-                        raise RegionUnavailable(
-                            f"{region} service at {url} answered {response.status} with "
-                            f"something other than a JSON object: {body[:200]!r}"
-                        )
-                    if response.status == 409 and data.get("served") is False:
-                        return data  # not fresh enough in time: the caller decides
-                    if response.status >= 400:
-                        raise RegionUnavailable(
-                            f"{region} service at {url} answered {response.status}: "
-                            f"{data.get('error', body[:200])}"
-                        )
-                    return data
+                    return _answer(region, url, response.status, await response.read(),
+                                   self.config.query.client_role())
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 if attempt:
                     raise RegionUnavailable(
@@ -193,6 +227,32 @@ class RegionClient:
                         "still running? Start it again."
                     ) from e
         raise AssertionError("unreachable")
+
+
+def _answer(region: str, url: str, status: int, body: bytes, role: str | None) -> dict[str, Any]:
+    """A query endpoint's answer as a JSON object; its refusals as errors saying what to
+    fix (``role``: the token the request carried, if any)."""
+    data = _json_object(body)
+    if data is None:  # not an edgebus query endpoint
+        raise RegionUnavailable(
+            f"{region} service at {url} answered {status} with something other than a "
+            f"JSON object: {body[:200]!r}"
+        )
+    if status == 409 and data.get("served") is False:
+        return data  # not fresh enough in time: the caller decides
+    if status in (401, 403):
+        sent = (f"this client sent its {role} token (query.{role}_token_env or "
+                f"query.{role}_token_file)" if role else "this client has no token configured "
+                "(query.read_token_env / query.admin_token_env or their _file keys)")
+        raise ConfigError(
+            f"{region} service at {url} refused the request ({status}): "
+            f"{str(data.get('error', ''))[:300]} ({sent})"
+        )
+    if status >= 300:
+        raise RegionUnavailable(
+            f"{region} service at {url} answered {status}: {data.get('error', body[:200])}"
+        )
+    return data
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -14,11 +14,16 @@ Anyone who can write to the topic can write anything there, so
 :func:`decode_announcement` checks every field (and ignores fields it does not know,
 which a newer writer may add) and refuses the rest with a
 :class:`~edgebus.errors.DecodeError`, in time linear in the value's size (at most
-:data:`MAX_ANNOUNCEMENT_BYTES`).
+:data:`MAX_ANNOUNCEMENT_BYTES`). A well-formed announcement may still point elsewhere
+(a host that collects the tokens clients send): :class:`EndpointPolicy` says which
+hosts a client calls (``query.allowed_hosts``; by default loopback and the hosts of the
+configured Kafka bootstrap addresses) and whether it calls https endpoints only.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
@@ -31,6 +36,8 @@ __all__ = [
     "MAX_ANNOUNCEMENT_BYTES",
     "MAX_URL_CHARS",
     "Announcement",
+    "EndpointPolicy",
+    "bootstrap_hosts",
     "decode_announcement",
     "encode_announcement",
 ]
@@ -131,6 +138,96 @@ def _url_problem(url: str) -> str | None:
         return (f"url {url[:80]!r} is not an http:// or https:// URL of a host (with a "
                 "port from 1 to 65535, if any)")
     return None
+
+
+class EndpointPolicy(NamedTuple):
+    """Which announced query endpoints a client calls (it sends them its token).
+
+    ``allowed_hosts`` (``query.allowed_hosts``): names (case-insensitive), IP addresses
+    and networks; empty: loopback (127.0.0.0/8, ::1, ``localhost``) and
+    ``bootstrap_hosts``, the hosts of the configured Kafka bootstrap addresses.
+    ``https_only``: refuse ``http://`` endpoints (clients expecting TLS are never
+    downgraded by an announcement).
+    """
+
+    allowed_hosts: tuple[str, ...] = ()
+    bootstrap_hosts: tuple[str, ...] = ()
+    https_only: bool = False
+
+    def problem(self, url: str) -> str | None:
+        """Why a client must not call ``url`` (an announcement's, already checked by
+        :func:`decode_announcement`), or None."""
+        try:
+            parts = urlsplit(url)
+        except ValueError as e:
+            return f"url {url[:80]!r} is not a URL ({e})"
+        host = (parts.hostname or "").rstrip(".")
+        if self.https_only and parts.scheme != "https":
+            return (f"url {url[:80]!r} is not https, and this client verifies endpoints "
+                    "with TLS (query.ca_file or query.tls_cert_file is set)")
+        if self.allowed_hosts:
+            if not any(host_matches(host, entry) for entry in self.allowed_hosts):
+                return (f"host {host[:80]!r} is not in query.allowed_hosts "
+                        f"({', '.join(self.allowed_hosts)[:200]})")
+            return None
+        if is_loopback(host) or any(host_matches(host, b) for b in self.bootstrap_hosts):
+            return None
+        return (f"host {host[:80]!r} is neither loopback nor a Kafka bootstrap host "
+                f"({', '.join(self.bootstrap_hosts)[:200] or 'none'}); list the hosts "
+                "region services announce in query.allowed_hosts")
+
+
+def bootstrap_hosts(addresses: Iterable[str]) -> tuple[str, ...]:
+    """The hosts of Kafka bootstrap addresses (``"a:9092,[::1]:9093"``), lower case,
+    each once."""
+    hosts: dict[str, None] = {}
+    for address in addresses:
+        for entry in address.split(","):
+            entry = entry.strip().rpartition("://")[2]
+            if entry.startswith("["):
+                host = entry[1:].partition("]")[0]
+            elif entry.count(":") == 1:
+                host = entry.partition(":")[0]
+            else:
+                host = entry  # no port, or an IPv6 address without brackets
+            if host:
+                hosts[host.lower().rstrip(".")] = None
+    return tuple(hosts)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or an address in 127.0.0.0/8 or ::1 (an IPv4-mapped one too)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    address = _address(host)
+    return address is not None and address.is_loopback
+
+
+def host_matches(host: str, entry: str) -> bool:
+    """Whether ``host`` (a URL's) is ``entry``: the same name (case-insensitive), the
+    same IP address, or an address in the network ``entry`` (``10.0.0.0/8``)."""
+    entry = entry.strip().strip("[]").lower().rstrip(".")
+    host = host.strip("[]").lower().rstrip(".")
+    address = _address(host)
+    if "/" in entry:
+        try:
+            return address is not None and address in ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return False
+    wanted = _address(entry)
+    if address is not None or wanted is not None:
+        return address == wanted
+    return bool(host) and host == entry
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _shown(value: Any) -> str:

@@ -5,8 +5,9 @@
 * At most ``reads.max_concurrent_requests`` requests run at once; one more is answered
   503 with ``Retry-After`` and a JSON error naming the limit and its key, and the SDK
   reads from another region instead.
-* Bodies (oversized, bad, deep or non-object JSON), unknown or repeated parameters and
-  malformed requests get 400 with a message, never a 500 or a traceback in the log.
+* Bodies (oversized, bad, deep or non-object JSON; a body where none is taken, none or
+  not JSON where one is), unknown or repeated parameters and malformed requests get
+  400, 413 or 415 with a message, never a 500 or a traceback in the log.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from edgebus.server import registry
 from edgebus.server.service import RegionService
 from tests.integration.regions import eventually, make_regions
 
+JSON = "application/json"
 #: a read no region can serve before its wait ends: bounded staleness of a microsecond
 LONG_WAIT = "/v1/keys/k?consistency=bounded_staleness&staleness_threshold_ms=0.001&wait_ms=600000"
 
@@ -146,6 +148,41 @@ async def test_requests_over_the_limit_get_503_and_the_sdk_reads_elsewhere(
         await eventually(served_again, 15, "us to serve again once its clients left")
 
 
+DEEP = b"[" * 2000 + b"]" * 2000  # under the 4 KiB a JSON body may have
+FORM = "application/x-www-form-urlencoded"
+CHUNKED = object()  # a body sent in chunks, without Content-Length: read, bounded
+#: (method, path, body, content type, status, what the error says)
+HOSTILE: list[tuple[str, str, Any, str | None, int, str]] = [
+    ("POST", "/v1/replication", b"x" * (4 * 1024 * 1024), JSON, 413, "over the 4,096"),
+    ("POST", "/v1/replication", CHUNKED, JSON, 413, "at most 4,096 bytes"),
+    ("POST", "/v1/replication", b"{not json", JSON, 400, "the body is not JSON"),
+    ("POST", "/v1/replication", DEEP, JSON, 400, "the body is not JSON"),
+    ("POST", "/v1/replication", b'"a string"', JSON, 400, "a JSON str, not an object"),
+    ("POST", "/v1/replication", b'{"paused": "yes"}', JSON, 400, '{"paused": true}'),
+    ("POST", "/v1/replication", b'{"paused": true, "x": 1}', JSON, 400, "holds x"),
+    ("POST", "/v1/replication", b"paused=true", FORM, 415, "application/json"),
+    ("POST", "/v1/replication", b'{"paused": true}', None, 415, "application/json"),
+    ("POST", "/v1/replication", None, None, 415, "takes a JSON body"),
+    ("POST", "/v1/replication", None, JSON, 400, "none was sent"),
+    ("POST", "/v1/replication?paused=true", b'{"paused": true}', JSON, 400,
+     "no parameter 'paused'"),
+    ("GET", "/v1/keys/k", b'{"consistency": "causal"}', None, 400, "no request body"),
+    ("GET", "/v1/keys/k?consistancy=causal", None, None, 400, "did you mean 'consistency'"),
+    ("GET", "/v1/keys/k?wait_ms=1&wait_ms=2", None, None, 400, "more than once"),
+    ("GET", "/v1/keys/k?wait_ms=1e9", None, None, 400, "wait_ms must be from 0 to 600000"),
+    ("GET", "/v1/keys/k?wait_ms=nan", None, None, 400, "finite"),
+    ("GET", "/v1/keys/k?session=" + "A" * 100, None, None, 400, "Invalid session token"),
+    ("GET", "/v1/keys/k?consistency=linearizable", None, None, 400, "consistency"),
+    ("GET", "/v1/keys?limit=many", None, None, 400, "limit must be an integer"),
+    ("GET", "/v1/status?verbose=1", None, None, 400, "takes no parameter 'verbose'"),
+]
+
+
+async def chunked() -> AsyncIterator[bytes]:
+    for _ in range(10):
+        yield b" " * 1024
+
+
 async def test_hostile_requests_get_400_with_a_message(
     kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -155,29 +192,17 @@ async def test_hostile_requests_get_400_with_a_message(
     async with RegionService(us, regions.config, store=regions.store_url(us)) as service:
         assert service.url is not None
         url = service.url
-        deep = b"[" * 100_000 + b"]" * 100_000
-        cases: list[tuple[str, str, Any, str]] = [
-            ("POST", "/v1/replication?paused=true", b"x" * (4 * 1024 * 1024), "no request body"),
-            ("POST", "/v1/replication?paused=true", b"{not json", "no request body"),
-            ("POST", "/v1/replication?paused=true", deep, "no request body"),
-            ("POST", "/v1/replication?paused=true", b'"a string"', "no request body"),
-            ("GET", "/v1/keys/k", b'{"consistency": "causal"}', "no request body"),
-            ("GET", "/v1/keys/k?consistancy=causal", None, "did you mean 'consistency'"),
-            ("GET", "/v1/keys/k?wait_ms=1&wait_ms=2", None, "more than once"),
-            ("GET", "/v1/keys/k?wait_ms=1e9", None, "wait_ms must be from 0 to 600000"),
-            ("GET", "/v1/keys/k?wait_ms=nan", None, "finite"),
-            ("GET", "/v1/keys/k?session=" + "A" * 100, None, "Invalid session token"),
-            ("GET", "/v1/keys/k?consistency=linearizable", None, "consistency"),
-            ("GET", "/v1/keys?limit=many", None, "limit must be an integer"),
-            ("GET", "/v1/status?verbose=1", None, "takes no parameter 'verbose'"),
-            ("POST", "/v1/replication?paused=maybe", None, "paused=true or paused=false"),
-        ]
         async with aiohttp.ClientSession() as http:
-            for method, path, body, message in cases:
-                async with http.request(method, url + path, data=body) as response:
+            for method, path, body, content_type, status, message in HOSTILE:
+                headers = {"Content-Type": content_type} if content_type else {}
+                data = chunked() if body is CHUNKED else body
+                async with http.request(
+                    method, url + path, data=data, headers=headers
+                ) as response:
                     text = await response.text()
-                    assert response.status == 400, (path, response.status, text)
-                    assert message in (await response.json())["error"], (path, text)
+                    case = (path, repr(body)[:80], response.status, text)
+                    assert response.status == status, case
+                    assert message in (await response.json())["error"], case
             # a request that is not HTTP at all: aiohttp's own 400
             parts = urlsplit(url)
             reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
