@@ -126,7 +126,7 @@ def check_view(view: DeadLetterView) -> None:
         assert text.isprintable(), text
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(headers=header_sets, key=st.none() | st.binary(max_size=300),
        value=st.none() | st.binary(max_size=300))
 def test_any_header_set_is_listed_with_unreadable_fields_shown_invalid(
@@ -137,7 +137,7 @@ def test_any_header_set_is_listed_with_unreadable_fields_shown_invalid(
     check_view(view)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(size=st.sampled_from([10**6, 10**7]), name=names)
 def test_huge_header_values_are_listed_in_bounded_time(size: int, name: str) -> None:
     headers = [(n, b"9" * size) for n in (H_DLQ_TIME, H_DLQ_REASON, H_DLQ_SOURCE, name)]
@@ -181,7 +181,7 @@ def test_only_what_is_not_a_record_at_all_is_a_decode_error() -> None:
 # -- size-safe letters -------------------------------------------------------------------
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(
     value_size=st.sampled_from([0, 1, 1000, 500_000, 999_000, 999_900, 1_000_000, 1_048_576,
                                 3_000_000]),
@@ -297,7 +297,7 @@ def test_a_copy_keeps_its_origin_and_a_commit_its_txn() -> None:
     assert all("disagree" in (x.why_not or "") for x in plan(commit, forged))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(header_sets, st.sampled_from([b"k", b"j"]),
                           st.sampled_from([b"v", b"w"]), st.integers(0, 2)), max_size=8))
 def test_a_plan_over_forged_letters_never_raises_nor_republishes_control_headers(
