@@ -18,8 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -198,19 +196,36 @@ async def test_a_hostile_announcement_does_not_redirect_the_sdk(
         assert "'10.66.66.66'" in caplog.text and "Traceback" not in caplog.text
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path] | None:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key (None without
-    openssl)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        return None
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=edgebus test",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgebus test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(private.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost"),
+        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
     )
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))
     os.chmod(key, 0o600)
     return cert, key
 
@@ -218,10 +233,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path] | None:
 async def test_https_with_a_self_signed_certificate(
     kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pair = make_certificate(tmp_path)
-    if pair is None:
-        pytest.skip("no openssl to make a certificate with (the HTTPS case only)")
-    cert, key = pair
+    cert, key = make_certificate(tmp_path)
     monkeypatch.setenv(READ_ENV, READ)
     monkeypatch.setenv(ADMIN_ENV, ADMIN)
     regions = make_regions(kafka_bootstrap, tmp_path)

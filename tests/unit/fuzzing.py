@@ -39,9 +39,9 @@ class Hang(Exception):
 
 
 @contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
+def time_limit(seconds: float = LIMIT_S) -> Iterator[None]:
     def expire(signum: int, frame: Any) -> None:
-        raise Hang(f"decode did not return within {seconds} s")
+        raise Hang(f"did not return within {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)

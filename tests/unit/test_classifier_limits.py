@@ -8,9 +8,6 @@ that raises ``Hang`` instead of stopping the suite, never a benchmark.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,6 +23,7 @@ from edgebus.errors import InvalidInput
 from edgebus.sdk import EdgeBus
 from edgebus.state.client import StateClient
 from edgebus.state.executor import comply
+from tests.unit.fuzzing import time_limit
 
 #: a name of 220 KB that splits into 55,000 known words: the worst case of the old
 #: segmentation (it kept every position's whole split: half a minute)
@@ -33,22 +31,6 @@ HUGE_NAME = "name" * 55_000
 LIMIT_S = 5.0
 
 
-class Hang(Exception):
-    """A call did not return within its time limit."""
-
-
-@contextmanager
-def time_limit(seconds: float = LIMIT_S) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise Hang(f"did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_the_core_defaults_are_the_configs() -> None:

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -49,6 +46,7 @@ from edgebus.wire.commit_log import H_SAGA
 from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN
 from edgebus.wire.state_log import H_STATE
 from edgebus.wire.watermark import H_WATERMARK
+from tests.unit.fuzzing import time_limit
 
 #: seconds one call may take (a letter takes microseconds)
 LIMIT_S = 2.0
@@ -57,22 +55,6 @@ REGIONS = (REGION, OTHER, "ap")
 EVENTS = f"edgebus.{REGION}.events"
 
 
-class Hang(Exception):
-    """A call did not return within LIMIT_S."""
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise Hang(f"did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def record(
