@@ -279,7 +279,9 @@ async def test_clients_without_valid_credentials_are_refused(
     # TLS that does not trust the local CA: the client is refused, and the reason is the
     # certificate (checked on a handshake of our own: aiokafka's log may be muted)
     untrusting = {**sasl_ssl(secure.security), "ssl_context": create_ssl_context()}
-    assert "KafkaConnectionError" in await refused(caplog, bootstrap_servers=bootstrap, **untrusting)
+    assert "KafkaConnectionError" in await refused(
+        caplog, bootstrap_servers=bootstrap, **untrusting
+    )
     port = int(bootstrap.rsplit(":", 1)[1])
     with pytest.raises(ssl.SSLCertVerificationError, match="CERTIFICATE_VERIFY_FAILED"):
         api_versions(port, ssl.create_default_context())
@@ -355,8 +357,6 @@ async def test_down_then_up_secure_restarts_on_the_kept_data_and_credentials(
         await producer.send_and_wait(topic, b"after a restart")
     finally:
         await producer.stop()
-
-
 
 
 def test_down_wipe_removes_the_tls_material_and_the_passwords(secure: Secure, cli: Cli) -> None:
