@@ -25,6 +25,7 @@ __all__ = [
     "events_topic",
     "saga_progress_topic",
     "service_topic",
+    "staged_topic",
     "state_log_topic",
 ]
 
@@ -59,6 +60,13 @@ _TOPIC_ALREADY_EXISTS = 36
 def events_topic(region: str) -> str:
     """The topic that holds every event placed in ``region``."""
     return f"edgebus.{region}.events"
+
+
+def staged_topic(region: str) -> str:
+    """Region ``region``'s staged strong-write payloads (keyed by transaction id): the
+    data of a strong write waits here, in each participant's own cluster, while the
+    global commit log carries only its control records."""
+    return f"edgebus.{region}.staged"
 
 
 def dlq_topic(region: str) -> str:

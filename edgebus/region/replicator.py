@@ -45,22 +45,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 
 from edgebus.config import EdgeConfig
-from edgebus.core.classification import (
-    CLASSIFIER_CACHE_BYTES,
-    MAX_FIELD_NAME_CHARS,
-    PUBLIC,
-    classify,
-    combine,
-    covers,
-)
 from edgebus.core.placement import ComplianceRules
-from edgebus.errors import DecodeError, EdgebusError, InvalidInput
+from edgebus.errors import EdgebusError
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.dead_letters import H_REDRIVE_OF, send_dead_letters
 from edgebus.kafka.topics import events_topic
@@ -68,7 +60,8 @@ from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.region.record_checks import SourceEnds
-from edgebus.wire.event_reader import ReadEvent, read_event
+from edgebus.wire.content_check import ContentCheck, content_refusal
+from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import (
     H_CLASS,
     H_DECLASSIFIED,
@@ -76,11 +69,10 @@ from edgebus.wire.headers import (
     H_ORIGIN_POS,
     H_PLACEMENT,
     H_TXN,
-    parse_declassified,
 )
 from edgebus.wire.watermark import H_WATERMARK, REPLICATOR, Watermark, encode_watermark
 
-__all__ = ["ContentCheck", "Replicator", "ReplicatorStats", "copy_decision"]
+__all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
 
 log = logging.getLogger("edgebus.region")
 
@@ -96,20 +88,6 @@ class ReplicatorStats(Counters):
         self.copied = 0
         self.refused = 0
         self.watermarks = 0
-
-
-class ContentCheck(NamedTuple):
-    """The classifier's limits at the hop: the config's (the classifier's memos are
-    shared by the process, so every caller passes the same figures)."""
-
-    max_field_name_chars: int = MAX_FIELD_NAME_CHARS
-    cache_bytes: int = CLASSIFIER_CACHE_BYTES
-
-    @classmethod
-    def of(cls, config: EdgeConfig) -> ContentCheck:
-        """The limits ``config`` sets."""
-        compliance = config.compliance
-        return cls(compliance.max_field_name_chars, compliance.classifier_cache_bytes)
 
 
 def copy_decision(
@@ -157,59 +135,6 @@ def copy_decision(
         )
     refusal = content_refusal(event, headers.get(H_DECLASSIFIED), target, rules, content)
     return refusal is None, refusal
-
-
-def content_refusal(
-    event: ReadEvent,
-    declassified: bytes | None,
-    target: str,
-    rules: ComplianceRules,
-    content: ContentCheck,
-) -> str | None:
-    """Why ``target`` may not hold ``event`` by its content (None: it may).
-
-    The payload is classified again; its classes are the label plus what detection
-    finds, unless ``declassified`` (the ``eb-declassified`` header) is a valid record
-    of this label whose ``detected`` covers what detection finds here (the writer's
-    recorded choice: the label stands). A malformed record, or one that holds data
-    ``target`` may not hold itself, is a refusal."""
-    label = event.classification
-    try:
-        found = classify(event.payload, default=PUBLIC,
-                         max_field_name_chars=content.max_field_name_chars,
-                         cache_bytes=content.cache_bytes)
-    except InvalidInput as e:
-        return f"cannot classify its payload at the hop: {e}"
-    detected = found.detected
-    if declassified is None and covers(label, detected):
-        return None  # the label (allowed in target: checked) holds what detection found
-    if declassified is not None:
-        try:
-            record = parse_declassified(declassified)
-        except DecodeError as e:
-            return str(e)
-        if record.written_as != tuple(sorted(label)):
-            return (f"its {H_DECLASSIFIED} record was written as "
-                    f"{','.join(record.written_as)}, not as its label {','.join(label)}")
-        in_record = classify((record.by, record.reason), default=PUBLIC,
-                             max_field_name_chars=content.max_field_name_chars,
-                             cache_bytes=content.cache_bytes).detected
-        if in_record and not rules.allowed_regions((target,), in_record):
-            return (f"its {H_DECLASSIFIED} record holds {','.join(sorted(in_record))} "
-                    f"data, which compliance does not allow in {target}")
-        if covers(record.detected, detected):
-            return None  # declassified by its writer: the label stands
-    classes = combine(label, detected)
-    if rules.allowed_regions((target,), classes):
-        return None
-    where = sorted({f.path or "the value" for f in found.findings})
-    return (
-        f"its content holds {','.join(sorted(detected))} data (in {', '.join(where[:5])}) "
-        f"although labelled {','.join(label) or 'public'}"
-        f"{'; its declassification does not cover it' if declassified is not None else ''}"
-        f": compliance does not allow {','.join(sorted(classes))} data in {target} "
-        f"(zones required: {', '.join(rules.zones_required(classes)) or 'none'})"
-    )
 
 
 def _is_origin_event(record: ConsumerRecord[bytes, bytes], source: str) -> bool:
@@ -308,9 +233,7 @@ class Replicator(ExclusiveMember):
         elif consumer.paused():
             consumer.resume(*consumer.paused())
 
-    async def copy_batch(
-        self, batch: dict[TopicPartition, list[Any]]
-    ) -> list[asyncio.Future[Any]]:
+    async def copy_batch(self, batch: dict[TopicPartition, list[Any]]) -> list[asyncio.Future[Any]]:
         """Send one batch's copies (and refusals' dead letters), in order; returns the
         futures of their acknowledgements."""
         futures: list[asyncio.Future[Any]] = []
@@ -322,8 +245,7 @@ class Replicator(ExclusiveMember):
             hole = None  # the last origin event not copied, if no copy follows it
             for record in batch[tp]:
                 self.stats.seen += 1
-                copy, refusal = copy_decision(record, source, self.target, self.rules,
-                                              self.content)
+                copy, refusal = copy_decision(record, source, self.target, self.rules, self.content)
                 if copy:
                     future, refusal = await self._copy(record, source, tp.partition)
                     if future is not None:
@@ -338,15 +260,21 @@ class Replicator(ExclusiveMember):
                     refused.setdefault(source, []).append((record, refusal, "replicate"))
                     log.warning(
                         "refused to copy %s:%d:%d to %s: %s",
-                        tp.topic, tp.partition, record.offset, self.target, refusal,
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        self.target,
+                        refusal,
                     )
             if hole is not None:  # origin events placed elsewhere: let the frontier pass
                 futures.append(await self._send_watermark(source, tp.partition, hole))
         self.stats.copied += copied
         for source, letters in refused.items():
-            futures.append(asyncio.ensure_future(
-                send_dead_letters(self.source_producer, source, letters, self.target)
-            ))
+            futures.append(
+                asyncio.ensure_future(
+                    send_dead_letters(self.source_producer, source, letters, self.target)
+                )
+            )
             self.stats.refused += len(letters)
         return futures
 
@@ -358,12 +286,17 @@ class Replicator(ExclusiveMember):
         headers = [*(record.headers or ()), (H_ORIGIN_POS, origin_pos)]
         try:
             future: asyncio.Future[Any] = await self.target_producer.send(
-                self.target_topic, value=record.value, key=record.key, partition=partition,
+                self.target_topic,
+                value=record.value,
+                key=record.key,
+                partition=partition,
                 headers=headers,
             )
         except MessageSizeTooLargeError as e:
-            return None, (f"the copy is too large for {self.target_topic} ({e}); raise the "
-                          "producers' and brokers' size limits, or write smaller values")
+            return None, (
+                f"the copy is too large for {self.target_topic} ({e}); raise the "
+                "producers' and brokers' size limits, or write smaller values"
+            )
         return future, None
 
     async def _send_watermark(
