@@ -1,4 +1,5 @@
-"""``edgebus kafka up | status | down | fetch``: a local Apache Kafka, no Docker needed.
+"""``edgebus kafka up | status | down | fetch``: a local Apache Kafka, no Docker needed;
+``edgebus kafka init | acls``: the admin steps of any cluster (topics, ACLs).
 
 Thin shell over :mod:`edgebus.localkafka.launcher`: parse options, call, print a table or
 one JSON document, turn edgebus errors into their exit code.
@@ -25,7 +26,8 @@ __all__ = ["app"]
 
 app = command_group(
     "Run real Apache Kafka 4 brokers (KRaft mode) on this machine: jars from Maven "
-    "Central, Java 17+, no Docker. Brokers keep running after the command exits."
+    "Central, Java 17+, no Docker. Brokers keep running after the command exits. "
+    "`init` and `acls` are the admin steps of any cluster: topics and ACLs."
 )
 
 JSON_HELP = "Print one JSON document."
@@ -156,12 +158,10 @@ def _render_wipe(doc: dict[str, Any]) -> None:
     ]
     where = doc["state_dir"]
     console.print(
-        f"Removed from {where}: {', '.join(parts)}." if parts
-        else f"Nothing to remove in {where}.",
+        f"Removed from {where}: {', '.join(parts)}." if parts else f"Nothing to remove in {where}.",
         highlight=False,
     )
-    kept = [f"{p} (the launcher's lock file)" if p == "kafka.lock" else p
-            for p in doc["kept"]]
+    kept = [f"{p} (the launcher's lock file)" if p == "kafka.lock" else p for p in doc["kept"]]
     console.print(f"Kept there: {', '.join(kept) or 'nothing'}.", highlight=False)
     console.print("Region stores at other paths (`region run --store URL`) were not touched.")
 
@@ -254,7 +254,9 @@ def status(
 def down(
     ctx: typer.Context,
     wipe: bool = typer.Option(
-        False, "--wipe", help="Also delete the clusters' data, the state file, --secure's "
+        False,
+        "--wipe",
+        help="Also delete the clusters' data, the state file, --secure's "
         "TLS material and passwords, and the region stores kept in the state dir "
         "(regions/*/store.db, states-*.db); says what it removed and kept. Stop region "
         "services first.",
@@ -283,3 +285,111 @@ def fetch(
         return {"ok": True, **launcher.fetch(kafka_version).to_json()}
 
     run_command(ctx, body, as_json=json_output, render=_render_fetch)
+
+
+# --------------------------------------------------------------------------- admin steps
+
+ACLS_APPLY_HELP = (
+    "Apply the plan as an admin: create its ACLs and delete every other ACL of its "
+    "principals (the permissive defaults of `up --secure` included); other principals' "
+    "ACLs are kept. Idempotent."
+)
+
+
+def _render_acls(doc: dict[str, Any]) -> None:
+    for cluster in doc["clusters"]:
+        table = Table(
+            title=f"ACLs on {cluster['bootstrap']} (regions {', '.join(cluster['regions'])})",
+            title_justify="left",
+        )
+        for column in ("principal", "resource", "operations", "why"):
+            table.add_column(column)
+        for g in cluster["grants"]:
+            star = "*" if g["pattern"] == "prefixed" else ""
+            table.add_row(
+                g["principal"], f"{g['resource_type']} {g['name']}{star}",
+                ", ".join(g["operations"]), g["why"],
+            )  # fmt: skip
+        console.print(table)
+    console.print(
+        f"{doc['super_user']} is a super user (no ACLs): it creates topics (`edgebus kafka "
+        "init`), applies ACLs and runs the operator tools. A trailing * is a prefix. No "
+        "principal may create topics.",
+        highlight=False,
+    )
+    if not doc["applied"]:
+        console.print("Nothing applied: `edgebus kafka acls --apply` applies this plan.")
+        return
+    for c in doc["changes"]:
+        console.print(
+            f"Applied on {c['bootstrap']}: {c['created']} created, {c['deleted']} deleted; "
+            f"the plan's principals have {c['acls']} ACLs there now.",
+            highlight=False,
+        )
+
+
+def _render_init(doc: dict[str, Any]) -> None:
+    for c in doc["clusters"]:
+        created = ", ".join(c["created"]) or "none"
+        console.print(
+            f"{c['bootstrap']}: {len(c['created'])} topic(s) created ({created}); "
+            f"{len(c['existing'])} already there.",
+            highlight=False,
+        )
+    console.print(
+        "Topic creation is done; services and writers need no Create right. Grant each "
+        "principal its topics with `edgebus kafka acls --apply`."
+    )
+
+
+@app.command()
+def acls(
+    ctx: typer.Context,
+    apply: bool = typer.Option(False, "--apply", help=ACLS_APPLY_HELP),
+    config: Path | None = ConfigOption,
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Print the least-privilege ACLs of each principal on each cluster (region-<R>,
+    coordinator, writer; admin is a super user); --apply applies them. Needs a secure
+    cluster (`edgebus kafka up --secure`, or kafka.security with SASL)."""
+
+    async def body(call: Call) -> Document:
+        from edgebus.kafka.acl_plan import acl_plan
+        from edgebus.kafka.admin_steps import apply_plan
+        from edgebus.kafka.clusters import resolve_clusters
+
+        plan = acl_plan(call.config, resolve_clusters(call.config))
+        doc: Document = {"ok": True, "applied": False, **plan.to_json()}
+        if apply:
+            changes = await apply_plan(call.config.kafka, plan)
+            doc.update(applied=True, changes=[c.to_json() for c in changes])
+        return doc
+
+    run_command(ctx, body, as_json=json_output, config=config, render=_render_acls)
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    config: Path | None = ConfigOption,
+    json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Create every topic of the configured layout on every cluster, as an admin:
+    events, dlq, service and staged topics per region, the commit log and saga
+    progress on the log region's cluster, the state logs. Idempotent: existing topics
+    are kept (their partition count checked)."""
+
+    async def body(call: Call) -> Document:
+        from edgebus.kafka.acl_plan import topic_layout
+        from edgebus.kafka.admin_steps import init_topics
+        from edgebus.kafka.clusters import resolve_clusters
+
+        layout = topic_layout(call.config, resolve_clusters(call.config))
+        done = await init_topics(call.config.kafka, layout)
+        return {
+            "ok": True,
+            "clusters": [c.to_json() for c in done],
+            "topics": {b: [s.to_json() for s in specs] for b, specs in layout.items()},
+        }
+
+    run_command(ctx, body, as_json=json_output, config=config, render=_render_init)

@@ -8,7 +8,8 @@ per-(origin, partition) ordering and vector clocks rely on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError
@@ -18,6 +19,7 @@ from edgebus.errors import InfrastructureUnavailable, TopicLayoutMismatch
 from edgebus.kafka.clients import Admin, admin_client
 
 __all__ = [
+    "TopicsMissing",
     "commit_log_topic",
     "coordinator_group",
     "dlq_topic",
@@ -28,7 +30,6 @@ __all__ = [
     "staged_topic",
     "state_log_topic",
 ]
-
 
 
 def commit_log_topic(log_region: str) -> str:
@@ -53,6 +54,7 @@ def state_log_topic(home_region: str, data_class: str) -> str:
 def coordinator_group(log_region: str) -> str:
     """The consumer group of the commit coordinators of the commit log of ``log_region``."""
     return f"edgebus.{log_region}.coordinator"
+
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -79,6 +81,21 @@ def service_topic(region: str) -> str:
     return f"edgebus.{region}.service"
 
 
+class TopicsMissing(TopicLayoutMismatch):
+    """Topics edgebus needs are not on a cluster (or hidden from this client's
+    principal), and this principal may not create them: topic creation is an admin
+    step (``edgebus kafka init``). ``topics``: the topics; ``bootstrap``: the cluster."""
+
+    def __init__(self, detail: str, topics: Sequence[str], bootstrap: str) -> None:
+        self.topics = tuple(topics)
+        self.bootstrap = bootstrap
+        super().__init__(detail)
+
+
+#: CreateTopics / Metadata error codes of a principal without the ACL
+_NOT_AUTHORIZED = frozenset({29, 31})  # TOPIC_ / CLUSTER_AUTHORIZATION_FAILED
+
+
 async def ensure_topics(
     kafka: KafkaConfig,
     bootstrap: str,
@@ -87,14 +104,21 @@ async def ensure_topics(
     *,
     compacted: bool = False,
     configs: dict[str, str] | None = None,
-) -> None:
-    """Create missing topics on the cluster at ``bootstrap``; refuse existing ones whose
-    partition count differs.
+) -> list[str]:
+    """Create the missing ones of ``topics`` on the cluster at ``bootstrap``; refuse
+    existing ones whose partition count differs. Returns the topics created now.
 
     ``partitions`` defaults to ``kafka.partitions`` (every regional topic has that
     many); topics get ``kafka.topic_replication_factor`` replicas. ``compacted``
     creates them with ``cleanup.policy=compact`` (keep the last record per key);
-    ``configs`` adds topic configs (e.g. ``message.timestamp.type``)."""
+    ``configs`` adds topic configs (e.g. ``message.timestamp.type``).
+
+    Existing topics need no Create right: the cluster's topic list is read first (a
+    Metadata request for all topics, which never creates one, whereas naming them
+    would on a broker with ``auto.create.topics.enable``), and only topics absent from
+    it are created. When the cluster refuses that for lack of an ACL (a service's or
+    writer's principal on a cluster where an admin has not run ``edgebus kafka init``
+    yet), :class:`TopicsMissing` names them and says what to run."""
     count = kafka.partitions if partitions is None else partitions
     topic_configs = {**({"cleanup.policy": "compact"} if compacted else {}), **(configs or {})}
     wanted = sorted(set(topics))
@@ -106,23 +130,42 @@ async def ensure_topics(
                 response = await admin.create_topics(
                     [
                         NewTopic(
-                            t, count, kafka.topic_replication_factor,
+                            t,
+                            count,
+                            kafka.topic_replication_factor,
                             topic_configs=topic_configs or None,
                         )
                         for t in missing
                     ]
                 )
-                for topic, code, *rest in response.topic_errors:
-                    if code not in (0, _TOPIC_ALREADY_EXISTS):
-                        message = rest[0] if rest else ""
-                        raise TopicLayoutMismatch(
-                            f"Kafka refused to create topic {topic} (error {code}: {message})"
-                        )
+                _check_created(response.topic_errors, bootstrap)
             await _check_partitions(admin, bootstrap, wanted, count)
         except KafkaError as e:
-            raise InfrastructureUnavailable(
-                f"Kafka admin request failed: {e}", [bootstrap]
-            ) from e
+            raise InfrastructureUnavailable(f"Kafka admin request failed: {e}", [bootstrap]) from e
+    return missing
+
+
+def _check_created(topic_errors: Iterable[Any], bootstrap: str) -> None:
+    """Raise for a topic Kafka did not create (one that exists meanwhile is fine)."""
+    refused: list[str] = []
+    for topic, code, *rest in topic_errors:
+        if code in _NOT_AUTHORIZED:
+            refused.append(topic)
+        elif code not in (0, _TOPIC_ALREADY_EXISTS):
+            message = rest[0] if rest else ""
+            raise TopicLayoutMismatch(
+                f"Kafka refused to create topic {topic} (error {code}: {message})"
+            )
+    if refused:
+        raise TopicsMissing(
+            f"Topics {', '.join(sorted(refused))} are missing on the Kafka cluster at "
+            f"{bootstrap} (or hidden from this client's principal), and Kafka refused to "
+            "create them (not authorized): creating topics is an admin step. Run `edgebus "
+            "kafka init` as an admin (then `edgebus kafka acls --apply` to grant each "
+            "principal its topics), and start this again.",
+            sorted(refused),
+            bootstrap,
+        )
 
 
 async def _check_partitions(
@@ -131,6 +174,16 @@ async def _check_partitions(
     for attempt in range(50):
         described = await admin.describe_topics(topics)
         pending = False
+        hidden = sorted(e["topic"] for e in described if e.get("error_code") in _NOT_AUTHORIZED)
+        if hidden:
+            raise TopicsMissing(
+                f"This client's principal may not see topics {', '.join(hidden)} on the "
+                f"Kafka cluster at {bootstrap} (not authorized to Describe them): run "
+                "`edgebus kafka acls --apply` as an admin to grant each principal its "
+                "topics, or connect as the principal of this role.",
+                hidden,
+                bootstrap,
+            )
         for entry in described:
             described_partitions = entry.get("partitions") or []
             count = len(described_partitions)

@@ -20,6 +20,18 @@ import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+# The principal names are the plan's (ACLs are granted to them): the super user
+# ``admin`` (``super.users``: the launcher's own connections, and the default principal
+# of the client settings recorded in ``state.json``), ``region-<R>``, ``coordinator``
+# and ``writer``; re-exported here.
+from edgebus.kafka.acl_plan import (
+    ADMIN,
+    COORDINATOR,
+    WRITER,
+    managed_principals,
+    region_principal,
+)
+
 __all__ = [
     "ADMIN",
     "COORDINATOR",
@@ -41,23 +53,13 @@ __all__ = [
 SECRETS_DIR = "secrets"
 #: the SASL mechanism of every principal
 SCRAM_MECHANISM = "SCRAM-SHA-512"
-#: the super user (``super.users``): the launcher's own connections, and the default
-#: principal of the client settings recorded in ``state.json``
-ADMIN = "admin"
-#: the commit-log coordinators' principal
-COORDINATOR = "coordinator"
-#: the SDK writers' principal
-WRITER = "writer"
-
-
-def region_principal(region: str) -> str:
-    """The principal of the region service of ``region``: ``region-<region>``."""
-    return f"region-{region}"
 
 
 def principals_for(regions: Iterable[str]) -> tuple[str, ...]:
-    """Every SCRAM user of a secure local Kafka hosting ``regions``, admin first."""
-    return (ADMIN, *(region_principal(r) for r in regions), COORDINATOR, WRITER)
+    """Every SCRAM user of a secure local Kafka hosting ``regions``, admin first: the
+    super user, then the principals of the least-privilege plan
+    (:func:`edgebus.kafka.acl_plan.managed_principals`)."""
+    return (ADMIN, *managed_principals(regions))
 
 
 def new_password() -> str:

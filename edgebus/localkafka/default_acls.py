@@ -2,138 +2,76 @@
 
 With the ``StandardAuthorizer`` and ``allow.everyone.if.no.acl.found=false`` a
 principal without ACLs can do nothing, so ``edgebus kafka up --secure`` grants every
-non-admin principal (``region-<R>``, ``coordinator``, ``writer``) what edgebus does
-today, on every cluster:
+non-admin principal (``region-<R>``, ``coordinator``, ``writer``) what edgebus did
+before the least-privilege plan, on every cluster:
 
     topics with prefix ``edgebus.``           Read, Write, Create, Describe
-    groups with prefix ``edgebus.``           Read (which implies Describe)
+    groups with prefix ``edgebus.``           Read, Describe
     transactional ids with prefix ``edgebus``  Write, Describe (the strong benchmark)
     the cluster                               IdempotentWrite, Describe
 
-These are broad on purpose, a starting point: ``edgebus kafka acls --apply`` narrows
-them to least privilege per principal. They are applied only to a newly formatted
-cluster, never on a restart, so narrowed ACLs survive ``down`` and ``up``.
+These are broad on purpose, a starting point: ``edgebus kafka acls --apply`` replaces
+them with the least-privilege plan (:mod:`edgebus.kafka.acl_plan`). They are applied
+only to a newly formatted cluster, never on a restart, so narrowed ACLs survive
+``down`` and ``up``.
 
-aiokafka's admin client has no ACL calls, so Kafka's own tool
-(``org.apache.kafka.tools.AclCommand``, ``kafka-acls.sh``) runs from the jars, as
-``admin`` through a client settings file (the password is never on a command line).
+They are created through Kafka's admin protocol as ``admin``
+(:func:`edgebus.kafka.acls.add_acls`), the same path ``acls --apply`` takes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
 from collections.abc import Sequence
-from pathlib import Path
 
-from edgebus.errors import LauncherError
-from edgebus.localkafka.artifacts import jvm_flags
-from edgebus.localkafka.credentials import ADMIN
-from edgebus.localkafka.processes import LOG_TAIL_LINES
-from edgebus.localkafka.security import SecureSetup
+from edgebus.config import KafkaConfig, KafkaSecurityConfig
+from edgebus.errors import EdgebusError, LauncherError
+from edgebus.kafka.acl_plan import ADMIN, AclBinding, Operation, PatternType, ResourceType
+from edgebus.kafka.acls import add_acls
+from edgebus.localkafka.security import SecureSetup, client_security
 from edgebus.localkafka.state import ClusterRecord
 
-__all__ = ["ACL_TOOL", "PERMISSIVE_NOTE", "acl_invocations", "apply_default_acls"]
+__all__ = ["PERMISSIVE_NOTE", "apply_default_acls", "default_bindings"]
 
-ACL_TOOL = "org.apache.kafka.tools.AclCommand"
 #: what ``up --secure`` tells people about the ACLs it applied
 PERMISSIVE_NOTE = (
     "The ACLs applied are permissive defaults (every edgebus principal may read, write "
-    "and create topics and groups prefixed edgebus.) until `edgebus kafka acls --apply` "
-    "narrows them to least privilege."
+    "and create topics and groups prefixed edgebus.) until `edgebus kafka init` (creates "
+    "the topics) and `edgebus kafka acls --apply` narrow them to least privilege."
 )
-#: how long one run of the tool may take
-TOOL_TIMEOUT_S = 120.0
-_TOOL_HEAP = "-Xmx256m"
-#: tool runs at once (each is a JVM; the machine may have two cores)
-_PARALLEL = 3
+
+_DEFAULTS: tuple[tuple[ResourceType, PatternType, str, tuple[Operation, ...]], ...] = (
+    ("topic", "prefixed", "edgebus.", ("read", "write", "create", "describe")),
+    ("group", "prefixed", "edgebus.", ("read", "describe")),
+    ("transactional_id", "prefixed", "edgebus", ("write", "describe")),
+    ("cluster", "literal", "kafka-cluster", ("idempotent_write", "describe")),
+)
 
 
-def acl_invocations(principals: Sequence[str]) -> list[list[str]]:
-    """The tool's arguments (after the connection options) granting the defaults to
-    ``principals``: one run for the prefixed resources, one for the cluster."""
-    allow = [a for p in principals for a in ("--allow-principal", f"User:{p}")]
+def default_bindings(principals: Sequence[str]) -> list[AclBinding]:
+    """The permissive defaults of ``principals``, one ACL per operation."""
     return [
-        # --producer: topics Write, Describe, Create; transactional ids Write, Describe;
-        # with --idempotent the cluster's IdempotentWrite. --consumer: topics Read,
-        # Describe; groups Read.
-        ["--add", "--producer", "--consumer", "--idempotent", "--resource-pattern-type",
-         "prefixed", "--topic", "edgebus.", "--group", "edgebus.", "--transactional-id",
-         "edgebus", *allow],
-        ["--add", "--cluster", "--operation", "Describe", *allow],
-    ]  # fmt: skip
+        AclBinding(p, resource_type, pattern, name, op)
+        for p in principals
+        for resource_type, pattern, name, ops in _DEFAULTS
+        for op in ops
+    ]
 
 
-async def apply_default_acls(
-    java: str,
-    libs: Path,
-    log4j: Path,
-    archive: Path | None,
-    records: Sequence[ClusterRecord],
-    setup: SecureSetup,
-) -> None:
-    """Grant the permissive defaults on every cluster of ``records`` (running, secure)."""
-    principals = [p for p in setup.passwords if p != ADMIN]
-    gate = asyncio.Semaphore(_PARALLEL)
+async def apply_default_acls(records: Sequence[ClusterRecord], setup: SecureSetup) -> None:
+    """Grant the permissive defaults on every cluster of ``records`` (running, secure),
+    connecting as ``admin``; :class:`LauncherError` if a cluster refuses."""
+    bindings = default_bindings([p for p in setup.passwords if p != ADMIN])
+    kafka = KafkaConfig(security=KafkaSecurityConfig.model_validate(client_security(setup)))
 
-    async def one(rec: ClusterRecord, args: list[str]) -> None:
-        async with gate:
-            await _run_tool(java, libs, log4j, archive, rec, setup, args)
+    async def one(rec: ClusterRecord) -> None:
+        try:
+            await add_acls(kafka, rec.bootstrap, bindings)
+        except EdgebusError as e:
+            raise LauncherError(
+                f"Applying the default ACLs to Kafka cluster {rec.index} ({rec.bootstrap}) "
+                f"failed: {e} See {rec.log_file}, then run `edgebus kafka down --wipe` and "
+                "`edgebus kafka up --secure` again."
+            ) from e
 
-    try:
-        async with asyncio.TaskGroup() as tasks:  # the first failure cancels the others
-            for rec in records:
-                for args in acl_invocations(principals):
-                    tasks.create_task(one(rec, args))
-    except BaseExceptionGroup as group:
-        raise group.exceptions[0] from None
-
-
-async def _run_tool(
-    java: str,
-    libs: Path,
-    log4j: Path,
-    archive: Path | None,
-    rec: ClusterRecord,
-    setup: SecureSetup,
-    args: list[str],
-) -> None:
-    """One run of the ACL tool against ``rec``; :class:`LauncherError` if it fails."""
-    proc = await asyncio.create_subprocess_exec(
-        java, _TOOL_HEAP, *jvm_flags(archive, short_lived=True),
-        "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={log4j}", ACL_TOOL,
-        "--bootstrap-server", rec.bootstrap, "--command-config", str(setup.admin_properties),
-        *args,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        cwd=Path(rec.config_file).parent,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), TOOL_TIMEOUT_S)
-    except TimeoutError:
-        await _kill(proc)
-        raise LauncherError(
-            f"Applying the default ACLs to Kafka cluster {rec.index} ({rec.bootstrap}) took "
-            f"more than {TOOL_TIMEOUT_S:.0f} s. See {rec.log_file}, then run "
-            "`edgebus kafka down --wipe` and `edgebus kafka up --secure` again."
-        ) from None
-    except BaseException:  # cancelled: a tool run must not outlive the start
-        await _kill(proc)
-        raise
-    if proc.returncode != 0:
-        said = out.decode(errors="replace").strip().splitlines()
-        raise LauncherError(
-            f"Applying the default ACLs to Kafka cluster {rec.index} ({rec.bootstrap}) failed "
-            f"(exit code {proc.returncode}). The tool said:\n"
-            + "\n".join(said[-LOG_TAIL_LINES:])
-            + f"\nSee {rec.log_file}, then run `edgebus kafka down --wipe` and "
-            "`edgebus kafka up --secure` again."
-        )
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    """Kill a tool run (if it still runs) and collect it."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+    await asyncio.gather(*(one(rec) for rec in records))

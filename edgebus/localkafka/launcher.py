@@ -272,7 +272,8 @@ def _up_locked(directory: Path, layout: _Layout, timeout_s: float, began: float)
     # A secure restart also needs the passwords its SCRAM users were made from.
     reuse = (
         previous
-        if previous is not None and layout.is_recorded_in(previous)
+        if previous is not None
+        and layout.is_recorded_in(previous)
         and (not layout.secure or passwords_intact(directory, list(previous.principals)))
         else None
     )
@@ -293,9 +294,7 @@ def _up_locked(directory: Path, layout: _Layout, timeout_s: float, began: float)
         secure=layout.secure,
         principals={u: str(p) for u, p in setup.passwords.items()} if setup else {},
     )
-    running = _start_clusters(
-        directory, new_state, reuse, java, fetched, log4j, timeout_s, setup
-    )
+    running = _start_clusters(directory, new_state, reuse, java, fetched, log4j, timeout_s, setup)
     return UpResult(
         running, directory, started=True, downloaded=fetched.downloaded,
         reused_data=reuse is not None, elapsed_s=time.monotonic() - began,
@@ -444,9 +443,7 @@ def _start_clusters(
         deadline = time.monotonic() + timeout_s
         run_sync(lambda: wait_all_ready(new_state.clusters, procs, deadline, timeout_s))
         if fresh_setup is not None:
-            run_sync(lambda: apply_default_acls(
-                java, fetched.libs_dir, log4j, fetched.class_archive, records, fresh_setup
-            ))  # fmt: skip
+            run_sync(lambda: apply_default_acls(records, fresh_setup))
     except BaseException:
         stop_pids(new_state.clusters, grace_s=5.0)
         for p in procs:

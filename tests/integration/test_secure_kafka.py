@@ -1,9 +1,10 @@
 """``edgebus kafka up --secure`` on a real broker: SASL_SSL, SCRAM users, ACLs.
 
-One secure cluster for the module (its own EDGEBUS_STATE_DIR), checked with raw
-aiokafka clients: the recorded credentials and CA work, a client without them or
-with a wrong password is refused, a principal is held to its ACLs, the secrets are
-private files, and ``down --wipe`` removes them.
+One secure cluster for the module (its own EDGEBUS_STATE_DIR: the ``secure`` fixture
+of ``tests/integration/secure_kafka.py``), checked with raw aiokafka clients: the
+recorded credentials and CA work, a client without them or with a wrong password is
+refused, a principal is held to its ACLs, the secrets are private files, and ``down
+--wipe`` removes them.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import ssl
 import stat
 import struct
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -34,60 +34,11 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from edgebus.kafka.clusters import recorded_regions, recorded_security
-from tests.integration.test_kafka_launcher import Cli, cli_ok, launcher_env, stop_leftovers
+from tests.integration.secure_kafka import Secure, password, sasl_ssl
+from tests.integration.test_kafka_launcher import Cli, cli_ok
 
 SECURE_LABEL = "secure (SASL_SSL, SCRAM-SHA-512)"
 REFUSED_WITHIN_S = 15.0
-
-
-class Secure(NamedTuple):
-    """The state dir and environment of the module's secure cluster, and `up`'s JSON."""
-
-    state: Path
-    env: dict[str, str]
-    doc: dict[str, Any]
-
-    @property
-    def bootstrap(self) -> str:
-        return str(self.doc["clusters"][0]["bootstrap"])
-
-    @property
-    def security(self) -> dict[str, str]:
-        return dict(self.doc["clusters"][0]["security"])
-
-
-@pytest.fixture(scope="module")
-def secure(cli: Cli, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
-    """`edgebus kafka up --secure` once for this module; wiped at the end."""
-    state = tmp_path_factory.mktemp("secure-kafka")
-    env = launcher_env(state)
-    try:
-        code, doc, out, err = cli(["kafka", "up", "--secure", "--json"], env)
-        assert code == 0, f"up --secure failed: {out}{err}"
-        yield Secure(state, env, doc)
-    finally:
-        stop_leftovers(cli, env, state)
-
-
-def password(security: dict[str, str], user: str | None = None) -> str:
-    """The password of ``user`` (default: the recorded one), read from its file."""
-    path = Path(security["password_file"])
-    if user is not None:
-        path = path.with_name(f"{user}.password")
-    return path.read_text().strip()
-
-
-def sasl_ssl(
-    security: dict[str, str], user: str = "admin", secret: str | None = None
-) -> dict[str, Any]:
-    """aiokafka settings for SASL_SSL with the recorded CA, as ``user``."""
-    return {
-        "security_protocol": "SASL_SSL",
-        "ssl_context": create_ssl_context(cafile=security["ca_file"]),
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": user,
-        "sasl_plain_password": secret if secret is not None else password(security, user),
-    }
 
 
 async def refused(caplog: pytest.LogCaptureFixture, **settings: Any) -> str:
