@@ -116,11 +116,16 @@ def metrics_response(body: bytes) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
+#: why a request's ``Authorization`` header may not scrape: (401 or 403, what to do)
+Refusal = Callable[[str | None], "tuple[int, str] | None"]
+
+
 async def serve_metrics(
-    render: Callable[[], Awaitable[bytes]], listen: str
+    render: Callable[[], Awaitable[bytes]], listen: str, refusal: Refusal | None = None
 ) -> tuple[web.AppRunner, str]:
     """Serve ``GET /metrics`` on ``host:port`` (port 0: any free one); returns the runner
-    (``await runner.cleanup()`` to stop) and the URL of ``/metrics``."""
+    (``await runner.cleanup()`` to stop) and the URL of ``/metrics``. ``refusal`` checks
+    each request's ``Authorization`` header (None: every request is answered)."""
     host, _, port_text = listen.rpartition(":")
     try:
         port = int(port_text)
@@ -128,6 +133,10 @@ async def serve_metrics(
         raise ValueError(f"{listen!r} is not HOST:PORT (e.g. 127.0.0.1:9464)") from None
 
     async def metrics(request: web.Request) -> web.Response:
+        refused = refusal(request.headers.get("Authorization")) if refusal else None
+        if refused is not None:
+            status, why = refused
+            return web.json_response({"error": why}, status=status)
         return metrics_response(await render())
 
     app = web.Application()

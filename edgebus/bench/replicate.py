@@ -1,12 +1,13 @@
 """``edgebus bench replicate``: lag from a write in region A to readable in region B.
 
-Two fresh regions A and B on one broker. Region B's service runs embedded (its
-materializer and its replicator, which pulls from A's topic; no query endpoint); an
+Two fresh regions A and B on one broker. Both region services run embedded (no query
+endpoint): A's replicator pushes A's events into B's topic, B's materializer applies
+them (A's materializer applies A's own, as in a deployment); an
 ``on_applied`` listener records ``time.perf_counter()`` when each key's event is
 committed to B's store. An :class:`EdgeBus` writes public events in A with
 ``replication_factor=2`` (placement A, B) at a steady rate, each on a new key; the lag
 of a write is from just before ``bus.write()`` is called to the commit in B: the SDK's
-write and acknowledgement, the replicator's fetch and copy into B's topic, B's fetch,
+write and acknowledgement, A's replicator's fetch and copy into B's topic, B's fetch,
 fold and SQLite commit.
 
 The baseline, measured in the same run at the same rate with the same record bytes:
@@ -237,7 +238,11 @@ async def run_replicate_bench(
     count = max(1, int(rate * seconds))
     with tempfile.TemporaryDirectory(prefix="edgebus-bench-", dir=store_dir) as tmp:
         store = f"sqlite://{Path(tmp) / 'target.db'}"
+        origin_store = f"sqlite://{Path(tmp) / 'source.db'}"
         async with (
+            # A's service pushes A's events into B's topic (and materializes A's own)
+            RegionService(source, config, store=origin_store, serve=False, participate=False,
+                          host_states=False),
             RegionService(target, config, store=store, serve=False) as service,
             EdgeBus(config, client_id="edgebus-bench-writer") as bus,
         ):

@@ -11,7 +11,7 @@ from edgebus.cli._common import ConfigOption, JsonOption, command_group, serve_u
 from edgebus.cli._output import emit, err_console
 from edgebus.cli._runner import UNTIL_CTRL_C, Call, run_command
 from edgebus.config import EdgeConfig
-from edgebus.errors import InvalidInput
+from edgebus.errors import ConfigError, InvalidInput
 
 __all__ = ["app"]
 
@@ -56,9 +56,11 @@ async def _run(
     runner: Any = None
     metrics_url: str | None = None
     if metrics_listen is not None:
+        auth = _metrics_auth(config, metrics_listen)
         try:
             runner, metrics_url = await serve_metrics(
-                CoordinatorMetrics(coordinator).render, metrics_listen
+                CoordinatorMetrics(coordinator).render, metrics_listen,
+                (lambda header: auth.refusal("admin", header)) if auth.enabled else None,
             )
         except (ValueError, OSError) as e:
             raise InvalidInput(
@@ -78,3 +80,21 @@ async def _run(
     finally:
         if runner is not None:
             await runner.cleanup()
+
+
+def _metrics_auth(config: EdgeConfig, listen: str) -> Any:
+    """The query tokens that guard ``--metrics-listen`` (the admin token, as a region's
+    ``/metrics``); without tokens only a loopback address is served."""
+    from edgebus.server.query import QueryAuth
+    from edgebus.wire.announcement import is_loopback
+
+    auth = QueryAuth.from_config(config.query)
+    host = listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
+    if not auth.enabled and not is_loopback(host):
+        raise ConfigError(
+            f"Refusing to serve metrics on {host!r} (--metrics-listen {listen}) without "
+            "tokens: set query.admin_token_env (or query.admin_token_file) and "
+            "query.read_token_env (or _file), and scrape with the admin token, or listen "
+            "on 127.0.0.1, ::1 or localhost."
+        )
+    return auth

@@ -123,17 +123,24 @@ def _replication_switch(paused: bool) -> Callable[..., None]:
 
     def switch(
         ctx: typer.Context,
-        region: str = region_option(f"The region whose service to {verb}."),
+        region: str = region_option(f"The region to {verb} replication into."),
+        origins: list[str] | None = typer.Option(
+            None, "--from",
+            help="Only from this origin region (repeatable; default: every other region). "
+            "Each origin's service stops or resumes pushing its events into --region.",
+        ),
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
 
         async def body(call: Call) -> Document:
-            return {"ok": True, **await _pause(call.config, region, paused)}
+            return {"ok": True, **await _pause(call.config, region, paused, origins)}
 
-        run_command(ctx, body, as_json=as_json, config=config, regions=[region],
+        run_command(ctx, body, as_json=as_json, config=config,
+                    regions=[region, *(origins or ())],
                     render=lambda d: err_console.print(
-                        f"{region}: replication {'paused' if paused else 'running'}"))
+                        f"{region}: replication from {', '.join(d['origins'])} "
+                        f"{'paused' if paused else 'running'}"))
 
     return switch
 
@@ -141,8 +148,10 @@ def _replication_switch(paused: bool) -> Callable[..., None]:
 pause_replication = app.command(
     "pause-replication",
     help="Stop copying other regions' events (and heartbeats) into this region, for\n"
-    "maintenance or a fault drill: its frontiers for other origins stop, so causal and\n"
-    "bounded-staleness reads there wait, route elsewhere or raise. Writes still work.",
+    "maintenance or a fault drill: every origin's service (each must be running) stops\n"
+    "pushing into it, so its frontiers for those origins stop and causal and\n"
+    "bounded-staleness reads there wait, route elsewhere or raise. Writes still work.\n"
+    "The pause lasts until resumed or until an origin's service restarts.",
 )(_replication_switch(True))
 resume_replication = app.command(
     "resume-replication",
@@ -150,11 +159,13 @@ resume_replication = app.command(
 )(_replication_switch(False))
 
 
-async def _pause(config: EdgeConfig, region: str, paused: bool) -> dict[str, object]:
+async def _pause(
+    config: EdgeConfig, region: str, paused: bool, origins: list[str] | None
+) -> dict[str, object]:
     from edgebus.sdk.region_client import RegionClient
 
     client = RegionClient(config, timeout_s=config.kafka.connect_timeout_s)
     try:
-        return await client.pause_replication(region, paused)
+        return await client.pause_replication(region, paused, origins=origins or None)
     finally:
         await client.close()

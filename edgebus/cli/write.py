@@ -37,6 +37,12 @@ def write(
         None, "--session", help="Session token of an earlier write or read (any process): "
         "this write causally follows everything it covers."
     ),
+    declassify: str | None = typer.Option(
+        None, "--declassify", metavar="REASON",
+        help="Write with --classification although detection found more; REASON (and "
+        "who: this CLI's client id) is recorded in the event (`edgebus tail` shows it). "
+        "Without it a label only adds to what detection finds.",
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -54,6 +60,7 @@ def write(
             conflict_resolution=conflict_resolution,
             replication_factor=replication_factor,
             session=session,
+            **({"declassify": declassify} if declassify is not None else {}),
         )
         return {"ok": True, **receipt.to_dict()}
 

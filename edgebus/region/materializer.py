@@ -51,7 +51,7 @@ from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
-from edgebus.region.record_checks import RecordChecks, SourceEnds
+from edgebus.region.record_checks import EndsOutdated, RecordChecks, SourceEnds
 from edgebus.region.store_check import OnStoreMismatch, check_store, settle
 
 __all__ = ["Materializer", "MaterializerStats"]
@@ -218,6 +218,7 @@ class Materializer(ExclusiveMember):
                 ]
                 if not records:
                     continue
+                self.source_ends.begin_batch()
                 await self.apply_batch(records)
             # informational only (the store is the truth), so off the data path
             committer.note({tp: self.positions[tp.partition] for tp in batch})
@@ -231,7 +232,7 @@ class Materializer(ExclusiveMember):
         applier = self.applier
         checkpoint = applier.checkpoint()
         try:
-            result = await applier.apply(records, poison=poison)
+            checkpoint, result = await self._fold(records, poison)
             if result.dead:
                 await self._dead_letters(result.dead)
             await self.store.commit(result.changes)
@@ -246,6 +247,20 @@ class Materializer(ExclusiveMember):
             await self._halve(records, e)
             return
         self._committed(records, result)
+
+    async def _fold(
+        self, records: list[Any], poison: dict[tuple[int, int], str] | None
+    ) -> tuple[Any, Any]:
+        """The applier's fold of ``records`` and the checkpoint before it; a copy past
+        what this region knows of its origin's topic end has that end read again
+        first (once per region and batch), then the batch is folded again."""
+        while True:
+            checkpoint = self.applier.checkpoint()
+            try:
+                return checkpoint, await self.applier.apply(records, poison=poison)
+            except EndsOutdated as outdated:
+                self.applier.rollback(checkpoint)
+                await self.source_ends.refresh(outdated.region)
 
     async def _halve(self, records: list[Any], error: Exception) -> None:
         """The store refused ``records`` as one batch: apply each half on its own, down

@@ -8,7 +8,8 @@ causal gate and the frontier is checked here, where it is read (``docs/operation
 
 - an origin position (``eb-origin-pos``) names another configured region, the
   record's own partition (copies keep their partition), and an offset below that
-  region's topic end as this region knows it (:class:`SourceEnds`): a forged position
+  region's topic end as this region knows it (:class:`SourceEnds`, read again from
+  the origin's cluster when a copy lies past it): a forged position
   would move the frontier past real events, which would then be dropped as duplicates;
 - dependencies (``eb-deps``) name configured regions and partitions that exist;
 - a heartbeat's origin time is not ahead of this region's clock by more than
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiokafka.errors import KafkaError
@@ -33,20 +35,44 @@ from edgebus.errors import EdgebusError
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import events_topic
 
-__all__ = ["RecordChecks", "SourceEnds", "load_source_ends"]
+__all__ = ["EndsOutdated", "RecordChecks", "SourceEnds", "load_source_ends"]
 
 log = logging.getLogger("edgebus.region")
+
+
+#: reads the end offsets of a region's topic (partition -> end), from its cluster
+Reread = Callable[[str], Awaitable[Mapping[int, int]]]
+#: after a failed re-read, how long a region's positions go unchecked before the next
+RETRY_REREAD_S = 30.0
+
+
+class EndsOutdated(Exception):
+    """A copy's origin position lies past what this region knows of its origin's topic:
+    read the origin's end offsets again (:meth:`SourceEnds.refresh`), then decide."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__(region)
+        self.region = region
 
 
 @dataclass(slots=True)
 class SourceEnds:
     """The end offset of other regions' topic partitions, as this region knows it:
-    read from their clusters when the region service starts, and raised by its
-    replicators as they fetch (a copy is made only of a record fetched, so every real
-    copy lies below). A region whose ends could not be read is not checked."""
+    read from their clusters when the region service starts, and read again (a
+    Describe, never a Read of their records) when a copy names a position past them.
+    The origins push their copies, so a real copy always lies below its origin's end
+    once that end is read after the copy was made; a position past the end read *for
+    this batch* is forged. A region whose ends cannot be read is not checked (and is
+    read again after ``RETRY_REREAD_S``)."""
 
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
     known: set[str] = field(default_factory=set)
+    #: how to read a region's ends again (None: never; positions past them are forged)
+    reread: Reread | None = None
+    #: regions read again during the current batch
+    fresh: set[str] = field(default_factory=set)
+    #: region -> monotonic time before which a failed re-read is not tried again
+    retry_after: dict[str, float] = field(default_factory=dict)
 
     def note(self, region: str, partition: int, end: int) -> None:
         """``end`` (an offset one past a record seen) of ``region``'s partition."""
@@ -63,11 +89,46 @@ class SourceEnds:
 
     def past_end(self, position: Position) -> int | None:
         """The known end when ``position`` lies at or past it, else None (also None
-        when the region's ends are not known)."""
-        if position.region not in self.known:
+        when the region's ends are not known, or could not be read again lately: what
+        was read before may be stale by now)."""
+        if position.region not in self.known or self._backing_off(position.region):
             return None
         end = self.ends.get((position.region, position.partition), 0)
         return end if position.offset >= end else None
+
+    def begin_batch(self) -> None:
+        """A new batch: positions past the ends may be worth a re-read again."""
+        self.fresh.clear()
+
+    def outdated(self, position: Position) -> bool:
+        """Whether ``position`` calls for reading its region's ends again first: it lies
+        past them (or they are unknown), and they were not read for this batch yet."""
+        region = position.region
+        if self.reread is None or region in self.fresh:
+            return False
+        if self._backing_off(region):
+            return False
+        return region not in self.known or self.past_end(position) is not None
+
+    def _backing_off(self, region: str) -> bool:
+        """A re-read of ``region``'s ends failed less than ``RETRY_REREAD_S`` ago."""
+        until = self.retry_after.get(region)
+        return until is not None and time.monotonic() < until
+
+    async def refresh(self, region: str) -> None:
+        """Read ``region``'s ends again (once per batch); a failure is logged and its
+        positions go unchecked until a later read succeeds."""
+        self.fresh.add(region)
+        if self.reread is None:
+            return
+        try:
+            self.load(region, await self.reread(region))
+            self.retry_after.pop(region, None)
+        except (EdgebusError, KafkaError, OSError, TimeoutError) as e:
+            self.retry_after[region] = time.monotonic() + RETRY_REREAD_S
+            log.warning("could not read the end offsets of %s again (%s): its origin "
+                        "positions are not checked against them for %.0f s", region, e,
+                        RETRY_REREAD_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +169,8 @@ class RecordChecks:
             return (f"forged origin position {_pos(origin)}: a copy keeps its partition, "
                     f"and this record is in partition {partition}")
         ends = self.source_ends
+        if ends is not None and ends.outdated(origin):
+            raise EndsOutdated(origin.region)
         end = ends.past_end(origin) if ends is not None else None
         if end is not None:
             return (f"forged origin position {_pos(origin)}: {origin.region}'s partition "

@@ -1,50 +1,49 @@
-"""The replicator: copies other regions' events into this region's topic.
+"""The replicator: pushes this region's events to the other regions that may hold them.
 
-Region B's service pulls: for each Kafka cluster that holds another region's events
-topic, one consumer (group ``edgebus.B.replicator``, on that cluster) reads those
-topics and copies to ``edgebus.B.events`` every event that
+Replication is decided at the origin (invariant 7). Region A's service runs one
+replicator per other region B: a consumer of A's own ``edgebus.A.events`` (group
+``edgebus.A.replicator.B``, on A's cluster) and a producer into ``edgebus.B.events`` on
+B's cluster. B never reads A's topic, so B's processes, principal and cluster never
+receive a record B may not hold; with the least-privilege ACLs of ``edgebus kafka
+acls`` B's principal is denied reading it (``docs/security.md`` argues this design
+against pulling and against per-target topics). A record is copied to B when it
 
-- was *written* in that region (no ``eb-origin-pos`` header and ``eb-origin`` equal to
-  the topic's region): copies of copies are never made, so an event is copied only
-  from its origin, once per placement region, and never back (no loops); a redriven
-  dead letter (``eb-redrive-of``) is not copied either: the other regions decided on
-  the original;
+- was *written* in A (no ``eb-origin-pos`` header and ``eb-origin`` equal to A): copies
+  of copies are never made, so an event is copied only from its origin, once per
+  placement region, and never back (no loops); a redriven dead letter
+  (``eb-redrive-of``) is not copied either: the other regions decided on the original;
 - names B in its placement, in the headers and in the body alike;
-- compliance (B's rules, re-checked here) allows in B: by its label, and by its
-  content, classified again here (a label only adds to what detection finds: an
-  e-mail address labelled ``public`` is ``pii`` at this hop too), unless its writer
-  declassified it (a valid ``eb-declassified`` record whose ``detected`` covers what
-  this hop finds and whose ``written_as`` is the label; then the label stands, and the
-  record travels with the copy).
+- compliance (B's zones) allows in B: by its label, and by its content, classified
+  again here (:mod:`edgebus.wire.content_check`: a label only adds to what detection
+  finds, unless its writer declassified it, a record that then travels with the copy).
 
 A copy keeps the key, value and headers byte for byte, goes to the same partition
 number (all events topics have one partition count), and gains ``eb-origin-pos``
-(``origin:partition:offset``). The origin's heartbeats (``eb-watermark``) are forwarded
-the same way, and when a batch of a source partition ends with origin events that were
-not copied (placed elsewhere), a *replicator watermark* at the last one's position
-follows, so B's frontier for that origin stream passes them at once
-(:mod:`edgebus.wire.watermark`). Copies and watermarks of third regions in the source
-topic never cause one (that would bounce between replicators); the origin's next
-heartbeat passes them. An event the filter refuses although its placement
-names B goes to the *origin's* dead-letter topic (the origin may hold it; B may not).
+(``A:partition:offset``). A's heartbeats (``eb-watermark``) are pushed the same way,
+and when a batch of a partition ends with A's events that were not copied (placed
+elsewhere), a *replicator watermark* at the last one's position follows, so B's
+frontier for that stream passes them at once (:mod:`edgebus.wire.watermark`). An
+event the filter refuses although its placement names B goes to A's own dead-letter
+topic with the reason (A may hold it; B may not); so does a record that cannot be
+copied on its own (too large once the origin position is added). Copying goes on.
 
-Each batch fetched raises this region's known end offsets of the source partitions
-(:class:`~edgebus.region.record_checks.SourceEnds`), which the materializer checks
-every origin position against. A record that cannot be copied on its own (too large
-once the origin position is added) goes to the origin's dead-letter topic, and
-copying goes on.
+B checks every origin position it reads against the end offsets of A's topic, which
+it reads (a Describe, never a Read) when a copy lies past what it knew
+(:class:`~edgebus.region.record_checks.SourceEnds`).
 
 Order: records are copied in origin order by an idempotent producer, so per
-(origin, partition) order holds in B. Delivery is at-least-once: source offsets are
+(origin, partition) order holds in B. Delivery is at-least-once: A's offsets are
 committed after B acknowledged the copies; after a crash some copies are made twice,
-and B's materializer skips them by origin position (the origin frontier).
+and B's materializer skips them by origin position (the origin frontier). A target
+whose cluster is down stalls only its own replicator. Pausing replication into B
+(``edgebus region pause-replication``) pauses the replicators that push to B, in
+every origin's service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -59,7 +58,6 @@ from edgebus.kafka.topics import events_topic
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
-from edgebus.region.record_checks import SourceEnds
 from edgebus.wire.content_check import ContentCheck, content_refusal
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import (
@@ -149,41 +147,39 @@ def _is_origin_event(record: ConsumerRecord[bytes, bytes], source: str) -> bool:
 
 
 class Replicator(ExclusiveMember):
-    """Copies events from the regions on one source cluster into ``target``'s topic."""
+    """Pushes ``origin``'s events that ``target`` may hold into ``target``'s topic."""
 
     def __init__(
         self,
+        origin: str,
         target: str,
-        sources: Sequence[str],
-        source_bootstrap: str,
+        origin_bootstrap: str,
         config: EdgeConfig,
         target_producer: Producer,
-        source_producer: Producer,
-        source_ends: SourceEnds | None = None,
+        origin_producer: Producer,
     ) -> None:
+        self.origin = origin
         self.target = target
-        self.source_ends = source_ends if source_ends is not None else SourceEnds()
-        self.sources = tuple(sources)
-        self.source_bootstrap = source_bootstrap
+        self.origin_bootstrap = origin_bootstrap
         self.config = config
         self.rules = config.compliance.rules()
         self.content = ContentCheck.of(config)
         self.target_producer = target_producer
-        self.source_producer = source_producer
+        self.origin_producer = origin_producer
+        self.origin_topic = events_topic(origin)
         self.target_topic = events_topic(target)
         self.stats = ReplicatorStats()
-        self._topic_region = {events_topic(r): r for r in self.sources}
         self.paused = False
 
     async def start(self) -> None:
-        """Join group ``edgebus.<target>.replicator`` on the source cluster."""
+        """Join group ``edgebus.<origin>.replicator.<target>`` on the origin's cluster."""
         self._consumer, self._membership = await start_exclusive_consumer(
             self.config.kafka,
-            self.source_bootstrap,
-            f"edgebus.{self.target}.replicator",
-            f"edgebus-{self.target}-replicator",
-            list(self._topic_region),
-            f"the {self.target} replicator",
+            self.origin_bootstrap,
+            f"edgebus.{self.origin}.replicator.{self.target}",
+            f"edgebus-{self.origin}-replicator-{self.target}",
+            [self.origin_topic],
+            f"the {self.origin} replicator to {self.target}",
         )
 
     async def run(self) -> None:
@@ -237,11 +233,10 @@ class Replicator(ExclusiveMember):
         """Send one batch's copies (and refusals' dead letters), in order; returns the
         futures of their acknowledgements."""
         futures: list[asyncio.Future[Any]] = []
-        refused: dict[str, list[tuple[Any, str, str]]] = {}
+        refused: list[tuple[Any, str, str]] = []
         copied = 0
+        source = self.origin
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
-            source = self._topic_region[tp.topic]
-            self.source_ends.note(source, tp.partition, batch[tp][-1].offset + 1)
             hole = None  # the last origin event not copied, if no copy follows it
             for record in batch[tp]:
                 self.stats.seen += 1
@@ -257,7 +252,7 @@ class Replicator(ExclusiveMember):
                 elif _is_origin_event(record, source):
                     hole = record.offset
                 if refusal is not None:
-                    refused.setdefault(source, []).append((record, refusal, "replicate"))
+                    refused.append((record, refusal, "replicate"))
                     log.warning(
                         "refused to copy %s:%d:%d to %s: %s",
                         tp.topic,
@@ -269,13 +264,13 @@ class Replicator(ExclusiveMember):
             if hole is not None:  # origin events placed elsewhere: let the frontier pass
                 futures.append(await self._send_watermark(source, tp.partition, hole))
         self.stats.copied += copied
-        for source, letters in refused.items():
+        if refused:  # dead letters in the origin's own topic: the origin may hold them
             futures.append(
                 asyncio.ensure_future(
-                    send_dead_letters(self.source_producer, source, letters, self.target)
+                    send_dead_letters(self.origin_producer, source, refused, self.target)
                 )
             )
-            self.stats.refused += len(letters)
+            self.stats.refused += len(refused)
         return futures
 
     async def _copy(

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -32,7 +33,13 @@ import orjson
 
 from edgebus.config import EdgeConfig
 from edgebus.core.freshness import ReadRequest
-from edgebus.errors import ConfigError, DecodeError, RegionUnavailable, UnknownRegion
+from edgebus.errors import (
+    ConfigError,
+    DecodeError,
+    InvalidInput,
+    RegionUnavailable,
+    UnknownRegion,
+)
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import service_topic
@@ -104,14 +111,31 @@ class RegionClient:
             extra_s=request.wait_ms / 1000,
         )
 
-    async def pause_replication(self, region: str, paused: bool = True) -> dict[str, Any]:
-        """Pause (or resume) the region service's replication."""
-        service = embedded(region)
-        if service is not None:
-            service.pause_replication(paused)
-            return {"region": region, "replication_paused": paused}
-        return await self._get(region, "/v1/replication", method="POST",
-                               body={"paused": paused})
+    async def pause_replication(
+        self, region: str, paused: bool = True, *, origins: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Pause (or resume) replication into ``region``: every origin region's service
+        (``origins``, default every other region) stops (or resumes) pushing its events
+        and heartbeats there. Each origin's service must be reachable; the pause lasts
+        until resumed or until that service restarts."""
+        if region not in self.config.regions:
+            raise UnknownRegion(region, self.config.regions)
+        others = [r for r in self.config.regions if r != region]
+        chosen = others if origins is None else list(origins)
+        for origin in chosen:
+            if origin not in self.config.regions or origin == region:
+                raise InvalidInput(
+                    f"origin {origin!r:.60}: name other configured regions than {region} "
+                    f"({', '.join(others)})"
+                )
+        for origin in chosen:
+            service = embedded(origin)
+            if service is not None:
+                service.pause_replication(paused, region)
+            else:
+                await self._get(origin, "/v1/replication", method="POST",
+                                body={"paused": paused, "into": region})
+        return {"region": region, "replication_paused": paused, "origins": chosen}
 
     async def status(self, region: str) -> dict[str, Any]:
         """The region service's status document (with only a read token configured,

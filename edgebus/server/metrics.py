@@ -120,8 +120,8 @@ def _health(f: _Families, status: Mapping[str, Any]) -> None:
         if ms is not None:
             fresh.add_metric([f.region, origin], float(ms))
     f.out.append(fresh)
-    f.gauge("edgebus_replication_paused", "1 while an operator paused replication into the "
-            "region", int(bool(status.get("replication_paused"))))
+    f.gauge("edgebus_replication_paused", "1 while an operator paused pushing the region's "
+            "events to another region", int(bool(status.get("replication_paused"))))
     f.gauge("edgebus_store_keys", "Keys in the region's store", status.get("keys"))
     f.gauge("edgebus_store_bytes", "Size of the region's store", status.get("store_bytes"))
     f.gauge("edgebus_uptime_seconds", "Seconds since the region service started",
@@ -154,14 +154,14 @@ def _materializer(f: _Families, m: Mapping[str, Any]) -> None:
 
 
 def _replicators(f: _Families, replicators: list[Mapping[str, Any]]) -> None:
-    copied = _counter("edgebus_replicated_events", "Events copied into this region from "
-                      "other regions, per replicator (its source regions)", ["sources"])
-    seen = _counter("edgebus_replicator_records_seen", "Records the replicator read from "
-                    "source regions' topics", ["sources"])
+    copied = _counter("edgebus_replicated_events", "Events this region pushed into another "
+                      "region's topic, per target region", ["target"])
+    seen = _counter("edgebus_replicator_records_seen", "Records of this region's topic the "
+                    "replicator to a target read", ["target"])
     for rep in replicators:
-        sources = ",".join(rep.get("sources") or ())
-        copied.add_metric([f.region, sources], float(rep.get("copied", 0)))
-        seen.add_metric([f.region, sources], float(rep.get("seen", 0)))
+        target = str(rep.get("target") or "")
+        copied.add_metric([f.region, target], float(rep.get("copied", 0)))
+        seen.add_metric([f.region, target], float(rep.get("seen", 0)))
     f.out += [copied, seen]
 
 
@@ -171,7 +171,7 @@ def _dead_letters(
     m = status.get("materializer") or {}
     state = status.get("state_host")
     dead = _counter("edgebus_dead_letters", "Records this region's service sent to a "
-                    "dead-letter topic, by stage (replicate: to the origin's DLQ)", ["stage"])
+                    "dead-letter topic, by stage (replicate: a copy refused at the hop)", ["stage"])
     dead.add_metric([f.region, "materialize"], float(m.get("dead_letters", 0)))
     dead.add_metric([f.region, "replicate"],
                     float(sum(rep.get("refused", 0) for rep in replicators)))

@@ -14,8 +14,9 @@ Clients in other processes find a region's endpoint on the compacted topic
 | ``GET /v1/keys?start=K&limit=N`` | read | up to N states in key order from K (``next`` |
 | | | resumes; what the read role may read key by key) |
 | ``GET /v1/health`` | read | the health part of ``/v1/status`` (what discovery needs) |
-| ``POST /v1/replication`` | admin | body ``{"paused": true|false}``: pause or resume |
-| | | copying from other regions (maintenance, fault drills) |
+| ``POST /v1/replication`` | admin | body ``{"paused": true|false, "into": R}``: pause or |
+| | | resume pushing this region's events to R, or to every region without ``into`` |
+| | | (maintenance, fault drills) |
 | ``GET /v1/status`` | admin | health, lag, positions, frontier, broker, store, pid, |
 | | | counters |
 | ``GET /v1/checksums`` | admin | positions and per-bucket digests of one snapshot |
@@ -118,7 +119,7 @@ _MUTATING: dict[str, str] = {"replication": '{"paused": true}'}
 HEALTH_FIELDS = (
     "region", "healthy", "rebuilding", "positions_past_end", "positions", "end_offsets",
     "lag", "keys", "store_bytes", "url", "frontier", "staleness_ms", "watermark_age_ms",
-    "replication_paused", "causal_buffer", "uptime_s",
+    "replication_paused", "replication_paused_to", "causal_buffer", "uptime_s",
 )
 
 
@@ -259,12 +260,14 @@ class _Endpoints:
         return _json(result, 200 if result["served"] else 409)
 
     async def replication(self, request: web.Request) -> web.Response:
-        body = await _json_body(request, frozenset({"paused"}))
-        paused = body.get("paused")
-        if not isinstance(paused, bool):
-            return _json({"error": 'pass {"paused": true} or {"paused": false}'}, 400)
-        self.service.pause_replication(paused)
-        return _json({"region": self.service.region, "replication_paused": paused})
+        body = await _json_body(request, frozenset({"paused", "into"}))
+        paused, into = body.get("paused"), body.get("into")
+        if not isinstance(paused, bool) or not (into is None or isinstance(into, str)):
+            return _json({"error": 'pass {"paused": true} or {"paused": false}, and '
+                                   'optionally "into": a region'}, 400)
+        self.service.pause_replication(paused, into)
+        return _json({"region": self.service.region, "replication_paused": paused,
+                      "into": into})
 
     async def scan(self, request: web.Request) -> web.Response:
         start = request.query.get("start") or None

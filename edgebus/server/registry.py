@@ -33,8 +33,8 @@ class EmbeddedRegion(Protocol):
     async def status(self) -> dict[str, Any]:
         """The status document."""
 
-    def pause_replication(self, paused: bool = True) -> None:
-        """Stop (or resume) copying from other regions."""
+    def pause_replication(self, paused: bool = True, into: str | None = None) -> None:
+        """Stop (or resume) pushing this region's events into ``into`` (None: all)."""
 
 
 _RUNNING: dict[str, EmbeddedRegion] = {}

@@ -153,7 +153,7 @@ class RegionService(Lifecycle):
         self._offset_consumers: dict[str, Consumer] = {}
         self._exit = contextlib.AsyncExitStack()  # the consumers above
         #: other regions' topic ends: what origin positions are checked against
-        self.source_ends = SourceEnds()
+        self.source_ends = SourceEnds(reread=self._reread_ends)
 
     async def start(self) -> None:
         """Create topics, open the store, start consuming, serve and announce."""
@@ -163,10 +163,11 @@ class RegionService(Lifecycle):
         for r in self.config.regions:
             by_cluster.setdefault(self.clusters[r], []).append(r)
         for bootstrap, regions in by_cluster.items():
+            # every events topic (this region pushes copies into the others'), and
+            # its own dead letters; with ACLs the admin made them (`edgebus kafka init`)
             topics = [events_topic(r) for r in regions]
             if bootstrap == self.bootstrap:
                 topics += [dlq_topic(self.region)]
-            topics += [dlq_topic(r) for r in regions if r != self.region]
             await ensure_topics(kafka, bootstrap, topics)
         await ensure_topics(kafka, self.bootstrap, [service_topic(self.region)], 1, compacted=True)
         await self.store.open()
@@ -193,18 +194,17 @@ class RegionService(Lifecycle):
                 )
                 await self.state_host.start()
                 self._spawn(self.state_host.wait(), "state host")
-            if self.replicate:
-                for bootstrap, regions in by_cluster.items():
-                    sources = [r for r in regions if r != self.region]
-                    if not sources:
+            if self.replicate:  # push: one replicator per other region
+                for target in self.config.regions:
+                    if target == self.region:
                         continue
                     replicator = Replicator(
-                        self.region, sources, bootstrap, self.config, producer,
-                        await self._producer(bootstrap), self.source_ends,
+                        self.region, target, self.bootstrap, self.config,
+                        await self._producer(self.clusters[target]), producer,
                     )
                     await replicator.start()
                     self.replicators.append(replicator)
-                    self._spawn(replicator.run(), f"replicator from {', '.join(sources)}")
+                    self._spawn(replicator.run(), f"replicator to {target}")
             if self.serve:
                 self._server, bound = await serve(self, self.listen)
                 self.url = self.advertise or bound
@@ -228,8 +228,8 @@ class RegionService(Lifecycle):
             with contextlib.suppress(Exception):
                 await self._server.cleanup()
             self._server = None
-        for replicator in self.replicators:
-            await replicator.stop()
+        # at once: a fenced member's consumer may take its bounded time to stop
+        await asyncio.gather(*(r.stop() for r in self.replicators), return_exceptions=True)
         self.replicators.clear()
         if self.state_host is not None:
             await self.state_host.stop()
@@ -264,18 +264,35 @@ class RegionService(Lifecycle):
 
     @property
     def replication_paused(self) -> bool:
-        """True while an operator has paused copying from other regions."""
+        """True while an operator has paused pushing this region's events somewhere."""
         return any(r.paused for r in self.replicators)
 
-    def pause_replication(self, paused: bool = True) -> None:
-        """Stop (or resume) copying other regions' events and heartbeats into this one.
+    @property
+    def paused_targets(self) -> list[str]:
+        """The regions this region's events are not pushed to while paused."""
+        return sorted(r.target for r in self.replicators if r.paused)
 
-        For maintenance and fault drills: frontiers and heartbeat times for the other
-        origins stop moving, so causal and bounded reads here wait or go elsewhere.
+    def pause_replication(self, paused: bool = True, into: str | None = None) -> None:
+        """Stop (or resume) pushing this region's events and heartbeats into ``into``
+        (every other region if None).
+
+        For maintenance and fault drills: pausing replication *into* a region R is
+        this call with ``into=R`` on every other region's service
+        (:meth:`RegionClient.pause_replication
+        <edgebus.sdk.region_client.RegionClient.pause_replication>` does that): R's
+        frontiers and heartbeat times for the other origins stop moving, so causal and
+        bounded reads there wait or go elsewhere.
         """
+        if into is not None and into not in self.config.regions:
+            raise InvalidInput(
+                f"into={into!r:.60} is not a configured region "
+                f"({', '.join(self.config.regions)})"
+            )
         for replicator in self.replicators:
-            replicator.paused = paused
-        log.warning("%s: replication %s", self.region, "paused" if paused else "resumed")
+            if into is None or replicator.target == into:
+                replicator.paused = paused
+        log.warning("%s: replication to %s %s", self.region, into or "every region",
+                    "paused" if paused else "resumed")
 
     def passed(self, stream: tuple[str, int]) -> int:
         """Highest offset of an origin stream this region has passed and committed
@@ -426,6 +443,16 @@ class RegionService(Lifecycle):
             self._offset_consumers[bootstrap] = consumer
         return consumer
 
+    async def _reread_ends(self, region: str) -> dict[int, int]:
+        """The end offsets of ``region``'s topic, read now from its cluster (a
+        Describe: this region never reads another region's records)."""
+        consumer = await self._offsets_consumer(self.clusters[region])
+        partitions = range(self.config.kafka.partitions)
+        tps = [TopicPartition(events_topic(region), p) for p in partitions]
+        timeout = self.config.kafka.connect_timeout_s
+        ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
+        return {tp.partition: offset for tp, offset in ends.items()}
+
     async def _heartbeats(self, producer: Producer) -> None:
         """Write a heartbeat watermark into every partition, every interval, forever."""
         topic = events_topic(self.region)
@@ -506,12 +533,14 @@ class RegionService(Lifecycle):
             # it, shown per pair in "staleness_ms")
             "watermark_age_ms": staleness.get(self.region),
             "replication_paused": self.replication_paused,
+            "replication_paused_to": self.paused_targets,
             "causal_buffer": self._causal_buffer_status(),
             "saga_participant": self.participant.status() if self.participant else None,
             "state_host": self.state_host.status() if self.state_host else None,
             "materializer": m.stats.to_dict() if m else None,
             "replicators": [
-                {"sources": list(r.sources), **r.stats.to_dict()} for r in self.replicators
+                {"target": r.target, "paused": r.paused, **r.stats.to_dict()}
+                for r in self.replicators
             ],
             "uptime_s": round(time.time() - self.started_at, 1),
         }

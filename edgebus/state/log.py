@@ -171,6 +171,17 @@ class StateLogWriter:
             )
         return where
 
+    async def region_producer(self, region: str) -> Producer:
+        """The producer for ``region``'s own cluster (where its dead letters go)."""
+        bootstrap = self.clusters[region]
+        async with self._lock:
+            if bootstrap not in self._producers:
+                self._producers[bootstrap] = await clients.start_producer(
+                    self.config.kafka, bootstrap, "log", client_id=self.client_id,
+                    what=f"{region}'s Kafka",
+                )
+        return self._producers[bootstrap]
+
     async def producer(self, data_class: str) -> Producer:
         """The producer for the cluster of ``data_class``'s log (its log created once)."""
         bootstrap = self._layout(data_class)[1]

@@ -159,11 +159,11 @@ class LogReader(HostPart):
 
     async def dead_letter(self, letters: list[_Letter]) -> None:
         """Send ``letters`` (records of one state log) to this region's dead-letter
-        topic; transient trouble is retried, anything else logged."""
-        data_class = self._folds.topic_class[letters[0][0].topic]
+        topic, on this region's own cluster (the log may be on its home region's);
+        transient trouble is retried, anything else logged."""
         for attempt in range(1, 1_000_000):
             try:
-                producer = await self._writer.producer(data_class)
+                producer = await self._writer.region_producer(self.region)
                 self._counters["dead_letters"] += await send_dead_letters(
                     producer, self.region, letters, self.region)
                 return

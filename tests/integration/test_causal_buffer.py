@@ -26,10 +26,10 @@ async def test_events_wait_for_their_dependencies_and_a_full_buffer_says_what_it
     us, eu = regions.us, regions.eu
     async with (
         RegionService(us, regions.config, store=regions.store_url(us)) as us_service,
-        RegionService(eu, regions.config, store=regions.store_url(eu)),
+        RegionService(eu, regions.config, store=regions.store_url(eu)) as eu_service,
         EdgeBus(regions.config, discovery=False) as bus,
     ):
-        us_service.pause_replication(True)
+        eu_service.pause_replication(True, into=us)  # eu's events wait at eu
         origin = await bus.write("origin", {"n": 0}, region=eu, replication_factor=3)
         # these us writes depend on the eu write, which us cannot have yet
         for n in range(12):
@@ -53,7 +53,7 @@ async def test_events_wait_for_their_dependencies_and_a_full_buffer_says_what_it
 
         await eventually(eu_has_it, 30, "eu to apply after:0")
 
-        us_service.pause_replication(False)
+        eu_service.pause_replication(False, into=us)
 
         async def drained() -> bool:
             rows = [await bus.read(f"after:{n}", us) for n in range(12)]

@@ -180,9 +180,9 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
     kafka_bootstrap: str, shared: tuple[Regions, str]
 ) -> None:
     """The spec's chat thread: Ann posts in us; Bob reads it in eu and replies there.
-    Replication into ap is paused meanwhile, so when it resumes ap's replicator copies
-    both topics at once, eu's (the replies) before us's (the messages). Observers in
-    every region read reply then message; a visible reply must find its message."""
+    Replication from us into ap is paused meanwhile, so eu pushes the replies into ap
+    before us pushes the messages they answer. Observers in every region read reply
+    then message; a visible reply must find its message."""
     regions, prefix = shared
     client = RegionClient(regions.edge_config())
     try:
@@ -192,7 +192,7 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
             EdgeBus(regions.config, client_id="ann", discovery=False) as ann,
             EdgeBus(regions.config, client_id="bob", discovery=False) as bob,
         ):
-            await client.pause_replication(regions.ap, True)
+            await client.pause_replication(regions.ap, True, origins=[regions.us])
             for t in range(threads):
                 msg, reply = f"{prefix}thread:{t}:msg", f"{prefix}thread:{t}:reply"
                 t0 = time.monotonic()
@@ -226,7 +226,7 @@ async def test_chat_replies_never_appear_before_the_message_they_answer_in_any_r
 
             watchers = [asyncio.ensure_future(observe(r)) for r in regions.names]
             await asyncio.sleep(0.5)
-            await client.pause_replication(regions.ap, False)
+            await client.pause_replication(regions.ap, False, origins=[regions.us])
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:  # until ap shows every reply
                 rows = [await bob.read(f"{prefix}thread:{t}:reply", regions.ap, fallback="raise")

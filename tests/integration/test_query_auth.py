@@ -139,10 +139,12 @@ async def sdk_and_cli_send_their_tokens(
         health = await reader.status(us)  # the health part: what discovery needs
         assert health["healthy"] is not None and "broker" not in health
         with pytest.raises(ConfigError, match=r"403.*needs the admin token.*its read token"):
-            await reader.pause_replication(us, True)
-        assert (await admin.pause_replication(us, True))["replication_paused"] is True
-        assert service.replication_paused
-        await admin.pause_replication(us, False)
+            await reader.pause_replication(regions.eu, True, origins=[us])
+        paused = await admin.pause_replication(regions.eu, True, origins=[us])
+        assert paused["replication_paused"] is True and paused["origins"] == [us]
+        assert service.paused_targets == [regions.eu]
+        await admin.pause_replication(regions.eu, False, origins=[us])
+        assert not service.replication_paused
         assert "broker" in await admin.status(us)
         with pytest.raises(ConfigError, match=r"401.*no token configured"):
             await nobody.read_at(us, ReadRequest("order:1"))
@@ -158,7 +160,7 @@ async def sdk_and_cli_send_their_tokens(
                                               env=env)
     assert code == 0 and out["value"] == {"n": 1}, text
     code, out, text = await asyncio.to_thread(regions.cli, "region", "pause-replication",
-                                              "--region", us, env=env)
+                                              "--region", regions.eu, "--from", us, env=env)
     assert code != 0 and "needs the admin token" in out["message"], text
     assert READ not in text
     assert not service.replication_paused
@@ -259,3 +261,31 @@ async def test_https_with_a_self_signed_certificate(
             with pytest.raises(aiohttp.ClientError):
                 async with http.get(plain + "/v1/health", headers=bearer(READ)) as response:
                     await response.read()
+
+
+async def test_a_coordinators_metrics_need_the_admin_token_and_a_wide_bind_needs_tokens(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from edgebus.prometheus import serve_metrics
+    from edgebus.server.query import QueryAuth
+
+    auth = QueryAuth(READ, ADMIN)
+
+    async def render() -> bytes:
+        return b"edgebus_up 1\n"
+
+    runner, url = await serve_metrics(render, "127.0.0.1:0",
+                                      lambda header: auth.refusal("admin", header))
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers, code in [({}, 401), (bearer(READ), 403), (bearer(ADMIN), 200)]:
+                async with http.get(url, headers=headers) as response:
+                    assert response.status == code, (headers, await response.text())
+    finally:
+        await runner.cleanup()
+    # without tokens, `coordinator run` refuses to serve metrics beyond loopback
+    regions = make_regions(kafka_bootstrap, tmp_path)
+    code, out, text = await asyncio.to_thread(
+        regions.cli, "coordinator", "run", "--metrics-listen", "0.0.0.0:0"
+    )
+    assert code == 2 and "without tokens" in out["message"], text

@@ -98,6 +98,8 @@ async def history(
     topic = events_topic(us)
     async with (
         RegionService(us, regions.edge_config(), store=live, serve=False),
+        # eu's service pushes eu's writes placed in us too
+        RegionService(eu, regions.edge_config(), store=regions.store_url(eu), serve=False),
         EdgeBus(regions.config) as bus,
     ):
         first = await batch(bus, us, eu, "a")

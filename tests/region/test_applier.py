@@ -284,7 +284,7 @@ async def _copy(batch_records: list[ConsumerRecord[bytes, bytes]]) -> list[dict[
     from edgebus.region.replicator import Replicator
 
     sent = _Sent()
-    replicator = Replicator(EU, [US], "unused:9092", load_config(None), sent, sent)  # type: ignore[arg-type]
+    replicator = Replicator(US, EU, "unused:9092", load_config(None), sent, sent)  # type: ignore[arg-type]
     tp = TopicPartition(f"edgebus.{US}.events", 0)
     await replicator.copy_batch({tp: batch_records})
     return [h for _, _, h in sent.records]

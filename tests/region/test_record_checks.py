@@ -16,7 +16,7 @@ from edgebus.config import load_config
 from edgebus.core.envelope import Operation
 from edgebus.core.vector_clock import VectorClock
 from edgebus.region.applier import BatchApplier
-from edgebus.region.record_checks import RecordChecks, SourceEnds
+from edgebus.region.record_checks import EndsOutdated, RecordChecks, SourceEnds
 from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS
 from edgebus.wire.watermark import H_WATERMARK, HEARTBEAT, Watermark, encode_watermark
 from tests.region.test_applier import AP, EU, RULES, US, apply_and_commit, copy_of, record
@@ -89,6 +89,75 @@ async def test_origin_positions_of_a_region_whose_ends_are_unknown_are_not_refus
     origin = record(US, 5, "k", 1, origin=US)
     result = await apply_at(applier(store), store, [copy_of(origin, EU, 0)])
     assert len(result.applied) == 1 and not result.dead
+
+
+class Origin:
+    """A fake origin cluster: its topic's ends as a re-read would find them."""
+
+    def __init__(self, ends: dict[int, int] | None, fails: bool = False) -> None:
+        self.ends = ends or {}
+        self.fails = fails
+        self.reads = 0
+
+    async def __call__(self, region: str) -> dict[int, int]:
+        self.reads += 1
+        if self.fails:
+            raise TimeoutError(f"{region}'s cluster did not answer")
+        return self.ends
+
+
+async def refold(a: BatchApplier, store: Store, ends: SourceEnds, records: list[Any]) -> Any:
+    """What the materializer does: fold; on EndsOutdated re-read and fold again."""
+    ends.begin_batch()
+    while True:
+        checkpoint = a.checkpoint()
+        try:
+            return await apply_at(a, store, records)
+        except EndsOutdated as outdated:
+            a.rollback(checkpoint)
+            await ends.refresh(outdated.region)
+
+
+async def test_a_copy_past_the_known_end_has_the_end_read_again_then_applies(
+    store: Store,
+) -> None:
+    origin = Origin({0: 10, 1: 10, 2: 10})
+    ends = SourceEnds(reread=origin)
+    ends.load(US, {0: 3, 1: 3, 2: 3})  # read at start; the origin pushed more since
+    a = applier(store, ends)
+    copy = copy_of(record(US, 7, "k", 1, origin=US), EU, 0)
+    result = await refold(a, store, ends, [copy])
+    assert len(result.applied) == 1 and not result.dead
+    assert origin.reads == 1 and await store.frontier() == {(US, 0): 7}
+    # below the end now known: no second read
+    result = await refold(a, store, ends, [copy_of(record(US, 8, "j", 1, origin=US), EU, 1)])
+    assert len(result.applied) == 1 and origin.reads == 1
+
+
+async def test_a_position_past_the_end_read_again_is_forged_and_read_once_per_batch(
+    store: Store,
+) -> None:
+    origin = Origin({0: 10, 1: 10, 2: 10})
+    ends = SourceEnds(reread=origin)
+    a = applier(store, ends)
+    forged_ = [copy_of(record(US, 50 + n, f"k{n}", 1, origin=US), EU, n) for n in range(3)]
+    result = await refold(a, store, ends, forged_)
+    assert [("ends at offset 10" in d.reason) for d in result.dead] == [True] * 3
+    assert origin.reads == 1 and await store.frontier() == {}
+
+
+async def test_an_origin_that_cannot_be_read_again_leaves_its_positions_unchecked_for_a_while(
+    store: Store,
+) -> None:
+    origin = Origin(None, fails=True)  # e.g. its broker restarts
+    ends = SourceEnds(reread=origin)
+    ends.load(US, {0: 3, 1: 3, 2: 3})  # stale by now: not a proof of forgery
+    a = applier(store, ends)
+    copy = copy_of(record(US, 7, "k", 1, origin=US), EU, 0)
+    result = await refold(a, store, ends, [copy])
+    assert len(result.applied) == 1 and origin.reads == 1
+    await refold(a, store, ends, [copy_of(record(US, 8, "j", 1, origin=US), EU, 1)])
+    assert origin.reads == 1  # not again before RETRY_REREAD_S
 
 
 def with_deps(rec: ConsumerRecord[bytes, bytes], deps: dict[tuple[str, int], int],

@@ -24,7 +24,7 @@ def _status(region: str) -> dict[str, Any]:
         "causal_buffer": {"pending": 2, "bound": 10_000, "full": False},
         "materializer": {"batches": 4, "events": 20, "applied": 11, "duplicates": 1,
                          "dead_letters": 2, "causal_buffer_full": 0},
-        "replicators": [{"sources": ["us", "ap"], "seen": 30, "copied": 9, "refused": 1,
+        "replicators": [{"target": "us", "seen": 30, "copied": 9, "refused": 1,
                          "watermarks": 5}],
         "saga_participant": {"votes_yes": 3, "votes_no": 1, "commits": 2, "aborts": 1,
                              "in_doubt": 0, "processed": {}},
@@ -81,7 +81,7 @@ async def test_region_collector_renders_the_service_counters() -> None:
         not in samples  # unknown: no sample
     for stage, count in (("materialize", 2), ("replicate", 1), ("state", 3)):
         assert value("edgebus_dead_letters_total", stage=stage) == count
-    assert value("edgebus_replicated_events_total", sources="us,ap") == 9
+    assert value("edgebus_replicated_events_total", target="us") == 9
     assert value("edgebus_saga_votes_total", vote="yes") == 3
     assert value("edgebus_saga_votes_total", vote="no") == 1
     assert value("edgebus_saga_participant_outcomes_total", outcome="commit") == 2
