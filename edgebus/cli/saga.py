@@ -29,8 +29,10 @@ def list_(
     ctx: typer.Context,
     limit: int = typer.Option(50, "--limit", help="Show at most this many transactions."),
     in_flight: bool = typer.Option(
-        False, "--in-flight", help="Only transactions not finished (undecided, or not yet "
-        "acknowledged by every participant)."
+        False,
+        "--in-flight",
+        help="Only transactions not finished (undecided, or not yet "
+        "acknowledged by every participant).",
     ),
     key: str | None = typer.Option(None, "--key", help="Only this key's transactions."),
     window: int = _WINDOW,
@@ -56,9 +58,11 @@ def show(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Everything the commit log holds about one transaction: the request, each vote,
-    the decision and each participant's acknowledgement, with times from the begin.
-    For a saga id: its steps and progress records."""
+    """Everything the commit log holds about one transaction: the request (its data is
+    staged in the participants' own regions, never in the commit log: ``staged_in``;
+    only an old client's BEGIN has a ``payload``), each vote, the decision and each
+    participant's acknowledgement, with times from the begin. For a saga id: its steps
+    and progress records."""
 
     async def body(call: Call) -> Document:
         return {"ok": True, **await _show(call.config, txn_id, window)}
@@ -104,8 +108,11 @@ async def _show(config: EdgeConfig, txn_id: str, window: int) -> dict[str, Any]:
             return {"saga": await runner.show(txn_id)}
     raise InvalidInput(
         f"no transaction or saga {txn_id!r} in the commit log or the saga progress log"
-        + (f" (last {window} records per partition; pass --window 0 to read it all)"
-           if window else "")
+        + (
+            f" (last {window} records per partition; pass --window 0 to read it all)"
+            if window
+            else ""
+        )
     )
 
 
@@ -118,8 +125,15 @@ def _render_list(data: dict[str, Any]) -> None:
         yes = sum(1 for v in t["votes"].values() if v == "yes")
         noes = [f"{r}: {v}" for r, v in t["votes"].items() if v != "yes"]
         votes = f"{yes}/{n} yes" + (f" ({'; '.join(noes)})" if noes else "")
-        table.add_row(t["txn_id"], t["key"], t["status"], votes, f"{len(t['acks'])}/{n}",
-                      t["decided_by"] or "-", f"{t['age_ms'] / 1000:.1f}s")
+        table.add_row(
+            t["txn_id"],
+            t["key"],
+            t["status"],
+            votes,
+            f"{len(t['acks'])}/{n}",
+            t["decided_by"] or "-",
+            f"{t['age_ms'] / 1000:.1f}s",
+        )
     console.print(table)
     if data["more"]:
         console.print(f"... and {data['more']} more (--limit)")

@@ -1,4 +1,11 @@
-"""The client side of a strong write: append the BEGIN, wait for the first decision.
+"""The client side of a strong write: stage the payload, append the BEGIN, wait for the
+first decision.
+
+A write's payload never goes to the commit log (it lies in the log region's cluster,
+which may be one the data may not be held in): the client first stages it in every
+participant region's own topic (:class:`~edgebus.commit.staging.StagedWriter`, Kafka
+acknowledges each) and then appends a BEGIN without payload, carrying the staged
+payload's digest (:mod:`edgebus.core.staged_write`).
 
 A :class:`StrongClient` reads every partition of the commit log from where it was when
 it started and folds the records of the transactions it began (BEGIN, votes,
@@ -20,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiokafka import ConsumerRecord
 
@@ -31,8 +38,10 @@ from edgebus.commit.log import (
     kind_of,
     start_consumer,
 )
+from edgebus.commit.staging import StagedWriter
 from edgebus.config import EdgeConfig
 from edgebus.core.commit_log import BeginRecord, DecisionRecord, PartitionLog
+from edgebus.core.staged_write import StagedWrite
 from edgebus.errors import StrongOutcomeUnknown
 from edgebus.kafka.clients import Consumer
 
@@ -51,14 +60,20 @@ class StrongClient:
     """Begins strong writes and learns their decisions."""
 
     def __init__(
-        self, config: EdgeConfig, bootstrap: str, client_id: str, *,
+        self,
+        config: EdgeConfig,
+        bootstrap: str,
+        client_id: str,
+        *,
         on_slow: Callable[[], None] | None = None,
+        clusters: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.on_slow = on_slow
         self.bootstrap = bootstrap
         self.client_id = client_id
         self._writer = CommitLogWriter(config, bootstrap, f"{client_id}-saga")
+        self._staging = StagedWriter(config, client_id, clusters)
         self._consumer: Consumer | None = None
         self._waiting: dict[str, asyncio.Future[DecisionRecord]] = {}
         self._keys: dict[bytes, int] = {}  #: key -> how many of its writes wait
@@ -69,8 +84,9 @@ class StrongClient:
         """Connect and start reading decisions from the log's current end."""
         await self._writer.start()
         try:
-            consumer = await start_consumer(self.config, self.bootstrap,
-                                            client_id=f"{self.client_id}-saga")
+            consumer = await start_consumer(
+                self.config, self.bootstrap, client_id=f"{self.client_id}-saga"
+            )
             tps = commit_partitions(self.config)
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
@@ -92,27 +108,37 @@ class StrongClient:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
         await self._writer.stop()
+        await self._staging.stop()
         for txn_id, future in self._waiting.items():
             if not future.done():
-                future.set_exception(StrongOutcomeUnknown(
-                    f"the client closed before txn {txn_id} was decided; read the key "
-                    "strongly (or `edgebus saga show`) to learn its outcome", txn_id
-                ))
+                future.set_exception(
+                    StrongOutcomeUnknown(
+                        f"the client closed before txn {txn_id} was decided; read the key "
+                        "strongly (or `edgebus saga show`) to learn its outcome",
+                        txn_id,
+                    )
+                )
 
-    async def commit(self, begin: BeginRecord) -> DecisionRecord:
-        """Append ``begin`` and return the transaction's decision.
+    async def commit(self, begin: BeginRecord, staged: StagedWrite | None = None) -> DecisionRecord:
+        """Stage ``staged`` (the payload of a staged ``begin``) in every participant
+        region, append ``begin`` and return the transaction's decision.
 
-        Raises StrongOutcomeUnknown when no decision is in the log by the deadline plus
-        ``strong.decision_grace_ms`` (no coordinator running).
+        Raises InfrastructureUnavailable when a participant region's Kafka does not take
+        the staged payload (no BEGIN is appended: nothing was begun), StrongOutcomeUnknown
+        when no decision is in the log by the deadline plus ``strong.decision_grace_ms``
+        (no coordinator running).
         """
         future: asyncio.Future[DecisionRecord] = asyncio.get_running_loop().create_future()
         self._waiting[begin.txn_id] = future
         key = begin.key.encode("utf-8", "surrogatepass")
         self._keys[key] = self._keys.get(key, 0) + 1
         try:
+            if staged is not None:
+                await self._staging.stage(staged, begin.placement)
             await self._writer.append(begin)
-            wait_s = (begin.deadline_ms - time.time() * 1000
-                      + self.config.strong.decision_grace_ms) / 1000
+            wait_s = (
+                begin.deadline_ms - time.time() * 1000 + self.config.strong.decision_grace_ms
+            ) / 1000
             try:
                 return await self._decision(future, wait_s)
             except TimeoutError:
@@ -148,14 +174,18 @@ class StrongClient:
         """What StrongOutcomeUnknown says: why there may be no decision, what to do."""
         strong = self.config.strong
         if strong.coordinator == "service":
-            where = ("is a coordinator running? Start one with `edgebus coordinator run`, "
-                     'or set strong.coordinator to "auto" to have clients run one while '
-                     "none runs")
+            where = (
+                "is a coordinator running? Start one with `edgebus coordinator run`, "
+                'or set strong.coordinator to "auto" to have clients run one while '
+                "none runs"
+            )
         else:
             runs = "while no other runs" if strong.coordinator == "auto" else "always"
-            where = (f'strong.coordinator = "{strong.coordinator}" runs a coordinator in '
-                     f"this client {runs}: is the commit log's Kafka reachable? "
-                     "`edgebus coordinator run` starts one of its own")
+            where = (
+                f'strong.coordinator = "{strong.coordinator}" runs a coordinator in '
+                f"this client {runs}: is the commit log's Kafka reachable? "
+                "`edgebus coordinator run` starts one of its own"
+            )
         return (
             f"txn {begin.txn_id} on key {begin.key!r} has no decision "
             f"{strong.decision_grace_ms} ms past its deadline: {where}. A coordinator "
@@ -186,9 +216,15 @@ class StrongClient:
         plog = self._logs.setdefault(record.partition, PartitionLog())
         txn = plog.fold(record.offset, decoded)
         if (refused := plog.last_refused) is not None:
-            log.warning("commit log %d:%d: COMMIT of txn %s by %r refused, the write waits "
-                        "for its coordinator's decision: %s", record.partition, record.offset,
-                        decoded.txn_id, decoded.writer, refused.reason)
+            log.warning(
+                "commit log %d:%d: COMMIT of txn %s by %r refused, the write waits "
+                "for its coordinator's decision: %s",
+                record.partition,
+                record.offset,
+                decoded.txn_id,
+                decoded.writer,
+                refused.reason,
+            )
         future = self._waiting[decoded.txn_id]
         if txn is not None and txn.decision is not None and not future.done():
             future.set_result(txn.decision)

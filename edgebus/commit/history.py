@@ -3,6 +3,10 @@
 The log is folded as every reader folds it (:class:`edgebus.core.commit_log.PartitionLog`):
 a COMMIT without a yes vote of every participant before it (forged: no coordinator
 wrote it) is not the transaction's decision; it is listed under ``refused``.
+
+A strong write's BEGIN carries no payload (the data is staged in each participant's own
+region: :mod:`edgebus.core.staged_write`): ``saga show`` says where it is staged
+(``staged_in``) and shows ``payload`` only for an old BEGIN that carried it inline.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from edgebus.config import EdgeConfig
 from edgebus.core.commit_log import PartitionLog, Txn
 from edgebus.kafka.clients import reader
 from edgebus.kafka.reading import records_below, topic_partitions
-from edgebus.kafka.topics import commit_log_topic
+from edgebus.kafka.topics import commit_log_topic, staged_topic
 
 __all__ = ["read_transactions", "txn_detail", "txn_summary"]
 
@@ -35,8 +39,7 @@ async def read_transactions(
         ends = await consumer.end_offsets(tps)
         firsts = await consumer.beginning_offsets(tps)
         starts = {
-            tp: firsts[tp] if window is None else max(firsts[tp], ends[tp] - window)
-            for tp in tps
+            tp: firsts[tp] if window is None else max(firsts[tp], ends[tp] - window) for tp in tps
         }
         for tp in tps:
             logs[tp.partition] = PartitionLog()
@@ -80,29 +83,52 @@ def txn_detail(txn: Txn) -> dict[str, Any]:
     decision = txn.decision
     out = txn_summary(txn)
     out.update(
-        payload=begin.payload.decode("utf-8") if begin.payload is not None else None,
+        payload=begin.payload.decode("utf-8", "replace") if begin.payload is not None else None,
+        staged=begin.staged,
+        staged_in=[staged_topic(r) for r in begin.placement] if begin.staged else [],
         classification=list(begin.classification),
         expected_version=begin.expected_version,
         deadline_in_ms=begin.deadline_ms - t0,
         begin_offset=txn.begin_offset,
         votes=[
-            {"region": r, "yes": v.yes, "reason": v.reason,
-             "refusal": None if v.refusal is None else v.refusal.value, "version": v.version}
+            {
+                "region": r,
+                "yes": v.yes,
+                "reason": v.reason,
+                "refusal": None if v.refusal is None else v.refusal.value,
+                "version": v.version,
+            }
             for r, v in txn.votes.items()
         ],
-        decision=None if decision is None else {
-            "commit": decision.committed, "by": decision.writer, "reason": decision.outcome.reason,
-            "conflict": None if decision.outcome.conflict is None else {
+        decision=None
+        if decision is None
+        else {
+            "commit": decision.committed,
+            "by": decision.writer,
+            "reason": decision.outcome.reason,
+            "conflict": None
+            if decision.outcome.conflict is None
+            else {
                 "region": decision.outcome.conflict.region,
                 "expected": decision.outcome.conflict.expected,
                 "found": decision.outcome.conflict.found,
             },
-            "version": decision.version, "at_ms": decision.time_ms - t0,
+            "version": decision.version,
+            "at_ms": decision.time_ms - t0,
             "offset": txn.decision_offset,
         },
-        acks=[{"region": a.region, "event": a.position, "at_ms": a.time_ms - t0}
-              for a in txn.acks.values()],
-        refused=[{"by": r.record.writer, "reason": r.reason, "offset": r.offset,
-                  "at_ms": r.record.time_ms - t0} for r in txn.refused],
+        acks=[
+            {"region": a.region, "event": a.position, "at_ms": a.time_ms - t0}
+            for a in txn.acks.values()
+        ],
+        refused=[
+            {
+                "by": r.record.writer,
+                "reason": r.reason,
+                "offset": r.offset,
+                "at_ms": r.record.time_ms - t0,
+            }
+            for r in txn.refused
+        ],
     )
     return out

@@ -15,7 +15,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from edgebus.config import EdgeConfig
-from edgebus.core.commit_log import LogRecord
+from edgebus.core.commit_log import LogRecord, PartitionLog, Txn
 from edgebus.errors import DecodeError, InfrastructureUnavailable
 from edgebus.kafka import clients
 from edgebus.kafka.batching import partition_for
@@ -30,6 +30,7 @@ __all__ = [
     "decode_record",
     "ensure_commit_log",
     "kind_of",
+    "participant_offsets",
     "read_record",
     "start_consumer",
 ]
@@ -62,8 +63,9 @@ def read_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord:
     except DecodeError:
         raise
     except Exception as e:  # the decoder's own checks missed it: still not a record
-        raise DecodeError(f"a commit-log record that does not decode: {type(e).__name__}: "
-                          f"{e}") from e
+        raise DecodeError(
+            f"a commit-log record that does not decode: {type(e).__name__}: {e}"
+        ) from e
 
 
 def decode_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord | None:
@@ -71,9 +73,32 @@ def decode_record(record: ConsumerRecord[bytes, bytes]) -> LogRecord | None:
     try:
         return read_record(record)
     except DecodeError as e:
-        log.error("commit log %d:%d is not a commit-log record, skipped: %s",
-                  record.partition, record.offset, e)
+        log.error(
+            "commit log %d:%d is not a commit-log record, skipped: %s",
+            record.partition,
+            record.offset,
+            e,
+        )
         return None
+
+
+def participant_offsets(
+    logs: dict[int, PartitionLog], processed: dict[int, int], topic: str, region: str, now_ms: int
+) -> dict[TopicPartition, int]:
+    """Where ``region``'s participant resumes each partition of the commit log: before
+    every transaction it has to vote on, apply or acknowledge, never past what it
+    processed. Compacts each fold to what a restart would read again."""
+
+    def unfinished(t: Txn) -> bool:  # ours to vote on, apply or acknowledge
+        return region in t.participants and region not in t.acks
+
+    offsets = {}
+    for p, plog in logs.items():
+        plog.compact(now_ms, lambda t: t.decision is None or unfinished(t))
+        offsets[TopicPartition(topic, p)] = min(
+            plog.resume_offset(now_ms, unfinished), processed.get(p, plog.position)
+        )
+    return offsets
 
 
 def kind_of(record: ConsumerRecord[bytes, bytes]) -> bytes | None:
@@ -96,8 +121,13 @@ async def start_consumer(
     """A started consumer of the commit log (not subscribed: the caller assigns or
     subscribes). Kafka errors become InfrastructureUnavailable."""
     return await clients.start_consumer(
-        config.kafka, bootstrap, role, group_id=group_id, group_instance_id=group_instance_id,
-        client_id=client_id, what="the commit log's Kafka",
+        config.kafka,
+        bootstrap,
+        role,
+        group_id=group_id,
+        group_instance_id=group_instance_id,
+        client_id=client_id,
+        what="the commit log's Kafka",
     )
 
 
@@ -116,7 +146,10 @@ class CommitLogWriter:
         """Create the topic if needed and connect."""
         await ensure_commit_log(self.config, self.bootstrap)
         self._producer = await clients.start_producer(
-            self.config.kafka, self.bootstrap, "log", client_id=self.client_id,
+            self.config.kafka,
+            self.bootstrap,
+            "log",
+            client_id=self.client_id,
             what="the commit log's Kafka",
         )
 
@@ -152,7 +185,7 @@ class CommitLogWriter:
         except KafkaError as e:
             raise InfrastructureUnavailable(
                 f"the commit log did not acknowledge {type(record).__name__} of txn "
-                f"{record.txn_id}: {e}", [self.bootstrap]
+                f"{record.txn_id}: {e}",
+                [self.bootstrap],
             ) from e
         return meta.partition, meta.offset  # type: ignore[attr-defined]
-

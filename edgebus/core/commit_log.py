@@ -6,7 +6,13 @@ written key, so all records of all transactions on a key sit in one partition, i
 order that every reader sees:
 
 * :class:`BeginRecord`: the client asks for the write. It is the PREPARE: every
-  participant (every region of the write's placement) reads it from the log.
+  participant (every region of the write's placement) reads it from the log. It does
+  not carry the data: the log lies in one region's cluster, which may be one the data
+  may not be held in. The client first stages the payload in every participant's own
+  topic ``edgebus.<region>.staged`` and the BEGIN carries only a salted digest of it
+  (:mod:`edgebus.core.staged_write`); each participant votes, and applies a COMMIT,
+  with the payload staged in its region. (A BEGIN with its payload inline, as clients
+  before staging wrote it, is still a valid request.)
 * :class:`VoteRecord`: a participant's yes (it locked the key) or no (and why).
 * :class:`DecisionRecord`: a coordinator's COMMIT (every participant voted yes before
   it) or ABORT (a no vote, or the deadline passed).
@@ -36,7 +42,8 @@ the deadline). The refusal is kept (:attr:`Txn.refused`) and reported
 whenever it comes: any participant or coordinator may abort, and nothing is applied.
 
 A participant's vote is the one non-deterministic step (it depends on the key's
-version in the participant's store and on its locks); once in the log it is a fact.
+version in the participant's store, on its locks and on the payload staged in its
+region); once in the log it is a fact.
 The log is the participant's prepared record: a yes vote in the log holds the key until
 the decision is in the log too. :func:`participant_vote` applies the vote rule
 (late, compliance, lock, ``expected_version``: :func:`edgebus.core.commit_vote.vote`)
@@ -54,6 +61,7 @@ from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConfl
 
 __all__ = [
     "MAX_REFUSED_KEPT",
+    "MAX_TXN_ID_CHARS",
     "RETENTION_MS",
     "AckRecord",
     "BeginRecord",
@@ -76,9 +84,11 @@ __all__ = [
 class BeginRecord:
     """A client's request for a strong write (the PREPARE).
 
-    ``payload``: the data as JSON bytes (``None`` for a delete). ``placement``: the
-    participants. ``hlc``: the client's hybrid logical clock, packed
-    (``wall_ms << 16 | logical``).
+    ``payload``: the data as JSON bytes, inline (``None`` for a delete, and for a
+    staged write: :mod:`edgebus.core.staged_write`). ``placement``: the participants.
+    ``hlc``: the client's hybrid logical clock, packed (``wall_ms << 16 | logical``).
+    ``staged_digest``: of a staged write, the commitment to the payload staged in each
+    participant's own region (:func:`edgebus.core.staged_write.staged_digest`).
     """
 
     txn_id: str
@@ -92,6 +102,13 @@ class BeginRecord:
     hlc: int
     writer: str
     time_ms: int
+    staged_digest: bytes | None = None
+
+    @property
+    def staged(self) -> bool:
+        """Whether the data is staged in the participants' own topics (no payload
+        inline, not a delete)."""
+        return self.payload is None and self.operation != "delete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +223,8 @@ class Txn:
 #: recognised. edgebus's client never sends a BEGIN twice; Kafka's idempotent producer
 #: drops its own retries.
 RETENTION_MS = 120_000
+#: a transaction id is a UUID (36 characters); a participant refuses longer ones
+MAX_TXN_ID_CHARS = 200
 #: how many refused COMMITs a transaction keeps (:attr:`Txn.refused`); later ones are
 #: reported by :attr:`PartitionLog.last_refused` all the same
 MAX_REFUSED_KEPT = 10
@@ -231,8 +250,10 @@ class PartitionLog:
         self.position = max(self.position, offset + 1)
         self.last_refused = None
         txn = self.txns.get(record.txn_id)
-        if isinstance(record, DecisionRecord) and record.committed and (
-            txn is None or txn.decision is None
+        if (
+            isinstance(record, DecisionRecord)
+            and record.committed
+            and (txn is None or txn.decision is None)
         ):
             reason = _NO_BEGIN if txn is None else unbacked_commit(txn)
             if reason is not None:
@@ -282,8 +303,9 @@ class PartitionLog:
         offsets = [t.begin_offset for t in self.txns.values() if t.begin_offset >= 0 and needed(t)]
         return min(offsets, default=self.position)
 
-    def resume_offset(self, now_ms: int, needed: Callable[[Txn], bool],
-                      retention_ms: int = RETENTION_MS) -> int:
+    def resume_offset(
+        self, now_ms: int, needed: Callable[[Txn], bool], retention_ms: int = RETENTION_MS
+    ) -> int:
         """Where a reader restarting now should read this partition again from: the
         :meth:`low_water` of the ``needed`` transactions and of every transaction whose
         deadline passed less than ``retention_ms`` ago, so that a late duplicate of one
@@ -294,14 +316,18 @@ class PartitionLog:
         only what the resume offset no longer needs."""
         start = self.low_water(lambda t: needed(t) or recent(t, now_ms, retention_ms))
         while True:  # never start between a transaction's begin and a later record of it
-            back = [t.begin_offset for t in self.txns.values()
-                    if 0 <= t.begin_offset < start <= t.last_offset]
+            back = [
+                t.begin_offset
+                for t in self.txns.values()
+                if 0 <= t.begin_offset < start <= t.last_offset
+            ]
             if not back:
                 return start
             start = min(back)
 
-    def compact(self, now_ms: int, needed: Callable[[Txn], bool],
-                retention_ms: int = RETENTION_MS) -> int:
+    def compact(
+        self, now_ms: int, needed: Callable[[Txn], bool], retention_ms: int = RETENTION_MS
+    ) -> int:
         """Forget every transaction whose records all lie before
         :meth:`resume_offset`: keep what a reader restarting now would fold again.
         Returns how many were forgotten."""
@@ -316,8 +342,9 @@ class PartitionLog:
         return len(drop)
 
 
-_NO_BEGIN = ("a COMMIT of a transaction whose BEGIN is not in the log before it: no "
-             "coordinator decided it")
+_NO_BEGIN = (
+    "a COMMIT of a transaction whose BEGIN is not in the log before it: no coordinator decided it"
+)
 
 
 def unbacked_commit(txn: Txn) -> str | None:
@@ -332,8 +359,10 @@ def unbacked_commit(txn: Txn) -> str | None:
         return "a COMMIT of a write without participant regions: no coordinator decided it"
     missing = [r for r in begin.placement if r not in txn.votes or not txn.votes[r].yes]
     if missing:
-        return (f"a COMMIT without a yes vote of {', '.join(missing)} before it in the log: "
-                "no coordinator decided it")
+        return (
+            f"a COMMIT without a yes vote of {', '.join(missing)} before it in the log: "
+            "no coordinator decided it"
+        )
     return None
 
 
@@ -342,9 +371,7 @@ def recent(txn: Txn, now_ms: int, retention_ms: int = RETENTION_MS) -> bool:
     return txn.begin is not None and now_ms <= txn.begin.deadline_ms + retention_ms
 
 
-def coordinator_decision(
-    txn: Txn, now_ms: int, *, may_time_out: bool = True
-) -> TxnOutcome | None:
+def coordinator_decision(txn: Txn, now_ms: int, *, may_time_out: bool = True) -> TxnOutcome | None:
     """What a coordinator decides for ``txn`` now, or ``None`` to wait.
 
     COMMIT once every participant voted yes (even past the deadline: the votes are

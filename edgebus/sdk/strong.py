@@ -1,8 +1,11 @@
 """Strong writes from the SDK: two-phase commit across the write's placement.
 
-The write is placed and encoded like any other (:class:`~edgebus.sdk.writes.Writer`),
-then submitted to the commit log as a BEGIN; a coordinator decides and the client
-waits for the decision (:mod:`edgebus.commit.client`). Which coordinator is
+The write is placed and encoded like any other (:class:`~edgebus.sdk.writes.Writer`);
+its payload is staged in every placement region's own topic ``edgebus.<region>.staged``
+(never in the commit log, which may lie in a region the data may not be held in), then
+the write is submitted to the commit log as a BEGIN without payload, carrying the
+staged payload's digest (:mod:`edgebus.core.staged_write`); a coordinator decides and
+the client waits for the decision (:mod:`edgebus.commit.client`). Which coordinator is
 ``strong.coordinator``'s choice: ``auto`` (default) the ``edgebus coordinator run``
 processes when one runs, else one bus among those writing strongly
 (:class:`~edgebus.commit.coordinator.AutoCoordinator`: this bus looks again whenever a
@@ -13,6 +16,7 @@ write of its own waits for its decision, and takes over when nobody coordinates)
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,12 +26,14 @@ from edgebus.config import EdgeConfig
 from edgebus.core.commit_log import BeginRecord
 from edgebus.core.envelope import Operation, new_event_id
 from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.staged_write import SALT_BYTES, StagedWrite
 from edgebus.sdk.lazily import Lazily
 from edgebus.sdk.options import WriteOptions
 from edgebus.sdk.results import CommitResult
 from edgebus.sdk.sessions import BusSession
 from edgebus.sdk.writes import Writer
 from edgebus.wire.event_codec import encode_payload
+from edgebus.wire.headers import H_DECLASSIFIED
 
 if TYPE_CHECKING:  # imported when the first strong write starts them
     from edgebus.commit.client import StrongClient
@@ -49,7 +55,11 @@ class StrongWrites:
     one that joins it only while no other coordinator runs (``auto``)."""
 
     def __init__(
-        self, config: EdgeConfig, client_id: str, clusters: dict[str, str], writer: Writer,
+        self,
+        config: EdgeConfig,
+        client_id: str,
+        clusters: dict[str, str],
+        writer: Writer,
         session: BusSession,
     ) -> None:
         self.config = config
@@ -57,6 +67,7 @@ class StrongWrites:
         self.writer = writer
         self.session = session
         self._bootstrap = clusters[config.strong_log_region]
+        self._clusters = clusters
         self._parts: Lazily[_Started] = Lazily(self._start)
 
     @property
@@ -74,11 +85,19 @@ class StrongWrites:
 
         log_noise.install()  # the group's rebalances never stream to a user's terminal
         mode = self.config.strong.coordinator
-        embedded = (Coordinator(self.config, self._bootstrap, kind="embedded")
-                    if mode == "embedded" else None)
+        embedded = (
+            Coordinator(self.config, self._bootstrap, kind="embedded")
+            if mode == "embedded"
+            else None
+        )
         auto = AutoCoordinator(self.config, self._bootstrap) if mode == "auto" else None
-        client = StrongClient(self.config, self._bootstrap, self.client_id,
-                              on_slow=auto.nudge if auto is not None else None)
+        client = StrongClient(
+            self.config,
+            self._bootstrap,
+            self.client_id,
+            on_slow=auto.nudge if auto is not None else None,
+            clusters=self._clusters,
+        )
         await client.start()
         try:
             for coordinator in (embedded, auto):
@@ -99,20 +118,35 @@ class StrongWrites:
     async def commit(self, key: str, data: Any, keywords: Mapping[str, Any]) -> CommitResult:
         """Commit a write in every region of its placement, or in none."""
         options = WriteOptions.of(keywords, "commit")
-        timeout = self.config.strong.timeout_ms if options.timeout_ms is None else (
-            options.timeout_ms
-        )
+        timeout = options.timeout_ms
+        if timeout is None:
+            timeout = self.config.strong.timeout_ms
         if options.session is not None:
             await self.session.check(options.session)
         prepared = self.writer.prepare(key, data, options)
         client = (await self._parts.get()).client
         now_ms = time.time_ns() // 1_000_000
         hlc = prepared.hlc
+        txn_id = new_event_id()
+        staged = None
+        if prepared.operation is not Operation.DELETE:
+            payload = encode_payload(data) or b"null"  # (a set of None: JSON null)
+            staged = StagedWrite(
+                txn_id,
+                key,
+                prepared.operation.value,
+                payload,
+                dict(prepared.encoded.headers).get(H_DECLASSIFIED),
+                secrets.token_bytes(SALT_BYTES),
+                now_ms + timeout,
+                self.client_id,
+                now_ms,
+            )
         begin = BeginRecord(
-            txn_id=new_event_id(),
+            txn_id=txn_id,
             key=key,
             operation=prepared.operation.value,
-            payload=encode_payload(data) if prepared.operation is not Operation.DELETE else None,
+            payload=None,  # staged in the participants' own regions, never in the log
             placement=prepared.placement.regions,
             classification=prepared.classification,
             expected_version=options.expected_version,
@@ -120,8 +154,9 @@ class StrongWrites:
             hlc=(hlc.wall_ms << 16) | hlc.logical,
             writer=self.client_id,
             time_ms=now_ms,
+            staged_digest=staged.digest if staged is not None else None,
         )
-        decision = await client.commit(begin)
+        decision = await client.commit(begin, staged)
         outcome = decision.outcome
         if decision.committed:
             self.session.observe_hlc(decision.hlc)

@@ -1,8 +1,12 @@
-"""Commit-log records on the wire: ``io.edgebus.SagaLogRecord`` (``schemas/saga_log.v1.avsc``)
-in Avro single-object encoding, keyed by the written key, in topic ``edgebus.<log region>.saga``.
+"""Commit-log records on the wire: ``io.edgebus.SagaLogRecord`` (``schemas/saga_log.v2.avsc``;
+version 1 records, without ``begin.staged_digest``, still decode) in Avro single-object
+encoding, keyed by the written key, in topic ``edgebus.<log region>.saga``.
 
 Records carry the header ``eb-saga`` (``begin``, ``vote``, ``decision`` or ``ack``) so
-a tool can filter without decoding. ``schemas/README.md`` documents the fields.
+a tool can filter without decoding. ``schemas/README.md`` documents the fields. A
+BEGIN's payload is inline only in records of old clients: a staged write's BEGIN has a
+null payload and the ``staged_digest`` of the payload staged in each participant's own
+region (:mod:`edgebus.core.staged_write`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from edgebus.core.commit_log import AckRecord, BeginRecord, DecisionRecord, LogRecord, VoteRecord
 from edgebus.core.commit_vote import Decision, Refusal, TxnOutcome, VersionConflict, Vote
+from edgebus.core.staged_write import DIGEST_BYTES
 from edgebus.errors import DecodeError
 from edgebus.wire.schema_registry import RegisteredSchema, default_registry
 from edgebus.wire.single_object import decode_single_object, encode_single_object
@@ -57,6 +62,7 @@ def encode_saga_record(record: LogRecord) -> bytes:
             "expected_version": record.expected_version,
             "deadline_ms": record.deadline_ms,
             "hlc": record.hlc,
+            "staged_digest": record.staged_digest,
         }
     elif isinstance(record, VoteRecord):
         v = record.vote
@@ -96,10 +102,25 @@ def decode_saga_record(value: bytes | None) -> LogRecord:
     try:
         if kind == "BEGIN":
             b = r["begin"]
+            if b is None:
+                raise TypeError("it is null")
+            digest = b.get("staged_digest")  # (not in version 1 records)
+            if digest is not None and len(digest) != DIGEST_BYTES:
+                raise DecodeError(
+                    f"a BEGIN's staged_digest has {len(digest)} bytes, not {DIGEST_BYTES}"
+                )
             return BeginRecord(
-                *common, b["operation"], b["payload"], tuple(b["placement"]),
-                tuple(b["classification"]), b["expected_version"], b["deadline_ms"], b["hlc"],
-                r["writer"], r["time_ms"],
+                *common,
+                b["operation"],
+                b["payload"],
+                tuple(b["placement"]),
+                tuple(b["classification"]),
+                b["expected_version"],
+                b["deadline_ms"],
+                b["hlc"],
+                r["writer"],
+                r["time_ms"],
+                digest,
             )
         if kind == "VOTE":
             v = r["vote"]
@@ -116,10 +137,12 @@ def decode_saga_record(value: bytes | None) -> LogRecord:
             outcome = TxnOutcome(
                 Decision.COMMIT if d["commit"] else Decision.ABORT, d["reason"], conflict
             )
-            return DecisionRecord(*common, outcome, d["hlc"], d["version"], r["writer"],
-                                  r["time_ms"])
+            return DecisionRecord(
+                *common, outcome, d["hlc"], d["version"], r["writer"], r["time_ms"]
+            )
         a = r["ack"]
         return AckRecord(*common, a["region"], a["position"], r["writer"], r["time_ms"])
     except (TypeError, KeyError, ValueError) as e:
-        raise DecodeError(f"commit-log record of kind {kind} lacks its {kind.lower()} part: {e}") \
-            from e
+        raise DecodeError(
+            f"commit-log record of kind {kind} lacks its {kind.lower()} part: {e}"
+        ) from e

@@ -32,13 +32,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from edgebus.core.commit_log import VoteRecord
 from edgebus.core.commit_vote import Decision, VersionConflict
 from edgebus.errors import ComplianceViolation, StrongOutcomeUnknown
 from edgebus.kafka.reading import read_to_end
-from edgebus.kafka.topics import commit_log_topic, events_topic
+from edgebus.kafka.topics import commit_log_topic, events_topic, staged_topic
 from edgebus.sdk import CommitResult, EdgeBus
 from tests.integration.regions import eventually, store_rows
 from tests.integration.saga_processes import (
@@ -71,8 +71,9 @@ async def dep(
     try:
         await dep.start()
         async with EdgeBus(dep.regions.config, discovery=False) as bus:
-            first = await bus.commit(f"{unique_tag()}:warm-up", {"up": True},
-                                     timeout_ms=FIRST_TIMEOUT_MS)
+            first = await bus.commit(
+                f"{unique_tag()}:warm-up", {"up": True}, timeout_ms=FIRST_TIMEOUT_MS
+            )
             assert first.committed, (first, dep.logs())
             assert first.placement == dep.names
         yield dep
@@ -135,9 +136,7 @@ async def test_compare_and_set_with_a_stale_version_is_a_conflict_and_changes_no
     await _check_atomic(dep)
 
 
-async def test_expected_version_zero_creates_only_if_absent(
-    dep: Deployment, bus: EdgeBus
-) -> None:
+async def test_expected_version_zero_creates_only_if_absent(dep: Deployment, bus: EdgeBus) -> None:
     key = f"{unique_tag()}:lock"
     created = await bus.commit(key, {"owner": "a"}, expected_version=0)
     assert created.committed and created.version == 1, created
@@ -178,9 +177,7 @@ async def test_concurrent_strong_increments_from_several_clients_add_up_exactly(
     await _check_atomic(dep)
 
 
-async def test_strong_delete_removes_the_key_in_every_region(
-    dep: Deployment, bus: EdgeBus
-) -> None:
+async def test_strong_delete_removes_the_key_in_every_region(dep: Deployment, bus: EdgeBus) -> None:
     key = f"{unique_tag()}:session"
     assert (await bus.commit(key, {"token": "x"})).committed
     deleted = await bus.commit(key, None, operation="delete", expected_version=1)
@@ -212,9 +209,25 @@ async def test_strong_pii_write_is_placed_voted_and_stored_only_in_the_gdpr_regi
         topic = await read_to_end(KAFKA, dep.bootstrap, events_topic(region))
         holds = any(b"a@b.eu" in (r.value or b"") for r in topic)
         assert holds == (region == eu), region
+        staged = await read_to_end(KAFKA, dep.bootstrap, staged_topic(region))
+        assert any(b"a@b.eu" in (r.value or b"") for r in staged) == (region == eu), region
         assert (result.txn_id in await txn_events(dep.bootstrap, region)) == (region == eu)
         assert (key in await store_rows(dep.store_urls[region])) == (region == eu), region
+    # the commit log (in the log region's cluster, outside the GDPR zone) holds none of it
+    saga_log = await read_to_end(KAFKA, dep.bootstrap, commit_log_topic(dep.log_region))
+    assert not [r.offset for r in saga_log if b"a@b.eu" in raw_bytes(r)]
     await _check_atomic(dep)
+
+
+def raw_bytes(record: ConsumerRecord[bytes, bytes]) -> bytes:
+    """Every byte of a record: key, value and headers."""
+    return b"|".join(
+        [
+            record.key or b"",
+            record.value or b"",
+            *(n.encode() + b"=" + (v or b"") for n, v in record.headers or ()),
+        ]
+    )
 
 
 async def test_strict_mode_refuses_pii_with_no_gdpr_region_and_nothing_is_prepared(
@@ -227,8 +240,13 @@ async def test_strict_mode_refuses_pii_with_no_gdpr_region_and_nothing_is_prepar
     assert "gdpr" in refused.value.zones_required
     assert str(refused.value).startswith("Compliance violation: cannot place data")
     with pytest.raises(ComplianceViolation):
-        await bus.write(key, {"note": "x"}, classification="pii", consistency="strong",
-                        exclude_locations=[dep.regions.eu])
+        await bus.write(
+            key,
+            {"note": "x"},
+            classification="pii",
+            consistency="strong",
+            exclude_locations=[dep.regions.eu],
+        )
     # nothing prepared: not one record of the key in the commit log, in no store
     saga_log = await read_to_end(KAFKA, dep.bootstrap, commit_log_topic(dep.log_region))
     assert saga_log, "the commit log holds the earlier tests' transactions"
@@ -250,10 +268,14 @@ async def test_a_poison_record_in_the_saga_log_stops_neither_coordinator_nor_par
     await producer.start()
     try:
         for p in range(PARTITIONS):  # every coordinator and participant meets one
-            await producer.send_and_wait(topic, b"\x00garbage\xff" * 3, key=b"poison",
-                                         partition=p)
-            await producer.send_and_wait(topic, b"\xc3\x01" + bytes(20), key=b"poison",
-                                         partition=p, headers=[("eb-saga", b"decision")])
+            await producer.send_and_wait(topic, b"\x00garbage\xff" * 3, key=b"poison", partition=p)
+            await producer.send_and_wait(
+                topic,
+                b"\xc3\x01" + bytes(20),
+                key=b"poison",
+                partition=p,
+                headers=[("eb-saga", b"decision")],
+            )
     finally:
         await producer.stop()
     keys = keys_per_partition(tag)
@@ -281,8 +303,10 @@ async def test_outcome_unknown_without_a_coordinator_then_a_late_coordinator_dec
     missing votes), and it is applied once in every region."""
     [coordinator] = dep.coordinators
     key = f"{unique_tag()}:unknown"
-    config = {**dep.regions.config,
-              "strong": {**dep.regions.config["strong"], "decision_grace_ms": 0}}
+    config = {
+        **dep.regions.config,
+        "strong": {**dep.regions.config["strong"], "decision_grace_ms": 0},
+    }
     async with EdgeBus(config, discovery=False) as bus:
         assert (await bus.commit(key, 5, operation="increment")).committed
         await asyncio.to_thread(coordinator.stop)
@@ -345,7 +369,10 @@ async def test_saga_list_and_show_report_votes_decisions_and_acks_of_strong_writ
     code, shown, out = await asyncio.to_thread(dep.regions.cli, "saga", "show", lost.txn_id)
     assert code == 0, out
     txn = shown["transaction"]
-    assert txn["expected_version"] == 0 and txn["payload"] == '{"level":0}'
+    assert txn["expected_version"] == 0
+    # the data is staged in the participants' own regions, never in the commit log
+    assert txn["payload"] is None and txn["staged"] is True
+    assert txn["staged_in"] == [staged_topic(r) for r in dep.names]
     # the first no decides: votes that land after the decision are not the log's
     assert txn["votes"] and {v["refusal"] for v in txn["votes"]} == {"version_conflict"}
     assert {v["region"] for v in txn["votes"]} <= set(dep.names)

@@ -24,6 +24,7 @@ HLC = T << 16 | 3
 TXN = "0b7f1c9e-5c1a-4d55-8f7e-2f6b1b7c9a10"
 KEY = "acct:1"
 MAX_LONG = 2**63 - 1
+DIGEST = bytes(range(32))
 
 
 def vote(yes: bool, **fields: Any) -> VoteRecord:
@@ -31,11 +32,27 @@ def vote(yes: bool, **fields: Any) -> VoteRecord:
 
 
 RECORDS: list[LogRecord] = [
-    BeginRecord(TXN, KEY, "set", b'{"balance": 1000, "note": "\xc3\xa9t\xc3\xa9"}',
-                ("eu", "us", "ap"), ("pii", "finance"), 3, T + 5_000, HLC, "client-1", T),
+    BeginRecord(
+        TXN,
+        KEY,
+        "set",
+        b'{"balance": 1000, "note": "\xc3\xa9t\xc3\xa9"}',
+        ("eu", "us", "ap"),
+        ("pii", "finance"),
+        3,
+        T + 5_000,
+        HLC,
+        "client-1",
+        T,
+    ),
     BeginRecord(TXN, KEY, "delete", None, ("eu",), (), None, T + 5_000, HLC, "client-1", T),
     BeginRecord(TXN, KEY, "increment", b"5", ("eu", "us"), (), 0, 0, 0, "c", 0),
     BeginRecord(TXN, "", "set", b"", (), (), MAX_LONG, MAX_LONG, MAX_LONG, "", -1),
+    # a staged write: no payload, the digest of what each participant region holds
+    BeginRecord(
+        TXN, KEY, "set", None, ("eu", "us"), ("pii",), None, T + 5_000, HLC, "client-1", T, DIGEST
+    ),
+    BeginRecord(TXN, KEY, "merge", None, ("eu",), (), 0, T, HLC, "c", T, bytes(32)),
     vote(True, version=7),
     vote(True, region="us"),  # version None
     vote(False, reason="key 'acct:1' locked by txn t0", version=2, refusal=Refusal.LOCKED),
@@ -44,18 +61,35 @@ RECORDS: list[LogRecord] = [
     DecisionRecord(TXN, KEY, TxnOutcome(Decision.COMMIT), HLC, 8, "coordinator-a", T + 1),
     DecisionRecord(TXN, KEY, TxnOutcome(Decision.COMMIT), HLC, None, "coordinator-a", T + 1),
     DecisionRecord(
-        TXN, KEY, TxnOutcome(Decision.ABORT, "timed out: us did not vote before the deadline"),
-        HLC, None, "coordinator-b", T + 2,
+        TXN,
+        KEY,
+        TxnOutcome(Decision.ABORT, "timed out: us did not vote before the deadline"),
+        HLC,
+        None,
+        "coordinator-b",
+        T + 2,
     ),
     DecisionRecord(
-        TXN, KEY,
-        TxnOutcome(Decision.ABORT, "region us voted no: expected version 3, found 5",
-                   VersionConflict("us", 3, 5)),
-        HLC, None, "coordinator-a", T + 2,
+        TXN,
+        KEY,
+        TxnOutcome(
+            Decision.ABORT,
+            "region us voted no: expected version 3, found 5",
+            VersionConflict("us", 3, 5),
+        ),
+        HLC,
+        None,
+        "coordinator-a",
+        T + 2,
     ),
     DecisionRecord(
-        TXN, KEY, TxnOutcome(Decision.ABORT, None, VersionConflict("eu", 0, MAX_LONG)),
-        0, None, "c", 0,
+        TXN,
+        KEY,
+        TxnOutcome(Decision.ABORT, None, VersionConflict("eu", 0, MAX_LONG)),
+        0,
+        None,
+        "c",
+        0,
     ),
     AckRecord(TXN, KEY, "eu", "eu:3:1042", "eu", T + 3),
     AckRecord(TXN, KEY, "us", None, "us", T + 3),
@@ -100,7 +134,10 @@ def test_the_body_uses_the_schema_fields_and_only_the_part_of_its_kind() -> None
     assert isinstance(raw, dict)
     assert raw["kind"] == "BEGIN"
     assert (raw["txn_id"], raw["key"], raw["time_ms"], raw["writer"]) == (
-        TXN, KEY, T, "client-1",
+        TXN,
+        KEY,
+        T,
+        "client-1",
     )
     assert raw["begin"]["placement"] == ["eu", "us", "ap"]
     assert raw["vote"] is None and raw["decision"] is None and raw["ack"] is None
@@ -108,8 +145,12 @@ def test_the_body_uses_the_schema_fields_and_only_the_part_of_its_kind() -> None
 
 @pytest.mark.parametrize(
     "record_type, kind",
-    [(BeginRecord, b"begin"), (VoteRecord, b"vote"), (DecisionRecord, b"decision"),
-     (AckRecord, b"ack")],
+    [
+        (BeginRecord, b"begin"),
+        (VoteRecord, b"vote"),
+        (DecisionRecord, b"decision"),
+        (AckRecord, b"ack"),
+    ],
     ids=["begin", "vote", "decision", "ack"],
 )
 def test_saga_headers_name_the_record_kind(record_type: type, kind: bytes) -> None:
@@ -143,8 +184,15 @@ def raw_record(kind: str, **parts: Any) -> bytes:
     """A SagaLogRecord the encoder would not write (a kind without its part)."""
     schema = default_registry().latest("io.edgebus.SagaLogRecord")
     body: dict[str, Any] = {
-        "kind": kind, "txn_id": TXN, "key": KEY, "time_ms": T, "writer": "w",
-        "begin": None, "vote": None, "decision": None, "ack": None,
+        "kind": kind,
+        "txn_id": TXN,
+        "key": KEY,
+        "time_ms": T,
+        "writer": "w",
+        "begin": None,
+        "vote": None,
+        "decision": None,
+        "ack": None,
     }
     return encode_single_object(schema, {**body, **parts})
 
@@ -159,3 +207,71 @@ def test_a_vote_with_an_unknown_refusal_raises_decode_error() -> None:
     part = {"region": "eu", "yes": False, "reason": None, "refusal": "bored", "version": None}
     with pytest.raises(DecodeError):
         decode_saga_record(raw_record("VOTE", vote=part))
+
+
+def test_a_staged_begin_carries_no_payload_and_its_digest() -> None:
+    data = encode_saga_record(RECORDS[4])
+    decoded = decode_saga_record(data)
+    assert isinstance(decoded, BeginRecord)
+    assert decoded.payload is None and decoded.staged and decoded.staged_digest == DIGEST
+    assert DIGEST in data
+
+
+def test_only_a_non_delete_without_payload_is_staged() -> None:
+    set_inline, delete, _, _, staged, *_ = RECORDS
+    assert isinstance(set_inline, BeginRecord) and not set_inline.staged
+    assert isinstance(delete, BeginRecord) and not delete.staged
+    assert isinstance(staged, BeginRecord) and staged.staged
+
+
+def test_a_version_1_begin_with_its_payload_inline_still_decodes() -> None:
+    """Written by an old client (schemas/saga_log.v1.avsc, no staged_digest): in-flight
+    transactions across an upgrade keep working."""
+    v1 = next(
+        s
+        for s in default_registry()._by_fp.values()
+        if s.full_name == "io.edgebus.SagaLogRecord" and s.version == 1
+    )
+    assert default_registry().latest("io.edgebus.SagaLogRecord").version == 2
+    begin = RECORDS[0]
+    assert isinstance(begin, BeginRecord)
+    value = encode_single_object(
+        v1,
+        {
+            "kind": "BEGIN",
+            "txn_id": TXN,
+            "key": KEY,
+            "time_ms": T,
+            "writer": "client-1",
+            "vote": None,
+            "decision": None,
+            "ack": None,
+            "begin": {
+                "operation": "set",
+                "payload": begin.payload,
+                "placement": list(begin.placement),
+                "classification": list(begin.classification),
+                "expected_version": 3,
+                "deadline_ms": T + 5_000,
+                "hlc": HLC,
+            },
+        },
+    )
+    assert value[2:10] == v1.fingerprint_bytes
+    assert decode_saga_record(value) == begin
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
+def test_a_staged_digest_of_another_size_raises_decode_error(size: int) -> None:
+    part = {
+        "operation": "set",
+        "payload": None,
+        "placement": ["eu"],
+        "classification": [],
+        "expected_version": None,
+        "deadline_ms": T,
+        "hlc": HLC,
+        "staged_digest": bytes(size),
+    }
+    with pytest.raises(DecodeError, match=f"staged_digest has {size} bytes, not 32"):
+        decode_saga_record(raw_record("BEGIN", begin=part))

@@ -4,13 +4,13 @@ within a per-call time limit, and what decodes is what the writer could have wri
 
 The decoders: the record headers (``parse_position``, ``decode_headers``), the vector
 clock, the HLC timestamp, the session token, the watermark, the state log, the commit
-(saga) log, saga progress and the service announcement. Each gets real records mutated
-(bits flipped, bytes set, inserted or deleted, the rest cut, a byte rewritten as a
-hostile varint: Avro's zig-zag, LEB128 or an overlong one) and arbitrary bytes (for
-the Avro records, behind their own single-object header, so the body is what is
-fuzzed). Each call runs under :data:`tests.unit.fuzzing.LIMIT_S`; the example budget
-of each test is fixed (the same with and without ``CI=true``). The named regression
-tests below the properties are the bugs the suite found.
+(saga) log, staged strong-write payloads, saga progress and the service announcement.
+Each gets real records mutated (bits flipped, bytes set, inserted or deleted, the rest
+cut, a byte rewritten as a hostile varint: Avro's zig-zag, LEB128 or an overlong one)
+and arbitrary bytes (for the Avro records, behind their own single-object header, so
+the body is what is fuzzed). Each call runs under :data:`tests.unit.fuzzing.LIMIT_S`;
+the example budget of each test is fixed (the same with and without ``CI=true``). The
+named regression tests below the properties are the bugs the suite found.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from edgebus.core.commit_vote import Vote
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.core.saga import Saga, SagaBegun, StepCompleted
 from edgebus.core.session import InvalidSessionToken, SessionToken
+from edgebus.core.staged_write import SALT_BYTES, StagedWrite
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import DecodeError, InvalidInput
 from edgebus.wire.announcement import (
@@ -61,6 +62,7 @@ from edgebus.wire.headers import (
 from edgebus.wire.saga_progress import ProgressEntry, decode_progress, encode_progress
 from edgebus.wire.schema_registry import default_registry
 from edgebus.wire.single_object import decode_single_object
+from edgebus.wire.staged_write import decode_staged_write, encode_staged_write
 from edgebus.wire.state_log import decode_state_record, encode_state_record
 from edgebus.wire.watermark import (
     HEARTBEAT,
@@ -73,6 +75,7 @@ from tests.unit.fuzzing import decoded, leb128, mutated, zigzag
 from tests.unit.test_commit_log_codec import RECORDS as SAGA_LOG_RECORDS
 from tests.unit.test_event_reader import encoded_events
 from tests.unit.test_saga_progress_codec import ENTRIES as PROGRESS_ENTRIES
+from tests.unit.test_staged_write_codec import RECORDS as STAGED_WRITES
 from tests.unit.test_state_log_codec import RECORDS as STATE_LOG_RECORDS
 from tests.unit.test_state_log_codec import raw_op, raw_record, raw_request
 
@@ -97,7 +100,10 @@ encoded_positions = positions.map(format_position)
 tokens = st.builds(SessionToken, clocks, st.just(0) | st.integers(1, 2**64 - 1))
 encoded_tokens = tokens.map(lambda t: t.encode().encode("ascii"))
 watermarks = st.builds(
-    Watermark, regions, partitions, st.none() | st.integers(0, 2**63 - 1),
+    Watermark,
+    regions,
+    partitions,
+    st.none() | st.integers(0, 2**63 - 1),
     st.sampled_from([HEARTBEAT, REPLICATOR]),
 )
 encoded_watermarks = watermarks.map(encode_watermark)
@@ -106,19 +112,32 @@ encoded_state_records = st.sampled_from(
 )
 encoded_saga_records = st.sampled_from([encode_saga_record(r) for r in SAGA_LOG_RECORDS])
 encoded_progress = st.sampled_from([encode_progress(e) for e in PROGRESS_ENTRIES])
+encoded_staged_writes = st.sampled_from([encode_staged_write(r) for r in STAGED_WRITES])
 announcements = st.builds(
-    Announcement, regions, st.sampled_from(["http://127.0.0.1:8700", "https://edge.example:443",
-                                            "http://[::1]:9000/edgebus"]),
-    st.integers(0, 2**22), names, st.just("sqlite:///tmp/eu.db"), st.integers(0, 2**45),
+    Announcement,
+    regions,
+    st.sampled_from(
+        ["http://127.0.0.1:8700", "https://edge.example:443", "http://[::1]:9000/edgebus"]
+    ),
+    st.integers(0, 2**22),
+    names,
+    st.just("sqlite:///tmp/eu.db"),
+    st.integers(0, 2**45),
 )
 encoded_announcements = announcements.map(encode_announcement)
 
 
 def header_list(clock: bytes, hlc: bytes, position: bytes) -> list[tuple[str, bytes]]:
     return [
-        (H_SCHEMA, bytes(8)), (H_EVENT_ID, b"0b7e4f2e-5b8f-4b0e-9d55-0c1c7a1c2f3a"),
-        (H_ORIGIN, b"eu-west-1"), (H_PLACEMENT, b"eu-west-1,us-east-1"), (H_CLASS, b"pii"),
-        (H_HLC, hlc), (H_DEPS, clock), (H_ORIGIN_POS, position), ("x-app", b"\xff\x00"),
+        (H_SCHEMA, bytes(8)),
+        (H_EVENT_ID, b"0b7e4f2e-5b8f-4b0e-9d55-0c1c7a1c2f3a"),
+        (H_ORIGIN, b"eu-west-1"),
+        (H_PLACEMENT, b"eu-west-1,us-east-1"),
+        (H_CLASS, b"pii"),
+        (H_HLC, hlc),
+        (H_DEPS, clock),
+        (H_ORIGIN_POS, position),
+        ("x-app", b"\xff\x00"),
     ]
 
 
@@ -160,6 +179,13 @@ def _state_record_is_a_record(value: bytes, result: tuple[str, Any]) -> None:
 
 def _saga_record_is_a_record(value: bytes, record: Any) -> None:
     assert isinstance(record, BeginRecord | VoteRecord | DecisionRecord | AckRecord)
+
+
+def _staged_write_is_stageable(value: bytes, staged: Any) -> None:
+    assert isinstance(staged, StagedWrite) and len(staged.salt) == SALT_BYTES
+    assert staged.operation != "delete" and 0 < len(staged.txn_id) <= 200
+    assert staged.txn_id.isascii() and staged.deadline_ms >= 0 and staged.time_ms >= 0
+    assert isinstance(staged.payload, bytes)
 
 
 def _progress_is_an_entry(value: bytes, entry: Any) -> None:
@@ -225,35 +251,85 @@ def mutated_headers(draw: st.DrawFn) -> list[tuple[str, bytes | None]]:
     return headers
 
 
-arbitrary_headers = st.lists(st.tuples(
-    st.sampled_from([n for n, _ in header_list(b"", b"", b"")]) | st.text(max_size=8),
-    st.none() | st.binary(max_size=40),
-), max_size=8)
+arbitrary_headers = st.lists(
+    st.tuples(
+        st.sampled_from([n for n, _ in header_list(b"", b"", b"")]) | st.text(max_size=8),
+        st.none() | st.binary(max_size=40),
+    ),
+    max_size=8,
+)
 
 
 DECODERS = [
-    Decoder("position", parse_position, mutated(encoded_positions),
-            st.binary(max_size=320), _position_is_in_kafkas_range),
-    Decoder("headers", decode_headers, mutated_headers(), arbitrary_headers,
-            _headers_are_a_dict),
-    Decoder("vector clock", VectorClock.decode, mutated(encoded_clocks),
-            st.binary(max_size=200).map(lambda b: b"\x01" + b), _clock_is_canonical),
-    Decoder("hlc", HLCTimestamp.decode, mutated(encoded_hlcs), st.binary(max_size=12),
-            _hlc_round_trips),
-    Decoder("session token", SessionToken.decode, mutated_tokens(),
-            st.sampled_from(["eb1.", "eb2.", ""]).flatmap(
-                lambda p: st.text(max_size=200).map(lambda t: p + t)),
-            _token_round_trips),
-    Decoder("watermark", decode_watermark, mutated(encoded_watermarks, 10),
-            _behind_header(encoded_watermarks), _watermark_is_in_range),
-    Decoder("state log", decode_state_record, mutated(encoded_state_records, 10),
-            _behind_header(encoded_state_records), _state_record_is_a_record),
-    Decoder("saga log", decode_saga_record, mutated(encoded_saga_records, 10),
-            _behind_header(encoded_saga_records), _saga_record_is_a_record),
-    Decoder("saga progress", decode_progress, mutated(encoded_progress, 10),
-            _behind_header(encoded_progress), _progress_is_an_entry),
-    Decoder("announcement", decode_announcement, mutated(encoded_announcements),
-            st.binary(max_size=300), _announcement_is_usable),
+    Decoder(
+        "position",
+        parse_position,
+        mutated(encoded_positions),
+        st.binary(max_size=320),
+        _position_is_in_kafkas_range,
+    ),
+    Decoder("headers", decode_headers, mutated_headers(), arbitrary_headers, _headers_are_a_dict),
+    Decoder(
+        "vector clock",
+        VectorClock.decode,
+        mutated(encoded_clocks),
+        st.binary(max_size=200).map(lambda b: b"\x01" + b),
+        _clock_is_canonical,
+    ),
+    Decoder(
+        "hlc", HLCTimestamp.decode, mutated(encoded_hlcs), st.binary(max_size=12), _hlc_round_trips
+    ),
+    Decoder(
+        "session token",
+        SessionToken.decode,
+        mutated_tokens(),
+        st.sampled_from(["eb1.", "eb2.", ""]).flatmap(
+            lambda p: st.text(max_size=200).map(lambda t: p + t)
+        ),
+        _token_round_trips,
+    ),
+    Decoder(
+        "watermark",
+        decode_watermark,
+        mutated(encoded_watermarks, 10),
+        _behind_header(encoded_watermarks),
+        _watermark_is_in_range,
+    ),
+    Decoder(
+        "state log",
+        decode_state_record,
+        mutated(encoded_state_records, 10),
+        _behind_header(encoded_state_records),
+        _state_record_is_a_record,
+    ),
+    Decoder(
+        "saga log",
+        decode_saga_record,
+        mutated(encoded_saga_records, 10),
+        _behind_header(encoded_saga_records),
+        _saga_record_is_a_record,
+    ),
+    Decoder(
+        "staged write",
+        decode_staged_write,
+        mutated(encoded_staged_writes, 10),
+        _behind_header(encoded_staged_writes),
+        _staged_write_is_stageable,
+    ),
+    Decoder(
+        "saga progress",
+        decode_progress,
+        mutated(encoded_progress, 10),
+        _behind_header(encoded_progress),
+        _progress_is_an_entry,
+    ),
+    Decoder(
+        "announcement",
+        decode_announcement,
+        mutated(encoded_announcements),
+        st.binary(max_size=300),
+        _announcement_is_usable,
+    ),
 ]
 
 
@@ -283,8 +359,14 @@ def test_arbitrary_input_is_a_decode_error_or_a_valid_record_in_bounded_time(
 
 # ------------------------------------------------------------------ the Avro layer
 
-avro_records = (encoded_watermarks | encoded_state_records | encoded_saga_records
-                | encoded_progress | encoded_events())
+avro_records = (
+    encoded_watermarks
+    | encoded_state_records
+    | encoded_saga_records
+    | encoded_staged_writes
+    | encoded_progress
+    | encoded_events()
+)
 
 
 @settings(max_examples=MUTATED_EXAMPLES, deadline=None)
@@ -366,7 +448,7 @@ def a_saga_begun() -> bytes:
 def test_an_array_count_past_the_end_is_a_decode_error_at_once(count: int) -> None:
     value = a_saga_begun()
     at = value.index(b"\x02n\x00") + 2
-    forged = value[:at] + zigzag(count) + (zigzag(0) if count < 0 else b"") + value[at + 1:]
+    forged = value[:at] + zigzag(count) + (zigzag(0) if count < 0 else b"") + value[at + 1 :]
     result = decoded(decode_progress, forged)
     assert isinstance(result, DecodeError)
     assert f"array block count {abs(count)} at byte {at} is larger than" in str(result)
@@ -375,7 +457,7 @@ def test_an_array_count_past_the_end_is_a_decode_error_at_once(count: int) -> No
 def test_a_negative_array_block_size_is_a_decode_error() -> None:
     value = a_saga_begun()
     at = value.index(b"\x02n\x00") + 2
-    forged = value[:at] + zigzag(-1) + zigzag(-2) + value[at + 1:]
+    forged = value[:at] + zigzag(-1) + zigzag(-2) + value[at + 1 :]
     with pytest.raises(DecodeError, match=r"array block size -2 .* is negative"):
         decode_progress(forged)
 
@@ -399,8 +481,9 @@ def test_a_megabyte_clock_cut_at_its_last_byte_is_a_decode_error_in_bounded_time
     assert isinstance(decoded(VectorClock.decode, data[:-1]), DecodeError)
 
 
-def test_an_avro_array_of_half_a_million_items_cut_short_is_a_decode_error_in_bounded_time(
-) -> None:
+def test_an_avro_array_of_half_a_million_items_cut_short_is_a_decode_error_in_bounded_time() -> (
+    None
+):
     # a state-log answer removing 500,000 fields, its last byte cut
     op = raw_record("OP", op=raw_op(removed=[""] * 500_000))
     assert isinstance(decoded(decode_state_record, op[:-1]), DecodeError)
@@ -430,8 +513,14 @@ def test_a_number_out_of_a_doubles_range_in_a_state_record_is_a_decode_error(
         decode_state_record(raw_record("REQUEST", request=raw_request(**{field: text})))
 
 
-@pytest.mark.parametrize("text, says", [(DEEP, "nests too deeply"), ("NaN", "not a JSON number"),
-                                        ("1e400", "out of a double's range")])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        (DEEP, "nests too deeply"),
+        ("NaN", "not a JSON number"),
+        ("1e400", "out of a double's range"),
+    ],
+)
 def test_json_the_saga_runner_cannot_write_in_a_step_result_is_a_decode_error(
     text: str, says: str
 ) -> None:
@@ -507,8 +596,12 @@ def test_an_invalid_session_token_is_a_decode_error_and_invalid_input() -> None:
 # ------------------------------------------------------------------ announcements
 
 GOOD: dict[str, Any] = {
-    "region": "eu-west-1", "url": "http://10.0.0.7:8700", "pid": 4242, "host": "node-7",
-    "store": "sqlite:///eu.db", "started_ms": 1_764_000_000_123,
+    "region": "eu-west-1",
+    "url": "http://10.0.0.7:8700",
+    "pid": 4242,
+    "host": "node-7",
+    "store": "sqlite:///eu.db",
+    "started_ms": 1_764_000_000_123,
 }
 
 
@@ -538,8 +631,10 @@ def test_an_announcement_round_trips_and_ignores_fields_it_does_not_know() -> No
         (orjson.dumps({**GOOD, "pid": -1}), "pid must be an integer"),
         (orjson.dumps({**GOOD, "started_ms": 1.5}), "started_ms must be an integer"),
         (orjson.dumps({**GOOD, "region": ""}), "region must have 1 to 249 characters"),
-        (orjson.dumps({k: v for k, v in GOOD.items() if k != "host"}),
-         "host must be a string, got nothing"),
+        (
+            orjson.dumps({k: v for k, v in GOOD.items() if k != "host"}),
+            "host must be a string, got nothing",
+        ),
         (orjson.dumps({**GOOD, "store": "x" * (MAX_ANNOUNCEMENT_BYTES + 1)}), "over the 65536"),
     ],
 )
