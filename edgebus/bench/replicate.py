@@ -1,8 +1,8 @@
 """``edgebus bench replicate``: lag from a write in region A to readable in region B.
 
-Two fresh regions A and B on one broker. Both region services run embedded (no query
-endpoint): A's replicator pushes A's events into B's topic, B's materializer applies
-them (A's materializer applies A's own, as in a deployment); an
+Two fresh regions A and B on one broker. A's region service runs as a child process,
+as deployed (``edgebus region run``): its replicator pushes A's events into B's topic.
+B's service runs embedded (no query endpoint); its materializer applies them, and an
 ``on_applied`` listener records ``time.perf_counter()`` when each key's event is
 committed to B's store. An :class:`EdgeBus` writes public events in A with
 ``replication_factor=2`` (placement A, B) at a steady rate, each on a new key; the lag
@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgebus.bench.children import config_file, region_process
 from edgebus.bench.figures import percentile
 from edgebus.bench.materialize import fresh_region, scratch_config
 from edgebus.bench.produce import sample_record
@@ -238,23 +239,38 @@ async def run_replicate_bench(
     count = max(1, int(rate * seconds))
     with tempfile.TemporaryDirectory(prefix="edgebus-bench-", dir=store_dir) as tmp:
         store = f"sqlite://{Path(tmp) / 'target.db'}"
-        origin_store = f"sqlite://{Path(tmp) / 'source.db'}"
-        async with (
-            # A's service pushes A's events into B's topic (and materializes A's own)
-            RegionService(source, config, store=origin_store, serve=False, participate=False,
-                          host_states=False),
-            RegionService(target, config, store=store, serve=False) as service,
-            EdgeBus(config, client_id="edgebus-bench-writer") as bus,
-        ):
-            assert service.materializer is not None
-            edgebus = _Edgebus(bus, source, target)
-            service.materializer.on_applied(edgebus.on_applied)
-            value = bus.prepare_write(
-                "bench:lag", sample_record(0), region=source, replication_factor=2
-            ).encoded.value
-            # the SDK's producer settings and the materializer's fetch settings
-            async with _RawHop(config.kafka, bootstrap, raw_topic, value) as raw:
-                raw_lags, edgebus_lags = await _measure(edgebus, raw, count, rate, rounds)
+        # A's service, in a process of its own as deployed, pushes A's events into B's
+        # topic (and materializes A's own)
+        origin = region_process(
+            source, f"sqlite://{Path(tmp) / 'source.db'}",
+            config_file(config, Path(tmp) / "config.json"), Path(tmp) / "source.log",
+        )
+        await origin.start()
+        try:
+            return await _run(config, source, target, store, bootstrap, raw_topic, count,
+                              rate, seconds, rounds)
+        finally:
+            await origin.stop()
+
+
+async def _run(
+    config: EdgeConfig, source: str, target: str, store: str, bootstrap: str,
+    raw_topic: str, count: int, rate: float, seconds: float, rounds: int,
+) -> ReplicateResult:
+    """B's service and the writer in this process, A's service running elsewhere."""
+    async with (
+        RegionService(target, config, store=store, serve=False) as service,
+        EdgeBus(config, client_id="edgebus-bench-writer") as bus,
+    ):
+        assert service.materializer is not None
+        edgebus = _Edgebus(bus, source, target)
+        service.materializer.on_applied(edgebus.on_applied)
+        value = bus.prepare_write(
+            "bench:lag", sample_record(0), region=source, replication_factor=2
+        ).encoded.value
+        # the SDK's producer settings and the materializer's fetch settings
+        async with _RawHop(config.kafka, bootstrap, raw_topic, value) as raw:
+            raw_lags, edgebus_lags = await _measure(edgebus, raw, count, rate, rounds)
     return ReplicateResult(
         rate=rate, seconds=seconds, rounds=rounds, writes=count, source_region=source,
         target_region=target, bootstrap=bootstrap, **_lag_figures(edgebus_lags, raw_lags),
