@@ -1,8 +1,10 @@
 """What a saga's actions are handed (:class:`SagaContext`) and what a runner call
-returns (:class:`SagaResult`)."""
+returns (:class:`SagaResult`); the checks of a saga's steps as given, and the calling of
+its actions."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -10,15 +12,28 @@ from typing import Any, Literal
 from edgebus.core.saga import (
     CompensationAttemptFailed,
     CompensationCompleted,
+    RunCompensation,
+    RunStep,
     SagaState,
     SagaStatus,
     Step,
 )
+from edgebus.errors import InvalidInput
 from edgebus.sagas.inspection import step_names
 from edgebus.sagas.progress import SagaLog
 from edgebus.wire.saga_progress import ProgressEntry
 
-__all__ = ["SagaAction", "SagaContext", "SagaResult", "StepSpec", "result_of", "unreadable"]
+__all__ = [
+    "SagaAction",
+    "SagaContext",
+    "SagaResult",
+    "StepSpec",
+    "action_context",
+    "call_action",
+    "result_of",
+    "saga_steps_of",
+    "unreadable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +172,72 @@ def unreadable(saga_id: str, recorded: SagaLog) -> SagaResult:
         steps=tuple(step_names(begun.steps)) if begun is not None else (),
         problem="; ".join(recorded.problems) or "its log cannot be read",
     )
+
+
+def saga_steps_of(saga_id: str, name: str, steps: Sequence[StepSpec]) -> tuple[Step, ...]:
+    """The steps of saga ``saga_id`` as :meth:`SagaRunner.run` takes them, checked:
+    InvalidInput for an empty id or name, or a step that is not a pair of names."""
+    if not isinstance(saga_id, str) or not saga_id:
+        raise InvalidInput(f"a saga id must be a non-empty string, got {saga_id!r}")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"saga {saga_id!r}: its name must be a non-empty string")
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence):
+        raise InvalidInput(
+            f"saga {saga_id!r}: steps must be a list of (action, compensation) pairs"
+        )
+    out: list[Step] = []
+    for i, spec in enumerate(steps):
+        if isinstance(spec, Step):
+            step = spec
+        elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+            step = Step(spec[0], spec[0], spec[1])
+        else:
+            raise InvalidInput(
+                f"saga {saga_id!r}, step {i}: expected (action, compensation or None) or a "
+                f"Step, got {spec!r}"
+            )
+        names = (step.name, step.action) + (
+            () if step.compensation is None else (step.compensation,)
+        )
+        if not all(isinstance(n, str) and n for n in names):
+            raise InvalidInput(
+                f"saga {saga_id!r}, step {i}: the name, action and compensation must be "
+                "non-empty strings (the action and compensation: names of registered actions; "
+                f"the compensation may be None), got {spec!r}"
+            )
+        out.append(step)
+    return tuple(out)
+
+
+def action_context(
+    output: RunStep | RunCompensation,
+    name: str,
+    context: Any,
+    phase: Literal["step", "compensation"],
+    results: tuple[Any, ...],
+    *,
+    result: Any = None,
+    run: int = 1,
+    attempt: int = 1,
+) -> SagaContext:
+    """What the action of ``output`` (a step or a compensation) is handed."""
+    return SagaContext(
+        saga_id=output.saga_id,
+        saga_name=name,
+        input=context,
+        phase=phase,
+        step_index=output.index,
+        step_name=output.step.name,
+        results=results,
+        result=result,
+        run=run,
+        attempt=attempt,
+    )
+
+
+async def call_action(action: SagaAction, ctx: SagaContext) -> Any:
+    """Call ``action`` with ``ctx``; await what it returns if it is awaitable."""
+    value = action(ctx)
+    if inspect.isawaitable(value):
+        value = await value
+    return value

@@ -24,6 +24,14 @@ Every action must be idempotent (run twice, it takes effect once:
 :attr:`SagaContext.idempotency_key` is stable across re-runs) and a step that raises
 must have taken no effect. Results and the saga's input must be JSON-able.
 
+The log holds only data its region may hold (:mod:`edgebus.sagas.residency`): a saga
+whose input, id or names hold data the log's region may not hold is refused with
+ComplianceViolation before anything is written; a step whose result holds such data
+fails (its result is not logged; its own compensation runs first, since it took
+effect; then the steps before it are compensated); an error text holding such data is
+logged withheld (the exception's type and the classes found). Pass keys, not personal
+data, between actions, and read the data inside the steps, in a region that may hold it.
+
 One runner drives a saga at a time: :meth:`SagaRunner.run` refuses a saga id that is
 unfinished in the log, and :meth:`SagaRunner.resume_all` is for the process that hosts
 the sagas (call it at start-up), not for several processes at once.
@@ -33,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -43,7 +50,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from edgebus.config import EdgeConfig, load_config
 from edgebus.core.lifecycle import Lifecycle
@@ -64,24 +71,25 @@ from edgebus.core.saga import (
     SagaState,
     SagaStatus,
     Start,
-    Step,
     StepDone,
     StepFailed,
     decide_saga,
     new_state,
     resume,
 )
-from edgebus.errors import (
-    InvalidInput,
-)
+from edgebus.errors import InvalidInput
 from edgebus.sagas.inspection import check_status, detail, step_names, summary
 from edgebus.sagas.progress import ProgressLog, SagaLog
+from edgebus.sagas.residency import Held, LogResidency
 from edgebus.sagas.results import (
     SagaAction,
     SagaContext,
     SagaResult,
     StepSpec,
+    action_context,
+    call_action,
     result_of,
+    saga_steps_of,
     unreadable,
 )
 from edgebus.wire.saga_progress import (
@@ -138,6 +146,7 @@ class SagaRunner(Lifecycle):
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         )
         self._log = ProgressLog(self.config, self.writer_id)
+        self._residency = LogResidency.of(self.config)
         self.topic = self._log.topic
         self.bootstrap = self._log.bootstrap
         self._actions: dict[str, SagaAction] = {}
@@ -190,9 +199,11 @@ class SagaRunner(Lifecycle):
         A ``saga_id`` that already finished is not run again: its recorded result is
         returned (``acted`` False). InvalidInput for unknown action names, input that
         is not JSON-able, a ``saga_id`` recorded with another definition, or one that
-        is unfinished in the log (resume it with :meth:`resume`).
+        is unfinished in the log (resume it with :meth:`resume`); ComplianceViolation
+        (nothing written) when the input, id or names hold data the log's region
+        (``strong.log_region``) may not hold.
         """
-        saga_steps = _steps(saga_id, name, steps)
+        saga_steps = saga_steps_of(saga_id, name, steps)
         named = {s.action for s in saga_steps}
         named |= {s.compensation for s in saga_steps if s.compensation is not None}
         missing = sorted(named - set(self._actions))
@@ -204,6 +215,7 @@ class SagaRunner(Lifecycle):
                 "register()) or fix the step names."
             )
         given = json.loads(to_json_text(context, f"the context of saga {saga_id!r}"))
+        self._residency.check_begun(saga_id, name, saga_steps, given)
         attempts = self.max_attempts if max_attempts is None else max_attempts
         if attempts < 1:
             raise InvalidInput(f"saga {saga_id!r}: max_attempts must be at least 1")
@@ -370,7 +382,7 @@ class SagaRunner(Lifecycle):
                 entries.append(entry)
                 acted = True
             elif isinstance(output, RunStep):
-                message = await self._run_step(output, name, context)
+                message = await self._run_step(output, name, context, state.max_attempts)
                 acted = True
             elif isinstance(output, RunCompensation):
                 if output.attempt > 1 and self.retry_delay_ms:
@@ -386,13 +398,15 @@ class SagaRunner(Lifecycle):
                 queue.extend(more)
         return result_of(state, entries, name, acted=acted)
 
-    async def _run_step(self, output: RunStep, name: str, context: Any) -> SagaMessage:
+    async def _run_step(
+        self, output: RunStep, name: str, context: Any, max_attempts: int
+    ) -> SagaMessage:
         step = output.step
-        ctx = _context(output, name, context, "step", output.results, run=output.run)
+        ctx = action_context(output, name, context, "step", output.results, run=output.run)
         try:
-            value = await _call(self._actions[step.action], ctx)
+            value = await call_action(self._actions[step.action], ctx)
         except Exception as e:  # the step failed (and, by contract, took no effect)
-            error = _describe(e)
+            error = self._loggable(e)
             log.warning(
                 "saga %s step %d (%s) failed: %s", output.saga_id, output.index, step.name, error
             )
@@ -405,19 +419,85 @@ class SagaRunner(Lifecycle):
                 f"{e}. The step is left as started in the log: fix the action, then "
                 "resume the saga (it runs the step again)."
             ) from e
-        return StepDone(output.index, result)
+        refusal = self._residency.result_refusal(output.index, step.name, result)
+        if refusal is None:
+            return StepDone(output.index, result)
+        return await self._unloggable(output, name, context, result, refusal, max_attempts)
+
+    async def _unloggable(
+        self,
+        output: RunStep,
+        name: str,
+        context: Any,
+        result: Any,
+        refusal: Held | str,
+        max_attempts: int,
+    ) -> SagaMessage:
+        """A step ran, but its result holds data the log's region may not hold: the
+        result is not logged, and the step fails. Later steps and the compensation would
+        need the result, and a resumed runner has only the log, so the saga cannot go on
+        with the result withheld. Unlike a step that raised, this one took effect: its
+        own compensation runs first, here, with the result (up to ``max_attempts``
+        times); then the saga compensates the steps before it. When undoing it fails
+        every time, ComplianceViolation: the step is left as started in the log."""
+        index, step = output.index, output.step
+        text = self._residency.refusal_text(index, step.name, refusal)
+        log.warning("saga %s: %s", output.saga_id, text)
+        failed = await self._undo_step(output, name, context, result, max_attempts)
+        classes = refusal.classes if isinstance(refusal, Held) else ()
+        if failed is not None:
+            raise self._residency.violation(
+                classes,
+                f"saga {output.saga_id!r}: {text}. The step took effect and undoing it "
+                f"({step.compensation}) failed {max_attempts} times, last with: {failed}. "
+                "The step is left as started in the log: fix the compensation or undo "
+                "the step by hand, make the step return no such data, then resume the "
+                "saga (it runs the step again)",
+            )
+        effect = (
+            "its effect was undone (its compensation ran with the result)"
+            if step.compensation is not None
+            else "it has no compensation: its effect stays"
+        )
+        advice = self._residency.advice(classes)
+        return StepFailed(index, f"{text}. The step took effect: {effect}. {advice}", output.run)
+
+    async def _undo_step(
+        self, output: RunStep, name: str, context: Any, result: Any, max_attempts: int
+    ) -> str | None:
+        """Run the compensation of the step of ``output`` (if it has one) with its
+        unlogged ``result`` until it succeeds (``None``) or has failed ``max_attempts``
+        times (the last error, as it may be logged)."""
+        compensation = output.step.compensation
+        if compensation is None:
+            return None
+        error = ""
+        for attempt in range(1, max_attempts + 1):
+            if attempt > 1 and self.retry_delay_ms:
+                await asyncio.sleep(self.retry_delay_ms / 1000)
+            ctx = action_context(output, name, context, "compensation", output.results,
+                           result=result, attempt=attempt)
+            try:
+                await call_action(self._actions[compensation], ctx)
+            except Exception as e:  # this attempt failed: try again
+                error = self._loggable(e)
+                log.warning("saga %s: undoing step %d, attempt %d failed: %s",
+                            output.saga_id, output.index, attempt, error)
+                continue
+            return None
+        return error
 
     async def _run_compensation(
         self, output: RunCompensation, name: str, context: Any, state: SagaState
     ) -> SagaMessage:
         step = output.step
         assert step.compensation is not None  # the state machine runs only those
-        ctx = _context(output, name, context, "compensation", state.results,
+        ctx = action_context(output, name, context, "compensation", state.results,
                        result=output.result, attempt=output.attempt)
         try:
-            await _call(self._actions[step.compensation], ctx)
+            await call_action(self._actions[step.compensation], ctx)
         except Exception as e:  # this attempt failed: the state machine decides what next
-            error = _describe(e)
+            error = self._loggable(e)
             log.warning(
                 "saga %s: compensating step %d (%s), attempt %d failed: %s",
                 output.saga_id,
@@ -464,6 +544,13 @@ class SagaRunner(Lifecycle):
             needed = set()
         return tuple(sorted(n for n in needed if n not in self._actions))
 
+    def _loggable(self, error: BaseException) -> str:
+        """``error`` described for the log: its type and message, or, when the message
+        holds data the log's region may not hold, its type and the classes found."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("saga action failed", exc_info=error)
+        return self._residency.loggable_error(_describe(error), type(error).__name__)
+
     def _check_started(self) -> None:
         if not self._log.started:
             raise InvalidInput(
@@ -483,72 +570,6 @@ class SagaRunner(Lifecycle):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _steps(saga_id: str, name: str, steps: Sequence[StepSpec]) -> tuple[Step, ...]:
-    if not isinstance(saga_id, str) or not saga_id:
-        raise InvalidInput(f"a saga id must be a non-empty string, got {saga_id!r}")
-    if not isinstance(name, str) or not name:
-        raise InvalidInput(f"saga {saga_id!r}: its name must be a non-empty string")
-    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence):
-        raise InvalidInput(
-            f"saga {saga_id!r}: steps must be a list of (action, compensation) pairs"
-        )
-    out: list[Step] = []
-    for i, spec in enumerate(steps):
-        if isinstance(spec, Step):
-            step = spec
-        elif isinstance(spec, (tuple, list)) and len(spec) == 2:
-            step = Step(spec[0], spec[0], spec[1])
-        else:
-            raise InvalidInput(
-                f"saga {saga_id!r}, step {i}: expected (action, compensation or None) or a "
-                f"Step, got {spec!r}"
-            )
-        names = (step.name, step.action) + (
-            () if step.compensation is None else (step.compensation,)
-        )
-        if not all(isinstance(n, str) and n for n in names):
-            raise InvalidInput(
-                f"saga {saga_id!r}, step {i}: the name, action and compensation must be "
-                "non-empty strings (the action and compensation: names of registered actions; "
-                f"the compensation may be None), got {spec!r}"
-            )
-        out.append(step)
-    return tuple(out)
-
-
-def _context(
-    output: RunStep | RunCompensation,
-    name: str,
-    context: Any,
-    phase: Literal["step", "compensation"],
-    results: tuple[Any, ...],
-    *,
-    result: Any = None,
-    run: int = 1,
-    attempt: int = 1,
-) -> SagaContext:
-    """What the action of ``output`` (a step or a compensation) is handed."""
-    return SagaContext(
-        saga_id=output.saga_id,
-        saga_name=name,
-        input=context,
-        phase=phase,
-        step_index=output.index,
-        step_name=output.step.name,
-        results=results,
-        result=result,
-        run=run,
-        attempt=attempt,
-    )
-
-
-async def _call(action: SagaAction, ctx: SagaContext) -> Any:
-    value = action(ctx)
-    if inspect.isawaitable(value):
-        value = await value
-    return value
 
 
 def _describe(error: BaseException) -> str:
