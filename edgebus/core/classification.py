@@ -28,7 +28,9 @@ What fires, and the decisions behind it, is in two modules of its own:
 
 This module walks the record and gathers the findings. Paths: ``a.b`` for keys,
 ``a[0]`` for list/tuple/set items (sets walked sorted by ``repr``), ``""`` for the
-record itself. Nesting deeper than 100 levels (or a record containing itself) is
+record itself. Field names are data too: the value detectors read every key (a
+record keyed by e-mail addresses holds PII), and such a finding's path ends in
+``KEY_PATH`` instead of the key, which would show the data. Nesting deeper than 100 levels (or a record containing itself) is
 refused with :class:`~edgebus.errors.InvalidInput`, and so is a field name longer than
 ``max_field_name_chars`` (``compliance.max_field_name_chars``), before any work on it.
 The size of a record is the caller's to check, before classifying it (the SDK and the
@@ -61,6 +63,7 @@ from edgebus.errors import InvalidInput
 __all__ = [
     "CLASSIFIER_CACHE_BYTES",
     "FINANCIAL",
+    "KEY_PATH",
     "MAX_FIELD_NAME_CHARS",
     "PHI",
     "PII",
@@ -71,6 +74,9 @@ __all__ = [
     "combine",
     "covers",
 ]
+
+#: the path of a finding in a field *name* (the name itself is the data: not shown)
+KEY_PATH = "(a field name)"
 
 #: deeper nesting than this is refused (and stops a self-referencing record)
 _MAX_DEPTH = 100
@@ -239,7 +245,9 @@ def _top_level_findings(name: str, limit: int) -> tuple[Finding, ...]:
     if found is None:
         if len(name) > limit:
             raise _name_too_long("", name, limit)
-        found = tuple(Finding(name, c, r) for c, r in field_rules(name))
+        found = tuple(Finding(name, c, r) for c, r in field_rules(name)) + tuple(
+            Finding(KEY_PATH, c, r) for c, r in _key_hits(name)
+        )
         _TOP_LEVEL.put(name, found)
         _longest_top_name = max(_longest_top_name, len(name))
     return found
@@ -254,6 +262,17 @@ def _nested_rules(path: str, name: str, limit: int) -> tuple[tuple[str, str], ..
         rules = field_rules(name)
         _RULES.put(name, rules)
     return rules
+
+
+def _key_hits(name: str) -> tuple[tuple[str, str], ...]:
+    """What the value detectors find in a field *name* (data used as a key, such as
+    ``{"ann@example.com": 1}``): ``(class, rule)`` pairs, built once per name."""
+    memo = "\0" + name  # beside the names' rules, never equal to one
+    hits = _RULES.get(memo)
+    if hits is None:
+        hits = tuple(scan_value(name))
+        _RULES.put(memo, hits)
+    return hits
 
 
 def _walk(value: object, path: str, out: list[Finding], depth: int, limit: int) -> None:
@@ -329,6 +348,8 @@ def _walk_mapping(
                 child = f"{path}.{name}"
                 for cls, rule in _nested_rules(path, name, limit):
                     out.append(_finding(child, cls, rule))
+                for cls, rule in _key_hits(name):  # the path would hold the data
+                    out.append(_finding(f"{path}.{KEY_PATH}", cls, rule))
             else:
                 child = name
                 out.extend(_top_level_findings(name, limit))

@@ -28,7 +28,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from edgebus.config import EdgeConfig
@@ -58,7 +58,7 @@ _ADVICE = (
 class Held(NamedTuple):
     """Data the log's region may not hold: its classes (sorted; PHI subsumes PII), the
     zones they require, and where they were found (paths; ``"the value"`` for the
-    value itself, ``"a field name"`` for a dict key)."""
+    value itself, a path ending in ``(a field name)`` for data used as a dict key)."""
 
     classes: tuple[str, ...]
     zones_required: tuple[str, ...]
@@ -111,14 +111,11 @@ class LogResidency:
         """What in ``data`` (JSON-like) the log's region may not hold; ``None``: it may
         hold all of it. InvalidInput when ``data`` cannot be classified (a field name
         over ``compliance.max_field_name_chars``, nesting over 100 levels)."""
-        found = self._classify(data)
-        in_keys = self._classify(_field_names(data)).detected  # classify reads no keys
-        detected = combine((), found.detected | in_keys)
+        found = self._classify(data)  # field names included (data used as keys)
+        detected = combine((), found.detected)
         if not detected or self._allowed(detected):
             return None
         where = {f.path or "the value" for f in found.findings if not self._allowed((f.cls,))}
-        if in_keys:
-            where.add("a field name")
         zones = self.rules.zones_required(detected)
         return Held(tuple(sorted(detected)), zones, tuple(sorted(where)))
 
@@ -238,18 +235,3 @@ class LogResidency:
             return ", ".join(may)
         zones = ", ".join(self.rules.zones_required(classes)) or "none"
         return f"no configured region may: compliance.zones maps {zones} to none of them"
-
-
-def _field_names(data: Any) -> list[str]:
-    """Every string dict key in ``data``, at any depth (the classifier reads keys as
-    field names, not as values that may hold data)."""
-    names: list[str] = []
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, Mapping):
-            names.extend(k for k in value if isinstance(k, str))
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-    return names

@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgebus.core import classification as classification_module
-from edgebus.core.classification import Classification, Finding, classify, combine, covers
+from edgebus.core.classification import (
+    KEY_PATH,
+    PUBLIC,
+    Classification,
+    Finding,
+    classify,
+    combine,
+    covers,
+)
 from edgebus.errors import InvalidInput
 
 VALID_VISA = "4111111111111111"
@@ -478,3 +486,14 @@ def test_values_of_a_classified_field_are_never_remembered() -> None:
     assert "signup" in classification_module._CLEAN
     classify({"email": "ann@example.com"})
     assert "ann@example.com" not in classification_module._CLEAN
+
+
+def test_data_used_as_field_names_is_found_without_showing_it_in_the_path() -> None:
+    top = classify({"ann@example.com": 1, "n": 2}, default=PUBLIC)
+    nested = classify({"visits": {"bob@example.com": 3}}, default=PUBLIC)
+    for result, path in ((top, KEY_PATH), (nested, f"visits.{KEY_PATH}")):
+        assert result.detected == frozenset({"pii"})
+        assert [f.path for f in result.findings] == [path]
+        assert "@" not in repr(result.findings)
+    # field names that are names, not data, find nothing by value
+    assert classify({"city": "Lisbon", "count": 2}, default=PUBLIC).detected == frozenset()

@@ -43,7 +43,8 @@ def test_field_names_and_dict_keys_count() -> None:
     held = check.held({"email": "x"})  # the field name says pii
     assert held is not None and held.where == ("email",)
     held = check.held({"by_owner": {EMAIL: 3}})  # an address as a key
-    assert held is not None and held.classes == ("pii",) and held.where == ("a field name",)
+    assert held is not None and held.classes == ("pii",)
+    assert held.where == ("by_owner.(a field name)",)
 
 
 def test_a_saga_input_the_log_region_may_not_hold_is_a_compliance_violation() -> None:
