@@ -71,6 +71,9 @@ __all__ = ["CONSISTENCY_LEVELS", "RegionService", "default_store_url"]
 #: commit coordinator)
 CONSISTENCY_LEVELS = ("eventual", "causal", "bounded_staleness", "strong")
 
+#: how long the materializer waits to read an origin's end offsets again
+REREAD_TIMEOUT_S = 5.0
+
 log = logging.getLogger("edgebus.region")
 
 def default_store_url(region: str) -> str:
@@ -449,7 +452,8 @@ class RegionService(Lifecycle):
         consumer = await self._offsets_consumer(self.clusters[region])
         partitions = range(self.config.kafka.partitions)
         tps = [TopicPartition(events_topic(region), p) for p in partitions]
-        timeout = self.config.kafka.connect_timeout_s
+        # bounded: the materializer waits for it (a slow origin is read again later)
+        timeout = min(self.config.kafka.connect_timeout_s, REREAD_TIMEOUT_S)
         ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
         return {tp.partition: offset for tp, offset in ends.items()}
 

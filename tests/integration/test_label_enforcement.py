@@ -104,6 +104,11 @@ async def test_labels_only_add_and_every_hop_checks_content(
 
         await eventually(dead_lettered, 60, "eu's replicator to dead-letter the copy to ap")
 
+        async def eu_applied() -> bool:  # its own writes, the foreign one included
+            return {labelled, foreign_key} <= set(await store_rows(regions.store_url(eu)))
+
+        await eventually(eu_applied, 60, "eu to apply its own writes")
+
     # ap never received the pii: not in its store, not in its topic
     ap_rows = await store_rows(regions.store_url(ap))
     assert labelled not in ap_rows and foreign_key not in ap_rows

@@ -247,6 +247,12 @@ async def test_after_a_mixed_secure_run_no_topic_or_file_holds_data_outside_its_
             return True
 
         await eventually(replicated, 120, "every store to hold every key placed in it")
+        async with EdgeBus(configs["writer"][0], client_id="residency-reader") as reader:
+            for p in placed:  # the SDK reads back over the query plane, in each region
+                if p.key[0] == "k" and p.regions:
+                    for region in p.regions:
+                        got = await reader.read(p.key, region, fallback="raise")
+                        assert got.exists and p.marker in json.dumps(got.value), (p, got)
         for process in processes:
             assert process.alive(), process.log_tail()
             assert "Authorization" not in process.log_tail(200), process.log_tail(200)
