@@ -30,8 +30,9 @@ This module walks the record and gathers the findings. Paths: ``a.b`` for keys,
 ``a[0]`` for list/tuple/set items (sets walked sorted by ``repr``), ``""`` for the
 record itself. Field names are data too: the value detectors read every key (a
 record keyed by e-mail addresses holds PII), and such a finding's path ends in
-``KEY_PATH`` instead of the key, which would show the data. Nesting deeper than 100 levels (or a record containing itself) is
-refused with :class:`~edgebus.errors.InvalidInput`, and so is a field name longer than
+``KEY_PATH`` instead of the key, which would show the data. Nesting deeper than 100
+levels (or a record containing itself) is refused with
+:class:`~edgebus.errors.InvalidInput`, and so is a field name longer than
 ``max_field_name_chars`` (``compliance.max_field_name_chars``), before any work on it.
 The size of a record is the caller's to check, before classifying it (the SDK and the
 state host refuse an event over ``kafka.max_batch_bytes`` first); every detector is
