@@ -211,7 +211,8 @@ async def _topics(bus: EdgeBus, run: str, regions: tuple[str, ...]) -> None:
         "(strict mode wrote nothing anywhere)."
     )
     console.print(
-        "An event is written to its origin region's topic; the replicators copy it to "
-        "the other regions of its placement (with an eb-origin-pos header), and no other. "
-        "Strong writes are decided on the commit log (`edgebus saga list`)."
+        "An event is written to its origin region's topic; the origin's replicators push "
+        "it to the other regions of its placement (with an eb-origin-pos header), and no "
+        "other: no region ever receives what it may not hold. Strong writes are decided "
+        "on the commit log (`edgebus saga list`), which holds no data."
     )
