@@ -46,8 +46,7 @@ target). Region names hold only letters, digits, ``-`` and ``_`` (the config ref
 others), so no name of one region's resources starts with another region's.
 
 The state-log layout (which classes exist, where each one's log lives, who hosts it)
-repeats three small rules of :mod:`edgebus.state.log`, which sits above this layer;
-``tests/unit/test_acl_plan.py`` holds them equal.
+is :mod:`edgebus.kafka.state_layout`'s, the rules the state host follows too.
 """
 
 from __future__ import annotations
@@ -57,6 +56,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from edgebus.config import EdgeConfig
+from edgebus.kafka.state_layout import (
+    TOPIC_CONFIGS,
+    allowed_regions,
+    home_region,
+    hosted_classes,
+    state_classes,
+)
 from edgebus.kafka.topics import (
     commit_log_topic,
     coordinator_group,
@@ -71,7 +77,6 @@ from edgebus.kafka.topics import (
 __all__ = [
     "ADMIN",
     "COORDINATOR",
-    "STATE_LOG_CONFIGS",
     "WRITER",
     "AclBinding",
     "AclPlan",
@@ -84,14 +89,11 @@ __all__ = [
     "TopicSpec",
     "acl_plan",
     "cluster_order",
-    "home_region",
-    "hosted_classes",
     "managed_principals",
     "materializer_group",
     "participant_group",
     "region_principal",
     "replicator_group_prefix",
-    "state_classes",
     "topic_layout",
 ]
 
@@ -109,11 +111,6 @@ TopicKind = Literal[
     "events", "dlq", "service", "staged", "commit_log", "saga_progress", "state_log"
 ]
 
-#: a state log's topic configs (as :data:`edgebus.state.log.TOPIC_CONFIGS`): the
-#: broker's append time (leases), kept forever (a state lives until deleted)
-STATE_LOG_CONFIGS: Mapping[str, str] = {
-    "message.timestamp.type": "LogAppendTime", "retention.ms": "-1",
-}  # fmt: skip
 _COMPACTED: Mapping[str, str] = {"cleanup.policy": "compact"}
 
 _RW: tuple[Operation, ...] = ("read", "write", "describe")
@@ -259,41 +256,12 @@ class AclPlan:
 # --------------------------------------------------------------------------- state logs
 
 
-def state_classes(config: EdgeConfig) -> tuple[str, ...]:
-    """Every data class a state may have: ``public``, the configured classes and the
-    default class, sorted (as :func:`edgebus.state.log.state_classes`)."""
-    c = config.compliance
-    return tuple(sorted({"public", c.default_classification, *c.data_classifications}))
-
-
-def _allowed(config: EdgeConfig, data_class: str) -> tuple[str, ...]:
-    return config.compliance.rules().allowed_regions(config.regions, [data_class])
-
-
-def home_region(config: EdgeConfig, data_class: str) -> str | None:
-    """The region whose cluster holds the log of ``data_class``'s states (the strong
-    log region when the class allows it, else the first region it allows), or None
-    when no configured region may hold the class (as
-    :func:`edgebus.state.log.home_region`, which raises then)."""
-    allowed = _allowed(config, data_class)
-    if not allowed:
-        return None
-    preferred = config.strong_log_region
-    return preferred if preferred in allowed else allowed[0]
-
-
-def hosted_classes(config: EdgeConfig, region: str) -> tuple[str, ...]:
-    """The classes whose states ``region`` may own or copy, so whose logs its service
-    reads and writes (as :func:`edgebus.state.log.hosted_classes`)."""
-    return tuple(c for c in state_classes(config) if region in _allowed(config, c))
-
-
 def _state_logs(config: EdgeConfig) -> list[tuple[str, str, str]]:
     """``(data class, home region, topic)`` of every state log that can exist."""
     out = []
     for data_class in state_classes(config):
-        home = home_region(config, data_class)
-        if home is not None:
+        if allowed_regions(config, data_class):  # else no state of it can exist
+            home = home_region(config, data_class)
             out.append((data_class, home, state_log_topic(home, data_class)))
     return out
 
@@ -329,7 +297,7 @@ def topic_layout(
         TopicSpec(commit_log_topic(log_region), "commit_log", log_region, count),
         TopicSpec(saga_progress_topic(log_region), "saga_progress", log_region, count),
     ]
-    configs = tuple(sorted(STATE_LOG_CONFIGS.items()))
+    configs = tuple(sorted(TOPIC_CONFIGS.items()))
     for _, home, topic in _state_logs(config):
         out[clusters[home]].append(TopicSpec(topic, "state_log", home, count, configs))
     return {b: tuple(specs) for b, specs in out.items()}

@@ -22,7 +22,6 @@ from aiokafka import ConsumerRecord
 from edgebus.config import EdgeConfig
 from edgebus.core.state_machine import StateLogRecord
 from edgebus.errors import (
-    ComplianceViolation,
     DecodeError,
     InfrastructureUnavailable,
     InvalidInput,
@@ -31,7 +30,15 @@ from edgebus.kafka import clients
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.topics import ensure_topics, state_log_topic
+from edgebus.kafka.state_layout import (
+    TOPIC_CONFIGS,
+    allowed_regions,
+    home_region,
+    hosted_classes,
+    state_classes,
+    state_topic,
+)
+from edgebus.kafka.topics import ensure_topics
 from edgebus.wire.state_log import decode_state_record, encode_state_record, state_headers
 
 __all__ = [
@@ -51,9 +58,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-#: append times for leases; no retention limit: a state lives until deleted, and a host
-#: that starts without a snapshot must find every record of its log
-TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime", "retention.ms": "-1"}
 #: a state-log record's key, value and headers at most: below Kafka's default
 #: ``message.max.bytes`` (1,048,588) and aiokafka's ``max_request_size`` (1,048,576),
 #: which the log's producers and topics keep, with room for the record's own overhead
@@ -66,41 +70,6 @@ class Appended(NamedTuple):
     partition: int
     offset: int
     append_ms: int
-
-
-def state_classes(config: EdgeConfig) -> tuple[str, ...]:
-    """Every data class a state may have: ``public``, the configured classes and the
-    default class, sorted."""
-    c = config.compliance
-    return tuple(sorted({"public", c.default_classification, *c.data_classifications}))
-
-
-def allowed_regions(config: EdgeConfig, data_class: str) -> tuple[str, ...]:
-    """The regions (configured order) that may own or copy a state of ``data_class``."""
-    return config.compliance.rules().allowed_regions(config.regions, [data_class])
-
-
-def home_region(config: EdgeConfig, data_class: str) -> str:
-    """The region whose cluster holds the log of ``data_class``'s states."""
-    allowed = allowed_regions(config, data_class)
-    if not allowed:
-        rules = config.compliance.rules()
-        raise ComplianceViolation(
-            [data_class], rules.zones_required([data_class]), config.regions,
-            f"no configured region may hold a state of class {data_class}",
-        )
-    preferred = config.strong_log_region
-    return preferred if preferred in allowed else allowed[0]
-
-
-def state_topic(config: EdgeConfig, data_class: str) -> str:
-    """The log topic of ``data_class``'s states."""
-    return state_log_topic(home_region(config, data_class), data_class)
-
-
-def hosted_classes(config: EdgeConfig, region: str) -> tuple[str, ...]:
-    """The classes whose states ``region`` may own or copy (so whose logs it reads)."""
-    return tuple(c for c in state_classes(config) if region in allowed_regions(config, c))
 
 
 def state_partition(state_id: str, partitions: int) -> int:

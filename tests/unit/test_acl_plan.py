@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgebus.config import EdgeConfig, KafkaConfig
-from edgebus.errors import InfrastructureUnavailable, TopicLayoutMismatch
+from edgebus.errors import ComplianceViolation, InfrastructureUnavailable, TopicLayoutMismatch
 from edgebus.kafka import acls as acls_module
 from edgebus.kafka import topics as topics_module
 from edgebus.kafka.acl_plan import (
@@ -31,17 +31,15 @@ from edgebus.kafka.acl_plan import (
     AclPlan,
     ClusterPlan,
     acl_plan,
-    home_region,
-    hosted_classes,
     managed_principals,
     materializer_group,
     participant_group,
     region_principal,
     replicator_group_prefix,
-    state_classes,
     topic_layout,
 )
 from edgebus.kafka.acls import AclsUnavailable, KafkaAcl, require_authenticated
+from edgebus.kafka.state_layout import TOPIC_CONFIGS, home_region, hosted_classes
 from edgebus.kafka.topics import (
     TopicsMissing,
     commit_log_topic,
@@ -54,7 +52,6 @@ from edgebus.kafka.topics import (
 )
 from edgebus.localkafka.credentials import principals_for
 from edgebus.localkafka.default_acls import default_bindings
-from edgebus.state import log as state_log
 
 REPO = Path(__file__).resolve().parents[2]
 REGION_POOL = ["us-east-1", "eu-west-1", "ap-south-1", "eu-central-1", "us-west-2", "sa_east"]
@@ -292,7 +289,8 @@ def test_a_class_no_configured_region_may_hold_has_no_state_log() -> None:
     assert [s.name for s in cluster.topics if s.kind == "state_log"] == [
         "edgebus.ap-south-1.state.public"
     ]
-    assert home_region(config, "pii") is None
+    with pytest.raises(ComplianceViolation):
+        home_region(config, "pii")
 
 
 def test_bindings_allow_describe_through_read_and_write_and_match_prefixes() -> None:
@@ -306,30 +304,12 @@ def test_bindings_allow_describe_through_read_and_write_and_match_prefixes() -> 
     assert not literal.covers("topic", "edgebus.x.events.more", "write")
 
 
-# --------------------------------------------------------------------------- held equal
-
-
-@given(layouts())
-def test_the_state_log_rules_are_those_of_the_state_package(
-    layout: tuple[EdgeConfig, dict[str, str]],
-) -> None:
-    config, _ = layout
-    assert state_classes(config) == state_log.state_classes(config)
-    for data_class in state_classes(config):
-        if state_log.allowed_regions(config, data_class):
-            assert home_region(config, data_class) == state_log.home_region(config, data_class)
-        else:
-            assert home_region(config, data_class) is None
-    for region in config.regions:
-        assert hosted_classes(config, region) == state_log.hosted_classes(config, region)
-
-
-def test_the_state_log_topic_configs_are_those_of_the_state_package() -> None:
+def test_state_log_topics_are_made_with_the_state_logs_configs() -> None:
     config = EdgeConfig()
     layout = topic_layout(config, {r: "k:9092" for r in config.regions})["k:9092"]
     for spec in layout:
         if spec.kind == "state_log":
-            assert dict(spec.configs) == state_log.TOPIC_CONFIGS
+            assert dict(spec.configs) == TOPIC_CONFIGS
 
 
 @pytest.mark.parametrize(
