@@ -21,7 +21,6 @@ A record that fails a check is a dead letter with the reason; nothing of it appl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,10 +31,8 @@ from aiokafka.errors import KafkaError
 from edgebus.config import EdgeConfig
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
-from edgebus.kafka.reading import end_offsets
-from edgebus.kafka.topics import events_topic
 
-__all__ = ["EndsOutdated", "RecordChecks", "SourceEnds", "load_source_ends"]
+__all__ = ["EndsOutdated", "RecordChecks", "SourceEnds"]
 
 log = logging.getLogger("edgebus.region")
 
@@ -58,8 +55,9 @@ class EndsOutdated(Exception):
 @dataclass(slots=True)
 class SourceEnds:
     """The end offset of other regions' topic partitions, as this region knows it:
-    read from their clusters when the region service starts, and read again (a
-    Describe, never a Read of their records) when a copy names a position past them.
+    read from their clusters (a Describe, never a Read of their records) when the
+    first copy of a region's event comes, and again when a copy names a position past
+    them.
     The origins push their copies, so a real copy always lies below its origin's end
     once that end is read after the copy was made; a position past the end read *for
     this batch* is forged. A region whose ends cannot be read is not checked (and is
@@ -204,44 +202,3 @@ class RecordChecks:
 
 def _pos(origin: Position) -> str:
     return f"{origin.region:.40}:{origin.partition}:{origin.offset}"
-
-
-async def load_source_ends(
-    ends: SourceEnds, config: EdgeConfig, clusters: Mapping[str, str], region: str,
-    *, retry_s: float | None = None,
-) -> None:
-    """Read the end offsets of every other region's topic into ``ends``, cluster by
-    cluster, each bounded by ``kafka.connect_timeout_s``; a cluster that cannot be read
-    is logged and its regions stay unchecked. With ``retry_s``, try those again every
-    ``retry_s`` seconds until every region is loaded (run it as a background task)."""
-    while True:
-        by_cluster: dict[str, list[str]] = {}
-        for other in config.regions:
-            if other != region and other not in ends.known:
-                by_cluster.setdefault(clusters[other], []).append(other)
-        if not by_cluster:
-            return
-        await asyncio.gather(*(
-            _load_cluster(ends, config, bootstrap, regions)
-            for bootstrap, regions in by_cluster.items()
-        ))
-        if retry_s is None:
-            return
-        await asyncio.sleep(retry_s)
-
-
-async def _load_cluster(
-    ends: SourceEnds, config: EdgeConfig, bootstrap: str, regions: list[str]
-) -> None:
-    topics = {events_topic(r): r for r in regions}
-    try:
-        got = await asyncio.wait_for(
-            end_offsets(config.kafka, bootstrap, list(topics)), config.kafka.connect_timeout_s
-        )
-    except (EdgebusError, KafkaError, OSError, TimeoutError) as e:
-        log.warning("could not read the end offsets of %s at %s (%s): their origin "
-                    "positions are not checked against them until they are read",
-                    ", ".join(regions), bootstrap, e)
-        return
-    for topic, other in topics.items():
-        ends.load(other, {tp.partition: o for tp, o in got.items() if tp.topic == topic})

@@ -54,7 +54,7 @@ from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service_topic
 from edgebus.region.applier import state_row
 from edgebus.region.materializer import Materializer
-from edgebus.region.record_checks import SourceEnds, load_source_ends
+from edgebus.region.record_checks import SourceEnds
 from edgebus.region.replicator import Replicator
 from edgebus.region.store_check import ON_STORE_MISMATCH, OnStoreMismatch
 from edgebus.server import registry
@@ -155,7 +155,8 @@ class RegionService(Lifecycle):
         self._topic_region = {events_topic(r): r for r in self.config.regions}
         self._offset_consumers: dict[str, Consumer] = {}
         self._exit = contextlib.AsyncExitStack()  # the consumers above
-        #: other regions' topic ends: what origin positions are checked against
+        #: other regions' topic ends: what origin positions are checked against, read
+        #: when the first copy of a region's event comes and whenever one lies past them
         self.source_ends = SourceEnds(reread=self._reread_ends)
 
     async def start(self) -> None:
@@ -176,10 +177,6 @@ class RegionService(Lifecycle):
         await self.store.open()
         try:
             producer = await self._producer(self.bootstrap)
-            # origin positions are checked against these from the first batch on
-            await load_source_ends(self.source_ends, self.config, self.clusters, self.region)
-            self._spawn(load_source_ends(self.source_ends, self.config, self.clusters,
-                                         self.region, retry_s=30.0), "source end offsets")
             self.materializer = Materializer(
                 self.region, self.config, self.bootstrap, self.store, producer,
                 self.on_store_mismatch, self.source_ends,
@@ -231,16 +228,17 @@ class RegionService(Lifecycle):
             with contextlib.suppress(Exception):
                 await self._server.cleanup()
             self._server = None
-        # at once: a fenced member's consumer may take its bounded time to stop
-        await asyncio.gather(*(r.stop() for r in self.replicators), return_exceptions=True)
-        self.replicators.clear()
         if self.state_host is not None:
             await self.state_host.stop()
             self.state_host = None
         if self.participant is not None:
             await self.participant.stop()
-        if self.materializer is not None:
-            await self.materializer.stop()
+        # the exclusive members at once: a fenced member's consumer may take its bounded
+        # time (10 s) to stop, and a fenced service should exit soon
+        members: list[Any] = [*self.replicators, self.materializer]
+        await asyncio.gather(*(m.stop() for m in members if m is not None),
+                             return_exceptions=True)
+        self.replicators.clear()
         for producer in self._producers.values():
             with contextlib.suppress(Exception):
                 await producer.stop()
