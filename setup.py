@@ -28,7 +28,12 @@ from setuptools.errors import CCompilerError, ExecError, PlatformError
 ROOT = Path(__file__).resolve().parent
 SCHEMAS = "schemas"
 SCHEMA_FILES = ("*.avsc", "README.md")
-SPEEDUPS = Extension("edgebus._speedups", ["edgebus/_native/speedups.c"], optional=True)
+SPEEDUPS = Extension(
+    "edgebus._speedups",
+    ["edgebus/_native/speedups.c", "edgebus/_native/reader.c", "edgebus/_native/fold.c"],
+    depends=["edgebus/_native/speedups.h"],
+    optional=True,
+)
 
 
 def _schema_files() -> list[Path]:

@@ -1,4 +1,4 @@
-/* edgebus._speedups: the producer's per-write encoding in C.
+/* edgebus._speedups: the producer's per-write encoding and the consumer's reader in C.
  *
  * Optional: edgebus works without it (the same functions exist in pure Python, in
  * edgebus/wire/event_codec.py and edgebus/core/envelope.py), and the test suite
@@ -8,6 +8,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+
+#include "speedups.h"
 
 /* zig-zag varint of a signed 64-bit value into out; returns its length (<= 10) */
 static Py_ssize_t put_long(unsigned char *out, long long n) {
@@ -220,6 +222,10 @@ static PyMethodDef methods[] = {
      "uuid4_texts(random: bytes) -> list[str]: one UUID v4 text per 16 random bytes."},
     {"encode_event", (PyCFunction)(void (*)(void))encode_event, METH_FASTCALL,
      "encode_event(...) -> EncodedEvent: one Event v2 record (see the C source)."},
+    {"read_event", (PyCFunction)(void (*)(void))read_event_fast, METH_FASTCALL,
+     "read_event(...) -> ReadEvent | None: the common case of the Event v2 reader."},
+    {"apply_run", (PyCFunction)(void (*)(void))apply_run, METH_FASTCALL,
+     "apply_run(records, start, fixed, batch) -> (next, duplicates, released)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -235,7 +241,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "edgebus._speedups",
-    .m_doc = "The producer's per-write encoding in C (optional; pure Python otherwise).",
+    .m_doc = "The producer's encoding and the consumer's reader in C (optional; pure Python otherwise).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

@@ -8,10 +8,12 @@ seen after the fill:
 
 - raw: an aiokafka consumer without a group that touches ``record.value`` and does
   nothing else;
-- edgebus: an identical consumer feeding :meth:`Materializer.apply_batch` (decode,
-  dead-letter checks, duplicate skipping, conflict fold, one SQLite transaction per
-  batch holding the new states and the positions), exactly as the region service's
-  materializer loop does, each round into a new store file.
+- edgebus: an identical consumer, fetching across the partitions as the region
+  materializer does (:class:`~edgebus.kafka.reading.AlignedBatches`), feeding
+  :meth:`Materializer.feed` (decode, dead-letter checks, duplicate skipping, conflict
+  fold, one SQLite transaction per batch holding the new states and the positions,
+  committed while the next batch is fetched and folded), exactly as the region
+  service's materializer loop does, each round into a new store file.
 
 Both sides use the materializer's consumer settings and batch size and are timed from
 the started consumer until the last record has been handled (committed, for
@@ -45,8 +47,9 @@ from edgebus.core.envelope import Operation
 from edgebus.errors import InfrastructureUnavailable
 from edgebus.kafka.clients import Consumer, Producer, start_consumer, start_producer
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import end_offsets, seek_to_first
+from edgebus.kafka.reading import AlignedBatches, end_offsets, seek_to_first
 from edgebus.kafka.topics import events_topic
+from edgebus.region.collector import tune_for_apply
 from edgebus.region.materializer import MAX_BATCH_RECORDS, Materializer
 from edgebus.sdk import EdgeBus
 
@@ -161,15 +164,23 @@ class _Reader:
         if self.consumer is not None:
             await self.consumer.stop()
 
-    async def batches(self) -> Any:
-        """Yield lists of records in (partition, offset) order until the ends."""
+    async def batches(self, balanced: bool = False) -> Any:
+        """Yield lists of records in (partition, offset) order until the ends; with
+        ``balanced``, fetched as the materializer fetches (across the partitions:
+        :class:`~edgebus.kafka.reading.AlignedBatches`), else as plain ``getmany``."""
         consumer = self.consumer
         assert consumer is not None, "use the reader as an async context manager"
         remaining = dict(self.ends)
+        aligned = AlignedBatches()
         consumer.assign(list(remaining))
         await seek_to_first(consumer, remaining)
         while remaining:
-            batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
+            if balanced:
+                batch = await aligned.fetch(
+                    consumer, timeout_ms=200, max_records=MAX_BATCH_RECORDS
+                )
+            else:
+                batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH_RECORDS)
             records = []
             for tp in sorted(batch, key=lambda t: t.partition):
                 end = remaining.get(tp)
@@ -212,8 +223,9 @@ async def _edgebus_round(
     async with store, _Reader(config.kafka, bootstrap, ends) as reader:
         materializer = Materializer(region, config, bootstrap, store, producer)
         start = time.perf_counter()
-        async for records in reader.batches():
-            await materializer.apply_batch(records)
+        async for records in reader.batches(balanced=True):
+            await materializer.feed(records)
+        await materializer.flush()
         elapsed = time.perf_counter() - start
         stats = materializer.stats
         if stats.dead_letters or stats.events != sum(reader.ends.values()):
@@ -249,6 +261,7 @@ async def run_materialize_bench(
     total = sum(ends.values())
     # the materializer's dead-letter producer (none expected)
     producer = await start_producer(config.kafka, bootstrap, "service")
+    tune_for_apply()  # as the region service's process does once started
     raw_rates: list[float] = []
     edgebus_rates: list[float] = []
     keys = 0

@@ -50,6 +50,7 @@ from edgebus.kafka.clients import reader
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import end_offsets, seek_to_first, topic_partitions
 from edgebus.kafka.topics import events_topic
+from edgebus.region.collector import tune_for_apply
 from edgebus.region.replay import parse_until_offsets, replay
 from edgebus.sdk import EdgeBus
 
@@ -266,6 +267,7 @@ def _main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     config = load_config(Path(args.config))
     cuts = parse_until_offsets(args.until_offsets)
+    tune_for_apply()  # both sides alike, as edgebus replay runs
     if args.child == "raw":
         out = asyncio.run(_raw_child(config, args.region, cuts))
     else:

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgebus.bench.materialize import run_materialize_bench
+from edgebus.bench.plots import check_plot_path, plot_materialize, plot_replay, plot_replicate
 from edgebus.bench.produce import run_produce_bench
 from edgebus.bench.replay import run_replay_bench
 from edgebus.bench.replicate import run_replicate_bench
@@ -27,6 +29,11 @@ from edgebus.cli._runner import Call, Document, OptionError, run_command
 __all__ = ["app"]
 
 app = typer.Typer(help="Benchmarks against raw aiokafka on the same broker, same run.")
+
+PlotOption: Any = typer.Option(
+    None, "--plot", dir_okay=False,
+    help="Also draw the run's figures into this PNG file (needs: pip install 'edgebus\\[plot]').",
+)
 
 
 @app.command("produce")
@@ -78,14 +85,20 @@ def materialize(
     events: int = typer.Option(100_000, "--events", min=100, help="Events to pre-fill."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="Alternating rounds per side."),
     store_dir: Path | None = store_dir_option("the round stores go"),
+    plot: Path | None = PlotOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Events applied/s by the region materializer vs a raw aiokafka consume (goal >= 0.5)."""
 
     async def body(call: Call) -> Document:
+        if plot is not None:
+            check_plot_path(plot)  # before the run, not after it
         result = await run_materialize_bench(call.config, events, rounds, store_dir)
-        return result.to_dict()
+        document = result.to_dict()
+        if plot is not None:
+            document["plot"] = str(plot_materialize(document, plot))
+        return document
 
     run_command(ctx, body, as_json=as_json, config=config, render=_render_materialize)
 
@@ -98,6 +111,7 @@ def _render_materialize(data: dict[str, Any]) -> None:
          ("raw aiokafka consume", data["raw_events_per_s"], data["raw_rounds"])],
         f"ratio edgebus/raw: [bold]{data['ratio']:.3f}[/] (goal >= 0.5)",
     )
+    _render_plot(data)
 
 
 @app.command("replicate")
@@ -107,14 +121,21 @@ def replicate(
     seconds: float = typer.Option(10.0, "--seconds", min=0.1, help="Length of each phase."),
     rounds: int = typer.Option(1, "--rounds", min=1, help="Alternating phases per side."),
     store_dir: Path | None = store_dir_option("region B's store goes"),
+    plot: Path | None = PlotOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write in A to readable in B, p50/p99, vs raw produce-to-consume (goal: p99 <= 3x)."""
 
     async def body(call: Call) -> Document:
+        if plot is not None:
+            check_plot_path(plot)
         result = await run_replicate_bench(call.config, rate, seconds, rounds, store_dir)
-        return result.to_dict()
+        document = result.to_dict()  # without the lag samples, which only the plot draws
+        if plot is not None:
+            document["plot"] = str(plot_replicate(
+                document, result.edgebus_lags_ms, result.raw_lags_ms, plot))
+        return document
 
     run_command(ctx, body, as_json=as_json, config=config, render=_render_replicate)
 
@@ -133,6 +154,7 @@ def _render_replicate(data: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"p99 ratio edgebus/raw: [bold]{data['p99_ratio']:.2f}[/] (goal <= 3); "
                   f"p50 ratio {data['p50_ratio']:.2f}")
+    _render_plot(data)
 
 
 @app.command("replay")
@@ -149,6 +171,7 @@ def replay(
     ),
     concurrency: int = typer.Option(256, "--concurrency", min=1, help="Fill writes in flight."),
     store_dir: Path | None = store_dir_option("replay stores go"),
+    plot: Path | None = PlotOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -162,9 +185,14 @@ def replay(
                 f"--fractions {fractions!r}: give numbers like 0.25,0.5,1") from None
         if not shares or not all(0 < f <= 1 for f in shares):
             raise OptionError(f"--fractions {fractions!r}: each must be in (0, 1]")
+        if plot is not None:
+            check_plot_path(plot)
         result = await run_replay_bench(call.config, events, shares, region, store_dir,
                                         concurrency)
-        return result.to_dict()
+        document = result.to_dict()
+        if plot is not None:
+            document["plot"] = str(plot_replay(document, plot))
+        return document
 
     run_command(ctx, body, as_json=as_json, config=config, render=_render_replay)
 
@@ -185,6 +213,13 @@ def _render_replay(data: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"replay peak memory, largest / smallest prefix: "
                   f"[bold]{data['replay_peak_rss_growth']:.2f}[/]")
+    _render_plot(data)
+
+
+def _render_plot(data: dict[str, Any]) -> None:
+    """The PNG a ``--plot`` run wrote, if any."""
+    if "plot" in data:
+        console.print(f"plot: {escape(data['plot'])}", soft_wrap=True, highlight=False)
 
 
 # registered here, in this order, so that `edgebus bench --help` lists them as before

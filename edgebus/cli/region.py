@@ -20,6 +20,7 @@ from edgebus.cli._common import (
 from edgebus.cli._output import emit, err_console
 from edgebus.cli._runner import UNTIL_CTRL_C, Call, Document, run_command
 from edgebus.config import EdgeConfig
+from edgebus.region.collector import tune_for_apply
 from edgebus.region.store_check import OnStoreMismatch
 
 __all__ = ["app"]
@@ -87,6 +88,7 @@ async def _run(
                             replicate=replicate, host_states=host_states,
                             on_store_mismatch=cast(OnStoreMismatch, on_store_mismatch))
     await service.start()
+    tune_for_apply()  # after start: what start built lives as long as the process
     emit(as_json, {"ok": True, "event": "started", "region": region, "url": service.url,
                    "store": service.store.url},
          lambda d: err_console.print(

@@ -17,6 +17,7 @@ from edgebus.cli._output import console, err_console
 from edgebus.cli._runner import Call, Document, Reply, run_command
 from edgebus.config import EdgeConfig
 from edgebus.errors import InvalidInput
+from edgebus.region.collector import tune_for_apply
 
 __all__ = ["replay", "verify"]
 
@@ -42,6 +43,7 @@ def replay(
     from edgebus.region.replay import replay as do_replay
 
     async def body(call: Call) -> Document:
+        tune_for_apply()
         cfg = call.config
         until_ms = None if until is None else parse_time(until)
         offsets = None if until_offsets is None else parse_until_offsets(until_offsets)

@@ -157,6 +157,16 @@ class CausalGate(Generic[T]):
             out[stream] = (head.offset, self._missing(head))
         return out
 
+    def live_maps(
+        self,
+    ) -> tuple[dict[Stream, int], dict[Stream, deque[Unit[T]]], dict[Stream, set[Stream]]]:
+        """The gate's own maps: frontier, the blocked streams' buffered units, and per
+        stream the blocked streams waiting on it. For a compiled fold that releases a
+        unit as :meth:`offer` would release it at once (its stream not blocked, nothing
+        waiting on it, every dependency within the frontier): it reads the last two and
+        moves the frontier, nothing else. Valid until :meth:`restore`."""
+        return self.frontier, self._queues, self._waiting
+
     def is_duplicate(self, stream: Stream, offset: int) -> bool:
         """True when ``offset`` of ``stream`` was applied, passed or buffered already."""
         queue = self._queues.get(stream)

@@ -7,7 +7,6 @@ headers, and consumers turn records back into envelopes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.speedups import NATIVE
 from edgebus.core.vector_clock import VectorClock
 
 __all__ = ["CURRENT_SCHEMA_VERSION", "EventEnvelope", "Operation", "new_event_id"]
@@ -41,10 +41,7 @@ _pool_at = 0
 #: ids made 256 at a time by the optional C module (edgebus._speedups)
 _ids: list[str] = []
 
-_uuid4_texts: Callable[[bytes], list[str]] | None = None
-if not os.environ.get("EDGEBUS_NO_SPEEDUPS"):
-    with contextlib.suppress(ImportError):  # not compiled: pure Python
-        from edgebus._speedups import uuid4_texts as _uuid4_texts
+_uuid4_texts: Callable[[bytes], list[str]] | None = getattr(NATIVE, "uuid4_texts", None)
 
 
 def _forget_pool() -> None:

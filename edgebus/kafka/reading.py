@@ -13,6 +13,7 @@ from edgebus.errors import InfrastructureUnavailable
 from edgebus.kafka.clients import Consumer, reader
 
 __all__ = [
+    "AlignedBatches",
     "end_offsets",
     "read_to_end",
     "records_below",
@@ -21,6 +22,97 @@ __all__ = [
     "topic_partitions",
     "wait_for_leaders",
 ]
+
+
+class AlignedBatches:
+    """Batches of a consumer's records taken across its partitions and cut at a common
+    timestamp, for a reader whose records depend on records of other partitions.
+
+    A region's events depend on positions in its other partitions written a moment
+    before them. ``getmany`` drains one partition's fetched records before the next,
+    and a batch of one partition (or of equal counts from partitions that lag by
+    different amounts) leaves most events waiting in the causal gate for records of
+    later batches. Each batch here takes a share of every partition with fetched
+    records, then keeps back, for the next batch, the records stamped after the
+    *horizon*: the earliest last timestamp among the partitions that gave a full share
+    (they may hold more records up to it). A partition that gave less is caught up and
+    bounds nothing. Only what is buffered changes, never what is applied: the causal
+    gate still orders every record.
+
+    Records kept back were consumed from the consumer: :meth:`forget` them after a
+    seek (they are read again from the new positions).
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+
+    def forget(self) -> None:
+        """Drop the records kept back (after a seek or a new assignment)."""
+        self._held = {}
+
+    @property
+    def held(self) -> int:
+        """Records kept back for the next batch."""
+        return sum(len(v) for v in self._held.values())
+
+    async def fetch(
+        self, consumer: Consumer, *, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The next batch: at most about ``max_records`` records; waits up to
+        ``timeout_ms`` only when nothing is kept back and nothing is fetched."""
+        assigned = consumer.assignment()
+        batch, self._held = self._held, {}
+        for tp in [tp for tp in batch if tp not in assigned]:
+            del batch[tp]  # revoked since
+        share = max(1, max_records // max(1, len(assigned)))
+        full: set[TopicPartition] = set()
+        wait = timeout_ms if not batch else 0
+        for tp in sorted(assigned, key=lambda t: (t.topic, t.partition)):
+            have = batch.get(tp, [])
+            if len(have) >= share:
+                full.add(tp)
+                continue
+            more = await consumer.getmany(tp, timeout_ms=0, max_records=share - len(have))
+            records = more.get(tp)
+            if records:
+                batch[tp] = [*have, *records] if have else records
+                if len(batch[tp]) >= share:
+                    full.add(tp)
+        if not batch and wait:
+            first: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = (
+                await consumer.getmany(timeout_ms=wait, max_records=share)
+            )
+            return first
+        return self._cut(batch, full)
+
+    def _cut(
+        self,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        full: set[TopicPartition],
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """Keep back the records stamped after the horizon (never a whole batch)."""
+        if len(batch) < 2 or not full:
+            return batch
+        horizon = min(batch[tp][-1].timestamp for tp in full if batch.get(tp))
+        out: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for tp, records in batch.items():
+            if records[-1].timestamp <= horizon:
+                out[tp] = records
+                continue
+            cut = _first_after(records, horizon)
+            if cut:
+                out[tp] = records[:cut]
+            self._held[tp] = records[cut:]
+        return out
+
+
+def _first_after(records: list[ConsumerRecord[bytes, bytes]], horizon: int) -> int:
+    """The index of the first record stamped after ``horizon`` (timestamps within a
+    partition mostly rise; the first one past it ends the cut)."""
+    for i, record in enumerate(records):
+        if record.timestamp > horizon:
+            return i
+    return len(records)
 
 
 async def wait_for_leaders(

@@ -26,23 +26,27 @@ crash the buffered records are read again (the frontier drops what was applied).
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import math
 import time
-from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+import orjson
 from aiokafka import ConsumerRecord
 
 from connectors.base import BatchChanges, Store
-from edgebus.core.causality import CausalGate, Unit
+from edgebus.core.causality import CausalGate, Stream, Unit
 from edgebus.core.conflict import KeyOp, KeyState, NeedsHistory, Stamp, apply, invalid_reason
 from edgebus.core.placement import ComplianceRules
+from edgebus.core.speedups import NATIVE
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
 from edgebus.kafka.dead_letters import H_REDRIVE_OF
 from edgebus.region.record_checks import RecordChecks
-from edgebus.wire.event_reader import ReadEvent, read_event
+from edgebus.wire.event_reader import EVENT_V2_PREFIX, READ_OPERATIONS, ReadEvent, read_event
 from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN, parse_position
 from edgebus.wire.watermark import H_WATERMARK, decode_watermark
 
@@ -86,6 +90,16 @@ class Checkpoint(NamedTuple):
     read: dict[tuple[str, int], int]
 
 
+@dataclass(slots=True)
+class _Fold:
+    """One batch's fold: key states as folded so far (loaded from the store first),
+    the retained ops to add, the keys known to have no stored state."""
+
+    states: dict[str, KeyState]
+    pending: dict[str, list[KeyOp]]
+    absent: set[str]
+
+
 class _Item(NamedTuple):
     """What the gate carries for one record: the record, its event (None for a
     watermark) and the dead letter it redrives, if any."""
@@ -115,12 +129,27 @@ class BatchApplier:
         #: (topic, partition) -> next offset read since the gate was loaded
         self._read: dict[tuple[str, int], int] = {}
         self._now_ms = 0
+        #: the states this applier folded lately (newest first), as the store holds
+        #: them once their batch is committed: a batch's keys are loaded from the store
+        #: only when not here; dropped by rollback() and forget()
+        self._recent: dict[str, KeyState] = {}
+        self._older: dict[str, KeyState] = {}
+        #: whether every state of a batch not yet committed is among them (so a key
+        #: that is not may be read from the store at once)
+        self._complete = True
         self._allowed: dict[tuple[str, ...], bool] = {}
         self._deps_cache: dict[bytes, VectorClock] = {}
+        #: what the compiled fold needs of this applier (None: fold in Python only)
+        self._fixed = _native_fixed(region, self._allowed, checks) if causal else None
+        #: records the compiled fold took whole (the others were folded in Python)
+        self.compiled_records = 0
+        #: awaited before each store read (a pipelined caller's commit in flight)
+        self.before_read: Callable[[], Awaitable[None]] | None = None
 
     async def gate(self) -> CausalGate[_Item]:
         """The region's causal gate: frontier from the store, then kept in memory."""
         if self._gate is None:
+            await self._store_read()
             self._gate = CausalGate(await self.store.frontier(), _size)
         return self._gate
 
@@ -150,68 +179,147 @@ class BatchApplier:
         (partition, offset) -> reason of records to dead-letter unread (a record the
         store refused). Buffered events that waited for a dependency longer than
         ``checks.dependency_timeout_ms`` are dead-lettered first.
+
+        Records are offered to the gate one by one, and what each releases is folded
+        at once; with the C module, runs of common records (see
+        ``edgebus/_native/fold.c``) are offered and folded in one call, the others
+        here, with the same result record for record.
         """
         gate = await self.gate()
         self._now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        records = interleaved(records)
         changes = BatchChanges(events=len(records))
         result = BatchResult(changes)
-        consumed = self._read
+        fold = await self._loaded(records)
+        touched: set[Stream] = set()
         released = self._expire(gate, result)
-        released += self._offer(gate, records, known_dead, poison, consumed, result)
-        # the applied-once markers of every unit released now, wherever it was offered:
-        # a unit buffered in an earlier batch (waiting for a dependency) is checked too
-        redrives = [u.item.redrive_of for u in released if u.item.redrive_of is not None]
-        done_redrives = await self.store.was_redriven(redrives) if redrives else set()
-        await self._fold(released, done_redrives, result)
-        self._positions(gate, released, consumed, changes)
-        result.released = len(released)
+        touched.update(u.stream for u in released)
+        await self._fold(released, fold, result)
+        consumed = self._read
+        run = self._fixed and _native_run
+        batch = (
+            *gate.live_maps(), fold.states, changes.states, changes.frontier, fold.pending,
+            result.applied, consumed, known_dead or None, poison or None,
+        )
+        i, n = 0, len(records)
+        while i < n:
+            if run:
+                start = i
+                i, duplicates, fast = run(records, i, self._fixed, batch)
+                self.compiled_records += i - start
+                result.duplicates += duplicates
+                result.released += fast
+                if i >= n:
+                    break
+            released = self._offer(gate, records[i], known_dead, poison, consumed, result)
+            if released:
+                touched.update(u.stream for u in released)
+                await self._fold(released, fold, result)
+            i += 1
+        for key, ops in fold.pending.items():
+            changes.retain.extend((key, op) for op in ops)
+        self._positions(gate, touched, consumed, changes)
+        self._remember(changes.states)
         return result
+
+    async def _loaded(self, records: list[ConsumerRecord[bytes, bytes]]) -> _Fold:
+        """A fold holding the states of the keys ``records`` name: as this applier
+        folded them lately, else from the store (one query)."""
+        raw = {r.key for r in records}
+        keys = {k.decode("utf-8", "replace") for k in raw if k}
+        states = await self._states(keys)
+        return _Fold(states, {}, keys - states.keys())
+
+    async def _states(self, keys: set[str]) -> dict[str, KeyState]:
+        """The current states of ``keys`` (those that have one)."""
+        recent, older = self._recent, self._older
+        states: dict[str, KeyState] = {}
+        wanted = []
+        for key in keys:
+            state = recent.get(key) or older.get(key)
+            if state is None:
+                wanted.append(key)
+            else:
+                states[key] = state
+        if wanted:
+            if not self._complete:
+                # the states of a batch still committing may be missing here: wait
+                await self._store_read()
+                self._complete = True
+            states.update(await self.store.load(wanted))
+        return states
+
+    async def _store_read(self) -> None:
+        if self.before_read is not None:
+            await self.before_read()
+
+    def _remember(self, states: dict[str, KeyState]) -> None:
+        """Keep a batch's new states for the next batches (two generations of at most
+        ``STATE_CACHE_KEYS`` keys each: the older is dropped when the newer fills)."""
+        recent = self._recent
+        if len(recent) + len(states) > STATE_CACHE_KEYS:
+            # what the older generation held was committed before this batch's fold
+            # began (a pipelined caller has at most the previous batch in flight, and
+            # it is all in the newer generation)
+            self._older, self._recent = recent, {}
+            recent = self._recent
+        recent.update(states)
 
     def _offer(
         self,
         gate: CausalGate[_Item],
-        records: Sequence[ConsumerRecord[bytes, bytes]],
+        record: ConsumerRecord[bytes, bytes],
         known_dead: Container[tuple[int, int]],
         poison: Mapping[tuple[int, int], str] | None,
         consumed: dict[tuple[str, int], int],
         result: BatchResult,
     ) -> list[Unit[_Item]]:
-        """Decode each record and offer it to the causal gate: the units released, in
-        causal order."""
-        released: list[Unit[_Item]] = []
-        for record in records:
-            consumed[(record.topic, record.partition)] = record.offset + 1
-            if (record.partition, record.offset) in known_dead:
-                result.dead.append(DeadLetter(record, "dead-lettered by the live region"))
-                continue
-            if poison and (record.partition, record.offset) in poison:
-                result.dead.append(DeadLetter(record, poison[(record.partition, record.offset)]))
-                continue
-            try:
-                unit = self._unit(record)
-            except _Dead as e:
-                result.dead.append(DeadLetter(record, str(e)))
-                continue
-            if unit.item.redrive_of is not None and gate.is_duplicate(unit.stream, unit.offset):
-                released.append(unit)  # an old event again: outside the stream order
-                continue
-            out = gate.offer(unit)
-            if out is None:
-                result.duplicates += 1  # a replicator retry's second copy
-            else:
-                released.extend(out)
-        return released
+        """Decode one record and offer it to the causal gate: the units released, in
+        causal order (or a dead letter, or a duplicate dropped)."""
+        consumed[(record.topic, record.partition)] = record.offset + 1
+        if (record.partition, record.offset) in known_dead:
+            result.dead.append(DeadLetter(record, "dead-lettered by the live region"))
+            return []
+        if poison and (record.partition, record.offset) in poison:
+            result.dead.append(DeadLetter(record, poison[(record.partition, record.offset)]))
+            return []
+        try:
+            unit = self._unit(record)
+        except _Dead as e:
+            result.dead.append(DeadLetter(record, str(e)))
+            return []
+        if unit.item.redrive_of is not None and gate.is_duplicate(unit.stream, unit.offset):
+            return [unit]  # an old event again: outside the stream order
+        out = gate.offer(unit)
+        if out is None:
+            result.duplicates += 1  # a replicator retry's second copy
+            return []
+        return out
 
     async def _fold(
-        self, released: list[Unit[_Item]], done_redrives: Container[tuple[int, int]],
-        result: BatchResult,
+        self, released: list[Unit[_Item]], fold: _Fold, result: BatchResult
     ) -> None:
         """Fold the released events into the keys' states (conflict resolution)."""
+        if not released:
+            return
+        result.released += len(released)
         changes = result.changes
-        states = await self.store.load(
-            {u.item.event.key for u in released if u.item.event is not None}
-        )
-        pending: dict[str, list[KeyOp]] = {}
+        # the applied-once markers of the units released: a unit buffered in an earlier
+        # batch (waiting for a dependency) is checked too
+        redrives = [u.item.redrive_of for u in released if u.item.redrive_of is not None]
+        done_redrives: Container[tuple[int, int]] = set()
+        if redrives:
+            await self._store_read()
+            done_redrives = await self.store.was_redriven(redrives)
+        states = fold.states
+        missing = {
+            u.item.event.key for u in released
+            if u.item.event is not None and u.item.event.key not in states
+        } - fold.absent
+        if missing:  # buffered in an earlier batch, or a key the batch did not name
+            states.update(await self._states(missing))
+            fold.absent.update(missing - states.keys())
+        pending = fold.pending
         for unit in released:
             record, event, redrive_of = unit.item
             if event is None:
@@ -261,16 +369,15 @@ class BatchApplier:
             result.applied.append(
                 AppliedEvent(key, event.event_id, Position(*unit.stream, unit.offset), stamp.hlc)
             )
-        for key, ops in pending.items():
-            changes.retain.extend((key, op) for op in ops)
 
     @staticmethod
     def _positions(
-        gate: CausalGate[_Item], released: list[Unit[_Item]],
+        gate: CausalGate[_Item], touched: set[Stream],
         consumed: dict[tuple[str, int], int], changes: BatchChanges,
     ) -> None:
-        """The frontier of the streams the batch touched, and the positions to commit."""
-        for stream in {unit.stream for unit in released}:
+        """The frontier of the streams the batch touched, and the positions to commit
+        (the compiled fold notes its streams' frontier in ``changes`` itself)."""
+        for stream in touched:
             offset = gate.frontier.get(stream)
             if offset is not None:
                 changes.frontier[stream] = offset
@@ -328,17 +435,24 @@ class BatchApplier:
         else:
             self._gate.restore(checkpoint.gate)
         self._read = checkpoint.read
+        self._forget_states()
 
     def forget(self) -> None:
-        """Drop the gate (frontier and buffered records): after a failed commit or a
-        new partition assignment the store is the truth and buffered records are
-        read again from the store's positions."""
+        """Drop the gate (frontier and buffered records) and the states folded lately:
+        after a failed commit or a new partition assignment the store is the truth and
+        buffered records are read again from the store's positions."""
         self._gate = None
         self._read = {}
+        self._forget_states()
+
+    def _forget_states(self) -> None:
+        self._recent, self._older = {}, {}
+        self._complete = False
 
     async def _retained(
         self, key: str, changes: BatchChanges, pending: dict[str, list[KeyOp]]
     ) -> list[KeyOp]:
+        await self._store_read()
         stored = await self.store.load_ops(key)
         cut = changes.drop_before.get(key)
         if cut is not None:
@@ -463,6 +577,34 @@ class BatchApplier:
         return allowed
 
 
+def _native_fixed(
+    region: str, allowed: dict[tuple[str, ...], bool], checks: RecordChecks | None
+) -> tuple[Any, ...] | None:
+    """The per-applier arguments of the compiled fold (``edgebus/_native/fold.c``), or
+    None without the C module (or if the classes it fills are not as it expects)."""
+    if _native_run is None:
+        return None
+    state_fields = tuple(f.name for f in fields(KeyState))
+    applied_fields = tuple(f.name for f in fields(AppliedEvent))
+    if state_fields != _STATE_FIELDS or applied_fields != _APPLIED_FIELDS:
+        return None  # the C fold writes these slots in this order
+    slots = tuple(vars(KeyState)[name] for name in state_fields)
+    applied_slots = tuple(vars(AppliedEvent)[name] for name in applied_fields)
+    return (
+        region, EVENT_V2_PREFIX, orjson.loads, READ_OPERATIONS, KeyState, slots, Stamp,
+        KeyOp, AppliedEvent, applied_slots, Position, allowed,
+        checks.regions if checks is not None else None,
+        checks.partitions if checks is not None else 0,
+    )
+
+
+#: keys per generation of the applier's recent states (two generations at most)
+STATE_CACHE_KEYS = 20_000
+_STATE_FIELDS = ("key", "exists", "value", "base", "top", "version", "n_ops", "int_counter",
+                 "ops", "base_exists", "base_value")
+_APPLIED_FIELDS = ("key", "event_id", "origin", "hlc")
+#: the compiled fold of common records (edgebus._speedups.apply_run), when compiled
+_native_run: Any = getattr(NATIVE, "apply_run", None)
 _EMPTY_CLOCK = b"\x01\x00"
 _NO_DEPS = VectorClock.empty()
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -475,8 +617,50 @@ class _Dead(Exception):
 def _size(unit: Unit[_Item]) -> int:
     """The bytes a buffered record holds: key, value and headers."""
     record = unit.item.record
-    return (len(record.key or b"") + len(record.value or b"")
-            + sum(len(name) + len(value or b"") for name, value in record.headers or ()))
+    size = len(record.key or b"") + len(record.value or b"")
+    for name, value in record.headers or ():
+        size += len(name) + len(value or b"")
+    return size
+
+
+def interleaved(
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """``records`` (each partition's in offset order, partition after partition) merged
+    by record timestamp, each partition's order kept.
+
+    An event's dependencies were acknowledged before it was written, so they usually
+    carry an earlier timestamp: offered in this order, few events wait in the causal
+    gate for a record later in the same batch (offered partition after partition, most
+    events of a session that writes to several partitions would). Only the order
+    changes what is buffered, never what is applied.
+    """
+    if len(records) < 2:
+        return list(records)
+    first, last = records[0], records[-1]
+    if first.partition == last.partition and last.offset - first.offset == len(records) - 1:
+        return list(records)  # one partition, consecutive offsets: nothing to merge
+    by_partition: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
+    for record in records:
+        part = by_partition.get(record.partition)
+        if part is None:
+            by_partition[record.partition] = [record]
+        else:
+            part.append(record)
+    if len(by_partition) < 2:
+        return list(records)
+    ordered = all(
+        all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(part))
+        for part in by_partition.values()
+    )
+    if ordered:  # a stable sort keeps each partition's order (timestamps never fall in it)
+        return sorted(records, key=_timestamp)
+    return list(heapq.merge(*by_partition.values(), key=_timestamp))
+
+
+def _timestamp(record: ConsumerRecord[bytes, bytes]) -> int:
+    stamp: int = record.timestamp
+    return stamp
 
 
 def txn_marker(txn_id: bytes) -> tuple[int, int]:

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -45,7 +46,7 @@ from edgebus.core.causality import FrontierView
 from edgebus.errors import InfrastructureUnavailable, WriteFailed
 from edgebus.kafka.clients import Consumer, Producer
 from edgebus.kafka.dead_letters import send_dead_letters
-from edgebus.kafka.reading import seek_to_first
+from edgebus.kafka.reading import AlignedBatches, seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
 from edgebus.region.counters import Counters
@@ -83,6 +84,19 @@ class MaterializerStats(Counters):
         self.poison_batches = 0
 
 
+@dataclass(slots=True)
+class _Flight:
+    """A fed batch: its records, the applier's checkpoint before it, its fold, the
+    gate's frontier after it, its commit's task and the store's refusal, if any."""
+
+    records: list[Any]
+    checkpoint: Any
+    result: Any
+    view: FrontierView | None
+    task: asyncio.Future[None] | None = None
+    error: Exception = field(default_factory=lambda: Exception("not refused"))
+
+
 class Materializer(ExclusiveMember):
     """Consumes one region's events topic into its store until stopped."""
 
@@ -104,6 +118,11 @@ class Materializer(ExclusiveMember):
         #: held while a batch is applied and while an assignment seeks
         self._seeking = asyncio.Lock()
         self._seeks = 0  #: assignments seen: a batch fetched before one is dropped
+        #: batches across the partitions, cut at a common timestamp
+        self._aligned = AlignedBatches()
+        #: the fed batch whose commit runs now, and one the store refused
+        self._inflight: _Flight | None = None
+        self._failed: _Flight | None = None
         self._progress_logged = 0.0
         self.config = config
         self.bootstrap = bootstrap
@@ -115,6 +134,7 @@ class Materializer(ExclusiveMember):
             region, config.compliance.rules(), store,
             checks=RecordChecks.live(config, region, self.source_ends),
         )
+        self.applier.before_read = self._before_read
         self.stats = MaterializerStats()
         self.positions: dict[int, int] = {}  # partition -> next offset (committed)
         self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
@@ -165,8 +185,14 @@ class Materializer(ExclusiveMember):
     async def _seek_now(self, tps: list[TopicPartition]) -> None:
         if self._consumer is None:
             return
+        try:  # the stored positions must include the batch in flight
+            await self.flush()
+        except Exception as e:  # raised by run(), not into aiokafka's listener
+            self._mismatch = e
+            return
         # buffered records lie at or after the stored positions: they are read again
         self.applier.forget()
+        self._aligned.forget()
         try:
             await self._checked_positions()
         except InfrastructureUnavailable as e:
@@ -195,7 +221,7 @@ class Materializer(ExclusiveMember):
         while True:
             seeks = self._seeks
             batch = await self._membership.fetch(
-                consumer, timeout_ms=200, max_records=MAX_BATCH_RECORDS
+                consumer, timeout_ms=200, max_records=MAX_BATCH_RECORDS, aligned=self._aligned
             )
             if self._mismatch is not None:
                 raise self._mismatch
@@ -219,16 +245,100 @@ class Materializer(ExclusiveMember):
                 if not records:
                     continue
                 self.source_ends.begin_batch()
-                await self.apply_batch(records)
+                await self.feed(records)
             # informational only (the store is the truth), so off the data path
-            committer.note({tp: self.positions[tp.partition] for tp in batch})
+            committer.note({tp: self.positions[tp.partition] for tp in batch
+                            if tp.partition in self.positions})
             self._backpressure(consumer)
+
+    async def feed(self, records: list[Any]) -> None:
+        """Fold one batch while the previous one commits (the pipeline), then start its
+        commit and return: the store's transaction runs on its database thread while
+        the caller fetches and folds the next batch.
+
+        The previous commit is awaited before this one starts (commits keep their
+        order) and before any store read of the fold (:attr:`BatchApplier.before_read`);
+        its batch is accounted for (positions, the frontier reads rely on, waiters,
+        listeners) as soon as it is committed, by the commit's own task. When the store
+        refuses the previous batch, this batch's fold is void: the applier is rolled
+        back to before the previous batch, which is applied again in halves
+        (:meth:`apply_batch`), then this one.
+        """
+        applier = self.applier
+        checkpoint, result = await self._fold(records, None)
+        view = applier.current_gate.view() if applier.current_gate is not None else None
+        if not await self._settled():
+            flight = self._failed
+            assert flight is not None
+            self._failed = None
+            applier.rollback(flight.checkpoint)
+            await self._halve(flight.records, flight.error)
+            await self.apply_batch(records)
+            return
+        try:
+            if result.dead:
+                await self._dead_letters(result.dead)
+        except BaseException:
+            applier.forget()
+            raise
+        flight = _Flight(records, checkpoint, result, view)
+        flight.task = asyncio.ensure_future(self._commit(flight))
+        self._inflight = flight
+
+    async def _commit(self, flight: _Flight) -> None:
+        """The commit of a fed batch, and its accounting once committed."""
+        await self.store.commit(flight.result.changes)
+        self._committed(flight.records, flight.result, flight.view)
+
+    async def _settled(self) -> bool:
+        """Wait for the batch in flight, if any: True when it committed (or none was in
+        flight), False when the store refused it (:attr:`_failed` holds it); a failure of
+        Kafka or of the store itself is raised (the applier forgets what it folded)."""
+        flight, self._inflight = self._inflight, None
+        if flight is None or flight.task is None:
+            return True
+        try:  # shielded: a stopping service lets the commit finish (stop() waits for it)
+            await asyncio.shield(flight.task)
+        except (asyncio.CancelledError, InfrastructureUnavailable, WriteFailed, KafkaError):
+            self.applier.forget()
+            raise
+        except Exception as e:
+            flight.error = e
+            self._failed = flight
+            return False
+        return True
+
+    async def flush(self) -> None:
+        """Wait until the batch in flight is committed and accounted for (a batch the
+        store refuses is applied again in halves)."""
+        if not await self._settled():
+            flight = self._failed
+            assert flight is not None
+            self._failed = None
+            self.applier.rollback(flight.checkpoint)
+            await self._halve(flight.records, flight.error)
+
+    async def _before_read(self) -> None:
+        """The applier reads the store: the batch in flight must be in it (or failed)."""
+        flight = self._inflight
+        if flight is not None and flight.task is not None and not flight.task.done():
+            await asyncio.wait({flight.task})
+
+    async def stop(self) -> None:
+        """Let the batch in flight commit, then leave the group."""
+        flight = self._inflight
+        if flight is not None and flight.task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({flight.task}, timeout=30)
+        await super().stop()
 
     async def apply_batch(
         self, records: list[Any], poison: dict[tuple[int, int], str] | None = None
     ) -> None:
-        """Fold, dead-letter, commit one batch; a batch the store refuses is applied
-        again in halves until the record at fault is found and dead-lettered."""
+        """Fold, dead-letter, commit one batch, after the batch in flight (no pipeline);
+        a batch the store refuses is applied again in halves until the record at fault
+        is found and dead-lettered."""
+        await self.flush()
         applier = self.applier
         checkpoint = applier.checkpoint()
         try:
@@ -290,8 +400,10 @@ class Materializer(ExclusiveMember):
             log.warning("%s: %d more dead letters in this batch (edgebus dlq list)",
                         self.region, len(dead) - 20)
 
-    def _committed(self, records: list[Any], result: Any) -> None:
-        """Account for a committed batch: positions, counters, waiters."""
+    def _committed(self, records: list[Any], result: Any, view: FrontierView | None = None) -> None:
+        """Account for a committed batch: positions, counters, waiters; ``view``: the
+        gate's frontier right after the batch's fold (a fold ahead of it may have moved
+        the gate since)."""
         for (topic, partition), offset in result.changes.positions.items():
             if topic == self.topic:
                 self.positions[partition] = offset
@@ -305,8 +417,11 @@ class Materializer(ExclusiveMember):
         if self.rebuilding is not None:
             self._rebuild_progress()
         gate = self.applier.current_gate
-        if gate is not None:  # reads rely on what is committed now
+        if view is not None:  # reads rely on what is committed now
+            self.view = view
+        elif gate is not None:
             self.view = gate.view()
+        if gate is not None:
             stats.causal_buffered = gate.pending
             stats.causal_buffered_bytes = gate.pending_bytes
             stats.causal_buffer_peak = max(stats.causal_buffer_peak, gate.pending)

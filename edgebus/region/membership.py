@@ -33,6 +33,7 @@ from aiokafka.errors import (
 from edgebus.config import KafkaConfig
 from edgebus.errors import RegionFenced
 from edgebus.kafka.clients import Consumer, admin_client, start_consumer
+from edgebus.kafka.reading import AlignedBatches
 from edgebus.region.offset_commits import OffsetCommitter
 
 __all__ = [
@@ -140,14 +141,22 @@ class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
                 "this one)."
             )
 
-    async def fetch(self, consumer: Consumer, **options: Any) -> dict[Any, list[Any]]:
-        """``consumer.getmany(**options)``, riding out group errors: a fenced member
+    async def fetch(
+        self, consumer: Consumer, *, timeout_ms: int, max_records: int,
+        aligned: AlignedBatches | None = None,
+    ) -> dict[Any, list[Any]]:
+        """A batch of records (``consumer.getmany``, or ``aligned``'s batch across the
+        partitions), riding out group errors: a fenced member
         raises RegionFenced; any other group error (the coordinator restarted or moved,
         a rebalance) is logged once per episode and the fetch returns nothing while the
         consumer rejoins."""
         self.check()
         try:
-            batch: dict[Any, list[Any]] = await consumer.getmany(**options)
+            batch: dict[Any, list[Any]] = await (
+                aligned.fetch(consumer, timeout_ms=timeout_ms, max_records=max_records)
+                if aligned is not None
+                else consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            )
         except KafkaError as e:
             if is_fenced(e):
                 self.fenced = True

@@ -13,6 +13,7 @@ that time (Kafka's ``offsets_for_times``): the region's log as it stood at that 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clients import Consumer, reader
 from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.dead_letter_view import list_dead_letters
-from edgebus.kafka.reading import seek_to_first, topic_partitions
+from edgebus.kafka.reading import AlignedBatches, seek_to_first, topic_partitions
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import BatchApplier
 from edgebus.region.record_checks import RecordChecks
@@ -128,9 +129,14 @@ async def replay(
             checks=RecordChecks.static(config, region),
         )
         fold = _Fold(applier, target, await dead_lettered_sources(config, region), summary)
+        applier.before_read = fold.committed
         async with reader(config.kafka, bootstrap) as consumer:
             plan = await _plan(consumer, config, region, key, until_time_ms, until_offsets)
-            await _read(consumer, plan, fold, key, progress, batch_records)
+            try:
+                await _read(consumer, plan, fold, key, progress, batch_records)
+            finally:
+                await fold.committed()
+            await fold.flush()
         summary.keys = (await target.stats()).keys
     summary.seconds = time.perf_counter() - started
     return summary
@@ -183,11 +189,14 @@ class _Fold:
     target: Store
     known_dead: set[tuple[int, int]]
     summary: ReplaySummary
+    #: the previous batch's commit, running on the store's thread while this one folds
+    commit: asyncio.Future[None] | None = None
 
     async def apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        """Fold one batch and commit its changes to the store."""
+        """Fold one batch (while the previous one commits), then start its commit."""
         result = await self.applier.apply(records, self.known_dead)
-        await self.target.commit(result.changes)
+        await self.flush()
+        self.commit = asyncio.ensure_future(self.target.commit(result.changes))
         marks = sum(1 for r in records if is_watermark(r))
         summary = self.summary
         summary.watermarks += marks
@@ -195,6 +204,19 @@ class _Fold:
         summary.applied += len(result.applied)
         summary.duplicates += result.duplicates
         summary.dead_letters += len(result.dead)
+
+    async def flush(self) -> None:
+        """Wait for the commit in flight; its failure is raised."""
+        commit, self.commit = self.commit, None
+        if commit is not None:
+            await commit
+
+    async def committed(self) -> None:
+        """Wait until the commit in flight is done, without raising its failure (the
+        applier's store reads must see it; :meth:`flush` raises it)."""
+        commit = self.commit
+        if commit is not None and not commit.done():
+            await asyncio.wait({commit})
 
 
 async def _read(
@@ -214,8 +236,9 @@ async def _read(
     if remaining:
         consumer.assign(list(remaining))
         await seek_to_first(consumer, remaining)
+    aligned = AlignedBatches()
     while remaining:
-        batch = await consumer.getmany(timeout_ms=1000, max_records=batch_records)
+        batch = await aligned.fetch(consumer, timeout_ms=1000, max_records=batch_records)
         records, read = _take(consumer, batch, remaining, key, fold.summary.positions)
         done += read
         if records:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -13,6 +11,7 @@ from pydantic import ValidationError
 
 from edgebus.core.envelope import EventEnvelope, Operation
 from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.speedups import NATIVE
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import DecodeError, InvalidInput
 from edgebus.wire.event_writer import (
@@ -199,13 +198,8 @@ _OP_NAMES = {op: op.name for op in Operation}
 _OP_AVRO = {op: bytes((OPERATION_INDEX[op.name] << 1,)) for op in Operation}
 _HEADER_NAMES = (H_EVENT_ID, H_OP, H_HLC, H_DEPS)
 
-if os.environ.get("EDGEBUS_NO_SPEEDUPS"):
-    _native: Any = None
-else:
-    try:  # the compiled accelerator (a C extension, no Python imports of its own)
-        _native = importlib.import_module("edgebus._speedups")
-    except ImportError:  # not compiled: pure Python
-        _native = None
+#: the compiled accelerator (edgebus._speedups), or None
+_native: Any = NATIVE
 
 
 class RouteEncoding:

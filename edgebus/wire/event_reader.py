@@ -10,7 +10,10 @@ through the generic path (:func:`~edgebus.wire.event_codec.decode_event`). The
 dependencies are skipped, not decoded: nothing on the apply path needs them.
 
 Both paths give the same :class:`ReadEvent` for the same record
-(``tests/unit/test_event_reader.py`` checks that on generated events).
+(``tests/unit/test_event_reader.py`` checks that on generated events). The optional C
+module reads the common case (a well-formed v2 record that passes every check) in one
+call and hands everything else to the pure-Python reader, which is the reference: the
+same event, or the DecodeError with its reason.
 """
 
 from __future__ import annotations
@@ -24,16 +27,24 @@ import orjson
 from edgebus.core.clock_codec import MAX_OFFSET, MAX_PARTITION
 from edgebus.core.envelope import MAX_KEY_BYTES, Operation
 from edgebus.core.hlc import HLCTimestamp
+from edgebus.core.speedups import NATIVE
 from edgebus.errors import DecodeError
 from edgebus.wire.event_writer import IMPLEMENTED_FINGERPRINT
 from edgebus.wire.payload_depth import MAX_PAYLOAD_DEPTH, too_deep
 
-__all__ = ["ReadEvent", "read_event"]
+__all__ = ["EVENT_V2_PREFIX", "READ_OPERATIONS", "ReadEvent", "read_event"]
 
 _OPERATIONS = tuple(Operation[name] for name in ("SET", "DELETE", "INCREMENT", "APPEND", "MERGE"))
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _MAGIC = b"\xc3\x01"
 _FP_BYTES = IMPLEMENTED_FINGERPRINT.to_bytes(8, "little")
+#: the first bytes of every io.edgebus.Event v2 record: single-object magic, fingerprint
+EVENT_V2_PREFIX = _MAGIC + _FP_BYTES
+_PREFIX = EVENT_V2_PREFIX
+#: the operations in the order of the schema's enum symbols
+READ_OPERATIONS = _OPERATIONS
+#: the C reader of the common case (edgebus._speedups), when compiled
+_native_read: Any = getattr(NATIVE, "read_event", None)
 
 
 class ReadEvent(NamedTuple):
@@ -142,6 +153,15 @@ def _skip_dependencies(data: bytes, pos: int) -> int:
 
 def read_event(value: bytes | None) -> ReadEvent:
     """The event in a record value (any known schema version); DecodeError otherwise."""
+    if _native_read is not None and type(value) is bytes:
+        event = _native_read(value, _PREFIX, _OPERATIONS, ReadEvent, HLCTimestamp, orjson.loads)
+        if event is not None:  # the common case; anything else is decided below
+            return event  # type: ignore[no-any-return]
+    return _read_event(value)
+
+
+def _read_event(value: bytes | None) -> ReadEvent:
+    """:func:`read_event` in pure Python (the C reader's reference)."""
     if value is None:
         raise DecodeError("Empty record value (a tombstone is not an edgebus event)")
     if value[:2] != _MAGIC or value[2:10] != _FP_BYTES:

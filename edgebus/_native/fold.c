@@ -1,0 +1,608 @@
+/* edgebus._speedups: the common case of a region's batch fold, in one call.
+ *
+ * apply_run(records, start, fixed, batch) -> (next, duplicates, released)
+ *
+ * Folds records[start:] one after the other, exactly as
+ * edgebus.region.applier.BatchApplier does, for as long as each record is of the
+ * common kind: an event of this region's own writers (no origin, redrive, transaction
+ * or watermark header) that decodes and passes every check, a set, delete or
+ * increment whose dependencies are applied already, on a stream the causal gate holds
+ * nothing of, and whose fold is the O(1) one (a key's first event, a set or delete
+ * onto a state without retained ops, an increment newer than everything applied).
+ * It stops before the first record of any other kind and returns its index: the
+ * caller folds that record in Python (the reference) and calls again after it. So
+ * the result is the Python fold's, record for record; a record is either folded here
+ * whole or not touched at all.
+ *
+ * fixed (per applier): (region, prefix, loads, operations, KeyState, KeyState's slot
+ *   descriptors, Stamp, KeyOp, AppliedEvent, AppliedEvent's slot descriptors,
+ *   Position, allowed: {classification tuple: bool}, configured regions (a set, or
+ *   None: not checked), partitions per topic (0: not checked))
+ * batch (per batch): (frontier, queues, waiting, states, changes.states,
+ *   changes.frontier, pending ops, applied list, consumed positions, known_dead set or
+ *   None, poison dict or None)
+ */
+#include <math.h>
+#include <string.h>
+
+#include "speedups.h"
+
+enum { F_REGION, F_PREFIX, F_LOADS, F_OPS, F_KEYSTATE, F_KS_SLOTS, F_STAMP, F_KEYOP,
+       F_APPLIED, F_AE_SLOTS, F_POSITION, F_ALLOWED, F_REGIONS, F_PARTITIONS, F_COUNT };
+enum { B_FRONTIER, B_QUEUES, B_WAITING, B_STATES, B_CH_STATES, B_CH_FRONTIER, B_PENDING,
+       B_APPLIED, B_CONSUMED, B_KNOWN_DEAD, B_POISON, B_COUNT };
+/* KeyState's fields, in order */
+enum { S_KEY, S_EXISTS, S_VALUE, S_BASE, S_TOP, S_VERSION, S_N_OPS, S_INT_COUNTER, S_OPS,
+       S_BASE_EXISTS, S_BASE_VALUE, S_COUNT };
+
+enum { OP_SET, OP_DELETE, OP_INCREMENT };
+
+/* a new instance of a slotted class, its slots set through their descriptors (as
+   object.__setattr__ does, past a frozen dataclass's __setattr__); steals nothing */
+static PyObject *new_slotted(PyObject *cls, PyObject *slots, PyObject *const *values) {
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (obj == NULL)
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(slots);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *descr = PyTuple_GET_ITEM(slots, i);
+        if (Py_TYPE(descr)->tp_descr_set(descr, obj, values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+/* a tuple subclass (NamedTuple) instance of n items; steals the items' references */
+static PyObject *new_tuple_of(PyObject *cls, Py_ssize_t n, PyObject **items) {
+    PyObject *out = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, n);
+    if (out == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(out, i, items[i]);
+    return out;
+}
+
+static PyObject *slot(PyObject *obj, PyObject *slots, int i) {
+    PyObject *descr = PyTuple_GET_ITEM(slots, i);
+    return Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)Py_TYPE(obj));
+}
+
+static int is_int(PyObject *v) { return PyLong_Check(v) && !PyBool_Check(v); }
+static int is_number(PyObject *v) { return is_int(v) || PyFloat_Check(v); }
+
+/* whether a header name (str) is the ASCII text lit */
+static int name_is(PyObject *name, const char *lit, Py_ssize_t len) {
+    return PyUnicode_GET_LENGTH(name) == len && PyUnicode_IS_COMPACT_ASCII(name)
+        && memcmp(PyUnicode_DATA(name), lit, (size_t)len) == 0;
+}
+
+/* a value the store can hold as the Python fold leaves it: 64-bit ints, finite floats */
+static int storable(PyObject *v) {
+    if (PyLong_CheckExact(v)) {
+        int overflow;
+        PyLong_AsLongLongAndOverflow(v, &overflow);
+        return overflow == 0;
+    }
+    if (PyFloat_CheckExact(v))
+        return isfinite(PyFloat_AS_DOUBLE(v));
+    return 1;
+}
+
+typedef struct {
+    PyObject *deps_raw; /* borrowed */
+    int stop;
+} Headers;
+
+static int scan_headers(PyObject *headers, Headers *h) {
+    h->deps_raw = NULL;
+    h->stop = 0;
+    if (headers == Py_None)
+        return 0;
+    PyObject *seq = PySequence_Fast(headers, "headers");
+    if (seq == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n && !h->stop; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2
+            || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+            h->stop = 1; /* not what aiokafka hands over: the Python path decides */
+            break;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        if (name_is(name, "eb-deps", 7))
+            h->deps_raw = PyTuple_GET_ITEM(pair, 1);
+        else if (name_is(name, "eb-origin-pos", 13) || name_is(name, "eb-redrive-of", 13)
+                 || name_is(name, "eb-txn", 6) || name_is(name, "eb-watermark", 12))
+            h->stop = 1;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+/* an unsigned LEB128 varint of a vector clock: minimal, at most 9 bytes */
+static int get_uvarint(const unsigned char *p, Py_ssize_t len, Py_ssize_t *pos,
+                       unsigned long long *out) {
+    unsigned long long v = 0;
+    for (int shift = 0; shift < 63; shift += 7) {
+        if (*pos >= len)
+            return -1;
+        unsigned char b = p[(*pos)++];
+        v |= (unsigned long long)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            if (b == 0 && shift)
+                return -1;
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Whether the dependencies in an eb-deps header (edgebus.core.clock_codec's canonical
+   form) are applied here: 1 when the clock decodes, passes RecordChecks.deps_problem
+   and every entry outside the record's own stream is within the frontier; 0 for
+   anything else (the Python path decides); -1 on an error. */
+static int deps_ready(PyObject *const *fx, PyObject *raw, Py_ssize_t own_partition,
+                      PyObject *frontier) {
+    if (!PyBytes_Check(raw))
+        return 0;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(raw);
+    Py_ssize_t len = PyBytes_GET_SIZE(raw), pos = 1;
+    if (len < 2 || p[0] != 1)
+        return 0;
+    Py_ssize_t region_len;
+    const char *region = PyUnicode_AsUTF8AndSize(fx[F_REGION], &region_len);
+    if (region == NULL)
+        return -1;
+    long partitions = PyLong_AsLong(fx[F_PARTITIONS]);
+    if (partitions == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *configured = fx[F_REGIONS];
+    unsigned long long regions;
+    if (get_uvarint(p, len, &pos, &regions) < 0)
+        return 0;
+    const unsigned char *previous = NULL;
+    Py_ssize_t previous_len = 0;
+    for (unsigned long long r = 0; r < regions; r++) {
+        unsigned long long name_len, count;
+        if (get_uvarint(p, len, &pos, &name_len) < 0 || name_len == 0
+            || name_len > (unsigned long long)(len - pos))
+            return 0;
+        const unsigned char *name = p + pos;
+        pos += (Py_ssize_t)name_len;
+        if (previous != NULL) { /* strictly increasing names */
+            Py_ssize_t common = previous_len < (Py_ssize_t)name_len ? previous_len
+                                                                     : (Py_ssize_t)name_len;
+            int cmp = memcmp(previous, name, (size_t)common);
+            if (cmp > 0 || (cmp == 0 && previous_len >= (Py_ssize_t)name_len))
+                return 0;
+        }
+        previous = name;
+        previous_len = (Py_ssize_t)name_len;
+        if (!valid_utf8(name, (Py_ssize_t)name_len))
+            return 0;
+        int own = (Py_ssize_t)name_len == region_len
+            && memcmp(name, region, (size_t)region_len) == 0;
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)name, (Py_ssize_t)name_len, NULL);
+        if (text == NULL)
+            return -1;
+        if (configured != Py_None) {
+            int known = PySet_Contains(configured, text);
+            if (known <= 0) {
+                Py_DECREF(text);
+                return known;
+            }
+        }
+        if (get_uvarint(p, len, &pos, &count) < 0 || count == 0) {
+            Py_DECREF(text);
+            return 0;
+        }
+        long long last = -1;
+        for (unsigned long long e = 0; e < count; e++) {
+            unsigned long long partition, offset;
+            if (get_uvarint(p, len, &pos, &partition) < 0 || (long long)partition <= last
+                || partition > 0x7FFFFFFFULL || get_uvarint(p, len, &pos, &offset) < 0
+                || (partitions > 0 && partition >= (unsigned long long)partitions)) {
+                Py_DECREF(text);
+                return 0;
+            }
+            last = (long long)partition;
+            if (own && (Py_ssize_t)partition == own_partition)
+                continue; /* the record's own stream is FIFO: not a dependency */
+            PyObject *key = Py_BuildValue("(OK)", text, partition);
+            if (key == NULL) {
+                Py_DECREF(text);
+                return -1;
+            }
+            PyObject *level = PyDict_GetItemWithError(frontier, key);
+            Py_DECREF(key);
+            if (level == NULL) {
+                Py_DECREF(text);
+                return PyErr_Occurred() ? -1 : 0;
+            }
+            long long applied = PyLong_AsLongLong(level);
+            if (applied == -1 && PyErr_Occurred()) {
+                Py_DECREF(text);
+                return -1;
+            }
+            if (applied < (long long)offset) {
+                Py_DECREF(text);
+                return 0;
+            }
+        }
+        Py_DECREF(text);
+    }
+    return pos == len;
+}
+
+typedef struct {
+    PyObject *state;  /* the new KeyState */
+    PyObject *retain; /* a KeyOp to retain, or NULL */
+} Folded;
+
+/* the O(1) fold of the Python apply(); 1 done, 0 not this path, -1 error */
+static int fold_one(PyObject *const *fx, PyObject *state, const Parsed *p, PyObject *stamp,
+                    PyObject *zero, Folded *out) {
+    PyObject *ks = fx[F_KEYSTATE], *slots = fx[F_KS_SLOTS];
+    PyObject *v[S_COUNT];
+    PyObject *held[S_COUNT + 4];
+    int nheld = 0, done = -1;
+    out->state = out->retain = NULL;
+#define HOLD(x) (held[nheld++] = (x))
+    long long version = 1;
+    PyObject *old[S_COUNT] = {NULL};
+    if (state != Py_None) {
+        for (int i = 0; i < S_COUNT; i++) {
+            old[i] = slot(state, slots, i);
+            if (old[i] == NULL)
+                goto finish;
+        }
+        version = PyLong_AsLongLong(old[S_VERSION]) + 1;
+        if (version == 0 && PyErr_Occurred())
+            goto finish;
+        if (old[S_BASE] != Py_None) {
+            int older = PyObject_RichCompareBool(stamp, old[S_BASE], Py_LT);
+            if (older != 0) { /* overwritten before it arrived (or an error) */
+                done = older < 0 ? -1 : 0;
+                goto finish;
+            }
+        }
+    }
+    PyObject *version_obj = HOLD(PyLong_FromLongLong(version));
+    if (version_obj == NULL)
+        goto finish;
+    if (p->op == OP_SET || p->op == OP_DELETE) {
+        if (state != Py_None) {
+            long long n_ops = PyLong_AsLongLong(old[S_N_OPS]);
+            if (n_ops != 0) { /* retained ops to drop or refold: the Python path */
+                done = (n_ops == -1 && PyErr_Occurred()) ? -1 : 0;
+                goto finish;
+            }
+        }
+        int exists = p->op == OP_SET;
+        PyObject *value = exists ? p->payload : Py_None;
+        v[S_KEY] = p->key;
+        v[S_EXISTS] = exists ? Py_True : Py_False;
+        v[S_VALUE] = value;
+        v[S_BASE] = stamp;
+        v[S_TOP] = stamp;
+        v[S_VERSION] = version_obj;
+        v[S_N_OPS] = HOLD(PyLong_FromLong(0));
+        v[S_INT_COUNTER] = (is_int(value) || !exists) ? Py_True : Py_False;
+        v[S_OPS] = HOLD(PyTuple_New(0));
+        v[S_BASE_EXISTS] = v[S_EXISTS];
+        v[S_BASE_VALUE] = value;
+        if (v[S_N_OPS] == NULL || v[S_OPS] == NULL)
+            goto finish;
+    } else { /* an increment */
+        PyObject *op_items[3] = {Py_NewRef(stamp), Py_NewRef(PyTuple_GET_ITEM(fx[F_OPS], p->op)),
+                                 Py_NewRef(p->payload)};
+        PyObject *op = HOLD(new_tuple_of(fx[F_KEYOP], 3, op_items));
+        if (op == NULL)
+            goto finish;
+        if (state == Py_None) { /* a key's first event */
+            v[S_KEY] = p->key;
+            v[S_EXISTS] = Py_True;
+            v[S_VALUE] = HOLD(PyNumber_Add(zero, p->payload));
+            v[S_BASE] = Py_None;
+            v[S_TOP] = stamp;
+            v[S_VERSION] = version_obj;
+            v[S_N_OPS] = HOLD(PyLong_FromLong(1));
+            v[S_INT_COUNTER] = is_int(p->payload) ? Py_True : Py_False;
+            v[S_OPS] = HOLD(PyTuple_Pack(1, op));
+            v[S_BASE_EXISTS] = Py_False;
+            v[S_BASE_VALUE] = Py_None;
+        } else {
+            int later = PyObject_RichCompareBool(stamp, old[S_TOP], Py_GT);
+            if (later <= 0) { /* a late increment (or an error): the Python path */
+                done = later;
+                goto finish;
+            }
+            long long n_ops = PyLong_AsLongLong(old[S_N_OPS]);
+            if (n_ops == -1 && PyErr_Occurred())
+                goto finish;
+            int was = old[S_EXISTS] == Py_True;
+            PyObject *start = (was && is_number(old[S_VALUE])) ? old[S_VALUE] : zero;
+            v[S_KEY] = p->key;
+            v[S_EXISTS] = Py_True;
+            v[S_VALUE] = HOLD(PyNumber_Add(start, p->payload));
+            v[S_BASE] = old[S_BASE];
+            v[S_TOP] = stamp;
+            v[S_VERSION] = version_obj;
+            v[S_N_OPS] = HOLD(PyLong_FromLongLong(n_ops + 1));
+            int int_incr = is_int(p->payload)
+                && (old[S_VALUE] == Py_None || is_int(old[S_VALUE]));
+            v[S_INT_COUNTER] = (old[S_INT_COUNTER] == Py_True && int_incr) ? Py_True : Py_False;
+            if (old[S_OPS] == Py_None) {
+                v[S_OPS] = Py_None;
+            } else {
+                PyObject *tail = HOLD(PyTuple_Pack(1, op));
+                v[S_OPS] = tail == NULL ? NULL : HOLD(PySequence_Concat(old[S_OPS], tail));
+            }
+            int based = n_ops == 0; /* _base_pair: the value as the base left it */
+            v[S_BASE_EXISTS] = based ? old[S_EXISTS] : old[S_BASE_EXISTS];
+            v[S_BASE_VALUE] = based ? old[S_VALUE] : old[S_BASE_VALUE];
+        }
+        if (v[S_VALUE] == NULL || v[S_N_OPS] == NULL || v[S_OPS] == NULL)
+            goto finish;
+        out->retain = Py_NewRef(op);
+    }
+    if (!storable(v[S_VALUE])) { /* the Python path dead-letters it, with the reason */
+        Py_CLEAR(out->retain);
+        done = 0;
+        goto finish;
+    }
+    out->state = new_slotted(ks, slots, v);
+    if (out->state == NULL) {
+        Py_CLEAR(out->retain);
+        goto finish;
+    }
+    done = 1;
+finish:
+#undef HOLD
+    for (int i = 0; i < nheld; i++)
+        Py_XDECREF(held[i]);
+    for (int i = 0; i < S_COUNT; i++)
+        Py_XDECREF(old[i]);
+    return done;
+}
+
+/* the stop reasons are not errors: 0 = leave this record to the Python path */
+static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
+                     PyObject *zero, PyObject *one, Py_ssize_t *duplicates) {
+    int result = -1;
+    PyObject *topic = NULL, *partition = NULL, *offset = NULL, *rkey = NULL, *value = NULL;
+    PyObject *headers = NULL, *stream = NULL, *tp = NULL, *next = NULL, *stamp = NULL;
+    PyObject *position = NULL, *applied = NULL;
+    Parsed p;
+    int parsed = 0;
+    Folded f = {NULL, NULL};
+    if ((partition = PyObject_GetAttrString(record, "partition")) == NULL
+        || (offset = PyObject_GetAttrString(record, "offset")) == NULL)
+        goto finish;
+    if (bx[B_KNOWN_DEAD] != Py_None || bx[B_POISON] != Py_None) {
+        PyObject *at = PyTuple_Pack(2, partition, offset);
+        if (at == NULL)
+            goto finish;
+        int dead = 0;
+        if (bx[B_KNOWN_DEAD] != Py_None)
+            dead = PySequence_Contains(bx[B_KNOWN_DEAD], at);
+        if (dead == 0 && bx[B_POISON] != Py_None)
+            dead = PySequence_Contains(bx[B_POISON], at);
+        Py_DECREF(at);
+        if (dead != 0) {
+            result = dead < 0 ? -1 : 0;
+            goto finish;
+        }
+    }
+    if ((headers = PyObject_GetAttrString(record, "headers")) == NULL)
+        goto finish;
+    Headers h;
+    if (scan_headers(headers, &h) < 0)
+        goto finish;
+    result = 0;
+    if (h.stop)
+        goto finish;
+    if ((value = PyObject_GetAttrString(record, "value")) == NULL
+        || (rkey = PyObject_GetAttrString(record, "key")) == NULL) {
+        result = -1;
+        goto finish;
+    }
+    if (!parse_event(value, fx[F_PREFIX], fx[F_LOADS], &p))
+        goto finish;
+    parsed = 1;
+    /* the record's key is the event's; the event is this region's own and placed here */
+    if (!PyBytes_Check(rkey) || PyBytes_GET_SIZE(rkey) != p.key_len
+        || memcmp(PyBytes_AS_STRING(rkey), p.key_utf8, (size_t)p.key_len) != 0)
+        goto finish;
+    if (PyUnicode_Compare(p.origin, fx[F_REGION]) != 0)
+        goto finish;
+    int placed = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(p.placement) && !placed; i++)
+        placed = PyUnicode_Compare(PyTuple_GET_ITEM(p.placement, i), fx[F_REGION]) == 0;
+    if (!placed)
+        goto finish;
+    PyObject *allowed = PyDict_GetItemWithError(fx[F_ALLOWED], p.classification);
+    if (allowed != Py_True || (p.op != OP_SET && p.op != OP_DELETE && p.op != OP_INCREMENT))
+        goto finish;
+    int has_deps = h.deps_raw != NULL && h.deps_raw != Py_None;
+    /* the causal gate: nothing of the stream held back, nothing waits on it */
+    result = -1;
+    if ((stream = PyTuple_Pack(2, fx[F_REGION], partition)) == NULL)
+        goto finish;
+    int held = PyDict_Contains(bx[B_QUEUES], stream);
+    int waited = held == 0 ? PyDict_Contains(bx[B_WAITING], stream) : held;
+    if (held < 0 || waited < 0)
+        goto finish;
+    result = 0;
+    if (held || waited)
+        goto finish;
+    result = -1;
+    if ((topic = PyObject_GetAttrString(record, "topic")) == NULL
+        || (tp = PyTuple_Pack(2, topic, partition)) == NULL
+        || (next = PyNumber_Add(offset, one)) == NULL)
+        goto finish;
+    PyObject *level = PyDict_GetItemWithError(bx[B_FRONTIER], stream);
+    if (level == NULL && PyErr_Occurred())
+        goto finish;
+    if (level != NULL) {
+        int dup = PyObject_RichCompareBool(offset, level, Py_LE);
+        if (dup < 0)
+            goto finish;
+        if (dup) { /* a replicator retry's second copy: dropped */
+            if (PyDict_SetItem(bx[B_CONSUMED], tp, next) < 0)
+                goto finish;
+            (*duplicates)++;
+            result = 1;
+            goto finish;
+        }
+    }
+    if (has_deps) {
+        Py_ssize_t own = PyLong_AsSsize_t(partition);
+        if (own == -1 && PyErr_Occurred())
+            goto finish;
+        int ok = deps_ready(fx, h.deps_raw, own, bx[B_FRONTIER]);
+        if (ok <= 0) {
+            result = ok;
+            goto finish;
+        }
+    }
+    /* the fold */
+    PyObject *state = PyDict_GetItemWithError(bx[B_STATES], p.key);
+    if (state == NULL) {
+        if (PyErr_Occurred())
+            goto finish;
+        state = Py_None;
+    }
+    unsigned long long hlc = ((unsigned long long)p.wall << 16) | (unsigned long long)p.logical;
+    PyObject *stamp_items[3] = {PyLong_FromUnsignedLongLong(hlc), Py_NewRef(p.origin),
+                                Py_NewRef(p.event_id)};
+    if (stamp_items[0] == NULL) {
+        Py_DECREF(stamp_items[1]);
+        Py_DECREF(stamp_items[2]);
+        goto finish;
+    }
+    if ((stamp = new_tuple_of(fx[F_STAMP], 3, stamp_items)) == NULL)
+        goto finish;
+    int folded = fold_one(fx, state, &p, stamp, zero, &f);
+    if (folded <= 0) {
+        result = folded;
+        goto finish;
+    }
+    PyObject *pos_items[3] = {Py_NewRef(fx[F_REGION]), Py_NewRef(partition), Py_NewRef(offset)};
+    if ((position = new_tuple_of(fx[F_POSITION], 3, pos_items)) == NULL)
+        goto finish;
+    PyObject *ae[4] = {p.key, p.event_id, position, PyTuple_GET_ITEM(stamp, 0)};
+    if ((applied = new_slotted(fx[F_APPLIED], fx[F_AE_SLOTS], ae)) == NULL)
+        goto finish;
+    /* every check passed and every object is made: now the effects, none can fail
+       half-way in a way the caller could observe (a failure is an error: the batch
+       is abandoned and read again) */
+    if (PyDict_SetItem(bx[B_CONSUMED], tp, next) < 0
+        || PyDict_SetItem(bx[B_FRONTIER], stream, offset) < 0
+        || PyDict_SetItem(bx[B_CH_FRONTIER], stream, offset) < 0
+        || PyDict_SetItem(bx[B_STATES], p.key, f.state) < 0
+        || PyDict_SetItem(bx[B_CH_STATES], p.key, f.state) < 0
+        || PyList_Append(bx[B_APPLIED], applied) < 0)
+        goto finish;
+    if (f.retain != NULL) {
+        PyObject *ops = PyDict_GetItemWithError(bx[B_PENDING], p.key);
+        if (ops == NULL) {
+            if (PyErr_Occurred())
+                goto finish;
+            PyObject *fresh = PyList_New(0);
+            if (fresh == NULL)
+                goto finish;
+            int failed = PyDict_SetItem(bx[B_PENDING], p.key, fresh);
+            Py_DECREF(fresh);
+            if (failed < 0)
+                goto finish;
+            ops = fresh;
+        }
+        if (PyList_Append(ops, f.retain) < 0)
+            goto finish;
+    }
+    result = 2;
+finish:
+    if (parsed)
+        parsed_clear(&p);
+    Py_XDECREF(f.state);
+    Py_XDECREF(f.retain);
+    Py_XDECREF(topic);
+    Py_XDECREF(partition);
+    Py_XDECREF(offset);
+    Py_XDECREF(rkey);
+    Py_XDECREF(value);
+    Py_XDECREF(headers);
+    Py_XDECREF(stream);
+    Py_XDECREF(tp);
+    Py_XDECREF(next);
+    Py_XDECREF(stamp);
+    Py_XDECREF(position);
+    Py_XDECREF(applied);
+    if (result == 0 && PyErr_Occurred())
+        PyErr_Clear();
+    return result;
+}
+
+PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyList_Check(args[0]) || !PyTuple_Check(args[2])
+        || PyTuple_GET_SIZE(args[2]) != F_COUNT || !PyTuple_Check(args[3])
+        || PyTuple_GET_SIZE(args[3]) != B_COUNT) {
+        PyErr_SetString(PyExc_TypeError,
+                        "apply_run(records: list, start: int, fixed: tuple, batch: tuple)");
+        return NULL;
+    }
+    PyObject *records = args[0];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *const *fx = &PyTuple_GET_ITEM(args[2], 0);
+    PyObject *const *bx = &PyTuple_GET_ITEM(args[3], 0);
+    for (int i = B_FRONTIER; i <= B_PENDING; i++) {
+        if (!PyDict_Check(bx[i])) {
+            PyErr_SetString(PyExc_TypeError, "apply_run: the batch's maps must be dicts");
+            return NULL;
+        }
+    }
+    if (!PyList_Check(bx[B_APPLIED]) || !PyDict_Check(bx[B_CONSUMED])
+        || !PyDict_Check(fx[F_ALLOWED]) || !PyLong_Check(fx[F_PARTITIONS])
+        || (fx[F_REGIONS] != Py_None && !PyAnySet_Check(fx[F_REGIONS]))
+        || !PyUnicode_Check(fx[F_REGION]) || !PyTuple_Check(fx[F_OPS])
+        || PyTuple_GET_SIZE(fx[F_OPS]) != 5 || !PyTuple_Check(fx[F_KS_SLOTS])
+        || PyTuple_GET_SIZE(fx[F_KS_SLOTS]) != S_COUNT || !PyTuple_Check(fx[F_AE_SLOTS])
+        || PyTuple_GET_SIZE(fx[F_AE_SLOTS]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "apply_run: fixed or batch of the wrong shape");
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
+    if (zero == NULL || one == NULL) {
+        Py_XDECREF(zero);
+        Py_XDECREF(one);
+        return NULL;
+    }
+    Py_ssize_t duplicates = 0, released = 0, i = start;
+    Py_ssize_t n = PyList_GET_SIZE(records);
+    for (; i < n; i++) {
+        int r = apply_one(fx, bx, PyList_GET_ITEM(records, i), zero, one, &duplicates);
+        if (r < 0) {
+            Py_DECREF(zero);
+            Py_DECREF(one);
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        if (r == 2)
+            released++;
+    }
+    Py_DECREF(zero);
+    Py_DECREF(one);
+    return Py_BuildValue("(nnn)", i, duplicates, released);
+}
