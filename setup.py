@@ -30,7 +30,10 @@ SCHEMAS = "schemas"
 SCHEMA_FILES = ("*.avsc", "README.md")
 SPEEDUPS = Extension(
     "edgebus._speedups",
-    ["edgebus/_native/speedups.c", "edgebus/_native/reader.c", "edgebus/_native/fold.c"],
+    [
+        "edgebus/_native/speedups.c", "edgebus/_native/reader.c", "edgebus/_native/fold.c",
+        "edgebus/_native/rows.c", "edgebus/_native/interleave.c",
+    ],
     depends=["edgebus/_native/speedups.h"],
     optional=True,
 )

@@ -38,7 +38,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,6 +49,7 @@ from connectors.base import BatchChanges, Checksums, Store, StoreStats
 from connectors.files import create_private_file, make_private_dirs
 from edgebus.core.conflict import KeyOp, KeyState, Stamp
 from edgebus.core.envelope import Operation
+from edgebus.core.speedups import NATIVE
 from edgebus.errors import StoreError
 
 __all__ = [
@@ -269,7 +270,7 @@ class SQLiteStore(Store):
             steps = (
                 (_DROP, [(key, *stamp) for key, stamp in changes.drop_before.items()]),
                 (_RETAIN, [self._op_row(key, op) for key, op in changes.retain]),
-                (_UPSERT_STATE, [self._state_row(s) for s in changes.states.values()]),
+                (_UPSERT_STATE, _state_rows(list(changes.states.values()))),
                 (_UPSERT_POSITION, [(t, p, o) for (t, p), o in changes.positions.items()]),
                 (_UPSERT_FRONTIER, [(r, p, o) for (r, p), o in changes.frontier.items()]),
                 (_INSERT_REDRIVEN, list(changes.redriven)),
@@ -553,6 +554,26 @@ async def _with_ops(store: SQLiteStore, states: list[KeyState]) -> list[KeyState
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _state_rows(states: list[KeyState]) -> list[tuple[Any, ...]]:
+    """The ``key_states`` rows of ``states`` (the C module makes them in one call,
+    the same rows as :meth:`SQLiteStore._state_row`)."""
+    if _native_rows is not None and _STATE_SLOTS is not None:
+        rows: list[tuple[Any, ...]] = _native_rows(states, _STATE_SLOTS, orjson.dumps)
+        return rows
+    return [SQLiteStore._state_row(s) for s in states]
+
+
+_native_rows: Any = getattr(NATIVE, "state_rows", None)
+_STATE_FIELDS = ("key", "exists", "value", "base", "top", "version", "n_ops", "int_counter",
+                 "ops", "base_exists", "base_value")
+#: KeyState's slot descriptors in the field order the C module reads them (None: the
+#: class changed, and the rows are made in Python)
+_STATE_SLOTS: tuple[Any, ...] | None = (
+    tuple(vars(KeyState)[name] for name in _STATE_FIELDS)
+    if tuple(f.name for f in fields(KeyState)) == _STATE_FIELDS else None
+)
 
 
 def _state_of(row: Sequence[Any]) -> KeyState:

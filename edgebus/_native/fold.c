@@ -1,6 +1,6 @@
 /* edgebus._speedups: the common case of a region's batch fold, in one call.
  *
- * apply_run(records, start, fixed, batch) -> (next, duplicates, released)
+ * apply_run(records, start, fixed, batch) -> (next, duplicates, released, cascade)
  *
  * Folds records[start:] one after the other, exactly as
  * edgebus.region.applier.BatchApplier does, for as long as each record is of the
@@ -10,7 +10,10 @@
  * nothing of, and whose fold is the O(1) one (a key's first event, a set or delete
  * onto a state without retained ops, an increment newer than everything applied).
  * It stops before the first record of any other kind and returns its index: the
- * caller folds that record in Python (the reference) and calls again after it. So
+ * caller folds that record in Python (the reference) and calls again after it. When a
+ * record it folded is one that blocked streams wait for, it stops after it and returns
+ * its stream as cascade: the caller releases and folds what waited (the causal gate's
+ * cascade, as offer() runs it), then calls again. So
  * the result is the Python fold's, record for record; a record is either folded here
  * whole or not touched at all.
  *
@@ -375,8 +378,17 @@ finish:
 }
 
 /* the stop reasons are not errors: 0 = leave this record to the Python path */
+/* interned attribute names of a ConsumerRecord, and the constants apply_one uses */
+typedef struct {
+    PyObject *topic, *partition, *offset, *key, *value, *headers, *zero, *one;
+} Names;
+
+/* 2: folded; 3: folded, and blocked streams wait on its stream (*cascade: the stream,
+   a new reference: the caller releases what they wait for); 1: a duplicate dropped;
+   0: not this path (nothing touched); -1: an error */
 static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
-                     PyObject *zero, PyObject *one, Py_ssize_t *duplicates) {
+                     const Names *names, Py_ssize_t *duplicates, PyObject **cascade) {
+    PyObject *zero = names->zero, *one = names->one;
     int result = -1;
     PyObject *topic = NULL, *partition = NULL, *offset = NULL, *rkey = NULL, *value = NULL;
     PyObject *headers = NULL, *stream = NULL, *tp = NULL, *next = NULL, *stamp = NULL;
@@ -384,8 +396,8 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
     Parsed p;
     int parsed = 0;
     Folded f = {NULL, NULL};
-    if ((partition = PyObject_GetAttrString(record, "partition")) == NULL
-        || (offset = PyObject_GetAttrString(record, "offset")) == NULL)
+    if ((partition = PyObject_GetAttr(record, names->partition)) == NULL
+        || (offset = PyObject_GetAttr(record, names->offset)) == NULL)
         goto finish;
     if (bx[B_KNOWN_DEAD] != Py_None || bx[B_POISON] != Py_None) {
         PyObject *at = PyTuple_Pack(2, partition, offset);
@@ -402,7 +414,7 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
             goto finish;
         }
     }
-    if ((headers = PyObject_GetAttrString(record, "headers")) == NULL)
+    if ((headers = PyObject_GetAttr(record, names->headers)) == NULL)
         goto finish;
     Headers h;
     if (scan_headers(headers, &h) < 0)
@@ -410,8 +422,8 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
     result = 0;
     if (h.stop)
         goto finish;
-    if ((value = PyObject_GetAttrString(record, "value")) == NULL
-        || (rkey = PyObject_GetAttrString(record, "key")) == NULL) {
+    if ((value = PyObject_GetAttr(record, names->value)) == NULL
+        || (rkey = PyObject_GetAttr(record, names->key)) == NULL) {
         result = -1;
         goto finish;
     }
@@ -442,10 +454,10 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
     if (held < 0 || waited < 0)
         goto finish;
     result = 0;
-    if (held || waited)
+    if (held)
         goto finish;
     result = -1;
-    if ((topic = PyObject_GetAttrString(record, "topic")) == NULL
+    if ((topic = PyObject_GetAttr(record, names->topic)) == NULL
         || (tp = PyTuple_Pack(2, topic, partition)) == NULL
         || (next = PyNumber_Add(offset, one)) == NULL)
         goto finish;
@@ -530,6 +542,10 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
             goto finish;
     }
     result = 2;
+    if (waited) { /* offer() would now release what waits on the stream: the caller does */
+        *cascade = Py_NewRef(stream);
+        result = 3;
+    }
 finish:
     if (parsed)
         parsed_clear(&p);
@@ -582,27 +598,39 @@ PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "apply_run: fixed or batch of the wrong shape");
         return NULL;
     }
-    PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
-    if (zero == NULL || one == NULL) {
-        Py_XDECREF(zero);
-        Py_XDECREF(one);
-        return NULL;
-    }
+    Names names = {
+        PyUnicode_InternFromString("topic"), PyUnicode_InternFromString("partition"),
+        PyUnicode_InternFromString("offset"), PyUnicode_InternFromString("key"),
+        PyUnicode_InternFromString("value"), PyUnicode_InternFromString("headers"),
+        PyLong_FromLong(0), PyLong_FromLong(1),
+    };
+    PyObject **all = (PyObject **)&names;
+    int ready = 1;
+    for (size_t k = 0; k < sizeof(names) / sizeof(PyObject *); k++)
+        ready = ready && all[k] != NULL;
     Py_ssize_t duplicates = 0, released = 0, i = start;
     Py_ssize_t n = PyList_GET_SIZE(records);
-    for (; i < n; i++) {
-        int r = apply_one(fx, bx, PyList_GET_ITEM(records, i), zero, one, &duplicates);
-        if (r < 0) {
-            Py_DECREF(zero);
-            Py_DECREF(one);
-            return NULL;
-        }
-        if (r == 0)
+    PyObject *cascade = NULL;
+    int r = ready ? 0 : -1;
+    for (; ready && i < n; i++) {
+        r = apply_one(fx, bx, PyList_GET_ITEM(records, i), &names, &duplicates, &cascade);
+        if (r <= 0)
             break;
-        if (r == 2)
+        if (r >= 2)
             released++;
+        if (r == 3) { /* the caller releases what waited, then calls again after it */
+            i++;
+            break;
+        }
     }
-    Py_DECREF(zero);
-    Py_DECREF(one);
-    return Py_BuildValue("(nnn)", i, duplicates, released);
+    for (size_t k = 0; k < sizeof(names) / sizeof(PyObject *); k++)
+        Py_XDECREF(all[k]);
+    if (r < 0) {
+        Py_XDECREF(cascade);
+        return NULL;
+    }
+    PyObject *out = Py_BuildValue("(nnnO)", i, duplicates, released,
+                                  cascade != NULL ? cascade : Py_None);
+    Py_XDECREF(cascade);
+    return out;
 }

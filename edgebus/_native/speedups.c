@@ -225,7 +225,11 @@ static PyMethodDef methods[] = {
     {"read_event", (PyCFunction)(void (*)(void))read_event_fast, METH_FASTCALL,
      "read_event(...) -> ReadEvent | None: the common case of the Event v2 reader."},
     {"apply_run", (PyCFunction)(void (*)(void))apply_run, METH_FASTCALL,
-     "apply_run(records, start, fixed, batch) -> (next, duplicates, released)."},
+     "apply_run(records, start, fixed, batch) -> (next, duplicates, released, cascade)."},
+    {"interleave", (PyCFunction)interleave, METH_O,
+     "interleave(records) -> list: the records merged by timestamp across partitions."},
+    {"state_rows", (PyCFunction)(void (*)(void))state_rows, METH_FASTCALL,
+     "state_rows(states, slots, dumps) -> list[tuple]: a SQLite store's key_states rows."},
     {NULL, NULL, 0, NULL},
 };
 

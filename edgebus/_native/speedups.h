@@ -24,5 +24,7 @@ int valid_utf8(const unsigned char *s, Py_ssize_t n);
 
 PyObject *read_event_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *interleave(PyObject *self, PyObject *records);
+PyObject *state_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

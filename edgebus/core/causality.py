@@ -167,6 +167,14 @@ class CausalGate(Generic[T]):
         moves the frontier, nothing else. Valid until :meth:`restore`."""
         return self.frontier, self._queues, self._waiting
 
+    def release_after(self, stream: Stream) -> list[Unit[T]]:
+        """What :meth:`offer` releases after a unit of ``stream`` passed (the frontier
+        moved by a compiled fold, see :meth:`live_maps`): the buffered units whose
+        dependencies are passed now, in order."""
+        released: list[Unit[T]] = []
+        self._cascade([stream], released)
+        return released
+
     def is_duplicate(self, stream: Stream, offset: int) -> bool:
         """True when ``offset`` of ``stream`` was applied, passed or buffered already."""
         queue = self._queues.get(stream)

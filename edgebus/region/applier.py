@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
@@ -205,10 +204,17 @@ class BatchApplier:
         while i < n:
             if run:
                 start = i
-                i, duplicates, fast = run(records, i, self._fixed, batch)
+                i, duplicates, fast, cascade = run(records, i, self._fixed, batch)
                 self.compiled_records += i - start
                 result.duplicates += duplicates
                 result.released += fast
+                if cascade is not None:  # what waited for the stream of records[i - 1]
+                    touched.add(cascade)
+                    released = gate.release_after(cascade)
+                    if released:
+                        touched.update(u.stream for u in released)
+                        await self._fold(released, fold, result)
+                    continue
                 if i >= n:
                     break
             released = self._offer(gate, records[i], known_dead, poison, consumed, result)
@@ -626,8 +632,9 @@ def _size(unit: Unit[_Item]) -> int:
 def interleaved(
     records: Sequence[ConsumerRecord[bytes, bytes]],
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """``records`` (each partition's in offset order, partition after partition) merged
-    by record timestamp, each partition's order kept.
+    """``records`` (grouped by partition, each partition's in offset order, as a batch
+    comes) merged by record timestamp, each partition's order kept; ties go to the
+    partition that comes first. Records not grouped so are returned as they are.
 
     An event's dependencies were acknowledged before it was written, so they usually
     carry an earlier timestamp: offered in this order, few events wait in the causal
@@ -635,27 +642,28 @@ def interleaved(
     events of a session that writes to several partitions would). Only the order
     changes what is buffered, never what is applied.
     """
-    if len(records) < 2:
-        return list(records)
-    first, last = records[0], records[-1]
-    if first.partition == last.partition and last.offset - first.offset == len(records) - 1:
-        return list(records)  # one partition, consecutive offsets: nothing to merge
-    by_partition: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
+    if _native_interleave is not None and type(records) is list:
+        merged: list[ConsumerRecord[bytes, bytes]] = _native_interleave(records)
+        return merged
+    runs: list[list[ConsumerRecord[bytes, bytes]]] = []
+    seen: set[int] = set()
     for record in records:
-        part = by_partition.get(record.partition)
-        if part is None:
-            by_partition[record.partition] = [record]
-        else:
-            part.append(record)
-    if len(by_partition) < 2:
+        if runs and runs[-1][-1].partition == record.partition:
+            runs[-1].append(record)
+            continue
+        if record.partition in seen or len(runs) == _MAX_RUNS:
+            return list(records)
+        seen.add(record.partition)
+        runs.append([record])
+    if len(runs) < 2:
         return list(records)
-    ordered = all(
-        all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(part))
-        for part in by_partition.values()
-    )
-    if ordered:  # a stable sort keeps each partition's order (timestamps never fall in it)
-        return sorted(records, key=_timestamp)
-    return list(heapq.merge(*by_partition.values(), key=_timestamp))
+    return list(heapq.merge(*runs, key=_timestamp))
+
+
+#: partitions a batch may interleave (more: left in partition order)
+_MAX_RUNS = 64
+#: the C module's interleaved (edgebus._speedups.interleave), when compiled
+_native_interleave: Any = getattr(NATIVE, "interleave", None)
 
 
 def _timestamp(record: ConsumerRecord[bytes, bytes]) -> int:

@@ -27,7 +27,8 @@ from edgebus.core.envelope import Operation
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import VectorClock
-from edgebus.region.applier import BatchApplier, BatchResult
+from edgebus.region import applier as applier_module
+from edgebus.region.applier import BatchApplier, BatchResult, interleaved
 from edgebus.region.record_checks import RecordChecks
 from edgebus.wire.event_codec import encode_fields, encode_payload
 from edgebus.wire.headers import H_ORIGIN_POS
@@ -181,9 +182,29 @@ async def test_compiled_fold_takes_a_run_of_common_records_in_one_call(
         result = BatchResult(BatchChanges())
         batch = (*gate.live_maps(), fold_states, result.changes.states,
                  result.changes.frontier, {}, result.applied, {}, None, None)
-        assert native.apply_run(records, 0, applier._fixed, batch) == (30, 0, 30)
+        assert native.apply_run(records, 0, applier._fixed, batch) == (30, 0, 30, None)
         assert {k: (s.version, s.value) for k, s in fold_states.items()} == {
             "n": (10, 10), "k0": (4, 1), "k1": (4, 1), "k2": (4, 1), "k3": (4, 1),
             "k4": (4, 1)}
         assert len(result.applied) == 30 and len(pending := batch[6]) == 1
         assert len(pending["n"]) == 10  # the counter's increments are retained
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=30))
+def test_compiled_interleave_equals_the_python_merge(
+    native: Any, draws: list[tuple[int, int]],  # noqa: F811
+) -> None:
+    records = [ConsumerRecord("t", p, i, ts, 0, b"k", b"v", None, 1, 1, [])
+               for i, (p, ts) in enumerate(sorted(draws, key=lambda d: d[0]))]
+    if draws and draws[0][0] % 2:  # and records not grouped by partition now and then
+        records.reverse()
+    python = applier_module._native_interleave
+    try:
+        applier_module._native_interleave = None
+        expected = interleaved(records)
+    finally:
+        applier_module._native_interleave = python
+    assert native.interleave(records) == expected
+    assert sorted(r.offset for r in expected) == sorted(r.offset for r in records)

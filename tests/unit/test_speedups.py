@@ -9,10 +9,13 @@ import sysconfig
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors import sqlite as sqlite_store
+from edgebus.core.conflict import KeyState, Stamp
 from edgebus.core.envelope import EventEnvelope, Operation
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.core.vector_clock import VectorClock
@@ -119,3 +122,41 @@ def test_native_encoding_refuses_bad_arguments_without_crashing(native: Any) -> 
             EncodedEvent, ("a", "b", "c", "d"), (), b"", "id", "k", b"\x00", b"set", None, b"",
             1 << 48, 0, b"\x00", b"\x01\x00", b"\x00",
         )
+
+
+json_leaves = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+               | st.text(max_size=5) | st.floats(allow_nan=False, allow_infinity=False))
+stamps = st.builds(Stamp, st.integers(0, 2**63 - 1), st.sampled_from(["eu", "us"]),
+                   st.uuids().map(str))
+
+
+@st.composite
+def key_states(draw: st.DrawFn) -> KeyState:
+    n_ops = draw(st.integers(0, 3))
+    return KeyState(
+        draw(st.text(min_size=1, max_size=8)), draw(st.booleans()),
+        draw(st.recursive(json_leaves, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                          max_leaves=5)),
+        draw(st.none() | stamps), draw(stamps), draw(st.integers(1, 10**6)), n_ops,
+        draw(st.booleans()), None if n_ops else (), draw(st.booleans()),
+        draw(json_leaves),
+    )
+
+
+@settings(max_examples=300)
+@given(st.lists(key_states(), max_size=5))
+def test_native_state_rows_are_the_sqlite_stores_rows(states: list[KeyState]) -> None:
+    if sqlite_store._native_rows is None:
+        pytest.skip("pure Python rows only")
+    assert sqlite_store._state_rows(states) == [
+        sqlite_store.SQLiteStore._state_row(s) for s in states
+    ]
+
+
+def test_native_state_rows_raise_what_json_cannot_hold(native: Any) -> None:
+    state = KeyState("k", True, 2**64, None, Stamp(1, "eu", "e"), 1)
+    with pytest.raises(orjson.JSONEncodeError):
+        sqlite_store._state_rows([state])
+    with pytest.raises(orjson.JSONEncodeError):
+        sqlite_store.SQLiteStore._state_row(state)
