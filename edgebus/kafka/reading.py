@@ -36,8 +36,9 @@ class AlignedBatches:
     records, then keeps back, for the next batch, the records stamped after the
     *horizon*: the earliest last timestamp among the partitions that gave a full share
     (they may hold more records up to it). A partition that gave less is caught up and
-    bounds nothing. Only what is buffered changes, never what is applied: the causal
-    gate still orders every record.
+    bounds nothing. A record is kept back once at most (so forged timestamps cannot
+    starve a partition). Only what is buffered changes, never what is applied: the
+    causal gate still orders every record.
 
     Records kept back were consumed from the consumer: :meth:`forget` them after a
     seek (they are read again from the new positions).
@@ -61,9 +62,8 @@ class AlignedBatches:
         """The next batch: at most about ``max_records`` records; waits up to
         ``timeout_ms`` only when nothing is kept back and nothing is fetched."""
         assigned = consumer.assignment()
-        batch, self._held = self._held, {}
-        for tp in [tp for tp in batch if tp not in assigned]:
-            del batch[tp]  # revoked since
+        carried, self._held = {tp: v for tp, v in self._held.items() if tp in assigned}, {}
+        batch = dict(carried)  # (a partition revoked since is dropped)
         share = max(1, max_records // max(1, len(assigned)))
         full: set[TopicPartition] = set()
         wait = timeout_ms if not batch else 0
@@ -83,14 +83,16 @@ class AlignedBatches:
                 await consumer.getmany(timeout_ms=wait, max_records=share)
             )
             return first
-        return self._cut(batch, full)
+        return self._cut(batch, full, {tp: len(v) for tp, v in carried.items()})
 
     def _cut(
         self,
         batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
         full: set[TopicPartition],
+        carried: dict[TopicPartition, int],
     ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        """Keep back the records stamped after the horizon (never a whole batch)."""
+        """Keep back the records stamped after the horizon (never a whole batch, never
+        the ``carried[tp]`` first records of a partition, kept back last time)."""
         if len(batch) < 2 or not full:
             return batch
         horizon = min(batch[tp][-1].timestamp for tp in full if batch.get(tp))
@@ -99,7 +101,10 @@ class AlignedBatches:
             if records[-1].timestamp <= horizon:
                 out[tp] = records
                 continue
-            cut = _first_after(records, horizon)
+            cut = max(carried.get(tp, 0), _first_after(records, horizon))
+            if cut == len(records):
+                out[tp] = records
+                continue
             if cut:
                 out[tp] = records[:cut]
             self._held[tp] = records[cut:]
