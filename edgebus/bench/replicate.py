@@ -41,6 +41,7 @@ from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import seek_to_first, topic_partitions
 from edgebus.kafka.topics import ensure_topics
 from edgebus.region.applier import AppliedEvent
+from edgebus.region.collector import tune_for_apply
 from edgebus.sdk import EdgeBus
 from edgebus.server.service import RegionService
 
@@ -268,6 +269,7 @@ async def _run(
         EdgeBus(config, client_id="edgebus-bench-writer") as bus,
     ):
         assert service.materializer is not None
+        tune_for_apply()  # B's service runs here, as in its own process (both sides alike)
         edgebus = _Edgebus(bus, source, target)
         service.materializer.on_applied(edgebus.on_applied)
         value = bus.prepare_write(
