@@ -219,7 +219,9 @@ static int deps_ready(PyObject *const *fx, PyObject *raw, Py_ssize_t own_partiti
             last = (long long)partition;
             if (own && (Py_ssize_t)partition == own_partition)
                 continue; /* the record's own stream is FIFO: not a dependency */
-            PyObject *key = Py_BuildValue("(OK)", text, partition);
+            PyObject *number = PyLong_FromUnsignedLongLong(partition);
+            PyObject *key = number == NULL ? NULL : PyTuple_Pack(2, text, number);
+            Py_XDECREF(number);
             if (key == NULL) {
                 Py_DECREF(text);
                 return -1;

@@ -12,6 +12,7 @@ import aiosqlite
 import pytest
 
 from connectors import BatchChanges, Store, by_url
+from connectors import sqlite as sqlite_module
 from connectors.sqlite import SCHEMA_VERSION, SQLiteStore
 from edgebus.core.conflict import Stamp
 from edgebus.errors import StoreError
@@ -49,6 +50,29 @@ class TestSQLiteStore(StoreContract):
         assert await store.was_redriven([(0, 1)]) == set()
         await store.commit(BatchChanges(positions={("t", 0): 6}))  # no transaction left open
         assert await store.positions() == {("t", 0): 6}
+
+    async def test_a_statement_failing_inside_the_transaction_rolls_all_of_it_back(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        folder = await commit_folded(
+            store, *(event("k", "increment", 1, hlc=h) for h in (1, 2, 3)),
+            positions={("t", 0): 3},
+        )
+        before = (await store.load(["k"]), await store.load_ops("k"), await store.positions())
+        failing = folder.batch(
+            event("k", "set", 0, hlc=2), event("j", "increment", 1, hlc=4),
+            positions={("t", 0): 5},
+        )
+        rows = sqlite_module._state_rows
+
+        def without_a_value(states: list[Any]) -> list[tuple[Any, ...]]:
+            return [(r[0], r[1], None, *r[3:]) for r in rows(states)]  # value is NOT NULL
+
+        monkeypatch.setattr(sqlite_module, "_state_rows", without_a_value)
+        with pytest.raises(StoreError, match=r"rolled back .*NOT NULL"):
+            await store.commit(failing)  # the drop and retain steps ran before it failed
+        after = (await store.load(["k"]), await store.load_ops("k"), await store.positions())
+        assert after == before and await store.load(["j"]) == {}
 
     async def test_a_reader_sees_consistent_snapshots_while_a_writer_commits(
         self, store: Store, tmp_path: Path
