@@ -12,9 +12,9 @@ other, each reading that prefix from the beginning:
 - edgebus: :func:`edgebus.region.replay.replay` into a new SQLite store.
 
 Each child reports its own time (from opening its consumer, or its store, to the
-end) and its peak resident memory (``VmHWM``, else ``ru_maxrss``): a flat peak across prefixes, while
-the number of keys and the store grow with the prefix, shows that replay's memory does
-not grow with the number of events.
+end) and its peak resident memory (``VmHWM``, else ``ru_maxrss``): a flat peak across
+prefixes, while the number of keys and the store grow with the prefix, shows that
+replay's memory does not grow with the number of events.
 
 Children are this module run as ``python -m edgebus.bench.replay --child raw|replay``.
 """
