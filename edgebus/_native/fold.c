@@ -4,8 +4,10 @@
  *
  * Folds records[start:] one after the other, exactly as
  * edgebus.region.applier.BatchApplier does, for as long as each record is of the
- * common kind: an event of this region's own writers (no origin, redrive, transaction
- * or watermark header) that decodes and passes every check, a set, delete or
+ * common kind: an event of this region's own writers, or a replicator's copy whose
+ * origin position (eb-origin-pos) names a configured other region, the record's own
+ * partition and an offset below that region's known end (no redrive, transaction or
+ * watermark header), that decodes and passes every check, a set, delete or
  * increment whose dependencies are applied already, on a stream the causal gate holds
  * nothing of, and whose fold is the O(1) one (a key's first event, a set or delete
  * onto a state without retained ops, an increment newer than everything applied).
@@ -23,7 +25,9 @@
  *   None: not checked), partitions per topic (0: not checked))
  * batch (per batch): (frontier, queues, waiting, states, changes.states,
  *   changes.frontier, pending ops, applied list, consumed positions, known_dead set or
- *   None, poison dict or None)
+ *   None, poison dict or None, ends: {(region, partition): end offset} a copy's
+ *   origin position must lie below (a region missing: the Python path reads its ends
+ *   again), or None when origin positions are not checked against ends)
  */
 #include <math.h>
 #include <string.h>
@@ -33,7 +37,7 @@
 enum { F_REGION, F_PREFIX, F_LOADS, F_OPS, F_KEYSTATE, F_KS_SLOTS, F_STAMP, F_KEYOP,
        F_APPLIED, F_AE_SLOTS, F_POSITION, F_ALLOWED, F_REGIONS, F_PARTITIONS, F_COUNT };
 enum { B_FRONTIER, B_QUEUES, B_WAITING, B_STATES, B_CH_STATES, B_CH_FRONTIER, B_PENDING,
-       B_APPLIED, B_CONSUMED, B_KNOWN_DEAD, B_POISON, B_COUNT };
+       B_APPLIED, B_CONSUMED, B_KNOWN_DEAD, B_POISON, B_ENDS, B_COUNT };
 /* KeyState's fields, in order */
 enum { S_KEY, S_EXISTS, S_VALUE, S_BASE, S_TOP, S_VERSION, S_N_OPS, S_INT_COUNTER, S_OPS,
        S_BASE_EXISTS, S_BASE_VALUE, S_COUNT };
@@ -98,12 +102,14 @@ static int storable(PyObject *v) {
 }
 
 typedef struct {
-    PyObject *deps_raw; /* borrowed */
+    PyObject *deps_raw;   /* borrowed */
+    PyObject *origin_raw; /* borrowed: eb-origin-pos, a replicator's copy */
     int stop;
 } Headers;
 
 static int scan_headers(PyObject *headers, Headers *h) {
     h->deps_raw = NULL;
+    h->origin_raw = NULL;
     h->stop = 0;
     if (headers == Py_None)
         return 0;
@@ -121,7 +127,9 @@ static int scan_headers(PyObject *headers, Headers *h) {
         PyObject *name = PyTuple_GET_ITEM(pair, 0);
         if (name_is(name, "eb-deps", 7))
             h->deps_raw = PyTuple_GET_ITEM(pair, 1);
-        else if (name_is(name, "eb-origin-pos", 13) || name_is(name, "eb-redrive-of", 13)
+        else if (name_is(name, "eb-origin-pos", 13))
+            h->origin_raw = PyTuple_GET_ITEM(pair, 1);
+        else if (name_is(name, "eb-redrive-of", 13)
                  || name_is(name, "eb-txn", 6) || name_is(name, "eb-watermark", 12))
             h->stop = 1;
     }
@@ -152,8 +160,8 @@ static int get_uvarint(const unsigned char *p, Py_ssize_t len, Py_ssize_t *pos,
    form) are applied here: 1 when the clock decodes, passes RecordChecks.deps_problem
    and every entry outside the record's own stream is within the frontier; 0 for
    anything else (the Python path decides); -1 on an error. */
-static int deps_ready(PyObject *const *fx, PyObject *raw, Py_ssize_t own_partition,
-                      PyObject *frontier) {
+static int deps_ready(PyObject *const *fx, PyObject *raw, PyObject *own_region,
+                      Py_ssize_t own_partition, PyObject *frontier) {
     if (!PyBytes_Check(raw))
         return 0;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(raw);
@@ -161,7 +169,7 @@ static int deps_ready(PyObject *const *fx, PyObject *raw, Py_ssize_t own_partiti
     if (len < 2 || p[0] != 1)
         return 0;
     Py_ssize_t region_len;
-    const char *region = PyUnicode_AsUTF8AndSize(fx[F_REGION], &region_len);
+    const char *region = PyUnicode_AsUTF8AndSize(own_region, &region_len);
     if (region == NULL)
         return -1;
     long partitions = PyLong_AsLong(fx[F_PARTITIONS]);
@@ -380,6 +388,87 @@ finish:
 }
 
 /* the stop reasons are not errors: 0 = leave this record to the Python path */
+/* an eb-origin-pos header, "region:partition:offset" (edgebus.wire.headers
+   parse_position, or stricter): 1 with *region a new str, 0 when not so */
+static int parse_origin(PyObject *raw, PyObject **region, long long *partition,
+                        long long *offset) {
+    if (!PyBytes_Check(raw))
+        return 0;
+    const char *s = PyBytes_AS_STRING(raw);
+    Py_ssize_t n = PyBytes_GET_SIZE(raw), second = -1, first = -1;
+    if (n > 300)
+        return 0;
+    for (Py_ssize_t i = n - 1; i >= 0 && first < 0; i--) {
+        if (s[i] == ':') {
+            if (second < 0)
+                second = i;
+            else
+                first = i;
+        }
+    }
+    if (first <= 0)
+        return 0; /* no region, or not three parts */
+    long long values[2];
+    Py_ssize_t starts[2] = {first + 1, second + 1}, ends[2] = {second, n};
+    long long limits[2] = {0x7FFFFFFFLL, 0x7FFFFFFFFFFFFFFFLL};
+    for (int k = 0; k < 2; k++) {
+        Py_ssize_t len = ends[k] - starts[k];
+        if (len <= 0 || len > 19)
+            return 0;
+        unsigned long long v = 0;
+        for (Py_ssize_t i = starts[k]; i < ends[k]; i++) {
+            if (s[i] < '0' || s[i] > '9')
+                return 0;
+            v = v * 10 + (unsigned long long)(s[i] - '0');
+        }
+        if (v > (unsigned long long)limits[k])
+            return 0;
+        values[k] = (long long)v;
+    }
+    for (Py_ssize_t i = 0; i < first; i++) {
+        if ((unsigned char)s[i] >= 0x80)
+            return 0;
+    }
+    *region = PyUnicode_DecodeASCII(s, first, NULL);
+    if (*region == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    *partition = values[0];
+    *offset = values[1];
+    return 1;
+}
+
+/* whether a copy's origin position may be taken: another configured region, the
+   record's own partition, an offset below the region's known end (ends None: not
+   checked against ends); 1 yes, 0 no (the Python path decides), -1 error */
+static int origin_trusted(PyObject *const *fx, PyObject *const *bx, PyObject *region,
+                          long long partition, long long offset, PyObject *record_partition) {
+    if (fx[F_REGIONS] == Py_None || PyUnicode_Compare(region, fx[F_REGION]) == 0)
+        return 0;
+    int known = PySet_Contains(fx[F_REGIONS], region);
+    if (known <= 0)
+        return known;
+    long long own = PyLong_AsLongLong(record_partition);
+    if (own == -1 && PyErr_Occurred())
+        return -1;
+    if (own != partition)
+        return 0;
+    if (bx[B_ENDS] == Py_None)
+        return 1;
+    PyObject *key = Py_BuildValue("(OL)", region, partition);
+    if (key == NULL)
+        return -1;
+    PyObject *end = PyDict_GetItemWithError(bx[B_ENDS], key);
+    Py_DECREF(key);
+    if (end == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    long long known_end = PyLong_AsLongLong(end);
+    if (known_end == -1 && PyErr_Occurred())
+        return -1;
+    return offset < known_end;
+}
+
 /* interned attribute names of a ConsumerRecord, and the constants apply_one uses */
 typedef struct {
     PyObject *topic, *partition, *offset, *key, *value, *headers, *zero, *one;
@@ -395,6 +484,7 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
     PyObject *topic = NULL, *partition = NULL, *offset = NULL, *rkey = NULL, *value = NULL;
     PyObject *headers = NULL, *stream = NULL, *tp = NULL, *next = NULL, *stamp = NULL;
     PyObject *position = NULL, *applied = NULL;
+    PyObject *origin_region = NULL, *origin_offset = NULL; /* the stream's, owned */
     Parsed p;
     int parsed = 0;
     Folded f = {NULL, NULL};
@@ -432,12 +522,32 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
     if (!parse_event(value, fx[F_PREFIX], fx[F_LOADS], &p))
         goto finish;
     parsed = 1;
-    /* the record's key is the event's; the event is this region's own and placed here */
+    /* the record's key is the event's; the event is this region's own, or a copy from
+       the origin its position names; it is placed here */
     if (!PyBytes_Check(rkey) || PyBytes_GET_SIZE(rkey) != p.key_len
         || memcmp(PyBytes_AS_STRING(rkey), p.key_utf8, (size_t)p.key_len) != 0)
         goto finish;
-    if (PyUnicode_Compare(p.origin, fx[F_REGION]) != 0)
-        goto finish;
+    if (h.origin_raw != NULL) {
+        long long opart, ooff;
+        if (!parse_origin(h.origin_raw, &origin_region, &opart, &ooff))
+            goto finish;
+        if (PyUnicode_Compare(p.origin, origin_region) != 0)
+            goto finish;
+        int trusted = origin_trusted(fx, bx, origin_region, opart, ooff, partition);
+        if (trusted <= 0) {
+            result = trusted;
+            goto finish;
+        }
+        if ((origin_offset = PyLong_FromLongLong(ooff)) == NULL) {
+            result = -1;
+            goto finish;
+        }
+    } else {
+        if (PyUnicode_Compare(p.origin, fx[F_REGION]) != 0)
+            goto finish;
+        origin_region = Py_NewRef(fx[F_REGION]);
+        origin_offset = Py_NewRef(offset);
+    }
     int placed = 0;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(p.placement) && !placed; i++)
         placed = PyUnicode_Compare(PyTuple_GET_ITEM(p.placement, i), fx[F_REGION]) == 0;
@@ -449,7 +559,7 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
     int has_deps = h.deps_raw != NULL && h.deps_raw != Py_None;
     /* the causal gate: nothing of the stream held back, nothing waits on it */
     result = -1;
-    if ((stream = PyTuple_Pack(2, fx[F_REGION], partition)) == NULL)
+    if ((stream = PyTuple_Pack(2, origin_region, partition)) == NULL)
         goto finish;
     int held = PyDict_Contains(bx[B_QUEUES], stream);
     int waited = held == 0 ? PyDict_Contains(bx[B_WAITING], stream) : held;
@@ -467,7 +577,7 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
     if (level == NULL && PyErr_Occurred())
         goto finish;
     if (level != NULL) {
-        int dup = PyObject_RichCompareBool(offset, level, Py_LE);
+        int dup = PyObject_RichCompareBool(origin_offset, level, Py_LE);
         if (dup < 0)
             goto finish;
         if (dup) { /* a replicator retry's second copy: dropped */
@@ -482,7 +592,7 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
         Py_ssize_t own = PyLong_AsSsize_t(partition);
         if (own == -1 && PyErr_Occurred())
             goto finish;
-        int ok = deps_ready(fx, h.deps_raw, own, bx[B_FRONTIER]);
+        int ok = deps_ready(fx, h.deps_raw, origin_region, own, bx[B_FRONTIER]);
         if (ok <= 0) {
             result = ok;
             goto finish;
@@ -510,7 +620,8 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
         result = folded;
         goto finish;
     }
-    PyObject *pos_items[3] = {Py_NewRef(fx[F_REGION]), Py_NewRef(partition), Py_NewRef(offset)};
+    PyObject *pos_items[3] = {Py_NewRef(origin_region), Py_NewRef(partition),
+                              Py_NewRef(origin_offset)};
     if ((position = new_tuple_of(fx[F_POSITION], 3, pos_items)) == NULL)
         goto finish;
     PyObject *ae[4] = {p.key, p.event_id, position, PyTuple_GET_ITEM(stamp, 0)};
@@ -520,8 +631,8 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
        half-way in a way the caller could observe (a failure is an error: the batch
        is abandoned and read again) */
     if (PyDict_SetItem(bx[B_CONSUMED], tp, next) < 0
-        || PyDict_SetItem(bx[B_FRONTIER], stream, offset) < 0
-        || PyDict_SetItem(bx[B_CH_FRONTIER], stream, offset) < 0
+        || PyDict_SetItem(bx[B_FRONTIER], stream, origin_offset) < 0
+        || PyDict_SetItem(bx[B_CH_FRONTIER], stream, origin_offset) < 0
         || PyDict_SetItem(bx[B_STATES], p.key, f.state) < 0
         || PyDict_SetItem(bx[B_CH_STATES], p.key, f.state) < 0
         || PyList_Append(bx[B_APPLIED], applied) < 0)
@@ -565,6 +676,8 @@ finish:
     Py_XDECREF(stamp);
     Py_XDECREF(position);
     Py_XDECREF(applied);
+    Py_XDECREF(origin_region);
+    Py_XDECREF(origin_offset);
     if (result == 0 && PyErr_Occurred())
         PyErr_Clear();
     return result;
@@ -593,6 +706,7 @@ PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!PyList_Check(bx[B_APPLIED]) || !PyDict_Check(bx[B_CONSUMED])
         || !PyDict_Check(fx[F_ALLOWED]) || !PyLong_Check(fx[F_PARTITIONS])
         || (fx[F_REGIONS] != Py_None && !PyAnySet_Check(fx[F_REGIONS]))
+        || (bx[B_ENDS] != Py_None && !PyDict_Check(bx[B_ENDS]))
         || !PyUnicode_Check(fx[F_REGION]) || !PyTuple_Check(fx[F_OPS])
         || PyTuple_GET_SIZE(fx[F_OPS]) != 5 || !PyTuple_Check(fx[F_KS_SLOTS])
         || PyTuple_GET_SIZE(fx[F_KS_SLOTS]) != S_COUNT || !PyTuple_Check(fx[F_AE_SLOTS])

@@ -205,9 +205,11 @@ class BatchApplier:
         await self._fold(released, fold, result)
         consumed = self._read
         run = self._fixed and _native_run
+        ends = self.checks.source_ends if self.checks is not None else None
         batch = (
             *gate.live_maps(), fold.states, changes.states, changes.frontier, fold.pending,
             result.applied, consumed, known_dead or None, poison or None,
+            ends.trusted() if ends is not None else None,
         )
         i, n = 0, len(records)
         while i < n:

@@ -94,6 +94,17 @@ class SourceEnds:
         end = self.ends.get((position.region, position.partition), 0)
         return end if position.offset >= end else None
 
+    def trusted(self) -> dict[tuple[str, int], int]:
+        """The ends a copy's position may be checked against as they are: (region,
+        partition) -> end, for the regions whose ends are known and whose last re-read
+        did not fail lately. A position below its end is no forgery whatever is read
+        again later (for the compiled fold; anything else goes through
+        :meth:`RecordChecks.origin_problem`)."""
+        return {
+            key: end for key, end in self.ends.items()
+            if key[0] in self.known and not self._backing_off(key[0])
+        }
+
     def begin_batch(self) -> None:
         """A new batch: positions past the ends may be worth a re-read again."""
         self.fresh.clear()

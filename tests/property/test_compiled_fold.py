@@ -4,7 +4,8 @@ Two appliers read the same generated batches into two stores, one with the C mod
 fold of common records, one in Python only. The batches mix what a region's topic can
 hold: its own sets, deletes, increments, appends and merges (late ones too), events
 whose dependencies lie ahead (buffered in the causal gate) or name unknown regions,
-copies from another region (and their duplicates), undecodable values, keys that
+copies from another region (and their duplicates, and forged origin positions: another
+partition, this region, an unknown one, past the origin's end), undecodable values, keys that
 disagree with the body, counters pushed past 64 bits. After every batch both results
 (states, retained ops, positions, frontier, dead letters and their reasons, applied
 events, duplicates, released) and both stores must be equal.
@@ -29,7 +30,7 @@ from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import VectorClock
 from edgebus.region import applier as applier_module
 from edgebus.region.applier import BatchApplier, BatchResult, interleaved
-from edgebus.region.record_checks import RecordChecks
+from edgebus.region.record_checks import RecordChecks, SourceEnds
 from edgebus.wire.event_codec import encode_fields, encode_payload
 from edgebus.wire.headers import H_ORIGIN_POS
 from tests.unit.test_speedups import native  # noqa: F401  (the fixture)
@@ -64,6 +65,8 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     ))
     return {
         "op": op, "kind": kind, "key": draw(st.sampled_from(KEYS)),
+        "forge": draw(st.sampled_from(
+            ["none"] * 5 + ["partition", "self", "unknown", "far", "garbage"])),
         "payload": draw(payloads(op)), "partition": draw(st.integers(0, PARTITIONS - 1)),
         "wall_ms": draw(st.integers(1_000, 1_006)), "deps": deps,
         "classes": draw(st.sampled_from([("public",), ("public",), ("phi",)])),
@@ -88,7 +91,12 @@ def lay_out(recipes: list[dict[str, Any]], cuts: list[int]) -> list[list[Consume
         headers = list(encoded.headers)
         if r["kind"] == "copy":
             copies += 1
-            headers.append((H_ORIGIN_POS, f"{US}:{p}:{copies // 2}".encode()))  # repeats
+            position = {  # the true one repeats now and then (a replicator's retry)
+                "none": f"{US}:{p}:{copies // 2}", "partition": f"{US}:{(p + 1) % 3}:1",
+                "self": f"{EU}:{p}:1", "unknown": f"zz-gone-1:{p}:1", "far": f"{US}:{p}:99",
+                "garbage": f"{US}:{p}:-1",
+            }[r.get("forge", "none")]
+            headers.append((H_ORIGIN_POS, position.encode()))
         value = b"\xc3\x01 not an event" if r["kind"] == "garbage" else encoded.value
         key = b"other" if r["kind"] == "wrong key" else encoded.key
         out.append(ConsumerRecord(f"edgebus.{EU}.events", p, offsets[p], 1_000 + len(out), 0,
@@ -107,7 +115,18 @@ def essence(result: BatchResult) -> tuple[Any, ...]:
     )
 
 
-async def fold_both_ways(recipes: list[dict[str, Any]], cuts: list[int]) -> int:
+def checks_of(kind: str) -> RecordChecks:
+    """The checks of a replay (static) or of a live region that knows US's ends."""
+    if kind == "static":
+        return CHECKS
+    ends = SourceEnds()
+    ends.load(US, dict.fromkeys(range(PARTITIONS), 3))
+    return RecordChecks(EU, frozenset({EU, US}), PARTITIONS, source_ends=ends)
+
+
+async def fold_both_ways(
+    recipes: list[dict[str, Any]], cuts: list[int], checks: str = "static"
+) -> int:
     """Apply the batches with and without the compiled fold; assert equal results
     batch by batch and equal stores; return how many records the compiled fold took."""
     taken = 0
@@ -115,8 +134,8 @@ async def fold_both_ways(recipes: list[dict[str, Any]], cuts: list[int]) -> int:
         compiled = by_url(f"sqlite://{Path(tmp) / 'c.db'}")
         python = by_url(f"sqlite://{Path(tmp) / 'p.db'}")
         async with compiled, python:
-            fast = BatchApplier(EU, RULES, compiled, checks=CHECKS)
-            slow = BatchApplier(EU, RULES, python, checks=CHECKS)
+            fast = BatchApplier(EU, RULES, compiled, checks=checks_of(checks))
+            slow = BatchApplier(EU, RULES, python, checks=checks_of(checks))
             assert fast._fixed is not None
             slow._fixed = None
             for batch in lay_out(recipes, cuts):
@@ -133,11 +152,12 @@ async def fold_both_ways(recipes: list[dict[str, Any]], cuts: list[int]) -> int:
 
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(events(), min_size=1, max_size=40), st.lists(st.integers(0, 40), max_size=4))
+@given(st.lists(events(), min_size=1, max_size=40), st.lists(st.integers(0, 40), max_size=4),
+       st.sampled_from(["static", "live"]))
 async def test_compiled_fold_equals_the_python_fold_batch_by_batch(
-    native: Any, recipes: list[dict[str, Any]], cuts: list[int],  # noqa: F811
+    native: Any, recipes: list[dict[str, Any]], cuts: list[int], checks: str,  # noqa: F811
 ) -> None:
-    await fold_both_ways(recipes, cuts)
+    await fold_both_ways(recipes, cuts, checks)
 
 
 def own(key: str, op: Operation, payload: Any, wall_ms: int, partition: int = 0) -> dict[str, Any]:
@@ -163,6 +183,17 @@ async def test_compiled_fold_equals_the_python_fold_on_counters_and_bases(
     assert await fold_both_ways(recipes, [5, 11]) >= 8
 
 
+async def test_compiled_fold_takes_copies_below_the_origins_end_and_no_others(
+    native: Any,  # noqa: F811
+) -> None:
+    copies = [{**own(f"c{i}", Operation.SET, i, 1_000 + i), "kind": "copy"} for i in range(9)]
+    # copy i carries US:0:(i + 1) // 2: 0, 1, 1 (a retry), 2, 2, 3, 3, 4, 4 against US's
+    # end 3: the first five are below it (two of them retries), the rest are forged; the
+    # very first goes through Python, which learns that public data may be held here
+    taken = await fold_both_ways(copies, [], checks="live")
+    assert taken == 4
+
+
 async def test_compiled_fold_takes_a_run_of_common_records_in_one_call(
     native: Any, tmp_path: Path,  # noqa: F811
 ) -> None:
@@ -181,7 +212,7 @@ async def test_compiled_fold_takes_a_run_of_common_records_in_one_call(
         fold_states: dict[str, Any] = {}
         result = BatchResult(BatchChanges())
         batch = (*gate.live_maps(), fold_states, result.changes.states,
-                 result.changes.frontier, {}, result.applied, {}, None, None)
+                 result.changes.frontier, {}, result.applied, {}, None, None, None)
         assert native.apply_run(records, 0, applier._fixed, batch) == (30, 0, 30, None)
         assert {k: (s.version, s.value) for k, s in fold_states.items()} == {
             "n": (10, 10), "k0": (4, 1), "k1": (4, 1), "k2": (4, 1), "k3": (4, 1),
