@@ -32,9 +32,10 @@ SPEEDUPS = Extension(
     "edgebus._speedups",
     [
         "edgebus/_native/speedups.c", "edgebus/_native/reader.c", "edgebus/_native/fold.c",
+        "edgebus/_native/fold_checks.c",
         "edgebus/_native/rows.c", "edgebus/_native/interleave.c",
     ],
-    depends=["edgebus/_native/speedups.h"],
+    depends=["edgebus/_native/speedups.h", "edgebus/_native/fold.h"],
     optional=True,
 )
 

@@ -26,26 +26,25 @@ crash the buffered records are read again (the frontier drops what was applied).
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import orjson
 from aiokafka import ConsumerRecord
 
 from connectors.base import BatchChanges, Store
 from edgebus.core.causality import CausalGate, Stream, Unit
 from edgebus.core.conflict import KeyOp, KeyState, NeedsHistory, Stamp, apply, invalid_reason
 from edgebus.core.placement import ComplianceRules
-from edgebus.core.speedups import NATIVE
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
 from edgebus.kafka.dead_letters import H_REDRIVE_OF
+from edgebus.region.batch_results import AppliedEvent, BatchResult, Checkpoint, DeadLetter
+from edgebus.region.compiled_fold import interleaved, native_fixed, native_run
 from edgebus.region.record_checks import RecordChecks
-from edgebus.wire.event_reader import EVENT_V2_PREFIX, READ_OPERATIONS, ReadEvent, read_event
+from edgebus.wire.event_reader import ReadEvent, read_event
 from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN, parse_position
 from edgebus.wire.watermark import H_WATERMARK, decode_watermark
 
@@ -55,43 +54,6 @@ __all__ = ["AppliedEvent", "BatchApplier", "BatchResult", "Checkpoint", "DeadLet
 #: keys per generation of a live applier's recent states (two generations at most:
 #: measured on bench materialize, 20,000 keys gave 15 % more events/s than 4,000)
 STATE_CACHE_KEYS = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record that cannot be applied, and why."""
-
-    record: ConsumerRecord[bytes, bytes]
-    reason: str
-    stage: str = "materialize"
-
-
-@dataclass(frozen=True, slots=True)
-class AppliedEvent:
-    """An event that reached the store (for waiters and benchmarks)."""
-
-    key: str
-    event_id: str
-    origin: Position
-    hlc: int
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """One batch's store changes, dead letters and applied events."""
-
-    changes: BatchChanges
-    dead: list[DeadLetter] = field(default_factory=list)
-    applied: list[AppliedEvent] = field(default_factory=list)
-    duplicates: int = 0
-    released: int = 0
-
-
-class Checkpoint(NamedTuple):
-    """The applier's state before a batch: its gate's snapshot and read positions."""
-
-    gate: object | None
-    read: dict[tuple[str, int], int]
 
 
 @dataclass(slots=True)
@@ -148,7 +110,7 @@ class BatchApplier:
         self._allowed: dict[tuple[str, ...], bool] = {}
         self._deps_cache: dict[bytes, VectorClock] = {}
         #: what the compiled fold needs of this applier (None: fold in Python only)
-        self._fixed = _native_fixed(region, self._allowed, checks) if causal else None
+        self._fixed = native_fixed(region, self._allowed, checks) if causal else None
         #: records the compiled fold took whole (the others were folded in Python)
         self.compiled_records = 0
         #: awaited before each store read (a pipelined caller's commit in flight)
@@ -204,7 +166,7 @@ class BatchApplier:
         touched.update(u.stream for u in released)
         await self._fold(released, fold, result)
         consumed = self._read
-        run = self._fixed and _native_run
+        run = self._fixed and native_run
         ends = self.checks.source_ends if self.checks is not None else None
         batch = (
             *gate.live_maps(), fold.states, changes.states, changes.frontier, fold.pending,
@@ -594,32 +556,6 @@ class BatchApplier:
         return allowed
 
 
-def _native_fixed(
-    region: str, allowed: dict[tuple[str, ...], bool], checks: RecordChecks | None
-) -> tuple[Any, ...] | None:
-    """The per-applier arguments of the compiled fold (``edgebus/_native/fold.c``), or
-    None without the C module (or if the classes it fills are not as it expects)."""
-    if _native_run is None:
-        return None
-    state_fields = tuple(f.name for f in fields(KeyState))
-    applied_fields = tuple(f.name for f in fields(AppliedEvent))
-    if state_fields != _STATE_FIELDS or applied_fields != _APPLIED_FIELDS:
-        return None  # the C fold writes these slots in this order
-    slots = tuple(vars(KeyState)[name] for name in state_fields)
-    applied_slots = tuple(vars(AppliedEvent)[name] for name in applied_fields)
-    return (
-        region, EVENT_V2_PREFIX, orjson.loads, READ_OPERATIONS, KeyState, slots, Stamp,
-        KeyOp, AppliedEvent, applied_slots, Position, allowed,
-        checks.regions if checks is not None else None,
-        checks.partitions if checks is not None else 0,
-    )
-
-
-_STATE_FIELDS = ("key", "exists", "value", "base", "top", "version", "n_ops", "int_counter",
-                 "ops", "base_exists", "base_value")
-_APPLIED_FIELDS = ("key", "event_id", "origin", "hlc")
-#: the compiled fold of common records (edgebus._speedups.apply_run), when compiled
-_native_run: Any = getattr(NATIVE, "apply_run", None)
 _EMPTY_CLOCK = b"\x01\x00"
 _NO_DEPS = VectorClock.empty()
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -636,48 +572,6 @@ def _size(unit: Unit[_Item]) -> int:
     for name, value in record.headers or ():
         size += len(name) + len(value or b"")
     return size
-
-
-def interleaved(
-    records: Sequence[ConsumerRecord[bytes, bytes]],
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """``records`` (grouped by partition, each partition's in offset order, as a batch
-    comes) merged by record timestamp, each partition's order kept; ties go to the
-    partition that comes first. Records not grouped so are returned as they are.
-
-    An event's dependencies were acknowledged before it was written, so they usually
-    carry an earlier timestamp: offered in this order, few events wait in the causal
-    gate for a record later in the same batch (offered partition after partition, most
-    events of a session that writes to several partitions would). Only the order
-    changes what is buffered, never what is applied.
-    """
-    if _native_interleave is not None and type(records) is list:
-        merged: list[ConsumerRecord[bytes, bytes]] = _native_interleave(records)
-        return merged
-    runs: list[list[ConsumerRecord[bytes, bytes]]] = []
-    seen: set[int] = set()
-    for record in records:
-        if runs and runs[-1][-1].partition == record.partition:
-            runs[-1].append(record)
-            continue
-        if record.partition in seen or len(runs) == _MAX_RUNS:
-            return list(records)
-        seen.add(record.partition)
-        runs.append([record])
-    if len(runs) < 2:
-        return list(records)
-    return list(heapq.merge(*runs, key=_timestamp))
-
-
-#: partitions a batch may interleave (more: left in partition order)
-_MAX_RUNS = 64
-#: the C module's interleaved (edgebus._speedups.interleave), when compiled
-_native_interleave: Any = getattr(NATIVE, "interleave", None)
-
-
-def _timestamp(record: ConsumerRecord[bytes, bytes]) -> int:
-    stamp: int = record.timestamp
-    return stamp
 
 
 def txn_marker(txn_id: bytes) -> tuple[int, int]:

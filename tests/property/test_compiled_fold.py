@@ -28,8 +28,9 @@ from edgebus.core.envelope import Operation
 from edgebus.core.hlc import HLCTimestamp
 from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import VectorClock
-from edgebus.region import applier as applier_module
-from edgebus.region.applier import BatchApplier, BatchResult, interleaved
+from edgebus.region import compiled_fold
+from edgebus.region.applier import BatchApplier, BatchResult
+from edgebus.region.compiled_fold import interleaved
 from edgebus.region.record_checks import RecordChecks, SourceEnds
 from edgebus.wire.event_codec import encode_fields, encode_payload
 from edgebus.wire.headers import H_ORIGIN_POS
@@ -231,11 +232,11 @@ def test_compiled_interleave_equals_the_python_merge(
                for i, (p, ts) in enumerate(sorted(draws, key=lambda d: d[0]))]
     if draws and draws[0][0] % 2:  # and records not grouped by partition now and then
         records.reverse()
-    python = applier_module._native_interleave
+    python = compiled_fold._native_interleave
     try:
-        applier_module._native_interleave = None
+        compiled_fold._native_interleave = None
         expected = interleaved(records)
     finally:
-        applier_module._native_interleave = python
+        compiled_fold._native_interleave = python
     assert native.interleave(records) == expected
     assert sorted(r.offset for r in expected) == sorted(r.offset for r in records)
