@@ -222,6 +222,7 @@ finish:
 /* interned attribute names of a ConsumerRecord, and the constants apply_one uses */
 typedef struct {
     PyObject *topic, *partition, *offset, *key, *value, *headers, *zero, *one;
+    NameCache *regions;
 } Names;
 
 /* 2: folded; 3: folded, and blocked streams wait on its stream (*cascade: the stream,
@@ -342,7 +343,8 @@ static int apply_one(PyObject *const *fx, PyObject *const *bx, PyObject *record,
         Py_ssize_t own = PyLong_AsSsize_t(partition);
         if (own == -1 && PyErr_Occurred())
             goto finish;
-        int ok = deps_ready(fx, h.deps_raw, origin_region, own, bx[B_FRONTIER]);
+        int ok = deps_ready(fx, h.deps_raw, origin_region, own, bx[B_FRONTIER],
+                            names->regions);
         if (ok <= 0) {
             result = ok;
             goto finish;
@@ -468,11 +470,13 @@ PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         PyUnicode_InternFromString("topic"), PyUnicode_InternFromString("partition"),
         PyUnicode_InternFromString("offset"), PyUnicode_InternFromString("key"),
         PyUnicode_InternFromString("value"), PyUnicode_InternFromString("headers"),
-        PyLong_FromLong(0), PyLong_FromLong(1),
+        PyLong_FromLong(0), PyLong_FromLong(1), NULL,
     };
+    NameCache regions = {0};
+    names.regions = &regions;
     PyObject **all = (PyObject **)&names;
     int ready = 1;
-    for (size_t k = 0; k < sizeof(names) / sizeof(PyObject *); k++)
+    for (size_t k = 0; k < 8; k++) /* the names and constants, not the cache */
         ready = ready && all[k] != NULL;
     Py_ssize_t duplicates = 0, released = 0, i = start;
     Py_ssize_t n = PyList_GET_SIZE(records);
@@ -489,8 +493,9 @@ PyObject *apply_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
             break;
         }
     }
-    for (size_t k = 0; k < sizeof(names) / sizeof(PyObject *); k++)
+    for (size_t k = 0; k < 8; k++)
         Py_XDECREF(all[k]);
+    name_cache_clear(&regions);
     if (r < 0) {
         Py_XDECREF(cascade);
         return NULL;

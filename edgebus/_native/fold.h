@@ -22,13 +22,23 @@ typedef struct {
     int stop;
 } Headers;
 
+/* region names met in a call's dependency clocks, as str, and whether each is a
+   configured region (most clocks name the same few regions) */
+#define NAME_CACHE_SIZE 16
+typedef struct {
+    int n;
+    PyObject *names[NAME_CACHE_SIZE];
+    int known[NAME_CACHE_SIZE];
+} NameCache;
+void name_cache_clear(NameCache *cache);
+
 /* the edgebus headers of a record: eb-deps and eb-origin-pos kept, stop set for a
    redrive, a transaction or a watermark (the Python path takes those) */
 int scan_headers(PyObject *headers, Headers *h);
 /* 1 when an eb-deps clock decodes, passes RecordChecks.deps_problem and every entry
    outside the stream (own_region, own_partition) is within frontier; 0 not; -1 error */
 int deps_ready(PyObject *const *fx, PyObject *raw, PyObject *own_region,
-               Py_ssize_t own_partition, PyObject *frontier);
+               Py_ssize_t own_partition, PyObject *frontier, NameCache *cache);
 /* an eb-origin-pos header: 1 with *region a new str, 0 when not one */
 int parse_origin(PyObject *raw, PyObject **region, long long *partition, long long *offset);
 /* 1 when a copy's origin position may be taken (RecordChecks.origin_problem has

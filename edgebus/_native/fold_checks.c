@@ -68,8 +68,42 @@ static int get_uvarint(const unsigned char *p, Py_ssize_t len, Py_ssize_t *pos,
    form) are applied here: 1 when the clock decodes, passes RecordChecks.deps_problem
    and every entry outside the record's own stream is within the frontier; 0 for
    anything else (the Python path decides); -1 on an error. */
+/* a region name as str, and whether it is a configured region (1, 0, -1 error): from
+   the cache (the same str object again, its hash computed once) or decoded and kept */
+static PyObject *cached_name(NameCache *cache, PyObject *configured,
+                             const unsigned char *name, Py_ssize_t len, int *known) {
+    for (int i = 0; i < cache->n; i++) {
+        Py_ssize_t size;
+        const char *text = PyUnicode_AsUTF8AndSize(cache->names[i], &size);
+        if (text != NULL && size == len && memcmp(text, name, (size_t)len) == 0) {
+            *known = cache->known[i];
+            return Py_NewRef(cache->names[i]);
+        }
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)name, len, NULL);
+    if (text == NULL)
+        return NULL;
+    *known = configured == Py_None ? 1 : PySet_Contains(configured, text);
+    if (*known < 0) {
+        Py_DECREF(text);
+        return NULL;
+    }
+    if (cache->n < NAME_CACHE_SIZE) {
+        cache->names[cache->n] = Py_NewRef(text);
+        cache->known[cache->n] = *known;
+        cache->n++;
+    }
+    return text;
+}
+
+void name_cache_clear(NameCache *cache) {
+    for (int i = 0; i < cache->n; i++)
+        Py_CLEAR(cache->names[i]);
+    cache->n = 0;
+}
+
 int deps_ready(PyObject *const *fx, PyObject *raw, PyObject *own_region,
-                      Py_ssize_t own_partition, PyObject *frontier) {
+               Py_ssize_t own_partition, PyObject *frontier, NameCache *cache) {
     if (!PyBytes_Check(raw))
         return 0;
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(raw);
@@ -109,11 +143,11 @@ int deps_ready(PyObject *const *fx, PyObject *raw, PyObject *own_region,
             return 0;
         int own = (Py_ssize_t)name_len == region_len
             && memcmp(name, region, (size_t)region_len) == 0;
-        PyObject *text = PyUnicode_DecodeUTF8((const char *)name, (Py_ssize_t)name_len, NULL);
+        int known;
+        PyObject *text = cached_name(cache, configured, name, (Py_ssize_t)name_len, &known);
         if (text == NULL)
             return -1;
-        if (configured != Py_None) {
-            int known = PySet_Contains(configured, text);
+        {
             if (known <= 0) {
                 Py_DECREF(text);
                 return known;

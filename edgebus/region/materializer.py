@@ -95,6 +95,8 @@ class _Flight:
     view: FrontierView | None
     task: asyncio.Future[None] | None = None
     error: Exception = field(default_factory=lambda: Exception("not refused"))
+    #: the store took the batch (a failure after that is no refusal: nothing is redone)
+    committed: bool = False
 
 
 class Materializer(ExclusiveMember):
@@ -288,6 +290,7 @@ class Materializer(ExclusiveMember):
     async def _commit(self, flight: _Flight) -> None:
         """The commit of a fed batch, and its accounting once committed."""
         await self.store.commit(flight.result.changes)
+        flight.committed = True
         self._committed(flight.records, flight.result, flight.view)
 
     async def _settled(self) -> bool:
@@ -303,6 +306,9 @@ class Materializer(ExclusiveMember):
             self.applier.forget()
             raise
         except Exception as e:
+            if flight.committed:  # the batch is stored; what failed came after (a listener)
+                self.applier.forget()
+                raise
             flight.error = e
             self._failed = flight
             return False

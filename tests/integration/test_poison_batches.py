@@ -1,7 +1,8 @@
 """A batch the store refuses as a whole is applied again in halves: the one record at
 fault is dead-lettered (on real Kafka) with the store's reason and every other record
-of the batch is applied; a store that refuses everything stops the materializer
-instead of dead-lettering the topic away."""
+of the batch is applied, also when the refusal comes while the next batch is folded
+(the pipeline); a store that refuses everything stops the materializer instead of
+dead-lettering the topic away."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from connectors.base import BatchChanges
 from connectors.sqlite import SQLiteStore
 from edgebus.config import load_config
+from edgebus.core.envelope import Operation
 from edgebus.errors import StoreError
 from edgebus.kafka.clients import start_producer
 from edgebus.kafka.reading import read_to_end
@@ -86,6 +88,49 @@ async def test_a_store_that_refuses_every_batch_stops_the_materializer(
         # it stopped at the first single record whose dead-letter commit failed too
         letters = await read_to_end(KAFKA, kafka_bootstrap, dlq_topic(region))
         assert len(letters) <= 1
+    finally:
+        await producer.stop()
+        await store.close()
+
+
+async def test_a_batch_refused_while_the_next_one_folds_is_halved_and_the_next_applied_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    m, store, producer, region = await materializer(kafka_bootstrap, tmp_path, "k6")
+    try:
+        first = [record(region, i, f"k{i}", i) for i in range(10)]
+        second = [record(region, 10 + i, "n", 1, op=Operation.INCREMENT) for i in range(5)]
+        await m.feed(first)  # its commit is refused while the second batch folds
+        await m.feed(second)
+        await m.flush()
+        states = {k: (await store.get(k)) for k in (f"k{i}" for i in range(10))}
+        assert [k for k, s in states.items() if s is None] == ["k6"]
+        counter = await store.get("n")
+        assert counter is not None and (counter.value, counter.version) == (5, 5)
+        assert await store.positions() == {(first[0].topic, 0): 15}
+        assert m.stats.dead_letters == 1 and m.positions == {0: 15}
+    finally:
+        await producer.stop()
+        await store.close()
+
+
+async def test_a_failure_after_a_batch_is_stored_is_raised_and_nothing_is_applied_twice(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    m, store, producer, region = await materializer(kafka_bootstrap, tmp_path, None)
+
+    def broken_listener(events: list[Any]) -> None:
+        raise RuntimeError("a listener failed")
+
+    m.on_applied(broken_listener)
+    try:
+        batch = [record(region, i, "n", 1, op=Operation.INCREMENT) for i in range(4)]
+        await m.feed(batch)
+        with pytest.raises(RuntimeError, match="a listener failed"):
+            await m.flush()
+        counter = await store.get("n")
+        assert counter is not None and counter.value == 4  # stored once, not halved again
+        assert await store.positions() == {(batch[0].topic, 0): 4}
     finally:
         await producer.stop()
         await store.close()
