@@ -46,14 +46,10 @@ class AlignedBatches:
 
     def __init__(self) -> None:
         self._held: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
-        #: times forget() was called: a fetch that a seek interrupted keeps nothing back
-        self._forgotten = 0
 
     def forget(self) -> None:
-        """Drop the records kept back (after a seek or a new assignment); a fetch under
-        way when it is called returns nothing and keeps nothing back."""
+        """Drop the records kept back (after a seek or a new assignment)."""
         self._held = {}
-        self._forgotten += 1
 
     @property
     def held(self) -> int:
@@ -65,7 +61,6 @@ class AlignedBatches:
     ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
         """The next batch: at most about ``max_records`` records; waits up to
         ``timeout_ms`` only when nothing is kept back and nothing is fetched."""
-        forgotten = self._forgotten
         assigned = consumer.assignment()
         carried, self._held = {tp: v for tp, v in self._held.items() if tp in assigned}, {}
         batch = dict(carried)  # (a partition revoked since is dropped)
@@ -87,9 +82,7 @@ class AlignedBatches:
             first: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = (
                 await consumer.getmany(timeout_ms=wait, max_records=share)
             )
-            return first if forgotten == self._forgotten else {}
-        if forgotten != self._forgotten:  # a seek came while fetching: read from there
-            return {}
+            return first
         return self._cut(batch, full, {tp: len(v) for tp, v in carried.items()})
 
     def _cut(

@@ -115,18 +115,3 @@ async def test_records_kept_back_of_a_revoked_partition_or_before_a_seek_are_dro
     await batches.fetch(fetched, timeout_ms=0, max_records=2)  # type: ignore[arg-type]
     batches.forget()
     assert batches.held == 0
-
-
-async def test_a_seek_while_fetching_drops_the_batch_and_keeps_nothing_back() -> None:
-    fetched = Fetched({0: [100, 101, 102, 103], 1: [1, 2, 3, 4]})
-    batches = AlignedBatches()
-    getmany = fetched.getmany
-
-    async def seek_midway(*tps: TopicPartition, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
-        out = await getmany(*tps, **kwargs)
-        batches.forget()  # the rebalance listener seeks while the fetch awaits
-        return out
-
-    fetched.getmany = seek_midway  # type: ignore[method-assign]
-    assert await batches.fetch(fetched, timeout_ms=0, max_records=4) == {}  # type: ignore[arg-type]
-    assert batches.held == 0  # nothing read before the seek comes back after it
