@@ -144,11 +144,13 @@ def key_states(draw: st.DrawFn) -> KeyState:
     )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(key_states(), max_size=5))
-def test_native_state_rows_are_the_sqlite_stores_rows(states: list[KeyState]) -> None:
-    if sqlite_store._native_rows is None:
-        pytest.skip("pure Python rows only")
+def test_native_state_rows_are_the_sqlite_stores_rows(
+    native: Any, states: list[KeyState]
+) -> None:
+    expected = None if os.environ.get("EDGEBUS_NO_SPEEDUPS") else native.state_rows
+    assert sqlite_store._native_rows is expected  # built: used (a missing build fails above)
     assert sqlite_store._state_rows(states) == [
         sqlite_store.SQLiteStore._state_row(s) for s in states
     ]
