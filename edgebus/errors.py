@@ -92,19 +92,28 @@ class ComplianceViolation(InvalidInput):
         zones_required: Sequence[str],
         regions_considered: Sequence[str],
         reason: str,
+        fix: str | None = None,
+        allowed: Sequence[str] = (),
     ) -> None:
         self.classification = tuple(classification)
         self.zones_required = tuple(zones_required)
         self.regions_considered = tuple(regions_considered)
         self.reason = reason
+        #: the regions that could hold the data (empty when none or not known)
+        self.allowed = tuple(allowed)
+        #: how to fix it: the settings or options to change
+        self.fix = fix or (
+            "Verify that compliance.zones maps the required zones to regions you run, "
+            "or write the data with a classification those regions allow."
+        )
         classes = ", ".join(self.classification) or "unclassified"
         zones = ", ".join(self.zones_required) or "none"
         regions = ", ".join(self.regions_considered) or "none"
+        may_hold = f" Regions that may hold it: {', '.join(self.allowed)}." if allowed else ""
         super().__init__(
             f"Compliance violation: cannot place data classified {classes}: {reason}. "
-            f"Zones required: {zones}. Regions considered: {regions}. "
-            "Verify that compliance.zones maps the required zones to regions you run, "
-            "or write the data with a classification those regions allow."
+            f"Zones required: {zones}. Regions considered: {regions}.{may_hold} "
+            f"To fix: {self.fix}"
         )
 
 

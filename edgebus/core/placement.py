@@ -40,6 +40,9 @@ Decisions:
   have used had every region been healthy (same ranking, same home rule, same
   replication factor) and that were skipped because unhealthy, in that rank order. A
   region outside the replication factor anyway is not degraded: nothing was lost.
+* ``min_regions`` (``replication.min_regions``) is the configured floor and
+  ``single_region`` (``replication.strategy``) the configured ceiling of one region:
+  :mod:`edgebus.core.region_floor` says what falling short does in each mode.
 * ``balanced`` rotates the *allowed* regions (a set fixed by compliance and config)
   by ``crc32(key) % len(allowed)`` and then drops excluded and unhealthy regions, so a
   region that goes down moves only its own keys to the next region in the ring.
@@ -57,6 +60,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, TypeVar, get_args
 
+from edgebus.core.region_floor import capped_factor, shortfall
 from edgebus.errors import (
     ComplianceViolation,
     ConfigError,
@@ -282,6 +286,10 @@ class PlacementRequest:
     key: str = ""
     fallback: Fallback = "none"
     min_replicas: int | None = None
+    #: ``replication.min_regions``: the configured floor (see :mod:`region_floor`)
+    min_regions: int = 1
+    #: ``replication.strategy`` is ``single_region``: one region, the default and ceiling
+    single_region: bool = False
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__
@@ -311,6 +319,11 @@ class PlacementRequest:
                 f"replication_factor must be a whole number of at least 1, got {rf!r}. "
                 "Use 1 for a single region, or leave it unset to use every allowed region."
             )
+        setattr_(self, "replication_factor", capped_factor(rf, self.single_region))
+        rf = self.replication_factor
+        floor_ = self.min_regions
+        if isinstance(floor_, bool) or not isinstance(floor_, int) or floor_ < 1:
+            raise InvalidInput(f"min_regions must be a whole number of at least 1, got {floor_!r}.")
         if self.strategy not in STRATEGIES:
             raise InvalidInput(
                 f"edge_strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}."
@@ -346,6 +359,9 @@ class Placement:
     rerouted: bool
     #: compliant, not-excluded regions dropped because unhealthy (see module docstring)
     degraded: tuple[str, ...] = ()
+    #: why the placement holds fewer regions than ``replication.min_regions`` (non-strict
+    #: mode; strict refuses), else ``""``
+    shortfall: str = ""
 
     @property
     def replicas(self) -> tuple[str, ...]:
@@ -409,6 +425,20 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
     compliant = _compliant(rules, request, classes, required, allowed)
     candidates = _healthy(rules, request, required, compliant)
     ordered = _ordered(request, home, _rank(request, allowed, candidates))
+    short = ""
+    if len(ordered) < request.min_regions:
+        short = shortfall(
+            floor=request.min_regions,
+            strict=rules.strict_mode,
+            placed=ordered,
+            classes=tuple(classes),
+            required=required,
+            allowed=allowed,
+            compliant=compliant,
+            healthy=candidates,
+            factor=request.replication_factor,
+            regions=regions,
+        )
     return Placement(
         home=ordered[0],
         regions=ordered,
@@ -419,6 +449,7 @@ def place(rules: ComplianceRules, request: PlacementRequest) -> Placement:
         degraded=(
             _degraded(request, allowed, compliant) if len(candidates) < len(compliant) else ()
         ),
+        shortfall=short,
     )
 
 
@@ -435,31 +466,42 @@ def _compliant(
     healthy."""
     home = request.home
 
-    def violation(reason: str) -> ComplianceViolation:
-        return ComplianceViolation(tuple(sorted(classes)), required, request.regions, reason)
+    names = tuple(sorted(classes))
+
+    def violation(reason: str, fix: str | None = None) -> ComplianceViolation:
+        return ComplianceViolation(names, required, request.regions, reason, fix, allowed)
 
     if not allowed:
         raise violation(_why_none_allowed(rules, required))
     if rules.strict_mode and home is not None and home not in allowed:
         raise violation(
             f"the requested location {home!r} is not in the zones required "
-            f"(allowed regions: {', '.join(allowed)}); strict_mode refuses to reroute"
+            f"(allowed regions: {', '.join(allowed)}); strict_mode refuses to reroute",
+            f"write it with location_id one of {', '.join(allowed)}; or set "
+            "compliance.strict_mode false to let edgebus reroute it there; or, if the data "
+            f"is not {', '.join(names)}, classify it so (data_classification, or "
+            "compliance.default_classification for unlabelled data).",
         )
     excluded = set(request.excluded)
     compliant = [r for r in allowed if r not in excluded]
     if not compliant:
-        raise violation(f"exclude_locations removed every compliant region ({', '.join(allowed)})")
+        raise violation(
+            f"exclude_locations removed every compliant region ({', '.join(allowed)})",
+            f"remove at least one of {', '.join(allowed)} from exclude_locations.",
+        )
     if rules.strict_mode and home is not None and home in excluded:
         raise violation(
             f"the requested location {home!r} is excluded by exclude_locations; "
-            "strict_mode refuses to reroute"
+            "strict_mode refuses to reroute",
+            f"drop {home!r} from exclude_locations or from location_id.",
         )
     floor = request.min_replicas
     if floor is not None and len(compliant) < floor:
         raise violation(
             f"only {len(compliant)} compliant region(s) not excluded ({', '.join(compliant)}) "
-            f"for min_replicas {floor}, even with every region healthy; lower min_replicas "
-            "or allow more regions"
+            f"for min_replicas {floor}, even with every region healthy",
+            f"lower min_replicas to {len(compliant)}, or allow more regions (fewer "
+            "exclude_locations, more regions in the required zones of compliance.zones).",
         )
     return compliant
 

@@ -49,11 +49,13 @@ from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.reading import AlignedBatches, seek_to_first
 from edgebus.kafka.topics import events_topic
 from edgebus.region.applier import AppliedEvent, BatchApplier
+from edgebus.region.apply_spans import trace_applied
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
 from edgebus.region.record_checks import EndsOutdated, RecordChecks, SourceEnds
 from edgebus.region.store_check import OnStoreMismatch, check_store, settle
+from edgebus.tracing import tracer_for
 
 __all__ = ["Materializer", "MaterializerStats"]
 
@@ -97,6 +99,8 @@ class _Flight:
     error: Exception = field(default_factory=lambda: Exception("not refused"))
     #: the store took the batch (a failure after that is no refusal: nothing is redone)
     committed: bool = False
+    #: when its fold began (time.time_ns): the start of its ``edgebus.apply`` spans
+    started_ns: int = 0
 
 
 class Materializer(ExclusiveMember):
@@ -137,6 +141,8 @@ class Materializer(ExclusiveMember):
             checks=RecordChecks.live(config, region, self.source_ends),
         )
         self.applier.before_read = self._before_read
+        #: ``edgebus.apply`` spans (monitoring.trace_enabled), else None
+        self._tracer = tracer_for(config, f"edgebus-region-{region}")
         self.stats = MaterializerStats()
         self.positions: dict[int, int] = {}  # partition -> next offset (committed)
         self._listeners: list[Callable[[list[AppliedEvent]], None]] = []
@@ -267,6 +273,7 @@ class Materializer(ExclusiveMember):
         (:meth:`apply_batch`), then this one.
         """
         applier = self.applier
+        started_ns = time.time_ns()
         checkpoint, result = await self._fold(records, None)
         view = applier.current_gate.view() if applier.current_gate is not None else None
         if not await self._settled():
@@ -283,7 +290,7 @@ class Materializer(ExclusiveMember):
         except BaseException:
             applier.forget()
             raise
-        flight = _Flight(records, checkpoint, result, view)
+        flight = _Flight(records, checkpoint, result, view, started_ns=started_ns)
         flight.task = asyncio.ensure_future(self._commit(flight))
         self._inflight = flight
 
@@ -291,7 +298,7 @@ class Materializer(ExclusiveMember):
         """The commit of a fed batch, and its accounting once committed."""
         await self.store.commit(flight.result.changes)
         flight.committed = True
-        self._committed(flight.records, flight.result, flight.view)
+        self._committed(flight.records, flight.result, flight.view, flight.started_ns)
 
     async def _settled(self) -> bool:
         """Wait for the batch in flight, if any: True when it committed (or none was in
@@ -347,6 +354,7 @@ class Materializer(ExclusiveMember):
         await self.flush()
         applier = self.applier
         checkpoint = applier.checkpoint()
+        started_ns = time.time_ns()
         try:
             checkpoint, result = await self._fold(records, poison)
             if result.dead:
@@ -362,7 +370,7 @@ class Materializer(ExclusiveMember):
             applier.rollback(checkpoint)
             await self._halve(records, e)
             return
-        self._committed(records, result)
+        self._committed(records, result, None, started_ns)
 
     async def _fold(
         self, records: list[Any], poison: dict[tuple[int, int], str] | None
@@ -406,10 +414,18 @@ class Materializer(ExclusiveMember):
             log.warning("%s: %d more dead letters in this batch (edgebus dlq list)",
                         self.region, len(dead) - 20)
 
-    def _committed(self, records: list[Any], result: Any, view: FrontierView | None = None) -> None:
-        """Account for a committed batch: positions, counters, waiters; ``view``: the
-        gate's frontier right after the batch's fold (a fold ahead of it may have moved
-        the gate since)."""
+    def _committed(
+        self,
+        records: list[Any],
+        result: Any,
+        view: FrontierView | None = None,
+        started_ns: int = 0,
+    ) -> None:
+        """Account for a committed batch: positions, counters, waiters, spans; ``view``:
+        the gate's frontier right after the batch's fold (a fold ahead of it may have
+        moved the gate since); ``started_ns``: when its fold began."""
+        if self._tracer is not None:
+            trace_applied(self._tracer, self.region, records, started_ns or time.time_ns())
         for (topic, partition), offset in result.changes.positions.items():
             if topic == self.topic:
                 self.positions[partition] = offset

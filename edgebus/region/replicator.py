@@ -19,13 +19,15 @@ against pulling and against per-target topics). A record is copied to B when it
 
 A copy keeps the key, value and headers byte for byte, goes to the same partition
 number (all events topics have one partition count), and gains ``eb-origin-pos``
-(``A:partition:offset``). A's heartbeats (``eb-watermark``) are pushed the same way,
-and when a batch of a partition ends with A's events that were not copied (placed
-elsewhere), a *replicator watermark* at the last one's position follows, so B's
-frontier for that stream passes them at once (:mod:`edgebus.wire.watermark`). An
-event the filter refuses although its placement names B goes to A's own dead-letter
-topic with the reason (A may hold it; B may not); so does a record that cannot be
-copied on its own (too large once the origin position is added). Copying goes on.
+(``A:partition:offset``); with tracing on, a ``traceparent`` header names the copy's
+``edgebus.replicate`` span instead of the writer's (edgebus.tracing). A's heartbeats
+(``eb-watermark``) are pushed the same way, and when a batch of a partition ends with
+A's events that were not copied (placed elsewhere), a *replicator watermark* at the
+last one's position follows, so B's frontier for that stream passes them at once
+(:mod:`edgebus.wire.watermark`). An event the filter refuses although its placement
+names B goes to A's own dead-letter topic with the reason (A may hold it; B may not);
+so does a record that cannot be copied on its own (too large once the origin position
+is added). Copying goes on.
 
 B checks every origin position it reads against the end offsets of A's topic, which
 it reads (a Describe, never a Read) when a copy lies past what it knew
@@ -58,6 +60,7 @@ from edgebus.kafka.topics import events_topic
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
+from edgebus.tracing import SpanKind, attributes, parent_of, tracer_for, with_traceparent
 from edgebus.wire.content_check import ContentCheck, content_refusal
 from edgebus.wire.event_reader import read_event
 from edgebus.wire.headers import (
@@ -170,6 +173,8 @@ class Replicator(ExclusiveMember):
         self.target_topic = events_topic(target)
         self.stats = ReplicatorStats()
         self.paused = False
+        #: ``edgebus.replicate`` spans (monitoring.trace_enabled), else None
+        self._tracer = tracer_for(config, f"edgebus-region-{origin}")
 
     async def start(self) -> None:
         """Join group ``edgebus.<origin>.replicator.<target>`` on the origin's cluster."""
@@ -279,6 +284,18 @@ class Replicator(ExclusiveMember):
         """Send the copy of ``record``: its acknowledgement, or why it cannot be sent."""
         origin_pos = f"{source}:{partition}:{record.offset}".encode("ascii")
         headers = [*(record.headers or ()), (H_ORIGIN_POS, origin_pos)]
+        span = None
+        if self._tracer is not None and (parent := parent_of(record.headers)) is not None:
+            span = self._tracer.start_span(
+                "edgebus.replicate",
+                context=parent,
+                kind=SpanKind.PRODUCER,
+                attributes=attributes(
+                    region=source, target=self.target, partition=partition,
+                    offset=record.offset,
+                ),
+            )
+            headers = with_traceparent(headers, span)
         try:
             future: asyncio.Future[Any] = await self.target_producer.send(
                 self.target_topic,
@@ -288,10 +305,15 @@ class Replicator(ExclusiveMember):
                 headers=headers,
             )
         except MessageSizeTooLargeError as e:
+            if span is not None:
+                span.end()
             return None, (
                 f"the copy is too large for {self.target_topic} ({e}); raise the "
                 "producers' and brokers' size limits, or write smaller values"
             )
+        if span is not None:  # ended when the target acknowledged the copy
+            done = span
+            future.add_done_callback(lambda _: done.end())
         return future, None
 
     async def _send_watermark(

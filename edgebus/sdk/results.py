@@ -37,6 +37,9 @@ class WriteReceipt(NamedTuple):
     rerouted: bool
     #: compliant regions left out of the placement because they were unhealthy
     degraded: tuple[str, ...] = ()
+    #: why the placement holds fewer regions than ``replication.min_regions`` (only in
+    #: non-strict mode: strict refuses), else ``""``
+    shortfall: str = ""
 
     @property
     def replicas(self) -> dict[str, str]:
@@ -79,6 +82,7 @@ class WriteReceipt(NamedTuple):
             "session_token": self.session_token,
             "rerouted": self.rerouted,
             "replicas": self.replicas,
+            "shortfall": self.shortfall,
         }
 
 

@@ -47,6 +47,7 @@ from edgebus.sdk.metrics import BusMetrics
 from edgebus.sdk.options import NO_WRITE_OPTIONS, WriteOptions
 from edgebus.sdk.results import PreparedWrite, WriteReceipt
 from edgebus.sdk.sessions import BusSession
+from edgebus.tracing import SpanKind, Tracer, attributes, tracer_for, with_traceparent
 from edgebus.wire.event_codec import (
     EncodedEvent,
     RouteEncoding,
@@ -123,6 +124,8 @@ class Writer:
         self._producers: dict[str, BatchingProducer] = {}
         self._ready: dict[str, asyncio.Task[BatchingProducer]] = {}
         self._hlc = HybridLogicalClock()
+        #: spans of writes (monitoring.trace_enabled), else None
+        self._tracer = tracer_for(config, "edgebus-client")
         self._routes: dict[tuple[Any, ...], Route] = {}
         # headers and record framing take the rest of a batch
         self._max_event_bytes = config.kafka.max_batch_bytes - 1024
@@ -275,8 +278,13 @@ class Writer:
                 unhealthy=discovery.unhealthy() if discovery is not None else frozenset(),
                 fallback=fallback,
                 min_replicas=options.min_replicas,
+                min_regions=self.config.replication.min_regions,
+                single_region=self.config.replication.strategy == "single_region",
             ),
         )
+        if placement.shortfall:
+            log.warning("writes of data classified %s: %s", ", ".join(sorted(classes)) or
+                        "unclassified", placement.shortfall)
         classes_sorted = tuple(sorted(placement.classes))
         encoding = (
             route_encoding(placement.home, placement.regions, classes_sorted, self.client_id)
@@ -403,7 +411,11 @@ class Writer:
                     )
                 if options.session is not None:
                     await self.session.check(options.session)
-            receipt = await self._send(key, data, options)
+            tracer = self._tracer
+            if tracer is None:
+                receipt = await self._send(key, data, options)
+            else:
+                receipt = await self._traced_send(tracer, key, data, options)
         except asyncio.CancelledError:
             raise
         except BaseException:
@@ -420,7 +432,29 @@ class Writer:
             )
         return receipt
 
-    async def _send(self, key: str, data: Any, options: WriteOptions) -> WriteReceipt:
+    async def _traced_send(
+        self, tracer: Tracer, key: str, data: Any, options: WriteOptions
+    ) -> WriteReceipt:
+        """:meth:`_send` in an ``edgebus.write`` span whose ``traceparent`` the event
+        carries (edgebus.tracing)."""
+        with tracer.start_as_current_span("edgebus.write", kind=SpanKind.PRODUCER) as span:
+            receipt = await self._send(key, data, options, traced=True)
+            span.set_attributes(
+                attributes(
+                    region=receipt.region,
+                    topic=receipt.topic,
+                    partition=receipt.partition,
+                    offset=receipt.offset,
+                    event_id=receipt.event_id,
+                    placement=",".join(receipt.placement),
+                    classification=",".join(receipt.classification),
+                )
+            )
+            return receipt
+
+    async def _send(
+        self, key: str, data: Any, options: WriteOptions, traced: bool = False
+    ) -> WriteReceipt:
         prepared = self.prepare(key, data, options)
         batcher = self._producers.get(self.clusters[prepared.placement.home])
         if batcher is None:  # the first write to this cluster
@@ -430,8 +464,8 @@ class Writer:
         topic = prepared.topic
         partition = batcher.partition(encoded.key)
         try:
-            offset = await batcher.send(topic, partition, encoded.key, encoded.value,
-                                        encoded.headers)
+            headers = with_traceparent(list(encoded.headers)) if traced else encoded.headers
+            offset = await batcher.send(topic, partition, encoded.key, encoded.value, headers)
         except KafkaError as e:
             why = str(e) if str(e).startswith(type(e).__name__) else f"{type(e).__name__}: {e}"
             raise WriteFailed(
@@ -461,7 +495,7 @@ class Writer:
             (
                 prepared.event_id, key, home, topic, partition, offset, placement.regions,
                 prepared.classification, hlc, prepared.dependencies, placement.rerouted,
-                placement.degraded,
+                placement.degraded, placement.shortfall,
             ),
         )
         return receipt

@@ -102,6 +102,8 @@ def placement_request(
         key=str(options.get("key") or ""),
         fallback=options.get("fallback_strategy") or "none",
         min_replicas=options.get("min_replicas"),
+        min_regions=config.replication.min_regions,
+        single_region=config.replication.strategy == "single_region",
     )
 
 

@@ -317,3 +317,32 @@ def test_classify_accepts_any_json_like_record_deterministically(data: object) -
     assert first.classes
     assert "pii" not in first.classes or "phi" not in first.classes
     assert all(f.cls in first.classes or f.cls == "pii" for f in first.findings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rules_st(),
+    request_kwargs_st(),
+    st.integers(min_value=1, max_value=4),
+    st.booleans(),
+)
+def test_min_regions_is_met_refused_in_strict_mode_or_reported_short(
+    rules: ComplianceRules, kwargs: dict[str, Any], floor: int, single_region: bool
+) -> None:
+    """``replication.min_regions``: a placement reaches the floor; falls short only in
+    non-strict mode and then says so; single_region never places in more than one."""
+    if single_region:
+        floor = 1
+    asked = {**kwargs, "min_regions": floor, "single_region": single_region}
+    _, outcome = try_place(rules, asked)
+    if isinstance(outcome, Exception):
+        return
+    if single_region:
+        assert len(outcome.regions) == 1
+    if len(outcome.regions) >= floor:
+        assert outcome.shortfall == ""
+    else:
+        assert not rules.strict_mode, (outcome, floor)
+        assert "replication.min_regions" in outcome.shortfall
+    # the floor never widens where data may go
+    assert set(outcome.regions) <= set(outcome.allowed)

@@ -180,3 +180,43 @@ async def test_no_operations_is_a_throughput_of_zero() -> None:
                        BusMetrics(clock=Clock()))
     assert [(a["metric"], a["value"]) for a in result["alerts"]] == [("throughput_min", 0.0)]
     assert result["no_data"] == []
+
+
+class CountingReader(Reader):
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def status(self, region: str) -> dict[str, Any]:
+        self.asked.append(region)
+        return await super().status(region)
+
+
+async def lag_twice(interval: float) -> tuple[CountingReader, dict[str, Any]]:
+    reader = CountingReader()
+
+    class Bus:  # weakly referenceable, as EdgeBus is
+        metrics = None
+        regions = ("us", "eu", "ap")
+        client_id = "b"
+        discovery = SimpleNamespace(reader=reader)
+        config = SimpleNamespace(monitoring=SimpleNamespace(health_check_interval=interval))
+
+    bus = Bus()
+    node = EdgeMonitoringNode("monitor", {"metrics": ["replication_lag"]})
+    await node.initialize(SimpleNamespace(bus=bus))
+    await node.async_run()
+    second = (await node.async_run())["result"]["metrics"]["replication_lag"]
+    return reader, second
+
+
+async def test_health_check_interval_spaces_the_probes_of_answering_region_services() -> None:
+    reader, lag = await lag_twice(interval=3600)
+    # us and eu answered the first run and are reused; ap did not and is asked again
+    assert sorted(reader.asked) == ["ap", "ap", "eu", "us"]
+    assert lag["us"]["probed_ago_s"] >= 0 and lag["us"]["staleness_ms"] == 40.0
+    assert lag["ap"]["staleness_ms"] is None
+
+
+async def test_a_run_after_the_health_check_interval_probes_again() -> None:
+    reader, _ = await lag_twice(interval=1e-9)
+    assert sorted(reader.asked) == ["ap", "ap", "eu", "eu", "us", "us"]

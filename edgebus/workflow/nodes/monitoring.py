@@ -5,9 +5,11 @@ Latency, throughput and error rate come from the shared bus's recorder
 (:attr:`edgebus.sdk.EdgeBus.metrics`, see :mod:`edgebus.sdk.metrics`: every write,
 commit, read and state call of this infrastructure, over the last ``window_s``
 seconds). Replication lag comes from the running region services' status (what
-``edgebus status`` shows): per region, the worst staleness of its view of the origins
-(``staleness_ms``) and its consumer lag in events (``lag_events``); a region whose
-service does not answer is reported unknown (None and ``error``), never as 0.
+``edgebus status`` shows, probed at most once per ``monitoring.health_check_interval``
+seconds: a run within it reuses the last answer and says how old it is): per region,
+the worst staleness of its view of the origins (``staleness_ms``) and its consumer
+lag in events (``lag_events``); a region whose service does not answer is reported
+unknown (None and ``error``), never as 0.
 
 Output ``result``: ``{"metrics", "alerts", "healthy", "window_s", "source",
 "no_data"}`` (see docs/nodes.md). A threshold without data raises no alert; it is
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -191,8 +195,47 @@ def _error_rate(snap: MetricsSnapshot | None) -> dict[str, Any]:
     return {**one(snap.total), "by_operation": {k: one(s) for k, s in snap.operations.items()}}
 
 
+#: bus -> region -> (monotonic time of the probe, its row): the answers of region
+#: services, reused for ``monitoring.health_check_interval`` seconds
+_PROBES: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _probe_interval_s(bus: Any) -> float:
+    """``monitoring.health_check_interval`` of the bus's config (0: probe every run)."""
+    monitoring = getattr(getattr(bus, "config", None), "monitoring", None)
+    return float(getattr(monitoring, "health_check_interval", 0.0))
+
+
 async def _replication_lag(bus: Any, timeout_s: float) -> dict[str, Any]:
-    """Per configured region: its service's staleness and lag, or unknown."""
+    """Per configured region: its service's staleness and lag, or unknown. A region
+    service is probed at most once per ``monitoring.health_check_interval`` seconds
+    (per bus): a run within it reuses the last answer, whose age ``probed_ago_s``
+    says; a service that did not answer is probed again on the next run."""
+    interval = _probe_interval_s(bus)
+    try:
+        probes = _PROBES.setdefault(bus, {})
+    except TypeError:  # a bus that cannot be weakly referenced: no reuse
+        probes = {}
+    now = time.monotonic()
+    fresh = {
+        region: {**row, "probed_ago_s": round(now - at, 3)}
+        for region, (at, row) in probes.items()
+        if now - at < interval
+    }
+    rows = await _probed(bus, [r for r in bus.regions if r not in fresh], timeout_s)
+    for region, row in rows.items():
+        if row.get("error") is None:
+            probes[region] = (now, row)
+        fresh[region] = {**row, "probed_ago_s": 0.0}
+    return {region: fresh[region] for region in bus.regions}
+
+
+async def _probed(bus: Any, regions: list[str], timeout_s: float) -> dict[str, Any]:
+    """Ask each of ``regions``' services for its status now."""
+    if not regions:
+        return {}
     discovery = getattr(bus, "discovery", None)
     reader = getattr(discovery, "reader", None)
     own = None
@@ -217,7 +260,6 @@ async def _replication_lag(bus: Any, timeout_s: float) -> dict[str, Any]:
             "by_origin": by_origin,
         }
 
-    regions = list(bus.regions)
     try:
         rows = await asyncio.gather(*(one(r) for r in regions))
     finally:
