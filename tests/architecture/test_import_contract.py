@@ -16,7 +16,7 @@ LAYERS = [
     "edgebus.errors",
     "edgebus.core",
     "edgebus.config",
-    "edgebus.wire | edgebus.kafka | connectors | edgebus.prometheus",
+    "edgebus.wire | edgebus.kafka | connectors | edgebus.prometheus | edgebus.tracing",
     "edgebus.region | edgebus.commit | edgebus.sagas | edgebus.state",
     "edgebus.server",
     "edgebus.sdk",
@@ -28,8 +28,9 @@ LAYERS = [
 #: what may never import the local Kafka launcher (dev tooling): all but cli and bench
 LIBRARY = {
     "edgebus.errors", "edgebus.core", "edgebus.config", "edgebus.wire", "edgebus.kafka",
-    "connectors", "edgebus.prometheus", "edgebus.region", "edgebus.commit", "edgebus.sagas",
-    "edgebus.state", "edgebus.server", "edgebus.sdk", "edgebus.workflow", "edgebus.dataflow",
+    "connectors", "edgebus.prometheus", "edgebus.tracing", "edgebus.region",
+    "edgebus.commit", "edgebus.sagas", "edgebus.state", "edgebus.server", "edgebus.sdk",
+    "edgebus.workflow", "edgebus.dataflow",
 }
 
 
