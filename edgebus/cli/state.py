@@ -125,14 +125,16 @@ def call(
     value: str | None = typer.Option(None, "--value", help="The value, as JSON."),
     increment: str | None = typer.Option(
         None, "--increment", help="increment: the amount (a number; default 1)."),
-    lock_name: str | None = typer.Option(None, "--lock-name", help="lock/unlock: the lock."),
+    lock_name: str | None = typer.Option(
+        None, "--lock-name", help="lock/unlock: the lock (default: the state's own, 'state')."),
     holder: str | None = typer.Option(
         None, "--holder", help="lock/unlock: who holds it (default: edgebus-cli)."),
     timeout_ms: int | None = typer.Option(
         None, "--timeout-ms", help="How long to wait for the answer (a lock: for the lock)."),
     lease_duration_ms: int | None = typer.Option(
         None, "--lease-duration-ms",
-        help="A lock's lease; also the owner's lease if this call makes a region claim."),
+        help="The lease asked for, 500 ms to one hour: a lock's, and the owner's from "
+             "this call on (default: a lock lasts state.lease_ms, the owner's is kept)."),
     update_fn: str | None = typer.Option(
         None, "--update-fn", help="update: a function registered at the owner, by name."),
     enable_migration: bool = typer.Option(

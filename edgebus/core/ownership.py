@@ -28,12 +28,14 @@ Pure: no I/O, no clock; times are passed in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from edgebus.errors import InvalidInput
 
 __all__ = [
+    "MAX_LEASE_MS",
+    "MIN_LEASE_MS",
     "Claim",
     "Handoff",
     "LeaseRecord",
@@ -42,10 +44,63 @@ __all__ = [
     "Release",
     "Renew",
     "accepts",
+    "check_lease_duration",
+    "claim_lease_ms",
     "fold_ownership",
+    "lease_asked",
     "lease_valid_until",
     "migration_target",
 ]
+
+
+#: the shortest and the longest lease a call may ask for (``lease_duration_ms``): the
+#: range ``state.lease_ms`` itself takes. Shorter than a claim's round trip would leave
+#: an owner no time to serve; longer than an hour would keep a state without an owner
+#: for that long after its host died.
+MIN_LEASE_MS = 500
+MAX_LEASE_MS = 3_600_000
+
+
+def check_lease_duration(lease_ms: object, name: str = "lease_duration_ms") -> int:
+    """``lease_ms`` if it is an int (ms) within :data:`MIN_LEASE_MS` ..
+    :data:`MAX_LEASE_MS`; else InvalidInput giving the bounds."""
+    if (
+        isinstance(lease_ms, bool)
+        or not isinstance(lease_ms, int)
+        or not MIN_LEASE_MS <= lease_ms <= MAX_LEASE_MS
+    ):
+        raise InvalidInput(
+            f"{name} must be a whole number of milliseconds from {MIN_LEASE_MS} to "
+            f"{MAX_LEASE_MS} (one hour), got {lease_ms!r}: pass a lease within these bounds "
+            "(leave it out for state.lease_ms)"
+        )
+    return lease_ms
+
+
+def lease_asked(lease_ms: int) -> int | None:
+    """The owner's lease a call asks for, given its request's ``lease_ms`` (the call's
+    ``lease_duration_ms``; 0: it names none, so None): held to :data:`MIN_LEASE_MS` ..
+    :data:`MAX_LEASE_MS` (callers through the SDK are refused outside them; a record
+    from elsewhere is held to them).
+
+    The owner's lease becomes exactly this on every call that names one: a host that
+    claims the state for it claims with this lease (:func:`claim_lease_ms`), and the
+    owner that runs it renews with this lease from then on, longer or shorter (a
+    shorter one takes over when the running lease ends: the log never shortens a
+    lease). A call that names none leaves the lease as it is."""
+    if lease_ms <= 0:
+        return None
+    return min(max(lease_ms, MIN_LEASE_MS), MAX_LEASE_MS)
+
+
+def claim_lease_ms(waiting: Iterable[int], configured_ms: int) -> int:
+    """The lease a host claims a state with, given the ``lease_ms`` of the requests
+    waiting for it (in log order): the one the oldest asks for (:func:`lease_asked`),
+    the call whose wait makes the host claim and that runs first; ``configured_ms``
+    (``state.lease_ms``) when it names none or none waits. (A later waiting call that
+    names a lease sets it when it runs.)"""
+    asked = lease_asked(next(iter(waiting), 0))
+    return configured_ms if asked is None else asked
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ from edgebus.core.ownership import (
 from edgebus.errors import InvalidInput
 
 __all__ = [
+    "DEFAULT_LEASE_MS",
+    "DEFAULT_LOCK_NAME",
     "MAX_APPLIED",
     "OPERATIONS",
     "LockHold",
@@ -72,6 +74,12 @@ OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 MAX_APPLIED = 4096
 MUTATING: frozenset[str] = frozenset({"set", "update", "delete", "increment", "append"})
 _DEFAULT_FIELD = {"increment": "value", "append": "items"}
+#: the lock a ``lock``/``unlock`` call names when it names none: the state's own lock,
+#: one per state (the SDK fills it in; a request on the log always names its lock)
+DEFAULT_LOCK_NAME = "state"
+#: a lock's lease when its request names none and the owner is told no other
+#: (``state.lease_ms``'s default; a state host passes its own ``state.lease_ms``)
+DEFAULT_LEASE_MS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +88,13 @@ class StateRequest:
 
     ``key`` names a field of the state (``None``: the whole state; ``increment`` then
     uses the field ``value`` and ``append`` the field ``items``). ``holder`` identifies
-    the caller for locks. ``lease_ms`` is how long a granted lock lasts unless renewed
-    (locking again) or unlocked; ``timeout_ms`` how long a ``lock`` waits for the lock
-    (and how long the caller waits for an answer). ``update_fn`` names a function
+    the caller for locks. ``lease_ms`` is the lease the call asks for (its
+    ``lease_duration_ms``; 0: it names none): how long a granted lock lasts unless
+    renewed (locking again) or unlocked (none named: the owner's ``state.lease_ms``),
+    and the owner's lease of the state from this call on
+    (:func:`~edgebus.core.ownership.lease_asked`);
+    ``timeout_ms`` how long a ``lock`` waits for the lock (and how long the caller
+    waits for an answer). ``update_fn`` names a function
     registered at the owner; without it ``update`` merges the ``value`` dict into the
     state (or into the field ``key``).
     """
@@ -97,7 +109,7 @@ class StateRequest:
     increment: float = 1
     update_fn: str | None = None
     lock_name: str | None = None
-    lease_ms: int = 30_000
+    lease_ms: int = 0
     timeout_ms: int = 5_000
     enable_migration: bool = False
 
@@ -171,8 +183,8 @@ def validate_request(request: StateRequest) -> None:
             raise InvalidInput(f"{op} needs lock_name: the name of the lock in the state")
         if not request.holder:
             raise InvalidInput(f"{op} needs a holder: who holds the lock")
-    if op == "lock" and request.lease_ms <= 0:
-        raise InvalidInput(f"a lock's lease_duration_ms must be positive, got "
+    if request.lease_ms < 0:
+        raise InvalidInput(f"lease_duration_ms must be positive (or 0: none named), got "
                            f"{request.lease_ms}")
     if request.timeout_ms < 0:
         raise InvalidInput(f"timeout_ms must be at least 0, got {request.timeout_ms}")
@@ -348,15 +360,19 @@ def execute(
     now_ms: int,
     sent_ms: int,
     update_fn: UpdateFn | None = None,
+    default_lease_ms: int = DEFAULT_LEASE_MS,
 ) -> StateOp | None:
     """What the owner does with ``request`` now: the record to append, or ``None``
     when the request waits (a lock held by someone else, before the request's
     deadline ``sent_ms + timeout_ms``). Does not change ``obj``: apply the result.
+    ``default_lease_ms`` is a lock's lease when the request names none (the owner's
+    ``state.lease_ms``).
 
     A request already answered gets its first answer again (``duplicate``); a request
     no owner could run is refused (:func:`validate_request` says why); any other runs
     by its operation (:data:`_RUNNERS`)."""
-    run = _Run(obj, request, region, host, lease_until_ms, now_ms, sent_ms, update_fn)
+    run = _Run(obj, request, region, host, lease_until_ms, now_ms, sent_ms, update_fn,
+               default_lease_ms)
     answer = obj.applied.get(request.req_id)
     if answer is not None:
         return run.again(answer)
@@ -379,6 +395,7 @@ class _Run(NamedTuple):
     now_ms: int
     sent_ms: int
     update_fn: UpdateFn | None
+    default_lease_ms: int = DEFAULT_LEASE_MS
 
     def op(
         self,
@@ -502,7 +519,8 @@ def _lock(run: _Run) -> StateOp | None:
     assert lock_name is not None
     hold = obj.locks.get(lock_name)
     if hold is None or hold.until_ms < now_ms or hold.holder == request.holder:
-        granted = LockHold(lock_name, request.holder, now_ms + request.lease_ms)
+        lease_ms = request.lease_ms or run.default_lease_ms
+        granted = LockHold(lock_name, request.holder, now_ms + lease_ms)
         others = (h for h in obj.locks.values() if h.name != lock_name and h.until_ms >= now_ms)
         locks = (*others, granted)
         return run.op("ok", {"lock": lock_name, "holder": request.holder,

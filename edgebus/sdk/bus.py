@@ -277,10 +277,13 @@ class EdgeBus:
         unlock``; ``key`` names a field (none: the whole state). ``update_fn`` is a
         function name registered at the owner (:func:`edgebus.state.register_update_fn`)
         or a callable (registered here, so it runs when this process owns the state).
-        ``lock``/``unlock`` take ``lock_name`` and ``holder`` (default this bus's client
-        id); a lock lasts ``lease_duration_ms`` unless renewed (lock again) or unlocked,
-        and waits up to ``timeout_ms`` for the lock. ``lease_duration_ms`` is also the
-        owner's lease when this call makes a region claim the state. ``classification``
+        ``lock``/``unlock`` take ``lock_name`` (default ``"state"``: the state's own
+        lock) and ``holder`` (default this bus's client id); a lock lasts
+        ``lease_duration_ms`` (default ``state.lease_ms``) unless renewed (lock again) or
+        unlocked, and waits up to ``timeout_ms`` for the lock. ``lease_duration_ms``
+        (500 ms .. one hour, else InvalidInput) is also the owner's lease of the state
+        from this call on: a claim this call causes asks for it, and the owner renews
+        with it once the call has run (left out: the lease stays as it is). ``classification``
         is the state's class (its jurisdiction: which regions may own or copy it;
         default the configured default class). ``region`` is where the call comes from
         (default ``state.host_region`` or the first region): ownership migrates toward

@@ -5,8 +5,16 @@ state's owner: directly when this process hosts it (``state.embedded_host``), el
 forwarded through the state's log (:mod:`edgebus.state.client`).
 
 Options are checked here against the state hosts' own limits (a state id of at most
-64 KiB of UTF-8, a ``timeout_ms`` or ``lease_duration_ms`` of at most 2^48 ms), so a
-caller gets InvalidInput saying what to pass instead of a request every host refuses.
+64 KiB of UTF-8, a ``timeout_ms`` of at most 2^48 ms), so a caller gets InvalidInput
+saying what to pass instead of a request every host refuses. ``lease_duration_ms`` is
+the lease the caller asks for, from :data:`~edgebus.core.ownership.MIN_LEASE_MS` to
+:data:`~edgebus.core.ownership.MAX_LEASE_MS` (500 ms to one hour; anything else is
+refused, giving the bounds): a lock's lease, and the owner's lease of the state from
+this call on (:func:`~edgebus.core.ownership.lease_asked`). Left out, the request
+names none (``lease_ms`` 0): a lock lasts the owner's ``state.lease_ms`` and the
+owner's lease stays as it is. A ``lock`` or ``unlock`` without ``lock_name`` is on
+the state's own lock, :data:`~edgebus.core.state_machine.DEFAULT_LOCK_NAME`
+(``"state"``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from edgebus.config import EdgeConfig
 from edgebus.core.envelope import new_event_id
-from edgebus.core.state_machine import OPERATIONS, StateRequest
+from edgebus.core.ownership import check_lease_duration
+from edgebus.core.state_machine import DEFAULT_LOCK_NAME, OPERATIONS, StateRequest
 from edgebus.errors import InvalidInput, UnknownRegion
 from edgebus.sdk.lazily import Lazily
 from edgebus.state.functions import register_update_fn, update_fn_name
@@ -40,10 +49,12 @@ class StateKeywords(TypedDict, total=False):
     #: a registered function name, or a callable (registered here)
     update_fn: str | Callable[[Any], Any] | None
     increment: float
+    #: ``lock``/``unlock``: the lock (default: the state's own, ``"state"``)
     lock_name: str | None
     #: default: the bus's client id
     holder: str | None
     timeout_ms: int | None
+    #: the lease asked for (a lock's, and the owner's), 500 ms .. one hour
     lease_duration_ms: int | None
     enable_persistence: bool
     enable_replication: bool
@@ -134,14 +145,18 @@ class StateCalls:
         else:
             fn_name = update_fn
         timeout_ms = _milliseconds("timeout_ms", options.get("timeout_ms"))
-        lease_ms = _milliseconds("lease_duration_ms", options.get("lease_duration_ms"))
+        lease = options.get("lease_duration_ms")
+        lease_ms = 0 if lease is None else check_lease_duration(lease)  # 0: none named
+        lock_name = options.get("lock_name")
+        if lock_name is None and operation in ("lock", "unlock"):
+            lock_name = DEFAULT_LOCK_NAME
         request = StateRequest(
             state_id=state_id, req_id=options.get("req_id") or new_event_id(),
             operation=operation, from_region=origin,
             holder=options.get("holder") or self.client_id, key=options.get("key"),
             value=options.get("value"), increment=options.get("increment", 1),
-            update_fn=fn_name, lock_name=options.get("lock_name"),
-            lease_ms=lease_ms or self.config.state.lease_ms,
+            update_fn=fn_name, lock_name=lock_name,
+            lease_ms=lease_ms,
             timeout_ms=timeout_ms or self.config.state.timeout_ms,
             enable_migration=options.get("enable_migration", False),
         )
@@ -168,7 +183,7 @@ def _check_state_id(state_id: object) -> None:
 
 
 def _milliseconds(name: str, number: object) -> int | None:
-    """An optional ``timeout_ms`` or ``lease_duration_ms``: a positive int of at most
+    """An optional ``timeout_ms``: a positive int of at most
     :data:`MAX_MS` (2^48 ms, about 8,900 years: the state hosts refuse more), else
     InvalidInput."""
     if number is None:

@@ -7,7 +7,9 @@ runs meanwhile. A second loop takes the appends as they land and answers a local
 only when its event's append time is within the lease the owner knew
 (:func:`~edgebus.core.state_machine.acknowledged`); anything else demotes the host.
 A lock request that must wait is parked on its state and queued again when the lock
-table changes (and every 100 ms, by the ownership loop).
+table changes (and every 100 ms, by the ownership loop). A request that names a lease
+(``lease_duration_ms``) and runs makes it the owner's lease
+(:meth:`~edgebus.state.ownership_loop.OwnershipLoop.set_lease`).
 
 An answer is checked before it touches the working copy: its new values classified
 (:func:`comply`) and its record encoded, within Kafka's size. An answer no record can
@@ -32,6 +34,7 @@ import orjson
 
 from edgebus.config import EdgeConfig
 from edgebus.core.classification import Classification, classify
+from edgebus.core.ownership import lease_asked
 from edgebus.core.state_machine import StateObject, StateOp, StateRequest, acknowledged, execute
 from edgebus.errors import EdgebusError, InvalidInput
 from edgebus.state.functions import resolve
@@ -197,7 +200,8 @@ class Executor(HostPart):
         fn = resolve(request.update_fn)
         op = execute(own.work, request, region=self.region, host=self.host_id,
                      lease_until_ms=own.lease_until_ms, now_ms=wall_ms(),
-                     sent_ms=work.sent_ms, update_fn=fn)
+                     sent_ms=work.sent_ms, update_fn=fn,
+                     default_lease_ms=self.config.state.lease_ms)
         if op is None:
             own.parked.append((request, work.sent_ms, work.local))
             return
@@ -207,6 +211,9 @@ class Executor(HostPart):
         else:
             own.work.apply(op, wall_ms())
             self._counters["ops"] += 1
+            asked = lease_asked(request.lease_ms)
+            if asked is not None and op.outcome != "refused":
+                self._ownership.set_lease(work.key, own, asked)
         await self._append(work, own, op, value)
 
     def _writable(self, work: Work, own: OwnedState, op: StateOp) -> tuple[StateOp, bytes]:

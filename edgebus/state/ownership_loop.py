@@ -9,6 +9,10 @@ appends the records they call for and keeps ``owned``, the states this host owns
   its consumer reads the granted claim (:meth:`OwnershipLoop.claim_landed`).
 * **renew** every third of the lease; the host may serve until the lease by its own
   clock minus the margin (:func:`~edgebus.core.ownership.lease_valid_until`).
+* **lease**: a call naming ``lease_duration_ms`` sets the owner's lease to it
+  (:func:`~edgebus.core.ownership.lease_asked`): the claim it causes asks for it,
+  and when it runs at the owner (:meth:`OwnershipLoop.set_lease`) the owner renews at
+  once with it, and with it from then on.
 * **migrate**: when another allowed region made enough of the accesses
   (:func:`~edgebus.core.ownership.migration_target`), wait for the events in flight,
   append a hand-off and stop serving.
@@ -29,6 +33,7 @@ from edgebus.core.ownership import (
     Handoff,
     Release,
     Renew,
+    claim_lease_ms,
     lease_valid_until,
     migration_target,
 )
@@ -44,9 +49,6 @@ log = logging.getLogger("edgebus.state")
 CLAIM_RETRY_S = 5
 #: seconds between two rounds of the loop
 TICK_S = 0.1
-#: the longest lease a host claims (``state.lease_ms`` at most): a request's lock lease
-#: may lengthen the owner's lease up to this, never to years
-MAX_OWNER_LEASE_MS = 3_600_000
 
 
 class OwnershipLoop(HostPart):
@@ -123,13 +125,10 @@ class OwnershipLoop(HostPart):
                 self._claim(key, obj)
 
     def _claim(self, key: Key, obj: StateObject) -> None:
-        # the call's lease_duration_ms may lengthen the owner's lease, never shorten it
-        # below state.lease_ms (a lease shorter than a claim's round trip would leave the
-        # owner no time to serve: claimed again and again)
-        lease = self.config.state.lease_ms
-        if obj.pending:
-            lease = max(lease, next(iter(obj.pending.values()))[0].lease_ms)
-        lease = min(lease, max(self.config.state.lease_ms, MAX_OWNER_LEASE_MS))
+        # the lease the oldest waiting call asks for (its lease_duration_ms, within
+        # MIN_LEASE_MS .. MAX_LEASE_MS), else state.lease_ms
+        lease = claim_lease_ms((r.lease_ms for r, _at in obj.pending.values()),
+                               self.config.state.lease_ms)
         self._claim_times[key] = time.monotonic()
         self._counters["claims"] += 1
         claim = Claim(self.region, obj.view.epoch + 1, lease, self.host_id)
@@ -168,15 +167,32 @@ class OwnershipLoop(HostPart):
                  self.host_id, key[0], key[1], claim.epoch, len(obj.pending))
 
     # -- renewals ----------------------------------------------------------------------------
+    def set_lease(self, key: Key, own: OwnedState, lease_ms: int) -> None:
+        """Make ``lease_ms`` the owner's lease of ``own`` (a call asked for it): renewed
+        with it at once (or, when a renewal is in flight, right after that one lands),
+        and with it from then on. The log never shortens a lease: a shorter one takes
+        over when the running one ends."""
+        if lease_ms == own.lease_ms:
+            return
+        log.debug("%s: state %s/%s: the owner's lease is now %d ms (was %d ms)",
+                  self.region, key[0], key[1], lease_ms, own.lease_ms)
+        own.lease_ms = lease_ms
+        if own.renewing or own.handing_off:
+            return  # the renewal in flight sees the change when it lands
+        own.renewing = True
+        self._background(self._renew(key, own))
+
     async def _renew(self, key: Key, own: OwnedState) -> None:
         sent = time.monotonic()
+        lease = own.lease_ms
         try:
             where = await self._writer.append(
                 own.data_class, own.state_id,
-                Renew(self.region, own.epoch, own.lease_ms, self.host_id))
+                Renew(self.region, own.epoch, lease, self.host_id))
         except Exception as e:  # Kafka's own errors too: renewed again at the next tick
             log.warning("%s: renewal of %s failed: %r", self.region, own.state_id, e)
             own.renewing = False
+            own.renew_sent = 0.0  # at the next tick (also when set_lease asked for it)
             return
         own.renewing = False
         if self.owned.get(key) is not own:
@@ -184,11 +200,13 @@ class OwnershipLoop(HostPart):
         if where.append_ms > own.lease_until_ms:
             self.demote(key, "a renewal landed after the lease had run out")
             return
-        margin = min(self.config.state.lease_margin_ms, own.lease_ms // 4)
-        own.lease_until_ms = max(own.lease_until_ms, where.append_ms + own.lease_ms)
+        margin = min(self.config.state.lease_margin_ms, lease // 4)
+        own.lease_until_ms = max(own.lease_until_ms, where.append_ms + lease)
         own.valid_until = max(own.valid_until,
-                              lease_valid_until(sent * 1000, own.lease_ms, margin) / 1000)
-        own.renew_sent = sent
+                              lease_valid_until(sent * 1000, lease, margin) / 1000)
+        # the lease changed while this renewal was in flight: renew with the new one at
+        # the next tick (a longer lease's third may be past the end of this one)
+        own.renew_sent = sent if own.lease_ms == lease else 0.0
 
     # -- migration ---------------------------------------------------------------------------
     def _maybe_migrate(self, key: Key, own: OwnedState, wall: int) -> None:

@@ -14,7 +14,9 @@
     results["merge"]["result"]  # {'a': 42}
 
 Edge nodes (see :func:`is_edge_node`) get the shared :class:`EdgeInfrastructure` of
-the runtime's edge_config, started and injected by the runtime.
+the run's edge_config (the runtime's, else ``WorkflowBuilder(edge_config)``'s), started
+and injected by the runtime. A failed run raises a :class:`WorkflowExecutionError` that
+is also an instance of its cause's class (see :mod:`edgebus.workflow.errors`).
 """
 
 from edgebus.workflow.builder import Connection, Workflow, WorkflowBuilder, WorkflowNode
@@ -26,7 +28,7 @@ from edgebus.workflow.errors import (
     WorkflowValidationError,
 )
 from edgebus.workflow.infrastructure import EdgeInfrastructure
-from edgebus.workflow.node import EdgeNode, Node, NodeParams
+from edgebus.workflow.node import EdgeNode, EdgeNodeParams, Node, NodeParams
 from edgebus.workflow.nodes import EdgeDataNode, EdgeMonitoringNode, EdgeStateMachine
 from edgebus.workflow.registry import (
     Merge,
@@ -44,6 +46,7 @@ __all__ = [
     "EdgeInfrastructure",
     "EdgeMonitoringNode",
     "EdgeNode",
+    "EdgeNodeParams",
     "EdgeStateMachine",
     "LocalRuntime",
     "Merge",

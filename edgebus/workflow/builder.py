@@ -5,18 +5,31 @@
 unknown node types (with a did-you-mean), duplicate node ids, missing, unknown or
 invalid parameters (naming the node, its type and the field), connections to unknown
 nodes or ports, input ports fed twice, and cycles (naming their nodes in order).
+
+``WorkflowBuilder(edge_config)`` (the spec's troubleshooting advice) is optional: the
+edge_config (anything :func:`~edgebus.config.load_config` takes: an EdgeConfig, a
+dict, a JSON or TOML file path) is checked by ``build()``, which lists a bad one among
+the problems, and carried on the built :class:`Workflow` (``workflow.edge_config``);
+``LocalRuntime`` runs with it when the runtime itself was given none. With an
+edge_config, ``build()`` also refuses DataFlow nodes unless it sets
+``"dataflow_integration": True``. Without one, nothing config-dependent is checked
+here: the runtime checks it when the run starts.
 """
 
 from __future__ import annotations
 
 import difflib
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from edgebus.config import EdgeConfig, load_config
+from edgebus.errors import InvalidInput
+from edgebus.workflow.dataflow_nodes import dataflow_integration_problem
 from edgebus.workflow.detection import is_edge_node
 from edgebus.workflow.errors import UnknownNodeType, WorkflowValidationError
 from edgebus.workflow.node import Node, NodeParams
@@ -54,7 +67,8 @@ class WorkflowNode:
 
 @dataclass(frozen=True)
 class Workflow:
-    """A built workflow: nodes in topological order, connections, its edge nodes.
+    """A built workflow: nodes in topological order, connections, its edge nodes, and
+    the edge_config it was built with (None: none; the runtime's applies).
 
     Topological order is stable: among nodes whose inputs are ready, the one added
     first runs first.
@@ -63,6 +77,7 @@ class Workflow:
     nodes: tuple[WorkflowNode, ...]
     connections: tuple[Connection, ...]
     edge_node_ids: tuple[str, ...] = field(default=())
+    edge_config: EdgeConfig | None = field(default=None, hash=False)
 
     @property
     def node_ids(self) -> tuple[str, ...]:
@@ -103,10 +118,18 @@ class _Spec(NamedTuple):
     params: Any
 
 
-class WorkflowBuilder:
-    """Collects nodes and connections; :meth:`build` checks them into a Workflow."""
+EdgeConfigSource = EdgeConfig | Mapping[str, Any] | str | Path
 
-    def __init__(self) -> None:
+
+class WorkflowBuilder:
+    """Collects nodes and connections; :meth:`build` checks them into a Workflow.
+
+    ``edge_config`` (optional): the edge_config the workflow runs with when its
+    runtime is given none; checked by :meth:`build` (see the module doc).
+    """
+
+    def __init__(self, edge_config: EdgeConfigSource | None = None) -> None:
+        self._edge_config = edge_config
         self._specs: list[_Spec] = []
         self._connections: list[Connection] = []
 
@@ -173,6 +196,7 @@ class WorkflowBuilder:
 
         edges = _check_connections(self._connections, types, classes, problems)
         problems.extend(_cycles(list(order), edges))
+        config = _checked_config(self._edge_config, nodes.values(), problems)
         if problems:
             raise WorkflowValidationError(problems)
 
@@ -182,7 +206,33 @@ class WorkflowBuilder:
             nodes=workflow_nodes,
             connections=tuple(self._connections),
             edge_node_ids=tuple(n.node_id for n in workflow_nodes if n.is_edge),
+            edge_config=config,
         )
+
+
+def _checked_config(
+    source: EdgeConfigSource | None, nodes: Iterable[WorkflowNode], problems: list[str]
+) -> EdgeConfig | None:
+    """The builder's edge_config, validated (None: none given, or invalid: reported),
+    and the workflow's ``nodes`` checked against it (DataFlow nodes need
+    ``dataflow_integration``)."""
+    if source is None:
+        return None
+    if not isinstance(source, EdgeConfig | Mapping | str | Path):
+        problems.append(
+            "WorkflowBuilder(edge_config) takes an EdgeConfig, a dict or the path of a "
+            f"JSON or TOML file, got {type(source).__name__}."
+        )
+        return None
+    try:
+        config = load_config(source)
+    except InvalidInput as e:  # ConfigError: an unknown key, a bad value, a bad file
+        problems.append(f"WorkflowBuilder(edge_config): {e}")
+        return None
+    dataflow = dataflow_integration_problem(config, nodes)
+    if dataflow is not None:
+        problems.append(dataflow)
+    return config
 
 
 def _validate_params(spec: _Spec, cls: type[Node], problems: list[str]) -> NodeParams | None:

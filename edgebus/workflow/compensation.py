@@ -12,7 +12,9 @@ compensations of the completed strong steps in reverse order: each restores the
 previous value (or deletes the key when it did not exist) as a strong commit with
 ``expected_version`` = the version the step committed. A compensation therefore never
 overwrites a later write by someone else: that is a ``conflict``, reported and left
-alone. The :class:`CompensatedExecutionError` raised carries ``compensations``.
+alone. The :class:`CompensatedExecutionError` raised carries ``compensations``, and
+is also an instance of the failed node's error class when that is an edgebus error
+(``except ComplianceViolation:`` catches it; see :mod:`edgebus.workflow.errors`).
 
 Everything here but the error is pure data: the node performs the commit.
 """
@@ -146,12 +148,16 @@ def summarize(compensations: Sequence[Compensation]) -> str:
 class CompensatedExecutionError(WorkflowExecutionError):
     """A :class:`WorkflowExecutionError` after the runtime ran the compensations of the
     completed strong steps: ``compensations`` lists them newest first (empty when no
-    strong step had completed)."""
+    strong step had completed).
+
+    ``LocalRuntime`` makes it with :meth:`~WorkflowExecutionError.of`, so when the
+    cause is an edgebus error it is also an instance of the cause's class (see
+    :mod:`edgebus.workflow.errors`)."""
 
     def __init__(
         self,
-        node_id: str,
-        type_name: str,
+        node_id: str | None,
+        type_name: str | None,
         cause: BaseException,
         results: Mapping[str, Mapping[str, Any]],
         run_id: str,

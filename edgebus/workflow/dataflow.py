@@ -16,6 +16,12 @@ The spec's "Integration with DataFlow" (see docs/nodes.md, section DataFlow)::
         "model": "UserProfile",
         "data": {"user_id": "123", "region": "eu"},   # placed in the GDPR zone only
     })
+    LocalRuntime({"dataflow_integration": True}).execute(workflow.build())
+
+The generated nodes run only with ``"dataflow_integration": True`` in the run's
+edge_config (the spec's "Enable DataFlow hooks"); with it off, a workflow holding them
+is refused before any node runs (by ``build()`` when the builder has the edge_config,
+else by the runtime), saying to set it.
 
 ``@db.model`` builds a pydantic model from the class's annotations (records are
 validated against it), finds the primary key, and registers five edge node types:
@@ -63,9 +69,11 @@ class DataFlow:
     """Models stored on the edge bus; ``@db.model`` registers their CRUD nodes.
 
     ``edge_config``: what :meth:`runtime` runs with (anything
-    :func:`~edgebus.config.load_config` takes; None: zero-config). The nodes always
-    use the infrastructure the runtime injects. ``region_aliases`` adds to (or
-    overrides) :data:`DEFAULT_REGION_ALIASES` (alias -> compliance zone).
+    :func:`~edgebus.config.load_config` takes; None: ``EDGEBUS_CONFIG`` or
+    zero-config); it must set ``"dataflow_integration": True`` for that runtime to
+    run the nodes. The nodes always use the infrastructure the runtime injects.
+    ``region_aliases`` adds to (or overrides) :data:`DEFAULT_REGION_ALIASES` (alias
+    -> compliance zone).
     """
 
     def __init__(
@@ -82,7 +90,8 @@ class DataFlow:
         self.models: dict[str, ModelInfo] = {}
 
     def runtime(self) -> Any:
-        """A :class:`~edgebus.workflow.LocalRuntime` for this DataFlow's edge_config."""
+        """A :class:`~edgebus.workflow.LocalRuntime` for this DataFlow's edge_config (it
+        runs the DataFlow's nodes only when that config sets ``dataflow_integration``)."""
         from edgebus.workflow.runtime import LocalRuntime
 
         return LocalRuntime(self.edge_config)

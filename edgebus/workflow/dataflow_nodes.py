@@ -5,12 +5,18 @@ params class (:func:`params_class`); :class:`DataFlow
 <edgebus.workflow.dataflow.DataFlow>` registers them. The nodes read and write the
 model's records through the injected infrastructure's bus; a record whose model has a
 ``region`` field is placed as its :class:`Router` (the DataFlow) says.
+
+DataFlow nodes run only with ``"dataflow_integration": True`` in the edge_config
+(the spec's "Enable DataFlow hooks"): :func:`dataflow_integration_problem` is the
+check ``WorkflowBuilder.build()`` (when the builder has an edge_config) and
+``LocalRuntime`` (when a run starts) make, so a workflow of DataFlow nodes with the
+setting off fails before any node runs.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote
 
@@ -22,7 +28,15 @@ from edgebus.sdk import EdgeBus, ReadResult
 from edgebus.workflow.dataflow_model import DATAFLOW_MODULE, REGION_FIELD, ModelInfo
 from edgebus.workflow.node import EdgeNode, NodeParams
 
-__all__ = ["LIST_PAGE", "Router", "node_class", "params_class", "scan_keys"]
+__all__ = [
+    "LIST_PAGE",
+    "Router",
+    "dataflow_integration_problem",
+    "is_dataflow_node",
+    "node_class",
+    "params_class",
+    "scan_keys",
+]
 
 #: rows asked per page of a region's key listing
 LIST_PAGE = 500
@@ -37,6 +51,41 @@ class Router(Protocol):
     def routing(self, region: Any, config: EdgeConfig) -> dict[str, Any]:
         """The write options a record's ``region`` value asks for."""
         ...
+
+
+class NodeSpec(Protocol):
+    """What the DataFlow check reads of a workflow's node (a ``WorkflowNode``)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def type_name(self) -> str: ...
+
+    @property
+    def node_class(self) -> type[Any]: ...
+
+
+def is_dataflow_node(cls: object) -> bool:
+    """Whether ``cls`` is a node type a :class:`DataFlow <edgebus.workflow.dataflow.DataFlow>`
+    generated (``<Model><Operation>Node``)."""
+    return isinstance(cls, type) and issubclass(cls, _ModelNode)
+
+
+def dataflow_integration_problem(config: EdgeConfig, nodes: Iterable[NodeSpec]) -> str | None:
+    """Why a workflow of ``nodes`` cannot run with ``config``: it holds DataFlow nodes
+    and ``dataflow_integration`` is off (None: it can)."""
+    if config.dataflow_integration:
+        return None
+    found = [f"{n.node_id!r} ({n.type_name})" for n in nodes if is_dataflow_node(n.node_class)]
+    if not found:
+        return None
+    return (
+        f"DataFlow node{'s' if len(found) > 1 else ''} {', '.join(found)} need DataFlow "
+        'integration, which this edge_config leaves off: set "dataflow_integration": True '
+        "in the edge_config (given to WorkflowBuilder(edge_config) or "
+        "LocalRuntime(edge_config)) to run DataFlow nodes."
+    )
 
 
 # ------------------------------------------------------------------------------ params

@@ -20,6 +20,15 @@ workflow is built), named input and output ports, and a run method::
 An :class:`EdgeNode` gets the shared :class:`~edgebus.workflow.EdgeInfrastructure`
 for the runtime's edge_config: the runtime calls :meth:`EdgeNode.initialize` once,
 before the node runs.
+
+What an edge node's ``run``/``async_run`` receives (the spec's custom EdgeNode reads
+``kwargs.get("data")``): its own ``data`` param as ``data`` (when set; a custom edge
+node's params are :class:`EdgeNodeParams`, which hold ``data``), and each connected
+output or run-time parameter under its input port's name (``input``). The two never
+replace each other: a node with its own ``data`` and a connected ``input`` gets both,
+``data`` being what the node itself was configured with and ``input`` what flowed in,
+and decides how they combine (pass both to :meth:`EdgeNode.ensure_compliance` to place
+by the classes of both).
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from edgebus.workflow.placement_options import (
 if TYPE_CHECKING:
     from edgebus.config import EdgeConfig
 
-__all__ = ["PLACEMENT_OPTIONS", "EdgeNode", "Node", "NodeParams"]
+__all__ = ["PLACEMENT_OPTIONS", "EdgeNode", "EdgeNodeParams", "Node", "NodeParams"]
 
 edge_log = logging.getLogger("edgebus.edge")
 
@@ -103,19 +112,36 @@ class Node:
         return f"{type(self).__name__}(node_id={self.node_id!r}, params={self.params!r})"
 
 
+class EdgeNodeParams(NodeParams):
+    """The params of a custom edge node that declares none of its own: ``data``, the
+    payload it works on, handed to ``run``/``async_run`` as ``data``. A custom edge
+    node with more params derives its ``Params`` from this class."""
+
+    data: Any = None
+
+
 class EdgeNode(Node):
     """Base of custom edge nodes: the runtime injects the shared edge infrastructure.
 
     ``infrastructure`` is None until the runtime awaits :meth:`initialize` (once per
     node, before it runs); :meth:`ensure_compliance` classifies data and places it
-    with the infrastructure's compliance rules.
+    with the infrastructure's compliance rules. ``run``/``async_run`` receive the
+    node's ``data`` param as ``data`` beside its inputs (see the module doc).
     """
 
+    Params: ClassVar[type[NodeParams]] = EdgeNodeParams
     has_edge_capabilities: ClassVar[bool] = True
 
     def __init__(self, node_id: str, params: NodeParams | Mapping[str, Any] | None = None) -> None:
         super().__init__(node_id, params)
         self._infrastructure: Any = None
+
+    def static_inputs(self) -> dict[str, Any]:
+        """``{"data": <the data param>}`` when the node's params hold a ``data`` that is
+        set (nothing otherwise): a node's own payload reaches ``run``/``async_run`` as
+        ``data``, beside the connected ``input``, which never replaces it."""
+        data = getattr(self.params, "data", None)
+        return {} if data is None else {"data": data}
 
     @property
     def initialized(self) -> bool:

@@ -5,10 +5,18 @@ lowest precedence first: its own static inputs (a processing node's params), the
 outputs connected into it, and ``parameters[node_id]`` given to ``execute``. Results
 map each node id to its output mapping.
 
+The run's edge_config: the runtime's own when it was given one (``LocalRuntime(
+edge_config)``, or an injected infrastructure's), else the workflow's
+(``WorkflowBuilder(edge_config)``), else ``EDGEBUS_CONFIG`` or the defaults. When the
+runtime and the workflow were both given one and they differ, the run is refused
+(InvalidInput naming the sections that differ): give it to one of them only. A
+workflow holding DataFlow nodes runs only with ``"dataflow_integration": True`` in the
+run's edge_config (ConfigError before anything runs otherwise).
+
 Edge nodes get the shared :class:`~edgebus.workflow.EdgeInfrastructure` of the
-runtime's edge_config: before any node runs, the runtime starts it (only when the
+run's edge_config: before any node runs, the runtime starts it (only when the
 workflow has edge nodes) and initializes each edge node once. With no reachable broker
-that start raises :class:`~edgebus.errors.InfrastructureUnavailable` ("No edge
+that start fails with :class:`~edgebus.errors.InfrastructureUnavailable` ("No edge
 infrastructure available: ...") and no node runs.
 
 ``execute`` blocks; it runs ``execute_async`` on one process-wide background event
@@ -23,9 +31,20 @@ input names are refused (with a did-you-mean) before anything runs.
 When a node fails, the runtime runs the saga compensations of the strong steps that
 completed before it, newest first: every completed node with a ``compensate(output)``
 coroutine (an EdgeDataNode's committed strong write, see
-:mod:`edgebus.workflow.compensation`) is asked to undo its step. The error raised is a
+:mod:`edgebus.workflow.compensation`) is asked to undo its step.
+
+**Errors.** Before a run starts: InvalidInput for a workflow that is not built,
+parameters naming unknown nodes or inputs, or an edge_config conflict, and
+ConfigError for DataFlow nodes without ``dataflow_integration``. Once it has started,
+everything that stops it is one shape (:mod:`edgebus.workflow.errors`): a
 :class:`~edgebus.workflow.compensation.CompensatedExecutionError` (a
-WorkflowExecutionError) whose ``compensations`` say how each ended.
+WorkflowExecutionError: ``node_id``, ``type_name``, ``cause``, ``results``, ``run_id``,
+``not_run``, and ``compensations`` saying how each undo ended) that is also an instance
+of the cause's class when the cause is an edgebus error. So ``except
+ComplianceViolation:`` around ``execute`` catches a node's compliance violation, and
+``except InfrastructureUnavailable:`` the start that found no broker (that one has
+``node_id`` None: no node ran, and its message starts "No edge infrastructure
+available").
 """
 
 from __future__ import annotations
@@ -43,9 +62,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edgebus.config import EdgeConfig, load_config
-from edgebus.errors import InvalidInput
+from edgebus.errors import ConfigError, InvalidInput
 from edgebus.workflow.builder import Workflow
 from edgebus.workflow.compensation import CompensatedExecutionError, Compensation
+from edgebus.workflow.dataflow_nodes import dataflow_integration_problem
 from edgebus.workflow.infrastructure import EdgeInfrastructure
 from edgebus.workflow.node import Node
 
@@ -61,9 +81,11 @@ Results = dict[str, dict[str, Any]]
 class LocalRuntime:
     """Runs workflows in this process: ``results, run_id = runtime.execute(workflow)``.
 
-    ``edge_config`` is anything :func:`~edgebus.config.load_config` takes (None:
-    zero-config); it is validated here. ``infrastructure`` injects an edge
-    infrastructure instead of the shared one (tests).
+    ``edge_config`` is anything :func:`~edgebus.config.load_config` takes; it is
+    validated here. None: the workflow's edge_config (``WorkflowBuilder(edge_config)``)
+    when it has one, else ``EDGEBUS_CONFIG`` or zero-config. ``infrastructure``
+    injects an edge infrastructure instead of the shared one (tests); its config is
+    then the runtime's.
     """
 
     def __init__(
@@ -73,6 +95,8 @@ class LocalRuntime:
         infrastructure: Any = None,
     ) -> None:
         self._infrastructure = infrastructure
+        #: whether this runtime was given a config (its own, or its infrastructure's)
+        self._config_given = edge_config is not None or infrastructure is not None
         if infrastructure is not None and edge_config is None:
             self.edge_config: EdgeConfig = infrastructure.config
         else:
@@ -89,24 +113,59 @@ class LocalRuntime:
     ) -> tuple[Results, str]:
         """Run the workflow; returns ``(results, run_id)``.
 
-        Raises InvalidInput for parameters naming unknown nodes, InfrastructureUnavailable
-        when edge nodes need a broker and none answers, and WorkflowExecutionError when a
-        node fails (its ``results`` hold the nodes that completed).
+        Raises InvalidInput (ConfigError) before anything runs for a workflow or
+        parameters it cannot run (see the module doc), and a WorkflowExecutionError
+        (CompensatedExecutionError), also an instance of its cause's class when that is
+        an edgebus error, when the run stops: a node failed (its ``results`` hold the
+        nodes that completed) or edge nodes need a broker and none answers (an
+        InfrastructureUnavailable too, ``node_id`` None).
         """
         _require_built(workflow)
+        config = self.config_for(workflow)
+        problem = dataflow_integration_problem(config, workflow.nodes)
+        if problem is not None:
+            raise ConfigError(problem)
         params = _check_parameters(workflow, parameters)
         run_id = uuid.uuid4().hex
         nodes = _instantiate(workflow, run_id)
         log.debug("run %s: %d node(s) in order %s", run_id, len(nodes), list(nodes))
         if workflow.edge_node_ids:
-            infra = await self._started_infrastructure(workflow, run_id)
+            try:
+                infra = await self._started_infrastructure(workflow, config, run_id)
+            except Exception as e:
+                raise CompensatedExecutionError.of(
+                    None, None, e, {}, run_id, workflow.node_ids
+                ) from e
             await _initialize_edge_nodes(workflow, nodes, infra, run_id)
         return await _run_nodes(workflow, nodes, params, run_id), run_id
 
-    async def _started_infrastructure(self, workflow: Workflow, run_id: str) -> Any:
-        """The edge infrastructure of this run (the injected one, else the shared one),
-        started."""
-        infra = self._infrastructure or EdgeInfrastructure.shared(self.edge_config)
+    def config_for(self, workflow: Workflow) -> EdgeConfig:
+        """The edge_config a run of ``workflow`` uses: this runtime's when it was given
+        one, else the workflow's, else this runtime's (``EDGEBUS_CONFIG`` or the
+        defaults). InvalidInput when both were given one and they differ."""
+        theirs = workflow.edge_config
+        if theirs is None:
+            return self.edge_config
+        if not self._config_given:
+            return theirs
+        if theirs != self.edge_config:
+            differ = [name for name in type(theirs).model_fields
+                      if getattr(theirs, name) != getattr(self.edge_config, name)]
+            raise InvalidInput(
+                "The workflow was built with an edge_config (WorkflowBuilder(edge_config)) "
+                "and this LocalRuntime was given another one (they differ in: "
+                f"{', '.join(differ)}). Give the edge_config to one of them only: drop it "
+                "from LocalRuntime(...) to run with the workflow's, or from "
+                "WorkflowBuilder(...) to run with the runtime's."
+            )
+        return self.edge_config
+
+    async def _started_infrastructure(
+        self, workflow: Workflow, config: EdgeConfig, run_id: str
+    ) -> Any:
+        """The edge infrastructure of this run (the injected one, else the shared one of
+        ``config``), started."""
+        infra = self._infrastructure or EdgeInfrastructure.shared(config)
         start = getattr(infra, "start", None)
         if start is not None:
             await start()
@@ -130,7 +189,7 @@ def _instantiate(workflow: Workflow, run_id: str) -> dict[str, Node]:
         try:
             nodes[spec.node_id] = spec.instantiate()
         except Exception as e:
-            raise CompensatedExecutionError(
+            raise CompensatedExecutionError.of(
                 spec.node_id, spec.type_name, e, {}, run_id, workflow.node_ids
             ) from e
     return nodes
@@ -150,7 +209,7 @@ async def _initialize_edge_nodes(
                 node.infrastructure = infra  # type: ignore[attr-defined]
         except Exception as e:
             spec = workflow.node(node_id)
-            raise CompensatedExecutionError(
+            raise CompensatedExecutionError.of(
                 node_id, spec.type_name, e, {}, run_id, list(nodes)
             ) from e
         log.debug("run %s: initialized edge node %s", run_id, node_id)
@@ -185,14 +244,14 @@ async def _run_nodes(
         except Exception as e:
             log.debug("run %s: node %s (%s) failed: %r", run_id, spec.node_id, spec.type_name, e)
             compensations = await _compensate(nodes, results, run_id)
-            raise CompensatedExecutionError(
+            raise CompensatedExecutionError.of(
                 spec.node_id,
                 spec.type_name,
                 e,
                 results,
                 run_id,
                 order[position + 1 :],
-                compensations,
+                compensations=compensations,
             ) from e
         results[spec.node_id] = dict(output)
         log.debug(

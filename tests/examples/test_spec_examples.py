@@ -611,6 +611,19 @@ async def test_troubleshooting_no_edge_infrastructure_available(deployment: Depl
     finally:
         await EdgeInfrastructure.shared(edge_config).close()
     assert str(raised.value).startswith("No edge infrastructure available")
+    # the run's error shape: also a WorkflowExecutionError, of no node (nothing ran)
+    assert isinstance(raised.value, WorkflowExecutionError)
+    assert raised.value.node_id is None and raised.value.results == {}
+
+    # the advice as written: "Ensure edge_config is passed to WorkflowBuilder"
+    advised = WorkflowBuilder(edge_config)
+    advised.add_node("EdgeDataNode", "store", {"action": "write", "data": {"n": 1}})
+    try:
+        with pytest.raises(InfrastructureUnavailable) as again:
+            await LocalRuntime().execute_async(advised.build())  # runs with the workflow's
+    finally:
+        await EdgeInfrastructure.shared(edge_config).close()
+    assert str(again.value).startswith("No edge infrastructure available")
 
 
 async def test_troubleshooting_compliance_violation(deployment: Deployment) -> None:
@@ -621,6 +634,7 @@ async def test_troubleshooting_compliance_violation(deployment: Deployment) -> N
     })
     with pytest.raises(WorkflowExecutionError) as raised:
         await run(workflow, edge_config)
+    assert isinstance(raised.value, ComplianceViolation)  # `except ComplianceViolation` works
     cause = raised.value.cause
     assert isinstance(cause, ComplianceViolation)
     assert str(cause).startswith("Compliance violation: cannot place data")

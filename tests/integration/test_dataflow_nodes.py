@@ -27,7 +27,8 @@ async def test_the_spec_user_profile_lives_in_the_gdpr_region_only(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     regions = make_regions(kafka_bootstrap, tmp_path)
-    config: dict[str, Any] = {**regions.config, "reads": {"wait_ms": 20_000}}
+    config: dict[str, Any] = {**regions.config, "reads": {"wait_ms": 20_000},
+                              "dataflow_integration": True}  # DataFlow nodes need it
     user_id = uuid.uuid4().hex[:8]
 
     builder = WorkflowBuilder()

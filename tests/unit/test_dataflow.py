@@ -23,7 +23,8 @@ from edgebus.workflow import (
     node_class,
 )
 
-CONFIG = {"discovery": {"locations": ["us-east-1", "eu-west-1"]}}
+# DataFlow nodes run only with DataFlow integration on (the spec's "Enable DataFlow hooks")
+CONFIG = {"discovery": {"locations": ["us-east-1", "eu-west-1"]}, "dataflow_integration": True}
 
 db = DataFlow(CONFIG)
 

@@ -189,7 +189,8 @@ def test_state_machine_needs_a_state_id() -> None:
     [
         ({"operation": "incr"}, "operation", "'increment'"),
         ({"state_id": ""}, "state_id", "at least 1 character"),
-        ({"lease_duration_ms": 0}, "lease_duration_ms", "greater than 0"),
+        ({"lease_duration_ms": 0}, "lease_duration_ms", "from 500 to 3600000 (one hour)"),
+        ({"lease_duration_ms": 3_600_001}, "lease_duration_ms", "from 500 to 3600000"),
         ({"timeout_ms": -1}, "timeout_ms", "greater than 0"),
         ({"enable_persistence": False}, "enable_persistence", "always persisted"),
         ({"enable_replication": False}, "enable_replication", "leave it true"),

@@ -6,6 +6,15 @@ docs/state-machines.md). A connected ``input`` is the operation's ``value`` (it
 overrides the ``value`` param). Output ``result``: the
 :class:`~edgebus.state.client.StateResult` as a dict plus ``"success"`` (its ``ok``:
 the operation ran; a lock was acquired).
+
+``lock``/``unlock`` without ``lock_name`` are on the state's own lock, named
+``"state"`` (:data:`~edgebus.core.state_machine.DEFAULT_LOCK_NAME`): one lock per
+state id. ``lease_duration_ms`` is the lease the node asks for, checked at build
+against :data:`~edgebus.core.ownership.MIN_LEASE_MS` ..
+:data:`~edgebus.core.ownership.MAX_LEASE_MS` (500 ms .. one hour): a lock lasts it,
+and it is the owner's lease of the state from this call on (the claim it causes asks
+for it; the owner that runs it renews with it). Left out: a lock lasts
+``state.lease_ms`` and the owner's lease stays as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from edgebus.core.ownership import check_lease_duration
+from edgebus.errors import InvalidInput
 from edgebus.sdk import EdgeBus
 from edgebus.workflow.node import EdgeNode, NodeParams
 from edgebus.workflow.registry import register_node
@@ -36,16 +47,28 @@ class EdgeStateParams(NodeParams):
     #: ``update``: the name of a function registered with edgebus.state.register_update_fn
     update_fn: str | None = Field(None, min_length=1)
     increment: float = 1
+    #: ``lock``/``unlock``: the lock (none: the state's own lock, ``"state"``)
     lock_name: str | None = Field(None, min_length=1)
     holder: str | None = Field(None, min_length=1)
     timeout_ms: int | None = Field(None, gt=0)
-    lease_duration_ms: int | None = Field(None, gt=0)
+    #: the lease asked for: a lock's, and the owner's (500 ms .. one hour)
+    lease_duration_ms: int | None = None
     enable_persistence: bool = True
     enable_replication: bool = True
     enable_migration: bool = False
     classification: str | None = Field(None, min_length=1)
     #: where the call comes from (ownership migrates toward it with enable_migration)
     location_id: str | None = Field(None, min_length=1)
+
+    @field_validator("lease_duration_ms")
+    @classmethod
+    def _lease_within_bounds(cls, value: int | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            return check_lease_duration(value)
+        except InvalidInput as e:  # a ValueError is what pydantic reports per field
+            raise ValueError(str(e)) from None
 
     @field_validator("enable_persistence", "enable_replication")
     @classmethod
