@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple, Required, TypedDict
 
 from edgebus.core.envelope import Operation
 from edgebus.core.freshness import MAX_WAIT_MS
-from edgebus.core.placement import FALLBACKS, Fallback, Strategy
+from edgebus.core.placement import FALLBACKS, STRATEGIES, Fallback, Strategy
 from edgebus.core.session import SessionToken
 from edgebus.errors import InvalidInput, UnsupportedConsistency
 from edgebus.wire.headers import MAX_DECLASSIFIED_BY_CHARS, MAX_DECLASSIFIED_REASON_CHARS
@@ -127,6 +127,10 @@ class ReadKeywords(TypedDict, total=False):
     #: ``route``: another region fresh enough serves; ``raise``: raise instead
     fallback: Literal["route", "raise"] | None
     exclude_locations: str | Sequence[str]
+    #: regions to ask first (in this order), before the strategy's ranking
+    preferred_locations: str | Sequence[str]
+    #: how the other regions are ranked (default: the config's ``edge_strategy``)
+    edge_strategy: Strategy | None
 
 
 _WRITE_NAMES = frozenset(WriteKeywords.__annotations__) | frozenset(
@@ -346,6 +350,8 @@ class ReadOptions(NamedTuple):
     wait_ms: float | None = None
     fallback: str | None = None
     exclude_locations: tuple[str, ...] = ()
+    preferred_locations: tuple[str, ...] = ()
+    edge_strategy: Strategy | None = None
 
     @classmethod
     def of(cls, keywords: Mapping[str, Any]) -> ReadOptions:
@@ -386,7 +392,18 @@ class ReadOptions(NamedTuple):
             wait_ms=None if wait is None else float(wait),
             fallback=fallback,
             exclude_locations=names(keywords.get("exclude_locations", ()), "exclude_locations"),
+            preferred_locations=names(
+                keywords.get("preferred_locations", ()), "preferred_locations"
+            ),
+            edge_strategy=_strategy(keywords.get("edge_strategy")),
         )
+
+
+def _strategy(value: Any) -> Strategy | None:
+    """A read's ``edge_strategy``, checked (None: the config's)."""
+    if value is None or value in STRATEGIES:
+        return value  # type: ignore[no-any-return]
+    raise InvalidInput(f"edge_strategy {value!r} is not one of {', '.join(STRATEGIES)}")
 
 
 #: a read without options

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edgebus.config import EdgeConfig
 from edgebus.core.freshness import ReadRequest
+from edgebus.core.health import rank_for_reads
 from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
 from edgebus.errors import (
@@ -34,7 +35,7 @@ from edgebus.errors import (
     UnknownRegion,
 )
 from edgebus.sdk.discovery import Discovery
-from edgebus.sdk.options import ReadOptions
+from edgebus.sdk.options import NO_READ_OPTIONS, ReadOptions
 from edgebus.sdk.results import ReadResult, WriteReceipt
 from edgebus.sdk.sessions import BusSession
 
@@ -152,7 +153,7 @@ class Reader:
         token = self.session.current
         if options.session is not None:
             token = token.merge(self.session.decode(options.session))
-        route = self.route(key, region, options.exclude_locations)
+        route = self.route(key, region, options.exclude_locations, options)
         first = route.order[0]
         verdicts: list[tuple[str, Mapping[str, Any]]] = []
         unavailable: list[tuple[str, str]] = []
@@ -213,7 +214,7 @@ class Reader:
         if region is not None and region not in self._regions:
             raise UnknownRegion(region, self.config.regions)
         wait = self.config.strong.read_wait_ms if options.wait_ms is None else options.wait_ms
-        order = list(self.route(key, region, options.exclude_locations).order)
+        order = list(self.route(key, region, options.exclude_locations, options).order)
         problems: list[str] = []
         tried: set[str] = set()
         while order:
@@ -246,10 +247,17 @@ class Reader:
             "participant positions), retry, or read at a weaker consistency."
         )
 
-    def route(self, key: str, region: str | None, excluded: Sequence[str] = ()) -> ReadRoute:
+    def route(
+        self,
+        key: str,
+        region: str | None,
+        excluded: Sequence[str] = (),
+        options: ReadOptions | None = None,
+    ) -> ReadRoute:
         """Where a read of ``key`` goes (:func:`route_read`): ``region`` first, then the
         regions of the key's placement if this bus knows it (it wrote the key), else
-        every region, by health and latency, leaving out ``excluded``."""
+        every region, leaving out ``excluded``: the read's ``preferred_locations``
+        first, then by its ``edge_strategy`` (default the config's) and health."""
         regions = self.config.regions
         placement = self.session.placement_of(key)
         if placement is not None:
@@ -260,14 +268,21 @@ class Reader:
                 f"every region of the key's placement ({', '.join(placement)})"
             )
             raise InvalidInput(f"exclude_locations removed {what}: nothing is left to read")
-        return route_read(region, self._rank(key, candidates), candidates, placement)
+        ranked = self._rank(key, candidates, options or NO_READ_OPTIONS)
+        return route_read(region, ranked, candidates, placement)
 
-    def _rank(self, key: str, candidates: Sequence[str]) -> Sequence[str]:
-        """``candidates`` best first by discovery (as given when it does not run)."""
+    def _rank(self, key: str, candidates: Sequence[str], options: ReadOptions) -> Sequence[str]:
+        """``candidates`` best first: preferred, then the strategy over discovery's
+        health and latency (every region counts as healthy when discovery does not
+        run)."""
+        strategy = options.edge_strategy or self.config.edge_strategy
+        preferred = options.preferred_locations
         if self.discovery is None:
-            return candidates
+            if not preferred and strategy == "compliance_first":
+                return candidates
+            return rank_for_reads(candidates, {}, strategy, preferred, key=key)
         return self.discovery.rank_for_reads(
-            self.config.edge_strategy, key=key, candidates=candidates
+            strategy, preferred, key=key, candidates=candidates
         )
 
     def _observe(self, region: str, ms: float | None) -> None:

@@ -234,3 +234,39 @@ def test_excluding_every_region_of_the_known_placement_is_refused() -> None:
         reader.route("user:42", None, (EU,))
     assert reader.route("user:42", US, (EU,)) == ReadRoute((US,), frozenset({US, EU}),
                                                           frozenset(), frozenset({EU}))
+
+
+# ------------------------------------------------------------------ strategy, preferred
+
+
+async def test_a_read_asks_its_preferred_locations_first() -> None:
+    reader, client = _reader({US: FOUND, EU: FOUND, AP: FOUND})
+    got = await reader.read("news", None, ReadOptions.of({"preferred_locations": [AP]}))
+    assert got.region == AP and client.asked == [AP]
+
+
+async def test_a_read_skips_its_excluded_locations_even_when_preferred() -> None:
+    reader, client = _reader({US: FOUND, EU: FOUND, AP: FOUND})
+    options = ReadOptions.of({"preferred_locations": [AP], "exclude_locations": [AP]})
+    got = await reader.read("news", None, options)
+    assert got.region == US and client.asked == [US]
+
+
+async def test_a_region_asked_goes_before_the_preferred_ones() -> None:
+    reader, client = _reader({US: FOUND, EU: FOUND, AP: FOUND})
+    got = await reader.read("news", EU, ReadOptions.of({"preferred_locations": [AP]}))
+    assert got.region == EU and client.asked == [EU]
+
+
+def test_a_balanced_read_spreads_keys_over_the_regions_as_placement_does() -> None:
+    reader, _ = _reader({})
+    options = ReadOptions.of({"edge_strategy": "balanced"})
+    firsts = {reader.route(f"k{i}", None, (), options).order[0] for i in range(60)}
+    assert firsts == set(REGIONS)
+    default = {reader.route(f"k{i}", None).order[0] for i in range(60)}
+    assert default == {US}  # compliance_first: the configured order
+
+
+def test_an_unknown_read_strategy_is_refused_naming_the_strategies() -> None:
+    with pytest.raises(InvalidInput, match="lowest_latency, balanced, compliance_first"):
+        ReadOptions.of({"edge_strategy": "nearest"})
