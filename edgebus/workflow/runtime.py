@@ -63,6 +63,7 @@ from typing import Any, TypeVar
 
 from edgebus.config import EdgeConfig, load_config
 from edgebus.errors import ConfigError, InvalidInput
+from edgebus.tracing import Tracer, attributes, tracer_for
 from edgebus.workflow.builder import Workflow
 from edgebus.workflow.compensation import CompensatedExecutionError, Compensation
 from edgebus.workflow.dataflow_nodes import dataflow_integration_problem
@@ -137,7 +138,8 @@ class LocalRuntime:
                     None, None, e, {}, run_id, workflow.node_ids
                 ) from e
             await _initialize_edge_nodes(workflow, nodes, infra, run_id)
-        return await _run_nodes(workflow, nodes, params, run_id), run_id
+        tracer = tracer_for(config, "edgebus-workflow")
+        return await _run_nodes(workflow, nodes, params, run_id, tracer), run_id
 
     def config_for(self, workflow: Workflow) -> EdgeConfig:
         """The edge_config a run of ``workflow`` uses: this runtime's when it was given
@@ -220,9 +222,11 @@ async def _run_nodes(
     nodes: Mapping[str, Node],
     params: Mapping[str, Mapping[str, Any]],
     run_id: str,
+    tracer: Tracer | None = None,
 ) -> Results:
-    """Run the nodes one at a time in order; on a failure, compensate the completed
-    steps and raise CompensatedExecutionError."""
+    """Run the nodes one at a time in order, each in an ``edgebus.node <id>`` span when
+    tracing is on (edgebus.tracing: the writes it makes are its children); on a
+    failure, compensate the completed steps and raise CompensatedExecutionError."""
     needed = _needed_outputs(workflow)
     results: Results = {}
     order = workflow.node_ids
@@ -237,10 +241,17 @@ async def _run_nodes(
             sorted(inputs),
         )
         began = time.perf_counter()
-        try:
-            output = _checked_output(
-                await node.async_run(**inputs), needed.get(spec.node_id, set())
+        span = (
+            contextlib.nullcontext() if tracer is None else tracer.start_as_current_span(
+                f"edgebus.node {spec.node_id}",
+                attributes=attributes(node=spec.node_id, node_type=spec.type_name, run=run_id),
             )
+        )
+        try:
+            with span:
+                output = _checked_output(
+                    await node.async_run(**inputs), needed.get(spec.node_id, set())
+                )
         except Exception as e:
             log.debug("run %s: node %s (%s) failed: %r", run_id, spec.node_id, spec.type_name, e)
             compensations = await _compensate(nodes, results, run_id)
