@@ -221,6 +221,10 @@ class Materializer(ExclusiveMember):
                 self._consumer.seek(tp, offset)
         log.info("%s: materializing partitions %s", self.region, [tp.partition for tp in tps])
 
+    @staticmethod
+    def _assigned(consumer: Consumer) -> list[TopicPartition]:
+        return sorted(consumer.assignment(), key=lambda tp: tp.partition)
+
     async def run(self) -> None:
         """Consume, fold, commit; forever (cancel to stop)."""
         assert self._consumer is not None, "call start() first"
@@ -242,7 +246,11 @@ class Materializer(ExclusiveMember):
                 continue
             async with self._seeking:
                 if seeks != self._seeks:
-                    continue  # fetched before a (re)assignment's seek: read again from there
+                    # a seek landed during the fetch: part of the batch was read before
+                    # it, part after it (the consumer has moved past those): drop the
+                    # batch and put the consumer back at the stored positions
+                    await self._seek_now(self._assigned(consumer))
+                    continue
                 positions = self.positions
                 # a record below the committed position was applied (or dead-lettered)
                 # already: aiokafka may hand it over twice around a (re)assignment's seek
