@@ -28,6 +28,7 @@ from edgebus.cli.demo import demo
 from edgebus.cli.discover import discover
 from edgebus.cli.import_ import import_
 from edgebus.cli.read import read
+from edgebus.cli.repair import repair
 from edgebus.cli.replay import replay, verify
 from edgebus.cli.status import status
 from edgebus.cli.tail import tail
@@ -108,6 +109,7 @@ app.command("status")(status)
 app.command("discover")(discover)
 app.command("replay")(replay)
 app.command("verify")(verify)
+app.command("repair")(repair)
 app.command("import")(import_)
 app.command("demo")(demo)
 

@@ -27,7 +27,9 @@ last one's position follows, so B's frontier for that stream passes them at once
 (:mod:`edgebus.wire.watermark`). An event the filter refuses although its placement
 names B goes to A's own dead-letter topic with the reason (A may hold it; B may not);
 so does a record that cannot be copied on its own (too large once the origin position
-is added). Copying goes on.
+is added). Copying goes on. The copies are made by :class:`~edgebus.region.copier.Copier`,
+which a repair's one-shot catch-up (:mod:`edgebus.region.catch_up`, ``edgebus repair``)
+shares: both make the same copies with the same headers.
 
 B checks every origin position it reads against the end offsets of A's topic, which
 it reads (a Describe, never a Read) when a copy lies past what it knew
@@ -45,37 +47,20 @@ every origin's service.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka import TopicPartition
 
 from edgebus.config import EdgeConfig
-from edgebus.core.placement import ComplianceRules
-from edgebus.errors import EdgebusError
 from edgebus.kafka.clients import Consumer, Producer
-from edgebus.kafka.dead_letters import H_REDRIVE_OF, send_dead_letters
+from edgebus.kafka.dead_letters import send_dead_letters
 from edgebus.kafka.topics import events_topic
+from edgebus.region.copier import Copier, Refusal, copy_decision
 from edgebus.region.counters import Counters
 from edgebus.region.membership import ExclusiveMember, start_exclusive_consumer
 from edgebus.region.offset_commits import OffsetCommitter
-from edgebus.tracing import SpanKind, attributes, parent_of, tracer_for, with_traceparent
-from edgebus.wire.content_check import ContentCheck, content_refusal
-from edgebus.wire.event_reader import read_event
-from edgebus.wire.headers import (
-    H_CLASS,
-    H_DECLASSIFIED,
-    H_ORIGIN,
-    H_ORIGIN_POS,
-    H_PLACEMENT,
-    H_TXN,
-)
-from edgebus.wire.watermark import H_WATERMARK, REPLICATOR, Watermark, encode_watermark
 
 __all__ = ["Replicator", "ReplicatorStats", "copy_decision"]
-
-log = logging.getLogger("edgebus.region")
 
 #: batches whose copies may await acknowledgement while the next ones are copied
 MAX_BATCHES_IN_FLIGHT = 4
@@ -89,64 +74,6 @@ class ReplicatorStats(Counters):
         self.copied = 0
         self.refused = 0
         self.watermarks = 0
-
-
-def copy_decision(
-    record: ConsumerRecord[bytes, bytes],
-    source_region: str,
-    target: str,
-    rules: ComplianceRules,
-    content: ContentCheck = ContentCheck(),
-) -> tuple[bool, str | None]:
-    """``(copy, refusal)``: whether to copy a record of ``source_region``'s topic to
-    ``target``; ``refusal`` is set when the record names ``target`` but must not go
-    there (a dead letter for the origin). Compliance is checked by the label, then by
-    the payload's content (:func:`content_refusal`)."""
-    headers = dict(record.headers or ())
-    if H_ORIGIN_POS in headers:
-        return False, None  # a copy: only origins are copied from
-    if H_TXN in headers:
-        return False, None  # a strong commit: every participant writes its own
-    if H_REDRIVE_OF in headers:
-        # a dead letter put back into its own region: every other region decided on
-        # the original when it was copied (or refused), so a copy could apply it twice
-        return False, None
-    origin, placement, classes = (headers.get(h) for h in (H_ORIGIN, H_PLACEMENT, H_CLASS))
-    if H_WATERMARK in headers:  # the origin's heartbeat: every region gets it
-        return origin is not None and origin.decode("ascii", "replace") == source_region, None
-    if origin is None or placement is None or origin.decode("ascii", "replace") != source_region:
-        return False, None  # not an edgebus origin event: the origin's materializer judges it
-    regions = placement.decode("ascii", "replace").split(",")
-    if target not in regions:
-        return False, None
-    try:
-        event = read_event(record.value)
-    except EdgebusError as e:
-        return False, f"cannot decode an event placed in {target}: {e}"
-    if target not in event.placement or event.origin_region != source_region:
-        return False, f"headers place it in {target} but its body does not"
-    header_classes = tuple(c for c in (classes or b"").decode("ascii", "replace").split(",") if c)
-    if tuple(sorted(header_classes)) != tuple(sorted(event.classification)):
-        return False, "classification headers differ from the body's"
-    if not rules.allowed_regions((target,), event.classification):
-        return False, (
-            f"compliance does not allow {', '.join(event.classification) or 'public'} data "
-            f"in {target} (zones required: "
-            f"{', '.join(rules.zones_required(event.classification)) or 'none'})"
-        )
-    refusal = content_refusal(event, headers.get(H_DECLASSIFIED), target, rules, content)
-    return refusal is None, refusal
-
-
-def _is_origin_event(record: ConsumerRecord[bytes, bytes], source: str) -> bool:
-    """An event written in ``source`` (not a copy, not a watermark)."""
-    origin = None
-    for name, raw in record.headers or ():
-        if name in (H_ORIGIN_POS, H_WATERMARK):
-            return False
-        if name == H_ORIGIN:
-            origin = raw
-    return origin is not None and origin.decode("ascii", "replace") == source
 
 
 class Replicator(ExclusiveMember):
@@ -165,16 +92,14 @@ class Replicator(ExclusiveMember):
         self.target = target
         self.origin_bootstrap = origin_bootstrap
         self.config = config
-        self.rules = config.compliance.rules()
-        self.content = ContentCheck.of(config)
         self.target_producer = target_producer
         self.origin_producer = origin_producer
         self.origin_topic = events_topic(origin)
         self.target_topic = events_topic(target)
         self.stats = ReplicatorStats()
         self.paused = False
-        #: ``edgebus.replicate`` spans (monitoring.trace_enabled), else None
-        self._tracer = tracer_for(config, f"edgebus-region-{origin}")
+        #: makes the copies (and watermarks) that a repair's catch-up makes too
+        self.copier = Copier(origin, target, config, target_producer)
 
     async def start(self) -> None:
         """Join group ``edgebus.<origin>.replicator.<target>`` on the origin's cluster."""
@@ -238,95 +163,19 @@ class Replicator(ExclusiveMember):
         """Send one batch's copies (and refusals' dead letters), in order; returns the
         futures of their acknowledgements."""
         futures: list[asyncio.Future[Any]] = []
-        refused: list[tuple[Any, str, str]] = []
-        copied = 0
-        source = self.origin
+        refused: list[Refusal] = []
         for tp in sorted(batch, key=lambda t: (t.topic, t.partition)):
-            hole = None  # the last origin event not copied, if no copy follows it
-            for record in batch[tp]:
-                self.stats.seen += 1
-                copy, refusal = copy_decision(record, source, self.target, self.rules, self.content)
-                if copy:
-                    future, refusal = await self._copy(record, source, tp.partition)
-                    if future is not None:
-                        futures.append(future)
-                        copied += 1
-                    copy = refusal is None
-                if copy:
-                    hole = None
-                elif _is_origin_event(record, source):
-                    hole = record.offset
-                if refusal is not None:
-                    refused.append((record, refusal, "replicate"))
-                    log.warning(
-                        "refused to copy %s:%d:%d to %s: %s",
-                        tp.topic,
-                        tp.partition,
-                        record.offset,
-                        self.target,
-                        refusal,
-                    )
-            if hole is not None:  # origin events placed elsewhere: let the frontier pass
-                futures.append(await self._send_watermark(source, tp.partition, hole))
-        self.stats.copied += copied
+            self.stats.seen += len(batch[tp])
+            sent = await self.copier.copy_records(tp.partition, batch[tp])
+            futures.extend(sent.futures)
+            refused.extend(sent.refused)
+            self.stats.copied += sent.copied
+            self.stats.watermarks += sent.watermarks
         if refused:  # dead letters in the origin's own topic: the origin may hold them
             futures.append(
                 asyncio.ensure_future(
-                    send_dead_letters(self.origin_producer, source, refused, self.target)
+                    send_dead_letters(self.origin_producer, self.origin, refused, self.target)
                 )
             )
             self.stats.refused += len(refused)
         return futures
-
-    async def _copy(
-        self, record: ConsumerRecord[bytes, bytes], source: str, partition: int
-    ) -> tuple[asyncio.Future[Any] | None, str | None]:
-        """Send the copy of ``record``: its acknowledgement, or why it cannot be sent."""
-        origin_pos = f"{source}:{partition}:{record.offset}".encode("ascii")
-        headers = [*(record.headers or ()), (H_ORIGIN_POS, origin_pos)]
-        span = None
-        if self._tracer is not None and (parent := parent_of(record.headers)) is not None:
-            span = self._tracer.start_span(
-                "edgebus.replicate",
-                context=parent,
-                kind=SpanKind.PRODUCER,
-                attributes=attributes(
-                    region=source, target=self.target, partition=partition,
-                    offset=record.offset,
-                ),
-            )
-            headers = with_traceparent(headers, span)
-        try:
-            future: asyncio.Future[Any] = await self.target_producer.send(
-                self.target_topic,
-                value=record.value,
-                key=record.key,
-                partition=partition,
-                headers=headers,
-            )
-        except MessageSizeTooLargeError as e:
-            if span is not None:
-                span.end()
-            return None, (
-                f"the copy is too large for {self.target_topic} ({e}); raise the "
-                "producers' and brokers' size limits, or write smaller values"
-            )
-        if span is not None:  # ended when the target acknowledged the copy
-            done = span
-            future.add_done_callback(lambda _: done.end())
-        return future, None
-
-    async def _send_watermark(
-        self, source: str, partition: int, offset: int
-    ) -> asyncio.Future[Any]:
-        self.stats.watermarks += 1
-        value = encode_watermark(Watermark(source, partition, None, REPLICATOR))
-        headers = [
-            (H_WATERMARK, REPLICATOR.encode("ascii")),
-            (H_ORIGIN, source.encode("ascii")),
-            (H_ORIGIN_POS, f"{source}:{partition}:{offset}".encode("ascii")),
-        ]
-        future: asyncio.Future[Any] = await self.target_producer.send(
-            self.target_topic, value=value, key=None, partition=partition, headers=headers
-        )
-        return future

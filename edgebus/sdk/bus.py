@@ -39,6 +39,7 @@ from edgebus.sdk.options import (
     WriteOptions,
 )
 from edgebus.sdk.reads import Reader, read_kind
+from edgebus.sdk.repair import RepairReport, repair_region
 from edgebus.sdk.results import CommitResult, PreparedWrite, ReadResult, WriteReceipt
 from edgebus.sdk.sessions import BusSession
 from edgebus.sdk.states import StateCalls, StateKeywords
@@ -296,4 +297,23 @@ class EdgeBus:
         answered: no region service hosting the class is running), InvalidInput.
         """
         return await self._states.call(state_id, operation, options)
+
+    # ------------------------------------------------------------------ repair
+
+    async def sync(self, region: str, *, timeout_s: float = 30.0) -> RepairReport:
+        """Repair ``region``: every other region's service copies into it what it may
+        hold and lacks (from its frontier on, even while replication into it is
+        paused), then waits up to ``timeout_s`` until ``region`` applied it, and
+        compares ``region``'s checksums with each peer's.
+
+        Returns :class:`~edgebus.sdk.repair.RepairReport`: ``ok`` when nothing placed
+        in ``region`` is missing (every origin answered and the region's frontier
+        reached what it copied), what each origin copied, the frontier before and
+        after, and the buckets that differ per peer (exact only for keys placed in
+        both regions). Needs the admin token when tokens are configured. See
+        :func:`edgebus.sdk.repair.repair_region`.
+        """
+        return await repair_region(
+            self.config, region, timeout_s=timeout_s, client=self._reads.client
+        )
 

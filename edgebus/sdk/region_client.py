@@ -24,7 +24,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -136,6 +136,26 @@ class RegionClient:
                 await self._get(origin, "/v1/replication", method="POST",
                                 body={"paused": paused, "into": region})
         return {"region": region, "replication_paused": paused, "origins": chosen}
+
+    async def repair(
+        self, origin: str, into: str, starts: Mapping[int, int], *, timeout_s: float
+    ) -> dict[str, Any]:
+        """Ask ``origin``'s service to copy into ``into`` what it may hold of
+        ``origin``'s events from ``starts`` (partition -> first offset) to its topic's
+        end (``POST /v1/repair``, admin token; :func:`~edgebus.region.catch_up.copy_missing`):
+        the catch-up's report. ``timeout_s`` bounds the wait for it beyond the client's
+        own timeout."""
+        service = embedded(origin)
+        if service is not None:
+            return await service.repair_into(into, starts)
+        body = {"into": into, "from": {str(p): o for p, o in sorted(starts.items())}}
+        return await self._get(origin, "/v1/repair", method="POST", body=body,
+                               extra_s=timeout_s)
+
+    async def checksums(self, region: str) -> dict[str, Any]:
+        """The region's positions and per-bucket digests of one snapshot
+        (``GET /v1/checksums``, admin token): ``region, positions, buckets, keys``."""
+        return await self._get(region, "/v1/checksums")
 
     async def status(self, region: str) -> dict[str, Any]:
         """The region service's status document (with only a read token configured,

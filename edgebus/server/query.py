@@ -17,6 +17,11 @@ Clients in other processes find a region's endpoint on the compacted topic
 | ``POST /v1/replication`` | admin | body ``{"paused": true|false, "into": R}``: pause or |
 | | | resume pushing this region's events to R, or to every region without ``into`` |
 | | | (maintenance, fault drills) |
+| ``POST /v1/repair`` | admin | body ``{"into": R, "from": {"<partition>": <first offset>}}``: |
+| | | copy into R what it may hold of this region's events from those offsets to the |
+| | | topic's end now, even while replication into R is paused; answers the report |
+| | | (``examined, copied, refused, watermarks, starts, ends, reach``; |
+| | | :mod:`edgebus.region.catch_up`, ``edgebus repair``) |
 | ``GET /v1/status`` | admin | health, lag, positions, frontier, broker, store, pid, |
 | | | counters |
 | ``GET /v1/checksums`` | admin | positions and per-bucket digests of one snapshot |
@@ -42,8 +47,10 @@ Every request is untrusted input, answered in bounded time and memory:
   503 with ``Retry-After`` and ``{"error", "limit", "key"}`` (the SDK counts the region
   as unavailable for that read and routes to another one) - ``/metrics`` is not
   counted, so that an overloaded service can still be watched;
-* a route that changes state (``POST /v1/replication``) takes a JSON object of at most
-  :data:`MAX_JSON_BODY_BYTES` with ``Content-Type: application/json`` and nothing else
+* a route that changes state (``POST /v1/replication``, ``POST /v1/repair``) takes a
+  JSON object of at most :data:`MAX_JSON_BODY_BYTES` (``/v1/repair``:
+  :data:`MAX_REPAIR_BODY_BYTES`, room for an offset per partition) with
+  ``Content-Type: application/json`` and nothing else
   (415 otherwise, 400 without a body: no cross-site form can post it); no other route
   takes a request body: one with a body gets 400 (the body is not read and the
   connection is closed); a query parameter an endpoint does not know, or one given
@@ -73,6 +80,7 @@ from edgebus.core.freshness import ReadRequest
 from edgebus.errors import ConfigError, EdgebusError, InvalidInput
 from edgebus.prometheus import metrics_response
 from edgebus.region.applier import state_row
+from edgebus.region.catch_up import REPAIR_EXAMPLE, parse_repair_body
 from edgebus.server.metrics import RegionMetrics
 from edgebus.server.registry import EmbeddedRegion
 from edgebus.wire.announcement import is_loopback
@@ -87,6 +95,9 @@ MAX_SCAN = 10_000
 MAX_BODY_BYTES = 64 * 1024
 #: the largest JSON body a mutating route takes
 MAX_JSON_BODY_BYTES = 4 * 1024
+#: the largest JSON body ``POST /v1/repair`` takes (an offset for each of up to 1000
+#: partitions)
+MAX_REPAIR_BODY_BYTES = 32 * 1024
 #: seconds a client told "busy" is asked to wait before trying this region again
 RETRY_AFTER_S = 1
 LIMIT_KEY = "reads.max_concurrent_requests"
@@ -100,6 +111,7 @@ _PARAMS: dict[str, frozenset[str] | None] = {
     "status": frozenset(),
     "checksums": frozenset(),
     "replication": frozenset(),
+    "repair": frozenset(),
     "metrics": None,
 }
 #: routes outside the concurrency bound
@@ -111,9 +123,12 @@ Role = Literal["read", "admin"]
 ROLES: dict[str, Role] = {
     "key": "read", "scan": "read", "health": "read",
     "status": "admin", "checksums": "admin", "metrics": "admin", "replication": "admin",
+    "repair": "admin",
 }
 #: routes that change state -> an example of the JSON body they take
-_MUTATING: dict[str, str] = {"replication": '{"paused": true}'}
+_MUTATING: dict[str, str] = {"replication": '{"paused": true}', "repair": REPAIR_EXAMPLE}
+#: mutating routes that take a larger body than MAX_JSON_BODY_BYTES
+_BODY_LIMITS: dict[str, int] = {"repair": MAX_REPAIR_BODY_BYTES}
 #: what ``/v1/health`` answers of ``/v1/status``: health and progress, no broker
 #: addresses, store path, pid, failure text or component internals
 HEALTH_FIELDS = (
@@ -269,6 +284,12 @@ class _Endpoints:
         return _json({"region": self.service.region, "replication_paused": paused,
                       "into": into})
 
+    async def repair(self, request: web.Request) -> web.Response:
+        body = await _json_body(request, frozenset({"into", "from"}), MAX_REPAIR_BODY_BYTES)
+        into, starts = parse_repair_body(body, self.service.region, self.service.config)
+        report = await self.service.repair_into(into, starts)
+        return _json({"region": self.service.region, **report})
+
     async def scan(self, request: web.Request) -> web.Response:
         start = request.query.get("start") or None
         try:
@@ -384,9 +405,10 @@ def _refusal(request: web.Request, route: str | None) -> tuple[int, str] | None:
                          f"(got {request.content_type[:80]!r}), e.g. {example}")
         if not request.body_exists:
             return 400, f"{where} takes a JSON body, e.g. {example}; none was sent"
-        if size is not None and size > MAX_JSON_BODY_BYTES:
+        limit = _BODY_LIMITS.get(route or "", MAX_JSON_BODY_BYTES)
+        if size is not None and size > limit:
             return 413, (f"{where}: a body of {size:,} bytes is over the "
-                         f"{MAX_JSON_BODY_BYTES:,} it takes, e.g. {example}")
+                         f"{limit:,} it takes, e.g. {example}")
     elif request.body_exists:
         size = request.content_length
         got = f" ({size:,} bytes)" if size is not None else ""
@@ -408,15 +430,17 @@ def _refusal(request: web.Request, route: str | None) -> tuple[int, str] | None:
     return None
 
 
-async def _json_body(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
-    """A mutating route's body: a JSON object of at most MAX_JSON_BODY_BYTES holding
-    only ``fields`` (InvalidInput otherwise)."""
+async def _json_body(
+    request: web.Request, fields: frozenset[str], limit: int = MAX_JSON_BODY_BYTES
+) -> dict[str, Any]:
+    """A mutating route's body: a JSON object of at most ``limit`` bytes holding only
+    ``fields`` (InvalidInput otherwise)."""
     where = f"{request.method} {request.path[:200]}"
     raw = await request.read()  # at most MAX_BODY_BYTES (aiohttp's 413 beyond)
-    if len(raw) > MAX_JSON_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(MAX_JSON_BODY_BYTES, len(raw),
+    if len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, len(raw),
                                             text=f"{where} takes at most "
-                                                 f"{MAX_JSON_BODY_BYTES:,} bytes of JSON")
+                                                 f"{limit:,} bytes of JSON")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -460,6 +484,7 @@ def _app(service: QueryHost, auth: QueryAuth, tls: bool) -> web.Application:
     app.router.add_get("/v1/status", endpoints.status, name="status")
     app.router.add_get("/v1/checksums", endpoints.checksums, name="checksums")
     app.router.add_post("/v1/replication", endpoints.replication, name="replication")
+    app.router.add_post("/v1/repair", endpoints.repair, name="repair")
     app.router.add_get("/metrics", endpoints.prometheus, name="metrics")
     return app
 

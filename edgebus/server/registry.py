@@ -10,6 +10,7 @@ services: it imports none of them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from edgebus.core.freshness import ReadRequest
@@ -35,6 +36,10 @@ class EmbeddedRegion(Protocol):
 
     def pause_replication(self, paused: bool = True, into: str | None = None) -> None:
         """Stop (or resume) pushing this region's events into ``into`` (None: all)."""
+
+    async def repair_into(self, into: str, starts: Mapping[int, int]) -> dict[str, Any]:
+        """Copy into ``into`` what it lacks of this region's events from ``starts``
+        (partition -> first offset): the catch-up's report."""
 
 
 _RUNNING: dict[str, EmbeddedRegion] = {}

@@ -53,6 +53,7 @@ from edgebus.kafka.clusters import resolve_clusters
 from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service_topic
 from edgebus.region.applier import state_row
+from edgebus.region.catch_up import check_repair, copy_missing
 from edgebus.region.materializer import Materializer
 from edgebus.region.record_checks import SourceEnds
 from edgebus.region.replicator import Replicator
@@ -294,6 +295,21 @@ class RegionService(Lifecycle):
                 replicator.paused = paused
         log.warning("%s: replication to %s %s", self.region, into or "every region",
                     "paused" if paused else "resumed")
+
+    async def repair_into(self, into: str, starts: Mapping[int, int]) -> dict[str, Any]:
+        """Copy into region ``into`` what it may hold of this region's events, from
+        ``starts`` (partition -> first offset) to the topic's end now, as the
+        replicator would, even while replication there is paused (``POST /v1/repair``;
+        :func:`~edgebus.region.catch_up.copy_missing`). Returns the catch-up's report;
+        InvalidInput for an unknown region, partition or offset."""
+        checked = check_repair(self.region, into, starts, self.config)
+        report = await copy_missing(
+            self.config, self.region, into, self.bootstrap, checked,
+            await self._producer(self.clusters[into]), await self._producer(self.bootstrap),
+        )
+        log.warning("%s: repair into %s copied %d of %d records examined (%d refused)",
+                    self.region, into, report.copied, report.examined, report.refused)
+        return report.to_dict()
 
     def passed(self, stream: tuple[str, int]) -> int:
         """Highest offset of an origin stream this region has passed and committed

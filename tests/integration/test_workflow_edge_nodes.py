@@ -8,8 +8,8 @@ Three region services run in this process (their own region names, see
 * a strong write commits (two-phase commit through the bus's embedded coordinator);
 * an EdgeStateMachine increment, connected after the strong write, counts the runs;
 * a causal read of the PII key (connected to the PII write: its result names the key)
-  sees the value; a replicate waits until every region applied it; a sync reads it
-  causally from another region.
+  sees the value; a replicate waits until every region applied it; a sync repairs
+  another region from its peers, then reads it causally there.
 
 Then a third workflow writes PII with ``compliance_zones=["hipaa"]``, which has nowhere
 to go: the run stops at that node with WorkflowExecutionError (cause
@@ -143,6 +143,10 @@ async def test_a_workflow_of_edge_nodes_places_commits_counts_and_reads(
         synced = results["synced"]["result"]
         assert (synced["key"], synced["region"], synced["value"]) == (
             f"{tag}:news", regions.ap, {"content": "global_update"})
+        # the sync repaired ap from its peers first: nothing placed there is missing
+        assert synced["success"] is True and synced["sync"]["ok"] is True, synced["sync"]
+        assert synced["sync"]["region"] == regions.ap
+        assert {o["origin"] for o in synced["sync"]["origins"]} == {regions.us, regions.eu}
 
     error = refused.value
     assert isinstance(error.cause, ComplianceViolation), error

@@ -146,7 +146,7 @@ def test_no_token_appears_in_a_config_repr_or_an_auth_repr(
 
 def test_the_route_roles_are_the_documented_ones() -> None:
     assert {r for r, role in ROLES.items() if role == "admin"} == {
-        "status", "checksums", "metrics", "replication"}
+        "status", "checksums", "metrics", "replication", "repair"}
     assert {r for r, role in ROLES.items() if role == "read"} == {"key", "scan", "health"}
     # the health subset holds nothing an operator alone should see
     assert not {"broker", "store", "pid", "failure", "saga_participant", "state_host",
