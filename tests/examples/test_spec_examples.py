@@ -428,6 +428,10 @@ async def test_advanced_compliance_aware_workflows(deployment: Deployment) -> No
     financial = results["financial_processor"]["result"]
     assert financial["success"] is True
     assert financial["placement"] and set(financial["placement"]) <= SOX
+    # it wrote its own transaction (not the upstream result), keeping the upstream's
+    # classes: placed where both may live
+    assert financial["key"] == "financial_processor"
+    assert set(eu["classification"]) - {"public"} <= set(financial["classification"])
 
 
 # -- Integration with DataFlow ---------------------------------------------------------

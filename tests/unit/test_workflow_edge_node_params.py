@@ -246,6 +246,10 @@ class RecordingBus:
         self.calls.append(("state", (state_id, operation), options))
         return Answer(state_id=state_id, ok=True)
 
+    async def sync(self, region: str, **options: Any) -> Answer:
+        self.calls.append(("sync", (region,), options))
+        return Answer(region=region, ok=True)
+
 
 class FakeInfrastructure:
     def __init__(self) -> None:
@@ -283,7 +287,7 @@ def test_a_write_passes_the_set_options_and_a_connected_read_reads_its_key() -> 
     })
     assert read == ("read", ("eu_processor", None), {
         "consistency": "causal", "session": "tok-w", "staleness_threshold_ms": None,
-        "exclude_locations": (),
+        "exclude_locations": (), "preferred_locations": (), "edge_strategy": None,
     })
     assert results["eu_processor"] == {
         "result": {"key": "eu_processor", "session_token": "tok-w", "success": True},
@@ -292,14 +296,37 @@ def test_a_write_passes_the_set_options_and_a_connected_read_reads_its_key() -> 
     assert results["reader"]["result"]["success"] is True
 
 
-def test_input_is_the_data_of_a_write_and_a_string_input_the_key_of_a_sync() -> None:
+def test_input_is_the_data_of_a_write_without_data_and_a_string_input_the_key_of_a_sync(
+) -> None:
     builder = WorkflowBuilder()
-    builder.add_node("EdgeDataNode", "store", {"key": "k1", "data": "ignored"})
+    builder.add_node("EdgeDataNode", "store", {"key": "k1"})
     builder.add_node("EdgeDataNode", "sync", {"action": "sync", "location_id": "ap-southeast-1"})
     _, bus = run(builder, {"store": {"input": {"v": 2}}, "sync": {"input": "k2"}})
     assert bus.calls[0][1] == ("k1", {"v": 2})
-    assert bus.calls[1][:2] == ("read", ("k2", "ap-southeast-1"))
-    assert bus.calls[1][2]["consistency"] == "causal"
+    assert bus.calls[2][:2] == ("read", ("k2", "ap-southeast-1"))
+    assert bus.calls[2][2]["consistency"] == "causal"
+
+
+def test_a_sync_repairs_its_region_first_then_reads_there_with_the_report() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "near", {"action": "sync", "key": "k", "timeout_ms": 5000})
+    results, bus = run(builder)
+    home = FakeInfrastructure().config.regions[0]  # no location_id: the first region
+    assert bus.calls == [("sync", (home,), {"timeout_s": 5.0}), ("read", ("k", home), {
+        "consistency": "causal", "session": None, "staleness_threshold_ms": None,
+        "exclude_locations": (), "preferred_locations": (), "edge_strategy": None,
+    })]
+    near = results["near"]["result"]
+    assert near["sync"] == {"region": home, "ok": True} and near["success"] is True
+    assert near["value"] == 1 and results["near"]["session_token"] == "tok-r"
+
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "there", {"action": "sync", "key": "k",
+                                               "location_id": "ap-southeast-1"})
+    _, bus = run(builder)
+    assert [c[:2] for c in bus.calls] == [
+        ("sync", ("ap-southeast-1",)), ("read", ("k", "ap-southeast-1"))]
+    assert bus.calls[0][2] == {"timeout_s": 30.0}
 
 
 def test_strong_writes_commit_and_replicate_waits_for_the_placement() -> None:
@@ -350,3 +377,33 @@ def test_the_state_machine_passes_its_params_and_input_as_value() -> None:
     }
     assert results["migratable_state"]["result"] == {
         "state_id": "compute_task_123", "ok": True, "success": True}
+
+
+def test_a_write_with_data_and_a_connected_input_writes_its_data_with_the_inputs_classes(
+) -> None:
+    """The spec's compliance-aware workflow: the financial processor writes its own
+    transaction, and what the upstream result was classified as goes with it."""
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "eu_processor", {
+        "action": "write", "compliance_zones": ["gdpr"], "data": {"user_id": "eu_user_123"}})
+    builder.add_node("EdgeDataNode", "financial_processor", {
+        "action": "write", "compliance_zones": ["sox"], "data": {"transaction": "payment_456"},
+        "classification": "financial"})
+    builder.add_connection("eu_processor", "result", "financial_processor", "input")
+    upstream = {"key": "eu_processor", "classification": ["pii", "public"]}
+    _, bus = run(builder, {"financial_processor": {"input": upstream}})
+    (_, (key, data), options) = bus.calls[-1]
+    assert (key, data) == ("financial_processor", {"transaction": "payment_456"})
+    assert options["classification"] == ["financial", "pii"]
+
+
+def test_a_read_asks_its_preferred_locations_by_its_strategy() -> None:
+    builder = WorkflowBuilder()
+    builder.add_node("EdgeDataNode", "r", {
+        "action": "read", "key": "k", "preferred_locations": ["ap-south-1"],
+        "edge_strategy": "balanced", "exclude_locations": ["us-east-1"]})
+    _, bus = run(builder)
+    [(_, _, options)] = bus.calls
+    assert options["preferred_locations"] == ("ap-south-1",)
+    assert options["edge_strategy"] == "balanced"
+    assert options["exclude_locations"] == ("us-east-1",)

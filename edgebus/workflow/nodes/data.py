@@ -4,12 +4,23 @@ The node runs one :class:`~edgebus.sdk.EdgeBus` operation on the runtime's share
 edge infrastructure (see docs/nodes.md):
 
 * ``write``: ``bus.write`` (``consistency="strong"``: a two-phase commit across the
-  placement); the data is the ``input`` when connected, else the ``data`` param.
-* ``read``: ``bus.read`` from ``location_id`` at ``consistency``.
+  placement); the data is the ``data`` param, with the classes of a connected
+  ``input`` (an upstream result's ``classification``) added to its own; without
+  ``data``, the connected ``input`` is the data. Neither silently replaces the other.
+* ``read``: ``bus.read`` from ``location_id`` at ``consistency``, asking
+  ``preferred_locations`` first and ranking the rest by ``edge_strategy``, never
+  ``exclude_locations``.
 * ``replicate``: a write, then waits (up to ``timeout_ms``) until every region of its
   placement applied it (``bus.replication_status``).
-* ``sync``: a causal read from ``location_id`` (covering this infrastructure's session
-  and ``session``): the region first catches up with every write seen so far.
+* ``sync``: really synchronizes the node's region (``location_id``, else the config's
+  first region): ``bus.sync`` makes every other region's service copy into it what it
+  may hold and lacks (even while replication into it is paused) and waits, up to
+  ``timeout_ms`` (default :data:`DEFAULT_SYNC_TIMEOUT_MS`), until it applied the copies
+  (:mod:`edgebus.sdk.repair`); then a causal read of the key there (covering this
+  infrastructure's session and ``session``). The result is the read's, plus ``"sync"``:
+  the repair report (what each origin copied, the frontier before and after, checksums
+  compared with each peer); ``"success"`` is the report's ``ok`` (nothing placed in the
+  region is missing).
 
 The key: the ``key`` param; else, for read and sync, the ``input`` when it is a
 string, or the ``"key"`` of a mapping input (an upstream EdgeDataNode's result);
@@ -44,6 +55,7 @@ from edgebus.workflow.registry import register_node
 
 __all__ = [
     "DEFAULT_REPLICATION_WAIT_MS",
+    "DEFAULT_SYNC_TIMEOUT_MS",
     "STRONG_WRITE_ATTEMPTS",
     "EdgeDataNode",
     "EdgeDataParams",
@@ -51,6 +63,8 @@ __all__ = [
 
 #: how long ``replicate`` waits for the placement regions when no timeout_ms is given
 DEFAULT_REPLICATION_WAIT_MS = 10_000
+#: how long ``sync`` waits for the origins' copies and their application, by default
+DEFAULT_SYNC_TIMEOUT_MS = 30_000
 #: a compensable strong write: read + compare-and-set attempts before it reports the
 #: conflict (``outcome == "conflict"``, ``success`` false)
 STRONG_WRITE_ATTEMPTS = 3
@@ -89,7 +103,8 @@ class EdgeDataParams(NodeParams):
     #: a session token (from an earlier result) this operation follows
     session: str | None = Field(None, min_length=1)
     #: strong writes: the commit deadline (default strong.timeout_ms); replicate: how
-    #: long to wait for the placement regions (default 10 000)
+    #: long to wait for the placement regions (default 10 000); sync: how long the
+    #: repair waits (default 30 000)
     timeout_ms: int | None = Field(None, gt=0)
     #: strong writes: read the prior state first (one strong read) and commit as a
     #: compare-and-set on it, so the runtime can undo the write when a later node
@@ -164,13 +179,21 @@ class EdgeDataNode(EdgeNode):
         bus: EdgeBus = self.infrastructure.bus
         session = session_token or p.session
         if p.action in ("write", "replicate"):
-            data = p.data if input is None else input
+            # its own data, with what a connected input was classified as; without
+            # data, the connected input itself (docs/nodes.md, "Inputs")
+            upstream: tuple[str, ...] = ()
+            if p.data is not None:
+                data, upstream = p.data, _classes_of(input)
+            else:
+                data = input
             if data is None:
                 # the spec's own examples write without data: record that the key
                 # exists (a new version) with an empty object
                 data = {}
-            return await self._write(bus, self._key(None), data, session)
-        return await self._read(bus, self._key(input), session)
+            return await self._write(bus, self._key(None), data, session, upstream)
+        if p.action == "sync":
+            return await self._sync(bus, self._key(input), session)
+        return await self._read(bus, self._key(input), session, p.location_id)
 
     def _key(self, input: Any) -> str:
         p = self.data_params
@@ -182,7 +205,11 @@ class EdgeDataNode(EdgeNode):
             return str(input["key"])
         return self.node_id
 
-    def _write_options(self, session: str | None) -> dict[str, Any]:
+    def _write_options(
+        self, session: str | None, upstream: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """The write's options; ``upstream``: classes of a connected input, added to
+        the node's own ``classification`` (a label only adds to what detection finds)."""
         p = self.data_params
         options: dict[str, Any] = {
             "consistency": p.consistency,
@@ -204,13 +231,18 @@ class EdgeDataNode(EdgeNode):
                 options[name] = value
         if p.consistency == "strong" and p.timeout_ms is not None:
             options["timeout_ms"] = p.timeout_ms
+        if upstream:
+            own = p.classification
+            mine = [own] if isinstance(own, str) else list(own or ())
+            options["classification"] = sorted({*mine, *upstream})
         return options
 
     async def _write(
-        self, bus: EdgeBus, key: str, data: Any, session: str | None
+        self, bus: EdgeBus, key: str, data: Any, session: str | None,
+        upstream: tuple[str, ...] = (),
     ) -> Mapping[str, Any]:
         p = self.data_params
-        options = self._write_options(session)
+        options = self._write_options(session, upstream)
         if p.consistency == "strong":
             options.pop("consistency")
             if p.compensate is False:
@@ -284,17 +316,45 @@ class EdgeDataNode(EdgeNode):
             return failed(self.node_id, undo, e)
         return outcome_of(self.node_id, undo, commit)
 
-    async def _read(self, bus: EdgeBus, key: str, session: str | None) -> Mapping[str, Any]:
+    async def _sync(self, bus: EdgeBus, key: str, session: str | None) -> Mapping[str, Any]:
+        """Repair the node's region (``bus.sync``), then read ``key`` there causally."""
+        p = self.data_params
+        region = p.location_id or self.infrastructure.config.regions[0]
+        timeout_ms = DEFAULT_SYNC_TIMEOUT_MS if p.timeout_ms is None else p.timeout_ms
+        report = await bus.sync(region, timeout_s=timeout_ms / 1000)
+        out = await self._read(bus, key, session, region)
+        result = dict(out["result"])
+        result["sync"] = report.to_dict()
+        result["success"] = bool(report.ok)
+        return {**out, "result": result}
+
+    async def _read(
+        self, bus: EdgeBus, key: str, session: str | None, region: str | None
+    ) -> Mapping[str, Any]:
         p = self.data_params
         consistency = "causal" if p.action == "sync" else p.consistency
         read = await bus.read(
             key,
-            p.location_id,
+            region,
             consistency=consistency,
             session=session,
             staleness_threshold_ms=p.staleness_threshold_ms,
             exclude_locations=tuple(p.exclude_locations),
+            preferred_locations=tuple(p.preferred_locations),
+            edge_strategy=p.edge_strategy,
         )
         result = read.to_dict()
         result["success"] = True
         return {"result": result, "session_token": read.session_token}
+
+
+def _classes_of(input: Any) -> tuple[str, ...]:
+    """The classes an upstream result says its data has (its ``classification``),
+    without ``public``; nothing for any other input."""
+    if not isinstance(input, Mapping):
+        return ()
+    found = input.get("classification")
+    names = [found] if isinstance(found, str) else found
+    if not isinstance(names, list | tuple):
+        return ()
+    return tuple(sorted({n for n in names if isinstance(n, str) and n and n != "public"}))
