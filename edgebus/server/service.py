@@ -45,12 +45,11 @@ from edgebus.core.freshness import (
 from edgebus.core.lifecycle import Lifecycle
 from edgebus.core.session import SessionToken
 from edgebus.core.vector_clock import VectorClock
-from edgebus.errors import InfrastructureUnavailable, InvalidInput, UnknownRegion
+from edgebus.errors import InvalidInput, UnknownRegion
 from edgebus.kafka import log_noise
 from edgebus.kafka.batching import partition_for
 from edgebus.kafka.clients import Consumer, Producer, reader, start_producer
 from edgebus.kafka.clusters import resolve_clusters
-from edgebus.kafka.reading import end_offsets
 from edgebus.kafka.topics import dlq_topic, ensure_topics, events_topic, service_topic
 from edgebus.region.applier import state_row
 from edgebus.region.catch_up import check_repair, copy_missing
@@ -60,6 +59,7 @@ from edgebus.region.replicator import Replicator
 from edgebus.region.store_check import ON_STORE_MISMATCH, OnStoreMismatch
 from edgebus.server import registry
 from edgebus.server.query import serve
+from edgebus.server.status import service_status
 from edgebus.state.host import StateHost, default_state_db
 from edgebus.state.log import hosted_classes
 from edgebus.wire.announcement import ANNOUNCEMENT_KEY, Announcement, encode_announcement
@@ -263,6 +263,11 @@ class RegionService(Lifecycle):
             if self._failure is not None:
                 raise self._failure
             await asyncio.sleep(0.5)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why one of the service's tasks stopped (it then stops), if one did."""
+        return self._failure
 
     @property
     def replication_paused(self) -> bool:
@@ -508,88 +513,7 @@ class RegionService(Lifecycle):
 
     async def status(self) -> dict[str, Any]:
         """Health, lag, positions and store size (what ``edgebus status`` prints)."""
-        topic = events_topic(self.region)
-        positions = await self.store.positions()
-        applied = {p: o for (t, p), o in positions.items() if t == topic}
-        try:
-            found = await end_offsets(self.config.kafka, self.bootstrap, [topic])
-            ends, reachable = {tp.partition: o for tp, o in found.items()}, True
-        except InfrastructureUnavailable:
-            ends, reachable = {}, False
-        stats = await self.store.stats()
-        m = self.materializer
-        gate = m.applier.current_gate if m else None
-        frontier = dict(m.view.frontier) if m and gate else await self.store.frontier()
-        staleness = self._staleness_by_origin()
-        past_end = {p: o for p, o in applied.items() if p in ends and o > ends[p]}
-        rebuild = m.rebuild_progress() if m else None
-        return {
-            "region": self.region,
-            "healthy": (reachable and self._failure is None and m is not None
-                        and not past_end and rebuild is None),
-            # a store whose positions lie past the topic's end was built from another
-            # Kafka: never healthy (the materializer rebuilds it, or the service stops)
-            "positions_past_end": {str(p): o for p, o in sorted(past_end.items())},
-            "rebuilding": rebuild,
-            "broker": self.bootstrap,
-            "broker_reachable": reachable,
-            "failure": None if self._failure is None else repr(self._failure),
-            "url": self.url,
-            "pid": os.getpid(),
-            "store": self.store.url,
-            "store_bytes": stats.bytes,
-            "keys": stats.keys,
-            "tombstones": stats.tombstones,
-            "retained_ops": stats.retained_ops,
-            "lag": sum(max(0, ends.get(p, 0) - applied.get(p, 0)) for p in ends),
-            "positions": {str(p): o for p, o in sorted(applied.items())},
-            "end_offsets": {str(p): o for p, o in sorted(ends.items())},
-            "frontier": {f"{r}:{p}": o for (r, p), o in sorted(frontier.items())},
-            "staleness_ms": staleness,
-            # the region's own stream: how far its materializer is behind its own topic
-            # (another origin's staleness measures that origin and the replication from
-            # it, shown per pair in "staleness_ms")
-            "watermark_age_ms": staleness.get(self.region),
-            "replication_paused": self.replication_paused,
-            "replication_paused_to": self.paused_targets,
-            "causal_buffer": self._causal_buffer_status(),
-            "saga_participant": self.participant.status() if self.participant else None,
-            "state_host": self.state_host.status() if self.state_host else None,
-            "materializer": m.stats.to_dict() if m else None,
-            "replicators": [
-                {"target": r.target, "paused": r.paused, **r.stats.to_dict()}
-                for r in self.replicators
-            ],
-            "uptime_s": round(time.time() - self.started_at, 1),
-        }
-
-    def _staleness_by_origin(self) -> dict[str, float | None]:
-        """Per origin region: the age of its newest heartbeat passed here (None: none)."""
-        now_ms = time.time() * 1000
-        fresh = self.fresh_ms()
-        partitions = range(self.config.kafka.partitions)
-        return {
-            origin: staleness_ms([(origin, p) for p in partitions], fresh, now_ms)
-            for origin in self.config.regions
-        }
-
-    def _causal_buffer_status(self) -> dict[str, Any]:
-        """The causal gate: events waiting, its bound, and what the first ten wait for."""
-        m = self.materializer
-        gate = m.applier.current_gate if m else None
-        blocked = list((gate.blocked() if gate else {}).items())[:10]
-        return {
-            "pending": gate.pending if gate else 0,
-            "pending_bytes": gate.pending_bytes if gate else 0,
-            "bound": self.config.replication.max_causal_buffer,
-            "bound_bytes": self.config.replication.max_causal_buffer_bytes,
-            "full": bool(m and m.buffer_full),
-            "blocked": [
-                {"stream": f"{r}:{p}", "offset": o,
-                 "waits_for": {f"{mr}:{mp}": mo for (mr, mp), mo in lacking.items()}}
-                for (r, p), (o, lacking) in blocked
-            ],
-        }
+        return await service_status(self)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.ensure_future(coro)
