@@ -37,9 +37,9 @@ int scan_headers(PyObject *headers, Headers *h) {
             h->deps_raw = PyTuple_GET_ITEM(pair, 1);
         else if (name_is(name, "eb-origin-pos", 13))
             h->origin_raw = PyTuple_GET_ITEM(pair, 1);
-        else if (name_is(name, "eb-redrive-of", 13)
-                 || name_is(name, "eb-txn", 6) || name_is(name, "eb-watermark", 12))
-            h->stop = 1;
+        else if (name_is(name, "eb-redrive-of", 13) || name_is(name, "eb-txn", 6)
+                 || name_is(name, "eb-once", 7) || name_is(name, "eb-watermark", 12))
+            h->stop = 1; /* applied once, or no event: the Python path decides */
     }
     Py_DECREF(seq);
     return 0;

@@ -25,7 +25,6 @@ crash the buffered records are read again (the frontier drops what was applied).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
@@ -41,11 +40,12 @@ from edgebus.core.placement import ComplianceRules
 from edgebus.core.vector_clock import Position, VectorClock
 from edgebus.errors import EdgebusError
 from edgebus.kafka.dead_letters import H_REDRIVE_OF
+from edgebus.region.applied_once import once_marker, once_origin, parse_redrive, txn_marker
 from edgebus.region.batch_results import AppliedEvent, BatchResult, Checkpoint, DeadLetter
 from edgebus.region.compiled_fold import interleaved, native_fixed, native_run
 from edgebus.region.record_checks import RecordChecks
 from edgebus.wire.event_reader import ReadEvent, read_event
-from edgebus.wire.headers import H_DEPS, H_ORIGIN_POS, H_TXN, parse_position
+from edgebus.wire.headers import H_DEPS, H_ONCE, H_ORIGIN_POS, H_TXN, parse_position
 from edgebus.wire.watermark import H_WATERMARK, decode_watermark
 
 __all__ = ["AppliedEvent", "BatchApplier", "BatchResult", "Checkpoint", "DeadLetter"]
@@ -73,6 +73,9 @@ class _Item(NamedTuple):
     record: ConsumerRecord[bytes, bytes]
     event: ReadEvent | None
     redrive_of: tuple[int, int] | None
+    #: the origin its stamp names (``eb-once``: the region first written to), else
+    #: the event's own
+    stamp_origin: str | None = None
 
 
 class BatchApplier:
@@ -300,7 +303,7 @@ class BatchApplier:
             fold.absent.update(missing - states.keys())
         pending = fold.pending
         for unit in released:
-            record, event, redrive_of = unit.item
+            record, event, redrive_of, stamp_origin = unit.item
             if event is None:
                 continue  # a watermark: the gate moved the frontier
             if redrive_of is not None:
@@ -308,7 +311,7 @@ class BatchApplier:
                     result.duplicates += 1
                     continue
                 changes.redriven.add(redrive_of)
-            stamp = Stamp.of(event.hlc, event.origin_region, event.event_id)
+            stamp = Stamp.of(event.hlc, stamp_origin or event.origin_region, event.event_id)
             op = KeyOp(stamp, event.operation, event.payload)
             key = event.key
             state = states.get(key)
@@ -439,10 +442,12 @@ class BatchApplier:
         return [*stored, *pending.get(key, ())]
 
     def _unit(self, record: ConsumerRecord[bytes, bytes]) -> Unit[_Item]:
-        origin_raw = redrive_raw = deps_raw = watermark = txn_raw = None
+        origin_raw = redrive_raw = deps_raw = watermark = txn_raw = once_raw = None
         for name, raw in record.headers or ():
             if name == H_ORIGIN_POS:
                 origin_raw = raw
+            elif name == H_ONCE:
+                once_raw = raw
             elif name == H_DEPS:
                 deps_raw = raw
             elif name == H_REDRIVE_OF:
@@ -460,9 +465,15 @@ class BatchApplier:
             if watermark is not None:
                 return self._watermark(record, origin, origin_raw is not None)
             event = read_event(record.value)
-            redrive_of = _parse_redrive(redrive_raw) if redrive_raw is not None else None
+            redrive_of = parse_redrive(redrive_raw) if redrive_raw is not None else None
+            stamp_origin = None
             if txn_raw is not None:  # a strong commit: applied once, however often written
                 redrive_of = txn_marker(txn_raw)
+            elif once_raw is not None:  # one write, maybe sent twice (any_available)
+                stamp_origin = once_origin(
+                    once_raw, self.checks.regions if self.checks is not None else None
+                )
+                redrive_of = once_marker(event.event_id)
             deps = self._deps(deps_raw) if self.causal else _NO_DEPS
         except EdgebusError as e:
             raise _Dead(str(e)) from None
@@ -501,7 +512,7 @@ class BatchApplier:
             (origin.region, origin.partition),
             origin.offset,
             deps,
-            _Item(record, event, redrive_of),
+            _Item(record, event, redrive_of, stamp_origin),
             None,
             0,
             self._now_ms,
@@ -572,21 +583,6 @@ def _size(unit: Unit[_Item]) -> int:
     for name, value in record.headers or ():
         size += len(name) + len(value or b"")
     return size
-
-
-def txn_marker(txn_id: bytes) -> tuple[int, int]:
-    """The applied-once marker of a strong commit's event (kept with the dead-letter
-    redrive markers, which are ``(partition >= 0, offset)``): ``(-2, 63-bit hash)``."""
-    digest = hashlib.blake2b(txn_id, digest_size=8).digest()
-    return -2, int.from_bytes(digest, "big") >> 1
-
-
-def _parse_redrive(raw: bytes) -> tuple[int, int]:
-    try:
-        partition, offset = raw.decode("ascii").split(":")
-        return int(partition), int(offset)
-    except (UnicodeDecodeError, ValueError):
-        raise EdgebusError(f"Bad {H_REDRIVE_OF} header {raw!r}") from None
 
 
 def state_row(state: KeyState, region: str) -> dict[str, Any]:

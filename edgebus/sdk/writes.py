@@ -34,6 +34,7 @@ from edgebus.core.placement import Fallback, Placement, PlacementRequest, Strate
 from edgebus.core.vector_clock import Position
 from edgebus.errors import (
     ComplianceViolation,
+    EdgebusError,
     InfrastructureUnavailable,
     InvalidInput,
     UnknownRegion,
@@ -42,21 +43,21 @@ from edgebus.errors import (
 from edgebus.kafka.batching import BatchingProducer
 from edgebus.kafka.clients import start_producer, stop_quietly
 from edgebus.kafka.topics import ensure_topics, events_topic
+from edgebus.sdk.declassification import declassified
 from edgebus.sdk.discovery import Discovery
 from edgebus.sdk.metrics import BusMetrics
 from edgebus.sdk.options import NO_WRITE_OPTIONS, WriteOptions
 from edgebus.sdk.results import PreparedWrite, WriteReceipt
 from edgebus.sdk.sessions import BusSession
+from edgebus.sdk.write_retry import once_header, resent_encoding, unacknowledged
 from edgebus.tracing import SpanKind, Tracer, attributes, tracer_for, with_traceparent
 from edgebus.wire.event_codec import (
-    EncodedEvent,
     RouteEncoding,
     encode_fields,
     encode_payload,
     fast_path_available,
     route_encoding,
 )
-from edgebus.wire.headers import H_DECLASSIFIED, Declassified, encode_declassified
 
 __all__ = ["Writer", "write_kind"]
 
@@ -256,32 +257,37 @@ class Writer:
             self._routes[short] = route
         return route
 
+    def _request(
+        self, classes: frozenset[str], options: WriteOptions, strategy: Strategy,
+        fallback: Fallback, key: str, down: frozenset[str] = frozenset(),
+    ) -> PlacementRequest:
+        """The placement request of a write (``down``: regions counted unhealthy beside
+        what discovery says)."""
+        discovery = self.discovery
+        return PlacementRequest(
+            regions=self.config.regions,
+            classes=classes,
+            home=options.region,
+            preferred=options.preferred_locations,
+            excluded=options.exclude_locations,
+            compliance_zones=options.compliance_zones,
+            replication_factor=options.replication_factor,
+            strategy=strategy,
+            key=key,
+            latencies_ms=discovery.latencies_ms() if discovery is not None else {},
+            unhealthy=(discovery.unhealthy() if discovery is not None else frozenset()) | down,
+            fallback=fallback,
+            min_replicas=options.min_replicas,
+            min_regions=self.config.replication.min_regions,
+            single_region=self.config.replication.strategy == "single_region",
+        )
+
     def _new_route(
         self, classes: frozenset[str], options: WriteOptions, strategy: Strategy,
         fallback: Fallback,
         key: str,
     ) -> Route:
-        discovery = self.discovery
-        placement = place(
-            self._rules,
-            PlacementRequest(
-                regions=self.config.regions,
-                classes=classes,
-                home=options.region,
-                preferred=options.preferred_locations,
-                excluded=options.exclude_locations,
-                compliance_zones=options.compliance_zones,
-                replication_factor=options.replication_factor,
-                strategy=strategy,
-                key=key,
-                latencies_ms=discovery.latencies_ms() if discovery is not None else {},
-                unhealthy=discovery.unhealthy() if discovery is not None else frozenset(),
-                fallback=fallback,
-                min_replicas=options.min_replicas,
-                min_regions=self.config.replication.min_regions,
-                single_region=self.config.replication.strategy == "single_region",
-            ),
-        )
+        placement = place(self._rules, self._request(classes, options, strategy, fallback, key))
         if placement.shortfall:
             log.warning("writes of data classified %s: %s", ", ".join(sorted(classes)) or
                         "unclassified", placement.shortfall)
@@ -352,44 +358,18 @@ class Writer:
                 hlc, deps.clock, self.client_id,
             )
         if options.declassify is not None and found.uncovered:
-            encoded = self._declassified(encoded, options, found, classes, now_ms)
+            encoded = declassified(
+                encoded, options, found, classes, now_ms, self.client_id,
+                self.config.compliance,
+            )
+        if options.fallback_strategy == "any_available":  # may be sent again elsewhere
+            encoded = encoded._replace(headers=[*encoded.headers, once_header(placement.home)])
         size = len(encoded.value) + len(encoded.key)
         if size > self._max_event_bytes:
             raise self._too_large(key, size, "event")
         return PreparedWrite(
             event_id, key, op, data, classes, hlc, encoded, topic, placement, deps, self.client_id
         )
-
-    def _declassified(
-        self, encoded: EncodedEvent, options: WriteOptions, found: Classification,
-        classes: tuple[str, ...], now_ms: int,
-    ) -> EncodedEvent:
-        """``encoded`` with the ``eb-declassified`` header: who lowered what detection
-        found to ``classes``, when, why. Refused (InvalidInput) when ``by`` or
-        ``reason`` holds data detection classifies: the record goes wherever the event
-        goes."""
-        declassify = options.declassify
-        assert declassify is not None
-        record = Declassified(declassify.by or self.client_id, now_ms, declassify.reason,
-                              tuple(sorted(found.detected)), classes)
-        compliance = self.config.compliance
-        in_record = classify(
-            (record.by, record.reason), default="public",
-            max_field_name_chars=compliance.max_field_name_chars,
-            cache_bytes=compliance.classifier_cache_bytes,
-        ).detected
-        if in_record:
-            raise InvalidInput(
-                f"declassify's by or reason holds {', '.join(sorted(in_record))} data "
-                "(the record travels with the event to every region it is placed in): "
-                "name the person by an id, not an e-mail address, and keep personal "
-                "data out of the reason"
-            )
-        log.info("declassified %s: detection found %s, written as %s, by %s: %s",
-                 encoded.key[:80], ",".join(record.detected), ",".join(classes),
-                 record.by, record.reason)
-        return encoded._replace(
-            headers=[*encoded.headers, (H_DECLASSIFIED, encode_declassified(record))])
 
     # ------------------------------------------------------------------ writing
 
@@ -467,14 +447,17 @@ class Writer:
             headers = with_traceparent(list(encoded.headers)) if traced else encoded.headers
             offset = await batcher.send(topic, partition, encoded.key, encoded.value, headers)
         except KafkaError as e:
-            why = str(e) if str(e).startswith(type(e).__name__) else f"{type(e).__name__}: {e}"
-            raise WriteFailed(
-                f"Kafka did not acknowledge event {prepared.event_id} on {topic} "
-                f"({why}); the producer retried for up to "
-                f"kafka.delivery_timeout_ms={self.config.kafka.delivery_timeout_ms}. Check "
-                f"that {home}'s brokers run (`edgebus kafka status`). The event may or may "
-                "not be stored; retrying writes a new event."
-            ) from e
+            if options.fallback_strategy != "any_available":
+                raise self._unacknowledged(prepared, e) from e
+            prepared, batcher = await self._elsewhere(prepared, options, e)
+            home, encoded, topic = prepared.placement.home, prepared.encoded, prepared.topic
+            partition = batcher.partition(encoded.key)
+            headers = with_traceparent(list(encoded.headers)) if traced else encoded.headers
+            try:
+                offset = await batcher.send(topic, partition, encoded.key, encoded.value,
+                                            headers)
+            except KafkaError as again:
+                raise self._unacknowledged(prepared, again) from again
         hlc = prepared.hlc
         packed = (hlc.wall_ms << 16) | hlc.logical
         session = self.session
@@ -499,6 +482,45 @@ class Writer:
             ),
         )
         return receipt
+
+    def _unacknowledged(
+        self, prepared: PreparedWrite, e: KafkaError, note: str = ""
+    ) -> WriteFailed:
+        why = str(e) if str(e).startswith(type(e).__name__) else f"{type(e).__name__}: {e}"
+        return unacknowledged(prepared, why, self.config.kafka.delivery_timeout_ms, note)
+
+    async def _elsewhere(
+        self, prepared: PreparedWrite, options: WriteOptions, error: KafkaError
+    ) -> tuple[PreparedWrite, BatchingProducer]:
+        """any_available, after a send its home never acknowledged: the same event
+        placed again with the home counted unhealthy (edgebus.sdk.write_retry)."""
+        failed = prepared.placement.home
+        discovery = self.discovery
+        if discovery is not None:
+            discovery.broker_failed(failed)
+        strategy = options.edge_strategy or self.config.edge_strategy
+        try:
+            placement = place(self._rules, self._request(
+                frozenset(prepared.classification), options, strategy, "any_available",
+                prepared.key if strategy == "balanced" else "", frozenset({failed}),
+            ))
+        except EdgebusError as e:
+            raise self._unacknowledged(
+                prepared, error, f" No other region could take it: {e}"
+            ) from error
+        if placement.home == failed:
+            raise self._unacknowledged(prepared, error, " No other region could take it.")
+        log.warning(
+            "write of %s: %s did not acknowledge event %s (%s); sending it again to %s "
+            "(the same event: applied once)", prepared.key[:80], failed, prepared.event_id,
+            type(error).__name__, placement.home,
+        )
+        again = prepared._replace(
+            encoded=resent_encoding(prepared, placement), placement=placement,
+            topic=events_topic(placement.home),
+        )
+        bootstrap = self.clusters[placement.home]
+        return again, self._producers.get(bootstrap) or await self.producer(bootstrap)
 
     async def _first_producer(
         self, prepared: PreparedWrite, key: str, data: Any, options: WriteOptions

@@ -20,6 +20,7 @@ __all__ = [
     "H_DEPS",
     "H_EVENT_ID",
     "H_HLC",
+    "H_ONCE",
     "H_OP",
     "H_ORIGIN",
     "H_ORIGIN_POS",
@@ -51,6 +52,11 @@ H_TXN = "eb-txn"
 #: on an event its writer declassified: who lowered the classes detection found, when
 #: and why (UTF-8 JSON, :class:`Declassified`); it travels with every copy
 H_DECLASSIFIED = "eb-declassified"
+#: on an event written with ``fallback_strategy="any_available"``: ASCII, the region
+#: its writer first sent it to. A send that fails mid-flight is sent again, same event
+#: id and HLC, to another region; every region applies the event id once, stamped with
+#: this region as its origin, whichever attempt it reads first (copies keep it)
+H_ONCE = "eb-once"
 
 
 def format_position(position: Position) -> bytes:
@@ -61,7 +67,7 @@ def format_position(position: Position) -> bytes:
 #: the headers edgebus writes, each always with a value
 _OWN = frozenset(
     (H_SCHEMA, H_EVENT_ID, H_ORIGIN, H_OP, H_PLACEMENT, H_CLASS, H_HLC, H_DEPS, H_ORIGIN_POS,
-     H_TXN, H_DECLASSIFIED)
+     H_TXN, H_DECLASSIFIED, H_ONCE)
 )
 
 #: the longest ``reason`` and ``by`` of a declassification

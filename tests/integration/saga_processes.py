@@ -31,7 +31,7 @@ from edgebus.core.commit_log import PartitionLog, Txn
 from edgebus.errors import DecodeError
 from edgebus.kafka.reading import read_to_end
 from edgebus.kafka.topics import commit_log_topic, events_topic
-from edgebus.region.applier import txn_marker
+from edgebus.region.applied_once import txn_marker
 from edgebus.sdk import EdgeBus
 from edgebus.wire.commit_log import decode_saga_record
 from edgebus.wire.event_reader import read_event

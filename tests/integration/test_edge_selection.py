@@ -146,7 +146,15 @@ async def test_a_stopped_regional_broker_moves_writes_within_the_zones_and_the_r
                 return discovery.rounds >= 2 and not discovery.unhealthy()
 
             await eventually(all_healthy, 60, "every region healthy")
-            launcher.down(state=states["eu"])  # eu's broker stops; its data stays
+            # a send to eu in flight when its broker stops: sent again elsewhere, once
+            mid_config = json.loads(json.dumps(regions.config))
+            mid_config["kafka"]["delivery_timeout_ms"] = 5_000
+            async with EdgeBus(mid_config, discovery=False) as mid_bus:
+                await mid_bus.write("cart:0", {"items": 1}, region=eu)  # connected to eu
+                launcher.down(state=states["eu"])  # eu's broker stops; its data stays
+                resent = await mid_bus.write("cart:mid", {"items": 5}, region=eu,
+                                             fallback_strategy="any_available")
+            assert resent.region != eu and resent.rerouted and eu not in resent.placement
 
             async def eu_down() -> bool:
                 return eu in discovery.unhealthy()
@@ -194,6 +202,9 @@ async def test_a_stopped_regional_broker_moves_writes_within_the_zones_and_the_r
                 )
 
             await eventually(caught_up, 90, "eu's frontier to pass the writes made meanwhile")
+            mid = await bus.read("cart:mid", resent.region, consistency="causal",
+                                 session=resent.session_token)
+            assert (mid.value, mid.version, mid.origin) == ({"items": 5}, 1, eu), mid
 
             async def healthy_again() -> bool:
                 return eu not in discovery.unhealthy()

@@ -22,7 +22,7 @@ from edgebus.kafka.dead_letters import H_REDRIVE_OF
 from edgebus.region.applier import BatchApplier
 from edgebus.region.replicator import copy_decision
 from edgebus.wire.event_codec import encode_fields, encode_payload
-from edgebus.wire.headers import H_ORIGIN_POS, H_TXN
+from edgebus.wire.headers import H_ONCE, H_ORIGIN_POS, H_TXN
 
 EU, US, AP = "eu-west-1", "us-east-1", "ap-south-1"
 RULES = ComplianceRules.from_mappings()
@@ -313,3 +313,48 @@ def test_replicator_does_not_copy_a_redriven_dead_letter() -> None:
     redriven = record(US, 5, "k", 1, op=Operation.INCREMENT, placement=(US, EU),
                       extra_headers=[(H_REDRIVE_OF, b"0:3")])
     assert copy_decision(redriven, US, EU, RULES) == (False, None)
+
+
+def _attempt(origin: str, offset: int, event_id: str, first_home: str | bytes) -> Any:
+    """One attempt of an any_available write: an event of ``origin`` (same id, HLC and
+    data as the other attempt) with ``eb-once`` naming the region first tried."""
+    encoded = encode_fields(
+        event_id, "visits", Operation.INCREMENT, encode_payload(5), origin, (origin, EU),
+        ("public",), HLCTimestamp(1_000, 7), VectorClock.empty(), "test",
+    )
+    once = first_home.encode() if isinstance(first_home, str) else first_home
+    return ConsumerRecord(
+        f"edgebus.{origin}.events", 0, offset, 0, 0, encoded.key, encoded.value, None,
+        len(encoded.key), len(encoded.value), [*encoded.headers, (H_ONCE, once)],
+    )
+
+
+@pytest.mark.parametrize("order", ["first attempt first", "retry first", "one batch"])
+async def test_a_write_sent_twice_by_any_available_applies_once_with_one_stamp(
+    store: Store, order: str
+) -> None:
+    """The send to us failed mid-flight and was sent again to ap: eu reads both
+    copies; whichever comes first is applied, once, stamped with us as its origin."""
+    event_id = new_event_id()
+    first = copy_of(_attempt(US, 3, event_id, US), EU, 0)
+    retry = copy_of(_attempt(AP, 9, event_id, US), EU, 1)
+    applier = BatchApplier(EU, RULES, store)
+    batches = {"first attempt first": [[first], [retry]], "retry first": [[retry], [first]],
+               "one batch": [[first, retry]]}[order]
+    results = [await apply_and_commit(applier, store, batch) for batch in batches]
+    assert sum(len(r.applied) for r in results) == 1
+    assert sum(r.duplicates for r in results) == 1
+    state = await store.get("visits")
+    assert state is not None and (state.value, state.version) == (5, 1)
+    assert (state.top.origin, state.top.event_id) == (US, event_id)
+    # both origins' streams passed: nothing waits for the skipped attempt
+    assert await store.frontier() == {(US, 0): 3, (AP, 0): 9}
+
+
+@pytest.mark.parametrize("once", [b"", b"\xff", b"no region here!", b"x" * 200])
+async def test_an_eb_once_that_names_no_region_is_a_dead_letter(store: Store, once: bytes) -> None:
+    rec = copy_of(_attempt(US, 3, new_event_id(), once), EU, 0)
+    result = await apply_and_commit(BatchApplier(EU, RULES, store), store, [rec])
+    [dead] = result.dead
+    assert "Bad eb-once header" in dead.reason
+    assert await store.get("visits") is None
