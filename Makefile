@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 # The find: replacing an earlier (hatchling) editable install leaves an empty
 # site-packages/edgebus/ behind, which would shadow setuptools' editable finder.
-$(STAMP): pyproject.toml setup.py edgebus/_native/speedups.c
+$(STAMP): pyproject.toml setup.py $(wildcard edgebus/_native/*.c edgebus/_native/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
