@@ -14,8 +14,8 @@ Spans hold no keys or values (they may be personal data): regions, topics, posit
 event ids, classes. Spans are exported by OTLP over HTTP when an endpoint is configured
 (``monitoring.otlp_endpoint``, else OpenTelemetry's own ``OTEL_EXPORTER_OTLP_ENDPOINT``
 or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``); without one they are made and dropped, and
-the first tracer says so in the log. One tracer provider per process: its service name
-is the first caller's (``edgebus-region-<R>``, ``edgebus-client``).
+the first tracer says so in the log. One tracer provider per endpoint in a process:
+its service name is the first caller's (``edgebus-region-<R>``, ``edgebus-client``).
 
 A ``traceparent`` header is parsed strictly (version 00, lower-case hex, no all-zero
 ids, exactly 55 bytes): anything else is ignored (the span starts a new trace), never
@@ -68,7 +68,8 @@ _TRACEPARENT_RE = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ENDPOINT_ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 _lock = threading.Lock()
-_provider: TracerProvider | None = None
+#: one tracer provider per OTLP endpoint (None: none configured) in this process
+_providers: dict[str | None, TracerProvider] = {}
 
 
 def _endpoint(config: EdgeConfig) -> str | None:
@@ -84,15 +85,16 @@ def _endpoint(config: EdgeConfig) -> str | None:
 
 
 def _provider_for(config: EdgeConfig, service: str) -> TracerProvider:
-    """The process's tracer provider, made by the first caller."""
-    global _provider
+    """The provider of ``config``'s endpoint, made by the first caller (whose
+    ``service`` names the process in its spans)."""
+    endpoint = _endpoint(config)
     with _lock:
-        if _provider is not None:
-            return _provider
+        provider = _providers.get(endpoint)
+        if provider is not None:
+            return provider
         provider = TracerProvider(
             resource=Resource.create({"service.name": service, "process.pid": os.getpid()})
         )
-        endpoint = _endpoint(config)
         if endpoint is not None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter,
@@ -106,7 +108,7 @@ def _provider_for(config: EdgeConfig, service: str) -> TracerProvider:
                 "are made and dropped. Set monitoring.otlp_endpoint (or "
                 "OTEL_EXPORTER_OTLP_ENDPOINT) to a collector's address"
             )
-        _provider = provider
+        _providers[endpoint] = provider
         return provider
 
 
@@ -165,11 +167,11 @@ def with_traceparent(
 
 
 def flush(timeout_ms: int = 10_000) -> bool:
-    """Export the spans buffered so far; False when the exporter did not finish in
-    ``timeout_ms`` (True when tracing is off)."""
+    """Export the spans buffered so far, to every endpoint; False when an exporter did
+    not finish in ``timeout_ms`` (True when tracing is off)."""
     with _lock:
-        provider = _provider
-    return provider is None or provider.force_flush(timeout_ms)
+        providers = list(_providers.values())
+    return all([provider.force_flush(timeout_ms) for provider in providers])
 
 
 def attributes(**values: Any) -> dict[str, Any]:

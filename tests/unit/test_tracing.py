@@ -63,3 +63,22 @@ def test_without_a_span_the_headers_are_unchanged() -> None:
 
 def test_tracing_off_gives_no_tracer() -> None:
     assert tracer_for(EdgeConfig(), "edgebus-test") is None
+
+
+def test_each_otlp_endpoint_has_its_own_provider_in_one_process() -> None:
+    """A process that traced without an endpoint (spans dropped) still exports the
+    spans of a config that names one."""
+    from edgebus import tracing
+
+    def provider_of(endpoint: str | None) -> object:
+        config = EdgeConfig.from_mapping(
+            {"monitoring": {"trace_enabled": True, "otlp_endpoint": endpoint}}
+        )
+        tracer = tracer_for(config, "edgebus-test")
+        assert tracer is not None
+        return tracing._providers[tracing._endpoint(config)]
+
+    dropped = provider_of(None)
+    exported = provider_of("http://127.0.0.1:9/v1/traces")
+    assert exported is not dropped
+    assert provider_of("http://127.0.0.1:9/v1/traces") is exported
