@@ -50,28 +50,32 @@ def repair(
 def _render(data: dict[str, Any]) -> None:
     region = data["region"]
     table = Table(title=f"repair of {region}: copies from each origin")
-    for column in ("origin", "outcome", "examined", "copied", "refused", "watermarks",
-                   "frontier before -> after", "problem"):
-        table.add_column(column)
+    for column in ("origin", "outcome", "examined", "copied", "refused", "watermarks"):
+        table.add_column(column, no_wrap=True)
+    notes: list[str] = []
     before, after = data["frontier_before"], data["frontier_after"]
     for origin in data["origins"]:
         copy, name = origin["copy"] or {}, origin["origin"]
         streams = [f"{name}:{p}" for p in sorted((copy.get("reach") or {}), key=int)]
-        moved = ", ".join(
-            f"{s.rpartition(':')[2]}: {before.get(s, -1)} -> {after.get(s, -1)}"
-            for s in streams
-        )
-        problem = origin["error"] or (
-            "not applied yet: " + ", ".join(f"{s} < {o}" for s, o in origin["lacking"].items())
-            if origin["lacking"] else "")
+        moved = [s for s in streams if before.get(s, -1) != after.get(s, -1)]
+        if moved:
+            notes.append(f"{name}: frontier " + ", ".join(
+                f"{s.rpartition(':')[2]}: {before.get(s, -1)} -> {after.get(s, -1)}"
+                for s in moved))
+        if origin["error"]:
+            notes.append(f"{name}: {origin['error']}")
+        elif origin["lacking"]:
+            notes.append(f"{name}: not applied yet: " + ", ".join(
+                f"{s} < {o}" for s, o in origin["lacking"].items()))
         table.add_row(
-            origin["origin"],
+            name,
             "[green]complete[/]" if origin["complete"] else "[red]incomplete[/]",
             str(copy.get("examined", "-")), str(copy.get("copied", "-")),
             str(copy.get("refused", "-")), str(copy.get("watermarks", "-")),
-            moved or "-", problem or "-",
         )
     console.print(table)
+    for note in notes:  # below the table: identifiers and commands are never cut
+        console.print(note, highlight=False, soft_wrap=True)
     for peer in data["checksums"]:
         if not peer["answered"]:
             console.print(f"checksums vs {peer['peer']}: not compared ({peer['error']})",
