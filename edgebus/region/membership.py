@@ -89,6 +89,9 @@ class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
         self.member_id: str | None = None
         #: set once another member holds this member's instance id
         self.fenced = False
+        #: done once fenced: wakes a fetch that waits for the assignment forever (the
+        #: revoked listener of a fenced member never returns, so neither would it)
+        self._fenced_now: asyncio.Future[None] | None = None
         #: rebalances ridden out (revocations followed by a rejoin)
         self.rebalances = 0
         self._episode_errors = 0
@@ -99,6 +102,8 @@ class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
             self.fenced = True
             log.error("%s: another member holds this region's instance id %s: stopping",
                       self.what, self.member_of.instance)
+            if self._fenced_now is not None and not self._fenced_now.done():
+                self._fenced_now.set_result(None)
         if self.fenced:
             await asyncio.Event().wait()  # never rejoin: the newer member keeps them
         if revoked:
@@ -131,6 +136,27 @@ class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
             for member in group["members"]
         )
 
+    async def _unless_fenced(
+        self, fetching: Awaitable[dict[Any, list[Any]]]
+    ) -> dict[Any, list[Any]]:
+        """``fetching``'s batch, or RegionFenced as soon as this member is fenced: a
+        fetch during the rebalance that fenced it waits for an assignment that never
+        comes (aiokafka's ``getmany`` has no timeout for that)."""
+        if self._fenced_now is None:
+            self._fenced_now = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(fetching)
+        try:
+            await asyncio.wait((task, self._fenced_now), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled: the fetch goes with it
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            self.check()
+        return task.result()
+
     def check(self) -> None:
         """Raise RegionFenced once Kafka has fenced this member."""
         if self.fenced:
@@ -152,7 +178,7 @@ class ExclusiveMembership(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer rejoins."""
         self.check()
         try:
-            batch: dict[Any, list[Any]] = await (
+            batch: dict[Any, list[Any]] = await self._unless_fenced(
                 aligned.fetch(consumer, timeout_ms=timeout_ms, max_records=max_records)
                 if aligned is not None
                 else consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
