@@ -33,8 +33,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers (each with its own broker), a test file per worker at a time: module
+# fixtures are set up once, and the suite takes about 16 minutes instead of 25.
+TEST_WORKERS ?= 2
+
 test: setup lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit tests/property

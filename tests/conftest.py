@@ -37,6 +37,9 @@ from hypothesis import HealthCheck, settings
 from edgebus.errors import EdgebusError
 from edgebus.localkafka import launcher
 
+#: a hung test prints where its asyncio tasks wait, and never hangs the session
+pytest_plugins = ["tests.hang_watchdog"]
+
 TESTS_DIR = Path(__file__).resolve().parent
 INTEGRATION_DIR = TESTS_DIR / "integration"
 KAFKA_IMAGE = os.environ.get("EDGEBUS_TEST_KAFKA_IMAGE", "apache/kafka:4.1.1")
@@ -111,13 +114,27 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     ran = counts["passed"] + counts["failed"]
     if not ran and not counts["error"]:
         return
-    where = _BROKER_SOURCE[0] if _BROKER_SOURCE else "brokers the tests started themselves"
+    sources = sorted(set(_BROKER_SOURCE))
+    where = "; ".join(sources) if sources else "brokers the tests started themselves"
     terminalreporter.write_sep("-", "real Kafka")
     terminalreporter.write_line(
         f"integration tests on real Kafka ({where}): {ran} ran "
         f"({counts['passed']} ok, {counts['failed']} failing, {counts['error']} in error), "
         f"{counts['skipped']} skipped"
     )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand the broker this worker used to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["edgebus_broker_source"] = list(_BROKER_SOURCE)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the pytest-xdist controller: note the broker each worker used."""
+    _BROKER_SOURCE.extend(getattr(node, "workeroutput", {}).get("edgebus_broker_source", []))
 
 
 def _docker_reachable() -> tuple[bool, str]:

@@ -8,6 +8,7 @@ and how a client waits for a decision (it nudges, it ends, it says what to run).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -221,13 +222,21 @@ async def test_a_write_waiting_for_its_decision_nudges_every_slow_period_and_end
     looks whether anyone coordinates), gets the decision when it comes, and never
     waits past its end."""
     monkeypatch.setattr(commit_client, "SLOW_S", 0.05)
-    nudges: list[float] = []
-    client = _client("auto", on_slow=lambda: nudges.append(time.monotonic()))
     loop = asyncio.get_running_loop()
     decided: asyncio.Future[Any] = loop.create_future()
-    loop.call_later(0.28, decided.set_result, "the decision")
-    assert await client._decision(decided, 5.0) == "the decision"
-    assert 4 <= len(nudges) <= 6, nudges
+    nudges: list[float] = []
+
+    def nudge() -> None:
+        # the decision comes during the fourth nudge: no timing decides the count
+        nudges.append(loop.time())
+        if len(nudges) == 4:
+            decided.set_result("the decision")
+
+    client = _client("auto", on_slow=nudge)
+    assert await client._decision(decided, 60.0) == "the decision"
+    assert len(nudges) == 4, nudges
+    gaps = [later - earlier for earlier, later in itertools.pairwise(nudges)]
+    assert all(gap >= 0.04 for gap in gaps), gaps  # one per slow period, not a busy loop
     never: asyncio.Future[Any] = loop.create_future()
     start = time.monotonic()
     with pytest.raises(TimeoutError):

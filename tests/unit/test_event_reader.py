@@ -85,6 +85,7 @@ def test_upper_case_event_id_is_normalized_as_the_envelope_does() -> None:
         (str(uuid.uuid4()), ("us-east-1",), "must start with the origin"),
         (str(uuid.uuid4()), ("eu-west-1", "eu-west-1"), "repeats a region"),
     ],
+    ids=["not-a-uuid", "origin-not-first", "region-repeated"],  # stable under xdist
 )
 def test_invalid_envelope_is_a_decode_error_naming_the_problem(
     event_id: str, placement: tuple[str, ...], problem: str
