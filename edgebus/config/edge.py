@@ -21,7 +21,7 @@ from edgebus.config.replication import ReplicationConfig
 from edgebus.config.section import Section
 from edgebus.config.state import StateConfig
 from edgebus.config.strong import StrongConfig
-from edgebus.core.placement import Strategy
+from edgebus.core.placement import PlacementRequest, Strategy
 from edgebus.errors import ConfigError
 
 __all__ = ["MAX_CONFIG_DEPTH", "EdgeConfig"]
@@ -52,6 +52,19 @@ class EdgeConfig(Section):
     def strong_log_region(self) -> str:
         """The region whose cluster holds the saga topics."""
         return self.strong.log_region or self.discovery.locations[0]
+
+    def placement_request(self, classes: frozenset[str], **request: Any) -> PlacementRequest:
+        """A placement request for data of ``classes`` over the configured regions, with
+        the config's floor (``replication.min_regions``, ``replication.strategy``);
+        ``request`` holds the write's own fields (home, replication_factor, strategy, ...:
+        :class:`~edgebus.core.placement.PlacementRequest`)."""
+        return PlacementRequest(
+            regions=self.regions,
+            classes=classes,
+            min_regions=self.replication.min_regions,
+            single_region=self.replication.strategy == "single_region",
+            **request,
+        )
 
     @model_validator(mode="after")
     def _log_region_known(self) -> EdgeConfig:

@@ -264,9 +264,8 @@ class Writer:
         """The placement request of a write (``down``: regions counted unhealthy beside
         what discovery says)."""
         discovery = self.discovery
-        return PlacementRequest(
-            regions=self.config.regions,
-            classes=classes,
+        return self.config.placement_request(
+            classes,
             home=options.region,
             preferred=options.preferred_locations,
             excluded=options.exclude_locations,
@@ -278,8 +277,6 @@ class Writer:
             unhealthy=(discovery.unhealthy() if discovery is not None else frozenset()) | down,
             fallback=fallback,
             min_replicas=options.min_replicas,
-            min_regions=self.config.replication.min_regions,
-            single_region=self.config.replication.strategy == "single_region",
         )
 
     def _new_route(

@@ -88,9 +88,8 @@ def placement_request(
     discovery: RegionHealth | None,
 ) -> PlacementRequest:
     """The request ``options`` (checked) make for data of ``classes``."""
-    return PlacementRequest(
-        regions=config.regions,
-        classes=classes,
+    return config.placement_request(
+        classes,
         home=options.get("location_id"),
         preferred=_names(options.get("preferred_locations")),
         excluded=_names(options.get("exclude_locations")),
@@ -102,8 +101,6 @@ def placement_request(
         key=str(options.get("key") or ""),
         fallback=options.get("fallback_strategy") or "none",
         min_replicas=options.get("min_replicas"),
-        min_regions=config.replication.min_regions,
-        single_region=config.replication.strategy == "single_region",
     )
 
 
