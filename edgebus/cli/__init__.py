@@ -12,16 +12,19 @@ exit code for an :class:`~edgebus.errors.EdgebusError`, 1 for anything unexpecte
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from edgebus import __version__
 from edgebus.cli import bench, coordinator, dlq, kafka, region, saga, state
 from edgebus.cli._output import debugging, fail, internal_error
 from edgebus.cli.demo import demo
@@ -87,10 +90,27 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: the installed distribution's version (JSON with ``--json``)."""
+    if not value:
+        return
+    try:
+        version = metadata.version("edgebus")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+        version = __version__
+    print(json.dumps({"version": version}) if "--json" in sys.argv[1:]
+          else f"edgebus {version}")
+    raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     json_output: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Print edgebus's version and exit.",
+    ),
 ) -> None:
     ctx.obj = {"json": json_output}
 
