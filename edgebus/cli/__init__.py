@@ -73,6 +73,9 @@ class _Edgebus(TyperGroup):
             raise SystemExit(fail(as_json, e).exit_code) from None
         except BrokenPipeError:
             sys.exit(1)  # stdout closed (`edgebus ... | head`): nothing more to say
+        except KeyboardInterrupt:  # Ctrl-C: the shell's code for SIGINT, no traceback
+            sys.stderr.write("interrupted\n")
+            sys.exit(130)
         except (Exception, asyncio.CancelledError) as e:
             if debugging():
                 raise
@@ -111,8 +114,58 @@ def _root(
         False, "--version", callback=_print_version, is_eager=True,
         help="Print edgebus's version and exit.",
     ),
+    verbose: bool = typer.Option(
+        False, "-v", "--verbose",
+        help="Log at INFO, the libraries' logs too (aiokafka's), with times and names.",
+    ),
 ) -> None:
-    ctx.obj = {"json": json_output}
+    ctx.obj = {"json": json_output, "verbose": verbose}  # main() read it already
+
+
+def _verbose_requested(argv: Sequence[str]) -> bool:
+    """Whether ``-v``/``--verbose`` is among the global options (before the command)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return False
+        if arg in ("-v", "--verbose"):
+            return True
+    return False
+
+
+class _EdgebusOnly(logging.Filter):
+    """The default console handler's filter: edgebus's own warnings and errors only
+    (aiokafka's retries and reconnects are its business; edgebus says what matters,
+    once: :mod:`edgebus.kafka.log_noise`); ``-v`` lets everything at INFO through."""
+
+    verbose = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose:
+            return True
+        return record.name.startswith("edgebus") and record.levelno >= logging.WARNING
+
+
+_QUIET = _EdgebusOnly()
+
+
+def _console_logging() -> None:
+    """Where logs go when ``EDGEBUS_LOG_LEVEL`` is not set: stderr, through
+    :class:`_EdgebusOnly` (the message alone, as Python prints unconfigured warnings;
+    with ``-v``, times, levels and logger names)."""
+    handler = logging.StreamHandler()
+
+    class _Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            if _QUIET.verbose:
+                return _VERBOSE.format(record)
+            return super().format(record)
+
+    handler.setFormatter(_Format("%(message)s"))
+    handler.addFilter(_QUIET)
+    logging.getLogger().addHandler(handler)
+
+
+_VERBOSE = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 app.add_typer(kafka.app, name="kafka")
@@ -136,7 +189,8 @@ app.command("demo")(demo)
 
 def main() -> None:
     """Console-script entry point. ``EDGEBUS_LOG_LEVEL`` (e.g. ``INFO``, ``DEBUG``)
-    turns on timestamped logs on stderr; by default only warnings are printed."""
+    turns on timestamped logs of every logger on stderr; by default only edgebus's own
+    warnings and errors are printed (``-v``: everything at INFO). Ctrl-C exits 130."""
     level = os.environ.get("EDGEBUS_LOG_LEVEL")
     if level:
         try:
@@ -149,4 +203,13 @@ def main() -> None:
                 f"EDGEBUS_LOG_LEVEL={level[:40]!r} is not a log level: use DEBUG, INFO, "
                 "WARNING or ERROR (or unset it)", 2,
             ).exit_code) from None
-    app()
+    else:
+        _console_logging()
+        if _verbose_requested(sys.argv[1:]):
+            _QUIET.verbose = True
+            logging.getLogger().setLevel(logging.INFO)
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C before or after the command ran
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
