@@ -21,7 +21,7 @@ from importlib import metadata
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 from typer.exceptions import TyperException
 
 from edgebus import __version__
@@ -39,6 +39,20 @@ from edgebus.cli.write import write
 from edgebus.errors import EdgebusError
 
 __all__ = ["app", "main"]
+
+
+def _flags_show_no_type() -> None:
+    """Help renders a flag as a flag (``--json``), not as an option taking a value
+    (typer 0.2x prints ``--json <bool>``); options that take values keep their type."""
+    display = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else display(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 
 
 class _Edgebus(TyperGroup):
