@@ -53,7 +53,11 @@ def list_(
 @app.command("show")
 def show(
     ctx: typer.Context,
-    txn_id: str = typer.Argument(..., help="A transaction id (CommitResult.txn_id) or a saga id."),
+    txn_id: str = typer.Argument(
+        "", help="A transaction id (CommitResult.txn_id) or a saga id, or a prefix of one "
+        "that names only it; none: the newest transaction.",
+        show_default=False,
+    ),
     window: int = _WINDOW,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -99,21 +103,38 @@ async def _show(config: EdgeConfig, txn_id: str, window: int) -> dict[str, Any]:
     from edgebus.sagas.runner import SagaRunner
 
     bootstrap = resolve_clusters(config)[config.strong_log_region]
-    for txn in await read_transactions(config, bootstrap, window or None):
-        if txn.txn_id == txn_id:
-            return {"transaction": txn_detail(txn)}
+    txns = {t.txn_id: t for t in await read_transactions(config, bootstrap, window or None)}
+    scope = (f" (last {window} records per partition; pass --window 0 to read it all)"
+             if window else "")
+    if not txn_id:  # the newest (they come newest first) whose request is in the log
+        newest = next((t for t in txns.values() if t.begin is not None), None)
+        if newest is None:
+            raise InvalidInput(f"no strong writes in the commit log{scope}")
+        return {"transaction": txn_detail(newest)}
+    found = _one_of(txn_id, list(txns))
+    if found is not None:
+        return {"transaction": txn_detail(txns[found])}
     async with SagaRunner(config) as runner:
-        known = {s["saga_id"] for s in await runner.list_sagas()}
-        if txn_id in known:
-            return {"saga": await runner.show(txn_id)}
+        saga = _one_of(txn_id, [s["saga_id"] for s in await runner.list_sagas()])
+        if saga is not None:
+            return {"saga": await runner.show(saga)}
     raise InvalidInput(
         f"no transaction or saga {txn_id!r} in the commit log or the saga progress log"
-        + (
-            f" (last {window} records per partition; pass --window 0 to read it all)"
-            if window
-            else ""
-        )
+        f"{scope}"
     )
+
+
+def _one_of(given: str, ids: list[str]) -> str | None:
+    """The id ``given`` names: itself, else the one id it is a prefix of (None: no id);
+    InvalidInput when it is the prefix of several."""
+    if given in ids:
+        return given
+    matches = [i for i in ids if i.startswith(given)]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise InvalidInput(f"{given!r} is the start of {len(matches)} ids ({shown}): "
+                           "give more of it")
+    return matches[0] if matches else None
 
 
 def _render_list(data: dict[str, Any]) -> None:

@@ -383,3 +383,8 @@ async def test_saga_list_and_show_report_votes_decisions_and_acks_of_strong_writ
 
     code, _, out = await asyncio.to_thread(dep.regions.cli, "saga", "show", "no-such-txn")
     assert code == 2 and "no transaction or saga" in out
+    # the start of an id, as a narrow table shows it, names it; no id: the newest
+    code, shown, out = await asyncio.to_thread(dep.regions.cli, "saga", "show", first.txn_id[:8])
+    assert code == 0 and shown["transaction"]["txn_id"] == first.txn_id, out
+    code, shown, out = await asyncio.to_thread(dep.regions.cli, "saga", "show")
+    assert code == 0 and shown["transaction"]["txn_id"] == lost.txn_id, out
