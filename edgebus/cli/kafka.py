@@ -179,8 +179,11 @@ def _render_fetch(doc: dict[str, Any]) -> None:
 @app.command()
 def up(
     ctx: typer.Context,
-    clusters: int = typer.Option(
-        1, "--clusters", "-n", help="Number of single-node clusters (region i -> cluster i % N)."
+    clusters: int | None = typer.Option(
+        None, "--clusters", "-n",
+        help="Number of single-node clusters (region i -> cluster i % N). Default: the "
+        "layout already running (a plain second `up` starts nothing), else 1.",
+        show_default=False,
     ),
     regions: str | None = typer.Option(
         None,
@@ -213,13 +216,20 @@ def up(
     _quiet_clients()
 
     def body(call: Call) -> Document:
+        as_asked = (regions, port, secure, broker_config) == (None, None, False, []) and (
+            kafka_version == launcher.DEFAULT_KAFKA_VERSION
+        )
+        if clusters is None and as_asked:  # no layout asked for: whatever runs is it
+            already = launcher.running(timeout_s=timeout)
+            if already is not None:
+                return already.to_json()
         region_list = (
             _parse_regions(regions)
             if regions is not None or (config is None and not os.environ.get(ENV_CONFIG))
             else call.config.regions
         )
         result = launcher.up(
-            clusters,
+            1 if clusters is None else clusters,
             region_list,
             kafka_version=kafka_version,
             port=port,

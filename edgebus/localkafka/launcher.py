@@ -258,6 +258,28 @@ def up(
         return _up_locked(directory, layout, timeout_s, began)
 
 
+def running(state: Path | None = None, timeout_s: float = 90.0) -> UpResult | None:
+    """The layout already running, reported as ``up`` reports it (``started`` False), or
+    None when nothing recorded runs (``up`` without layout options: whatever runs is
+    the layout). :class:`LauncherError` when only part of it is healthy."""
+    began = time.monotonic()
+    directory = (state or default_state_dir()).absolute()
+    with file_lock(directory / "kafka.lock", timeout_s + 60, "edgebus kafka up/down"):
+        previous = read_state(directory)
+        if previous is None:
+            return None
+        recorded = _Layout(
+            previous.kafka_version, len(previous.clusters), dict(previous.region_clusters),
+            previous.port_base, dict(previous.broker_config), previous.secure,
+        )
+        if not _already_running(directory, previous, recorded):
+            return None
+        return UpResult(
+            previous, directory, started=False, downloaded=False, reused_data=True,
+            elapsed_s=time.monotonic() - began,
+        )  # fmt: skip
+
+
 def _up_locked(directory: Path, layout: _Layout, timeout_s: float, began: float) -> UpResult:
     previous = read_state(directory)
     if previous is not None and _already_running(directory, previous, layout):

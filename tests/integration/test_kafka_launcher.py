@@ -191,6 +191,15 @@ def test_second_up_starts_nothing_and_reports_the_same_pids(
     assert again["regions"] == three.doc["regions"]
 
 
+def test_a_plain_second_up_reports_the_running_layout_and_starts_nothing(
+    cli: Cli, three: Launched
+) -> None:
+    again = cli_ok(cli, ["kafka", "up", "--json"], three.env)  # no --clusters: as it runs
+    assert again["started"] is False
+    assert [c["pid"] for c in again["clusters"]] == [c["pid"] for c in three.doc["clusters"]]
+    assert again["regions"] == three.doc["regions"]
+
+
 def test_up_with_another_layout_while_running_says_to_run_down_first(
     cli: Cli, three: Launched
 ) -> None:
