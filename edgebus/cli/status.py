@@ -12,7 +12,7 @@ from rich.table import Table
 
 from edgebus.cli._common import ConfigOption, JsonOption
 from edgebus.cli._output import console
-from edgebus.cli._runner import Call, Document, run_command
+from edgebus.cli._runner import Call, Reply, run_command
 from edgebus.config import EdgeConfig
 from edgebus.errors import EdgebusError
 
@@ -25,11 +25,18 @@ def status(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Per region: health, consumer lag, last applied positions, store size."""
+    """Per region: health, consumer lag, last applied positions, store size.
 
-    async def body(call: Call) -> Document:
+    Exits 0 when every region asked answers healthy with replication running; 1 when
+    one is down (no service answers), unhealthy, rebuilding its store or paused (its
+    view of the other regions stops moving): the regions' ``health`` says which."""
+
+    async def body(call: Call) -> Reply:
         rows = await _status(call.config, region or list(call.config.regions))
-        return {"ok": True, "regions": rows}
+        for row in rows:
+            row["health"] = health_of(row)
+        ok = all(row["health"] == "healthy" for row in rows)
+        return Reply({"ok": ok, "regions": rows}, exit_code=0 if ok else 1)
 
     run_command(ctx, body, as_json=as_json, config=config, regions=region, render=_render)
 
@@ -48,6 +55,23 @@ async def _status(config: EdgeConfig, regions: list[str]) -> list[dict[str, Any]
         return list(await asyncio.gather(*(one(r) for r in regions)))
     finally:
         await client.close()
+
+
+def health_of(row: dict[str, Any]) -> str:
+    """One word for a region's status row: down, unhealthy, rebuilding, paused, healthy."""
+    if "error" in row:
+        return "down"
+    if not row.get("healthy"):
+        return "unhealthy"
+    if row.get("rebuilding"):
+        return "rebuilding"
+    if row.get("replication_paused"):
+        return "paused"
+    return "healthy"
+
+
+_HEALTH_STYLE = {"down": "red", "unhealthy": "red", "rebuilding": "yellow",
+                 "paused": "yellow", "healthy": "green"}
 
 
 def _render(data: dict[str, Any]) -> None:
@@ -73,7 +97,8 @@ def _render_regions(rows: list[dict[str, Any]]) -> list[str]:
             table.add_row(row["region"], "[red]down[/]", "-", "-", "-", "-", "-")
             problems.append(f"{row['region']}: {row['error']}")
             continue
-        health = "[green]healthy[/]" if row["healthy"] else "[red]unhealthy[/]"
+        word = row.get("health") or health_of(row)
+        health = f"[{_HEALTH_STYLE[word]}]{word}[/]"
         if row.get("rebuilding"):
             done, target = row["rebuilding"]["applied"], row["rebuilding"]["target"]
             health = f"[yellow]rebuilding {done}/{target}[/]"

@@ -78,6 +78,12 @@ async def test_region_process_answers_reads_from_another_process(
         assert row["store_bytes"] > 0
         assert sum(row["positions"].values()) > 1  # the write and heartbeats
         assert row["staleness_ms"][regions.us] is not None
+        assert row["health"] == "healthy"
+        # every region: eu's and ap's services are not running, so status exits 1
+        code, everywhere, _ = regions.cli("status")
+        assert code == 1 and everywhere["ok"] is False, everywhere
+        health = {r["region"]: r["health"] for r in everywhere["regions"]}
+        assert health == {regions.us: "healthy", regions.eu: "down", regions.ap: "down"}
 
 
 async def test_read_of_a_region_without_a_service_says_how_to_start_one(
