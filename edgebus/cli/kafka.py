@@ -216,11 +216,11 @@ def up(
     _quiet_clients()
 
     def body(call: Call) -> Document:
-        as_asked = (regions, port, secure, broker_config) == (None, None, False, []) and (
+        as_asked = (regions, port, broker_config) == (None, None, []) and (
             kafka_version == launcher.DEFAULT_KAFKA_VERSION
         )
         if clusters is None and as_asked:  # no layout asked for: whatever runs is it
-            already = launcher.running(timeout_s=timeout)
+            already = launcher.running(timeout_s=timeout, secure=secure)
             if already is not None:
                 return already.to_json()
         region_list = (

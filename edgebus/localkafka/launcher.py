@@ -258,15 +258,19 @@ def up(
         return _up_locked(directory, layout, timeout_s, began)
 
 
-def running(state: Path | None = None, timeout_s: float = 90.0) -> UpResult | None:
+def running(
+    state: Path | None = None, timeout_s: float = 90.0, *, secure: bool = False
+) -> UpResult | None:
     """The layout already running, reported as ``up`` reports it (``started`` False), or
-    None when nothing recorded runs (``up`` without layout options: whatever runs is
-    the layout). :class:`LauncherError` when only part of it is healthy."""
+    None when nothing recorded runs, or when what runs is not ``secure`` as asked
+    (security is chosen, never adopted: ``up`` then refuses it as another layout).
+    For ``up`` without layout options: whatever runs is the layout.
+    :class:`LauncherError` when only part of it is healthy."""
     began = time.monotonic()
     directory = (state or default_state_dir()).absolute()
     with file_lock(directory / "kafka.lock", timeout_s + 60, "edgebus kafka up/down"):
         previous = read_state(directory)
-        if previous is None:
+        if previous is None or previous.secure != secure:
             return None
         recorded = _Layout(
             previous.kafka_version, len(previous.clusters), dict(previous.region_clusters),
