@@ -128,12 +128,12 @@ def _root(
         False, "--version", callback=_print_version, is_eager=True,
         help="Print edgebus's version and exit.",
     ),
-    verbose: bool = typer.Option(
+    _verbose: bool = typer.Option(
         False, "-v", "--verbose",
         help="Log at INFO, the libraries' logs too (aiokafka's), with times and names.",
     ),
 ) -> None:
-    ctx.obj = {"json": json_output, "verbose": verbose}  # main() read it already
+    ctx.obj = {"json": json_output}  # -v: main() configured logging before parsing
 
 
 def _verbose_requested(argv: Sequence[str]) -> bool:
@@ -146,40 +146,25 @@ def _verbose_requested(argv: Sequence[str]) -> bool:
     return False
 
 
-class _EdgebusOnly(logging.Filter):
-    """The default console handler's filter: edgebus's own warnings and errors only
-    (aiokafka's retries and reconnects are its business; edgebus says what matters,
-    once: :mod:`edgebus.kafka.log_noise`); ``-v`` lets everything at INFO through."""
-
-    verbose = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.verbose:
-            return True
-        return record.name.startswith("edgebus") and record.levelno >= logging.WARNING
+def _edgebus_warnings(record: logging.LogRecord) -> bool:
+    """The default console's filter: edgebus's own warnings and errors only (aiokafka's
+    retries and reconnects are its business; edgebus says what matters, once:
+    :mod:`edgebus.kafka.log_noise`)."""
+    return record.name.startswith("edgebus") and record.levelno >= logging.WARNING
 
 
-_QUIET = _EdgebusOnly()
-
-
-def _console_logging() -> None:
-    """Where logs go when ``EDGEBUS_LOG_LEVEL`` is not set: stderr, through
-    :class:`_EdgebusOnly` (the message alone, as Python prints unconfigured warnings;
-    with ``-v``, times, levels and logger names)."""
+def _console_logging(verbose: bool) -> None:
+    """Where logs go when ``EDGEBUS_LOG_LEVEL`` is not set: stderr, edgebus's warnings
+    and errors as bare messages (as Python prints unconfigured warnings); with
+    ``verbose`` (``-v``) every logger at INFO, with times, names and levels."""
     handler = logging.StreamHandler()
-
-    class _Format(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            if _QUIET.verbose:
-                return _VERBOSE.format(record)
-            return super().format(record)
-
-    handler.setFormatter(_Format("%(message)s"))
-    handler.addFilter(_QUIET)
+    if verbose:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logging.getLogger().setLevel(logging.INFO)
+    else:
+        handler.addFilter(_edgebus_warnings)
     logging.getLogger().addHandler(handler)
-
-
-_VERBOSE = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 app.add_typer(kafka.app, name="kafka")
@@ -218,10 +203,7 @@ def main() -> None:
                 "WARNING or ERROR (or unset it)", 2,
             ).exit_code) from None
     else:
-        _console_logging()
-        if _verbose_requested(sys.argv[1:]):
-            _QUIET.verbose = True
-            logging.getLogger().setLevel(logging.INFO)
+        _console_logging(_verbose_requested(sys.argv[1:]))
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C before or after the command ran

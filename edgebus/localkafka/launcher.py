@@ -278,19 +278,21 @@ def running(
         )
         if not _already_running(directory, previous, recorded):
             return None
-        return UpResult(
-            previous, directory, started=False, downloaded=False, reused_data=True,
-            elapsed_s=time.monotonic() - began,
-        )  # fmt: skip
+        return _as_running(previous, directory, began)
+
+
+def _as_running(previous: LauncherState, directory: Path, began: float) -> UpResult:
+    """What ``up`` reports when the layout asked for already runs: nothing started."""
+    return UpResult(
+        previous, directory, started=False, downloaded=False, reused_data=True,
+        elapsed_s=time.monotonic() - began,
+    )  # fmt: skip
 
 
 def _up_locked(directory: Path, layout: _Layout, timeout_s: float, began: float) -> UpResult:
     previous = read_state(directory)
     if previous is not None and _already_running(directory, previous, layout):
-        return UpResult(
-            previous, directory, started=False, downloaded=False, reused_data=True,
-            elapsed_s=time.monotonic() - began,
-        )  # fmt: skip
+        return _as_running(previous, directory, began)
     # Nothing recorded runs. The same layout, stopped by `down` (data kept) or dead
     # (crash, reboot), restarts on its data as a real broker restart would (`down
     # --wipe` is the way to start empty); another layout gets a clean start, its old
